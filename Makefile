@@ -1,0 +1,61 @@
+# camlab — every target bootstraps what it needs (.venv from requirements.lock, Debian packages via scripts/).
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv sysdeps demo test test-fast bench lab mlflow models rknn lock clean
+
+help:
+	@echo "make demo    - the main job on the embedded demo data (ISP -> train -> INT8 -> export -> device_sim -> report)"
+	@echo "make test    - the test suite (pytest, slow tests included)"
+	@echo "make bench   - benchmarks -> benchmarks/results/*.json"
+	@echo "make lab     - JupyterLab on notebooks/"
+	@echo "make mlflow  - MLflow UI on http://127.0.0.1:5000 (sqlite:///mlruns.db)"
+	@echo "make models  - release models on the full data (../shared/data or CAMLAB_DATA)"
+	@echo "make rknn    - RKNN-Toolkit2 2.5.0 oracle in its own venv (.venv-rknn)"
+
+$(STAMP): requirements.lock pyproject.toml scripts/bootstrap_venv.sh
+	PY=$(PY) bash scripts/bootstrap_venv.sh $(VENV)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+sysdeps:
+	bash scripts/system_deps.sh
+
+demo: venv sysdeps
+	$(BIN)/camlab demo
+
+test: venv sysdeps
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: venv sysdeps
+	$(BIN)/python -m benchmarks.run
+
+lab: venv
+	$(BIN)/pip install -q "jupyterlab>=4,<5"
+	$(BIN)/jupyter lab --no-browser --notebook-dir=notebooks
+
+mlflow: venv
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --default-artifact-root ./mlartifacts --host 127.0.0.1 --port 5000
+
+models: venv sysdeps
+	$(BIN)/camlab models
+
+rknn:
+	bash scripts/bootstrap_rknn.sh
+
+# Re-resolve the exact pins from requirements.in (needs PyPI); commit the new requirements.lock and environment.yml.
+lock:
+	rm -rf .venv-lock && $(PY) -m venv .venv-lock && .venv-lock/bin/pip install -q -r requirements.in \
+	  && .venv-lock/bin/pip freeze --exclude-editable | grep -v '^camlab' > requirements.lock && rm -rf .venv-lock
+	$(BIN)/python scripts/sync_environment_yml.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

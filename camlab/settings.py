@@ -1,0 +1,55 @@
+"""Project-wide settings: where the data, outputs and the MLflow store live.
+
+The data root comes from ``CAMLAB_DATA`` (default ``../shared/data`` beside the project root). The MLflow store is a
+SQLite file in the project (``mlruns.db``) with artifacts under ``mlartifacts/``; both are git-ignored.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding ``pyproject.toml``)."""
+    return Path(os.environ.get("CAMLAB_ROOT", PROJECT_ROOT)).resolve()
+
+
+def data_root() -> Path:
+    """Root of the real data sets: ``$CAMLAB_DATA`` or ``<project>/../shared/data``."""
+    env = os.environ.get("CAMLAB_DATA")
+    return Path(env).expanduser().resolve() if env else (project_root().parent / "shared" / "data").resolve()
+
+
+def has_full_data() -> bool:
+    """True when the full shared data sets are reachable (otherwise the embedded demo slice is used)."""
+    return (data_root() / "images").is_dir() and (data_root() / "audio").is_dir()
+
+
+def demo_data_root() -> Path:
+    """The small attributed slice committed under ``datasets/demo`` (``make demo`` on a clone with no ../shared)."""
+    return project_root() / "datasets" / "demo"
+
+
+def exports_root() -> Path:
+    """Where export bundles are written: ``$CAMLAB_EXPORTS`` or ``<project>/exports``."""
+    env = os.environ.get("CAMLAB_EXPORTS")
+    return Path(env).resolve() if env else project_root() / "exports"
+
+
+def cache_root() -> Path:
+    """Cache for expensive derived data (rendered camera-domain images, features): ``$CAMLAB_CACHE`` or ``.cache``."""
+    env = os.environ.get("CAMLAB_CACHE")
+    return Path(env).resolve() if env else project_root() / ".cache"
+
+
+def mlflow_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` or the project's SQLite store ``sqlite:///<project>/mlruns.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlruns.db'}"
+
+
+def mlflow_artifact_root() -> Path:
+    """Artifact folder for experiments created by camlab (next to ``mlruns.db``)."""
+    env = os.environ.get("CAMLAB_MLFLOW_ARTIFACTS")
+    return Path(env).resolve() if env else project_root() / "mlartifacts"

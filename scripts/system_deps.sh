@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Debian packages the tests and the demo need (real broker, browser, NAT tools). Installs only what is missing.
+set -uo pipefail
+PKGS=(mosquitto chromium iptables iproute2)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+echo "installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+  || { echo "warning: could not install ${missing[*]}; tests that need them will say so" >&2; exit 0; }
+# The Debian mosquitto package starts a system broker on :1883; tests start their own on a free port.
+systemctl disable --now mosquitto >/dev/null 2>&1 || service mosquitto stop >/dev/null 2>&1 || true
+exit 0

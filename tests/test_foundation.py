@@ -1,0 +1,108 @@
+"""Foundation: pins in step, typed configs, atomic writes, settings."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import yaml
+
+from camlab import settings
+from camlab.config import load_config, to_dict
+from camlab.errors import ConfigError
+from camlab.io_utils import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_environment_yml_mirrors_lock():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    env_pins = {}
+    for item in pip_section:
+        if "==" in item:
+            name, version = item.split("==")
+            env_pins[name.lower().replace("_", "-")] = version
+    assert env_pins == _lock_pins()
+
+
+def test_torch_pinned_to_cpu_build_and_no_torchvision():
+    pins = _lock_pins()
+    assert pins["torch"] == "2.13.0"
+    assert "torchvision" not in pins and "torchaudio" not in pins
+
+
+def test_requirements_in_names_are_locked():
+    locked = _lock_pins()
+    for line in (ROOT / "requirements.in").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        name = re.split(r"[<>=!\[ ]", line)[0].lower().replace("_", "-")
+        assert name in locked, f"{name} is in requirements.in but not in requirements.lock"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    gain: float = 1.0
+    mode: Literal["day", "night"] = "day"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outer:
+    name: str = "x"
+    size: tuple[int, int] = (640, 352)
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
+    tags: list[str] = dataclasses.field(default_factory=list)
+
+
+def test_config_loads_nested_and_round_trips(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: cam\nsize: [320, 192]\ninner: {gain: 2, mode: night}\ntags: [a, b]\n")
+    cfg = load_config(_Outer, path)
+    assert cfg == _Outer("cam", (320, 192), _Inner(2.0, "night"), ["a", "b"])
+    assert load_config(_Outer, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("nmae: cam\n", "'nmae'"),
+    ("inner: {gian: 2}\n", "'inner.gian'"),
+    ("inner: {mode: dusk}\n", "inner.mode"),
+    ("size: [1, 2, 3]\n", "size"),
+    ("inner: {gain: yes}\n", "inner.gain"),
+    ("name: [unclosed\n", "not valid YAML"),
+])
+def test_config_errors_name_the_file_and_field(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(_Outer, path)
+    assert needle in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "state.json"
+    atomic_write_json(target, {"a": 1})
+    atomic_write_json(target, {"a": 2})
+    assert target.read_text().strip().endswith("}") and '"a": 2' in target.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_data_root_from_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("CAMLAB_DATA", str(tmp_path))
+    assert settings.data_root() == tmp_path.resolve()
+    monkeypatch.delenv("CAMLAB_DATA")
+    assert settings.data_root() == (settings.project_root().parent / "shared" / "data").resolve()
