@@ -1,7 +1,9 @@
 """The ``camlab`` console command: thin argument parsing that calls the package modules.
 
-Each area registers its subcommands from a light ``commands`` module (heavy imports happen inside the handlers, so
-``camlab --help`` stays fast). User errors (:class:`camlab.errors.CamlabError`) print one line and exit 2.
+Each area registers its subcommands from a light module in ``camlab/commands/`` (heavy imports happen inside the
+handlers, so ``camlab --help`` stays fast). Groups shared by several areas (``train``, ``eval``, ``export``) are
+created here; an area adds its leaf, e.g. ``camlab train detector``. User errors
+(:class:`camlab.errors.CamlabError`) print one line and exit 2, without a traceback.
 """
 from __future__ import annotations
 
@@ -11,18 +13,41 @@ import sys
 
 from camlab.errors import CamlabError
 
-# Modules exposing ``register(subparsers) -> None``; each adds its subcommands with ``func=handler`` defaults.
+# Modules exposing ``register(cli: CommandRegistry) -> None``.
 COMMAND_MODULES: list[str] = [
 ]
+
+GROUPS = {
+    "train": "train a model (MLflow-logged checkpoints)",
+    "eval": "evaluate a checkpoint or an export bundle, write JSON metrics",
+    "export": "INT8-quantize and export a checkpoint into a firmware bundle",
+}
+
+
+class CommandRegistry:
+    """Hands areas the top-level subparsers and the shared groups' subparsers."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.root = parser.add_subparsers(dest="command", metavar="COMMAND")
+        self.root.required = True
+        self._groups: dict[str, argparse._SubParsersAction] = {}
+
+    def group(self, name: str) -> argparse._SubParsersAction:
+        """Sub-subparsers of a shared group (``train``/``eval``/``export``)."""
+        if name not in self._groups:
+            p = self.root.add_parser(name, help=GROUPS[name], description=GROUPS[name])
+            sub = p.add_subparsers(dest=f"{name}_what", metavar="WHAT")
+            sub.required = True
+            self._groups[name] = sub
+        return self._groups[name]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camlab", description="camlab workbench: ISP, datasets, training, evaluation, INT8 export, validation.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+    registry = CommandRegistry(parser)
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        importlib.import_module(name).register(registry)
     return parser
 
 

@@ -1,0 +1,51 @@
+"""``make bench``: run every ``benchmarks/bench_*.py`` and write ``benchmarks/results/<name>.json``.
+
+Each bench module exposes ``run() -> dict`` (anchors measured in the same run) and ``NAME`` (the JSON file stem).
+The machine the figures came from is recorded beside them. ``python -m benchmarks.run isp export`` runs a subset.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    wanted = set(argv if argv is not None else sys.argv[1:])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    modules = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    failed = []
+    for stem in modules:
+        mod = importlib.import_module(f"benchmarks.{stem}")
+        name = getattr(mod, "NAME", stem.removeprefix("bench_"))
+        if wanted and name not in wanted:
+            continue
+        print(f"== bench {name}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            result = mod.run()
+        except Exception as exc:  # a failed bench is reported, the others still run
+            print(f"bench {name} failed: {exc!r}", file=sys.stderr)
+            failed.append(name)
+            continue
+        result = {**result, "machine": machine(), "bench_wall_s": round(time.perf_counter() - t0, 1)}
+        out = RESULTS / f"{name}.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"   -> {out}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
