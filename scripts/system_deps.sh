@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the demo need (real broker, browser, NAT tools). Installs only what is missing.
 set -uo pipefail
-PKGS=(mosquitto chromium iptables iproute2)
+PKGS=(mosquitto chromium iptables iproute2 libspeexdsp1)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0
