@@ -43,10 +43,18 @@ def experiment_id(name: str) -> str:
 @contextlib.contextmanager
 def run(experiment: str, run_name: str | None = None, nested: bool = False,
         tags: dict[str, Any] | None = None) -> Iterator[Any]:
-    """Start (or nest) an MLflow run in ``experiment``; yields the active run."""
+    """Start an MLflow run in ``experiment``; yields the active run.
+
+    When a run is already active (e.g. ``make demo``'s parent run) the new run is nested under it, so one parent run
+    holds the ISP, training, export and device_sim child runs.
+    """
     import mlflow
 
     exp_id = experiment_id(experiment)
+    parent = mlflow.active_run()
+    if parent is not None:
+        nested = True
+        exp_id = parent.info.experiment_id
     with mlflow.start_run(experiment_id=exp_id, run_name=run_name, nested=nested,
                           tags={k: str(v) for k, v in (tags or {}).items()}) as active:
         yield active
