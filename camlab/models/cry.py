@@ -1,0 +1,188 @@
+"""Baby-cry detector: a small depthwise-separable CNN over one log-mel window, one raw logit out (NPU-friendly).
+
+Architecture after Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision
+Applications", arXiv:1704.04861 (depthwise + pointwise convolutions), sized like the keyword-spotting CNNs of
+Zhang et al., "Hello Edge: Keyword Spotting on Microcontrollers", arXiv:1711.07128 (tens of kilobytes, a few M MACs).
+Features are computed outside the graph (``camlab/contract/audio_features.py``); the graph holds only Conv, ReLU,
+MaxPool, GlobalAveragePool, Flatten and Gemm (BatchNorm is folded into the convolutions by :func:`load_checkpoint`),
+and ends at a raw logit (no Sigmoid): P(cry) = sigmoid(logit) is applied by the decoder on the CPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from camlab.config import load_config, to_dict
+from camlab.contract.audio_features import FeatureConfig
+
+KIND = "cry"
+MAX_MACS = 5_000_000
+MAX_PARAMS = 60_000
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How window logits become alarms on the device (the manifest ``decode`` block)."""
+
+    threshold: float = 0.5      # P(cry) per window
+    k: int = 2                  # alarm when k of the last n windows are >= threshold
+    n: int = 3
+    refractory_s: float = 10.0  # no new alarm for this long after one
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 1 <= self.k <= self.n:
+            raise ValueError(f"need 1 <= k <= n, got k={self.k} n={self.n}")
+        if self.refractory_s < 0:
+            raise ValueError("refractory_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class CryModelConfig:
+    """Rebuilds the network (stored in the checkpoint's ``model_config``)."""
+
+    stem_channels: int = 16
+    channels: tuple[int, ...] = (32, 64, 96)   # one depthwise-separable block per entry, 2x2 max-pool before each
+    dropout: float = 0.1
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __post_init__(self):
+        if self.stem_channels < 1 or not self.channels or any(c < 1 for c in self.channels):
+            raise ValueError("stem_channels and channels must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def model_config_from_dict(d: dict | CryModelConfig) -> CryModelConfig:
+    return d if isinstance(d, CryModelConfig) else load_config(CryModelConfig, dict(d))
+
+
+def build_model(cfg: CryModelConfig | dict):
+    """The torch module for ``cfg``: input ``[N, 1, n_bins, n_frames]`` float32 -> logits ``[N, 1]``."""
+    import torch
+    from torch import nn
+
+    cfg = model_config_from_dict(cfg)
+
+    def conv_bn(cin, cout, k, groups=1):
+        return [nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True)]
+
+    layers: list = conv_bn(1, cfg.stem_channels, 3)
+    cin = cfg.stem_channels
+    for cout in cfg.channels:
+        layers += [nn.MaxPool2d(2)]
+        layers += conv_bn(cin, cin, 3, groups=cin)      # depthwise 3x3
+        layers += conv_bn(cin, cout, 1)                 # pointwise 1x1
+        cin = cout
+
+    class CryNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(*layers)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.drop = nn.Dropout(cfg.dropout)
+            self.head = nn.Linear(cin, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.pool(self.features(x)).flatten(1)
+            return self.head(self.drop(x))
+
+    net = CryNet()
+    net.model_config = cfg
+    return net
+
+
+def fold_batchnorm(model):
+    """Fold every BatchNorm2d into the preceding Conv2d (eval semantics) and replace it by Identity, in place."""
+    import torch
+    from torch import nn
+
+    seq = model.features
+    mods = list(seq)
+    for i in range(1, len(mods)):
+        conv, bn = mods[i - 1], mods[i]
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+            w = conv.weight.detach() * scale.reshape(-1, 1, 1, 1)
+            b = bn.bias.detach() - bn.running_mean * scale
+            if conv.bias is not None:
+                b = b + conv.bias.detach() * scale
+            new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                            conv.dilation, conv.groups, bias=True)
+            new.weight.data.copy_(w)
+            new.bias.data.copy_(b)
+            seq[i - 1] = new
+            seq[i] = nn.Identity()
+    return model
+
+
+def count_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def count_macs(cfg: CryModelConfig | dict) -> int:
+    """Multiply-accumulates of one forward pass (convolutions + Gemm), from the shapes."""
+    cfg = model_config_from_dict(cfg)
+    _, _, h, w = cfg.features.input_shape
+    macs = h * w * cfg.stem_channels * 9
+    cin = cfg.stem_channels
+    for cout in cfg.channels:
+        h, w = h // 2, w // 2
+        macs += h * w * cin * 9 + h * w * cin * cout
+        cin = cout
+    return int(macs + cin)
+
+
+def manifest_io(model_config: CryModelConfig | dict) -> dict:
+    """The bundle contract for this model: ``inputs``, ``outputs``, ``decode`` and ``features`` (manifest v1)."""
+    cfg = model_config_from_dict(model_config)
+    fc = cfg.features
+    return {
+        "inputs": [{
+            "name": "features",
+            "shape": list(fc.input_shape),
+            "layout": "NCHW",
+            "dtype": "float32",
+            "color_format": "logmel" if fc.kind == "log_mel" else "mfcc",
+            "mean": fc.mean,
+            "std": fc.std,
+            "value_range": [-14.0, 10.0] if fc.kind == "log_mel" else [-600.0, 600.0],
+            "resize": {"method": "none"},
+            "description": (f"{fc.kind} of one {fc.window_s:g} s window of 16 kHz mono audio in [-1, 1], "
+                            f"computed by camlab/contract/audio_features.py from the 'features' block; "
+                            f"H = {fc.n_bins} bins (low to high), W = {fc.n_frames} frames"),
+        }],
+        "outputs": [{"name": "logits", "shape": [1, 1], "dtype": "float32", "role": "logits",
+                     "description": "raw cry logit; P(cry) = sigmoid(logit)"}],
+        "decode": {
+            "classes": ["cry"],
+            "activation": "sigmoid",
+            "threshold": cfg.decode.threshold,
+            "window_s": fc.window_s,
+            "hop_s": fc.hop_s,
+            "alarm": {"k": cfg.decode.k, "n": cfg.decode.n, "refractory_s": cfg.decode.refractory_s},
+        },
+        "features": fc.to_manifest(),
+    }
+
+
+def load_checkpoint(path: str | Path):
+    """``(model, meta)``: the eval-mode network (BatchNorm folded) and the checkpoint's meta (plus model_config)."""
+    from camlab.errors import InputFileError
+    from camlab.train.checkpoint import load_checkpoint as _load
+
+    payload = _load(path, expect_kind=KIND)
+    try:
+        cfg = model_config_from_dict(payload["model_config"])
+        model = build_model(cfg)
+        model.load_state_dict(payload["state_dict"])
+    except Exception as exc:  # ConfigError or torch size mismatch
+        raise InputFileError(f"{path}: cry checkpoint does not match the model ({exc})") from None
+    model.eval()
+    fold_batchnorm(model)
+    meta = dict(payload.get("meta") or {})
+    meta["model_config"] = to_dict(cfg)
+    return model, meta
