@@ -15,6 +15,7 @@ from camlab.errors import CamlabError
 
 # Modules exposing ``register(cli: CommandRegistry) -> None``.
 COMMAND_MODULES: list[str] = [
+    "camlab.commands.isp",
 ]
 
 GROUPS = {

@@ -1,1 +1,1 @@
-"""camlab.isp.three_a."""
+"""3A for the camera: auto exposure (ae), AWB statistics (awb_stats) and the day/night IR-cut controller (daynight)."""

@@ -1,0 +1,80 @@
+"""Auto white balance: illuminant estimation by grey-world, white-patch, shades-of-grey and grey-edge.
+
+- grey-world: Buchsbaum, "A spatial processor model for object colour perception", J. Franklin Inst. 310, 1980.
+- white-patch (max-RGB, robust percentile): Land & McCann, "Lightness and retinex theory", JOSA 61(1), 1971.
+- shades-of-grey (Minkowski p-norm): Finlayson & Trezzi, "Shades of Gray and Colour Constancy", CIC 2004.
+- grey-edge (p-norm of gradients): van de Weijer, Gevers, Gijsenij, "Edge-Based Color Constancy", IEEE TIP 16(9), 2007.
+
+Input is linear camera RGB (any (..., 3) array, e.g. quad-binned CFA); output gains (r, g, b) with g = 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Method = Literal["grey_world", "white_patch", "shades_of_grey", "grey_edge"]
+
+
+@dataclass(frozen=True)
+class AwbParams:
+    """``p``: Minkowski norm (shades-of-grey, grey-edge); ``percentile`` for white-patch; samples outside
+    [``dark``, ``saturation``] are ignored; gains are clamped to [``min_gain``, ``max_gain``]; ``speed`` in (0, 1]
+    is the per-frame damping of the pipeline's AWB state."""
+
+    method: Method = "shades_of_grey"
+    p: float = 6.0
+    percentile: float = 99.0
+    dark: float = 0.01
+    saturation: float = 0.95
+    min_gain: float = 0.25
+    max_gain: float = 8.0
+    speed: float = 0.3
+
+    def __post_init__(self):
+        if not self.p >= 1:
+            raise ValueError(f"p must be >= 1, got {self.p}")
+        if not 0 < self.speed <= 1:
+            raise ValueError(f"speed must be in (0, 1], got {self.speed}")
+
+
+def _valid(rgb: np.ndarray, p: AwbParams) -> np.ndarray:
+    flat = rgb.reshape(-1, 3)
+    keep = (flat.max(axis=1) < p.saturation) & (flat.min(axis=1) > p.dark)
+    return flat[keep] if keep.sum() >= 16 else flat
+
+
+def estimate_illuminant(rgb: np.ndarray, p: AwbParams = AwbParams()) -> np.ndarray:
+    """Linear camera RGB (..., 3) or (H, W, 3) -> illuminant colour (3,) normalised to unit green."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    if p.method == "grey_edge":
+        if rgb.ndim != 3:
+            raise ValueError("grey_edge needs an (H, W, 3) image")
+        img = rgb.copy()
+        sat = img.max(axis=2) >= p.saturation
+        gy = np.abs(np.diff(img, axis=0))[:, :-1]
+        gx = np.abs(np.diff(img, axis=1))[:-1, :]
+        grad = np.sqrt(gx ** 2 + gy ** 2)
+        ok = ~(sat[:-1, :-1] | sat[1:, :-1] | sat[:-1, 1:])
+        g = grad[ok] if ok.sum() >= 16 else grad.reshape(-1, 3)
+        est = np.mean(g ** p.p, axis=0) ** (1.0 / p.p)
+    else:
+        v = _valid(rgb, p)
+        if p.method == "grey_world":
+            est = v.mean(axis=0)
+        elif p.method == "white_patch":
+            est = np.percentile(v, p.percentile, axis=0)
+        elif p.method == "shades_of_grey":
+            est = np.mean(v ** p.p, axis=0) ** (1.0 / p.p)
+        else:
+            raise ValueError(f"unknown AWB method {p.method!r}")
+    est = np.maximum(est, 1e-9)
+    return est / est[1]
+
+
+def awb_gains(rgb: np.ndarray, p: AwbParams = AwbParams()) -> tuple[float, float, float]:
+    """Linear camera RGB -> white-balance gains (r, 1, b) that map the estimated illuminant to grey."""
+    ill = estimate_illuminant(rgb, p)
+    g = np.clip(1.0 / ill, p.min_gain, p.max_gain)
+    return float(g[0]), 1.0, float(g[2])

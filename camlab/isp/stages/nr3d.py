@@ -1,0 +1,55 @@
+"""Motion-adaptive temporal noise reduction (3D-DNR): a recursive filter whose blend follows a motion detector.
+
+First-order recursive temporal filter with a motion-controlled coefficient (Dubois & Sabri, "Noise reduction in
+image sequences using motion-compensated temporal filtering", IEEE Trans. Commun. 32(7), 1984, without the motion
+compensation): ``out = prev + a (cur - prev)``, with ``a`` from ``alpha_static`` (static, strong averaging) up to 1
+(moving, no averaging) as the luma difference grows from ``motion_lo`` to ``motion_hi`` noise sigmas. Chroma uses
+the largest motion of its four co-sited luma pixels, so moving colour never ghosts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from camlab.isp.stages.nr2d import _sigma_of
+
+
+@dataclass(frozen=True)
+class Nr3dParams:
+    """``alpha_static``: weight of the current frame where nothing moves; ``motion_lo``/``motion_hi``: the luma
+    difference (in modelled noise sigmas) where the blend starts to open / is fully open."""
+
+    enabled: bool = True
+    alpha_static: float = 0.3
+    motion_lo: float = 1.0
+    motion_hi: float = 3.0
+
+    def __post_init__(self):
+        if not 0 < self.alpha_static <= 1:
+            raise ValueError(f"alpha_static must be in (0, 1], got {self.alpha_static}")
+        if not self.motion_hi > self.motion_lo >= 0:
+            raise ValueError("need 0 <= motion_lo < motion_hi")
+
+
+def blend_weight(y: np.ndarray, prev_y: np.ndarray, sigma_lut: np.ndarray, p: Nr3dParams) -> np.ndarray:
+    """Per-pixel weight of the current frame (H, W) float32 in [alpha_static, 1]."""
+    sig = np.maximum(_sigma_of(y, sigma_lut), np.float32(1e-6))
+    m = np.clip((np.abs(y - prev_y) / sig - np.float32(p.motion_lo)) / np.float32(p.motion_hi - p.motion_lo), 0, 1)
+    return (np.float32(p.alpha_static) + np.float32(1 - p.alpha_static) * m).astype(np.float32)
+
+
+def temporal_denoise(y: np.ndarray, uv: np.ndarray, prev_y: np.ndarray | None, prev_uv: np.ndarray | None,
+                     sigma_lut: np.ndarray, p: Nr3dParams = Nr3dParams()):
+    """Current luma (H, W) + chroma (H/2, W/2, 2) and the previous outputs -> (luma, chroma, weight map).
+
+    Without a usable previous frame (first frame, size change) the input passes through with weight 1.
+    """
+    if not p.enabled or prev_y is None or prev_y.shape != y.shape or prev_uv is None or prev_uv.shape != uv.shape:
+        return y.copy(), uv.copy(), np.ones_like(y)
+    a = blend_weight(y, prev_y, sigma_lut, p)
+    out_y = prev_y + a * (y - prev_y)
+    h2, w2 = uv.shape[:2]
+    ac = a[:2 * h2, :2 * w2].reshape(h2, 2, w2, 2).max(axis=(1, 3))
+    out_uv = prev_uv + ac[..., None] * (uv - prev_uv)
+    return out_y.astype(np.float32), out_uv.astype(np.float32), a
