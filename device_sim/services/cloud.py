@@ -1,0 +1,380 @@
+"""Cloud clip store: receives encrypted HLS segments (resumable uploads), push notifications, serves timelines.
+
+Runs as its own process: ``python -m device_sim.services.cloud --port 0 --state DIR --cert C --key K`` prints the
+port it listens on (first stdout line) and serves HTTPS (TLS 1.2+, a self-signed certificate made with
+``cryptography`` when ``C``/``K`` do not exist yet; clients pin it as their CA file).
+
+RFC 8216 §4.3.2.4 (EXT-X-KEY, AES-128): the store only ever holds ciphertext. Playlists are refused unless every
+segment is preceded by ``EXT-X-KEY:METHOD=AES-128`` with an IV and a ``camlab-key://`` URI (a key the cloud cannot
+resolve); segments are refused when they are not a positive multiple of 16 bytes or look like clear MPEG-TS.
+RFC 9110 §14.4 Content-Range / RFC 7233-style resumable PUT (as in Google's resumable media upload):
+
+* ``PUT /v1/clips/<event_id>/<name>`` with ``Content-Range: bytes <first>-<last>/<total>``: ``<first>`` must equal the
+  bytes already received (else 409 + ``Range``); answers 308 + ``Range: bytes=0-<n-1>`` while incomplete, 201 when
+  the file is whole (validated, then renamed into place atomically). ``name``: ``segNNNNN.ts``, ``playlist.m3u8``,
+  ``clip.json``; playlists and clip.json may be replaced, segments are write-once.
+* ``HEAD /v1/clips/<event_id>/<name>``: 200 (complete, Content-Length) / 308 with ``Range`` / 404.
+* ``GET /v1/clips/<event_id>/<name>``; ``GET /v1/timeline?start=<unix s>&end=<unix s>``: clip metadata in time order.
+* ``POST /v1/push`` (JSON event; stamped ``received_at``), ``GET /v1/push?since=<unix s>``: the phone's inbox.
+Malformed requests get 400 with ``{"error": "..."}`` naming the field; nothing stored is touched by a bad request.
+``--throttle-bps`` limits how fast request bodies are read (a slow uplink), ``--fail-rate`` answers that fraction of
+uploads with 503 (a flaky link), both for tests of the uploader's adaptation and retry.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import ipaddress
+import json
+import os
+import random
+import re
+import ssl
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from camlab.io_utils import atomic_write_bytes, fsync_dir
+
+NAME_RE = re.compile(r"^(seg\d{5}\.ts|playlist\.m3u8|clip\.json)$")
+EVENT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+MAX_FILE = 64 * 1024 * 1024
+MAX_JSON = 64 * 1024
+
+
+def make_self_signed(cert_path: Path, key_path: Path, common_name: str = "camlab-cloud") -> None:
+    """A self-signed EC P-256 certificate for localhost/127.0.0.1 (RFC 5280), written atomically."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    atomic_write_bytes(Path(key_path), key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    atomic_write_bytes(Path(cert_path), cert.public_bytes(serialization.Encoding.PEM))
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, msg: str, headers: dict | None = None):
+        super().__init__(msg)
+        self.status, self.headers = status, headers or {}
+
+
+def validate_playlist(text: str) -> None:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines or lines[0] != "#EXTM3U":
+        raise BadRequest(400, "playlist.m3u8: first line must be #EXTM3U")
+    key_ok = False
+    for ln in lines[1:]:
+        if ln.startswith("#EXT-X-KEY:"):
+            attrs = dict(re.findall(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)', ln[len("#EXT-X-KEY:"):]))
+            if attrs.get("METHOD") != "AES-128":
+                raise BadRequest(400, "playlist.m3u8: EXT-X-KEY METHOD must be AES-128 (the cloud stores ciphertext)")
+            if not re.fullmatch(r'"camlab-key://[0-9a-f]{16}"', attrs.get("URI", "")):
+                raise BadRequest(400, 'playlist.m3u8: EXT-X-KEY URI must be "camlab-key://<key id>" (user-held key)')
+            if not re.fullmatch(r"0[xX][0-9a-fA-F]{32}", attrs.get("IV", "")):
+                raise BadRequest(400, "playlist.m3u8: EXT-X-KEY IV must be 0x + 32 hex digits")
+            key_ok = True
+        elif not ln.startswith("#"):
+            if not key_ok:
+                raise BadRequest(400, f"playlist.m3u8: segment {ln!r} has no EXT-X-KEY before it")
+            if not NAME_RE.match(ln) or not ln.endswith(".ts"):
+                raise BadRequest(400, f"playlist.m3u8: segment URI {ln!r} must be segNNNNN.ts")
+
+
+def validate_segment(data: bytes) -> None:
+    if not data or len(data) % 16:
+        raise BadRequest(400, f"segment: {len(data)} bytes is not a positive multiple of 16 (AES-128-CBC ciphertext)")
+    if len(data) >= 376 and data[0] == 0x47 and data[188] == 0x47:
+        raise BadRequest(400, "segment: looks like clear MPEG-TS; only encrypted segments are stored")
+
+
+def validate_clip_json(data: bytes) -> dict:
+    try:
+        meta = json.loads(data)
+    except ValueError as exc:
+        raise BadRequest(400, f"clip.json: not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise BadRequest(400, "clip.json: expected an object")
+    for k, typ in (("event_id", str), ("start_wall_s", (int, float)), ("end_wall_s", (int, float)),
+                   ("key_uri", str), ("complete", bool)):
+        if not isinstance(meta.get(k), typ):
+            raise BadRequest(400, f"clip.json: field {k!r} missing or not {getattr(typ, '__name__', 'a number')}")
+    if any("key" == k.lower() or k.lower().endswith("_key") for k in meta):
+        raise BadRequest(400, "clip.json: must not carry key material")
+    return meta
+
+
+class CloudStore:
+    def __init__(self, state: Path, throttle_bps: float = 0.0, fail_rate: float = 0.0, seed: int = 0):
+        self.state = Path(state)
+        (self.state / "clips").mkdir(parents=True, exist_ok=True)
+        self.push_log = self.state / "push.jsonl"
+        self.throttle_bps, self.fail_rate = throttle_bps, fail_rate
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.locks: dict[str, threading.Lock] = {}
+        self.uploaded_at: dict[str, float] = {}
+
+    def lock_for(self, key: str) -> threading.Lock:
+        with self.lock:
+            return self.locks.setdefault(key, threading.Lock())
+
+    def paths(self, eid: str, name: str) -> tuple[Path, Path]:
+        if not EVENT_RE.match(eid):
+            raise BadRequest(400, f"event id {eid!r}: expected [A-Za-z0-9_.-]{{1,64}}")
+        if not NAME_RE.match(name):
+            raise BadRequest(400, f"file name {name!r}: expected segNNNNN.ts, playlist.m3u8 or clip.json")
+        d = self.state / "clips" / eid
+        return d / name, d / f".{name}.part"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "camlab-cloud/1"
+    protocol_version = "HTTP/1.1"
+    store: CloudStore
+
+    def log_message(self, fmt, *args):          # quiet
+        pass
+
+    # ---- helpers ----------------------------------------------------------------------------------------------
+    def _send(self, status: int, body: bytes = b"", ctype: str = "application/json", headers: dict | None = None,
+              head: bool = False):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if body and not head:
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj, headers: dict | None = None):
+        self._send(status, json.dumps(obj).encode(), headers=headers)
+
+    def _read_body(self, limit: int) -> bytes:
+        n = self.headers.get("Content-Length")
+        if n is None or not n.isdigit():
+            raise BadRequest(411, "Content-Length header required (a decimal byte count)")
+        n = int(n)
+        if n > limit:
+            raise BadRequest(413, f"body of {n} bytes exceeds {limit}")
+        out, bps = bytearray(), self.store.throttle_bps
+        t0 = time.monotonic()
+        while len(out) < n:
+            chunk = self.rfile.read(min(16384, n - len(out)))
+            if not chunk:
+                raise BadRequest(400, f"body ended after {len(out)} of {n} bytes")
+            out += chunk
+            if bps:
+                ahead = len(out) / bps - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+        return bytes(out)
+
+    def _route(self):
+        u = urlsplit(self.path)
+        parts = [p for p in u.path.split("/") if p]
+        return u, parts
+
+    def _guard(self, fn):
+        try:
+            fn()
+        except BadRequest as exc:
+            if exc.status in (400, 411, 413):
+                self.close_connection = True
+            self._json(exc.status, {"error": str(exc)}, exc.headers)
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            self.close_connection = True
+
+    # ---- verbs ------------------------------------------------------------------------------------------------
+    def do_PUT(self):
+        self._guard(self._put)
+
+    def do_HEAD(self):
+        self._guard(lambda: self._get(head=True))
+
+    def do_GET(self):
+        self._guard(self._get)
+
+    def do_POST(self):
+        self._guard(self._post)
+
+    def _put(self):
+        u, parts = self._route()
+        if len(parts) != 4 or parts[:2] != ["v1", "clips"]:
+            raise BadRequest(404, f"no such resource {u.path}")
+        st = self.store
+        final, part = st.paths(parts[2], parts[3])
+        m = RANGE_RE.match(self.headers.get("Content-Range", ""))
+        if not m:
+            raise BadRequest(400, "Content-Range: expected 'bytes <first>-<last>/<total>'")
+        first, last, total = map(int, m.groups())
+        if not (first <= last < total) or total > MAX_FILE:
+            raise BadRequest(400, f"Content-Range: need first <= last < total <= {MAX_FILE}, got {first}-{last}/{total}")
+        if st.fail_rate and st.rng.random() < st.fail_rate:
+            self._read_body(MAX_FILE)
+            raise BadRequest(503, "injected failure (--fail-rate)")
+        body = self._read_body(last - first + 1)
+        if len(body) != last - first + 1:
+            raise BadRequest(400, f"Content-Range says {last - first + 1} bytes, body has {len(body)}")
+        with st.lock_for(f"{parts[2]}/{parts[3]}"):
+            if final.exists() and final.suffix == ".ts":
+                if first == 0 and final.stat().st_size == total:
+                    return self._json(200, {"stored": total})
+                raise BadRequest(409, f"{parts[3]}: segments are write-once and already stored")
+            have = part.stat().st_size if part.exists() else 0
+            if first == 0 and have:                 # a restarted upload (playlist/clip.json replaced)
+                part.unlink()
+                have = 0
+            if first != have:
+                hdr = {"Range": f"bytes=0-{have - 1}"} if have else {}
+                raise BadRequest(409, f"Content-Range starts at {first} but {have} bytes are stored", hdr)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with open(part, "ab") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            have += len(body)
+            if have < total:
+                return self._send(308, b"", headers={"Range": f"bytes=0-{have - 1}"})
+            data = part.read_bytes()
+            try:
+                if final.name.endswith(".ts"):
+                    validate_segment(data)
+                elif final.name == "playlist.m3u8":
+                    validate_playlist(data.decode("utf-8", "replace"))
+                else:
+                    validate_clip_json(data)
+            except BadRequest:
+                part.unlink()
+                raise
+            os.replace(part, final)
+            fsync_dir(final.parent)
+            st.uploaded_at[f"{parts[2]}/{parts[3]}"] = time.time()
+            self._json(201, {"stored": total})
+
+    def _get(self, head: bool = False):
+        u, parts = self._route()
+        st = self.store
+        if parts == ["v1", "health"]:
+            return self._json(200, {"ok": True})
+        if parts == ["v1", "push"]:
+            q = parse_qs(u.query)
+            since = float(q.get("since", ["0"])[0])
+            items = []
+            if st.push_log.exists():
+                for ln in st.push_log.read_text().splitlines():
+                    try:
+                        rec = json.loads(ln)
+                    except ValueError:
+                        continue            # a torn last line after a crash
+                    if rec.get("received_at", 0) >= since:
+                        items.append(rec)
+            return self._json(200, items)
+        if parts == ["v1", "timeline"]:
+            q = parse_qs(u.query)
+            try:
+                lo = float(q.get("start", ["0"])[0])
+                hi = float(q.get("end", ["1e12"])[0])
+            except ValueError:
+                raise BadRequest(400, "timeline: start/end must be UNIX seconds") from None
+            out = []
+            for meta_path in sorted((st.state / "clips").glob("*/clip.json")):
+                try:
+                    meta = json.loads(meta_path.read_text())
+                except (ValueError, OSError):
+                    continue
+                if meta["start_wall_s"] < hi and meta["end_wall_s"] > lo:
+                    meta["playlist"] = f"/v1/clips/{meta['event_id']}/playlist.m3u8"
+                    meta["in_cloud"] = (meta_path.parent / "playlist.m3u8").exists()
+                    meta["stored_at"] = st.uploaded_at.get(f"{meta['event_id']}/playlist.m3u8")
+                    out.append(meta)
+            out.sort(key=lambda m: m["start_wall_s"])
+            return self._json(200, out)
+        if len(parts) == 4 and parts[:2] == ["v1", "clips"]:
+            final, part = st.paths(parts[2], parts[3])
+            if final.exists():
+                data = final.read_bytes()
+                ctype = {".ts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl"}.get(final.suffix,
+                                                                                         "application/json")
+                return self._send(200, data, ctype, head=head)
+            if part.exists():
+                have = part.stat().st_size
+                return self._send(308, b"", headers={"Range": f"bytes=0-{have - 1}"} if have else {}, head=head)
+            raise BadRequest(404, f"{parts[2]}/{parts[3]}: not stored")
+        raise BadRequest(404, f"no such resource {u.path}")
+
+    def _post(self):
+        u, parts = self._route()
+        if parts != ["v1", "push"]:
+            raise BadRequest(404, f"no such resource {u.path}")
+        body = self._read_body(MAX_JSON)
+        try:
+            ev = json.loads(body)
+        except ValueError as exc:
+            raise BadRequest(400, f"push: body is not JSON ({exc})") from None
+        if not isinstance(ev, dict) or not isinstance(ev.get("event_id"), str) or not EVENT_RE.match(ev["event_id"]):
+            raise BadRequest(400, "push: field 'event_id' missing or not [A-Za-z0-9_.-]{1,64}")
+        ev["received_at"] = time.time()
+        line = (json.dumps(ev) + "\n").encode()
+        with self.store.lock:
+            with open(self.store.push_log, "ab") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        self._json(202, {"received_at": ev["received_at"]})
+
+
+def serve(port: int, state: Path, cert: Path, key: Path, *, throttle_bps: float = 0.0, fail_rate: float = 0.0,
+          seed: int = 0, ready=None) -> None:
+    if not (cert.exists() and key.exists()):
+        make_self_signed(cert, key)
+    store = CloudStore(state, throttle_bps, fail_rate, seed)
+    handler = type("BoundHandler", (Handler,), {"store": store})
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    httpd.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    if ready is not None:
+        ready(httpd.server_address[1])
+    httpd.serve_forever(poll_interval=0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m device_sim.services.cloud", description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--state", type=Path, required=True)
+    ap.add_argument("--cert", type=Path, required=True)
+    ap.add_argument("--key", type=Path, required=True)
+    ap.add_argument("--throttle-bps", type=float, default=0.0, help="max request-body bytes/s (0 = unlimited)")
+    ap.add_argument("--fail-rate", type=float, default=0.0, help="fraction of uploads answered 503")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    if not 0 <= a.fail_rate < 1 or a.throttle_bps < 0:
+        print("cloud: --fail-rate must be in [0, 1) and --throttle-bps >= 0", file=sys.stderr)
+        return 2
+    serve(a.port, a.state, a.cert, a.key, throttle_bps=a.throttle_bps, fail_rate=a.fail_rate, seed=a.seed,
+          ready=lambda p: print(p, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

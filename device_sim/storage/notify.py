@@ -1,0 +1,142 @@
+"""Event notification, sent the moment an event is decided — never queued behind clip uploads.
+
+HTTP push to the cloud service (``POST /v1/push`` over HTTPS, RFC 9110) from a dedicated sender thread with its own
+connection, and/or MQTT (OASIS MQTT 3.1.1 PUBLISH, QoS 1) through a ``publish(topic, payload)`` callable the network
+layer supplies. The payload names the event and where its clip will appear; it never carries key material.
+
+API::
+
+    n = Notifier("https://127.0.0.1:PORT", cafile=cert, mqtt_publish=None).start()
+    n.notify(event)          # returns at once; the push goes out on the notifier's own thread
+    n.latencies_s()          # decided -> acknowledged by the cloud, per notification
+"""
+from __future__ import annotations
+
+import collections
+import http.client
+import json
+import logging
+import ssl
+import threading
+import time
+from typing import Callable
+from urllib.parse import urlsplit
+
+from camlab.errors import CamlabError
+from device_sim.storage.clips import EVENT_ID_RE, _field
+
+log = logging.getLogger(__name__)
+
+
+def event_payload(event, decided_at: float) -> dict:
+    eid = str(_field(event, "event_id", "id", default=""))
+    if not EVENT_ID_RE.match(eid):
+        raise CamlabError(f"notify: event id {eid!r} must match {EVENT_ID_RE.pattern}")
+    out = {"event_id": eid, "type": str(_field(event, "type", "event_type", default="event")),
+           "decided_at": decided_at, "clip": f"/v1/clips/{eid}/playlist.m3u8"}
+    for k in ("wall_s", "pts_s", "score", "zone", "label"):
+        v = _field(event, k)
+        if isinstance(v, (int, float, str)):
+            out[k] = v
+    return out
+
+
+class Notifier:
+    def __init__(self, base_url: str | None, cafile=None, *, mqtt_publish: Callable[[str, bytes], None] | None = None,
+                 topic: str = "camlab/events", timeout_s: float = 2.0, retries: int = 3):
+        if base_url is None and mqtt_publish is None:
+            raise CamlabError("notify: need a cloud base_url or an mqtt_publish callable")
+        self.base = None
+        if base_url is not None:
+            u = urlsplit(base_url)
+            if u.scheme != "https" or not u.hostname or not u.port:
+                raise CamlabError(f"notify: base_url {base_url!r} must be https://host:port")
+            self.base = (u.hostname, u.port)
+            self.ctx = ssl.create_default_context(cafile=str(cafile))
+        self.mqtt_publish, self.topic = mqtt_publish, topic
+        self.timeout_s, self.retries = timeout_s, retries
+        self._q: collections.deque[dict] = collections.deque()
+        self._cv = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._conn: http.client.HTTPSConnection | None = None
+        self.sent: list[dict] = []       # payload + "acked_at" (+ "received_at" from the cloud)
+        self.failed: list[tuple[str, str]] = []
+
+    def start(self) -> "Notifier":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def notify(self, event) -> dict:
+        """Queue the notification for ``event`` (returns its payload at once)."""
+        payload = event_payload(event, time.time())
+        if self.mqtt_publish is not None:           # MQTT goes out on the caller's thread: paho queues it itself
+            try:
+                self.mqtt_publish(self.topic, json.dumps(payload).encode())
+            except Exception as exc:                # the network layer's trouble must not stop the push
+                self.failed.append((payload["event_id"], f"mqtt: {exc}"))
+        if self.base is not None:
+            with self._cv:
+                self._q.append(payload)
+                self._cv.notify_all()
+        return payload
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        end = time.monotonic() + timeout
+        with self._cv:
+            while self._q:
+                if not self._cv.wait(max(0.0, end - time.monotonic())) and time.monotonic() >= end:
+                    return False
+        return True
+
+    def latencies_s(self) -> list[float]:
+        return [p["acked_at"] - p["decided_at"] for p in self.sent]
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._q and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                payload = self._q[0]
+            self._send(payload)
+            with self._cv:
+                self._q.popleft()
+                self._cv.notify_all()
+
+    def _send(self, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        for attempt in range(self.retries + 1):
+            try:
+                if self._conn is None:
+                    self._conn = http.client.HTTPSConnection(*self.base, context=self.ctx, timeout=self.timeout_s)
+                self._conn.request("POST", "/v1/push", body=body, headers={"Content-Type": "application/json"})
+                resp = self._conn.getresponse()
+                data = resp.read()
+                if resp.status == 202:
+                    ack = json.loads(data)
+                    self.sent.append({**payload, "acked_at": time.time(), "received_at": ack.get("received_at")})
+                    return
+                if resp.status < 500:
+                    self.failed.append((payload["event_id"], f"HTTP {resp.status} {data[:200]!r}"))
+                    return
+            except (OSError, http.client.HTTPException) as exc:
+                err = exc
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                if attempt == self.retries:
+                    self.failed.append((payload["event_id"], f"push failed: {err}"))
+                    return
+            time.sleep(0.05 * 2 ** attempt)
+        self.failed.append((payload["event_id"], "push failed: server errors"))

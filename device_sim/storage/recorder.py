@@ -1,0 +1,197 @@
+"""Continuous recording to the TF card: one MP4 a minute under ``YYYY/MM/DD/HH/MM.mp4`` (UTC), crash-safe.
+
+ISO/IEC 14496-12 fragmented MP4 (one ``moof``+``mdat`` per GOP, ``empty_moov``): a file cut by a power loss still
+parses up to its last whole fragment, so :func:`device_sim.storage.reconcile.reconcile` can repair it.
+
+API (the camera's composition root calls these)::
+
+    rec = Recorder(card, index, retention, epoch_base=wall_clock_at_pts_zero)
+    rec.write(packet)      # EncodedPacket of the recorded stream ("main" by default); other streams are ignored
+    rec.close()            # finalise the minute in flight
+
+A minute is written to ``.MM.mp4.partial`` in its folder, and on rotation: muxer close, fsync, rename to ``MM.mp4``,
+folder fsync, then the index row (so an indexed file is always whole). A new minute starts at the first keyframe
+whose wall time falls in a new minute; if ``MM.mp4`` already exists (a restart within the same minute) the next free
+``MM-1.mp4``, ``MM-2.mp4``... is used. The wall start time is stored in the MP4's ``comment`` tag
+(``camlab start_s=<UNIX s>``) so a file found without its index row can be re-indexed exactly.
+Card errors (removed, write-protected, corrupt, full) never raise out of :meth:`Recorder.write`: the minute in flight
+is abandoned (left for reconcile), retention runs on ``ENOSPC``, and recording resumes at the next keyframe.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from device_sim.hal.sdcard import CardError, CardFile, SdCard
+from camlab.io_utils import fsync_dir
+from device_sim.media.packets import EncodedPacket, StreamInfo
+from device_sim.storage.index import Index
+from device_sim.storage.mux import PacketMuxer, StreamTemplate
+from device_sim.storage.retention import Retention
+
+log = logging.getLogger(__name__)
+PARTIAL_SUFFIX = ".partial"
+META_PREFIX = "camlab start_s="
+
+
+def minute_relpath(wall_s: float) -> str:
+    t = time.gmtime(wall_s)
+    return f"{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{t.tm_min:02d}.mp4"
+
+
+def partial_name(final_rel: str) -> str:
+    p = Path(final_rel)
+    return str(p.parent / f".{p.name}{PARTIAL_SUFFIX}")
+
+
+def final_name_of_partial(rel: str) -> str:
+    p = Path(rel)
+    return str(p.parent / p.name[1:-len(PARTIAL_SUFFIX)])
+
+
+def free_final_name(root: Path, rel: str) -> str:
+    """``rel`` if free, else ``MM-1.mp4``, ``MM-2.mp4``... (a restart within the same minute)."""
+    p = Path(rel)
+    cand, k = rel, 0
+    while (root / cand).exists() or (root / partial_name(cand)).exists():
+        k += 1
+        cand = str(p.parent / f"{p.stem}-{k}{p.suffix}")
+    return cand
+
+
+@dataclass
+class RecorderStats:
+    closed: list[tuple[str, float, float]] = field(default_factory=list)   # (path, start_s, end_s) per minute
+    dropped_packets: int = 0
+    abandoned: int = 0
+    errors: list[str] = field(default_factory=list)
+    keep_history: bool = True
+
+
+class _Minute:
+    def __init__(self, final_rel: str, fh: CardFile, mux: PacketMuxer, start_wall: float, minute_key: int):
+        self.final_rel, self.fh, self.mux = final_rel, fh, mux
+        self.start_wall, self.minute_key = start_wall, minute_key
+        self.end_wall = start_wall
+        self.last_sync = time.monotonic()
+
+
+class Recorder:
+    """Writes one stream's packets into minute MP4 files on ``card`` and indexes them in ``index``."""
+
+    def __init__(self, card: SdCard, index: Index, retention: Retention | None = None, *,
+                 stream: str = "main", info: StreamInfo | None = None, epoch_base: float | None = None,
+                 fsync_interval_s: float = 5.0, on_error: Callable[[BaseException], None] | None = None,
+                 min_free_per_minute: int = 0):
+        self.card, self.index, self.retention = card, index, retention
+        self.stream, self.info = stream, info
+        self.epoch_base = epoch_base
+        self.fsync_interval_s = fsync_interval_s
+        self.on_error = on_error
+        self.stats = RecorderStats()
+        self._cur: _Minute | None = None
+        self._template: StreamTemplate | None = None
+        self._last_minute_bytes = min_free_per_minute
+        self._waiting_keyframe = True
+
+    # ---- public ---------------------------------------------------------------------------------------------
+    def set_stream_info(self, info: StreamInfo) -> None:
+        self.info, self._template = info, None
+
+    def wall(self, pts_s: float) -> float:
+        return self.epoch_base + pts_s
+
+    def write(self, pkt: EncodedPacket) -> None:
+        """Record one packet (never raises for card trouble; see the module docstring)."""
+        if pkt.stream != self.stream:
+            return
+        if self.epoch_base is None:
+            self.epoch_base = time.time() - pkt.pts_s
+        wall = self.wall(pkt.pts_s)
+        try:
+            if pkt.keyframe:
+                key = int(wall // 60)
+                if self._cur is None or key != self._cur.minute_key:
+                    self._rotate(pkt, wall, key)
+                elif time.monotonic() - self._cur.last_sync >= self.fsync_interval_s:
+                    self._cur.fh.fsync()
+                    self._cur.last_sync = time.monotonic()
+            if self._cur is None:
+                self.stats.dropped_packets += 1
+                return
+            self._cur.mux.add(pkt)
+            self._cur.end_wall = wall + (pkt.duration_s or (1.0 / self.info.fps if self.info and self.info.fps else 0))
+        except CardError as exc:
+            self._card_failed(exc)
+        except OSError as exc:
+            self._card_failed(CardError(exc.errno or errno.EIO, str(exc)))
+
+    def close(self) -> None:
+        """Finalise the minute in flight (safe to call when the card is gone)."""
+        try:
+            self._finish()
+        except OSError as exc:
+            self._card_failed(exc if isinstance(exc, CardError) else CardError(exc.errno or errno.EIO, str(exc)))
+
+    @property
+    def in_flight(self) -> str | None:
+        return partial_name(self._cur.final_rel) if self._cur else None
+
+    # ---- internals --------------------------------------------------------------------------------------------
+    def _rotate(self, pkt: EncodedPacket, wall: float, key: int) -> None:
+        self._finish()
+        if self.info is None:
+            raise CardError(errno.EINVAL, f"recorder: no StreamInfo for stream {self.stream!r} (call set_stream_info)")
+        if self._template is None:
+            self._template = StreamTemplate(self.info, pkt.data)
+        if self.retention is not None:
+            self.retention.ensure(need_bytes=2 * self._last_minute_bytes)
+        root = self.card.require(write=True)
+        final_rel = free_final_name(root, minute_relpath(wall))
+        fh = self.card.open_write(partial_name(final_rel))
+        try:
+            mux = PacketMuxer(fh, "mp4", self._template, metadata={"comment": f"{META_PREFIX}{wall:.6f}"})
+        except Exception:
+            fh.close()
+            raise
+        self._cur = _Minute(final_rel, fh, mux, wall, key)
+
+    def _finish(self) -> None:
+        cur, self._cur = self._cur, None
+        if cur is None:
+            return
+        root = self.card.require(write=True)
+        cur.mux.close()
+        cur.fh.fsync()
+        cur.fh.close()
+        os.replace(root / partial_name(cur.final_rel), root / cur.final_rel)
+        fsync_dir((root / cur.final_rel).parent)
+        size = (root / cur.final_rel).stat().st_size
+        self.index.add(cur.final_rel, cur.start_wall, cur.end_wall, bytes=size, frames=cur.mux.frames)
+        self._last_minute_bytes = max(self._last_minute_bytes, size)
+        if self.stats.keep_history:
+            self.stats.closed.append((cur.final_rel, cur.start_wall, cur.end_wall))
+
+    def _card_failed(self, exc: CardError) -> None:
+        cur, self._cur = self._cur, None
+        if cur is not None:
+            self.stats.abandoned += 1
+            try:
+                cur.mux.container.close()
+            except Exception:   # the muxer may be mid-error; the partial file is left for reconcile
+                pass
+            cur.fh.close()
+        self.stats.errors.append(f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc}")
+        if exc.errno == errno.ENOSPC and self.retention is not None:
+            try:
+                self.retention.ensure(need_bytes=4 * max(self._last_minute_bytes, self.card.cluster_bytes))
+            except OSError:
+                pass
+        log.warning("recorder: card error %s", exc)
+        if self.on_error is not None:
+            self.on_error(exc)
