@@ -1,0 +1,471 @@
+"""Cry-detector audio data: soundfile I/O, 16 kHz mono resampling, recording-grouped splits, mixing augmentation.
+
+Resampling: soxr (Robinson, "The SoX Resampler library", VHQ/HQ polyphase). Sources (``../shared/data/audio``):
+positives Donate-a-Cry (8 kHz; split by the recording UUID in the file name so one recording never lands on both
+sides), negatives ESC-50 (Piczak, ACM MM 2015; grouped by fold-clip id), Speech Commands background noise and digits
+(Warden, arXiv:1804.03209; long background files split in contiguous time blocks, digits grouped by speaker).
+
+Bandwidth: every clip is passed through ``band_limit_hz`` (8 kHz, the Donate-a-Cry rate) before anything else, so
+positives and negatives share one bandwidth; the features also stop below 4 kHz (``FeatureConfig.fmax``).
+Augmentation (at 8 kHz, then upsampled to 16 kHz like a band-limited microphone signal): cries mixed over household
+noise at SNR -5..20 dB, cry onsets inside the window, gain changes, synthetic room impulse responses (exponentially
+decaying noise tails after Lehmann & Johansson, "Prediction of energy decay in room impulse responses simulated with
+an image-source model", JASA 124(1), 2008), and near-silence.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from camlab import settings
+from camlab.contract.audio_features import FeatureConfig, FeatureExtractor
+from camlab.errors import InputFileError
+
+SAMPLE_RATE = 16000
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus", ".caf", ".w64", ".rf64")
+UUID_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})-")
+MIN_DURATION_S = 0.1
+
+
+# ------------------------------------------------------------------------------------------------------------ I/O
+def read_audio(path: str | Path, min_duration_s: float = MIN_DURATION_S) -> tuple[np.ndarray, int]:
+    """Read any file soundfile opens -> ``(mono float32 in [-1, 1], sample_rate)``.
+
+    Stereo is averaged to mono; more than two channels, unreadable, empty, non-finite or shorter than
+    ``min_duration_s`` files raise :class:`InputFileError` naming the file.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: audio file not found")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError on bad files
+        raise InputFileError(f"{path}: not a readable audio file ({type(exc).__name__}: {exc})") from None
+    if data.shape[0] == 0:
+        raise InputFileError(f"{path}: audio file is empty (0 samples)")
+    if data.shape[1] not in (1, 2):
+        raise InputFileError(f"{path}: audio has {data.shape[1]} channels; expected mono or stereo")
+    if sr <= 0:
+        raise InputFileError(f"{path}: invalid sample rate {sr}")
+    if data.shape[0] < min_duration_s * sr:
+        raise InputFileError(f"{path}: audio is {data.shape[0] / sr:.3f} s long; need at least {min_duration_s} s")
+    mono = data.mean(axis=1) if data.shape[1] == 2 else data[:, 0]
+    if not np.all(np.isfinite(mono)):
+        raise InputFileError(f"{path}: audio contains NaN or infinite samples")
+    return np.ascontiguousarray(mono, dtype=np.float32), int(sr)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Band-limited resampling with soxr (HQ); works on 1-D signals or ``(samples, channels)`` arrays."""
+    import soxr
+
+    if sr_in == sr_out:
+        return np.asarray(x, dtype=np.float32)
+    return soxr.resample(np.asarray(x, dtype=np.float32), sr_in, sr_out, quality="HQ").astype(np.float32)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, band_limit_hz: int | None = None,
+               min_duration_s: float = MIN_DURATION_S) -> np.ndarray:
+    """A file as mono float32 at ``sample_rate``; with ``band_limit_hz`` it first passes through that rate."""
+    x, sr = read_audio(path, min_duration_s)
+    if band_limit_hz and sr > band_limit_hz:
+        x, sr = resample(x, sr, band_limit_hz), band_limit_hz
+    return resample(x, sr, sample_rate)
+
+
+def band_limit(x: np.ndarray, sample_rate: int, through_hz: int) -> np.ndarray:
+    """Pass a signal through ``through_hz`` and back (removes everything above ``through_hz / 2``)."""
+    if through_hz >= sample_rate:
+        return np.asarray(x, dtype=np.float32)
+    y = resample(resample(x, sample_rate, through_hz), through_hz, sample_rate)
+    return y[: len(x)] if len(y) >= len(x) else np.pad(y, (0, len(x) - len(y)))
+
+
+# ---------------------------------------------------------------------------------------------------- the index
+@dataclass(frozen=True)
+class Clip:
+    """One stretch of one file: ``[start_s, end_s)`` (``end_s`` None = to the end), its label and split group."""
+
+    path: Path
+    label: int            # 1 cry, 0 no cry
+    source: str           # donateacry | esc50 | background | digits | other
+    group: str            # recordings that must stay on one side of the split
+    start_s: float = 0.0
+    end_s: float | None = None
+
+
+def audio_root(root: str | Path | None = None) -> Path:
+    """``<data root>/audio``; the embedded demo slice when the full data is absent."""
+    if root is not None:
+        return Path(root)
+    full = settings.data_root() / "audio"
+    return full if full.is_dir() else settings.demo_data_root() / "audio"
+
+
+def _side(seed: int, group: str, val_fraction: float) -> str:
+    h = hashlib.sha256(f"{seed}:{group}".encode()).digest()
+    return "val" if int.from_bytes(h[:8], "big") / 2**64 < val_fraction else "train"
+
+
+def recording_group(path: Path) -> tuple[str, str]:
+    """``(source, group)`` of a file from its folder and name (Donate-a-Cry: the recording UUID)."""
+    parts = [p.lower() for p in path.parts]
+    name = path.stem
+    if "donateacry" in parts or "infant_cry" in parts:
+        m = UUID_RE.match(path.name)
+        return "donateacry", "cry:" + (m.group(1).lower() if m else name)
+    if "esc50_noise" in parts:
+        return "esc50", "esc50:" + "-".join(name.split("-")[:2])
+    if "spoken_digits" in parts:
+        bits = name.split("_")
+        return "digits", "digits:" + (bits[1] if len(bits) > 1 else name)
+    if "speech_commands_background" in parts:
+        return "background", "background:" + name
+    return "other", "other:" + name
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTS)
+
+
+@dataclass(frozen=True)
+class SplitIndex:
+    train: tuple[Clip, ...]
+    val: tuple[Clip, ...]
+
+    def counts(self) -> dict:
+        out = {}
+        for name, clips in (("train", self.train), ("val", self.val)):
+            out[name] = {"cry": sum(c.label for c in clips), "nocry": sum(1 - c.label for c in clips),
+                         "cry_recordings": len({c.group for c in clips if c.label})}
+        return out
+
+
+def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed: int = 0,
+                long_file_s: float = 30.0) -> SplitIndex:
+    """Every clip of ``<root>/infant_cry`` (positives) and ``<root>/household`` (negatives), split by group.
+
+    Groups go to one side by ``sha256(seed, group)``; files longer than ``long_file_s`` (the background recordings,
+    one per noise type) are split in time instead: the last ``val_fraction`` of each is validation.
+    """
+    import soundfile as sf
+
+    root = audio_root(root)
+    cry_dir, house_dir = root / "infant_cry", root / "household"
+    if not cry_dir.is_dir() or not house_dir.is_dir():
+        raise InputFileError(f"{root}: expected audio folders 'infant_cry/' and 'household/' (see the data README)")
+    train: list[Clip] = []
+    val: list[Clip] = []
+    for label, folder in ((1, cry_dir), (0, house_dir)):
+        for path in _files(folder):
+            source, group = recording_group(path)
+            try:
+                dur = sf.info(str(path)).duration
+            except Exception:
+                continue  # unreadable files are reported by read_audio when used; the index skips them
+            if label == 0 and dur > long_file_s:
+                cut = round(dur * (1.0 - val_fraction), 3)
+                train.append(Clip(path, 0, source, group, 0.0, cut))
+                val.append(Clip(path, 0, source, group, cut, None))
+                continue
+            (val if _side(seed, group, val_fraction) == "val" else train).append(Clip(path, label, source, group))
+    if not any(c.label for c in train) or not any(c.label for c in val):
+        raise InputFileError(f"{root}: too few cry recordings for a train/validation split")
+    return SplitIndex(tuple(train), tuple(val))
+
+
+# ------------------------------------------------------------------------------------------------ waveform cache
+def _cache_key(path: Path, rate: int) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{rate}".encode()).hexdigest()
+
+
+def cached_waveform(path: Path, rate: int) -> np.ndarray:
+    """The whole file mono at ``rate`` (band-limited to it), cached as .npy under ``cache_root()/audio/wave``."""
+    from camlab.io_utils import atomic_write_bytes
+    import io
+
+    cache = settings.cache_root() / "audio" / "wave" / f"{_cache_key(path, rate)}.npy"
+    if cache.is_file():
+        try:
+            return np.load(cache)
+        except Exception:
+            pass
+    x, sr = read_audio(path)
+    x = resample(x, sr, rate)
+    buf = io.BytesIO()
+    np.save(buf, x.astype(np.float32))
+    atomic_write_bytes(cache, buf.getvalue())
+    return x
+
+
+def clip_waveform(clip: Clip, rate: int) -> np.ndarray:
+    x = cached_waveform(clip.path, rate)
+    a = int(round(clip.start_s * rate))
+    b = len(x) if clip.end_s is None else int(round(clip.end_s * rate))
+    return x[a:b]
+
+
+# -------------------------------------------------------------------------------------------------- augmentation
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Mixing augmentation for training windows (all levels in dB)."""
+
+    snr_db: tuple[float, float] = (-5.0, 20.0)       # cry over household noise
+    p_noise: float = 0.85                            # fraction of positives mixed with noise
+    level_dbfs: tuple[float, float] = (-45.0, -8.0)  # window RMS after the gain change
+    p_reverb: float = 0.4
+    rt60_s: tuple[float, float] = (0.15, 0.8)
+    p_onset: float = 0.3                             # positives whose cry starts inside the window
+    min_cry_s: float = 0.4                           # at least this much cry in such a window
+    p_silence: float = 0.08                          # negatives that are (near-)silence
+    p_neg_mix: float = 0.3                           # negatives made of two household sounds
+
+    def __post_init__(self):
+        for name in ("p_noise", "p_reverb", "p_onset", "p_silence", "p_neg_mix"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
+        if self.snr_db[0] > self.snr_db[1] or self.level_dbfs[0] > self.level_dbfs[1] or \
+                self.rt60_s[0] > self.rt60_s[1] or self.rt60_s[0] <= 0:
+            raise ValueError("ranges must be (low, high) with low <= high (rt60 > 0)")
+
+
+@dataclass(frozen=True)
+class AudioDataConfig:
+    root: str | None = None          # folder holding infant_cry/ and household/; None = data root (or demo slice)
+    val_fraction: float = 0.25
+    split_seed: int = 0
+    band_limit_hz: int = 8000        # every clip passes through this rate
+    positive_fraction: float = 0.5
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        if not 0.05 <= self.val_fraction <= 0.5:
+            raise ValueError(f"val_fraction must be in [0.05, 0.5], got {self.val_fraction}")
+        if self.band_limit_hz < 2 * 4000 or self.band_limit_hz > SAMPLE_RATE:
+            raise ValueError(f"band_limit_hz must be in [8000, {SAMPLE_RATE}], got {self.band_limit_hz}")
+        if not 0.05 <= self.positive_fraction <= 0.95:
+            raise ValueError("positive_fraction must be in [0.05, 0.95]")
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+
+def synthetic_rir(rate: int, rt60_s: float, rng: np.random.Generator) -> np.ndarray:
+    """A room impulse response: direct path, a few early reflections, exponentially decaying diffuse tail."""
+    n = int(rate * min(rt60_s * 1.2, 1.0)) + 1
+    t = np.arange(n) / rate
+    tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60_s)   # -60 dB at rt60
+    onset = int(rate * rng.uniform(0.002, 0.01))
+    tail[:onset] = 0.0
+    h = tail * 10 ** (rng.uniform(-12, -3) / 20) / (np.sqrt(np.sum(tail ** 2)) + 1e-12)
+    h[0] = 1.0
+    for _ in range(rng.integers(2, 6)):
+        h[int(rate * rng.uniform(0.003, 0.03))] += rng.uniform(-0.5, 0.5)
+    return (h / np.max(np.abs(h))).astype(np.float32)
+
+
+class WindowSampler:
+    """Draws labelled, augmented 1 s training windows from a list of clips (all at ``band_limit_hz``)."""
+
+    MARGIN_S = 0.05  # resampler edge margin cut away after upsampling
+
+    def __init__(self, clips, cfg: AudioDataConfig, feature_cfg: FeatureConfig):
+        self.cfg = cfg
+        self.fcfg = feature_cfg
+        self.rate = cfg.band_limit_hz
+        self.win = int(round(feature_cfg.window_s * self.rate))
+        self.margin = int(round(self.MARGIN_S * self.rate))
+        self.n = self.win + 2 * self.margin
+        self.pos = [w for w in (self._load(c) for c in clips if c.label == 1) if w is not None]
+        self.neg = [w for w in (self._load(c) for c in clips if c.label == 0) if w is not None]
+        if not self.pos or not self.neg:
+            raise InputFileError("need at least one cry and one no-cry clip to sample training windows")
+        self.neg_weights = np.array([len(w) for w in self.neg], dtype=np.float64) ** 0.5
+        self.neg_weights /= self.neg_weights.sum()
+        self.fx = FeatureExtractor(feature_cfg)
+
+    def _load(self, clip: Clip):
+        try:
+            x = clip_waveform(clip, self.rate)
+        except InputFileError:
+            return None
+        return x if len(x) > 0.2 * self.rate else None
+
+    def _crop(self, x: np.ndarray, n: int, rng) -> np.ndarray:
+        if len(x) <= n:
+            off = rng.integers(0, n - len(x) + 1)
+            return np.pad(x, (off, n - len(x) - off))
+        a = rng.integers(0, len(x) - n + 1)
+        return x[a:a + n].astype(np.float32)
+
+    def _loud_crop(self, x, n, rng, tries=3):
+        best, best_e = None, -1.0
+        for _ in range(tries):
+            c = self._crop(x, n, rng)
+            e = _rms(c)
+            if e > best_e:
+                best, best_e = c, e
+        return best
+
+    def _noise(self, rng) -> np.ndarray:
+        i = rng.choice(len(self.neg), p=self.neg_weights)
+        return self._crop(self.neg[i], self.n, rng)
+
+    def _reverb(self, x, rng):
+        h = synthetic_rir(self.rate, rng.uniform(*self.cfg.augment.rt60_s), rng)
+        from scipy.signal import fftconvolve
+        return fftconvolve(x, h)[: len(x)].astype(np.float32)
+
+    def _window_8k(self, label: int, rng) -> np.ndarray:
+        a = self.cfg.augment
+        n = self.n
+        if label == 1:
+            cry = self._loud_crop(self.pos[rng.integers(len(self.pos))], n, rng)
+            if rng.random() < a.p_onset:   # the cry starts inside the window (alarm latency)
+                start = self.margin + rng.integers(0, max(1, self.win - int(a.min_cry_s * self.rate)))
+                cry = np.concatenate([np.zeros(start, np.float32), cry[: n - start]])
+            if rng.random() < a.p_reverb:
+                cry = self._reverb(cry, rng)
+            x = cry
+            if rng.random() < a.p_noise:
+                noise = self._noise(rng)
+                snr = rng.uniform(*a.snr_db)
+                active = cry[np.abs(cry) > 1e-4]
+                ref = _rms(active) if active.size else _rms(cry)
+                x = cry + noise * (ref / _rms(noise)) * 10 ** (-snr / 20)
+        else:
+            if rng.random() < a.p_silence:
+                lvl = 10 ** (rng.uniform(-90, -55) / 20)
+                x = self._noise(rng)
+                return (x / _rms(x) * lvl).astype(np.float32)
+            x = self._noise(rng)
+            if rng.random() < a.p_neg_mix:
+                y = self._noise(rng)
+                x = x + y * (_rms(x) / _rms(y)) * 10 ** (-rng.uniform(-10, 10) / 20)
+            if rng.random() < a.p_reverb:
+                x = self._reverb(x, rng)
+        lvl = 10 ** (rng.uniform(*a.level_dbfs) / 20)
+        x = x * (lvl / _rms(x))
+        return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+    def windows(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(waves (count, window_samples) at 16 kHz, labels (count,) float32)``."""
+        labels = (rng.random(count) < self.cfg.positive_fraction).astype(np.float32)
+        if count == 0:
+            return np.zeros((0, self.fcfg.window_samples), np.float32), labels
+        w8 = np.stack([self._window_8k(int(l), rng) for l in labels], axis=1)       # (n, count)
+        w16 = resample(w8, self.rate, self.fcfg.sample_rate)
+        m = int(round(self.MARGIN_S * self.fcfg.sample_rate))
+        waves = np.ascontiguousarray(w16[m:m + self.fcfg.window_samples].T)
+        if waves.shape[1] < self.fcfg.window_samples:
+            waves = np.pad(waves, ((0, 0), (0, self.fcfg.window_samples - waves.shape[1])))
+        return waves, labels
+
+    def features(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(inputs (count, 1, n_bins, n_frames) float32 normalised, labels (count,))``."""
+        waves, labels = self.windows(count, rng)
+        return self.fx.batch(waves), labels
+
+
+def cached_features(name: str, key: dict, make) -> tuple[np.ndarray, np.ndarray]:
+    """Feature sets keyed by their recipe, cached as .npz under ``cache_root()/audio/features``."""
+    import io
+    import json
+
+    from camlab.io_utils import atomic_write_bytes
+
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = settings.cache_root() / "audio" / "features" / f"{name}-{digest}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                return z["x"], z["y"]
+        except Exception:
+            pass
+    x, y = make()
+    buf = io.BytesIO()
+    np.savez(buf, x=x, y=y)
+    atomic_write_bytes(path, buf.getvalue())
+    return x, y
+
+
+def calibration_windows(n: int, seed: int = 0, feature_cfg: FeatureConfig | None = None,
+                        data_cfg: AudioDataConfig | None = None) -> np.ndarray:
+    """``n`` model inputs ``(n, 1, n_bins, n_frames)`` float32 (normalised as the manifest says) for INT8
+    calibration: augmented training-split windows (cries over household noise and household noise alone)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    data_cfg = data_cfg or AudioDataConfig()
+    feature_cfg = feature_cfg or FeatureConfig()
+    index = build_index(data_cfg.root, data_cfg.val_fraction, data_cfg.split_seed)
+    sampler = WindowSampler(index.train, data_cfg, feature_cfg)
+    x, _ = sampler.features(n, np.random.default_rng(seed))
+    return x
+
+
+def write_split_dir(split: str, out_dir: str | Path, data_cfg: AudioDataConfig | None = None) -> dict:
+    """Lay out a split as ``out_dir/cry`` and ``out_dir/nocry`` (what ``camlab eval cry --data`` reads).
+
+    Whole files are linked; time-split parts of long files are written as FLAC excerpts at their own rate.
+    Returns the counts.
+    """
+    import os
+
+    import soundfile as sf
+
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    data_cfg = data_cfg or AudioDataConfig()
+    index = build_index(data_cfg.root, data_cfg.val_fraction, data_cfg.split_seed)
+    out = Path(out_dir)
+    counts = {"cry": 0, "nocry": 0}
+    for clip in getattr(index, split):
+        sub = out / ("cry" if clip.label else "nocry")
+        sub.mkdir(parents=True, exist_ok=True)
+        if clip.start_s == 0.0 and clip.end_s is None:
+            dst = sub / clip.path.name
+            if not dst.exists():
+                os.symlink(clip.path.resolve(), dst)
+        else:
+            x, sr = read_audio(clip.path)
+            a = int(round(clip.start_s * sr))
+            b = len(x) if clip.end_s is None else int(round(clip.end_s * sr))
+            dst = sub / f"{clip.path.stem}_{clip.start_s:.1f}s.flac"
+            if not dst.exists():
+                tmp = dst.with_suffix(".tmp.flac")
+                sf.write(str(tmp), x[a:b], sr, format="FLAC")
+                os.replace(tmp, dst)
+        counts["cry" if clip.label else "nocry"] += 1
+    return counts
+
+
+def split_dir(split: str = "val", data_cfg: AudioDataConfig | None = None) -> Path:
+    """``write_split_dir`` into the cache (``cache_root()/audio/split-<split>-<recipe>``), reused when present."""
+    data_cfg = data_cfg or AudioDataConfig()
+    root = audio_root(data_cfg.root)
+    tag = hashlib.sha1(f"{root.resolve()}|{data_cfg.val_fraction}|{data_cfg.split_seed}".encode()).hexdigest()[:10]
+    out = settings.cache_root() / "audio" / f"split-{split}-{tag}"
+    write_split_dir(split, out, data_cfg)
+    return out
+
+
+def duration_hours(clips) -> float:
+    import soundfile as sf
+
+    total = 0.0
+    for c in clips:
+        d = sf.info(str(c.path)).duration
+        total += (d if c.end_s is None else c.end_s) - c.start_s
+    return total / 3600.0
+
+
+__all__ = ["AudioDataConfig", "AugmentConfig", "Clip", "SplitIndex", "WindowSampler", "band_limit", "build_index",
+           "calibration_windows", "load_audio", "read_audio", "resample", "split_dir", "write_split_dir"]

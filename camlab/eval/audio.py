@@ -1,0 +1,322 @@
+"""Cry-detector evaluation: clip metrics, false alarms per hour and cry-onset-to-alarm latency, streamed like the
+camera streams its microphone, for a checkpoint, an export bundle (INT8 or FP32) or the YAMNet anchor.
+
+Metrics: accuracy, precision, recall, F1 (van Rijsbergen, "Information Retrieval", 1979) and ROC-AUC as the
+Mann-Whitney U statistic (Hanley & McNeil, Radiology 143(1), 1982). A clip's score is the alarm rule's own
+statistic (``CryAlarm.clip_score``: the k-th best P(cry) among n consecutive windows), so a clip counts as "cry"
+exactly when the device would alarm on it. False alarms: all ``nocry`` audio concatenated in name order and streamed
+through the window/hop/alarm logic of the manifest's ``decode`` block. Latency: for every ``cry`` clip a stream of
+``noise_s`` seconds of ``nocry`` audio then the cry (the noise continuing under it at ``snr_db``); the onset is the
+first 10 ms frame of the cry within 20 dB of its loudest frame; the delay is from onset to the first alarm at or
+after it (mean over streams that alarmed; misses show in the recall).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from camlab.contract.audio_features import CryAlarm, FeatureConfig, FeatureExtractor, sigmoid, sliding_windows
+from camlab.data.audio import AUDIO_EXTS, SAMPLE_RATE, load_audio
+from camlab.errors import InputFileError
+
+METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "false_alarms_per_hour", "onset_to_alarm_s",
+               "n_cry", "n_nocry")
+
+
+class Scorer(Protocol):
+    name: str
+    features: FeatureConfig     # its window_s / hop_s / sample_rate drive the streaming
+    alarm: CryAlarm
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray: ...
+
+
+class TorchScorer:
+    """A torch cry model (BatchNorm folded or not) behind the contract's features."""
+
+    name = "model"
+
+    def __init__(self, model, features: FeatureConfig, alarm: CryAlarm, batch: int = 256):
+        self.model = model.eval()
+        self.features = features
+        self.alarm = alarm
+        self.fx = FeatureExtractor(features)
+        self.batch = batch
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(windows), self.batch):
+                x = torch.from_numpy(self.fx.batch(windows[i:i + self.batch]))
+                out.append(self.model(x).reshape(-1).numpy())
+        return sigmoid(np.concatenate(out)) if out else np.zeros(0)
+
+
+class OnnxScorer:
+    """An exported ONNX model (``model.onnx`` INT8 QDQ or ``model_fp32.onnx``) driven by its manifest."""
+
+    name = "bundle"
+
+    def __init__(self, onnx_path: Path, features: FeatureConfig, alarm: CryAlarm):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 2
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.features = features
+        self.alarm = alarm
+        self.fx = FeatureExtractor(features)
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(windows))
+        for i, w in enumerate(windows):   # the bundle's graph is batch 1, as on the NPU
+            out[i] = float(np.asarray(self.session.run(None, {self.input_name: self.fx.model_input(w)})[0]).ravel()[0])
+        return sigmoid(out)
+
+
+# -------------------------------------------------------------------------------------------------------- metrics
+def roc_auc(scores, labels) -> float | None:
+    """Area under the ROC curve (ties count half); None when one class is absent."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    pos, neg = s[y], s[~y]
+    if pos.size == 0 or neg.size == 0:
+        return None
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    allv = np.concatenate([pos, neg])[order]
+    ranks = np.empty(allv.size)
+    i = 0
+    while i < allv.size:           # average ranks over ties
+        j = i
+        while j + 1 < allv.size and allv[j + 1] == allv[i]:
+            j += 1
+        ranks[i:j + 1] = 0.5 * (i + j) + 1
+        i = j + 1
+    r = np.empty_like(ranks)
+    r[order] = ranks
+    u = r[: pos.size].sum() - pos.size * (pos.size + 1) / 2
+    return float(u / (pos.size * neg.size))
+
+
+def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """``(fpr, tpr)`` over all thresholds (descending score)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    order = np.argsort(-s, kind="mergesort")
+    tp = np.concatenate([[0], np.cumsum(y[order])])
+    fp = np.concatenate([[0], np.cumsum(~y[order])])
+    return fp / max(1, (~y).sum()), tp / max(1, y.sum())
+
+
+def binary_metrics(scores, labels, threshold: float) -> dict:
+    """accuracy, precision, recall, f1 at ``threshold`` and threshold-free roc_auc."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    pred = s >= threshold
+    tp = int(np.sum(pred & y))
+    fp = int(np.sum(pred & ~y))
+    fn = int(np.sum(~pred & y))
+    tn = int(np.sum(~pred & ~y))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"accuracy": (tp + tn) / max(1, s.size), "precision": precision, "recall": recall, "f1": f1,
+            "roc_auc": roc_auc(s, y), "confusion": [[tn, fp], [fn, tp]]}
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+@dataclass
+class EvalSet:
+    cry: list[tuple[Path, np.ndarray]]
+    nocry: list[tuple[Path, np.ndarray]]
+    skipped: list[tuple[Path, str]]
+
+
+def load_eval_dir(data_dir: str | Path, min_duration_s: float = 0.25) -> EvalSet:
+    """Read ``data_dir/cry`` and ``data_dir/nocry`` (any soundfile format and rate) as 16 kHz mono.
+
+    Unreadable, empty, too short (< ``min_duration_s``) or >2-channel files are skipped and listed in ``skipped``.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise InputFileError(f"{root}: evaluation folder not found")
+    sets: dict[str, list] = {}
+    skipped: list[tuple[Path, str]] = []
+    for sub in ("cry", "nocry"):
+        folder = root / sub
+        if not folder.is_dir():
+            raise InputFileError(f"{root}: expected subfolders 'cry/' and 'nocry/'; '{sub}/' is missing")
+        items = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink()):
+            if path.suffix.lower() not in AUDIO_EXTS:
+                skipped.append((path, "not an audio file extension"))
+                continue
+            try:
+                items.append((path, load_audio(path, SAMPLE_RATE, min_duration_s=min_duration_s)))
+            except InputFileError as exc:
+                skipped.append((path, str(exc)))
+        sets[sub] = items
+    if not sets["cry"] or not sets["nocry"]:
+        raise InputFileError(f"{root}: need at least one readable file in both cry/ ({len(sets['cry'])}) and "
+                             f"nocry/ ({len(sets['nocry'])})")
+    return EvalSet(sets["cry"], sets["nocry"], skipped)
+
+
+def cry_onset_s(x: np.ndarray, rate: int = SAMPLE_RATE, rel_db: float = -20.0) -> float:
+    """Time of the first 10 ms frame whose RMS is within ``rel_db`` of the loudest frame."""
+    hop = rate // 100
+    n = len(x) // hop
+    if n == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(np.square(x[: n * hop].reshape(n, hop), dtype=np.float64), axis=1) + 1e-20)
+    return float(np.argmax(rms >= rms.max() * 10 ** (rel_db / 20)) * hop / rate)
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+
+def onset_streams(data: EvalSet, noise_s: float = 4.0, snr_db: float = 10.0):
+    """``[(stream, onset_s)]``: household audio, then each cry over the continuing household audio."""
+    bed = np.concatenate([w for _, w in data.nocry])
+    rate = SAMPLE_RATE
+    streams = []
+    pos = 0
+    for _, cry in data.cry:
+        n_noise = int(noise_s * rate)
+        total = n_noise + len(cry)
+        idx = (pos + np.arange(total)) % len(bed)
+        pos = (pos + total + 7919) % len(bed)
+        noise = bed[idx].astype(np.float32)
+        active = cry[np.abs(cry) > 1e-4]
+        ref = _rms(active) if active.size else _rms(cry)
+        nr = _rms(noise[n_noise:]) if total > n_noise else _rms(noise)
+        if nr > 1e-6:
+            noise = noise * (ref / nr) * 10 ** (-snr_db / 20)
+        stream = noise.copy()
+        stream[n_noise:] += cry
+        peak = np.max(np.abs(stream))
+        if peak > 1.0:
+            stream /= peak
+        streams.append((stream.astype(np.float32), noise_s + cry_onset_s(cry, rate)))
+    return streams
+
+
+# ------------------------------------------------------------------------------------------------------ evaluate
+def _stream_probs(scorer: Scorer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = scorer.features
+    wins, ends = sliding_windows(x, f.window_samples, f.hop_samples)
+    return scorer.probabilities(wins), ends / f.sample_rate
+
+
+def score_eval_set(scorer: Scorer, data: EvalSet, noise_s: float = 4.0, snr_db: float = 10.0,
+                   progress: bool = False) -> dict:
+    """All metrics of one scorer on a loaded evaluation set (plus ``confusion``, ``scores``, ``labels``)."""
+    alarm = scorer.alarm
+    scores, labels = [], []
+    items = [(w, 1) for _, w in data.cry] + [(w, 0) for _, w in data.nocry]
+    it = items
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(items, desc=f"{scorer.name}: clips", leave=False, file=sys.stderr)
+    for w, label in it:
+        probs, _ = _stream_probs(scorer, w)
+        scores.append(alarm.clip_score(probs))
+        labels.append(label)
+    m = binary_metrics(scores, labels, alarm.threshold)
+
+    bed = np.concatenate([w for _, w in data.nocry])
+    probs, times = _stream_probs(scorer, bed)
+    n_fa = len(alarm.run(probs, times))
+    hours = len(bed) / SAMPLE_RATE / 3600.0
+
+    delays = []
+    for stream, onset in onset_streams(data, noise_s, snr_db):
+        probs, times = _stream_probs(scorer, stream)
+        after = [t for t in alarm.run(probs, times) if t >= onset]
+        if after:
+            delays.append(after[0] - onset)
+    return {
+        "accuracy": m["accuracy"], "precision": m["precision"], "recall": m["recall"], "f1": m["f1"],
+        "roc_auc": m["roc_auc"], "false_alarms_per_hour": n_fa / hours if hours > 0 else None,
+        "onset_to_alarm_s": float(np.mean(delays)) if delays else None,
+        "n_cry": len(data.cry), "n_nocry": len(data.nocry),
+        "confusion": m["confusion"], "scores": scores, "labels": labels,
+        "details": {"false_alarms": n_fa, "nocry_hours": hours, "streams": len(data.cry),
+                    "streams_alarmed": len(delays), "threshold": alarm.threshold,
+                    "skipped": [f"{p}: {r}" for p, r in data.skipped]},
+    }
+
+
+def public(result: dict) -> dict:
+    """Only the JSON keys of the eval contract (no curves, no details)."""
+    return {k: result[k] for k in METRIC_KEYS}
+
+
+def as_scorer(model, alarm: CryAlarm | None = None) -> Scorer:
+    """A scorer from a torch model (with ``model_config``), a checkpoint path, a bundle dir or a scorer."""
+    if hasattr(model, "probabilities"):
+        return model
+    if isinstance(model, (str, Path)):
+        p = Path(model)
+        if p.is_dir():
+            return bundle_scorer(p)
+        from camlab.models.cry import load_checkpoint
+        model, _ = load_checkpoint(p)
+    cfg = getattr(model, "model_config", None)
+    if cfg is None:
+        raise InputFileError("evaluate: model has no model_config (build it with camlab.models.cry.build_model)")
+    d = cfg.decode
+    alarm = alarm or CryAlarm(threshold=d.threshold, k=d.k, n=d.n, refractory_s=d.refractory_s,
+                              hop_s=cfg.features.hop_s)
+    return TorchScorer(model, cfg.features, alarm)
+
+
+def bundle_scorer(bundle_dir: str | Path, variant: str = "int8") -> OnnxScorer:
+    from camlab.contract.manifest import load_bundle
+
+    bundle = load_bundle(bundle_dir, verify=True)
+    if bundle.task != "cry":
+        raise InputFileError(f"{bundle_dir}: bundle is a '{bundle.task}' model, expected 'cry'")
+    features = FeatureConfig.from_manifest(bundle.features, f"{bundle_dir}/manifest.json 'features'")
+    spec = bundle.input
+    if float(spec["mean"]) != features.mean or float(spec["std"]) != features.std:
+        raise InputFileError(f"{bundle_dir}/manifest.json: 'inputs[0].mean/std' differ from 'features.mean/std'")
+    return OnnxScorer(bundle.model_path(variant), features, CryAlarm.from_decode(bundle.decode))
+
+
+def evaluate(model, data_dir: str | Path, *, anchors: bool = True, noise_s: float = 4.0, snr_db: float = 10.0,
+             progress: bool = False, full: bool = False) -> dict:
+    """Evaluate a cry model (torch module, checkpoint path, bundle dir or scorer) on ``data_dir/{cry,nocry}``.
+
+    Returns the eval JSON dict (``METRIC_KEYS`` + ``anchors: {"yamnet": {...}}`` when ``anchors``); with ``full``
+    also ``confusion``, ``scores``, ``labels`` and ``details`` per scorer.
+    """
+    data = load_eval_dir(data_dir)
+    res = score_eval_set(as_scorer(model), data, noise_s, snr_db, progress)
+    out = res if full else public(res)
+    out["anchors"] = {}
+    if anchors:
+        from camlab.eval.yamnet import default_scorer
+
+        y = score_eval_set(default_scorer(), data, noise_s, snr_db, progress)
+        out["anchors"]["yamnet"] = y if full else public(y)
+    if data.skipped:
+        print(f"camlab: skipped {len(data.skipped)} file(s): " +
+              "; ".join(f"{p.name} ({r})" for p, r in data.skipped[:5]), file=sys.stderr)
+    return out
+
+
+def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, variant: str = "int8", *, anchors: bool = False,
+                    full: bool = False) -> dict:
+    """Evaluate an export bundle's ``model.onnx`` (``int8``) or ``model_fp32.onnx`` (``fp32``) as the camera runs
+    it (features and alarm logic from the manifest)."""
+    return evaluate(bundle_scorer(bundle_dir, variant), data_dir, anchors=anchors, full=full)
