@@ -16,6 +16,7 @@ from camlab.errors import CamlabError
 # Modules exposing ``register(cli: CommandRegistry) -> None``.
 COMMAND_MODULES: list[str] = [
     "camlab.commands.isp",
+    "camlab.commands.cry",
 ]
 
 GROUPS = {
