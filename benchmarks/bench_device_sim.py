@@ -1,0 +1,203 @@
+"""device_sim budgets: real-time factor, capture->event latency, AI fps and a per-component CPU budget.
+
+Runs the ``porch_day_night`` scenario twice on the rv1106 NPU model (simulated clock, so latencies are measured
+host times of each hop plus the NPU model's times): at the seed camera's 1920x1080 H.265 main stream and at 1280x720,
+both with the 640x360 H.264 substream at 15 fps and AI at 10 fps. The top-level keys are the 1080p run's, unless
+its measured CPU budget exceeds the host cores, in which case they come from the 720p run (``fallback`` says so);
+``runs`` holds both. Bundles: the newest trained detector/cry bundles under ``exports/`` when they exist and list
+rv1106, otherwise the probe bundles built here (``bundles.kind``: a hand-written INT8 QDQ brightness detector and
+loudness cry model — valid bundles for timing the camera, not for accuracy).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+NAME = "device_sim"
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "datasets" / "scenarios" / "porch_day_night.yaml"
+
+
+# ------------------------------------------------------------------------------------------- probe bundles
+def _qdq(nodes, inits, name, scale, zp=0):
+    """Append Q->DQ on tensor ``name`` (int8 activations); returns the dequantized name."""
+    from onnx import TensorProto, helper
+    s, z = f"{name}_scale", f"{name}_zp"
+    inits += [helper.make_tensor(s, TensorProto.FLOAT, [], [scale]), helper.make_tensor(z, TensorProto.INT8, [], [zp])]
+    nodes += [helper.make_node("QuantizeLinear", [name, s, z], [f"{name}_q"]),
+              helper.make_node("DequantizeLinear", [f"{name}_q", s, z], [f"{name}_dq"])]
+    return f"{name}_dq"
+
+
+def _qconv(nodes, inits, x, out, w: np.ndarray, b: np.ndarray, stride: int, pads=0):
+    """Conv with per-channel symmetric int8 weights (DequantizeLinear axis 0)."""
+    from onnx import TensorProto, helper, numpy_helper
+    scale = np.maximum(np.abs(w).reshape(w.shape[0], -1).max(axis=1), 1e-8) / 127.0
+    wq = np.clip(np.round(w / scale[:, None, None, None]), -127, 127).astype(np.int8)
+    inits += [numpy_helper.from_array(wq, f"{out}_wq"), numpy_helper.from_array(scale.astype(np.float32), f"{out}_ws"),
+              numpy_helper.from_array(np.zeros(w.shape[0], np.int8), f"{out}_wz"),
+              numpy_helper.from_array(b.astype(np.float32), f"{out}_b")]
+    nodes += [helper.make_node("DequantizeLinear", [f"{out}_wq", f"{out}_ws", f"{out}_wz"], [f"{out}_w"], axis=0),
+              helper.make_node("Conv", [x, f"{out}_w", f"{out}_b"], [out], strides=[stride, stride],
+                               kernel_shape=list(w.shape[2:]), pads=[pads] * 4)]
+    _ = TensorProto
+
+
+def _save_model(nodes, inits, inp, outs, path: Path):
+    import onnx
+    from onnx import helper
+    graph = helper.make_graph(nodes, "probe", [inp], outs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _write_bundle(root: Path, manifest: dict, chips: list[str], npu_ms: float) -> Path:
+    from camlab.contract.manifest import file_entry
+    files = {"model.onnx": file_entry(root / "model.onnx", "model_int8"),
+             "model_fp32.onnx": file_entry(root / "model_fp32.onnx", "model_fp32")}
+    manifest.update({
+        "schema_version": 1, "files": files, "model_files": {"int8": "model.onnx", "fp32": "model_fp32.onnx"},
+        "quantization": {"format": "QDQ",
+                         "weights": {"dtype": "int8", "granularity": "per_channel", "symmetric": True, "axis": 0},
+                         "activations": {"dtype": "int8", "granularity": "per_tensor", "symmetric": True},
+                         "outputs_quantized": True,
+                         "calibration": {"method": "MinMax", "source": "hand-set probe scales", "count": 1}},
+        "metrics": {"split": {"name": "none", "count": 0}, "task_metric": None, "fp32": {}, "int8": {},
+                    "int8_metric_drop": None, "output_cosine": {},
+                    "note": "probe bundle for device_sim timing tests; not a trained model"},
+        "cost": {"macs": 1, "params": 1, "peak_activation_bytes": 65536,
+                 "flash_bytes": files["model.onnx"]["bytes"],
+                 "per_chip": {c: {"npu_latency_ms": npu_ms, "basis": "probe: typical small model", "source": "model"}
+                              for c in chips}},
+        "chips": chips, "provenance": {"mlflow_run_id": None, "git_commit": "probe"}})
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return root
+
+
+def probe_detector_bundle(root: Path, chips=("rv1106",), size=(128, 96), npu_ms: float = 12.0,
+                          threshold: float = 0.6, classes=("person", "pet", "vehicle")) -> Path:
+    """A valid INT8 QDQ detection bundle whose 'person' score is high where an 8x8 cell is brighter than
+    ``threshold`` (pet/vehicle never fire); boxes are 32x32 input px around the cell. Decodes with the contract."""
+    from onnx import TensorProto, helper
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    for fname in ("model.onnx", "model_fp32.onnx"):
+        nodes, inits = [], []
+        x = _qdq(nodes, inits, "images", 1.0 / 127)
+        wc = np.zeros((len(classes), 3, 8, 8), np.float32)
+        wc[0] = 30.0 / 192.0
+        bc = np.full(len(classes), -8.0, np.float32)
+        bc[0] = -30.0 * threshold
+        _qconv(nodes, inits, x, "cls_raw", wc, bc, 8)
+        _qconv(nodes, inits, x, "box_raw", np.full((4, 3, 8, 8), 1e-4, np.float32),
+               np.full(4, np.log(2.0), np.float32), 8)
+        nodes.append(helper.make_node("Identity", [_qdq(nodes, inits, "cls_raw", 16.0 / 127)], ["cls_s8"]))
+        nodes.append(helper.make_node("Identity", [_qdq(nodes, inits, "box_raw", 2.0 / 127)], ["box_s8"]))
+        inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, h, w])
+        outs = [helper.make_tensor_value_info("box_s8", TensorProto.FLOAT, [1, 4, h // 8, w // 8]),
+                helper.make_tensor_value_info("cls_s8", TensorProto.FLOAT, [1, len(classes), h // 8, w // 8])]
+        _save_model(nodes, inits, inp, outs, root / fname)
+    man = {"model": {"name": "probe-detector", "task": "detection", "version": "probe-1",
+                     "created": "2026-11-22T00:00:00Z"},
+           "inputs": [{"name": "images", "shape": [1, 3, h, w], "layout": "NCHW", "dtype": "float32",
+                       "color_format": "RGB", "value_range": [0, 255], "mean": [0, 0, 0], "std": [255, 255, 255],
+                       "resize": {"method": "letterbox", "interpolation": "bilinear", "pad_value": 114,
+                                  "align": "center"}}],
+           "outputs": [{"name": "box_s8", "shape": [1, 4, h // 8, w // 8], "role": "box", "stride": 8},
+                       {"name": "cls_s8", "shape": [1, len(classes), h // 8, w // 8], "role": "cls", "stride": 8}],
+           "decode": {"strides": [8], "classes": list(classes), "score_thresholds": [0.5] * len(classes),
+                      "nms_iou": 0.3, "max_detections": 20, "box_encoding": "fcos_ltrb_exp",
+                      "levels": [{"stride": 8, "box": "box_s8", "cls": "cls_s8"}]}}
+    return _write_bundle(root, man, list(chips), npu_ms)
+
+
+def probe_cry_bundle(root: Path, chips=("rv1106",), npu_ms: float = 2.0, level: float = 0.0) -> Path:
+    """A valid INT8 QDQ cry bundle: logit = 4 * (mean normalised log-mel - ``level``) (loudness, not cry shape)."""
+    from onnx import TensorProto, helper
+    from camlab.contract.audio_features import FeatureConfig
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = FeatureConfig()
+    shape = list(cfg.input_shape)
+    for fname in ("model.onnx", "model_fp32.onnx"):
+        nodes, inits = [], []
+        x = _qdq(nodes, inits, "features", 8.0 / 127)
+        nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
+        p = _qdq(nodes, inits, "pooled", 8.0 / 127)
+        _qconv(nodes, inits, p, "logit4", np.full((1, 1, 1, 1), 4.0, np.float32),
+               np.array([-4.0 * level], np.float32), 1)
+        q = _qdq(nodes, inits, "logit4", 32.0 / 127)
+        inits.append(helper.make_tensor("flat_shape", TensorProto.INT64, [2], [1, 1]))
+        nodes.append(helper.make_node("Reshape", [q, "flat_shape"], ["logits"]))
+        inp = helper.make_tensor_value_info("features", TensorProto.FLOAT, shape)
+        outs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1])]
+        _save_model(nodes, inits, inp, outs, root / fname)
+    man = {"model": {"name": "probe-cry", "task": "cry", "version": "probe-1", "created": "2026-11-22T00:00:00Z"},
+           "inputs": [{"name": "features", "shape": shape, "layout": "NCHW", "dtype": "float32",
+                       "color_format": "logmel", "value_range": [-30, 10], "mean": cfg.mean, "std": cfg.std,
+                       "resize": {"method": "none"}}],
+           "outputs": [{"name": "logits", "shape": [1, 1], "role": "logits"}],
+           "decode": {"classes": ["cry"], "threshold": 0.5, "window_s": cfg.window_s, "hop_s": cfg.hop_s,
+                      "alarm": {"k": 2, "n": 3, "refractory_s": 10.0}},
+           "features": cfg.to_manifest()}
+    return _write_bundle(root, man, list(chips), npu_ms)
+
+
+def _trained_bundles(chip: str) -> list[Path]:
+    """Newest detector and cry bundles under exports/ that list ``chip`` (empty when none)."""
+    from camlab.contract.manifest import load_bundle
+    root = Path(os.environ.get("CAMLAB_EXPORTS", ROOT / "exports"))
+    found: dict[str, tuple[str, Path]] = {}
+    for m in root.glob("*/*/manifest.json"):
+        try:
+            b = load_bundle(m.parent)
+        except Exception:
+            continue
+        if chip not in b.chips:
+            continue
+        if b.task not in found or b.version > found[b.task][0]:
+            found[b.task] = (b.version, m.parent)
+    return [p for _, p in found.values()]
+
+
+def run() -> dict:
+    from device_sim.camera import CameraSettings, run_scenario
+    chip = "rv1106"
+    tmp = Path(tempfile.mkdtemp(prefix="bench_device_sim_"))
+    bundles = _trained_bundles(chip)
+    kind = "trained" if bundles else "probe"
+    if not bundles:
+        bundles = [probe_detector_bundle(tmp / "det"), probe_cry_bundle(tmp / "cry")]
+    small = os.environ.get("CAMLAB_SMALL") == "1"
+    duration = 8.0 if small else 30.0
+    runs = {}
+    for label, size in (("1080p", (1920, 1080)), ("720p", (1280, 720))):
+        cs = CameraSettings(main_size=size)
+        rep = run_scenario(bundles, SCENARIO, chip, tmp / label, settings=cs, duration_s=duration)
+        runs[label] = {k: rep[k] for k in ("real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps",
+                                            "main_stream_height", "sub_stream_fps", "cpu_budget",
+                                            "cpu_budget_total", "latency_ms", "npu", "accuracy")}
+    cores = os.cpu_count() or 1
+    fits_1080 = runs["1080p"]["cpu_budget_total"] <= cores and runs["1080p"]["real_time_factor"] >= 1.0
+    top = runs["1080p"] if fits_1080 else runs["720p"]
+    out = {k: top[k] for k in ("real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps",
+                               "main_stream_height", "sub_stream_fps", "cpu_budget")}
+    out.update({"fallback": None if fits_1080 else
+                f"1080p needs {runs['1080p']['cpu_budget_total']} core-s/s (RTF {runs['1080p']['real_time_factor']})"
+                f" on {cores} cores: top-level figures are the 1280x720 run",
+                "runs": runs, "scenario": SCENARIO.name, "duration_s": duration, "chip": chip,
+                "bundles": {"kind": kind, "paths": [str(b) for b in bundles]},
+                "note": "timings on a shared 2-core host; sensor_model is the simulator's own cost (hardware on a "
+                        "camera), npu_host_onnxruntime is host CPU doing the NPU's work"})
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=1))
