@@ -1,0 +1,231 @@
+"""P2P over loopback with real rendezvous and relay processes: ICE, relay fallback, channels, authorisation."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import pytest
+
+from device_sim.media.packets import EncodedPacket
+from device_sim.net import p2p
+from device_sim.net.channels import Mux
+from device_sim.net.endpoint import AccessLog, CommandError, DeviceEndpoint, LiveHub, accept_session, open_session
+from device_sim.net.packets import Channel, MediaUnit
+from device_sim.net.session import DeviceHandshake, HandshakeError
+from device_sim.spec.service import SpecService
+
+LO = ["127.0.0.1"]
+
+
+def _agent(cloud, services, tmp_path, **kw):
+    store, dev, _ = cloud
+    spec = SpecService()
+    hub = LiveHub(on_watching=spec.set_watching)
+    files = tmp_path / "recordings"
+    files.mkdir(exist_ok=True)
+    talk = []
+    agent = p2p.DeviceAgent(dev, store, services["rendezvous"], tmp_path / "device", hub=hub, spec=spec,
+                            files_dir=files, hosts=LO, on_talk=lambda acc, unit: talk.append((acc, unit)), **kw)
+    return agent, spec, files, talk
+
+
+async def _connect(cloud, services, who, **kw):
+    store, dev, users = cloud
+    return await p2p.connect(users[who], dev.did, store.device_public_key(dev.did), services["rendezvous"],
+                             hosts=LO, **kw)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_direct_and_relay_paths_live_view_and_watching_property(cloud, services, tmp_path):
+    agent, spec, _, _ = _agent(cloud, services, tmp_path)
+
+    async def main():
+        task = asyncio.create_task(agent.run())
+        await asyncio.wait_for(agent.registered.wait(), 5)
+        for force_relay, path in ((False, "direct"), (True, "relay")):
+            r = await _connect(cloud, services, "alice", force_relay=force_relay)
+            assert r.path == path and r.connect_ms < 3000
+            s = r.session
+            assert (await s.request("ping"))["did"] == cloud[1].did
+            assert spec.get("camera-control", "watching") is False
+            await s.request("live_start", stream="main")
+            assert spec.get("camera-control", "watching") is True and spec.get("camera-control", "viewers") == 1
+            frame = os.urandom(30000)
+            agent.hub.publish(EncodedPacket("main", 1.5, frame, keyframe=True, duration_s=1 / 15))
+            agent.hub.publish(EncodedPacket("sub", 1.5, b"sub-stream", keyframe=True))   # not requested
+            unit = await s.recv_media()
+            assert unit.data == frame and unit.keyframe and unit.pts_us == 1_500_000 and unit.stream == "main"
+            await s.request("live_stop")
+            assert spec.get("camera-control", "watching") is False
+            await s.close()
+        await agent.close()
+        task.cancel()
+
+    run(main())
+    events = [(e["event"], e["account"]) for e in agent.access_log.entries()]
+    assert events == [("live_start", "alice"), ("live_stop", "alice")] * 2
+    assert agent.paths == ["direct", "relay"]
+
+
+def test_authorisation_on_every_request(cloud, services, tmp_path):
+    store, dev, users = cloud
+    agent, spec, files, talk = _agent(cloud, services, tmp_path)
+    (files / "clip.mp4").write_bytes(b"\x00" * 10)
+
+    async def main():
+        task = asyncio.create_task(agent.run())
+        await asyncio.wait_for(agent.registered.wait(), 5)
+        # mallory has no rights: the device refuses the session itself
+        with pytest.raises(HandshakeError, match="NOT_AUTHORISED"):
+            await _connect(cloud, services, "mallory")
+        # bob is a view-only shared user
+        bob = (await _connect(cloud, services, "bob")).session
+        await bob.request("live_start")
+        res = await bob.request("spec_get", params=[{"siid": 2, "piid": 7}])
+        assert res["results"][0]["value"] is True
+        for op, args in (("talk_start", {}), ("spec_set", {"params": [{"siid": 2, "piid": 1, "value": True}]}),
+                         ("spec_action", {"siid": 2, "aiid": 1, "in": []}), ("file_list", {}),
+                         ("file_get", {"name": "clip.mp4"})):
+            with pytest.raises(CommandError, match="not authorised"):
+                await bob.request(op, **args)
+        # talk-back audio without an authorised talk session is dropped
+        for i in range(5):
+            bob.send_talk(b"voice", i * 0.02)
+        await asyncio.sleep(0.3)
+        assert talk == []
+        # the owner revokes the share: the very next request is refused, live view stops at the next keyframe
+        store.unshare("alice", dev.did, "bob")
+        with pytest.raises(CommandError, match="not authorised"):
+            await bob.request("spec_get", params=[{"siid": 2, "piid": 7}])
+        agent.hub.publish(EncodedPacket("main", 2.0, b"k" * 100, keyframe=True))
+        await asyncio.sleep(0.2)
+        assert spec.get("camera-control", "watching") is False
+        # alice (owner) may talk; her audio reaches the speaker
+        alice = (await _connect(cloud, services, "alice")).session
+        await alice.request("talk_start")
+        assert spec.get("camera-control", "watching") is True
+        for i in range(5):
+            alice.send_talk(b"hi", i * 0.02)
+        for _ in range(50):
+            if len(talk) == 5:
+                break
+            await asyncio.sleep(0.02)
+        assert [a for a, _ in talk] == ["alice"] * 5
+        await alice.request("talk_stop")
+        with pytest.raises(CommandError, match="unknown op"):
+            await alice.request("rm_rf")
+        await bob.close()
+        await alice.close()
+        await agent.close()
+        task.cancel()
+
+    run(main())
+    log = agent.access_log.entries()
+    assert ("live_stop", "bob", "permission revoked") in [(e["event"], e["account"], e.get("reason")) for e in log]
+    assert sum(e["event"] == "denied" and e["account"] == "bob" for e in log) == 6
+    assert [e["event"] for e in log if e["account"] == "alice"] == ["talk_start", "talk_stop"]
+
+
+def test_resumable_file_download(cloud, services, tmp_path):
+    agent, _, files, _ = _agent(cloud, services, tmp_path)
+    data = os.urandom(300_000)
+    (files / "2026").mkdir()
+    (files / "2026" / "clip.mp4").write_bytes(data)
+    dest = tmp_path / "phone" / "clip.mp4"
+    dest.parent.mkdir()
+
+    async def main():
+        task = asyncio.create_task(agent.run())
+        await asyncio.wait_for(agent.registered.wait(), 5)
+        s = (await _connect(cloud, services, "alice")).session
+        listing = await s.request("file_list")
+        assert listing["files"] == [{"name": "2026/clip.mp4", "size": len(data)}]
+        first = await s.download("2026/clip.mp4", dest, stop_after=100_000)
+        assert not first["complete"] and first["resumed_from"] == 0
+        await s.close()                                   # the link drops mid-transfer
+        s = (await _connect(cloud, services, "alice", force_relay=True)).session
+        second = await s.download("2026/clip.mp4", dest)
+        assert second["complete"] and second["resumed_from"] >= 100_000
+        assert second["received"] == len(data) - second["resumed_from"]
+        for bad in ("../device/keystore.json", "/etc/passwd", "2026/../../device/keystore.json", "nope.mp4"):
+            with pytest.raises(CommandError, match="file"):
+                await s.request("file_get", name=bad)
+        await s.close()
+        await agent.close()
+        task.cancel()
+
+    run(main())
+    assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+class _Pipe:
+    """An in-memory datagram link with a byte budget per tick (the congestion model)."""
+
+    def __init__(self):
+        self.a2b, self.b2a = asyncio.Queue(), asyncio.Queue()
+
+    def ends(self):
+        return _End(self.a2b, self.b2a), _End(self.b2a, self.a2b)
+
+
+class _End:
+    def __init__(self, out, inp):
+        self.out, self.inp = out, inp
+
+    async def send(self, data):
+        self.out.put_nowait(data)
+
+    async def recv(self):
+        d = await self.inp.get()
+        if d is None:
+            raise ConnectionError("closed")
+        return d
+
+    async def close(self):
+        self.out.put_nowait(None)
+
+
+def test_congestion_drops_video_not_commands_and_priorities(cloud, tmp_path):
+    store, dev, users = cloud
+
+    async def main():
+        a, b = _Pipe().ends()
+        dev_task = asyncio.create_task(accept_session(b, DeviceHandshake(dev, store), rate_bps=2e6))
+        app = await open_session(a, users["alice"], dev.did, store.device_public_key(dev.did), rate_bps=2e6)
+        mux: Mux = await dev_task
+        ep = DeviceEndpoint(mux, dev.did, store, LiveHub(), AccessLog(tmp_path / "log.jsonl"), spec=SpecService())
+        ep_task = asyncio.create_task(ep.run())
+        await app.request("live_start")
+        # 2 Mbit/s link, 30 fps of 40 kB frames = 9.6 Mbit/s offered: the camera must drop video
+        sent = 0
+        t0 = asyncio.get_running_loop().time()
+        for i in range(60):
+            ep.push_media(EncodedPacket("main", i / 30, bytes([i]) * 40000, keyframe=(i % 15 == 0)))
+            sent += 1
+            if i == 30:
+                rtt0 = asyncio.get_running_loop().time()
+                await app.request("ping")           # commands overtake queued video
+                ping_s = asyncio.get_running_loop().time() - rtt0
+            await asyncio.sleep(1 / 30)
+        got = []
+        while True:
+            try:
+                got.append(await app.recv_media(timeout=1.0))
+            except asyncio.TimeoutError:
+                break
+        dropped = mux.stats[Channel.VIDEO].dropped
+        await app.close()
+        ep_task.cancel()
+        return sent, got, dropped, ping_s, asyncio.get_running_loop().time() - t0
+
+    sent, got, dropped, ping_s, elapsed = run(main())
+    assert got and got[0].keyframe
+    assert dropped > 0 and len(got) < sent and len(got) + dropped <= sent
+    # every delivered frame either is a keyframe or follows the frame before it (no broken reference chain)
+    for prev, cur in zip(got, got[1:]):
+        assert cur.keyframe or cur.data[0] == prev.data[0] + 1
+    assert ping_s < 0.5
