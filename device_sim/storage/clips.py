@@ -21,10 +21,9 @@ Segment timestamps are the camera's capture times (90 kHz), so a player sees the
 from __future__ import annotations
 
 import io
-import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -222,6 +221,7 @@ class ClipMaker:
                 raise CamlabError(f"event {eid}: no keyframe of stream {info.name!r} in the ring buffer")
             template = self._templates[info] = StreamTemplate(info, tpl_key)
         sess = ClipSession(self, clip, template, self.post_roll_s)
+        self._write_playlist(clip)
         for p in pre:
             sess.add(p)
         return sess

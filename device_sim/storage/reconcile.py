@@ -85,7 +85,7 @@ def repair_partial(card: SdCard, index: Index, rel: str) -> str | None:
             keys = [i for i, p in enumerate(packets) if p[4]]
             packets = packets[:keys[-1]] if keys else []   # the last GOP may be torn: drop it
             if packets:
-                final_rel = free_final_name(root, final_name_of_partial(rel))
+                final_rel = free_final_name(root, final_name_of_partial(rel), own_partial=True)
                 tmp = root / (final_rel + ".repair")
                 with av.open(str(tmp), "w", format="mp4") as out:
                     out.metadata["comment"] = f"{META_PREFIX}{start_wall:.6f}"

@@ -54,11 +54,12 @@ def final_name_of_partial(rel: str) -> str:
     return str(p.parent / p.name[1:-len(PARTIAL_SUFFIX)])
 
 
-def free_final_name(root: Path, rel: str) -> str:
-    """``rel`` if free, else ``MM-1.mp4``, ``MM-2.mp4``... (a restart within the same minute)."""
+def free_final_name(root: Path, rel: str, *, own_partial: bool = False) -> str:
+    """``rel`` if free, else ``MM-1.mp4``, ``MM-2.mp4``... (a restart within the same minute). ``own_partial``: the
+    partial of ``rel`` itself is the caller's (repair) and does not make the name taken."""
     p = Path(rel)
     cand, k = rel, 0
-    while (root / cand).exists() or (root / partial_name(cand)).exists():
+    while (root / cand).exists() or ((root / partial_name(cand)).exists() and not (own_partial and cand == rel)):
         k += 1
         cand = str(p.parent / f"{p.stem}-{k}{p.suffix}")
     return cand

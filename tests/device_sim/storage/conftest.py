@@ -1,0 +1,52 @@
+"""Fixtures for the storage tests: synthetic HEVC sources, a card, and the cloud service as a real process."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device_sim.storage.synth import SyntheticSource
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="session")
+def src() -> SyntheticSource:
+    """64x64 HEVC, 10 fps, a keyframe each second."""
+    return SyntheticSource(64, 64, fps=10, gop=10)
+
+
+class CloudProc:
+    def __init__(self, state: Path, *args: str):
+        self.state = state
+        self.cert, self.key = state / "cert.pem", state / "key.pem"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "device_sim.services.cloud", "--port", "0", "--state", str(state / "store"),
+             "--cert", str(self.cert), "--key", str(self.key), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.proc.kill()
+            raise RuntimeError(f"cloud did not start: {line!r} {self.proc.stderr.read()}")
+        self.port = int(line)
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+def start_cloud(tmp: Path, *args: str) -> CloudProc:
+    return CloudProc(tmp, *args)
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    c = CloudProc(tmp_path / "cloud")
+    yield c
+    c.stop()

@@ -1,0 +1,128 @@
+"""Event clips end to end: pre-roll + post-roll -> encrypted HLS -> cloud process (HTTPS) -> user decrypts + decodes."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from camlab.errors import CamlabError
+from device_sim.storage.clips import ClipMaker, playlist_text
+from device_sim.storage.crypto import (DecryptionError, IvLedger, UserKey, decrypt_segment, encrypt_segment,
+                                       new_user_key)
+from device_sim.storage.notify import Notifier
+from device_sim.storage.playback import CloudClient, decode_ts, parse_playlist
+from device_sim.storage.uploader import Uploader
+
+
+def test_aes128_cbc_pkcs7_matches_rfc8216_and_wrong_key_is_clear():
+    key = UserKey(bytes(range(16)))
+    iv = bytes(16)
+    # 188-byte TS packet -> 192 bytes of ciphertext (PKCS7 pads 4 bytes); 16 bytes of plaintext -> a full pad block
+    ts = bytes([0x47]) + bytes(187)
+    ct = encrypt_segment(key, ts, iv)
+    assert len(ct) == 192
+    assert len(encrypt_segment(key, bytes(16), iv)) == 32
+    assert decrypt_segment(key, ct, iv) == ts
+    # cross-check the first block with a raw AES-CBC by hand: C0 = AES_k(P0 xor IV)
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    e = Cipher(algorithms.AES(key.key), modes.ECB()).encryptor()
+    assert ct[:16] == e.update(ts[:16]) + e.finalize()
+    with pytest.raises(DecryptionError, match="wrong key"):
+        decrypt_segment(UserKey(bytes(16)), ct, iv)
+    with pytest.raises(DecryptionError, match="multiple of 16"):
+        decrypt_segment(key, ct[:-3], iv)
+    with pytest.raises(CamlabError):
+        UserKey.from_hex("abc")
+
+
+def _event_feed(src, t_event, pre_s, post_s):
+    ring = list(src.packets(0.0, t_event))            # what the ring buffer holds when the event is decided
+    live = [src.packet(i) for i in range(len(ring), len(ring) + int((post_s + 3) * src.fps))]
+    return ring, live
+
+
+def test_clip_segments_iv_playlist_and_cloud_roundtrip(tmp_path, src, cloud):
+    key = new_user_key()
+    up = Uploader(cloud.url, cloud.cert, chunk_bytes=4096, seed=0).start()
+    notifier = Notifier(cloud.url, cloud.cert).start()
+    ledger = IvLedger(tmp_path / "ivs.bin")
+    maker = ClipMaker(tmp_path / "events", key, segment_s=10, pre_roll_s=5, post_roll_s=20,
+                      epoch_base=1_763_769_600.0, ledger=ledger, on_segment=up.enqueue_segment,
+                      on_finish=up.enqueue_clip)
+    t_event = 12.35
+    ring, live = _event_feed(src, t_event, 5, 20)
+    event = {"event_id": "ev-0001", "type": "person", "pts_s": t_event}
+    notifier.notify(event)                                # the push goes out first
+    clip = maker.make_clip(event, ring, live, src.info)
+    assert up.wait_idle(30) and notifier.wait_idle(5)
+    assert not up.failed and not notifier.failed
+    # pre-roll starts at the keyframe at or before event - 5 s (keyframes every 1 s)
+    assert clip.start_pts_s == pytest.approx(7.0)
+    # ~10 s segments cut at keyframes: 7..17, 17..27, 27..33 (post-roll ends at the first keyframe >= 32.35)
+    assert [s.duration_s for s in clip.segments] == pytest.approx([10.0, 10.0, 6.0])
+    ivs = [s.iv for s in clip.segments]
+    assert len(set(ivs)) == len(ivs) == 3 and len(ledger) == 3
+    text = clip.playlist.read_text()
+    entries, ended = parse_playlist(text)
+    assert ended and [e.iv for e in entries] == ivs and all(e.key_uri == key.uri for e in entries)
+    assert key.hex() not in text.lower() and key.hex() not in clip.meta_path.read_text()
+    assert len(re.findall(r"#EXT-X-KEY:METHOD=AES-128,URI=\"camlab-key://[0-9a-f]{16}\",IV=0x[0-9A-F]{32}", text)) == 3
+
+    # the cloud holds only ciphertext: no stored file contains the key or decodes as clear MPEG-TS
+    store = cloud.state / "store" / "clips" / "ev-0001"
+    for seg in clip.segments:
+        blob = (store / seg.name).read_bytes()
+        assert blob == (clip.dir / seg.name).read_bytes() and blob[0] != 0x47 or blob[188] != 0x47
+        assert key.key not in blob
+
+    user = CloudClient(cloud.url, cloud.cert)
+    tl = user.timeline(1_763_769_600.0, 1_763_769_700.0)
+    assert [c["event_id"] for c in tl] == ["ev-0001"] and tl[0]["complete"] and tl[0]["in_cloud"]
+    assert tl[0]["start_wall_s"] == pytest.approx(1_763_769_607.0)
+    ts = user.download_clip("ev-0001", key)
+    times = decode_ts(ts)
+    # every frame from the pre-roll keyframe to the end of the post-roll, at its capture time
+    assert len(times) == 260
+    assert times[0] == pytest.approx(7.0, abs=1e-4) and times[-1] == pytest.approx(32.9, abs=1e-4)
+    assert all(b - a == pytest.approx(0.1, abs=1e-4) for a, b in zip(times, times[1:]))
+    pre = [t for t in times if t < t_event]
+    assert len(pre) == 54                                 # 7.0 .. 12.3 inclusive
+    with pytest.raises(DecryptionError, match="wrong key"):
+        user.download_clip("ev-0001", {key.uri: UserKey(key.key[::-1])})     # the right URI, the wrong bytes
+    # the push reached the cloud before the clip was complete there
+    push = user.pushes()
+    assert [p["event_id"] for p in push] == ["ev-0001"]
+    assert push[0]["received_at"] < up.completed["ev-0001"]
+    assert push[0]["received_at"] - push[0]["decided_at"] < 1.0
+    up.stop()
+    notifier.stop()
+
+
+def test_iv_ledger_persists_and_never_reuses(tmp_path):
+    led = IvLedger(tmp_path / "iv.bin")
+    ivs = {led.claim() for _ in range(200)}
+    again = IvLedger(tmp_path / "iv.bin")
+    assert len(ivs) == 200 and len(again) == 200 and all(iv in again for iv in ivs)
+    with open(tmp_path / "iv.bin", "ab") as fh:          # a torn record after a power cut is ignored
+        fh.write(b"\x01\x02")
+    assert len(IvLedger(tmp_path / "iv.bin")) == 200
+
+
+def test_playlist_text_is_event_then_vod(tmp_path, src):
+    maker = ClipMaker(tmp_path, new_user_key(), segment_s=2, pre_roll_s=1, post_roll_s=3)
+    ring = list(src.packets(0.0, 3.0))
+    sess = maker.start({"id": "e1", "pts_s": 2.5}, ring, src.info)
+    first = sess.clip.playlist.read_text()
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in first and "#EXT-X-ENDLIST" not in first
+    for i in range(30, 80):
+        if not sess.add(src.packet(i)):
+            break
+        if i == 31:
+            mid = sess.clip.playlist.read_text()
+            assert "seg00000.ts" in mid and "#EXT-X-PLAYLIST-TYPE:EVENT" in mid
+    clip = sess.finish()
+    txt = playlist_text(clip, 2)
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in txt and txt.rstrip().endswith("#EXT-X-ENDLIST")
+    with pytest.raises(CamlabError, match="id"):
+        maker.start({"id": "../etc", "pts_s": 1.0}, ring, src.info)
