@@ -237,10 +237,18 @@ class Pipeline:
             y, uv = run_fast(self, frame, black, white, dgain, wb, ccm, sig_lut, state, clock)
         else:
             y, uv = self._run_reference(frame, black, white, dgain, wb, ccm, sig_lut, state, clock, tap if taps else None)
-        streams = scale_streams(y, uv, cfg.scale) if not self.fast else _fast_scale(y, uv, cfg.scale)
-        clock.lap("scale")
-        main = pack_nv12(*streams["main"], cfg.csc.range)
-        sub = pack_nv12(*streams["sub"], cfg.csc.range)
+        if self.fast:
+            from camlab.isp.fast.fused import pack_nv12_fast, scale_streams_fast
+
+            streams = scale_streams_fast(y, uv, cfg.scale)
+            clock.lap("scale")
+            main = pack_nv12_fast(*streams["main"], cfg.csc.range)
+            sub = pack_nv12_fast(*streams["sub"], cfg.csc.range)
+        else:
+            streams = scale_streams(y, uv, cfg.scale)
+            clock.lap("scale")
+            main = pack_nv12(*streams["main"], cfg.csc.range)
+            sub = pack_nv12(*streams["sub"], cfg.csc.range)
         clock.lap("nv12")
         out_rgb = planes_to_rgb(*streams["main"], cfg.csc.matrix) if rgb else None
         if taps:
@@ -323,12 +331,6 @@ class Pipeline:
         if tap is not None:
             tap["sharpen_y"] = y
         return y, uv
-
-
-def _fast_scale(y, uv, p: ScaleParams):
-    from camlab.isp.fast.fused import scale_streams_fast
-
-    return scale_streams_fast(y, uv, p)
 
 
 def run_file(path, config=None, **read_kwargs) -> IspResult:

@@ -27,11 +27,19 @@ class DpcParams:
             raise ValueError(f"threshold must be > 0, got {self.threshold}")
 
 
+def mirror_index(n: int, d: int) -> np.ndarray:
+    """Index of the neighbour at offset ``d`` for every position 0..n-1; past an edge the neighbour on the other
+    side (offset ``-d``) is used, which keeps the Bayer phase and never selects the pixel itself."""
+    i = np.arange(n) + d
+    bad = (i < 0) | (i >= n)
+    i[bad] -= 2 * d
+    return np.clip(i, 0, n - 1)
+
+
 def same_colour_neighbours(cfa: np.ndarray) -> np.ndarray:
-    """(8, H, W) stack of the distance-2 same-colour neighbours (mirror padding keeps the Bayer phase)."""
+    """(8, H, W) stack of the distance-2 same-colour neighbours (mirrored about the pixel at the borders)."""
     h, w = cfa.shape
-    pad = np.pad(cfa, 2, mode="reflect") if min(h, w) > 2 else np.pad(cfa, 2, mode="symmetric")
-    return np.stack([pad[2 + dy:2 + dy + h, 2 + dx:2 + dx + w] for dy, dx in OFFSETS])
+    return np.stack([cfa[mirror_index(h, dy)][:, mirror_index(w, dx)] for dy, dx in OFFSETS])
 
 
 def correct_defects(cfa: np.ndarray, p: DpcParams = DpcParams()) -> tuple[np.ndarray, np.ndarray]:

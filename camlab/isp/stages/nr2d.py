@@ -5,7 +5,8 @@ spatial support and a triangular range kernel ``max(0, 1 - |d| / (k sigma))``, w
 of the centre pixel. sigma comes from the Poisson-Gaussian model (Foi et al., "Practical Poissonian-Gaussian noise
 modeling and fitting for single-image raw-data", IEEE TIP 17(10), 2008) at the frame's analog gain, carried through
 the digital/WB gains, the CCM and the tone curve's slope into display luma (:func:`display_noise_lut`). Luma is
-filtered at full resolution; chroma (Cb, Cr jointly) on the 4:2:0 planes.
+filtered at full resolution; chroma (Cb, Cr jointly, range distance = mean of |dCb| and |dCr|) on the 4:2:0
+planes.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def display_noise_lut(shot: float, read: float, wb_gains=(1.0, 1.0, 1.0), ccm=No
 
 
 def _sigma_of(v: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    idx = np.clip(np.rint(v * (lut.size - 1)), 0, lut.size - 1).astype(np.intp)
+    idx = np.clip(np.floor(v * (lut.size - 1) + 0.5), 0, lut.size - 1).astype(np.intp)
     return lut[idx]
 
 
@@ -98,7 +99,7 @@ def denoise_chroma(uv: np.ndarray, y_half: np.ndarray, sigma_lut: np.ndarray,
     for dy in range(-r, r + 1):
         for dx in range(-r, r + 1):
             v = pad[r + dy:r + dy + h, r + dx:r + dx + w]
-            d = np.abs(v[..., 0] - uv[..., 0]) + np.abs(v[..., 1] - uv[..., 1])
+            d = np.float32(0.5) * (np.abs(v[..., 0] - uv[..., 0]) + np.abs(v[..., 1] - uv[..., 1]))
             wgt = np.maximum(np.float32(0.0), np.float32(1.0) - d * inv)
             num += wgt[..., None] * v
             den += wgt

@@ -1,0 +1,200 @@
+"""ISP stages: properties of each pure stage function on synthetic data with known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from camlab.isp.stages import cfa_tile
+from camlab.isp.stages.awb import AwbParams, awb_gains
+from camlab.isp.stages.blc import black_level_correct
+from camlab.isp.stages.ccm import apply_ccm, effective_matrix
+from camlab.isp.stages.csc import (i420_to_rgb, nv12_to_rgb, pack_nv12, rgb_to_i420, rgb_to_nv12, rgb_to_yuv,
+                                   unpack_nv12, yuv_to_rgb)
+from camlab.isp.stages.dpc import DpcParams, correct_defects
+from camlab.isp.stages.lsc import LscParams, calibrate_lsc, gain_map, lens_shading_correct
+from camlab.isp.stages.nr2d import Nr2dParams, denoise_chroma, denoise_luma, display_noise_lut
+from camlab.isp.stages.nr3d import Nr3dParams, temporal_denoise
+from camlab.isp.stages.scale import ScaleParams, crop_window, resize, scale_streams
+from camlab.isp.stages.sharpen import SharpenParams, sharpen_luma
+from camlab.isp.stages.tone import ToneParams, srgb_decode, srgb_encode, tone_lut, tone_map
+from camlab.isp.stages.wb import white_balance_cfa
+from camlab.sensor.cfa import PATTERNS, mosaic
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_blc_per_channel(pattern):
+    black = (64.0, 60.0, 70.0, 50.0)
+    raw = np.tile(cfa_tile(black, pattern), (4, 4)).astype(np.uint16) + 100
+    out = black_level_correct(raw, pattern, black, 1023.0)
+    expect = 100.0 / (1023.0 - np.tile(cfa_tile(black, pattern), (4, 4)))
+    np.testing.assert_allclose(out, expect, rtol=1e-6)
+    assert black_level_correct(np.zeros((4, 4), np.uint16), pattern, black, 1023.0).min() == 0.0  # clipped
+    with pytest.raises(ValueError):
+        black_level_correct(raw, pattern, 2000, 1023.0)
+
+
+def test_dpc_fixes_hot_and_dead_pixels_only():
+    cfa = (0.3 + 0.01 * RNG.standard_normal((40, 40))).astype(np.float32)
+    bad = cfa.copy()
+    bad[10, 10], bad[21, 30], bad[0, 0], bad[39, 38] = 1.0, 0.0, 1.0, 0.9
+    out, mask = correct_defects(bad, DpcParams(threshold=0.1))
+    assert set(zip(*np.nonzero(mask))) == {(10, 10), (21, 30), (0, 0), (39, 38)}
+    assert np.abs(out - cfa).max() < 0.05
+    clean, m2 = correct_defects(cfa, DpcParams(threshold=0.1))
+    assert not m2.any() and np.array_equal(clean, cfa)
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "GBRG"])
+def test_lsc_calibration_flattens_a_vignetted_flat(pattern):
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    r2 = ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2
+    shading = 1.0 / (1.0 + 0.4 * r2)
+    colour = np.tile(cfa_tile((0.5, 0.6, 0.6, 0.4), pattern), (h // 2, w // 2))
+    flat = (colour * shading).astype(np.float32)
+    grid = calibrate_lsc(flat, pattern, (9, 11))
+    corrected = lens_shading_correct(flat, gain_map((h, w), pattern, LscParams(grid=grid.tolist())))
+    for r in range(2):
+        for c in range(2):
+            plane = corrected[r::2, c::2][3:-3, 3:-3]
+            assert plane.std() / plane.mean() < 0.01  # flat within 1 % (the raw flat varies by ~30 %)
+    assert flat[0::2, 0::2].std() / flat[0::2, 0::2].mean() > 0.05
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_white_balance_and_grey_world(pattern):
+    rgb = RNG.uniform(0.05, 0.8, (64, 64, 3)).astype(np.float32)
+    illum = np.array([0.5, 1.0, 0.7], np.float32)
+    cast = rgb * illum
+    cfa = mosaic(cast, pattern)
+    gains = (1 / 0.5, 1.0, 1 / 0.7)
+    np.testing.assert_allclose(white_balance_cfa(cfa, pattern, gains, clip=False), mosaic(rgb, pattern), rtol=1e-5)
+    for method in ("grey_world", "shades_of_grey", "grey_edge", "white_patch"):
+        g = awb_gains(cast, AwbParams(method=method, percentile=99.9))
+        # random uniform RGB is grey on average: every estimator recovers the cast within a few percent
+        np.testing.assert_allclose(g, gains, rtol=0.06, err_msg=method)
+
+
+def test_ccm_identity_and_mono():
+    rgb = RNG.uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(apply_ccm(rgb, np.eye(3)), rgb, atol=1e-7)
+    mono = apply_ccm(rgb, effective_matrix(None, mono=True))
+    assert np.allclose(mono[..., 0], mono[..., 1]) and np.allclose(mono[..., 1], mono[..., 2])
+    m = effective_matrix([1.6, -0.4, -0.2, -0.3, 1.5, -0.2, 0.0, -0.5, 1.5], saturation=1.0)
+    white = apply_ccm(np.full((1, 1, 3), 0.5, np.float32), m)
+    np.testing.assert_allclose(white, 0.5, atol=1e-6)  # rows sum to 1: white stays white
+
+
+def test_tone_srgb_and_lut():
+    x = np.linspace(0, 1, 1001).astype(np.float32)
+    np.testing.assert_allclose(srgb_decode(srgb_encode(x)), x, atol=2e-6)
+    assert abs(float(srgb_encode(np.float32(0.18))) - 0.4614) < 1e-3
+    p = ToneParams(contrast=0.3)
+    y = tone_map(x[:, None], p)[:, 0]
+    assert np.all(np.diff(y) >= 0) and y[0] == 0 and abs(y[-1] - 1) < 1e-6
+    lut = tone_lut(p)
+    np.testing.assert_allclose(np.interp(x, np.linspace(0, 1, lut.size), lut), y, atol=2e-4)
+
+
+@pytest.mark.parametrize("matrix", ["bt601", "bt709"])
+@pytest.mark.parametrize("rng", ["full", "limited"])
+def test_csc_round_trip_and_layout(matrix, rng):
+    rgb = RNG.uniform(0, 1, (6, 8, 3)).astype(np.float32)
+    rgb = np.repeat(np.repeat(rgb[::2, ::2], 2, 0), 2, 1)  # constant 2x2 blocks: 4:2:0 loses nothing
+    np.testing.assert_allclose(yuv_to_rgb(rgb_to_yuv(rgb, matrix), matrix), rgb, atol=1e-5)
+    nv12 = rgb_to_nv12(rgb, matrix, rng)
+    assert nv12.shape == (9, 8) and nv12.dtype == np.uint8
+    back = nv12_to_rgb(nv12, matrix, rng)
+    assert np.abs(back - rgb).max() < 2.5 / 255  # 8-bit quantisation of Y and C: within ~2 LSB
+    i420 = rgb_to_i420(rgb, matrix, rng)
+    assert i420.shape == (6 * 8 * 3 // 2,)
+    np.testing.assert_array_equal(i420[:48], nv12[:6].ravel())  # same luma plane
+    np.testing.assert_array_equal(i420[48:60], nv12[6:, 0::2].ravel())  # Cb plane = even NV12 chroma bytes
+    np.testing.assert_array_equal(i420[60:], nv12[6:, 1::2].ravel())  # Cr plane = odd ones
+    assert np.abs(i420_to_rgb(i420, 8, 6, matrix, rng) - back).max() < 1e-6
+
+
+def test_csc_reference_codes():
+    white, black = np.ones((2, 2, 3), np.float32), np.zeros((2, 2, 3), np.float32)
+    assert rgb_to_nv12(white, "bt709", "limited")[:2].tolist() == [[235, 235], [235, 235]]
+    assert rgb_to_nv12(black, "bt709", "limited")[:2].min() == 16
+    assert rgb_to_nv12(white, "bt601", "full")[2].tolist() == [128, 128]
+    red = np.zeros((2, 2, 3), np.float32)
+    red[..., 0] = 1
+    nv = rgb_to_nv12(red, "bt601", "limited")  # BT.601 red: Y 81, Cb 90, Cr 240
+    assert (int(nv[0, 0]), int(nv[2, 0]), int(nv[2, 1])) == (81, 90, 240)
+    y, uv = unpack_nv12(nv, "limited")
+    assert y.shape == (2, 2) and uv.shape == (1, 1, 2)
+    with pytest.raises(ValueError):
+        pack_nv12(np.zeros((4, 4)), np.zeros((1, 1, 2)))
+
+
+def test_scaler_sizes_and_dc():
+    y = np.full((1080, 1920), 0.4, np.float32)
+    uv = np.full((540, 960, 2), 0.1, np.float32)
+    s = scale_streams(y, uv, ScaleParams(main=(1280, 720), sub=(640, 360)))
+    assert s["main"][0].shape == (720, 1280) and s["main"][1].shape == (360, 640, 2)
+    assert s["sub"][0].shape == (360, 640) and s["sub"][1].shape == (180, 320, 2)
+    np.testing.assert_allclose(s["sub"][0], 0.4, atol=1e-6)
+    np.testing.assert_allclose(s["main"][1], 0.1, atol=1e-6)
+    assert crop_window(2304, 1296, 640, 360) == (0, 0, 2304, 1296)  # 16:9 source: no crop
+    assert crop_window(1888, 1182, 640, 360) == (0, 60, 1888, 1062)  # 1.6:1 source: rows cropped
+    ramp = np.tile(np.arange(300, dtype=np.float32), (10, 1))
+    small = resize(ramp, 100, 10)
+    np.testing.assert_allclose(small[0, 1:-1], 3 * np.arange(1, 99) + 1, atol=1e-3)  # 3x downscale of a ramp
+    with pytest.raises(ValueError):
+        ScaleParams(main=(641, 360))
+
+
+def _flat_noisy(shape, level, sigma, seed=1):
+    return (level + sigma * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
+def test_nr2d_reduces_noise_and_keeps_edges():
+    lut = display_noise_lut(shot=2e-3, read=1e-4)
+    sigma = float(lut[int(0.5 * 255)])
+    assert 0.005 < sigma < 0.2 and np.all(lut > 0)
+    y = _flat_noisy((64, 64), 0.5, sigma)
+    out = denoise_luma(y, lut, Nr2dParams(strength_y=3.0, radius_y=2))
+    assert out.std() < 0.5 * y.std()
+    step = np.where(np.arange(64)[None, :] < 32, 0.2, 0.8).repeat(64, 0).astype(np.float32)
+    np.testing.assert_allclose(denoise_luma(step, lut, Nr2dParams()), step, atol=1e-6)  # edge >> k sigma kept
+    uv = _flat_noisy((32, 32, 2), 0.0, sigma, seed=2)
+    cu = denoise_chroma(uv, np.full((32, 32), 0.5, np.float32), lut, Nr2dParams(strength_c=3.0))
+    assert cu.std() < 0.6 * uv.std()
+
+
+def test_noise_lut_grows_with_gain():
+    lo = display_noise_lut(shot=1e-4, read=1e-6)
+    hi = display_noise_lut(shot=8e-4, read=64e-6)
+    assert np.all(hi[5:] > 2.5 * lo[5:])
+
+
+def test_nr3d_static_averages_moving_passes():
+    lut = np.full(256, 0.02, np.float32)
+    y0 = _flat_noisy((32, 32), 0.5, 0.02, seed=3)
+    uv0 = np.zeros((16, 16, 2), np.float32)
+    prev_y, prev_uv = y0, uv0
+    p = Nr3dParams(alpha_static=0.2, motion_lo=1.5, motion_hi=4.0)
+    for k in range(10):
+        y = _flat_noisy((32, 32), 0.5, 0.02, seed=10 + k)
+        prev_y, prev_uv, a = temporal_denoise(y, uv0, prev_y, prev_uv, lut, p)
+    assert prev_y.std() < 0.55 * 0.02
+    moved = np.full((32, 32), 0.9, np.float32)
+    out, _, a = temporal_denoise(moved, uv0, prev_y, prev_uv, lut, p)
+    np.testing.assert_allclose(out, moved, atol=1e-6)  # a 20-sigma change is motion: no ghost
+    assert a.min() == 1.0
+    first, _, a1 = temporal_denoise(moved, uv0, None, None, lut, p)
+    assert np.array_equal(first, moved) and a1.max() == 1.0
+
+
+def test_sharpen_coring():
+    lut = np.full(256, 0.01, np.float32)
+    flat = _flat_noisy((32, 32), 0.5, 0.003, seed=4)  # noise well under the coring threshold
+    np.testing.assert_allclose(sharpen_luma(flat, lut, SharpenParams(amount=1.0, coring=2.0)), flat, atol=1e-7)
+    step = np.where(np.arange(32)[None, :] < 16, 0.3, 0.7).repeat(32, 0).astype(np.float32)
+    out = sharpen_luma(step, lut, SharpenParams(amount=1.0, coring=1.0))
+    assert out[5, 15] < 0.3 and out[5, 16] > 0.7  # overshoot on both sides of the edge
+    assert np.allclose(out[:, :10], 0.3) and np.allclose(out[:, 22:], 0.7)
