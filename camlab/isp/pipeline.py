@@ -179,10 +179,13 @@ class Pipeline:
         raw = frame.data[:h2, :w2]
         lin = black_level_correct(raw, frame.pattern, black, white, clip=True)
         # the statistics block samples every step-th quad; the LSC map is sampled at the same sites
-        q = quad_rgb(lin, frame.pattern, sp.step)
-        gq = quad_rgb(self._gain_map(frame.data.shape, frame.pattern)[:h2, :w2], frame.pattern, sp.step)
+        cols, rows = sp.zones
+        step = max(1, min(sp.step, (h2 // 2) // rows, (w2 // 2) // cols))  # small frames: denser sampling
+        q = quad_rgb(lin, frame.pattern, step)
+        gq = quad_rgb(self._gain_map(frame.data.shape, frame.pattern)[:h2, :w2], frame.pattern, step)
         q = q * gq * np.float32(dgain)
-        return q, zone_stats_from_quads(q, sp.zones, sp.saturation)
+        zones = (min(cols, q.shape[1]), min(rows, q.shape[0]))
+        return q, zone_stats_from_quads(q, zones, sp.saturation)
 
     def _wb_gains(self, frame: RawFrame, q: np.ndarray, state: IspState | None) -> tuple[float, float, float]:
         p = self.config.wb
