@@ -25,7 +25,8 @@ PUBLIC_SERVER = "10.200.0.1"
 
 def start_service(module: str, args: list[str], netns: str | None = None, timeout: float = 20.0,
                   env: dict | None = None) -> tuple[subprocess.Popen, int]:
-    """Start ``python -m module args`` (inside ``netns`` if given) and wait for the port it prints."""
+    """Start ``python -m module args`` (inside ``netns`` if given) and wait for the number it prints (its port;
+    agents print 1 once ready)."""
     cmd = [sys.executable, "-m", module, *args]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
@@ -147,6 +148,15 @@ class NatLab:
         self.ns(host, "ip", "link", "set", "eth0", "up")
         self.ns(host, "ip", "route", "add", "default", "via", f"192.168.{lan_net}.1")
         self.ns(rt, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.set_nat(side, kind)
+
+    def set_nat(self, side: str, kind: str) -> None:
+        """(Re)configure one router's NAT behaviour; existing mappings of other flows stay in conntrack."""
+        if kind not in NAT_KINDS:
+            raise ValueError(f"NAT kind {kind!r}: expected one of {NAT_KINDS}")
+        rt = self.router(side)
+        for table in ("nat", "filter"):
+            self.ns(rt, "iptables", "-t", table, "-F")
         masq = ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"]
         if kind == "symmetric":
             masq.append("--random-fully")
@@ -156,8 +166,13 @@ class NatLab:
                     "--to-destination", self.host_ip(side))
         # unsolicited datagrams to the router itself are dropped before conntrack confirms an entry for them
         self.ns(rt, "iptables", "-A", "INPUT", "-i", "wan", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP")
-        self.ns(rt, "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "NEW",
-                *(["-j", "ACCEPT"] if kind == "full_cone" else ["-j", "DROP"]))
+        if kind != "full_cone":
+            self.ns(rt, "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "NEW", "-j",
+                    "DROP")
+        if side == "a":
+            self.nat_a = kind
+        else:
+            self.nat_b = kind
 
     def teardown(self) -> None:
         for n in reversed(self.namespaces):
