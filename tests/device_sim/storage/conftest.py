@@ -41,8 +41,17 @@ class CloudProc:
         self.proc.wait(5)
 
 
-def start_cloud(tmp: Path, *args: str) -> CloudProc:
-    return CloudProc(tmp, *args)
+@pytest.fixture
+def start_cloud():
+    """Factory: start_cloud(state_dir, *extra_args) -> a running cloud process, killed at teardown."""
+    procs = []
+
+    def start(state: Path, *args: str) -> CloudProc:
+        procs.append(CloudProc(state, *args))
+        return procs[-1]
+    yield start
+    for p in procs:
+        p.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,116 @@
+"""Cloud service (its own process, HTTPS): malformed uploads, resumable PUT, retry/backoff, bandwidth adaptation."""
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+
+import pytest
+
+from device_sim.storage.clips import ClipMaker
+from device_sim.storage.crypto import new_user_key
+from device_sim.storage.playback import CloudClient, decode_ts
+from device_sim.storage.synth import SyntheticSource
+from device_sim.storage.uploader import Uploader
+
+
+def _req(cloud, method, path, body=b"", headers=None):
+    ctx = ssl.create_default_context(cafile=str(cloud.cert))
+    c = http.client.HTTPSConnection("127.0.0.1", cloud.port, context=ctx, timeout=10)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, dict(r.getheaders()), data
+
+
+def _put(cloud, name, body, first, total, eid="ev1"):
+    return _req(cloud, "PUT", f"/v1/clips/{eid}/{name}", body,
+                {"Content-Range": f"bytes {first}-{first + len(body) - 1}/{total}"})
+
+
+def test_resumable_put_and_malformed_requests_are_refused_without_loss(cloud):
+    seg = bytes(range(256)) * 4                                   # 1024 bytes, "ciphertext"
+    st, hdr, _ = _put(cloud, "seg00000.ts", seg[:400], 0, 1024)
+    assert st == 308 and hdr["Range"] == "bytes=0-399"
+    st, hdr, _ = _req(cloud, "HEAD", "/v1/clips/ev1/seg00000.ts")
+    assert st == 308 and hdr["Range"] == "bytes=0-399"
+    st, hdr, body = _put(cloud, "seg00000.ts", seg[500:600], 500, 1024)          # a gap: told where to resume
+    assert st == 409 and hdr["Range"] == "bytes=0-399" and b"400 bytes are stored" in body
+    assert _put(cloud, "seg00000.ts", seg[400:], 400, 1024)[0] == 201
+    stored = cloud.state / "store/clips/ev1/seg00000.ts"
+    assert stored.read_bytes() == seg
+    bad = [
+        ("PUT", "/v1/clips/ev1/seg00001.ts", b"x" * 16, {"Content-Range": "bytes=0-15/16"}, "Content-Range"),
+        ("PUT", "/v1/clips/ev1/seg00001.ts", b"x" * 16, {"Content-Range": "bytes 0-99/16"}, "first <= last < total"),
+        ("PUT", "/v1/clips/ev1/../../etc", b"x" * 16, {"Content-Range": "bytes 0-15/16"}, "no such resource"),
+        ("PUT", "/v1/clips/ev1/evil.sh", b"x" * 16, {"Content-Range": "bytes 0-15/16"}, "file name"),
+        ("PUT", "/v1/clips/ev1/seg00001.ts", b"x" * 15, {"Content-Range": "bytes 0-14/15"}, "multiple of 16"),
+        ("PUT", "/v1/clips/ev1/seg00001.ts", (b"\x47" + bytes(187)) * 2 + bytes(8),
+         {"Content-Range": "bytes 0-383/384"}, "clear MPEG-TS"),
+        ("PUT", "/v1/clips/ev1/playlist.m3u8", b"#EXTM3U\n#EXTINF:1,\nseg00000.ts\n",
+         {"Content-Range": "bytes 0-30/31"}, "no EXT-X-KEY"),
+        ("PUT", "/v1/clips/ev1/playlist.m3u8",
+         b'#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="https://evil/key",IV=0x' + b"0" * 32 + b"\n#EXTINF:1,\nseg00000.ts\n",
+         None, "camlab-key"),
+        ("PUT", "/v1/clips/ev1/clip.json", b'{"event_id": "ev1", "key": "00"}', None, "missing"),
+        ("PUT", "/v1/clips/ev1/seg00000.ts", b"y" * 1024, {"Content-Range": "bytes 0-1023/2048"}, "write-once"),
+        ("POST", "/v1/push", b"{not json", {}, "not JSON"),
+        ("POST", "/v1/push", b'{"type": "person"}', {}, "event_id"),
+        ("GET", "/v1/timeline?start=abc", b"", {}, "UNIX seconds"),
+    ]
+    for method, path, body, headers, why in bad:
+        if headers is None:
+            headers = {"Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}"}
+        st, _, resp = _req(cloud, method, path, body, headers)
+        assert 400 <= st < 500, (path, st, resp)
+        assert why in json.loads(resp)["error"], (why, resp)
+    assert stored.read_bytes() == seg                                     # nothing stored was touched
+    assert sorted(p.name for p in stored.parent.iterdir()) == ["seg00000.ts"]
+
+
+def _clip(tmp_path, src, key, eid, t_event=8.0, post=4.0, pre=3.0):
+    maker = ClipMaker(tmp_path / "ev", key, segment_s=2, pre_roll_s=pre, post_roll_s=post, epoch_base=1.7e9)
+    ring = list(src.packets(0.0, t_event))
+    live = [src.packet(i) for i in range(len(ring), len(ring) + int((post + 3) * src.fps))]
+    return maker.make_clip({"event_id": eid, "pts_s": t_event}, ring, live, src.info)
+
+
+def test_uploader_retries_with_backoff_and_resumes_through_a_flaky_link(tmp_path, src, start_cloud):
+    cloud = start_cloud(tmp_path / "flaky", "--fail-rate", "0.3", "--seed", "3")
+    try:
+        key = new_user_key()
+        clip = _clip(tmp_path, src, key, "flaky-1")
+        up = Uploader(cloud.url, cloud.cert, chunk_bytes=2048, backoff_base_s=0.01, backoff_max_s=0.1, seed=1).start()
+        up.enqueue(clip)
+        assert up.wait_idle(60)
+        up.stop()
+        assert not up.failed and up.retries >= 3 and "flaky-1" in up.completed
+        ts = CloudClient(cloud.url, cloud.cert).download_clip("flaky-1", key)
+        times = decode_ts(ts)
+        assert times[0] == pytest.approx(5.0, abs=1e-4) and len(times) == 70       # 5.0 .. 11.9
+    finally:
+        cloud.stop()
+
+
+def test_uploader_picks_substream_on_a_slow_uplink(tmp_path, start_cloud):
+    main = SyntheticSource(160, 96, fps=10, gop=10, texture=0.08, seed=1)
+    sub = SyntheticSource(64, 64, fps=10, gop=10, stream="sub")
+    rates = {"main": main.bitrate_bps, "sub": sub.bitrate_bps}
+    assert rates["main"] > 3 * rates["sub"]
+    slow_bps = rates["main"] / 8 / 3                      # the uplink carries a third of the main stream
+    cloud = start_cloud(tmp_path / "slow", "--throttle-bps", str(slow_bps))
+    fast = start_cloud(tmp_path / "fast")
+    try:
+        for c, want in ((cloud, "sub"), (fast, "main")):
+            up = Uploader(c.url, c.cert, chunk_bytes=16384).start()
+            assert up.choose_stream(rates) == "main"                          # nothing measured yet
+            clip = _clip(tmp_path / want, main, new_user_key(), f"probe-{want}", t_event=2.0, post=0.5,
+                         pre=1.0)
+            up.enqueue(clip)
+            assert up.wait_idle(60) and not up.failed
+            up.stop()
+            assert up.choose_stream(rates) == want, (up.bandwidth_bps, rates)
+    finally:
+        cloud.stop()
+        fast.stop()
