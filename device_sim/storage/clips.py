@@ -13,7 +13,8 @@ API (the camera's composition root)::
     clip = maker.make_clip(event, ring_buffer_packets, post_roll_packets, info)   # the same in one call
 
 ``event``: a mapping or object with an id (``event_id`` or ``id``), the camera-clock time the event was decided
-(``pts_s``; defaults to the newest ring-buffer packet) and optionally ``type``/``wall_s``. Packets of other streams
+(``pts_s``; defaults to the newest ring-buffer packet) and optionally ``type``; the spec's event JSON
+(``device_sim.spec.events``: ``event``, ``capture_time_s``) works as is (see :func:`event_identity`). Packets of other streams
 than ``info.name`` are ignored, so the caller picks main or sub (see :meth:`Uploader.choose_stream`).
 Files: ``out_dir/<event_id>/seg00000.ts ...``, ``playlist.m3u8``, ``clip.json``; all written atomically.
 Segment timestamps are the camera's capture times (90 kHz), so a player sees the pre-roll at its true time.
@@ -43,6 +44,21 @@ def _field(event, *names, default=None):
         if not isinstance(event, dict) and hasattr(event, n):
             return getattr(event, n)
     return default
+
+
+def event_identity(event) -> tuple[str, float | None, str]:
+    """(id, camera-clock time, type) of an event: ours (``event_id``/``pts_s``/``type``) or the spec's JSON
+    (``device_sim.spec.events``: ``event``, ``capture_time_s``, no id: the id is derived as
+    ``<event>-<capture ms>``)."""
+    t = _field(event, "pts_s", "capture_time_s", "capture_pts_s")
+    kind = str(_field(event, "type", "event_type", "event", default="event"))
+    eid = _field(event, "event_id", "id")
+    if eid is None and t is not None:
+        eid = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', kind)}-{int(round(float(t) * 1000))}"
+    eid = str(eid if eid is not None else "")
+    if not EVENT_ID_RE.match(eid):
+        raise CamlabError(f"event: id {eid!r} must match {EVENT_ID_RE.pattern}")
+    return eid, (float(t) if t is not None else None), kind
 
 
 @dataclass
@@ -183,7 +199,8 @@ class ClipMaker:
     def __init__(self, out_dir: Path, key: UserKey, *, segment_s: float = 10.0, pre_roll_s: float = 5.0,
                  post_roll_s: float = 10.0, epoch_base: float = 0.0, ledger: IvLedger | None = None,
                  on_segment: Callable[[Clip, Segment], None] | None = None,
-                 on_finish: Callable[[Clip], None] | None = None):
+                 on_finish: Callable[[Clip], None] | None = None, stream: str = "main",
+                 infos: Iterable[StreamInfo] = ()):
         if segment_s <= 0 or pre_roll_s < 0 or post_roll_s < 0:
             raise CamlabError("clips: segment_s must be > 0 and pre/post roll >= 0")
         self.out_dir, self.key = Path(out_dir), key
@@ -192,14 +209,21 @@ class ClipMaker:
         self.ledger = ledger if ledger is not None else IvLedger()
         self.on_segment, self.on_finish = on_segment, on_finish
         self._templates: dict[StreamInfo, StreamTemplate] = {}
+        self.stream = stream                     # the stream used when start() gets no info (main or sub)
+        self.infos: dict[str, StreamInfo] = {i.name: i for i in infos}
 
-    def start(self, event, ring_buffer_packets: Iterable[EncodedPacket], info: StreamInfo) -> ClipSession:
-        """Open a clip for ``event`` and write its pre-roll (the ring buffer's packets of ``info.name``)."""
-        eid = str(_field(event, "event_id", "id", default=""))
-        if not EVENT_ID_RE.match(eid):
-            raise CamlabError(f"event: id {eid!r} must match {EVENT_ID_RE.pattern}")
+    def set_stream_info(self, info: StreamInfo) -> None:
+        self.infos[info.name] = info
+
+    def start(self, event, ring_buffer_packets: Iterable[EncodedPacket], info: StreamInfo | None = None) -> ClipSession:
+        """Open a clip for ``event`` and write its pre-roll (the ring buffer's packets of ``info.name``; without
+        ``info``, the StreamInfo registered for ``self.stream``)."""
+        eid, ev_pts, kind = event_identity(event)
+        if info is None:
+            info = self.infos.get(self.stream)
+            if info is None:
+                raise CamlabError(f"clips: no StreamInfo for stream {self.stream!r} (pass info= or set_stream_info)")
         pkts = sorted((p for p in ring_buffer_packets if p.stream == info.name), key=lambda p: p.pts_s)
-        ev_pts = _field(event, "pts_s", "capture_pts_s")
         if ev_pts is None:
             if not pkts:
                 raise CamlabError(f"event {eid}: no pts_s and an empty ring buffer: cannot place the clip")
@@ -211,7 +235,7 @@ class ClipMaker:
         pre = pkts[first:]
         clip_dir = self.out_dir / eid
         clip_dir.mkdir(parents=True, exist_ok=True)
-        clip = Clip(eid, clip_dir, info.name, str(_field(event, "type", "event_type", default="event")), ev_pts,
+        clip = Clip(eid, clip_dir, info.name, kind, ev_pts,
                     pre[0].pts_s if pre else ev_pts, ev_pts, self.epoch_base, self.key.uri,
                     decided_at=time.time())
         tpl_key = pre[0].data if pre else None
@@ -227,7 +251,7 @@ class ClipMaker:
         return sess
 
     def make_clip(self, event, ring_buffer_packets: Iterable[EncodedPacket],
-                  post_roll_packets: Iterable[EncodedPacket], info: StreamInfo) -> Clip:
+                  post_roll_packets: Iterable[EncodedPacket], info: StreamInfo | None = None) -> Clip:
         sess = self.start(event, ring_buffer_packets, info)
         for p in post_roll_packets:
             if not sess.add(p):

@@ -23,18 +23,17 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from camlab.errors import CamlabError
-from device_sim.storage.clips import EVENT_ID_RE, _field
+from device_sim.storage.clips import _field, event_identity
 
 log = logging.getLogger(__name__)
 
 
 def event_payload(event, decided_at: float) -> dict:
-    eid = str(_field(event, "event_id", "id", default=""))
-    if not EVENT_ID_RE.match(eid):
-        raise CamlabError(f"notify: event id {eid!r} must match {EVENT_ID_RE.pattern}")
-    out = {"event_id": eid, "type": str(_field(event, "type", "event_type", default="event")),
-           "decided_at": decided_at, "clip": f"/v1/clips/{eid}/playlist.m3u8"}
-    for k in ("wall_s", "pts_s", "score", "zone", "label"):
+    eid, t, kind = event_identity(event)
+    out = {"event_id": eid, "type": kind, "decided_at": decided_at, "clip": f"/v1/clips/{eid}/playlist.m3u8"}
+    if t is not None:
+        out["capture_time_s"] = t
+    for k in ("wall_s", "confidence", "zone", "siid", "eiid", "service"):
         v = _field(event, k)
         if isinstance(v, (int, float, str)):
             out[k] = v

@@ -126,3 +126,45 @@ def test_playlist_text_is_event_then_vod(tmp_path, src):
     assert "#EXT-X-PLAYLIST-TYPE:VOD" in txt and txt.rstrip().endswith("#EXT-X-ENDLIST")
     with pytest.raises(CamlabError, match="id"):
         maker.start({"id": "../etc", "pts_s": 1.0}, ring, src.info)
+
+
+def test_camera_encoder_packets_and_spec_events_record_and_clip(tmp_path):
+    """The device_sim encoders' real output (HEVC main, H.264 sub, in-band headers) and the spec's event JSON."""
+    import numpy as np
+
+    from device_sim.hal.sdcard import SdCard
+    from device_sim.media.encoder import StreamConfig, VideoEncoder
+    from device_sim.spec.events import detection_event
+    from device_sim.storage.faults import check_card
+    from device_sim.storage.index import Index
+    from device_sim.storage.recorder import Recorder
+
+    main = VideoEncoder(StreamConfig("main", "hevc", 96, 64, 10.0, 300_000, gop=10))
+    sub = VideoEncoder(StreamConfig("sub", "h264", 64, 48, 10.0, 100_000, gop=10))
+    pk = {"main": [], "sub": []}
+    rng = np.random.default_rng(0)
+    for i in range(65):
+        t = 55.0 + i / 10
+        for enc, (w, h) in ((main, (96, 64)), (sub, (64, 48))):
+            nv12 = rng.integers(0, 255, (h * 3 // 2, w), dtype=np.uint8)
+            pk[enc.cfg.name] += enc.encode(nv12, t)
+    for enc in (main, sub):
+        pk[enc.cfg.name] += enc.flush()
+    card = SdCard(tmp_path / "sd", 50_000_000)
+    index = Index(card.mount_point / ".index/index.db")
+    rec = Recorder(card, index, info=main.info, epoch_base=1_763_769_600.0)
+    for p in sorted(pk["main"] + pk["sub"], key=lambda p: p.pts_s):
+        rec.write(p)
+    rec.close()
+    assert [(r.path, r.frames) for r in index.all()] == [("2025/11/22/00/00.mp4", 50), ("2025/11/22/00/01.mp4", 15)]
+    assert check_card(card, index).ok
+    ev = detection_event("person", 0.9, "door", [0.1, 0.1, 0.5, 0.9], capture_time_s=58.0, emit_time_s=58.05)
+    ring, live = [p for p in pk["sub"] if p.pts_s <= 58.0], [p for p in pk["sub"] if p.pts_s > 58.0]
+    key = new_user_key()
+    maker = ClipMaker(tmp_path / "ev", key, segment_s=2, pre_roll_s=2, post_roll_s=1.5, infos=[sub.info], stream="sub")
+    clip = maker.make_clip(ev, ring, live)
+    assert clip.event_id == "person-58000" and clip.event_type == "person" and clip.stream == "sub"
+    entries, ended = parse_playlist(clip.playlist.read_text())
+    plain = b"".join(decrypt_segment(key, (clip.dir / e.uri).read_bytes(), e.iv) for e in entries)
+    times = decode_ts(plain)
+    assert ended and times[0] == pytest.approx(56.0, abs=1e-3) and times[-1] == pytest.approx(59.9, abs=1e-3)
