@@ -1,1 +1,1 @@
-"""device_sim.ota."""
+"""OTA: signed A/B updates, delta packages, model payloads, rollback (see updater.py)."""

@@ -1,0 +1,175 @@
+"""NOR/NAND flash model: partitions as files, a redundant boot environment, and a power-cut-injecting write layer.
+
+Layout under the flash root: ``boot/`` (bootloader data: the trusted TUF root), ``kernel_a.img``/``kernel_b.img``,
+``rootfs_a.img``/``rootfs_b.img`` (read-only images, written only by the updater into the standby slot), ``data/``
+(read-write: OTA downloads and state, model bundles) and ``env0``/``env1``: two copies of the boot environment, each
+with a sequence number and a sha256, written alternately (as U-Boot's redundant environment / RAUC's bootchooser), so
+a cut while writing one leaves the other valid.
+
+Every write goes through :class:`Flash`; a :class:`PowerCutPlan` makes the Nth write stop after a random prefix and
+raise :class:`PowerCut` — the fault-injection harness uses it to cut power at thousands of points.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SLOTS = ("a", "b")
+PARTS = ("kernel", "rootfs")
+
+
+class PowerCut(Exception):
+    """The simulated power failed during a flash write."""
+
+
+@dataclass
+class PowerCutPlan:
+    """Cut power at write number ``at`` (0-based), keeping a random prefix of that write. ``at=None``: never."""
+    at: int | None = None
+    seed: int = 0
+    writes: int = 0
+    fired: bool = False
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def before_write(self, size: int) -> int | None:
+        """Bytes to write before the cut, or None to write everything."""
+        n = self.writes
+        self.writes += 1
+        if self.at is not None and n == self.at and not self.fired:
+            self.fired = True
+            return self.rng.randint(0, max(0, size - 1)) if size else 0
+        return None
+
+
+class Flash:
+    """The camera's flash as files under ``root``."""
+
+    def __init__(self, root: Path, cut_plan: PowerCutPlan | None = None):
+        self.root = Path(root)
+        self.cuts = cut_plan or PowerCutPlan()
+        self.data = self.root / "data"
+
+    # -- raw writes (the only way anything reaches flash) ---------------------------------------------------------
+    def _write(self, path: Path, data: bytes, atomic: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keep = self.cuts.before_write(len(data))
+        target = path.with_name(f".{path.name}.tmp") if atomic else path
+        with open(target, "wb") as fh:
+            fh.write(data if keep is None else data[:keep])
+            fh.flush()
+            os.fsync(fh.fileno())
+        if keep is not None:
+            raise PowerCut(f"power cut while writing {path.relative_to(self.root)} ({keep}/{len(data)} bytes)")
+        if atomic:
+            os.replace(target, path)
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def write_file(self, rel: str, data: bytes) -> None:
+        """Atomic file write in the data partition (temp + fsync + rename)."""
+        self._write(self.root / rel, data, atomic=True)
+
+    def append_file(self, rel: str, data: bytes) -> None:
+        """Append (downloads); a cut leaves a prefix of ``data`` appended."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keep = self.cuts.before_write(len(data))
+        with open(path, "ab") as fh:
+            fh.write(data if keep is None else data[:keep])
+            fh.flush()
+            os.fsync(fh.fileno())
+        if keep is not None:
+            raise PowerCut(f"power cut while appending to {rel}")
+
+    def write_partition(self, slot: str, part: str, image: bytes, chunk: int = 16 * 1024) -> None:
+        """Raw in-place partition write in chunks (not atomic: that is what slot states are for)."""
+        path = self.partition_path(slot, part)
+        with open(path, "wb"):
+            pass  # erase
+        for off in range(0, len(image), chunk):
+            piece = image[off:off + chunk]
+            keep = self.cuts.before_write(len(piece))
+            with open(path, "ab") as fh:
+                fh.write(piece if keep is None else piece[:keep])
+                fh.flush()
+                os.fsync(fh.fileno())
+            if keep is not None:
+                raise PowerCut(f"power cut while writing {part}_{slot} at offset {off + keep}")
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+    def partition_path(self, slot: str, part: str) -> Path:
+        if slot not in SLOTS or part not in PARTS:
+            raise ValueError(f"no partition {part}_{slot}")
+        return self.root / f"{part}_{slot}.img"
+
+    def read_partition(self, slot: str, part: str) -> bytes:
+        path = self.partition_path(slot, part)
+        return path.read_bytes() if path.exists() else b""
+
+    def slot_images(self, slot: str) -> dict[str, bytes]:
+        return {p: self.read_partition(slot, p) for p in PARTS}
+
+    # -- boot environment -----------------------------------------------------------------------------------------
+    def read_env(self) -> dict | None:
+        """The valid env copy with the highest sequence number, or None if neither is valid."""
+        best = None
+        for name in ("env0", "env1"):
+            path = self.root / name
+            try:
+                doc = json.loads(path.read_bytes())
+                body = doc["env"]
+                if hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest() != doc["sha256"]:
+                    continue
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if best is None or body["seq"] > best["seq"]:
+                best = body
+        return best
+
+    def write_env(self, env: dict) -> dict:
+        """Write ``env`` with seq+1 over the older copy (never over the one in force)."""
+        current = self.read_env()
+        seq = (current["seq"] + 1) if current else 1
+        body = {**env, "seq": seq}
+        doc = {"env": body, "sha256": hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()}
+        older = self._older_env_copy()
+        self._write(self.root / older, json.dumps(doc, sort_keys=True).encode(), atomic=False)
+        return body
+
+    def _older_env_copy(self) -> str:
+        seqs = {}
+        for name in ("env0", "env1"):
+            try:
+                doc = json.loads((self.root / name).read_bytes())
+                body = doc["env"]
+                ok = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest() == doc["sha256"]
+                seqs[name] = body["seq"] if ok else -1
+            except (OSError, ValueError, KeyError, TypeError):
+                seqs[name] = -1
+        return min(seqs, key=lambda n: (seqs[n], n))
+
+    # -- factory --------------------------------------------------------------------------------------------------
+    def factory_flash(self, images: dict[str, bytes], slot_record: dict, trusted_root: dict) -> None:
+        """Provision a new device: the same verified firmware in both slots, slot A active."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "boot").mkdir(exist_ok=True)
+        self.data.mkdir(exist_ok=True)
+        self.write_file("boot/root.json", json.dumps(trusted_root, sort_keys=True).encode())
+        for slot in SLOTS:
+            for part in PARTS:
+                self.write_partition(slot, part, images[part])
+        env: dict[str, Any] = {"active": "a", "trial": None,
+                               "slots": {s: {"state": "good", **slot_record} for s in SLOTS}}
+        self.write_env(env)
+        self.write_env(env)  # both copies valid from the start

@@ -1,0 +1,192 @@
+"""OTA: A/B update, delta, rollback, attacks, power cuts, HTTPS service, model payloads."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device_sim.hal.flash import Flash, PowerCut, PowerCutPlan
+from device_sim.ota import bootloader, faults
+from device_sim.ota.attacks import ATTACKS
+from device_sim.ota.client import DirTransport, HttpsTransport
+from device_sim.ota.package import model_package, parse
+from device_sim.ota.updater import ModelStore, Updater
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_ota_log():
+    logging.getLogger("device_sim.ota").setLevel(logging.CRITICAL)
+
+
+def test_clean_update_prefers_delta_and_commits(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    flash = fleet.clone_device(tmp_path / "dev")
+    report = faults.CutReport()
+    assert faults.power_on_until_idle(flash, fleet, report) == "1.1.0"
+    env = flash.read_env()
+    assert env["active"] == "b" and env["trial"] is None and env["slots"]["b"]["state"] == "good"
+    assert env["slots"]["b"]["target"] == "fw-1.1.0.delta-from-1.0.0"
+    full = (fleet.repo.targets_dir / "fw-1.1.0.full").stat().st_size
+    delta = (fleet.repo.targets_dir / "fw-1.1.0.delta-from-1.0.0").stat().st_size
+    assert delta < 0.2 * full
+    assert report.unsigned_boots == 0
+
+
+def test_committed_slot_boots_without_touching_a_counter(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    flash = fleet.clone_device(tmp_path / "dev")
+    faults.power_on_until_idle(flash, fleet, faults.CutReport())
+    seq = flash.read_env()["seq"]
+    for _ in range(5):  # quick power cuts right after boot: a committed slot never switches
+        assert bootloader.boot(flash).slot == "b"
+    assert flash.read_env()["seq"] == seq
+
+
+def test_unhealthy_update_rolls_back_and_is_not_retried(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet", healthy_update=False)
+    flash = fleet.clone_device(tmp_path / "dev")
+    assert faults.power_on_until_idle(flash, fleet, faults.CutReport()) == "1.0.0"
+    env = flash.read_env()
+    assert env["active"] == "a" and env["slots"]["b"]["state"] == "bad"
+    assert json.loads((flash.data / "ota" / "state.json").read_text())["failed_versions"] == ["1.1.0"]
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_is_rejected_and_running_slot_untouched(tmp_path, name):
+    refused, why = ATTACKS[name](tmp_path)
+    assert refused, why
+
+
+def test_power_cuts_never_brick_or_boot_unsigned(tmp_path):
+    report = faults.run_power_cuts(200, seed=11, work=tmp_path / "cuts")
+    assert report.power_cuts == 200
+    assert report.bricks == 0 and report.unsigned_boots == 0
+    assert report.final_versions == {"1.1.0": 200}
+    assert len(report.cut_sites) > 40  # cuts spread over download, write, patch and env flips
+
+
+def test_power_cuts_during_a_failing_update_end_on_the_old_version(tmp_path):
+    report = faults.run_power_cuts(60, seed=12, work=tmp_path / "cuts", healthy_update=False)
+    assert report.bricks == 0 and report.unsigned_boots == 0
+    assert report.final_versions == {"1.0.0": 60}
+
+
+def test_env_survives_a_cut_while_it_is_written(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    flash = fleet.clone_device(tmp_path / "dev")
+    before = flash.read_env()
+    flash.cuts = PowerCutPlan(at=0, seed=3)
+    with pytest.raises(PowerCut):
+        flash.write_env({**before, "active": "b"})
+    assert flash.read_env() == before
+
+
+def test_kill9_of_a_real_updater_process_never_bricks(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    for i, delay in enumerate((0.05, 0.2, 0.4, 0.7, 1.0)):
+        dev = tmp_path / f"dev{i}"
+        fleet.clone_device(dev)
+        faults.kill9_trial(fleet, dev, delay)
+        report = faults.CutReport()
+        assert faults.power_on_until_idle(Flash(dev), fleet, report) == "1.1.0"
+        assert report.bricks == 0 and report.unsigned_boots == 0
+
+
+def test_key_rotation_is_followed_and_old_keys_lose_power(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    old_targets_key = fleet.repo.keys("targets")
+    fleet.repo.rotate_keys(("root", "targets"))
+    flash = fleet.clone_device(tmp_path / "dev")
+    assert faults.power_on_until_idle(flash, fleet, faults.CutReport()) == "1.1.0"
+    assert json.loads((flash.root / "boot" / "root.json").read_text())["version"] == 2
+    # metadata signed with the retired targets key is now refused
+    from device_sim.ota.metadata import MetadataError, sign
+
+    env = fleet.repo.load("targets")
+    (fleet.repo.meta_dir / "targets.json").write_text(json.dumps(sign(env["signed"], old_targets_key)))
+    booted = bootloader.boot(flash)
+    with pytest.raises(MetadataError, match="valid signature"):
+        Updater(flash, DirTransport(fleet.repo.root), faults.HW, booted).refresh_metadata()
+
+
+def _start_server(state: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "device_sim.services.ota_server", "--port", "0",
+                             "--state", str(state)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=ROOT)
+    line = proc.stdout.readline()
+    assert line.startswith("PORT "), line
+    return proc, int(line.split()[1])
+
+
+def test_update_over_https_with_resumed_download(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    proc, port = _start_server(fleet.repo.root)
+    try:
+        transport = HttpsTransport(f"https://127.0.0.1:{port}", cafile=fleet.repo.root / "tls" / "cert.pem")
+        flash = fleet.clone_device(tmp_path / "dev")
+        flash.cuts = PowerCutPlan(at=12, seed=1)  # cut in the middle of the package download
+        booted = bootloader.boot(flash)
+        with pytest.raises(PowerCut):
+            Updater(flash, transport, faults.HW, booted).step()
+        parts = list((flash.data / "ota").glob("*.part"))
+        assert parts and parts[0].stat().st_size > 0
+        booted = bootloader.boot(flash)
+        assert Updater(flash, transport, faults.HW, booted).step().action == "reboot"
+        booted = bootloader.boot(flash)
+        assert booted.trial and booted.version == "1.1.0"
+        assert Updater(flash, transport, faults.HW, booted).step().action == "committed"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_server_rejects_bad_requests(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    proc, port = _start_server(fleet.repo.root)
+    try:
+        transport = HttpsTransport(f"https://127.0.0.1:{port}", cafile=fleet.repo.root / "tls" / "cert.pem")
+        from device_sim.ota.client import NotFound
+
+        for path in ("keys/root-0.pem", "metadata/../keys/root-0.pem", "targets/.hidden"):
+            with pytest.raises(NotFound):
+                transport.fetch(path, 1000)
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _bundle(dir_: Path, version: str, weights: bytes) -> Path:
+    dir_.mkdir(parents=True)
+    (dir_ / "manifest.json").write_text(json.dumps({"model": {"name": "detector", "version": version}}))
+    (dir_ / "model.onnx").write_bytes(weights)
+    return dir_
+
+
+def test_model_payload_installs_atomically_and_survives_cuts(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    flash = fleet.clone_device(tmp_path / "dev")
+    store = ModelStore(flash)
+    for version, seed in (("1.0.0", 1), ("1.1.0", 2)):
+        pkg = model_package("detector", version, faults.HW, _bundle(tmp_path / version, version, bytes([seed]) * 5000))
+        entry = fleet.repo.add_target(f"model-detector-{version}", pkg)
+        assert store.install(pkg, entry).action == "model-installed"
+    assert store.current("detector")["version"] == "1.1.0"
+    assert (store.load_dir("detector") / "model.onnx").read_bytes() == b"\x02" * 5000
+    pkg = model_package("detector", "1.2.0", faults.HW, _bundle(tmp_path / "v3", "1.2.0", b"\x03" * 5000))
+    entry = fleet.repo.add_target("model-detector-1.2.0", pkg)
+    for at in range(3):  # a cut at any write leaves 1.1.0 in force
+        flash.cuts = PowerCutPlan(at=at, seed=at)
+        with pytest.raises(PowerCut):
+            store.install(pkg, entry)
+        assert store.current("detector")["version"] == "1.1.0"
+        assert (store.load_dir("detector") / "model.onnx").read_bytes() == b"\x02" * 5000
+    flash.cuts = PowerCutPlan()
+    assert parse(pkg).kind == "model" and store.install(pkg, entry).action == "model-installed"
