@@ -56,7 +56,8 @@ class Index:
         self.readonly = readonly
         self._lock = threading.RLock()
         if readonly:            # a write-protected card: nothing may touch the file, not even the WAL's -shm
-            self._db = sqlite3.connect(f"file:{self.db_path}?immutable=1", uri=True, check_same_thread=False)
+            target = f"file:{self.db_path}?immutable=1" if self.db_path.exists() else "file::memory:"
+            self._db = sqlite3.connect(target, uri=True, check_same_thread=False)
             if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name='recordings'").fetchone():
                 self._db.close()
                 self._db = sqlite3.connect(":memory:", check_same_thread=False)

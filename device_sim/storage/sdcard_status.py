@@ -1,7 +1,8 @@
 """The storage service's ``sd-card-status`` property: the card state as the device model reports it.
 
-MIoT-spec style property (urn:miot-spec-v2:property:sd-card-status, an enumerated uint8): the values below are the
-ones this camera publishes; the device model in ``device_sim/spec`` declares them as its value-list.
+MIoT-spec style property (urn:miot-spec-v2:property:sd-card-status, an enumerated uint8): :class:`SdCardStatus` is
+the detailed value this service tracks; :func:`spec_sd_status` folds it into the device model's coarser
+``storage.sd-status`` (siid 6, piid 1 in ``device_sim/spec/model.json``: 0 normal, 1 none, 2 full, 3 error).
 """
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def status_of(state: CardState, *, formatting: bool = False, looping: bool = Fal
         CardState.CORRUPT: SdCardStatus.CORRUPT,
         CardState.UNFORMATTED: SdCardStatus.UNFORMATTED,
     }[state]
+
+
+SPEC_NORMAL, SPEC_NONE, SPEC_FULL, SPEC_ERROR = 0, 1, 2, 3
+
+
+def spec_sd_status(status: SdCardStatus) -> int:
+    """The device model's ``sd-status`` value: read-only, corrupt, unformatted and formatting all read "error"."""
+    return {SdCardStatus.NORMAL: SPEC_NORMAL, SdCardStatus.NO_CARD: SPEC_NONE,
+            SdCardStatus.FULL_LOOPING: SPEC_FULL}.get(status, SPEC_ERROR)

@@ -7,8 +7,9 @@ MIoT-spec style "storage" service: property ``sd-card-status`` (:mod:`device_sim
     storage.set_stream_info(encoder_stream_info)   # the recorded stream ("main")
     storage.write(packet)                          # every EncodedPacket; polls the card once a second of pts
     storage.mark_event(event_id, start_s, end_s)   # footage overlapping an event moves to the event tier
-    storage.status()                               # {"sd-card-status": int, "total-space": ..., "free-space": ...}
-    storage.format_card()                          # the format-sd-card action
+    storage.status()      # {"sd-card-status": detailed int, "total-space"/"free-space": bytes,
+                          #  "spec": {"sd-status": 0..3, "total-space": MB, "free-space": MB}}  (model.json siid 6)
+    storage.format_card()                          # the format-sd-card action (model.json: format-sd)
     storage.close()
 
 Mount = probe + open the index (``.index/index.db`` on the card) + :func:`reconcile`. Removal, write-protect and
@@ -24,11 +25,11 @@ from typing import Callable
 
 from device_sim.hal.sdcard import CardError, CardState, SdCard
 from device_sim.media.packets import EncodedPacket, StreamInfo
-from device_sim.storage.index import Index
+from device_sim.storage.index import TIER_EVENT, TIER_PROTECTED, Index
 from device_sim.storage.reconcile import ReconcileReport, reconcile
 from device_sim.storage.recorder import Recorder
 from device_sim.storage.retention import Retention
-from device_sim.storage.sdcard_status import SdCardStatus, status_of
+from device_sim.storage.sdcard_status import SdCardStatus, spec_sd_status, status_of
 
 log = logging.getLogger(__name__)
 INDEX_REL = ".index/index.db"
@@ -122,9 +123,27 @@ class StorageService:
         if self.index is not None and not self.index.readonly:
             self.index.mark_event(event_id, start_s, end_s, type)
 
+    def clip_dir(self):
+        """Where event clips live on the card (``events/``); None without a writable card."""
+        if self.index is None or self.index.readonly:
+            return None
+        return self.card.require(write=True) / "events"
+
+    def register_clip(self, clip, protected: bool = False) -> None:
+        """Index a finished clip kept under :meth:`clip_dir` so retention evicts it after continuous footage
+        (``protected``: last of all)."""
+        if self.index is None or self.index.readonly:
+            return
+        root = self.card.require(write=True)
+        rel = clip.dir.relative_to(root).as_posix()
+        size = sum(f.stat().st_size for f in clip.dir.iterdir() if f.is_file())
+        self.index.add(rel, clip.epoch_base + clip.start_pts_s, clip.epoch_base + clip.end_pts_s, bytes=size,
+                       frames=sum(s.frames for s in clip.segments), kind="clip",
+                       tier=TIER_PROTECTED if protected else TIER_EVENT, event_id=clip.event_id)
+
     # ---- card detect ----------------------------------------------------------------------------------------------
-    def poll(self) -> dict:
-        """Card detect: probe, unmount on loss, mount on (re)insertion; returns the status."""
+    def poll(self) -> int:
+        """Card detect: probe, unmount on loss, mount on (re)insertion; returns the ``sd-card-status`` value."""
         with self._lock:
             st = self.card.probe()
             rw = self.index is not None and not self.index.readonly
@@ -151,27 +170,37 @@ class StorageService:
             finally:
                 self._formatting = False
             self.mount()
-            return self._publish()
+            return self.status()
 
     def status(self) -> dict:
         st = self.card.state
         looping = bool(self.retention and self.retention.stats.deleted)
-        out = {"sd-card-status": int(status_of(st, formatting=self._formatting, looping=looping)),
-               "state": st.value, "total-space": self.card.capacity_bytes, "free-space": 0}
+        detailed = status_of(st, formatting=self._formatting, looping=looping)
+        free = 0
         if st in (CardState.OK, CardState.READ_ONLY):
             try:
-                out["free-space"] = self.card.free_bytes()
+                free = self.card.free_bytes()
             except (CardError, OSError):
                 pass
-        return out
+        present = st is not CardState.REMOVED
+        return {"sd-card-status": int(detailed), "state": st.value,
+                "total-space": self.card.capacity_bytes if present else 0, "free-space": free,
+                # the device model's storage service (siid 6): sd-status 0..3, spaces in MB
+                "spec": {"sd-status": spec_sd_status(detailed),
+                         "total-space": (self.card.capacity_bytes if present else 0) >> 20, "free-space": free >> 20}}
 
-    def _publish(self) -> dict:
-        s = self.status()
-        if s["sd-card-status"] != self._last_status:
-            self._last_status = s["sd-card-status"]
+    def _code(self) -> int:
+        looping = bool(self.retention and self.retention.stats.deleted)
+        return int(status_of(self.card.state, formatting=self._formatting, looping=looping))
+
+    def _publish(self) -> int:
+        """Report the status through ``on_status`` when its value changed (cheap: no free-space scan otherwise)."""
+        code = self._code()
+        if code != self._last_status:
+            self._last_status = code
             if self.on_status is not None:
-                self.on_status(s)
-        return s
+                self.on_status(self.status())
+        return code
 
 
 __all__ = ["StorageService", "StorageConfig", "SdCardStatus"]

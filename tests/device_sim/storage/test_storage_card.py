@@ -133,6 +133,7 @@ def test_storage_service_card_states_and_format(tmp_path, src):
     card.remove()
     run(10)
     assert svc.status()["sd-card-status"] == SdCardStatus.NO_CARD and svc.dropped_packets >= 90
+    assert svc.status()["spec"] == {"sd-status": 1, "total-space": 0, "free-space": 0}
     card.insert()
     run(60)
     card.set_write_protect(True)
@@ -149,6 +150,7 @@ def test_storage_service_card_states_and_format(tmp_path, src):
     card.corrupt()
     run(2)
     assert svc.status()["sd-card-status"] == SdCardStatus.CORRUPT and svc.index is None
+    assert svc.status()["spec"]["sd-status"] == 3
     with pytest.raises(CardError, match="corrupt"):
         card.require()
     svc.format_card()
@@ -224,3 +226,28 @@ def test_card_quota_enforced(tmp_path):
     with pytest.raises(CamlabError):
         SdCard(tmp_path / "x", 0)
     assert card.state is CardState.OK
+
+
+def test_event_clips_on_the_card_go_after_continuous_footage(tmp_path):
+    from device_sim.storage.clips import ClipMaker
+    from device_sim.storage.crypto import new_user_key
+    from device_sim.storage.synth import SyntheticSource
+    src = SyntheticSource(64, 64, fps=2, gop=2)
+    card = SdCard(tmp_path, 2_500_000)
+    svc = StorageService(card, epoch_base=EPOCH)
+    svc.set_stream_info(src.info)
+    maker = ClipMaker(svc.clip_dir(), new_user_key(), segment_s=2, pre_roll_s=2, post_roll_s=2, epoch_base=EPOCH)
+    ring = list(src.packets(0.0, 10.0))
+    clip = maker.make_clip({"event_id": "door", "pts_s": 9.0}, ring, [src.packet(i) for i in range(20, 40)],
+                           src.info)
+    svc.register_clip(clip)
+    for i in range(40 * 60 * src.fps):                       # 40 minutes on a ~12-minute card
+        svc.write(src.packet(i))
+    deleted = list(svc.retention.stats.deleted)
+    svc.close()
+    index = Index(card.mount_point / ".index/index.db")
+    rows = index.all()
+    assert "events/door" in [r.path for r in rows] and (card.mount_point / "events/door/playlist.m3u8").exists()
+    assert rows[0].path == "events/door" and rows[0].kind == "clip" and rows[0].tier == TIER_EVENT
+    assert rows[-1].path == "2025/11/22/00/39.mp4"
+    assert len(deleted) >= 20 and {t for _, t in deleted} == {TIER_CONTINUOUS}
