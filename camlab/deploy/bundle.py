@@ -238,13 +238,22 @@ def _register(req: BundleRequest, bundle_dir: Path, manifest: dict, reports: dic
         mlflow.log_dict(manifest, "bundle/manifest_at_export.json")
         mlflow.log_dict({c: r.to_dict() for c, r in reports.items()}, "bundle/validation.json")
         model_ref = None
-        try:
-            import onnx
+        try:  # the bundle's files are the model version's artifacts (what the firmware build pulls)
+            from mlflow.tracking import MlflowClient
 
-            info = mlflow.onnx.log_model(onnx.load(str(bundle_dir / "model.onnx")), name="model_int8",
-                                         registered_model_name=f"camlab-{req.name}")
-            version = getattr(info, "registered_model_version", None)
-            model_ref = f"camlab-{req.name}/{version}" if version is not None else f"camlab-{req.name}"
+            for rel in manifest["files"]:
+                sub = str(Path("bundle") / Path(rel).parent) if Path(rel).parent != Path(".") else "bundle"
+                mlflow.log_artifact(str(bundle_dir / rel), artifact_path=sub)
+            client = MlflowClient()
+            name = f"camlab-{req.name}"
+            try:
+                client.get_registered_model(name)
+            except Exception:
+                client.create_registered_model(name, description=f"camlab {req.name} INT8 QDQ export bundles")
+            mv = client.create_model_version(name, source=f"{run.info.artifact_uri}/bundle", run_id=run.info.run_id,
+                                             tags={"version": manifest["model"]["version"],
+                                                   "chips": ",".join(manifest["chips"])})
+            model_ref = f"{name}/{mv.version}"
         except Exception as exc:  # registry problems must not lose the bundle; record why
             mlflow.set_tag("registry_error", f"{type(exc).__name__}: {exc}"[:500])
         return run.info.run_id, model_ref

@@ -49,7 +49,13 @@ class GraphCost:
 def _shapes(model) -> dict[str, tuple[int, ...]]:
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    inferred = model
+    for strict in (True, False):  # a broken graph still gets a cost (the validator reports the breakage)
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=strict, data_prop=True)
+            break
+        except Exception:
+            continue
     out = {}
     for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         dims = vi.type.tensor_type.shape.dim
