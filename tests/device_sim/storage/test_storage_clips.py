@@ -168,3 +168,36 @@ def test_camera_encoder_packets_and_spec_events_record_and_clip(tmp_path):
     plain = b"".join(decrypt_segment(key, (clip.dir / e.uri).read_bytes(), e.iv) for e in entries)
     times = decode_ts(plain)
     assert ended and times[0] == pytest.approx(56.0, abs=1e-3) and times[-1] == pytest.approx(59.9, abs=1e-3)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(plain=st.binary(min_size=0, max_size=600), key=st.binary(min_size=16, max_size=16),
+       iv=st.binary(min_size=16, max_size=16))
+def test_segment_encryption_roundtrip_property(plain, key, iv):
+    ct = encrypt_segment(UserKey(key), plain, iv)
+    assert len(ct) == (len(plain) // 16 + 1) * 16                # PKCS7 always pads, 1..16 bytes
+    assert decrypt_segment(UserKey(key), ct, iv, expect_ts=False) == plain
+
+
+@settings(max_examples=40, deadline=None)
+@given(durs=st.lists(st.floats(min_value=0.1, max_value=12.0), min_size=1, max_size=8), done=st.booleans())
+def test_playlist_roundtrip_property(tmp_path_factory, durs, done):
+    from device_sim.services.cloud import validate_playlist
+    from device_sim.storage.clips import Clip, Segment
+    from device_sim.storage.crypto import new_iv
+    key = new_user_key()
+    clip = Clip("e", tmp_path_factory.getbasetemp(), "main", "person", 0.0, 0.0, 1.0, 1.7e9, key.uri, complete=done)
+    t = 0.0
+    for i, d in enumerate(durs):
+        clip.segments.append(Segment(i, f"seg{i:05d}.ts", t, round(d, 3), new_iv(), 16, 1))
+        t += d
+    text = playlist_text(clip, 10)
+    entries, ended = parse_playlist(text)
+    validate_playlist(text)                                   # the cloud accepts what the camera writes
+    assert ended == done and [e.uri for e in entries] == [s.name for s in clip.segments]
+    assert [e.iv for e in entries] == [s.iv for s in clip.segments]
+    assert [e.duration_s for e in entries] == pytest.approx([s.duration_s for s in clip.segments])
+    assert int(text.split("#EXT-X-TARGETDURATION:")[1].split()[0]) >= max(round(d) for d in durs)
