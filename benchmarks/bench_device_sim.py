@@ -91,7 +91,7 @@ def probe_detector_bundle(root: Path, chips=("rv1106",), size=(128, 96), npu_ms:
     for fname in ("model.onnx", "model_fp32.onnx"):
         nodes, inits = [], []
         x = _qdq(nodes, inits, "images", 1.0 / 127)
-        wc = np.zeros((len(classes), 3, 8, 8), np.float32)
+        wc = np.full((len(classes), 3, 8, 8), -0.01, np.float32)  # non-zero: int32 bias stays in range
         wc[0] = 30.0 / 192.0
         bc = np.full(len(classes), -8.0, np.float32)
         bc[0] = -30.0 * threshold
@@ -119,7 +119,7 @@ def probe_detector_bundle(root: Path, chips=("rv1106",), size=(128, 96), npu_ms:
 
 
 def probe_cry_bundle(root: Path, chips=("rv1106",), npu_ms: float = 2.0, level: float = 0.0) -> Path:
-    """A valid INT8 QDQ cry bundle: logit = 4 * (mean normalised log-mel - ``level``) (loudness, not cry shape)."""
+    """A valid INT8 QDQ cry bundle: logit = 4 * (max normalised log-mel - ``level``) (loudness, not cry shape)."""
     from onnx import TensorProto, helper
     from camlab.contract.audio_features import FeatureConfig
     root = Path(root)
@@ -129,7 +129,7 @@ def probe_cry_bundle(root: Path, chips=("rv1106",), npu_ms: float = 2.0, level: 
     for fname in ("model.onnx", "model_fp32.onnx"):
         nodes, inits = [], []
         x = _qdq(nodes, inits, "features", 8.0 / 127)
-        nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
+        nodes.append(helper.make_node("GlobalMaxPool", [x], ["pooled"]))
         p = _qdq(nodes, inits, "pooled", 8.0 / 127)
         _qconv(nodes, inits, p, "logit4", np.full((1, 1, 1, 1), 4.0, np.float32),
                np.array([-4.0 * level], np.float32), 1)

@@ -183,6 +183,13 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     mic = MicHAL(near, seed=sc.seed)
     audio = AudioChain(AudioChainConfig(aec=cs.talkback_aec))
     ref_pcm = (np.clip(emitted, -1, 32767 / 32768) * 32768).astype(np.int16)
+    # boot chime (2 s of shaped noise through the speaker) converges the AEC before the first frame
+    chime = speaker.play(np.random.default_rng(sc.seed + 5).standard_normal(32000) * 0.1)
+    chime_mic = MicHAL(np.zeros(32000), seed=sc.seed + 6)
+    chime_echo = speaker.echo(chime)
+    chime_ref = (np.clip(chime, -1, 32767 / 32768) * 32768).astype(np.int16)
+    audio.prime((chime_mic.read(i, BLOCK, chime_echo[i:i + BLOCK]) for i in range(0, 32000, BLOCK)),
+                (chime_ref[i:i + BLOCK] for i in range(0, 32000, BLOCK)))
     mic_rec = np.zeros(n_audio, np.int16)
     aec_rec = np.zeros(n_audio, np.int16)
     clean_rec = np.zeros(n_audio, np.int16)
@@ -203,6 +210,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     next_ai_t = 0.0
     last_main = None
     cry_lat = []
+    cry_scores: list[tuple[float, float]] = []
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
 
@@ -241,6 +249,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                     if outs is None:
                         continue
                     prob = cry_fe.probability(outs[0])
+                    cry_scores.append((round(t_win, 3), round(prob, 4)))
                     if cry_fe.alarm.update(prob, t_win):
                         t_emit = job.end_s
                         cry_lat.append(1000 * (t_emit - t_win))
@@ -262,8 +271,11 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         t_isp = (t + isp_s) if clock.simulated else clock.now()
         budgets.stamp("capture_to_isp", t, t_isp)
         ae = out.stats.get("ae", {})
+        prev_total = ae_exposure * ae_gain
         ae_exposure = float(ae.get("exposure_s", ae_exposure))
-        ae_gain = float(ae.get("analog_gain", ae_gain)) * float(ae.get("digital_gain", 1.0))
+        ae_gain = float(ae.get("analog_gain", ae_gain))   # the ISP applies its digital gain itself
+        if abs(np.log((ae_exposure * ae_gain) / prev_total)) > 0.15:
+            motion.reset_background()          # an AE step is not motion
         brightness = out.stats.get("brightness")
         if brightness is not None and np.isfinite(brightness):
             dec = daynight.update(t, float(brightness))
@@ -356,8 +368,9 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     accuracy = event_accuracy(ai_events, gt, duration)
     erle = None
     if talk_spans:
-        idx = np.concatenate([np.arange(s + 16000, e) for s, e in talk_spans if e - s > 16000] or [np.zeros(0, int)])
-        idx = idx[idx < audio_pos]
+        # far-end-only samples (the canceller was adapted on the boot chime)
+        idx = np.concatenate([np.arange(s, e) for s, e in talk_spans] + [np.zeros(0, int)])
+        idx = idx[idx < audio_pos].astype(int)
         if idx.size:
             erle = round(erle_db(mic_rec[idx], aec_rec[idx]), 2)
     cpu_budget = {k: round(v / duration, 4) for k, v in sorted(budgets.cpu_s.items())}
@@ -392,7 +405,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                           "source": g.source} for g in gt],
         "audio": {"erle_db": erle, "talkback_s": round(sum(e - s for s, e in talk_spans) / 16000, 3),
                   "opus_bytes": st.bytes["audio"], "speech_blocks": audio.speech_blocks,
-                  "cry_windows": st.cry_windows},
+                  "cry_windows": st.cry_windows, "cry_scores": cry_scores},
         "streams": {"main_bytes": st.bytes["main"], "sub_bytes": st.bytes["sub"],
                     "main_kbps": round(8 * st.bytes["main"] / duration / 1000, 1),
                     "sub_kbps": round(8 * st.bytes["sub"] / duration / 1000, 1),

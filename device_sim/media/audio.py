@@ -44,6 +44,18 @@ class AudioChain:
         self.opus = OpusEncoder(cfg.opus_bitrate)
         self.speech_blocks = 0
 
+    def prime(self, mic_blocks, ref_blocks) -> int:
+        """Boot chime: adapt the echo canceller on a known far-end signal before streaming (outputs dropped).
+
+        Cameras play a start-up sound; with a fixed echo path the adapted filter then holds for the session.
+        """
+        n = 0
+        if self.aec is not None:
+            for m, r in zip(mic_blocks, ref_blocks):
+                self.aec.process(m, r)
+                n += 1
+        return n
+
     def process(self, mic: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One 10 ms block -> (AEC output, fully cleaned output), both int16."""
         if self.aec is not None:

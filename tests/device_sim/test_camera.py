@@ -1,0 +1,162 @@
+"""End to end: a synthetic scenario through the whole simulated camera, scored against its ground truth.
+
+The scenario is built in tmp_path: a textured grey room, a bright actor (a YOLO folder with one labelled box)
+walking through, a loud tone burst as the 'cry', and a talk-back burst through the speaker before it. The probe
+bundles (benchmarks/bench_device_sim.py) are valid INT8 QDQ bundles whose detector fires on bright cells and whose
+cry model fires on loudness, so the expected events follow from the scenario: one person event while the actor is
+visible, one cry event during the burst, none from the talk-back (the AEC removes it before the cry model).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from benchmarks.bench_device_sim import probe_cry_bundle, probe_detector_bundle
+from camlab.errors import CamlabError, InputFileError
+from device_sim.camera import CameraSettings, run_scenario
+
+SMALL = CameraSettings(main_size=(320, 180), sub_size=(160, 90), ai_fps=10.0, ring_seconds=10.0)
+
+
+def _cry_level(tone_db: float, noise_db: float) -> float:
+    """Decision level of the probe cry model halfway between noise-only and tone windows (peak normalised log-mel)."""
+    from camlab.contract.audio_features import FeatureConfig, FeatureExtractor
+    from device_sim.hal.mic import at_level
+    cfg = FeatureConfig()
+    fx = FeatureExtractor(cfg)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(cfg.window_samples) * 10 ** (noise_db / 20)
+    tone = at_level(_tone(cfg.window_samples / 16000), tone_db)
+    return float((fx.model_input(noise).max() + fx.model_input(noise + tone).max()) / 2)
+
+
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    f0 = 450 + 50 * np.sin(2 * np.pi * 3 * t)
+    ph = 2 * np.pi * np.cumsum(f0) / 16000
+    return sum(np.sin(k * ph) / k for k in (1, 2, 3, 4)).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    rng = np.random.default_rng(1)
+    bg = rng.integers(40, 90, (180, 320, 3), dtype=np.uint8)
+    Image.fromarray(bg).save(root / "room.png")
+    (root / "actors" / "images").mkdir(parents=True)
+    (root / "actors" / "labels").mkdir()
+    actor = np.full((200, 100, 3), 250, np.uint8)
+    Image.fromarray(actor).save(root / "actors" / "images" / "walker.png")
+    (root / "actors" / "labels" / "walker.txt").write_text("0 0.5 0.5 0.8 0.9\n")
+    sf.write(root / "cry.wav", (0.5 * _tone(1.2)).astype(np.float32), 16000)
+    talk = rng.standard_normal(int(1.8 * 16000)) * np.repeat(rng.uniform(0.2, 1, 18), 1600)
+    sf.write(root / "talk.wav", (0.3 * talk).astype(np.float32), 16000)
+    bundles = [probe_detector_bundle(root / "det", npu_ms=15.0),
+               probe_cry_bundle(root / "cry", level=_cry_level(-18, -50))]
+    scenario = {
+        "name": "synthetic_walk", "duration_s": 6.0, "seed": 0,
+        "backgrounds": [{"image": "room.png"}],
+        "actors": [{"folder": "actors", "image": "walker.png", "label": "person",
+                    "path": [[2.0, 0.25, 0.5, 0.6], [4.5, 0.75, 0.5, 0.6]]}],
+        "lighting": [[0, 200], [6, 200]],
+        "audio": {"background_db": -50,
+                  "cries": [{"file": "cry.wav", "start_s": 4.2, "level_db": -18}],
+                  "talkback": [{"file": "talk.wav", "start_s": 0.6, "level_db": -12}]},
+        "zones": [{"name": "hall", "kind": "detect", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]},
+                  {"name": "window", "kind": "privacy", "polygon": [[0.0, 0.0], [0.15, 0.0], [0.15, 0.2],
+                                                                   [0.0, 0.2]]}],
+    }
+    return root, bundles, scenario
+
+
+@pytest.fixture(scope="module")
+def report(world, tmp_path_factory):
+    root, bundles, scenario = world
+    out = tmp_path_factory.mktemp("out")
+    rep = run_scenario(bundles, scenario, "rv1106", out, settings=SMALL, data_root=root)
+    return rep, out
+
+
+@pytest.mark.slow
+def test_events_match_ground_truth(report):
+    rep, _ = report
+    gt = {g["label"]: g for g in rep["ground_truth"]}
+    assert set(gt) == {"person", "cry"}
+    assert gt["person"]["start_s"] == pytest.approx(2.0, abs=0.06)
+    ai = [e for e in rep["events"] if e["service"] == "ai-detection"]
+    person = [e for e in ai if e["event"] == "person"]
+    cry = [e for e in ai if e["event"] == "cry"]
+    assert len(person) == 1 and gt["person"]["start_s"] <= person[0]["capture_time_s"] <= gt["person"]["end_s"]
+    assert person[0]["zone"] == "hall" and person[0]["siid"] == 4 and person[0]["confidence"] > 0.5
+    x0, y0, x1, y1 = person[0]["box"]
+    assert 0.15 < (x0 + x1) / 2 < 0.85 and y0 < 0.5 < y1
+    # the talk-back (0.6-2.4 s, louder than the cry) is cancelled: the only cry event is the real one
+    assert len(cry) == 1 and 4.2 <= cry[0]["capture_time_s"] <= 5.6, cry
+    acc = rep["accuracy"]["per_class"]
+    assert acc["person"]["recall"] == 1.0 and acc["person"]["precision"] == 1.0
+    assert acc["cry"]["recall"] == 1.0 and rep["accuracy"]["false_events"] == 0
+    assert 0 < acc["person"]["time_to_detect_s_mean"] < 1.0
+    for e in ai:
+        assert e["emit_time_s"] > e["capture_time_s"]
+
+
+@pytest.mark.slow
+def test_budget_report_keys_and_values(report):
+    rep, out = report
+    for k in ("real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps", "main_stream_height",
+              "sub_stream_fps", "cpu_budget"):
+        assert rep[k] is not None, k
+    assert rep["main_stream_fps"] == pytest.approx(20.0) and rep["sub_stream_fps"] == pytest.approx(15.0)
+    assert rep["main_stream_height"] == 180
+    # the detector is gated by motion: it runs at 10 fps only while something moves
+    assert 0 < rep["ai"]["runs"] < rep["ai"]["offered"] and rep["ai"]["gated_by_motion"] > 0
+    assert rep["npu"]["utilisation"] == pytest.approx(
+        (rep["ai"]["runs"] * 0.015 + rep["audio"]["cry_windows"] * 0.002) / 6.0, rel=0.02)
+    lat = rep["latency_ms"]
+    assert lat["capture_to_event"]["n"] == 2
+    assert lat["capture_to_ai_result"]["p50"] >= 15.0          # at least the NPU service time
+    assert lat["capture_to_encode"]["p50"] > lat["capture_to_isp"]["p50"] > 0
+    assert rep["audio"]["erle_db"] > 10.0
+    assert {"isp", "encode_main", "encode_sub", "audio_aec_ns_agc"} <= set(rep["cpu_budget"])
+    mem = {r["component"]: r for r in rep["memory"]}
+    assert mem["ring_buffer"]["allocated_bytes"] > 0 and sum(r["plan_bytes"] for r in rep["memory"]) == 128 << 20
+    assert rep["flash"]["fits"] and rep["flash"]["partition_bytes"] == 8388608
+    assert rep["streams"]["snapshots"] == 1 and rep["streams"]["clips"][0]["packets"] > 20
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["events"] == rep["events"]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "event accuracy" in html
+    assert len((out / "events.jsonl").read_text().splitlines()) == len(rep["events"])
+
+
+def test_bad_inputs_fail_before_the_run(world, tmp_path):
+    root, bundles, scenario = world
+    missing = {**scenario, "backgrounds": [{"image": "gone.png"}]}
+    with pytest.raises(InputFileError, match=r"backgrounds\[0\]\.image: file not found"):
+        run_scenario(bundles, missing, "rv1106", tmp_path, settings=SMALL, data_root=root)
+    with pytest.raises(CamlabError, match="built for chips \\['rv1106'\\], not for 't40xp'"):
+        run_scenario(bundles, scenario, "t40xp", tmp_path, settings=SMALL, data_root=root)
+    with pytest.raises(CamlabError, match="no chip profile"):
+        run_scenario(bundles, scenario, "nochip", tmp_path, settings=SMALL, data_root=root)
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(bundles[0], broken)
+    data = bytearray((broken / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (broken / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(InputFileError, match="sha256 mismatch"):
+        run_scenario([broken], scenario, "rv1106", tmp_path, settings=SMALL, data_root=root)
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_cli_prints_one_line_error(world, tmp_path, capsys):
+    from device_sim.__main__ import main
+    root, bundles, _ = world
+    rc = main(["run", "--bundle", str(bundles[0]), "--scenario", str(tmp_path / "none.yaml"), "--chip", "rv1106",
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("device_sim: error:") and "none.yaml" in err and "Traceback" not in err
