@@ -17,6 +17,9 @@ from camlab.errors import CamlabError
 COMMAND_MODULES: list[str] = [
     "camlab.commands.isp",
     "camlab.commands.cry",
+    "camlab.commands.detector",
+    "camlab.commands.deploy",
+    "camlab.commands.demo",
 ]
 
 GROUPS = {

@@ -1,0 +1,379 @@
+"""Detector evaluation: COCO AP per class (pycocotools) and the camera's per-image event metrics, with a HOG anchor.
+
+AP50 and AP50:95 follow the COCO protocol (Lin et al., ECCV 2014) computed by pycocotools' ``COCOeval`` (101-point
+interpolation, max 100 detections per image), one category at a time. Event metrics per image and class
+(what the camera's notification logic sees): *present* = a detection of the class at or above the manifest's
+score threshold; presence recall/precision over images, false-positive rate on the images without that class.
+Anchor in the same run: OpenCV's HOG + linear-SVM people detector (Dalal & Triggs, CVPR 2005) scored on the
+same images for the person class. Any model runs through the same numpy pre/post-processing as the camera
+(:mod:`camlab.contract.detection`): a checkpoint via torch, an export bundle via onnxruntime (FP32 or INT8).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from camlab.data.classes import CLASSES
+from camlab.errors import InputFileError
+
+MAP_SCORE_THRESHOLD = 0.01     # detections kept for AP (the curve needs the low-score tail)
+HOG_PRESENCE_THRESHOLD = 0.5   # HOG SVM margin counted as "person present"
+METRIC_KEYS = ("ap50", "ap50_95", "presence_recall", "presence_precision", "fp_rate", "n_images", "n_boxes")
+
+Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+
+
+# ----------------------------------------------------------------------------------------------- data
+def resolve_data(data: Iterable[Any]) -> tuple[list, dict]:
+    """Samples from YOLO folders (or parents of them), Oxford-Pet folders, or split manifests
+    (``datasets/detector_split.json`` = its val side, ``...json:train`` = its train side)."""
+    from camlab.data.splits import load_folder, load_split
+    from camlab.data.yolo import Sample, find_yolo_folders
+
+    samples: list = []
+    reports: list[dict] = []
+    desc: list[str] = []
+    items = list(data)
+    if items and all(isinstance(x, Sample) for x in items):
+        return items, {"data": "samples", "reports": []}
+    for item in items:
+        spec = str(item)
+        side = "val"
+        if ".json:" in spec:
+            spec, side = spec.rsplit(":", 1)
+        path = Path(spec)
+        if spec.endswith(".json"):
+            s, reps = load_split(path, side)
+            samples += s
+            reports += [r.as_dict() for r in reps]
+            desc.append(f"{spec}:{side}")
+            continue
+        if not path.exists():
+            raise InputFileError(f"{path}: evaluation data not found (expected a YOLO folder or a split manifest)")
+        from camlab.data.pets import is_pets_folder
+
+        folders = [path] if is_pets_folder(path) else find_yolo_folders(path)
+        if not folders:
+            raise InputFileError(f"{path}: not a YOLO folder (images/, labels/, classes.txt) and holds none")
+        for f in folders:
+            s, rep = load_folder(f)
+            samples += s
+            reports.append(rep.as_dict())
+            desc.append(str(f))
+    if not samples:
+        raise InputFileError("evaluation: no images in the given data")
+    return samples, {"data": desc, "reports": reports}
+
+
+# ----------------------------------------------------------------------------------------------- predictors
+def torch_predictor(model) -> tuple[Predictor, dict]:
+    """(predict fn NCHW -> {output name: array}, manifest io) for a CamDet module."""
+    import torch
+
+    from camlab.models.detector import manifest_io
+
+    io_ = manifest_io(model.config)
+    names = model.output_names
+    model.eval()
+
+    def predict(x: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            outs = model(torch.from_numpy(x))
+        return {n: o.numpy() for n, o in zip(names, outs)}
+
+    return predict, io_
+
+
+def onnx_predictor(path: str | Path, threads: int = 2) -> Predictor:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise InputFileError(f"{path}: onnxruntime cannot load the model ({exc})") from None
+    in_name = sess.get_inputs()[0].name
+    out_names = [o.name for o in sess.get_outputs()]
+
+    def predict(x: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(out_names, sess.run(out_names, {in_name: x})))
+
+    return predict
+
+
+def load_model_any(model: str | Path, variant: str = "int8") -> tuple[Predictor, dict, dict]:
+    """A checkpoint file or an export bundle directory -> (predictor, manifest io, description)."""
+    path = Path(model)
+    if path.is_dir():
+        manifest = _bundle_manifest(path)
+        fname = manifest.get("model_files", {}).get(variant) or ("model.onnx" if variant == "int8"
+                                                                 else "model_fp32.onnx")
+        onnx_path = path / fname
+        if not onnx_path.is_file():
+            raise InputFileError(f"{onnx_path}: bundle model file for variant '{variant}' not found")
+        io_ = {"inputs": manifest["inputs"], "outputs": manifest["outputs"], "decode": manifest["decode"]}
+        return onnx_predictor(onnx_path), io_, {"bundle": str(path), "variant": variant,
+                                                 "model": manifest.get("model", {})}
+    if path.suffix == ".onnx":
+        raise InputFileError(f"{path}: give the bundle directory (manifest.json holds the decode block)")
+    from camlab.models.detector import load_checkpoint
+
+    net, meta = load_checkpoint(path)
+    pred, io_ = torch_predictor(net)
+    return pred, io_, {"checkpoint": str(path), "mlflow_run_id": meta.get("mlflow_run_id")}
+
+
+def _bundle_manifest(bundle_dir: Path) -> dict:
+    try:
+        from camlab.contract.manifest import load_bundle
+    except ImportError:  # contract loader not available: read the file directly
+        p = bundle_dir / "manifest.json"
+        if not p.is_file():
+            raise InputFileError(f"{bundle_dir}: no manifest.json (not an export bundle)") from None
+        return json.loads(p.read_text(encoding="utf-8"))
+    return load_bundle(bundle_dir).manifest
+
+
+# ----------------------------------------------------------------------------------------------- core
+def _coco_ap(gt: dict, dets: list[dict], cat_id: int) -> tuple[float | None, float | None, dict | None]:
+    """(AP50, AP50:95, PR curve at IoU .5) for one category, or Nones when it has no ground truth."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if not any(a["category_id"] == cat_id for a in gt["annotations"]):
+        return None, None, None
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        cat_dets = [d for d in dets if d["category_id"] == cat_id]
+        if not cat_dets:
+            return 0.0, 0.0, {"recall": [0.0, 1.0], "precision": [0.0, 0.0]}
+        coco_dt = coco_gt.loadRes(cat_dets)
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.params.catIds = [cat_id]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    prec = ev.eval["precision"][0, :, 0, 0, -1]          # IoU .5, all recall thresholds, area all, 100 dets
+    rec = ev.params.recThrs
+    valid = prec > -1
+    curve = {"recall": rec[valid].tolist(), "precision": prec[valid].tolist()}
+    return float(max(ev.stats[1], 0.0)), float(max(ev.stats[0], 0.0)), curve
+
+
+def _presence(gt_present: np.ndarray, pred_present: np.ndarray) -> dict:
+    tp = int(np.sum(gt_present & pred_present))
+    fp = int(np.sum(~gt_present & pred_present))
+    fn = int(np.sum(gt_present & ~pred_present))
+    neg = int(np.sum(~gt_present))
+    return {"presence_recall": tp / (tp + fn) if tp + fn else None,
+            "presence_precision": tp / (tp + fp) if tp + fp else None,
+            "fp_rate": fp / neg if neg else None,
+            "presence_accuracy": float(np.mean(gt_present == pred_present)) if len(gt_present) else None}
+
+
+def _confusion(records: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+               thresholds: np.ndarray, n_cls: int) -> np.ndarray:
+    """Rows truth (classes + background), columns prediction; greedy class-agnostic matching at IoU 0.5."""
+    from camlab.contract.detection import box_iou
+
+    m = np.zeros((n_cls + 1, n_cls + 1), np.int64)
+    for gt_b, gt_l, boxes, scores, classes in records:
+        keep = scores >= thresholds[classes] if len(scores) else np.zeros(0, bool)
+        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+        order = np.argsort(-scores)
+        used = np.zeros(len(gt_l), bool)
+        ious = box_iou(boxes, gt_b) if len(gt_l) and len(boxes) else np.zeros((len(boxes), len(gt_l)))
+        for i in order:
+            j = -1
+            if len(gt_l):
+                cand = np.where(used, -1.0, ious[i])
+                j = int(np.argmax(cand))
+                if cand[j] < 0.5:
+                    j = -1
+            if j >= 0:
+                used[j] = True
+                m[gt_l[j], classes[i]] += 1
+            else:
+                m[n_cls, classes[i]] += 1
+        for j in np.flatnonzero(~used):
+            m[gt_l[j], n_cls] += 1
+    return m
+
+
+def _metrics_block(ap50, ap, pres, n_images, n_boxes) -> dict:
+    return {"ap50": ap50, "ap50_95": ap, "presence_recall": pres["presence_recall"],
+            "presence_precision": pres["presence_precision"], "fp_rate": pres["fp_rate"],
+            "n_images": int(n_images), "n_boxes": int(n_boxes)}
+
+
+def hog_detect(rgb: np.ndarray, hog=None) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's default HOG people detector: (boxes (N, 4) xyxy px, SVM margins (N,))."""
+    import cv2
+
+    if hog is None:
+        hog = cv2.HOGDescriptor()
+        hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if min(gray.shape) < 128:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    rects, weights = hog.detectMultiScale(gray, hitThreshold=0.0, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    if len(rects) == 0:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    r = np.asarray(rects, np.float32).reshape(-1, 4)
+    boxes = np.concatenate([r[:, :2], r[:, :2] + r[:, 2:]], axis=1)
+    scores = np.asarray(weights, np.float32).reshape(-1)
+    from camlab.contract.detection import nms
+
+    keep = nms(boxes, scores, 0.5)
+    return boxes[keep], scores[keep]
+
+
+def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None, details: bool = False,
+             hog: bool = True, show_progress: bool = False, describe: Mapping | None = None) -> dict:
+    """Evaluate a CamDet module, a checkpoint/bundle path, or a predict fn (with ``io_spec``) on ``data``.
+
+    ``data``: samples, YOLO folders, Oxford-Pet folders or split manifests (see :func:`resolve_data`).
+    Returns the eval JSON of issue 3: ``classes`` -> person/pet/vehicle metrics, ``anchors`` -> ``hog_person``,
+    plus ``map50``/``map50_95``, counts, skipped files and (``details=True``) PR curves and a confusion matrix.
+    """
+    import torch
+
+    from camlab.contract.detection import postprocess, preprocess, score_thresholds
+    from camlab.data.render import read_rgb
+    from camlab.data.splits import count
+    from camlab.train.common import progress
+
+    desc: dict = dict(describe or {})
+    if isinstance(model, (str, Path)):
+        predict, io_, d = load_model_any(model)
+        desc.update(d)
+    elif isinstance(model, torch.nn.Module):
+        predict, io_ = torch_predictor(model)
+    elif callable(model):
+        if io_spec is None:
+            raise InputFileError("evaluate: a predict function needs io_spec (the manifest's inputs/decode)")
+        predict, io_ = model, io_spec
+    else:
+        raise InputFileError(f"evaluate: cannot evaluate a {type(model).__name__}")
+    decode, in_spec = io_["decode"], io_["inputs"][0]
+    classes = list(decode["classes"])
+    if classes != list(CLASSES):
+        raise InputFileError(f"evaluate: model classes {classes} differ from camlab's {list(CLASSES)}")
+    thr = score_thresholds(decode)
+    samples, data_info = resolve_data(data)
+
+    gt = {"images": [], "annotations": [], "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]}
+    dets: list[dict] = []
+    hog_dets: list[dict] = []
+    skipped: list[dict] = []
+    kept = []
+    pred_present, hog_present, records = [], [], []
+    hog_desc = None
+    if hog:
+        import cv2
+        hog_desc = cv2.HOGDescriptor()
+        hog_desc.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    ann_id = 1
+    for s in progress(samples, desc="evaluate", enabled=show_progress):
+        try:
+            rgb = read_rgb(s.image)
+        except InputFileError as exc:
+            skipped.append({"file": str(s.image), "reason": str(exc)})
+            continue
+        img_id = len(kept) + 1
+        kept.append(s)
+        h, w = rgb.shape[:2]
+        gt["images"].append({"id": img_id, "width": w, "height": h, "file_name": str(s.image)})
+        gt_b = s.boxes * np.array([w, h, w, h], np.float32)
+        for b, lab in zip(gt_b, s.labels):
+            bw, bh = float(b[2] - b[0]), float(b[3] - b[1])
+            gt["annotations"].append({"id": ann_id, "image_id": img_id, "category_id": int(lab) + 1,
+                                      "bbox": [float(b[0]), float(b[1]), bw, bh], "area": bw * bh, "iscrowd": 0})
+            ann_id += 1
+        x, lb = preprocess(rgb, in_spec)
+        det = postprocess(predict(x), decode, lb, score_threshold=MAP_SCORE_THRESHOLD)
+        for b, sc, c in zip(det.boxes, det.scores, det.classes):
+            dets.append({"image_id": img_id, "category_id": int(c) + 1, "score": float(sc),
+                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+        pred_present.append([bool(np.any((det.classes == c) & (det.scores >= thr[c]))) for c in range(len(CLASSES))])
+        records.append((gt_b, s.labels, det.boxes, det.scores, det.classes))
+        if hog_desc is not None:
+            hb, hs = hog_detect(rgb, hog_desc)
+            for b, sc in zip(hb, hs):
+                hog_dets.append({"image_id": img_id, "category_id": 1, "score": float(sc),
+                                 "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+            hog_present.append(bool(np.any(hs >= HOG_PRESENCE_THRESHOLD)))
+    if not kept:
+        raise InputFileError(f"evaluation: every image was unreadable ({len(skipped)} skipped, first: "
+                             f"{skipped[0]['file'] if skipped else '-'})")
+    pred_present_a = np.asarray(pred_present, bool).reshape(-1, len(CLASSES))
+    out: dict[str, Any] = {"classes": {}, "anchors": {}}
+    curves = {}
+    accuracy = {}
+    for ci, name in enumerate(CLASSES):
+        gt_present = np.array([s.has(ci) for s in kept])
+        ap50, ap, curve = _coco_ap(gt, dets, ci + 1)
+        pres = _presence(gt_present, pred_present_a[:, ci])
+        accuracy[name] = pres["presence_accuracy"]
+        out["classes"][name] = _metrics_block(ap50, ap, pres, gt_present.sum(),
+                                              sum(int(np.sum(s.labels == ci)) for s in kept))
+        if curve:
+            curves[name] = curve
+    if hog_desc is not None:
+        gt_person = np.array([s.has(0) for s in kept])
+        gt_hog = dict(gt, categories=[gt["categories"][0]],
+                      annotations=[a for a in gt["annotations"] if a["category_id"] == 1])
+        ap50, ap, curve = _coco_ap(gt_hog, hog_dets, 1)
+        pres = _presence(gt_person, np.asarray(hog_present, bool))
+        out["anchors"]["hog_person"] = _metrics_block(ap50, ap, pres, gt_person.sum(),
+                                                      sum(int(np.sum(s.labels == 0)) for s in kept))
+        out["anchors"]["hog_person"]["presence_threshold"] = HOG_PRESENCE_THRESHOLD
+        accuracy["hog_person"] = pres["presence_accuracy"]
+        if curve:
+            curves["hog_person"] = curve
+    aps50 = [m["ap50"] for m in out["classes"].values() if m["ap50"] is not None]
+    aps = [m["ap50_95"] for m in out["classes"].values() if m["ap50_95"] is not None]
+    out["map50"] = float(np.mean(aps50)) if aps50 else None
+    out["map50_95"] = float(np.mean(aps)) if aps else None
+    out["presence_accuracy"] = accuracy
+    out["presence_thresholds"] = {c: float(t) for c, t in zip(CLASSES, thr)}
+    out["n_images"] = len(kept)
+    out["n_skipped"] = len(skipped) + sum(r.get("n_skipped", 0) for r in data_info["reports"])
+    out["skipped"] = skipped + [{"file": s["file"], "reason": s["reason"]}
+                                for r in data_info["reports"] for s in r.get("skipped", [])]
+    out["counts"] = count(kept)
+    out["data"] = data_info["data"]
+    out["model"] = desc
+    out["protocol"] = {"ap": "pycocotools COCOeval bbox, per category, maxDets 100",
+                       "map_score_threshold": MAP_SCORE_THRESHOLD,
+                       "presence": "image has >= 1 detection of the class at or above presence_thresholds"}
+    if details:
+        out["details"] = {"pr_curves": curves,
+                          "confusion": {"labels": list(CLASSES) + ["background"],
+                                        "matrix": _confusion(records, thr, len(CLASSES)).tolist()}}
+    return out
+
+
+def evaluate_bundle(bundle_dir: str | Path, data_dirs: Iterable[Any], variant: str = "int8", *,
+                    hog: bool = False, details: bool = False, show_progress: bool = False) -> dict:
+    """Evaluate an export bundle's ``model.onnx`` (``int8``) or ``model_fp32.onnx`` (``fp32``) via onnxruntime."""
+    if variant not in ("int8", "fp32"):
+        raise InputFileError(f"variant must be 'int8' or 'fp32', got {variant!r}")
+    predict, io_, desc = load_model_any(bundle_dir, variant)
+    return evaluate(predict, data_dirs, io_spec=io_, hog=hog, details=details, show_progress=show_progress,
+                    describe=desc)
+
+
+def write_json(result: Mapping, path: str | Path) -> None:
+    from camlab.io_utils import atomic_write_json
+
+    atomic_write_json(Path(path), {k: v for k, v in result.items() if k != "details"})

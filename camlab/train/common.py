@@ -1,0 +1,121 @@
+"""Training utilities shared by the detector and the cry model: seeding, progress bars, MLflow figure/param logging.
+
+Seeding follows PyTorch's reproducibility notes (https://pytorch.org/docs/stable/notes/randomness.html): one seed
+drives Python, NumPy and torch; per-rank offsets keep DDP workers' augmentation streams distinct. Figures are
+rendered with matplotlib's Agg backend and logged as MLflow image artifacts.
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+
+def seed_everything(seed: int, rank: int = 0) -> np.random.Generator:
+    """Seed python/numpy/torch (offset by rank); returns a numpy Generator for the caller's own draws."""
+    import torch
+
+    s = int(seed) + 1000 * int(rank)
+    random.seed(s)
+    np.random.seed(s % 2 ** 32)
+    torch.manual_seed(s)
+    return np.random.default_rng(s)
+
+
+def set_threads(n: int) -> None:
+    """Cap torch intra-op threads (the training machine's cores are shared)."""
+    import torch
+
+    if n > 0:
+        torch.set_num_threads(n)
+        os.environ.setdefault("OMP_NUM_THREADS", str(n))
+
+
+def progress(iterable: Iterable, *, desc: str, total: int | None = None, enabled: bool = True, **kw):
+    """A tqdm bar on stderr (disabled on non-main ranks or when ``enabled`` is False)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, disable=not enabled, dynamic_ncols=True, leave=False, **kw)
+
+
+def flatten_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config dict -> flat ``a.b.c`` -> str mapping for ``mlflow.log_params`` (values cut to 500 chars)."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten_params(v, key + "."))
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+def log_figure(fig, artifact_file: str) -> None:
+    """Log a matplotlib figure into the active MLflow run and close it."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "Precision-recall (IoU 0.5)"):
+    """{name: (recall, precision)} -> a matplotlib Figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    for name, (rec, prec) in curves.items():
+        ax.plot(rec, prec, label=name)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(matrix: np.ndarray, labels: list[str], title: str = "Confusion matrix"):
+    """Square count matrix (rows: truth, columns: prediction) -> a matplotlib Figure with counts."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=100)
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
+                    color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_losses(history: list[dict], keys: Iterable[str], title: str = "training"):
+    """Per-epoch history rows -> a line plot of ``keys``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    for k in keys:
+        xs = [r["epoch"] for r in history if k in r]
+        ax.plot(xs, [r[k] for r in history if k in r], marker="o", label=k)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

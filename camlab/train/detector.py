@@ -1,0 +1,417 @@
+"""Training loop of the CamDet person / pet / vehicle detector: CPU, seeded, resumable, DDP-ready, MLflow-logged.
+
+Runs unchanged as one process or under ``torchrun --nproc_per_node N`` (gloo; :mod:`camlab.train.ddp`), with a
+DistributedSampler per rank and DDP gradient averaging (Li et al., VLDB 2020). Each epoch: camera-domain images
+(:mod:`camlab.data.render`, cached sensor + ISP renderings), albumentations augmentation, letterbox into the
+static input, FCOS/GFL loss (:mod:`camlab.train.detector_loss`), AdamW (Loshchilov & Hutter, ICLR 2019) with
+linear warm-up and cosine decay. Rank 0 evaluates on the validation split (:mod:`camlab.eval.detection`), writes
+``last.pt``/``best.pt`` atomically (:mod:`camlab.train.checkpoint`) and logs params, per-epoch losses and
+metrics, the checkpoint, PR curves and the confusion matrix to MLflow.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camlab import settings
+from camlab.data.augment import AugmentConfig
+from camlab.data.render import RenderConfig
+from camlab.errors import ConfigError, InputFileError
+from camlab.models.detector import DetectorConfig
+
+KIND = "detector"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    manifest: str = "datasets/detector_split.json"   # built (seeded) from the shared data when missing
+    train_dirs: list[str] = field(default_factory=list)   # instead of the manifest: YOLO folders for training
+    val_dirs: list[str] = field(default_factory=list)     # ... and for validation
+    max_train_images: int = 0     # 0 = all; else a seeded subset (demo budget)
+    max_val_images: int = 0
+    split_seed: int = 0
+    val_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    max_steps: int = 0            # stop after this many steps in total (0 = no limit; tests)
+    grad_clip: float = 10.0
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    name: str = "detector"
+    experiment: str = "detector"
+    seed: int = 0
+    out_dir: str = "out/detector"
+    resume: str | None = None     # a checkpoint path, "auto" (out_dir/last.pt when present) or None
+    threads: int = 2
+    eval_every: int = 1           # epochs between validation runs (the last epoch always evaluates)
+    eval_hog: bool = False        # also run the HOG person anchor in the final evaluation
+    log_mlflow: bool = True
+    progress: bool = True
+    model: DetectorConfig = field(default_factory=DetectorConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    best_checkpoint: Path
+    run_id: str | None
+    metrics: dict
+    history: list[dict]
+    eval: dict | None
+    counts: dict
+
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+
+def load_train_config(source: Any = None, overrides: dict | None = None) -> DetectorTrainConfig:
+    """A YAML path, a built-in name (``detector_demo``, ``detector_full``), a mapping, or None (defaults)."""
+    from camlab.config import load_config
+
+    if isinstance(source, str) and not source.endswith((".yaml", ".yml")) and "/" not in source:
+        builtin = CONFIG_DIR / f"{source}.yaml"
+        if not builtin.is_file():
+            names = sorted(p.stem for p in CONFIG_DIR.glob("detector_*.yaml"))
+            raise ConfigError(f"unknown detector config {source!r}; built-in: {', '.join(names)}, or a YAML path")
+        source = builtin
+    return load_config(DetectorTrainConfig, source, overrides=overrides)
+
+
+def _resolve(p: str | Path) -> Path:
+    p = Path(p)
+    return p if p.is_absolute() else settings.project_root() / p
+
+
+def _subset(samples: list, n: int, seed: int) -> list:
+    if n <= 0 or n >= len(samples):
+        return samples
+    idx = np.sort(np.random.default_rng(seed).choice(len(samples), size=n, replace=False))
+    return [samples[i] for i in idx]
+
+
+def load_data(cfg: DetectorTrainConfig, *, is_main: bool = True) -> tuple[list, list, dict]:
+    """(train samples, val samples, info with counts and load reports)."""
+    from camlab.data.splits import count, load_split, write_split
+    from camlab.data.yolo import load_yolo_folder
+
+    d = cfg.data
+    reports = []
+    if d.train_dirs:
+        train, val = [], []
+        for p in d.train_dirs:
+            s, r = load_yolo_folder(_resolve(p))
+            train += s
+            reports.append(r.as_dict())
+        for p in d.val_dirs:
+            s, r = load_yolo_folder(_resolve(p))
+            val += s
+            reports.append(r.as_dict())
+        split_desc = {"train_dirs": list(d.train_dirs), "val_dirs": list(d.val_dirs)}
+    else:
+        mpath = _resolve(d.manifest)
+        if not mpath.is_file():
+            if not is_main:
+                raise InputFileError(f"{mpath}: split manifest missing (rank 0 builds it; run once without DDP)")
+            write_split(mpath, seed=d.split_seed, val_fraction=d.val_fraction)
+        train, rep_t = load_split(mpath, "train")
+        val, rep_v = load_split(mpath, "val")
+        reports = [r.as_dict() for r in rep_t]
+        split_desc = {"manifest": str(d.manifest)}
+    train = _subset(train, d.max_train_images, cfg.seed)
+    val = _subset(val, d.max_val_images, cfg.seed + 1)
+    if not train:
+        raise InputFileError("detector training: no training images (check data.manifest / data.train_dirs)")
+    info = {"split": split_desc, "counts": {"train": count(train), "val": count(val)},
+            "skipped": sum(r["n_skipped"] for r in reports), "reports": reports}
+    return train, val, info
+
+
+class DetectionDataset:
+    """Torch-style dataset: (image tensor (3, H, W) in [0, 1], {"boxes": input px, "labels"}) with augmentation."""
+
+    def __init__(self, samples: list, cfg: DetectorTrainConfig, *, train: bool, seed: int):
+        from camlab.data.augment import build_augment
+
+        self.samples = samples
+        self.cfg = cfg
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.aug = build_augment(cfg.augment) if (train and cfg.augment.enabled) else None
+        self.n_failed = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _image(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        from camlab.data.render import read_rgb, rendered, variant_params
+
+        s = self.samples[i]
+        r = self.cfg.render
+        if self.train and r.enabled and rng.random() >= r.p_original:
+            k = int(rng.integers(r.variants))
+            return read_rgb(rendered(s.image, variant_params(s.image, k, r, self.cfg.seed), r))
+        return read_rgb(s.image)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        from camlab.data.augment import augment, letterbox
+
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        s = self.samples[i]
+        img = self._image(i, rng)
+        boxes, labels = s.boxes, s.labels
+        if self.aug is not None:
+            img, boxes, labels = augment(self.aug, img, boxes, labels, self.cfg.augment, rng)
+        m = self.cfg.model
+        lb_img, lb_boxes, _ = letterbox(img, boxes, m.input_width, m.input_height)
+        x = torch.from_numpy(np.ascontiguousarray(lb_img.transpose(2, 0, 1))).float().div_(255.0)
+        keep = ((lb_boxes[:, 2] - lb_boxes[:, 0]) >= 2) & ((lb_boxes[:, 3] - lb_boxes[:, 1]) >= 2)
+        return x, {"boxes": torch.from_numpy(lb_boxes[keep]), "labels": torch.from_numpy(labels[keep])}
+
+
+def collate(batch):
+    import torch
+
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _find_resume(cfg: DetectorTrainConfig, out_dir: Path) -> Path | None:
+    if cfg.resume is None:
+        return None
+    if cfg.resume == "auto":
+        p = out_dir / "last.pt"
+        return p if p.is_file() else None
+    p = _resolve(cfg.resume)
+    if not p.is_file():
+        raise InputFileError(f"{p}: resume checkpoint not found")
+    return p
+
+
+def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, overrides: dict | None = None
+          ) -> TrainResult:
+    """Train (or resume) CamDet per ``config`` (see :func:`load_train_config`); returns the checkpoint paths,
+    the MLflow run id and the metrics."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+    from camlab import tracking
+    from camlab.config import to_dict
+    from camlab.data.render import prerender
+    from camlab.models.detector import CamDet, count_macs, count_params
+    from camlab.train import ddp
+    from camlab.train.checkpoint import load_checkpoint, save_checkpoint
+    from camlab.train.common import flatten_params, progress, seed_everything, set_threads
+    from camlab.train.detector_loss import detection_loss
+
+    cfg = config if isinstance(config, DetectorTrainConfig) else load_train_config(config, overrides)
+    info = ddp.setup()
+    set_threads(cfg.threads)
+    seed_everything(cfg.seed, info.rank)
+    out_dir = _resolve(cfg.out_dir)
+    show = cfg.progress and info.is_main
+
+    train_s, val_s, data_info = load_data(cfg, is_main=info.is_main)
+    if cfg.render.enabled:
+        rep = prerender([s.image for s in train_s], cfg.render, cfg.seed, rank=info.rank,
+                        world_size=info.world_size, show_progress=show)
+        if rep["failed"]:
+            bad = {f for f, _ in rep["failures"]}
+            train_s = [s for s in train_s if str(s.image) not in bad]
+        data_info["render"] = {k: v for k, v in rep.items() if k != "failures"}
+        data_info["render"]["failures"] = rep["failures"][:20]
+        ddp.barrier(info)
+
+    model = CamDet(cfg.model)
+    n_params, n_macs = count_params(model), count_macs(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    start_epoch, step, history, best_score = 0, 0, [], -1.0
+    run_id = None
+    resume = _find_resume(cfg, out_dir)
+    if resume is not None:
+        ck = load_checkpoint(resume, expect_kind=KIND)
+        if ck["model_config"] != cfg.model.to_dict():
+            raise ConfigError(f"{resume}: checkpoint model_config differs from the config's model block")
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, step = int(ck["epoch"]) + 1, int(ck.get("step", 0))
+        history = list(ck["meta"].get("history", []))
+        best_score = float(ck["meta"].get("best_score", -1.0))
+        run_id = ck["meta"].get("mlflow_run_id")
+    net = DistributedDataParallel(model) if info.enabled else model
+
+    ds = DetectionDataset(train_s, cfg, train=True, seed=cfg.seed + 7919 * info.rank)
+    sampler = (DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed)
+               if info.enabled else RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed)))
+    loader = DataLoader(ds, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=collate, num_workers=0,
+                        drop_last=len(ds) // info.world_size > cfg.optim.batch_size)
+    steps_per_epoch = max(1, len(loader))
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    if cfg.optim.max_steps:
+        total_steps = min(total_steps, cfg.optim.max_steps)
+    warmup = max(1, int(cfg.optim.warmup_epochs * steps_per_epoch))
+
+    mlflow_ctx = None
+    if info.is_main and cfg.log_mlflow:
+        import mlflow
+
+        tracking.configure()
+        if run_id:
+            mlflow_ctx = mlflow.start_run(run_id=run_id, experiment_id=tracking.experiment_id(cfg.experiment))
+        else:
+            mlflow_ctx = tracking.run(cfg.experiment, run_name=cfg.name, nested=mlflow.active_run() is not None,
+                                      tags={"kind": KIND, "git_commit": tracking.git_commit()})
+        active = mlflow_ctx.__enter__()
+        run_id = active.info.run_id
+        if resume is None:
+            params = flatten_params(to_dict(cfg))
+            params.update({"model.params": str(n_params), "model.macs": str(n_macs), "world_size":
+                           str(info.world_size), "train_images": str(len(train_s)), "val_images": str(len(val_s))})
+            mlflow.log_params(params)
+            mlflow.log_dict(data_info, "data_info.json")
+    run_id = ddp.broadcast_object(run_id, info)
+
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    final_eval = None
+    t_start = time.time()
+    epoch = start_epoch - 1
+    try:
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            if cfg.optim.max_steps and step >= total_steps:
+                break
+            net.train()
+            ds.set_epoch(epoch)
+            if info.enabled:
+                sampler.set_epoch(epoch)
+            sums: dict[str, float] = {}
+            n_batches = 0
+            t_ep = time.time()
+            bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", enabled=show)
+            for images, targets in bar:
+                lr = _lr_at(step, total_steps, warmup, cfg.optim.lr)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                outputs = net(images)
+                loss, parts = detection_loss(outputs, targets, cfg.model.strides)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                opt.step()
+                step += 1
+                n_batches += 1
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if show:
+                    bar.set_postfix(loss=f"{parts['loss']:.3f}", lr=f"{lr:.1e}")
+                if cfg.optim.max_steps and step >= total_steps:
+                    break
+            keys = sorted(sums)
+            means = ddp.all_reduce_mean([sums[k] / max(1, n_batches) for k in keys], info)
+            row = {"epoch": epoch + 1, "step": step, "lr": lr, "epoch_s": time.time() - t_ep,
+                   **{f"train_{k}": v for k, v in zip(keys, means)}}
+            last_epoch = epoch + 1 >= cfg.optim.epochs or (cfg.optim.max_steps and step >= total_steps)
+            do_eval = info.is_main and val_s and ((epoch + 1) % max(1, cfg.eval_every) == 0 or last_epoch)
+            if do_eval:
+                from camlab.eval.detection import evaluate
+
+                model.eval()
+                final_eval = evaluate(model, val_s, details=True, hog=bool(cfg.eval_hog and last_epoch),
+                                      show_progress=show)
+                for c, m in final_eval["classes"].items():
+                    for k in ("ap50", "ap50_95", "presence_recall", "presence_precision", "fp_rate"):
+                        if m[k] is not None:
+                            row[f"val_{c}_{k}"] = m[k]
+                row["val_map50"] = final_eval["map50"]
+            history.append(row)
+            if info.is_main:
+                score = row.get("val_map50", -row["train_loss"])
+                is_best = score > best_score
+                best_score = max(best_score, score)
+                meta = {"history": history, "best_score": best_score, "mlflow_run_id": run_id,
+                        "git_commit": tracking.git_commit(), "data": data_info["split"],
+                        "counts": data_info["counts"], "params": n_params, "macs": n_macs,
+                        "metrics": {k: v for k, v in row.items() if k.startswith("val_")}}
+                save_checkpoint(last_path, kind=KIND, model_config=cfg.model.to_dict(),
+                                state_dict=model.state_dict(), meta=meta, optimizer=opt.state_dict(),
+                                epoch=epoch, step=step)
+                if is_best:
+                    save_checkpoint(best_path, kind=KIND, model_config=cfg.model.to_dict(),
+                                    state_dict=model.state_dict(), meta=meta, epoch=epoch, step=step)
+                if cfg.log_mlflow:
+                    import mlflow
+                    mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+            ddp.barrier(info)
+        if info.is_main and cfg.log_mlflow:
+            _log_final(cfg, history, final_eval, best_path if best_path.is_file() else last_path,
+                       time.time() - t_start)
+    finally:
+        if mlflow_ctx is not None:
+            import sys
+            mlflow_ctx.__exit__(*sys.exc_info())
+        ddp.barrier(info)
+        if info.enabled:
+            ddp.cleanup()
+    metrics = dict(history[-1]) if history else {}
+    metrics["params"], metrics["macs"] = n_params, n_macs
+    metrics["train_s"] = time.time() - t_start
+    return TrainResult(checkpoint=best_path if best_path.is_file() else last_path, best_checkpoint=best_path,
+                       run_id=run_id, metrics=metrics, history=history,
+                       eval=_public_eval(final_eval), counts=data_info["counts"])
+
+
+def _public_eval(ev: dict | None) -> dict | None:
+    if ev is None:
+        return None
+    return {k: v for k, v in ev.items() if k != "details"}
+
+
+def _log_final(cfg: DetectorTrainConfig, history: list[dict], ev: dict | None, ckpt: Path, seconds: float) -> None:
+    import mlflow
+
+    from camlab.train.common import log_figure, plot_confusion, plot_losses, plot_pr_curves
+
+    mlflow.log_metric("train_seconds", seconds)
+    if ckpt.is_file():
+        mlflow.log_artifact(str(ckpt), artifact_path="checkpoint")
+    if history:
+        log_figure(plot_losses(history, ["train_loss", "train_loss_cls", "train_loss_box"]), "plots/losses.png")
+    if ev is not None:
+        mlflow.log_dict(_public_eval(ev), "eval/val_metrics.json")
+        det = ev.get("details", {})
+        if det.get("pr_curves"):
+            curves = {k: (np.asarray(v["recall"]), np.asarray(v["precision"])) for k, v in det["pr_curves"].items()}
+            log_figure(plot_pr_curves(curves), "plots/pr_curves.png")
+        if det.get("confusion") is not None:
+            log_figure(plot_confusion(np.asarray(det["confusion"]["matrix"]), det["confusion"]["labels"],
+                                      "Confusion (IoU 0.5, score >= threshold)"), "plots/confusion_matrix.png")

@@ -1,0 +1,100 @@
+"""camlab.eval.detection: COCO AP through pycocotools and event metrics, checked against oracle predictors."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from camlab.contract import detection as cd
+from camlab.eval.detection import METRIC_KEYS, evaluate, resolve_data
+from camlab.models.detector import DetectorConfig, manifest_io
+from camlab.train.synthetic import make_yolo_folder
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_detection_contract import encode_oracle  # noqa: E402
+
+
+def _oracle(samples, io_, drop_class=None, extra_person=False):
+    """predict fn that knows the ground truth of each preprocessed input (looked up by its bytes)."""
+    from camlab.data.render import read_rgb
+
+    table = {}
+    for s in samples:
+        rgb = read_rgb(s.image)
+        x, lb = cd.preprocess(rgb, io_["inputs"][0])
+        h, w = rgb.shape[:2]
+        keep = s.labels != drop_class if drop_class is not None else np.ones(len(s.labels), bool)
+        boxes = lb.to_input(s.boxes[keep] * [w, h, w, h])
+        labels = s.labels[keep]
+        if extra_person and len(s.labels) == 0:
+            boxes, labels = np.array([[10, 10, 40, 120]], np.float32), np.array([0])
+        table[x.tobytes()] = encode_oracle(boxes, labels, io_)
+    return lambda x: table[x.tobytes()]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_yolo_folder(tmp_path_factory.mktemp("ev") / "y", 16, negatives=4, seed=11, size=(256, 160))
+
+
+def test_oracle_scores_perfect(folder):
+    io_ = manifest_io(DetectorConfig())
+    samples, _ = resolve_data([folder])
+    res = evaluate(_oracle(samples, io_), [folder], io_spec=io_, hog=False, details=True)
+    assert set(res["classes"]) == {"person", "pet", "vehicle"}
+    for name, m in res["classes"].items():
+        assert tuple(m) == METRIC_KEYS
+        assert m["ap50"] == pytest.approx(1.0) and m["ap50_95"] > 0.95, name
+        assert m["presence_recall"] == 1.0 and m["presence_precision"] == 1.0 and m["fp_rate"] == 0.0
+    assert res["n_images"] == 16 and res["counts"]["negatives"] >= 4
+    assert res["classes"]["person"]["n_boxes"] == res["counts"]["person"]["boxes"]
+    conf = np.array(res["details"]["confusion"]["matrix"])
+    assert conf[:3, 3].sum() == 0 and conf[3, :3].sum() == 0   # no misses, no false positives
+    assert np.trace(conf) == sum(res["classes"][c]["n_boxes"] for c in ("person", "pet", "vehicle"))
+
+
+def test_missed_class_and_false_alarms_are_counted(folder):
+    io_ = manifest_io(DetectorConfig())
+    samples, _ = resolve_data([folder])
+    res = evaluate(_oracle(samples, io_, drop_class=2, extra_person=True), [folder], io_spec=io_, hog=False)
+    veh = res["classes"]["vehicle"]
+    assert veh["ap50"] == 0.0 and veh["presence_recall"] == 0.0 and veh["presence_precision"] is None
+    n_neg_person = res["n_images"] - res["classes"]["person"]["n_images"]
+    n_empty = sum(1 for s in samples if len(s.labels) == 0)
+    assert res["classes"]["person"]["fp_rate"] == pytest.approx(n_empty / n_neg_person)
+    assert res["classes"]["person"]["presence_precision"] < 1.0
+    assert res["classes"]["pet"]["ap50"] == pytest.approx(1.0)
+
+
+def test_hog_anchor_and_bad_input(folder, tmp_path):
+    io_ = manifest_io(DetectorConfig())
+    samples, _ = resolve_data([folder])
+    res = evaluate(_oracle(samples, io_), [folder], io_spec=io_, hog=True)
+    hog = res["anchors"]["hog_person"]
+    assert set(METRIC_KEYS) <= set(hog) and hog["n_images"] == res["classes"]["person"]["n_images"]
+    assert hog["ap50"] < res["classes"]["person"]["ap50"]
+    from camlab.errors import InputFileError
+    with pytest.raises(InputFileError, match="not found"):
+        evaluate(_oracle(samples, io_), [tmp_path / "nope"], io_spec=io_, hog=False)
+    with pytest.raises(InputFileError, match="not a YOLO folder"):
+        evaluate(_oracle(samples, io_), [tmp_path], io_spec=io_, hog=False)
+
+
+def test_cli_eval_checkpoint(folder, tmp_path):
+    from camlab.cli import main
+    from camlab.models.detector import CamDet
+    from camlab.train.checkpoint import save_checkpoint
+
+    cfg = DetectorConfig(input_width=128, input_height=96, widths=(16, 16, 32, 32), depths=(1, 1, 1, 1), neck=16)
+    ck = save_checkpoint(tmp_path / "m.pt", kind="detector", model_config=cfg.to_dict(),
+                         state_dict=CamDet(cfg).state_dict())
+    out = tmp_path / "eval.json"
+    assert main(["eval", "detector", "--model", str(ck), "--data", str(folder), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["classes"]) == {"person", "pet", "vehicle"} and "hog_person" in res["anchors"]
+    assert res["n_images"] == 16 and res["classes"]["person"]["ap50"] < 0.5   # untrained model
+    assert main(["eval", "detector", "--model", str(tmp_path / "none.pt"), "--data", str(folder),
+                 "--json", str(out)]) == 2
