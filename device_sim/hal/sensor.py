@@ -117,8 +117,23 @@ class SensorHAL:
                 out.append((i, a.label, box))
         return out
 
+    def _sprite_linear(self, i: int, ir_mode: bool) -> np.ndarray:
+        """Actor i as noise-free linear camera RGB (H, W, 3), unprocessed once at its source resolution."""
+        key = ("sprite", i, ir_mode)
+        if key not in self._lin_cache:
+            from camlab.sensor.unprocess import unprocess
+            _, truth = unprocess(self.sprites[i], np.random.default_rng(self.seed), exposure_gain=1.0,
+                                 add_noise=False, ir_mode=ir_mode, pattern=self.spec.pattern, bits=self.spec.bits)
+            self._lin_cache[key] = np.ascontiguousarray(truth.camera_rgb, dtype=np.float32)
+        return self._lin_cache[key]
+
     def scene_linear(self, t: float, ir_mode: bool) -> np.ndarray:
-        """Linear CFA reflectance (H, W) float32 of the scene at ``t`` (background + actors)."""
+        """Linear CFA reflectance (H, W) float32 of the scene at ``t`` (background + actors).
+
+        Sprites are scaled in linear light (what the lens integrates) and sampled through the CFA with the phase
+        of their top-left photosite.
+        """
+        from camlab.sensor.cfa import mosaic
         W, H = self.spec.width, self.spec.height
         cfa = self._background(self.background_index(t), ir_mode).copy()
         for i, _label, (x0, y0, x1, y1) in self.actor_boxes(t):
@@ -130,18 +145,9 @@ class SensorHAL:
             sx1, sy1 = min(W, px0 + pw), min(H, py0 + ph)
             if sx1 - sx0 < 2 or sy1 - sy0 < 2:
                 continue
-            # the sprite is unprocessed at its on-screen size with the CFA phase of its top-left site
+            lin = _resize(self._sprite_linear(i, ir_mode), pw, ph)[sy0 - py0:sy1 - py0, sx0 - px0:sx1 - px0]
             pattern = shift_pattern(self.spec.pattern, sy0 % 2, sx0 % 2)
-            sprite = _resize(self.sprites[i], pw, ph)[sy0 - py0:sy1 - py0, sx0 - px0:sx1 - px0]
-            key = ("actor", i, pw, ph, sx0 - px0, sy0 - py0, sx1 - sx0, sy1 - sy0, pattern, ir_mode)
-            lin = self._lin_cache.get(key)
-            if lin is None:
-                _, lin = self._unprocess(np.ascontiguousarray(sprite), pattern, ir_mode)
-                if len(self._lin_cache) > 256:
-                    for k in [k for k in self._lin_cache if k[0] == "actor"][:128]:
-                        del self._lin_cache[k]
-                self._lin_cache[key] = lin
-            cfa[sy0:sy1, sx0:sx1] = lin
+            cfa[sy0:sy1, sx0:sx1] = mosaic(lin, pattern)
         return cfa
 
     def capture(self, t: float, lux: float, exposure_s: float, gain: float, ir_mode: bool = False,
@@ -154,12 +160,16 @@ class SensorHAL:
         scale = (lux + (ir_lux if ir_mode else 0.0)) * exposure_s * K_SENSITIVITY * gain
         signal = cfa * np.float32(scale)
         np.minimum(signal, 1.0, out=signal)
-        noisy = self.noise.apply(signal, gain, self.rng, gaussian=True)
+        # heteroscedastic Gaussian form of the Poisson-Gaussian model, one draw: x + sqrt(a(g) x + b(g)) z
+        noisy = signal + np.sqrt(self.noise.variance(signal, gain)) * self.rng.standard_normal(
+            signal.shape, dtype=np.float32)
         tmpl = self._template
         black = float(np.asarray(tmpl.black_level, np.float64).mean())
         white = float(tmpl.white_level)
-        dn = np.clip(np.asarray(noisy, np.float32) * (white - black) + black, 0, white)
-        data = (dn + 0.5).astype(np.uint16)
+        noisy *= np.float32(white - black)
+        noisy += np.float32(black + 0.5)
+        np.clip(noisy, 0, white, out=noisy)
+        data = noisy.astype(np.uint16)
         return replace(tmpl, data=data, analog_gain=gain, exposure_s=exposure_s,
                        iso=100.0 * gain, source=f"device_sim t={t:.3f}s")
 
