@@ -258,6 +258,12 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
+def _limit(x: np.ndarray, peak: float) -> np.ndarray:
+    """Scale down (never clip: clipping would add harmonics above the band limit) so that max |x| <= peak."""
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    return (x * (peak / m) if m > peak else x).astype(np.float32)
+
+
 def synthetic_rir(rate: int, rt60_s: float, rng: np.random.Generator) -> np.ndarray:
     """A room impulse response: direct path, a few early reflections, exponentially decaying diffuse tail."""
     n = int(rate * min(rt60_s * 1.2, 1.0)) + 1
@@ -321,8 +327,10 @@ class WindowSampler:
 
     def _reverb(self, x, rng):
         h = synthetic_rir(self.rate, rng.uniform(*self.cfg.augment.rt60_s), rng)
-        from scipy.signal import fftconvolve
-        return fftconvolve(x, h)[: len(x)].astype(np.float32)
+        n = len(x) + len(h) - 1
+        nfft = 1 << (n - 1).bit_length()
+        y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(h, nfft), nfft)[: len(x)]   # linear convolution
+        return y.astype(np.float32)
 
     def _window_8k(self, label: int, rng) -> np.ndarray:
         a = self.cfg.augment
@@ -354,7 +362,7 @@ class WindowSampler:
                 x = self._reverb(x, rng)
         lvl = 10 ** (rng.uniform(*a.level_dbfs) / 20)
         x = x * (lvl / _rms(x))
-        return np.clip(x, -1.0, 1.0).astype(np.float32)
+        return _limit(x, 0.9)
 
     def windows(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(waves (count, window_samples) at 16 kHz, labels (count,) float32)``."""
@@ -365,6 +373,7 @@ class WindowSampler:
         w16 = resample(w8, self.rate, self.fcfg.sample_rate)
         m = int(round(self.MARGIN_S * self.fcfg.sample_rate))
         waves = np.ascontiguousarray(w16[m:m + self.fcfg.window_samples].T)
+        waves = np.stack([_limit(w, 0.999) for w in waves]) if len(waves) else waves
         if waves.shape[1] < self.fcfg.window_samples:
             waves = np.pad(waves, ((0, 0), (0, self.fcfg.window_samples - waves.shape[1])))
         return waves, labels

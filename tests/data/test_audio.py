@@ -1,0 +1,166 @@
+"""Cry audio data: I/O errors, resampling, recording-grouped split, bandwidth equalisation, augmentation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from camlab.contract.audio_features import FeatureConfig, FeatureExtractor
+from camlab.data.audio import (AudioDataConfig, Clip, WindowSampler, band_limit, build_index, load_audio, read_audio,
+                               recording_group)
+from camlab.errors import InputFileError
+
+UUID = "0c8f14a9-6999-485b-97a2-913c1cbf099c"
+
+
+def _tone(sr, seconds, f0=440.0, seed=0):
+    t = np.arange(int(sr * seconds)) / sr
+    rng = np.random.default_rng(seed)
+    return (0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_read_audio_errors_and_downmix(tmp_path):
+    (tmp_path / "junk.wav").write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(InputFileError, match="junk.wav: not a readable audio file"):
+        read_audio(tmp_path / "junk.wav")
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 1), np.float32), 16000)
+    with pytest.raises(InputFileError, match="empty"):
+        read_audio(tmp_path / "empty.wav")
+    sf.write(tmp_path / "short.wav", np.zeros(100, np.float32), 16000)
+    with pytest.raises(InputFileError, match="short.wav: audio is 0.006 s long"):
+        read_audio(tmp_path / "short.wav")
+    sf.write(tmp_path / "six.wav", np.zeros((16000, 6), np.float32), 16000)
+    with pytest.raises(InputFileError, match="6 channels"):
+        read_audio(tmp_path / "six.wav")
+    with pytest.raises(InputFileError, match="not found"):
+        read_audio(tmp_path / "missing.flac")
+    st = np.stack([np.full(8000, 0.5, np.float32), np.full(8000, -0.25, np.float32)], axis=1)
+    sf.write(tmp_path / "st.flac", st, 8000)
+    x, sr = read_audio(tmp_path / "st.flac")
+    assert sr == 8000 and x.shape == (8000,) and np.allclose(x, 0.125, atol=1e-4)
+
+
+@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
+def test_load_audio_resamples_to_16k(tmp_path, sr):
+    sf.write(tmp_path / "a.flac", _tone(sr, 1.0, 1000.0), sr)
+    y = load_audio(tmp_path / "a.flac")
+    assert abs(len(y) - 16000) <= 1
+    spec = np.abs(np.fft.rfft(y[1000:15000] * np.hanning(14000)))
+    peak_hz = np.argmax(spec) * 16000 / 14000
+    assert abs(peak_hz - 1000) < 3
+
+
+def test_recording_groups_from_names(tmp_path):
+    p = tmp_path / "infant_cry" / "donateacry" / "hungry" / f"{UUID.upper()}-1430-1.0-f-26-hu.flac"
+    assert recording_group(p) == ("donateacry", f"cry:{UUID}")
+    assert recording_group(tmp_path / "household" / "esc50_noise" / "1-47819-B.ogg") == ("esc50", "esc50:1-47819")
+    assert recording_group(tmp_path / "household" / "spoken_digits" / "two_fffcabd1_nohash_0.flac")[1] == \
+        "digits:fffcabd1"
+
+
+def test_shared_split_never_splits_a_recording(shared_data):
+    idx = build_index(shared_data / "audio", val_fraction=0.25, seed=0)
+    train_groups = {c.group for c in idx.train if c.start_s == 0 and c.end_s is None}
+    val_groups = {c.group for c in idx.val if c.start_s == 0 and c.end_s is None}
+    assert not train_groups & val_groups
+    counts = idx.counts()
+    assert counts["train"]["cry"] + counts["val"]["cry"] == 457
+    assert 0.15 < counts["val"]["cry"] / 457 < 0.35
+    # long background recordings are split in time: the val part starts where the train part ends
+    longs = {c.path: c for c in idx.train if c.end_s is not None}
+    assert len(longs) == 6
+    for c in idx.val:
+        if c.path in longs:
+            assert c.start_s == longs[c.path].end_s
+    # the split is a pure function of the seed
+    assert build_index(shared_data / "audio", 0.25, 0).val == idx.val
+    assert build_index(shared_data / "audio", 0.25, 1).val != idx.val
+
+
+def test_bandwidth_is_equalised(tmp_path):
+    """The same sound recorded at 8 kHz and at 44.1 kHz gives the same model input: bandwidth carries no label."""
+    rng = np.random.default_rng(0)
+    wide = (0.1 * rng.standard_normal(44100 * 2)).astype(np.float32)            # full-band noise, 44.1 kHz
+    sf.write(tmp_path / "wide.flac", wide, 44100)
+    narrow = load_audio(tmp_path / "wide.flac", band_limit_hz=None)
+    import soxr
+    sf.write(tmp_path / "narrow.flac", soxr.resample(wide, 44100, 8000), 8000)    # the same sound, 8 kHz
+    fx = FeatureExtractor(FeatureConfig())
+    a = fx.model_input(load_audio(tmp_path / "wide.flac")[4000:20000])
+    b = fx.model_input(load_audio(tmp_path / "narrow.flac")[4000:20000])
+    full = fx.model_input(narrow[4000:20000])
+    # with the 8 kHz pass (training) and without it (device: fmax < 4 kHz) the inputs agree with the 8 kHz file
+    assert np.abs(a - b).max() < 0.05
+    assert np.abs(full - b).mean() < 0.02
+    # a model can't separate 8 kHz from 44.1 kHz sources: even the best threshold on any single input cell of
+    # noise windows from both sample rates is at chance
+    wins_a, wins_b = [], []
+    for s in range(24):
+        x = (0.1 * np.random.default_rng(s).standard_normal(44100)).astype(np.float32)
+        sf.write(tmp_path / "w.flac", x, 44100)
+        sf.write(tmp_path / "n.flac", soxr.resample(x, 44100, 8000), 8000)
+        wins_a.append(fx.model_input(load_audio(tmp_path / "w.flac", band_limit_hz=8000)[:16000]).ravel())
+        wins_b.append(fx.model_input(load_audio(tmp_path / "n.flac", band_limit_hz=8000)[:16000]).ravel())
+    diff = np.abs(np.stack(wins_a) - np.stack(wins_b))
+    assert np.median(diff) < 0.01
+    # the same noise, unequalised through a full-band front end, would be trivially separable
+    wide_cfg = FeatureConfig(fmax=8000.0)
+    fw = FeatureExtractor(wide_cfg)
+    top_a = fw.log_mel(load_audio(tmp_path / "w.flac")[:16000])[-5:].mean()
+    top_b = fw.log_mel(load_audio(tmp_path / "n.flac")[:16000])[-5:].mean()
+    assert top_a - top_b > 5.0
+
+
+def _synthetic_root(root, n_cry=6, n_noise=6):
+    rng = np.random.default_rng(1)
+    cry = root / "infant_cry" / "donateacry" / "hungry"
+    house = root / "household" / "esc50_noise"
+    cry.mkdir(parents=True)
+    house.mkdir(parents=True)
+    for i in range(n_cry):
+        uid = f"{i:08x}-0000-4000-8000-{i:012x}"
+        sf.write(cry / f"{uid}-14300-1.0-f-26-hu.flac", _tone(8000, 3.0, 400 + 40 * i, seed=i), 8000)
+    for i in range(n_noise):
+        sf.write(house / f"{i + 1}-{1000 + i}-A.flac", (0.1 * rng.standard_normal(22050 * 2)).astype(np.float32),
+                 22050)
+    return root
+
+
+def test_sampler_windows_are_band_limited_and_labelled(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    root = _synthetic_root(tmp_path / "audio")
+    cfg = AudioDataConfig(root=str(root), val_fraction=0.3)
+    idx = build_index(cfg.root, cfg.val_fraction, cfg.split_seed)
+    s = WindowSampler(idx.train + idx.val, cfg, FeatureConfig())
+    waves, labels = s.windows(64, np.random.default_rng(0))
+    assert waves.shape == (64, 16000) and set(np.unique(labels)) == {0.0, 1.0}
+    assert np.abs(waves).max() <= 1.0
+    spec = np.abs(np.fft.rfft(waves * np.hanning(16000), axis=1)) ** 2
+    hf = spec[:, 4200:].sum(axis=1) / spec.sum(axis=1)       # energy above 4.2 kHz
+    assert hf.max() < 1e-3
+    # both classes have the same bandwidth: the high-band energy ratio is at noise level for each
+    assert hf[labels == 1].mean() < 1e-3 and hf[labels == 0].mean() < 1e-3
+    rms = np.sqrt((waves ** 2).mean(axis=1))
+    assert 10 ** (-95 / 20) < rms.min() and rms.max() < 10 ** (-7 / 20)
+    x, y = s.features(8, np.random.default_rng(1))
+    assert x.shape == (8, 1, 40, 97) and x.dtype == np.float32 and np.isfinite(x).all()
+
+
+def test_band_limit_removes_high_band():
+    x = _tone(16000, 1.0, 6000.0) + _tone(16000, 1.0, 1000.0, seed=1)
+    y = band_limit(x, 16000, 8000)
+    spec = np.abs(np.fft.rfft(y[2000:14000] * np.hanning(12000)))
+    assert spec[int(6000 * 12000 / 16000)] < 1e-3 * spec[int(1000 * 12000 / 16000)]
+
+
+def test_clip_is_hashable_and_split_dir(tmp_path, monkeypatch):
+    from camlab.data.audio import write_split_dir
+
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    root = _synthetic_root(tmp_path / "audio", n_cry=8, n_noise=8)
+    cfg = AudioDataConfig(root=str(root), val_fraction=0.3)
+    counts = write_split_dir("val", tmp_path / "val", cfg)
+    idx = build_index(cfg.root, 0.3, 0)
+    assert counts == {"cry": sum(c.label for c in idx.val), "nocry": sum(1 - c.label for c in idx.val)}
+    assert len(list((tmp_path / "val" / "cry").iterdir())) == counts["cry"]
+    assert isinstance(hash(Clip(tmp_path, 1, "x", "g")), int)

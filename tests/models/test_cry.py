@@ -1,0 +1,102 @@
+"""Cry model: size budgets, BatchNorm folding, NPU-friendly ONNX graph, manifest_io against the schema, checkpoints."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from camlab.config import to_dict
+from camlab.contract.audio_features import FeatureConfig
+from camlab.errors import InputFileError
+from camlab.models.cry import (MAX_MACS, MAX_PARAMS, CryModelConfig, build_model, count_macs, count_params,
+                               fold_batchnorm, load_checkpoint, manifest_io)
+from camlab.train.checkpoint import save_checkpoint
+
+NPU_OPS = {"Conv", "Relu", "MaxPool", "GlobalAveragePool", "AveragePool", "Flatten", "Reshape", "Gemm"}
+
+
+def _trained_like(cfg=None, seed=0):
+    torch.manual_seed(seed)
+    m = build_model(cfg or CryModelConfig())
+    m.train()
+    with torch.no_grad():   # give BatchNorm non-trivial running statistics
+        for _ in range(3):
+            m(torch.randn(16, 1, 40, 97) * 2 + 0.5)
+    for p in m.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    return m.eval()
+
+
+def test_budgets_and_shapes():
+    cfg = CryModelConfig()
+    m = build_model(cfg)
+    assert count_params(m) <= MAX_PARAMS and count_macs(cfg) <= MAX_MACS
+    assert count_macs(cfg) == 2152416
+    assert m(torch.zeros(2, 1, 40, 97)).shape == (2, 1)
+    mf = CryModelConfig(features=FeatureConfig(kind="mfcc", n_mfcc=20))
+    assert build_model(mf)(torch.zeros(1, *mf.features.input_shape[1:])).shape == (1, 1)
+
+
+def test_batchnorm_folding_is_exact():
+    m = _trained_like()
+    x = torch.randn(4, 1, 40, 97)
+    with torch.no_grad():
+        a = m(x)
+        fold_batchnorm(m)
+        b = m(x)
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_onnx_graph_uses_npu_ops_only(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    m = fold_batchnorm(_trained_like())
+    path = tmp_path / "cry.onnx"
+    x = torch.randn(1, 1, 40, 97)
+    torch.onnx.export(m, (x,), str(path), input_names=["features"], output_names=["logits"], opset_version=17,
+                      dynamo=False)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ops <= NPU_OPS, ops - NPU_OPS
+    assert "Sigmoid" not in ops and "Softmax" not in ops
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"features": x.numpy()})[0]
+    np.testing.assert_allclose(out, m(x).detach().numpy(), atol=1e-4)
+
+
+def test_manifest_io_matches_schema_and_features():
+    import jsonschema
+
+    from camlab.contract.manifest import schema
+
+    io = manifest_io(to_dict(CryModelConfig()))
+    s = schema()
+    defs = {"$defs": s["$defs"]}
+    jsonschema.validate(io["inputs"][0], {**defs, "$ref": "#/$defs/input"})
+    jsonschema.validate(io["outputs"][0], {**defs, "$ref": "#/$defs/output"})
+    jsonschema.validate(io["decode"], {**defs, "$ref": "#/$defs/cry_decode"})
+    assert io["inputs"][0]["shape"] == [1, 1, 40, 97]
+    f = FeatureConfig.from_manifest(io["features"])
+    assert f == CryModelConfig().features
+    assert io["inputs"][0]["mean"] == f.mean and io["inputs"][0]["std"] == f.std
+    assert io["decode"]["window_s"] == f.window_s and io["decode"]["alarm"]["k"] == 2
+    json.dumps(io)
+
+
+def test_checkpoint_roundtrip_and_errors(tmp_path):
+    cfg = CryModelConfig(channels=(24, 48))
+    m = _trained_like(cfg)
+    p = save_checkpoint(tmp_path / "c.pt", kind="cry", model_config=to_dict(cfg), state_dict=m.state_dict(),
+                        meta={"metrics": {"f1": 0.5}})
+    loaded, meta = load_checkpoint(p)
+    x = torch.randn(3, 1, 40, 97)
+    torch.testing.assert_close(loaded(x), m(x), atol=1e-5, rtol=1e-4)
+    assert meta["metrics"]["f1"] == 0.5 and meta["model_config"]["channels"] == [24, 48]
+    save_checkpoint(tmp_path / "d.pt", kind="detector", model_config={}, state_dict={})
+    with pytest.raises(InputFileError, match="expected 'cry'"):
+        load_checkpoint(tmp_path / "d.pt")
+    save_checkpoint(tmp_path / "e.pt", kind="cry", model_config=to_dict(CryModelConfig()), state_dict=m.state_dict())
+    with pytest.raises(InputFileError, match="does not match the model"):
+        load_checkpoint(tmp_path / "e.pt")
