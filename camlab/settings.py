@@ -23,8 +23,19 @@ def data_root() -> Path:
 
 
 def has_full_data() -> bool:
-    """True when the full shared data sets are reachable (otherwise the embedded demo slice is used)."""
-    return (data_root() / "images").is_dir() and (data_root() / "audio").is_dir()
+    """True when the full shared data sets are reachable (not the embedded demo slice)."""
+    root = data_root()
+    return (root / "images").is_dir() and (root / "audio").is_dir() and root != demo_data_root().resolve()
+
+
+def detector_split_manifest() -> Path:
+    """The detector's split manifest: ``$CAMLAB_DETECTOR_SPLIT`` or ``datasets/detector_split.json``.
+
+    The manifest's paths are relative to the data root, so a run on another data root (the demo slice) points this
+    at a manifest built from that root.
+    """
+    env = os.environ.get("CAMLAB_DETECTOR_SPLIT")
+    return Path(env).resolve() if env else project_root() / "datasets" / "detector_split.json"
 
 
 def demo_data_root() -> Path:

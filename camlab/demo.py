@@ -1,0 +1,425 @@
+"""``make demo``: the main job end to end, in one MLflow parent run, ending in one HTML budget report.
+
+raw frames -> ISP (contact sheet of stages) -> train the detector and the cry model (demo budgets) -> INT8 export
+bundles for the chip -> validate (checklist; RKNN build when ``make rknn`` has been run) -> device_sim on a shipped
+scenario -> ``report.html`` with pass/fail against an editable budget YAML (camlab/configs/budget.yaml).
+
+Data: the embedded slice ``datasets/demo`` unless ``CAMLAB_DATA`` is set (then the full data). ``--smoke`` shrinks
+every budget to seconds (used by the end-to-end test); its figures are not meaningful and the report says so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from camlab import settings, tracking
+from camlab.budget import evaluate, load_budget
+from camlab.errors import CamlabError
+from camlab.io_utils import atomic_write_json
+from camlab.report_html import Section, figure_png, write_report
+
+SCENARIO = "datasets/scenarios/porch_day_night.yaml"
+DEMO_RAW = ("raw/DSC_1339_768x512_rggb.raw", dict(width=768, height=512, bits=14, pattern="RGGB",
+                                                   black_level=600, white_level=15520,
+                                                   wb_gains=(1.949, 1.0, 1.344)))
+
+
+@dataclass
+class DemoOptions:
+    out_dir: Path
+    chip: str = "rv1106"
+    budget: Path | None = None
+    scenario: str = SCENARIO
+    smoke: bool = False
+    detector_config: str = "detector_demo"
+    cry_config: str = "cry_demo"
+    scenario_seconds: float | None = None
+
+
+@dataclass
+class DemoResult:
+    report: Path
+    results_json: Path
+    run_id: str
+    passed: bool
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def _say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def _step(name: str, results: dict, fn: Callable[[], Any]) -> Any:
+    t0 = time.perf_counter()
+    _say(f"{name} ...")
+    value = fn()
+    dt = time.perf_counter() - t0
+    results.setdefault("timings_s", {})[name] = round(dt, 1)
+    _say(f"{name} done in {dt:.1f} s")
+    return value
+
+
+# -- 1. ISP ---------------------------------------------------------------------------------------------------------
+def run_isp(out: Path) -> tuple[dict, Section]:
+    """The real raw frame through the device tuning, stage by stage; a contact sheet of the taps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from camlab.isp.pipeline import Pipeline, load_tuning
+    from camlab.sensor.raw_io import read_headerless
+
+    rel, meta = DEMO_RAW
+    root = _data_root()
+    path = root / rel
+    if not path.is_file():
+        path = settings.demo_data_root() / rel
+    frame = read_headerless(path, width=meta["width"], height=meta["height"], bits=meta["bits"],
+                            pattern=meta["pattern"])
+    frame = _with_levels(frame, meta)
+    pipe = Pipeline(load_tuning("sc3336_day"))
+    res = pipe.run(frame, taps=True, rgb=True)
+    taps = {k: v for k, v in res.taps.items() if isinstance(v, np.ndarray)}
+    names = list(taps)[:12]
+    cols = 4
+    rows = max(1, (len(names) + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, name in zip(np.atleast_1d(axes).ravel(), names):
+        ax.imshow(_displayable(taps[name]), cmap="gray" if taps[name].ndim == 2 else None)
+        ax.set_title(name, fontsize=9)
+    sheet = figure_png(fig)
+    (out / "isp_contact_sheet.png").write_bytes(sheet)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    stages = list(res.timings_ms)
+    ax.barh(stages, [res.timings_ms[s] for s in stages])
+    ax.set_xlabel("ms (reference path, 768x512)")
+    timing_png = figure_png(fig)
+    sec = Section("ISP: raw -> NV12, stage by stage",
+                  f"{path.name} (768x512, 14-bit RGGB, real Nikon raw crop) through the sc3336_day tuning. "
+                  "Each tile is a Pipeline tap.",
+                  figures=[("contact sheet of ISP stages", sheet), ("per-stage time", timing_png)])
+    return {"frame": path.name, "stage_ms": res.timings_ms, "stages": names}, sec
+
+
+def _with_levels(frame, meta):
+    import dataclasses
+
+    return dataclasses.replace(frame, black_level=float(meta["black_level"]), white_level=float(meta["white_level"]),
+                               wb_gains=tuple(meta["wb_gains"]))
+
+
+def _displayable(img: np.ndarray) -> np.ndarray:
+    a = img.astype(np.float32)
+    if a.ndim == 3 and a.shape[2] == 2:  # chroma plane (U, V): show U
+        a = a[..., 0]
+    elif a.ndim == 3 and a.shape[2] > 3:
+        a = a[..., :3]
+    lo, hi = np.percentile(a, 1), np.percentile(a, 99.5)
+    return np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
+
+
+def _data_root() -> Path:
+    return settings.data_root()
+
+
+# -- 2. training ----------------------------------------------------------------------------------------------------
+def _history_plot(history: list[dict], keys: tuple[str, ...], title: str) -> bytes | None:
+    import matplotlib.pyplot as plt
+
+    rows = [h for h in history if isinstance(h, dict)]
+    present = [k for k in keys if any(k in h for h in rows)]
+    if not present:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for k in present:
+        xs = [h.get("epoch", i) for i, h in enumerate(rows) if k in h]
+        ax.plot(xs, [h[k] for h in rows if k in h], marker="o", label=k)
+    ax.set_xlabel("epoch")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return figure_png(fig)
+
+
+def train_detector(opts: DemoOptions, out: Path) -> tuple[dict, Section]:
+    from camlab.data.splits import DEFAULT_FOLDERS, write_split
+    from camlab.train.detector import load_train_config, train
+
+    # the split is built (seeded, by source image) from the detection folders this data root has: the demo slice
+    # holds a subset of them (no COCO images: their licences are mixed)
+    folders = [f for f in DEFAULT_FOLDERS if (_data_root() / f).is_dir()]
+    if not folders:
+        raise CamlabError(f"{_data_root()}: none of the detection folders {', '.join(DEFAULT_FOLDERS)} exist")
+    manifest = out / "detector_split.json"
+    write_split(manifest, folders=folders, seed=0, val_fraction=0.2)
+    os.environ["CAMLAB_DETECTOR_SPLIT"] = str(manifest)  # calibration and FP32-vs-INT8 eval use the same split
+    overrides: dict[str, Any] = {"out_dir": str(out / "detector"), "resume": None,
+                                 "data": {"manifest": str(manifest)}}
+    if opts.smoke:
+        overrides.update({"eval_hog": False, "optim": {"epochs": 1, "max_steps": 3, "batch_size": 4},
+                          "render": {"enabled": True, "variants": 1}})
+        overrides["data"].update({"max_train_images": 12, "max_val_images": 8})
+    cfg = load_train_config(opts.detector_config, overrides=overrides)
+    res = train(cfg)
+    classes = (res.eval or {}).get("classes", {})
+    rows = [(c, v.get("ap50"), v.get("ap50_95"), v.get("presence_recall"), v.get("presence_precision"),
+             v.get("fp_rate"), v.get("n_images"), v.get("n_boxes")) for c, v in classes.items()]
+    hog = (res.eval or {}).get("anchors", {}).get("hog_person")
+    if hog:
+        rows.append(("HOG person (anchor)", hog.get("ap50"), hog.get("ap50_95"), hog.get("presence_recall"),
+                     hog.get("presence_precision"), hog.get("fp_rate"), hog.get("n_images"), hog.get("n_boxes")))
+    curve = _history_plot(res.history, ("loss", "train_loss", "val_loss", "map50", "mAP50"), "detector training")
+    sec = Section("Detector training (demo budget)",
+                  f"Validation split counts: {json.dumps(res.counts.get('val', res.counts)) if res.counts else 'n/a'}. "
+                  "Demo budget: figures are far below the full-budget release model (make models).",
+                  figures=[("training curves", curve)] if curve else [],
+                  tables=[("validation metrics (checkpoint, FP32)",
+                           ["class", "AP50", "AP50:95", "presence recall", "presence precision", "FP rate",
+                            "images", "boxes"], rows)])
+    return {"checkpoint": str(res.checkpoint), "run_id": res.run_id, "metrics": res.metrics, "eval": res.eval,
+            "counts": res.counts}, sec
+
+
+def train_cry(opts: DemoOptions, out: Path) -> tuple[dict, Section]:
+    from camlab.train.cry import load_train_config, train
+
+    overrides: dict[str, Any] = {"output_dir": str(out / "cry")}
+    if opts.smoke:
+        overrides["train"] = {"epochs": 1, "windows_per_epoch": 128, "batch_size": 32, "val_windows": 64}
+    cfg = load_train_config(opts.cry_config, overrides=overrides)
+    res = train(cfg)
+    m = res.metrics or {}
+    keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "false_alarms_per_hour", "onset_to_alarm_s")
+    rows = [(k, m.get(k) if not isinstance(m.get(k), dict) else json.dumps(m.get(k))) for k in keys if k in m]
+    hist = m.get("history") if isinstance(m.get("history"), list) else []
+    curve = _history_plot(hist, ("loss", "train_loss", "val_loss", "val_f1", "f1"), "cry training")
+    sec = Section("Cry detector training (demo budget)", "Validation split by recording UUID.",
+                  figures=[("training curves", curve)] if curve else [],
+                  tables=[("validation metrics (checkpoint, FP32)", ["metric", "value"], rows)])
+    return {"checkpoint": str(res.checkpoint), "run_id": res.run_id, "metrics": _jsonable(m)}, sec
+
+
+# -- 3. export + validate -------------------------------------------------------------------------------------------
+def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str]) -> tuple[dict, Section]:
+    from camlab.contract.manifest import load_bundle
+    from camlab.deploy.chips import load_chip
+    from camlab.deploy.export import export_checkpoint
+    from camlab.deploy.validate import validate_bundle
+
+    chip = load_chip(opts.chip)
+    results: dict[str, Any] = {}
+    rows, fig_rows = [], []
+    total_flash = 0
+    for kind, ckpt in checkpoints.items():
+        bundle = export_checkpoint(ckpt, chip=opts.chip, out_dir=out / "exports",
+                                   calib_count=16 if opts.smoke else None)
+        manifest = load_bundle(bundle).manifest if hasattr(load_bundle(bundle), "manifest") else \
+            json.loads((bundle / "manifest.json").read_text())
+        rep = validate_bundle(bundle, opts.chip)
+        violations = [v.__dict__ if hasattr(v, "__dict__") else v for v in getattr(rep, "violations", [])]
+        cost = (manifest.get("cost") or {}).get(opts.chip, {}) if isinstance(manifest.get("cost"), dict) else {}
+        metrics = manifest.get("metrics", {})
+        drop = _metric_drop(kind, metrics)
+        flash = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and p.name != "model_fp32.onnx")
+        total_flash += flash
+        entry = {"bundle": str(bundle), "violations": len(violations), "violation_list": violations[:20],
+                 "npu_latency_ms_est": _first(cost, "latency_ms", "npu_latency_ms", "latency_ms_est"),
+                 "peak_activation_mb": _mb(_first(cost, "peak_activation_bytes") or
+                                           _first(manifest.get("cost_summary", {}), "peak_activation_bytes")),
+                 "int8_metric_drop": drop, "flash_bytes": flash, "metrics": _jsonable(metrics), "cost": cost}
+        results[kind] = entry
+        rows.append((kind, entry["npu_latency_ms_est"], entry["peak_activation_mb"], drop, len(violations),
+                     round(flash / 1e6, 3)))
+        fig_rows.append((kind, metrics))
+    results["flash_mb"] = round(total_flash / 1e6, 3)
+    results["chip"] = {"name": opts.chip, "flash_data_mb": _chip_field(chip, "flash_data_mb", "flash_data_bytes")}
+    rknn_dir = settings.project_root() / ".venv-rknn"
+    results["rknn"] = "ran (see manifest oracle fields)" if rknn_dir.is_dir() else \
+        "skipped: .venv-rknn not installed (run `make rknn`)"
+    sec = Section(f"INT8 export for {opts.chip}",
+                  f"QDQ INT8 bundles validated against the {opts.chip} checklist. RKNN oracle: {results['rknn']}.",
+                  figures=[(f"FP32 vs INT8 ({k})", p) for k, p in
+                           ((k, _fp32_int8_plot(k, m)) for k, m in fig_rows) if p],
+                  tables=[("bundles", ["model", "NPU latency est. (ms)", "peak activations (MB)",
+                                       "INT8 metric drop (points)", "violations", "flash (MB)"], rows)])
+    return results, sec
+
+
+def _first(d: dict, *keys: str):
+    for k in keys:
+        if isinstance(d, dict) and isinstance(d.get(k), (int, float)):
+            return d[k]
+    return None
+
+
+def _mb(v):
+    return round(v / 1e6, 3) if isinstance(v, (int, float)) else None
+
+
+def _chip_field(chip, mb_key: str, bytes_key: str):
+    for key, scale in ((mb_key, 1.0), (bytes_key, 1e-6)):
+        v = getattr(chip, key, None)
+        if isinstance(v, (int, float)):
+            return round(v * scale, 3)
+    return None
+
+
+def _metric_drop(kind: str, metrics: dict) -> float | None:
+    """FP32 minus INT8 on the task metric, in points (0-100): mAP50 for the detector, F1 for the cry model."""
+    if isinstance(metrics.get("int8_metric_drop"), (int, float)):
+        return float(metrics["int8_metric_drop"])
+    fp32, int8 = metrics.get("fp32", {}), metrics.get("int8", {})
+    key = "map50" if kind == "detector" else "f1"
+    a, b = _metric_value(fp32, key), _metric_value(int8, key)
+    return round(100.0 * (a - b), 3) if a is not None and b is not None else None
+
+
+def _metric_value(block: dict, key: str) -> float | None:
+    if not isinstance(block, dict):
+        return None
+    if isinstance(block.get(key), (int, float)):
+        return float(block[key])
+    if key == "map50" and isinstance(block.get("classes"), dict):
+        aps = [v.get("ap50") for v in block["classes"].values() if isinstance(v.get("ap50"), (int, float))]
+        return float(np.mean(aps)) if aps else None
+    return None
+
+
+def _fp32_int8_plot(kind: str, metrics: dict) -> bytes | None:
+    import matplotlib.pyplot as plt
+
+    fp32, int8 = metrics.get("fp32", {}), metrics.get("int8", {})
+    keys = [k for k in sorted(set(fp32) & set(int8)) if isinstance(fp32.get(k), (int, float))
+            and isinstance(int8.get(k), (int, float))][:8]
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3))
+    x = np.arange(len(keys))
+    ax.bar(x - 0.2, [fp32[k] for k in keys], 0.4, label="FP32")
+    ax.bar(x + 0.2, [int8[k] for k in keys], 0.4, label="INT8")
+    ax.set_xticks(x, keys, rotation=30, ha="right", fontsize=8)
+    ax.set_title(f"{kind}: FP32 vs INT8 (same split)")
+    ax.legend()
+    return figure_png(fig)
+
+
+# -- 4. device_sim --------------------------------------------------------------------------------------------------
+def run_device(opts: DemoOptions, out: Path, bundles: list[str]) -> tuple[dict, Section]:
+    from device_sim.camera import run_scenario
+
+    scenario = settings.project_root() / opts.scenario
+    report = run_scenario(bundles, scenario, opts.chip, out / "device_sim", data_root=_data_root(),
+                          duration_s=opts.scenario_seconds)
+    keys = ("real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps", "main_stream_height",
+            "sub_stream_fps")
+    rows = [(k, report.get(k)) for k in keys]
+    figures = []
+    for png in sorted((out / "device_sim").glob("*.png")):
+        figures.append((png.stem.replace("_", " "), png.read_bytes()))
+    sec = Section("device_sim: the simulated camera", f"Scenario {opts.scenario} on the {opts.chip} NPU model. "
+                  f"Full device report: {out / 'device_sim' / 'report.html'}.",
+                  figures=figures, tables=[("headline figures", ["figure", "value"], rows)])
+    if isinstance(report.get("accuracy"), dict):
+        acc = report["accuracy"]
+        per = acc.get("per_class", acc)
+        arow = [(c, v.get("precision"), v.get("recall"), v.get("false_events_per_hour"), v.get("time_to_detect_s"))
+                for c, v in per.items() if isinstance(v, dict)]
+        sec.tables.append(("event-level accuracy vs ground truth",
+                           ["class", "precision", "recall", "false events / h", "time to detect (s)"], arow))
+    return _jsonable(report), sec
+
+
+def _device_plots_from_report(report: dict) -> list:
+    return []
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: str(o)))
+
+
+# -- the whole job --------------------------------------------------------------------------------------------------
+def run_demo(opts: DemoOptions) -> DemoResult:
+    out = Path(opts.out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    budget = load_budget(opts.budget)
+    chip_name = opts.chip or budget.chip
+    opts.chip = chip_name
+    using = "full data at " + str(settings.data_root()) if os.environ.get("CAMLAB_DATA") else \
+        "embedded demo slice datasets/demo"
+    if not os.environ.get("CAMLAB_DATA"):
+        os.environ["CAMLAB_DATA"] = str(settings.demo_data_root())
+    os.environ.setdefault("CAMLAB_CACHE", str(out / "cache"))
+    _say(f"data: {using}; outputs: {out}")
+    results: dict[str, Any] = {"data": using, "chip": chip_name, "smoke": opts.smoke}
+    sections: list[Section] = []
+    with tracking.run("demo", run_name="demo-smoke" if opts.smoke else "demo",
+                      tags={"git_commit": tracking.git_commit(), "data": using}) as parent:
+        import mlflow
+
+        results["isp"], sec = _step("ISP on the real raw frame", results, lambda: run_isp(out))
+        sections.append(sec)
+        results["detector"], sec = _step("train detector (demo budget)", results, lambda: train_detector(opts, out))
+        sections.append(sec)
+        results["cry"], sec = _step("train cry model (demo budget)", results, lambda: train_cry(opts, out))
+        sections.append(sec)
+        ckpts = {"detector": results["detector"]["checkpoint"], "cry": results["cry"]["checkpoint"]}
+        results["export"], sec = _step(f"INT8 export + validate for {chip_name}", results,
+                                       lambda: export_and_validate(opts, out, ckpts))
+        sections.append(sec)
+        bundles = [results["export"]["detector"]["bundle"], results["export"]["cry"]["bundle"]]
+        results["device_sim"], sec = _step("device_sim scenario", results, lambda: run_device(opts, out, bundles))
+        sections.append(sec)
+
+        chip_profile = {"flash_data_mb": results["export"]["chip"]["flash_data_mb"]}
+        checks = evaluate(budget, results, chip_profile)
+        budget_rows = [(c.name, c.metric, c.value, c.bound, c.unit, "PASS" if c.passed else "FAIL") for c in checks]
+        results["budget"] = [c.__dict__ for c in checks]
+        results["budget_passed"] = all(c.passed for c in checks)
+        timing_rows = [(k, v) for k, v in results["timings_s"].items()]
+        sections.append(Section("Where the time went", tables=[("demo steps", ["step", "seconds"], timing_rows)]))
+        results_json = out / "results.json"
+        atomic_write_json(results_json, _jsonable(results))
+        subtitle = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · chip {chip_name} · {using} · "
+                    f"git {tracking.git_commit()[:10]} · MLflow run {parent.info.run_id}"
+                    + (" · SMOKE RUN: budgets shrunk to seconds, figures not meaningful" if opts.smoke else ""))
+        report = write_report(out / "report.html", "camlab demo: budget report", subtitle, budget_rows, sections)
+        mlflow.log_params({"chip": chip_name, "smoke": opts.smoke, "data": using[:250]})
+        mlflow.log_metrics({f"budget_{i}_pass": float(c.passed) for i, c in enumerate(checks)})
+        flat = {k: v for k, v in {
+            "rtf": results["device_sim"].get("real_time_factor"),
+            "event_latency_p95_ms": results["device_sim"].get("event_latency_p95_ms"),
+            "detector_int8_drop": results["export"]["detector"].get("int8_metric_drop"),
+            "cry_int8_drop": results["export"]["cry"].get("int8_metric_drop")}.items()
+            if isinstance(v, (int, float))}
+        mlflow.log_metrics(flat)
+        mlflow.log_artifact(str(report))
+        mlflow.log_artifact(str(results_json))
+        mlflow.log_artifact(str(out / "isp_contact_sheet.png"))
+        mlflow.set_tag("budget", "PASS" if results["budget_passed"] else "FAIL")
+        run_id = parent.info.run_id
+    outputs = {"report": str(report), "results": str(results_json), "device_report": str(out / "device_sim"),
+               "bundles": str(out / "exports"), "mlflow": f"{settings.mlflow_tracking_uri()} (run {run_id})"}
+    return DemoResult(report, results_json, run_id, results["budget_passed"], outputs)
+
+
+def main(out_dir: str | Path | None = None, smoke: bool = False, budget: str | None = None,
+         chip: str = "rv1106", scenario: str = SCENARIO, scenario_seconds: float | None = None) -> int:
+    opts = DemoOptions(out_dir=Path(out_dir) if out_dir else settings.project_root() / "out" / "demo", chip=chip,
+                       budget=Path(budget) if budget else None, smoke=smoke, scenario=scenario,
+                       scenario_seconds=scenario_seconds)
+    t0 = time.perf_counter()
+    res = run_demo(opts)
+    print("\n=== camlab demo finished in %.1f min ===" % ((time.perf_counter() - t0) / 60))
+    print(f"budget: {'PASS' if res.passed else 'FAIL'} (details in the report)")
+    for k, v in res.outputs.items():
+        print(f"  {k:>13}: {v}")
+    print("  open the MLflow UI with `make mlflow`, the report in a browser.")
+    return 0

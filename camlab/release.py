@@ -1,0 +1,45 @@
+"""``make models``: the release models — full budgets on the full data, INT8 bundles into exports/, validation.
+
+Unattended on 2 cores (detector full budget <= 60 min, cry full budget <= 20 min, exports a few minutes). Prints the
+figures the README quotes and writes them, with split and counts, to ``exports/release.json``.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from camlab import settings, tracking
+from camlab.errors import CamlabError
+from camlab.io_utils import atomic_write_json
+
+
+def main(chip: str = "rv1106") -> int:
+    from camlab.deploy.export import export_checkpoint
+    from camlab.deploy.validate import validate_bundle
+    from camlab.train import cry, detector
+
+    if not settings.has_full_data():
+        raise CamlabError(f"make models needs the full data: {settings.data_root()} has no images/ and audio/ "
+                          "(set CAMLAB_DATA)")
+    t0 = time.perf_counter()
+    out: dict = {"chip": chip, "data_root": str(settings.data_root()), "git_commit": tracking.git_commit()}
+    with tracking.run("release", run_name="make-models"):
+        det = detector.train(detector.load_train_config("detector_full"))
+        out["detector"] = {"checkpoint": str(det.checkpoint), "eval": det.eval, "counts": det.counts,
+                           "train_min": round((time.perf_counter() - t0) / 60, 1)}
+        t1 = time.perf_counter()
+        cr = cry.train(cry.load_train_config("cry_full"))
+        out["cry"] = {"checkpoint": str(cr.checkpoint), "metrics": cr.metrics,
+                      "train_min": round((time.perf_counter() - t1) / 60, 1)}
+        for kind, ckpt in (("detector", det.checkpoint), ("cry", cr.checkpoint)):
+            bundle = export_checkpoint(ckpt, chip=chip)
+            rep = validate_bundle(bundle, chip)
+            manifest = json.loads((bundle / "manifest.json").read_text())
+            out[kind].update({"bundle": str(bundle), "violations": len(getattr(rep, "violations", [])),
+                              "bundle_metrics": manifest.get("metrics"), "cost": manifest.get("cost")})
+    out["total_min"] = round((time.perf_counter() - t0) / 60, 1)
+    path = settings.exports_root() / "release.json"
+    atomic_write_json(path, json.loads(json.dumps(out, default=str)))
+    print(json.dumps(out, indent=2, default=str))
+    print(f"release figures written to {path}")
+    return 0
