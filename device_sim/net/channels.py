@@ -76,6 +76,7 @@ class Mux:
         self._window_free: dict[Channel, asyncio.Event] = {c: asyncio.Event() for c in RELIABLE}
         self._recv = {c: _RecvState() for c in Channel}
         self._wake = asyncio.Event()
+        self._pending = asyncio.Event()              # set when a reliable message awaits its ack
         self._skip_to_key = False
         self._tasks: list[asyncio.Task] = []
         self.closed = asyncio.Event()
@@ -165,6 +166,7 @@ class Mux:
             raise ConnectionError("session closed")
         seq, frames = self._fragments(channel, payload)
         self._unacked[channel][seq] = _Unacked(frames, float("inf"))
+        self._pending.set()
         self._enqueue(channel, frames, seq)
 
     async def _emit(self, frame: bytes) -> None:
@@ -203,7 +205,14 @@ class Mux:
     async def _retransmitter(self) -> None:
         try:
             while not self.closed.is_set():
-                await asyncio.sleep(0.03)
+                if any(self._unacked.values()):
+                    await asyncio.sleep(0.03)
+                else:                                     # idle: sleep until something is sent (or 1 s)
+                    self._pending.clear()
+                    try:
+                        await asyncio.wait_for(self._pending.wait(), 1.0)
+                    except asyncio.TimeoutError:
+                        pass
                 now = time.monotonic()
                 if now - self._last_rx > self.idle_timeout_s:
                     log.info("session %#x idle for %.0f s, closing", self.session.session_id, self.idle_timeout_s)

@@ -191,3 +191,72 @@ class NatLab:
 
     def __exit__(self, *exc) -> None:
         self.teardown()
+
+
+class NatDeployment:
+    """A NAT lab with a cloud: account store, one factory-made camera bound to ``alice``, a stranger ``mallory``,
+    relay + rendezvous in the public namespace and the camera's agent behind NAT ``a``. Apps run behind NAT ``b``
+    via :meth:`run_app`. Everything is torn down on exit, also after a failure."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.lab = NatLab("port_restricted", "port_restricted")
+        self.procs: list[subprocess.Popen] = []
+        self.did = ""
+        self.rendezvous = ""
+
+    def __enter__(self) -> "NatDeployment":
+        from .accounts import AccountStore
+        from .identity import create_account, manufacture
+
+        store = AccountStore(self.root / "accounts.db")
+        try:
+            dev = manufacture(self.root / "dev", store)
+            for name in ("alice", "mallory"):
+                create_account(store, name).save(self.root / f"{name}.key")
+            tok = store.issue_bind_token("alice")
+            store.bind(dev.did, tok, dev.bind_proof(tok))
+            self.did = dev.did
+        finally:
+            store.close()
+        try:
+            self.lab.build()
+            relay, rport = start_service("device_sim.services.relay", [
+                "--port", "0", "--host", PUBLIC_SERVER, "--state", str(self.root / "relay")], netns=self.lab.pub)
+            self.procs.append(relay)
+            rdv, port = start_service("device_sim.services.rendezvous", [
+                "--port", "0", "--host", PUBLIC_SERVER, "--state", str(self.root / "rdv"), "--accounts",
+                str(self.root / "accounts.db"), "--relay", f"{PUBLIC_SERVER}:{rport}", "--relay-secret",
+                str(self.root / "relay" / "relay.secret")], netns=self.lab.pub)
+            self.procs.append(rdv)
+            self.rendezvous = f"{PUBLIC_SERVER}:{port}"
+            devp, _ = start_service("device_sim.net.agent", [
+                "device", "--device-dir", str(self.root / "dev"), "--accounts", str(self.root / "accounts.db"),
+                "--rendezvous", self.rendezvous], netns=self.lab.host("a"))
+            self.procs.append(devp)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def run_app(self, nat_kind: str, count: int, who: str = "alice", deadline_s: float = 1.0) -> dict:
+        """Set both routers to ``nat_kind`` and connect ``count`` times from behind NAT b; the app's JSON report."""
+        import json
+
+        self.lab.set_nat("a", nat_kind)
+        self.lab.set_nat("b", nat_kind)
+        r = subprocess.run(["ip", "netns", "exec", self.lab.host("b"), sys.executable, "-m", "device_sim.net.agent",
+                            "app", "--app-key", str(self.root / f"{who}.key"), "--accounts",
+                            str(self.root / "accounts.db"), "--did", self.did, "--rendezvous", self.rendezvous,
+                            "--count", str(count), "--deadline", str(deadline_s)],
+                           capture_output=True, text=True, timeout=60 + 5 * count, cwd=REPO,
+                           env={**os.environ, "PYTHONPATH": str(REPO)})
+        if r.returncode:
+            raise RuntimeError(f"app agent failed: {r.stderr[-2000:]}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def __exit__(self, *exc) -> None:
+        for p in reversed(self.procs):
+            stop(p)
+        self.procs.clear()
+        self.lab.teardown()

@@ -6,16 +6,13 @@ the same flow (test_net_p2p.py) always runs.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from device_sim.net.accounts import AccountStore
-from device_sim.net.harness import PUBLIC_SERVER, NatLab, netns_unavailable, start_service, stop
-from device_sim.net.identity import create_account, manufacture
+from device_sim.net.harness import NatDeployment, netns_unavailable
 
 WHY = netns_unavailable()
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"NAT lab unavailable: {WHY}")
@@ -23,47 +20,12 @@ pytestmark = pytest.mark.skipif(WHY is not None, reason=f"NAT lab unavailable: {
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("natlab")
-    store = AccountStore(tmp / "accounts.db")
-    dev = manufacture(tmp / "dev", store)
-    for name in ("alice", "mallory"):
-        create_account(store, name).save(tmp / f"{name}.key")
-    tok = store.issue_bind_token("alice")
-    store.bind(dev.did, tok, dev.bind_proof(tok))
-    procs = []
-    nat = NatLab("port_restricted", "port_restricted")
-    try:
-        nat.build()
-        relay, rport = start_service("device_sim.services.relay", ["--port", "0", "--host", PUBLIC_SERVER,
-                                                                   "--state", str(tmp / "relay")], netns=nat.pub)
-        procs.append(relay)
-        rdv, port = start_service("device_sim.services.rendezvous", [
-            "--port", "0", "--host", PUBLIC_SERVER, "--state", str(tmp / "rdv"), "--accounts",
-            str(tmp / "accounts.db"), "--relay", f"{PUBLIC_SERVER}:{rport}", "--relay-secret",
-            str(tmp / "relay" / "relay.secret")], netns=nat.pub)
-        procs.append(rdv)
-        devp, _ = start_service("device_sim.net.agent", [
-            "device", "--device-dir", str(tmp / "dev"), "--accounts", str(tmp / "accounts.db"), "--rendezvous",
-            f"{PUBLIC_SERVER}:{port}"], netns=nat.host("a"))
-        procs.append(devp)
-        yield {"nat": nat, "tmp": tmp, "did": dev.did, "rdv": f"{PUBLIC_SERVER}:{port}"}
-    finally:
-        for p in reversed(procs):
-            stop(p)
-        nat.teardown()
-        store.close()
+    with NatDeployment(tmp_path_factory.mktemp("natlab")) as dep:
+        yield dep
 
 
 def _app(lab, kind: str, count: int, who: str = "alice") -> dict:
-    nat = lab["nat"]
-    nat.set_nat("a", kind)
-    nat.set_nat("b", kind)
-    r = subprocess.run(["ip", "netns", "exec", nat.host("b"), sys.executable, "-m", "device_sim.net.agent", "app",
-                        "--app-key", str(lab["tmp"] / f"{who}.key"), "--accounts", str(lab["tmp"] / "accounts.db"),
-                        "--did", lab["did"], "--rendezvous", lab["rdv"], "--count", str(count)],
-                       capture_output=True, text=True, timeout=90)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return lab.run_app(kind, count, who)
 
 
 _PROBE = """
@@ -87,9 +49,9 @@ print(resp.attributes["XOR-MAPPED-ADDRESS"][0], s.getsockname()[0])
 
 
 def test_lab_is_really_natted(lab):
-    nat = lab["nat"]
+    nat = lab.lab
     nat.set_nat("a", "port_restricted")
-    host, port = lab["rdv"].split(":")
+    host, port = lab.rendezvous.split(":")
     r = subprocess.run(["ip", "netns", "exec", nat.host("a"), sys.executable, "-c", _PROBE, host, port,
                         nat.host_ip("b"), nat.host_ip("a")], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr[-1000:]
