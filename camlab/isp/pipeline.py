@@ -114,6 +114,19 @@ def load_tuning(source) -> PipelineConfig:
     return load_config(PipelineConfig, source)
 
 
+def _sample_quads(cfa: np.ndarray, step: int) -> np.ndarray:
+    """Every ``step``-th 2x2 quad of an even-sized CFA, reassembled as a smaller CFA with the same pattern."""
+    if step == 1:
+        return cfa
+    s = 2 * step
+    qh, qw = len(range(0, cfa.shape[0], s)), len(range(0, cfa.shape[1], s))
+    out = np.empty((2 * qh, 2 * qw), dtype=cfa.dtype)
+    for dy in range(2):
+        for dx in range(2):
+            out[dy::2, dx::2] = cfa[dy::s, dx::s][:qh, :qw]
+    return out
+
+
 class _Clock:
     def __init__(self):
         self.ms: dict[str, float] = {}
@@ -153,11 +166,12 @@ class Pipeline:
             self._cache[key] = gain_map(shape, pattern, p) if p.enabled else np.ones(shape, np.float32)
         return self._cache[key]
 
-    def _tone_lut(self) -> np.ndarray:
-        if "tone_lut" not in self._cache:
-            self._cache["tone_lut"] = tone_lut(self.config.tone) if self.config.tone.enabled else \
-                np.linspace(0, 1, 16385, dtype=np.float32)
-        return self._cache["tone_lut"]
+    def _tone_lut(self, size: int) -> np.ndarray:
+        key = ("tone_lut", size)
+        if key not in self._cache:
+            self._cache[key] = tone_lut(self.config.tone, size) if self.config.tone.enabled else \
+                np.linspace(0, 1, size, dtype=np.float32)
+        return self._cache[key]
 
     def _levels(self, frame: RawFrame):
         p = self.config.blc
@@ -176,13 +190,14 @@ class Pipeline:
         sp = self.config.stats
         black, white = self._levels(frame)
         h2, w2 = (frame.height // 2) * 2, (frame.width // 2) * 2
-        raw = frame.data[:h2, :w2]
-        lin = black_level_correct(raw, frame.pattern, black, white, clip=True)
-        # the statistics block samples every step-th quad; the LSC map is sampled at the same sites
         cols, rows = sp.zones
         step = max(1, min(sp.step, (h2 // 2) // rows, (w2 // 2) // cols))  # small frames: denser sampling
-        q = quad_rgb(lin, frame.pattern, step)
-        gq = quad_rgb(self._gain_map(frame.data.shape, frame.pattern)[:h2, :w2], frame.pattern, step)
+        # the statistics block samples every step-th quad (its two rows and columns keep the Bayer phase);
+        # the LSC map is sampled at the same sites
+        lin = black_level_correct(_sample_quads(frame.data[:h2, :w2], step), frame.pattern, black, white, clip=True)
+        q = quad_rgb(lin, frame.pattern, 1)
+        gmap = _sample_quads(self._gain_map(frame.data.shape, frame.pattern)[:h2, :w2], step)
+        gq = quad_rgb(gmap, frame.pattern, 1)
         q = q * gq * np.float32(dgain)
         zones = (min(cols, q.shape[1]), min(rows, q.shape[0]))
         return q, zone_stats_from_quads(q, zones, sp.saturation)

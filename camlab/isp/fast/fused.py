@@ -44,164 +44,264 @@ def _clamp(i, n):
     return i
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def front_end_kernel(raw, black, scale, gmap, thr, dpc, clip_blc, clip_out, out):
-    """raw uint16 (H, W) -> out float32 (H, W): BLC (+clip) -> DPC -> x gain map (LSC * digital gain * WB) (+clip)."""
+    """raw uint16 (H, W) -> out float32 (H, W): BLC (+clip) -> DPC -> x gain map (LSC * digital gain * WB) (+clip).
+
+    The DPC min/max test runs on raw codes (BLC and its clip are monotone per colour); only defects are normalised
+    neighbour by neighbour for the median."""
     h, w = raw.shape
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
     for y in prange(h):
         nbl = np.empty(8, dtype=np.float32)
+        ym = _mirror(y, -2, h)
+        yp = _mirror(y, 2, h)
+        rm = raw[ym]
+        r0 = raw[y]
+        rp = raw[yp]
+        g = gmap[y]
+        o = out[y]
         for x in range(w):
             b = black[y & 1, x & 1]
             s = scale[y & 1, x & 1]
-            v = (np.float32(raw[y, x]) - b) * s
+            v = (np.float32(r0[x]) - b) * s
             if clip_blc:
-                v = min(max(v, np.float32(0.0)), np.float32(1.0))
+                v = min(max(v, zero), one)
             if dpc:
-                lo = np.float32(1e30)
-                hi = np.float32(-1e30)
-                k = 0
-                for dy in range(-2, 3, 2):
-                    yy = _mirror(y, dy, h)
-                    for dx in range(-2, 3, 2):
-                        if dy == 0 and dx == 0:
-                            continue
-                        xx = _mirror(x, dx, w)
-                        u = (np.float32(raw[yy, xx]) - b) * s
+                xm = x - 2 if x >= 2 else x + 2
+                xp = x + 2 if x + 2 < w else x - 2
+                if xm >= w:
+                    xm = w - 1
+                if xp < 0:
+                    xp = 0
+                a0 = rm[xm]
+                a1 = rm[x]
+                a2 = rm[xp]
+                a3 = r0[xm]
+                a4 = r0[xp]
+                a5 = rp[xm]
+                a6 = rp[x]
+                a7 = rp[xp]
+                lo = min(min(min(a0, a1), min(a2, a3)), min(min(a4, a5), min(a6, a7)))
+                hi = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
+                vlo = (np.float32(lo) - b) * s
+                vhi = (np.float32(hi) - b) * s
+                if clip_blc:
+                    vlo = min(max(vlo, zero), one)
+                    vhi = min(max(vhi, zero), one)
+                if v > vhi + thr or v < vlo - thr:
+                    nbl[0] = a0
+                    nbl[1] = a1
+                    nbl[2] = a2
+                    nbl[3] = a3
+                    nbl[4] = a4
+                    nbl[5] = a5
+                    nbl[6] = a6
+                    nbl[7] = a7
+                    for k in range(8):
+                        u = (nbl[k] - b) * s
                         if clip_blc:
-                            u = min(max(u, np.float32(0.0)), np.float32(1.0))
+                            u = min(max(u, zero), one)
                         nbl[k] = u
-                        k += 1
-                        lo = min(lo, u)
-                        hi = max(hi, u)
-                if v > hi + thr or v < lo - thr:
                     srt = np.sort(nbl)
                     v = np.float32(0.5) * (srt[3] + srt[4])
-            v = v * gmap[y, x]
+            v = v * g[x]
             if clip_out:
-                v = min(max(v, np.float32(0.0)), np.float32(1.0))
-            out[y, x] = v
+                v = min(max(v, zero), one)
+            o[x] = v
 
 
 # ------------------------------------------------------------------------------------------------ (3) colour + CSC
-@njit(cache=True, inline="always")
-def _lut(lut, x):
-    n1 = lut.shape[0] - 1
-    f = x * n1
-    i = int(f)
-    if i >= n1:
-        return lut[n1]
-    if i < 0:
-        return lut[0]
-    t = f - i
-    return lut[i] + np.float32(t) * (lut[i + 1] - lut[i])
+TONE_LUT_SIZE = 65537  # nearest-entry lookup: error < 1e-4 of full scale against the analytic curve
 
 
-@njit(parallel=True, cache=True)
-def colour_kernel(rgb, ccm, bias, lut, ym, y_out, uv_out):
-    """Linear RGB (H, W, 3) -> CCM (clip) -> bias -> tone LUT -> Y' (H2, W2) and mean 4:2:0 Cb, Cr (H2/2, W2/2, 2)."""
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def colour_kernel(rgb, ccm, lut, ym, y_out, uv_out):
+    """Linear RGB (H, W, 3) -> CCM (clip) -> tone LUT (nearest of TONE_LUT_SIZE) -> Y' (H2, W2) and mean 4:2:0
+    Cb, Cr (H2/2, W2/2, 2)."""
     h2, w2 = y_out.shape
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    half = np.float32(0.5)
+    n1 = np.float32(lut.shape[0] - 1)
+    m00, m01, m02 = ccm[0, 0], ccm[0, 1], ccm[0, 2]
+    m10, m11, m12 = ccm[1, 0], ccm[1, 1], ccm[1, 2]
+    m20, m21, m22 = ccm[2, 0], ccm[2, 1], ccm[2, 2]
+    y0c, y1c, y2c = ym[0, 0], ym[0, 1], ym[0, 2]
+    u0c, u1c, u2c = ym[1, 0], ym[1, 1], ym[1, 2]
+    v0c, v1c, v2c = ym[2, 0], ym[2, 1], ym[2, 2]
     for by in prange(h2 // 2):
-        for bx in range(w2 // 2):
-            su = np.float32(0.0)
-            sv = np.float32(0.0)
-            for oy in range(2):
-                for ox in range(2):
-                    y = 2 * by + oy
-                    x = 2 * bx + ox
-                    r0 = rgb[y, x, 0]
-                    g0 = rgb[y, x, 1]
-                    b0 = rgb[y, x, 2]
-                    t0 = np.float32(0.0)
-                    t1 = np.float32(0.0)
-                    t2 = np.float32(0.0)
-                    for c in range(3):
-                        v = ccm[c, 0] * r0 + ccm[c, 1] * g0 + ccm[c, 2] * b0
-                        v = min(max(v, np.float32(0.0)), np.float32(1.0))
-                        v = min(v * bias, np.float32(1.0))
-                        v = _lut(lut, v)
-                        if c == 0:
-                            t0 = v
-                        elif c == 1:
-                            t1 = v
-                        else:
-                            t2 = v
-                    y_out[y, x] = ym[0, 0] * t0 + ym[0, 1] * t1 + ym[0, 2] * t2
-                    su += ym[1, 0] * t0 + ym[1, 1] * t1 + ym[1, 2] * t2
-                    sv += ym[2, 0] * t0 + ym[2, 1] * t1 + ym[2, 2] * t2
-            uv_out[by, bx, 0] = np.float32(0.25) * su
-            uv_out[by, bx, 1] = np.float32(0.25) * sv
+        ub = np.zeros(w2, np.float32)
+        vb = np.zeros(w2, np.float32)
+        for oy in range(2):
+            y = 2 * by + oy
+            src = rgb[y]
+            yo = y_out[y]
+            for x in range(w2):
+                r0 = src[x, 0]
+                g0 = src[x, 1]
+                b0 = src[x, 2]
+                a = min(max(m00 * r0 + m01 * g0 + m02 * b0, zero), one)
+                b = min(max(m10 * r0 + m11 * g0 + m12 * b0, zero), one)
+                c = min(max(m20 * r0 + m21 * g0 + m22 * b0, zero), one)
+                t0 = lut[int(a * n1 + half)]
+                t1 = lut[int(b * n1 + half)]
+                t2 = lut[int(c * n1 + half)]
+                yo[x] = y0c * t0 + y1c * t1 + y2c * t2
+                ub[x] += u0c * t0 + u1c * t1 + u2c * t2
+                vb[x] += v0c * t0 + v1c * t1 + v2c * t2
+        uo = uv_out[by]
+        for j in range(w2 // 2):
+            uo[j, 0] = np.float32(0.25) * (ub[2 * j] + ub[2 * j + 1])
+            uo[j, 1] = np.float32(0.25) * (vb[2 * j] + vb[2 * j + 1])
 
 
 # ------------------------------------------------------------------------------------------------ (4) NR + 3D-DNR
-@njit(cache=True, inline="always")
-def _sig(lut, v):
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _sig_index(lut, v):
     n1 = lut.shape[0] - 1
-    i = int(np.floor(v * n1 + np.float32(0.5)))
-    return lut[_clamp(i, n1 + 1)]
+    i = int(v * np.float32(n1) + np.float32(0.5))  # v >= -0.5/n1 in practice; clamped below either way
+    if i < 0:
+        i = 0
+    elif i > n1:
+        i = n1
+    return i
 
 
-@njit(parallel=True, cache=True)
-def nr_kernel(y, uv, sig_lut, ky, ry, kc, rc, mono, has_prev, prev_y, prev_uv, a_static, m_lo, m_span,
-              y_out, uv_out):
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _sig(lut, v):
+    return lut[_sig_index(lut, v)]
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _bilateral_luma(y, r, x, c, inv, ry, h, w):
+    num = np.float32(0.0)
+    den = np.float32(0.0)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    if r - ry >= 0 and r + ry < h and x - ry >= 0 and x + ry < w:
+        for dy in range(-ry, ry + 1):
+            row = y[r + dy]
+            for dx in range(-ry, ry + 1):
+                v = row[x + dx]
+                wt = max(zero, one - abs(v - c) * inv)
+                num += wt * v
+                den += wt
+    else:
+        for dy in range(-ry, ry + 1):
+            row = y[_clamp(r + dy, h)]
+            for dx in range(-ry, ry + 1):
+                v = row[_clamp(x + dx, w)]
+                wt = max(zero, one - abs(v - c) * inv)
+                num += wt * v
+                den += wt
+    return num / den
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_y, prev_uv, a_static, m_lo,
+              m_span, y_out, uv_out):
     """Luma bilateral (box radius ry, triangular range kernel ky*sigma), chroma bilateral on 4:2:0 planes (rc, kc),
     then the motion-adaptive recursive filter against (prev_y, prev_uv). Outputs float32 planes."""
     h, w = y.shape
     hc, wc = uv.shape[0], uv.shape[1]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    tiny = np.float32(1e-6)
+    inv_span = one / m_span
     for by in prange(hc):
-        amax = np.empty(wc, dtype=np.float32)
-        for j in range(wc):
-            amax[j] = np.float32(0.0)
+        amax = np.zeros(wc, dtype=np.float32)
+        inv = np.empty(w, dtype=np.float32)
         for oy in range(2):
             r = 2 * by + oy
-            for x in range(w):
-                c = y[r, x]
-                if ry > 0 and ky > 0:
-                    inv = np.float32(1.0) / max(ky * _sig(sig_lut, c), np.float32(1e-6))
-                    num = np.float32(0.0)
-                    den = np.float32(0.0)
-                    for dy in range(-ry, ry + 1):
-                        rr = _clamp(r + dy, h)
-                        for dx in range(-ry, ry + 1):
-                            v = y[rr, _clamp(x + dx, w)]
-                            wt = max(np.float32(0.0), np.float32(1.0) - abs(v - c) * inv)
-                            num += wt * v
-                            den += wt
-                    c = num / den
-                if has_prev:
-                    p = prev_y[r, x]
-                    s = max(_sig(sig_lut, c), np.float32(1e-6))
-                    m = (abs(c - p) / s - m_lo) / m_span
-                    m = min(max(m, np.float32(0.0)), np.float32(1.0))
-                    a = a_static + (np.float32(1.0) - a_static) * m
-                    c = p + a * (c - p)
-                    j = x >> 1
-                    if j < wc and a > amax[j]:
-                        amax[j] = a
-                y_out[r, x] = c
+            yr = y[r]
+            yo = y_out[r]
+            if ry > 0 and ky > 0:
+                for x in range(w):  # gather pass: range-kernel scale per pixel
+                    inv[x] = one / max(ky * _sig(sig_lut, yr[x]), tiny)
+                if ry == 1 and 0 < r < h - 1 and w > 2:
+                    ya = y[r - 1]
+                    yb = y[r + 1]
+                    for x in range(1, w - 1):  # branch-free 3x3 (vectorisable)
+                        c = yr[x]
+                        k = inv[x]
+                        v0 = ya[x - 1]
+                        v1 = ya[x]
+                        v2 = ya[x + 1]
+                        v3 = yr[x - 1]
+                        v5 = yr[x + 1]
+                        v6 = yb[x - 1]
+                        v7 = yb[x]
+                        v8 = yb[x + 1]
+                        w0 = max(zero, one - abs(v0 - c) * k)
+                        w1 = max(zero, one - abs(v1 - c) * k)
+                        w2 = max(zero, one - abs(v2 - c) * k)
+                        w3 = max(zero, one - abs(v3 - c) * k)
+                        w5 = max(zero, one - abs(v5 - c) * k)
+                        w6 = max(zero, one - abs(v6 - c) * k)
+                        w7 = max(zero, one - abs(v7 - c) * k)
+                        w8 = max(zero, one - abs(v8 - c) * k)
+                        num = c + w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3 + w5 * v5 + w6 * v6 + w7 * v7 + w8 * v8
+                        den = one + w0 + w1 + w2 + w3 + w5 + w6 + w7 + w8
+                        yo[x] = num / den
+                    yo[0] = _bilateral_luma(y, r, 0, yr[0], inv[0], ry, h, w)
+                    yo[w - 1] = _bilateral_luma(y, r, w - 1, yr[w - 1], inv[w - 1], ry, h, w)
+                else:
+                    for x in range(w):
+                        yo[x] = _bilateral_luma(y, r, x, yr[x], inv[x], ry, h, w)
+            else:
+                for x in range(w):
+                    yo[x] = yr[x]
+            if has_prev:
+                pr = prev_y[r]
+                for x in range(w):
+                    inv[x] = inv_sig_lut[_sig_index(inv_sig_lut, yo[x])]
+                for x in range(w):
+                    c = yo[x]
+                    p = pr[x]
+                    m = (abs(c - p) * inv[x] - m_lo) * inv_span
+                    m = min(max(m, zero), one)
+                    a = a_static + (one - a_static) * m
+                    yo[x] = p + a * (c - p)
+                    inv[x] = a
+                for j in range(wc):
+                    amax[j] = max(amax[j], max(inv[2 * j], inv[2 * j + 1]))
         for j in range(wc):
             if mono:
-                uv_out[by, j, 0] = np.float32(0.0)
-                uv_out[by, j, 1] = np.float32(0.0)
+                uv_out[by, j, 0] = zero
+                uv_out[by, j, 1] = zero
                 continue
             u0 = uv[by, j, 0]
             v0 = uv[by, j, 1]
             if rc > 0 and kc > 0:
                 yh = np.float32(0.25) * (y[2 * by, 2 * j] + y[2 * by + 1, 2 * j] + y[2 * by, 2 * j + 1]
                                          + y[2 * by + 1, 2 * j + 1])
-                inv = np.float32(1.0) / max(kc * _sig(sig_lut, yh), np.float32(1e-6))
-                nu = np.float32(0.0)
-                nv = np.float32(0.0)
-                den = np.float32(0.0)
-                for dy in range(-rc, rc + 1):
-                    rr = _clamp(by + dy, hc)
-                    for dx in range(-rc, rc + 1):
-                        cc = _clamp(j + dx, wc)
-                        a0 = uv[rr, cc, 0]
-                        a1 = uv[rr, cc, 1]
-                        wt = max(np.float32(0.0), np.float32(1.0) - np.float32(0.5) * (abs(a0 - u0) + abs(a1 - v0)) * inv)
-                        nu += wt * a0
-                        nv += wt * a1
-                        den += wt
+                inv = np.float32(0.5) / max(kc * _sig(sig_lut, yh), tiny)
+                nu = zero
+                nv = zero
+                den = zero
+                if by - rc >= 0 and by + rc < hc and j - rc >= 0 and j + rc < wc:
+                    for dy in range(-rc, rc + 1):
+                        urow = uv[by + dy]
+                        for dx in range(-rc, rc + 1):
+                            a0 = urow[j + dx, 0]
+                            a1 = urow[j + dx, 1]
+                            wt = max(zero, one - (abs(a0 - u0) + abs(a1 - v0)) * inv)
+                            nu += wt * a0
+                            nv += wt * a1
+                            den += wt
+                else:
+                    for dy in range(-rc, rc + 1):
+                        rr = _clamp(by + dy, hc)
+                        for dx in range(-rc, rc + 1):
+                            cc = _clamp(j + dx, wc)
+                            a0 = uv[rr, cc, 0]
+                            a1 = uv[rr, cc, 1]
+                            wt = max(zero, one - (abs(a0 - u0) + abs(a1 - v0)) * inv)
+                            nu += wt * a0
+                            nv += wt * a1
+                            den += wt
                 u0 = nu / den
                 v0 = nv / den
             if has_prev:
@@ -213,7 +313,7 @@ def nr_kernel(y, uv, sig_lut, ky, ry, kc, rc, mono, has_prev, prev_y, prev_uv, a
 
 
 # ------------------------------------------------------------------------------------------------ (5) sharpen
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def sharpen_kernel(y, sig_lut, amount, coring, out):
     """Unsharp mask (3x3 binomial, edge replicate) with soft coring at coring*sigma(y)."""
     h, w = y.shape
@@ -240,29 +340,48 @@ def sharpen_kernel(y, sig_lut, amount, coring, out):
 
 
 # ------------------------------------------------------------------------------------------------ (6) scale + NV12
-@njit(parallel=True, cache=True)
-def resample_kernel(src, iy, wy, ix, wx, out):
-    """Separable resampling of a (H, W, C) plane with precomputed taps -> (oh, ow, C)."""
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def _resample_rows(src, iy, wy, tmp):
+    """Vertical pass: (H, W, C) -> (oh, W, C)."""
+    oh = tmp.shape[0]
+    w = src.shape[1]
+    nc = src.shape[2]
+    for o in prange(oh):
+        for x in range(w):
+            for c in range(nc):
+                tmp[o, x, c] = np.float32(0.0)
+        for a in range(iy.shape[1]):
+            wa = wy[o, a]
+            if wa == 0:
+                continue
+            row = iy[o, a]
+            for x in range(w):
+                for c in range(nc):
+                    tmp[o, x, c] += wa * src[row, x, c]
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def _resample_cols(tmp, ix, wx, out):
+    """Horizontal pass: (oh, W, C) -> (oh, ow, C)."""
     oh, ow, nc = out.shape
-    ty = iy.shape[1]
-    tx = ix.shape[1]
     for o in prange(oh):
         for q in range(ow):
             for c in range(nc):
                 acc = np.float32(0.0)
-                for a in range(ty):
-                    wya = wy[o, a]
-                    if wya == 0:
-                        continue
-                    row = iy[o, a]
-                    s = np.float32(0.0)
-                    for b in range(tx):
-                        s += wx[q, b] * src[row, ix[q, b], c]
-                    acc += wya * s
+                for b in range(ix.shape[1]):
+                    acc += wx[q, b] * tmp[o, ix[q, b], c]
                 out[o, q, c] = acc
 
 
-@njit(parallel=True, cache=True)
+def resample_kernel(src, iy, wy, ix, wx, out):
+    """Separable tent-filter resampling of a (H, W, C) plane with precomputed taps -> out (oh, ow, C)."""
+    tmp = np.empty((out.shape[0], src.shape[1], src.shape[2]), dtype=np.float32)
+    _resample_rows(src, iy, wy, tmp)
+    _resample_cols(tmp, ix, wx, out)
+    return out
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def nv12_kernel(y, uv, y_off, y_gain, c_gain, out):
     """Float Y (H, W) and chroma (H/2, W/2, 2) -> NV12 uint8 (H*3/2, W), round to nearest."""
     h, w = y.shape
@@ -360,7 +479,7 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     y = _buf(cache, "y", (h2, w2))
     uv = _buf(cache, "uv", (h2 // 2, w2 // 2, 2))
     # the tone LUT already holds the exposure bias (it tabulates tone_map over linear [0, 1])
-    colour_kernel(rgb, np.ascontiguousarray(ccm, dtype=np.float32), np.float32(1.0), pipe._tone_lut(),
+    colour_kernel(rgb, np.ascontiguousarray(ccm, dtype=np.float32), pipe._tone_lut(TONE_LUT_SIZE),
                   rgb_to_yuv_matrix(cfg.csc.matrix), y, uv)
     clock.lap("colour_csc")
     # (4) NR2D + 3D-DNR
@@ -375,7 +494,8 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     kc = np.float32(nr.strength_c if nr.enabled else 0.0)
     prev_y = state.prev_y if has_prev else y
     prev_uv = state.prev_uv if has_prev else uv
-    nr_kernel(y, uv, sig_lut, ky, int(nr.radius_y), kc, int(nr.radius_c), bool(cfg.mono), has_prev, prev_y, prev_uv,
+    inv_sig = (1.0 / np.maximum(sig_lut, np.float32(1e-6))).astype(np.float32)
+    nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), kc, int(nr.radius_c), bool(cfg.mono), has_prev, prev_y, prev_uv,
               np.float32(tn.alpha_static), np.float32(tn.motion_lo), np.float32(tn.motion_hi - tn.motion_lo),
               y_nr, uv_nr)
     if temporal:

@@ -41,13 +41,14 @@ class AwbParams:
 
 def _valid(rgb: np.ndarray, p: AwbParams) -> np.ndarray:
     flat = rgb.reshape(-1, 3)
-    keep = (flat.max(axis=1) < p.saturation) & (flat.min(axis=1) > p.dark)
+    r, g, b = flat[:, 0], flat[:, 1], flat[:, 2]  # elementwise max/min: much faster than reducing a length-3 axis
+    keep = (np.maximum(np.maximum(r, g), b) < p.saturation) & (np.minimum(np.minimum(r, g), b) > p.dark)
     return flat[keep] if keep.sum() >= 16 else flat
 
 
 def estimate_illuminant(rgb: np.ndarray, p: AwbParams = AwbParams()) -> np.ndarray:
     """Linear camera RGB (..., 3) or (H, W, 3) -> illuminant colour (3,) normalised to unit green."""
-    rgb = np.asarray(rgb, dtype=np.float64)
+    rgb = np.asarray(rgb, dtype=np.float32)
     if p.method == "grey_edge":
         if rgb.ndim != 3:
             raise ValueError("grey_edge needs an (H, W, 3) image")
@@ -58,18 +59,18 @@ def estimate_illuminant(rgb: np.ndarray, p: AwbParams = AwbParams()) -> np.ndarr
         grad = np.sqrt(gx ** 2 + gy ** 2)
         ok = ~(sat[:-1, :-1] | sat[1:, :-1] | sat[:-1, 1:])
         g = grad[ok] if ok.sum() >= 16 else grad.reshape(-1, 3)
-        est = np.mean(g ** p.p, axis=0) ** (1.0 / p.p)
+        est = np.mean(np.power(g, np.float32(p.p)), axis=0, dtype=np.float64) ** (1.0 / p.p)
     else:
         v = _valid(rgb, p)
         if p.method == "grey_world":
-            est = v.mean(axis=0)
+            est = v.mean(axis=0, dtype=np.float64)
         elif p.method == "white_patch":
             est = np.percentile(v, p.percentile, axis=0)
         elif p.method == "shades_of_grey":
-            est = np.mean(v ** p.p, axis=0) ** (1.0 / p.p)
+            est = np.mean(np.power(v, np.float32(p.p)), axis=0, dtype=np.float64) ** (1.0 / p.p)
         else:
             raise ValueError(f"unknown AWB method {p.method!r}")
-    est = np.maximum(est, 1e-9)
+    est = np.maximum(np.asarray(est, dtype=np.float64), 1e-9)
     return est / est[1]
 
 

@@ -58,7 +58,7 @@ def zone_stats_from_quads(q: np.ndarray, zones: tuple[int, int] = (16, 12), satu
         raise ValueError(f"statistics grid of {w}x{h} quads is too small for {cols}x{rows} zones")
     ys = np.linspace(0, h, rows + 1).astype(int)
     xs = np.linspace(0, w, cols + 1).astype(int)
-    ok = (q.max(axis=2) < saturation).astype(np.float64)
+    ok = (np.maximum(np.maximum(q[..., 0], q[..., 1]), q[..., 2]) < saturation).astype(np.float64)
     n = _block_sum(ok, ys, xs)
     area = np.diff(ys)[:, None] * np.diff(xs)[None, :]
     sums = [_block_sum(q[..., c].astype(np.float64) * ok, ys, xs) for c in range(3)]
