@@ -25,6 +25,10 @@ from camlab.errors import ConfigError, InputFileError
 
 CHIPS_DIR = Path(__file__).resolve().parents[1] / "camlab" / "deploy" / "chips"
 
+# Hardware ISP and video encoder throughput (pixels/s) by SoC, for the "device" latency model. RV1106 datasheet:
+# ISP up to 5 MP @ 30 fps, VENC H.265/H.264 up to 5 MP @ 30 fps (both are line/pixel-rate hardware pipes).
+SOC_MEDIA_PIXEL_RATE = {"rv1106": {"isp": 5.0e6 * 30, "venc": 5.0e6 * 30}}
+
 
 @dataclass(frozen=True)
 class CameraSettings:
@@ -44,6 +48,7 @@ class CameraSettings:
     encoder_threads: int = 0
     snapshot_quality: int = 85
     clock: str = "sim"           # "sim" | "real"
+    timing: str = "device"       # "device": ISP/VENC hops timed by the SoC's hardware rate; "host": measured
     talkback_aec: bool = True
 
     def __post_init__(self):
@@ -51,6 +56,8 @@ class CameraSettings:
             raise ValueError("need ai_fps <= sub_fps <= main_fps (AI reads the substream)")
         if self.main_size[0] % 2 or self.main_size[1] % 2:
             raise ValueError("main_size must be even")
+        if self.timing not in ("device", "host") or self.clock not in ("sim", "real"):
+            raise ValueError("timing must be 'device' or 'host' and clock 'sim' or 'real'")
 
 
 def load_chip(chip: str) -> dict:
@@ -159,6 +166,12 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
 
     # ---------------------------------------------------------------- wire the camera
     W, H = cs.main_size
+    hw = SOC_MEDIA_PIXEL_RATE.get(chip) if cs.timing == "device" else None
+    latency_model = ("device: ISP/VENC at the SoC's hardware pixel rate, NPU from the manifest cost, CPU hops "
+                     "measured on the host" if hw else "host: every hop measured on the host, NPU modelled")
+
+    def hw_time(kind: str, pixels: int, measured_s: float) -> float:
+        return pixels / hw[kind] if hw else measured_s
     budgets = Budgets()
     clock = make_clock(cs.clock)
     privacy = [z.polygon for z in sc.zones if z.kind == "privacy"]
@@ -268,7 +281,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
             c0 = time.perf_counter()
             out = isp.run(raw, ir_mode)
             isp_s = time.perf_counter() - c0
-        t_isp = (t + isp_s) if clock.simulated else clock.now()
+        t_isp = (t + hw_time("isp", W * H, isp_s)) if clock.simulated else clock.now()
         budgets.stamp("capture_to_isp", t, t_isp)
         ae = out.stats.get("ae", {})
         prev_total = ae_exposure * ae_gain
@@ -297,7 +310,8 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
             ring.push(p)
             st.bytes["main"] += len(p.data)
         st.main_frames += 1
-        budgets.stamp("capture_to_encode", t, (t_isp + enc_s) if clock.simulated else clock.now())
+        budgets.stamp("capture_to_encode", t, (t_isp + hw_time("venc", W * H, enc_s)) if clock.simulated
+                      else clock.now())
         last_main = out.main_nv12
         # ------------------------------------------------ substream, motion, AI
         if t + 1e-9 >= next_sub_t:
@@ -308,7 +322,8 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                     st.bytes["sub"] += len(p.data)
                 sub_s = time.perf_counter() - c0
             st.sub_frames += 1
-            budgets.stamp("capture_to_sub_encode", t, (t_isp + sub_s) if clock.simulated else clock.now())
+            budgets.stamp("capture_to_sub_encode", t, (t_isp + hw_time("venc", cs.sub_size[0] * cs.sub_size[1], sub_s))
+                          if clock.simulated else clock.now())
             with budgets.cpu("motion"):
                 moving = motion.update(out.sub_nv12, cs.sub_size[1], t)
             if moving and (not events or events[-1].get("event") != "motion-detected"
@@ -396,7 +411,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         "sub_stream_fps": round(st.sub_frames / duration, 3),
         "cpu_budget": cpu_budget, "cpu_budget_total": round(cpu_total / duration, 4),
         "cpu_cores": os.cpu_count(), "wall_s": round(wall, 3),
-        "latency_ms": lat,
+        "latency_ms": lat, "latency_model": latency_model,
         "npu": npu.summary(duration),
         "memory": memory_table(allocated),
         "flash": flash_use([m.bundle.root for m in models.values()], chip_profile),
@@ -415,7 +430,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         "day_night": {"switches": ircut.switches},
         "events": events,
         "config": {"main_size": list(cs.main_size), "main_fps": cs.main_fps, "sub_size": list(cs.sub_size),
-                   "sub_fps": cs.sub_fps, "ai_fps": cs.ai_fps, "clock": cs.clock, "isp_fast": isp.fast,
+                   "sub_fps": cs.sub_fps, "ai_fps": cs.ai_fps, "clock": cs.clock, "timing": cs.timing, "isp_fast": isp.fast,
                    "main_codec": cs.main_codec, "sub_codec": cs.sub_codec},
     }
     if write:
