@@ -4,7 +4,8 @@ SD Physical Layer Simplified Specification v9.10 (write protection, card detect)
 
 A real camera mounts a FAT32/exFAT card; loop-mounting an image needs root + losetup, so this card is a directory
 (``<base>/card``) whose capacity is enforced by this HAL's own accounting: every write goes through
-:meth:`SdCard.open_write`, whose file object refuses to grow the card past ``capacity_bytes`` (``ENOSPC``). Space is
+:meth:`SdCard.open_write`, whose file objects charge their growth to one card-wide counter (the last scan plus the
+growth since) and refuse to grow the card past ``capacity_bytes`` (``ENOSPC``). Space is
 counted in clusters (``cluster_bytes``, default 32 KiB as exFAT uses for 32-256 GB cards), so many tiny files cost what
 they would on a card. Files written by other means (the SQLite index) are counted at each :meth:`SdCard.used_bytes` scan.
 
@@ -68,7 +69,8 @@ class SdCard:
         self._lock = threading.RLock()
         self._write_protect = False
         self._state = CardState.UNFORMATTED
-        self._pending = 0                     # bytes grown by open writers since the last scan
+        self._pending = 0                     # clusters grown by open writers since the last scan (bytes)
+        self._used_scan = 0                   # bytes in use at the last scan
         self.base.mkdir(parents=True, exist_ok=True)
         if not self.mount_point.exists() and not self._ejected.exists():
             self.mount_point.mkdir()
@@ -199,6 +201,7 @@ class SdCard:
                 continue
         with self._lock:
             self._pending = 0
+            self._used_scan = total
         return total
 
     def free_bytes(self) -> int:
@@ -213,8 +216,18 @@ class SdCard:
         root = self.require(write=True)
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        free = self.free_bytes()
-        return CardFile(self, p, free)
+        self.used_bytes()
+        return CardFile(self, p)
+
+    def _charge(self, old_size: int, new_size: int, name: str) -> None:
+        """Charge a file's growth against the capacity (shared by every open writer)."""
+        extra = self.clusters(new_size) - self.clusters(old_size)
+        if extra <= 0:
+            return
+        with self._lock:
+            if self._used_scan + self._pending + extra > self.capacity_bytes:
+                raise CardError(errno.ENOSPC, "sd card full", name)
+            self._pending += extra
 
     def unlink(self, rel: str | Path) -> int:
         """Delete a file or folder; returns the bytes (in clusters) freed."""
@@ -230,17 +243,18 @@ class SdCard:
         elif p.exists():
             freed = self.clusters(p.stat().st_size)
             p.unlink()
+        with self._lock:
+            self._used_scan = max(0, self._used_scan - freed)
         return freed
 
 
 class CardFile:
     """A seekable binary writer (PyAV accepts it as an output) that stops at the card's capacity with ``ENOSPC``."""
 
-    def __init__(self, card: SdCard, path: Path, free_at_open: int):
+    def __init__(self, card: SdCard, path: Path):
         self.card = card
         self.name = str(path)
         self._fh = open(path, "w+b")
-        self._budget = free_at_open
         self._size = 0
 
     def _check(self) -> None:
@@ -252,8 +266,8 @@ class CardFile:
     def write(self, data) -> int:
         self._check()
         end = self._fh.tell() + len(data)
-        if end > self._size and self.card.clusters(end) > self._budget:
-            raise CardError(errno.ENOSPC, "sd card full", self.name)
+        if end > self._size:
+            self.card._charge(self._size, end, self.name)
         n = self._fh.write(data)
         self._size = max(self._size, self._fh.tell())
         return n

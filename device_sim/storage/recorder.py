@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from device_sim.hal.sdcard import CardError, CardFile, SdCard
 from camlab.io_utils import fsync_dir
+from device_sim.hal.sdcard import CardError, CardFile, CardState, SdCard
 from device_sim.media.packets import EncodedPacket, StreamInfo
 from device_sim.storage.index import Index
 from device_sim.storage.mux import PacketMuxer, StreamTemplate
@@ -163,13 +163,14 @@ class Recorder:
         self._cur = _Minute(final_rel, fh, mux, wall, key)
 
     def _finish(self) -> None:
-        cur, self._cur = self._cur, None
+        cur = self._cur
         if cur is None:
             return
         root = self.card.require(write=True)
         cur.mux.close()
         cur.fh.fsync()
         cur.fh.close()
+        self._cur = None
         os.replace(root / partial_name(cur.final_rel), root / cur.final_rel)
         fsync_dir((root / cur.final_rel).parent)
         size = (root / cur.final_rel).stat().st_size
@@ -191,8 +192,11 @@ class Recorder:
         if exc.errno == errno.ENOSPC and self.retention is not None:
             try:
                 self.retention.ensure(need_bytes=4 * max(self._last_minute_bytes, self.card.cluster_bytes))
+                if cur is not None and self.card.probe() is CardState.OK:
+                    from device_sim.storage.reconcile import repair_partial   # (reconcile imports this module)
+                    repair_partial(self.card, self.index, partial_name(cur.final_rel))
             except OSError:
-                pass
+                pass            # left for the reconcile at the next mount
         log.warning("recorder: card error %s", exc)
         if self.on_error is not None:
             self.on_error(exc)

@@ -251,3 +251,32 @@ def test_event_clips_on_the_card_go_after_continuous_footage(tmp_path):
     assert rows[0].path == "events/door" and rows[0].kind == "clip" and rows[0].tier == TIER_EVENT
     assert rows[-1].path == "2025/11/22/00/39.mp4"
     assert len(deleted) >= 20 and {t for _, t in deleted} == {TIER_CONTINUOUS}
+
+
+def test_enospc_mid_minute_repairs_and_keeps_recording(tmp_path, src):
+    """Another writer (snapshots) fills the card mid-minute: the minute is salvaged and recording goes on."""
+    import errno
+    card = SdCard(tmp_path, 1_500_000)
+    index = Index(card.mount_point / ".index/index.db")
+    rec = Recorder(card, index, Retention(card, index), info=src.info, epoch_base=EPOCH)
+    n = 8 * 60 * src.fps
+    for i in range(n):
+        rec.write(src.packet(i))
+        if i == 210 * src.fps:                               # 00:03:30: fill all but ~40 KB
+            junk = card.open_write("snapshots/junk.bin")
+            junk.write(bytes(card.free_bytes() - 40_000))
+            with pytest.raises(CardError) as exc:
+                junk.write(bytes(64_000))
+            junk.close()
+            assert exc.value.errno == errno.ENOSPC
+        if i == 225 * src.fps:                               # the minute cut by ENOSPC is on the card, whole
+            cut = index.get("2025/11/22/00/03.mp4")
+            assert cut is not None and 200 <= cut.end_s - EPOCH <= 225
+            assert probe_mp4(card.mount_point / cut.path)["frames"] == cut.frames
+    rec.close()
+    assert any(e.startswith("ENOSPC") for e in rec.stats.errors) and rec.stats.abandoned == 1
+    chk = check_card(card, index)
+    assert chk.ok and not chk.partial_left
+    rows = index.all()
+    assert rows[-1].end_s == pytest.approx(EPOCH + 8 * 60)                  # still recording at the end
+    assert rec.stats.dropped_packets <= 2 * src.gop                         # lost: about a GOP
