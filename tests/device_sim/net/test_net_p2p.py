@@ -229,3 +229,61 @@ def test_congestion_drops_video_not_commands_and_priorities(cloud, tmp_path):
     for prev, cur in zip(got, got[1:]):
         assert cur.keyframe or cur.data[0] == prev.data[0] + 1
     assert ping_s < 0.5
+
+
+def test_services_survive_garbage_and_refuse_forgeries(cloud, services, tmp_path):
+    """Malformed frames, junk datagrams, a forged device registration and a bad relay token: refused, logged, and
+    the rendezvous and relay still serve a real connection afterwards."""
+    import socket
+    import struct
+
+    from device_sim.net.packets import RelayPacket, RelayType, encode_signal
+
+    host, port = services["rendezvous"]
+    for junk in (b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", struct.pack("!I", 5) + b"\xff\xfe{[}",
+                 encode_signal({"type": "nonsense"}),
+                 encode_signal({"type": "register", "did": cloud[1].did, "ts": 1, "sig": "00" * 64}),
+                 encode_signal({"type": "connect", "did": "cam-nobody", "offer": {"ufrag": "a", "pwd": "b",
+                                                                                  "candidates": []}})):
+        with socket.create_connection((host, port), 2) as s:
+            s.sendall(junk)
+            s.settimeout(0.5)
+            try:
+                s.recv(4096)
+            except (socket.timeout, ConnectionResetError):
+                pass
+    # a forged registration (valid format, wrong key) must not take over the device's DID
+    import time as _t
+    from device_sim.net.identity import manufacture
+    from device_sim.net.p2p import register_message
+    thief = manufacture(tmp_path / "thief", cloud[0])
+    ts = int(_t.time())
+    with socket.create_connection((host, port), 2) as s:
+        s.sendall(encode_signal({"type": "register", "did": cloud[1].did, "ts": ts,
+                                 "sig": thief.sign(register_message(cloud[1].did, ts)).hex()}))
+        s.settimeout(2)
+        head = s.recv(4)
+        body = s.recv(struct.unpack("!I", head)[0])
+        assert b"not authenticated" in body
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(0.3)
+        for junk in (b"", b"\x00" * 20, os.urandom(600), RelayPacket(RelayType.BIND, 0, b"\x01" * 16,
+                                                                       b"\x02" * 16).encode()):
+            u.sendto(junk, services["relay"])
+            u.sendto(junk, (host, port))                  # the STUN responder too
+        with pytest.raises(socket.timeout):               # bad relay token: no BIND_OK
+            u.recvfrom(100)
+    agent, _, _, _ = _agent(cloud, services, tmp_path)
+
+    async def main():
+        task = asyncio.create_task(agent.run())
+        await asyncio.wait_for(agent.registered.wait(), 5)
+        for force in (False, True):
+            r = await _connect(cloud, services, "alice", force_relay=force)
+            assert (await r.session.request("ping"))["did"] == cloud[1].did
+            await r.session.close()
+        await agent.close()
+        task.cancel()
+
+    run(main())
+    assert all(p.poll() is None for p in services["procs"])
