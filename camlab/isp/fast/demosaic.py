@@ -32,6 +32,7 @@ _FIVE = np.float32(5.0)
 _SIX = np.float32(6.0)
 _ONE5 = np.float32(1.5)
 _ONE = np.float32(1.0)
+_FIFTH = np.float32(0.2)
 
 
 @nb.njit(inline="always")
@@ -144,30 +145,25 @@ def _malvar(c, top, left, out):
 
 
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
-def _dir_grads(c, y0, y1, x0, x1, gh, gv):
-    """gh = |dH(x) - dH(x+1)|, gv = |dV(y) - dV(y+1)| on rows y0..y1-1, columns x0..x1-1 (padded coordinates).
-
-    dH = hf - v at chroma sites and v - hf at green sites; the neighbours always have the other site type, so
-    |dH(x) - dH(x+1)| = |(hf - v)(x) + (hf - v)(x+1)|, and likewise vertically."""
+def _dir_diffs(c, y0, y1, x0, x1, dh, dv):
+    """Signed Hamilton–Adams colour differences dH, dV (G - C, see the reference) on rows y0..y1-1, columns
+    x0..x1-1 (padded coordinates): hf - v at chroma sites, v - hf at green sites."""
     n = x1 - x0
     for y in nb.prange(y0, y1):
-        a, b, r1, r2, r3 = c[y - 2, x0:], c[y - 1, x0:], c[y + 1, x0:], c[y + 2, x0:], c[y + 3, x0:]
+        a, b, r1, r2 = c[y - 2, x0:], c[y - 1, x0:], c[y + 1, x0:], c[y + 2, x0:]
         m = c[y, x0 - 2:]
-        ohh = gh[y, x0:]
-        ovv = gv[y, x0:]
+        oh = dh[y, x0:]
+        ov = dv[y, x0:]
+        par = (x0 ^ y) & 1
         for i in range(n):
+            sgn = np.float32(1 - 2 * ((i + par) & 1))  # +1 on chroma sites
             v = m[i + 2]
-            p1 = m[i + 3]
-            h0 = (_TWO * (m[i + 1] + v + p1) - m[i] - m[i + 4]) * _Q - v
-            h1 = (_TWO * (v + p1 + m[i + 4]) - m[i + 1] - m[i + 5]) * _Q - p1
-            v0 = (_TWO * (b[i] + v + r1[i]) - a[i] - r2[i]) * _Q - v
-            v1 = (_TWO * (v + r1[i] + r2[i]) - b[i] - r3[i]) * _Q - r1[i]
-            ohh[i] = abs(h0 + h1)
-            ovv[i] = abs(v0 + v1)
+            oh[i] = sgn * ((_TWO * (m[i + 1] + v + m[i + 3]) - m[i] - m[i + 4]) * _Q - v)
+            ov[i] = sgn * ((_TWO * (b[i] + v + r1[i]) - a[i] - r2[i]) * _Q - v)
 
 
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
-def _dir_weights(c, gh, gv, y0, y1, x0, x1, d, alpha):
+def _dir_weights(dh, dv, y0, y1, x0, x1, d, alpha):
     """alpha (weight of the horizontal estimate) and d (= G - C at chroma sites; a by-product with no meaning at
     green sites, which are never read) on rows y0..y1-1, cols x0..x1-1."""
     eps = np.float32(DIR_EPS)
@@ -175,15 +171,16 @@ def _dir_weights(c, gh, gv, y0, y1, x0, x1, d, alpha):
     for y in nb.prange(y0, y1):
         colh = np.empty(n + 4, np.float32)
         colv = np.empty(n + 4, np.float32)
-        a0, a1, a2, a3, a4 = gh[y - 2, x0 - 2:], gh[y - 1, x0 - 2:], gh[y, x0 - 2:], gh[y + 1, x0 - 2:], gh[y + 2, x0 - 2:]
-        b0, b1, b2, b3, b4 = gv[y - 2, x0 - 2:], gv[y - 1, x0 - 2:], gv[y, x0 - 2:], gv[y + 1, x0 - 2:], gv[y + 2, x0 - 2:]
+        h0, h1, h2, h3, h4 = dh[y - 2, x0 - 2:], dh[y - 1, x0 - 2:], dh[y, x0 - 2:], dh[y + 1, x0 - 2:], dh[y + 2, x0 - 2:]
+        v0, v1, v2, v3, v4, v5 = (dv[y - 2, x0 - 2:], dv[y - 1, x0 - 2:], dv[y, x0 - 2:], dv[y + 1, x0 - 2:],
+                                  dv[y + 2, x0 - 2:], dv[y + 3, x0 - 2:])
         for i in range(n + 4):
-            colh[i] = a0[i] + a1[i] + a2[i] + a3[i] + a4[i]
-            colv[i] = b0[i] + b1[i] + b2[i] + b3[i] + b4[i]
+            colh[i] = (abs(h0[i] - h0[i + 1]) + abs(h1[i] - h1[i + 1]) + abs(h2[i] - h2[i + 1])
+                       + abs(h3[i] - h3[i + 1]) + abs(h4[i] - h4[i + 1]))
+            colv[i] = (abs(v0[i] - v1[i]) + abs(v1[i] - v2[i]) + abs(v2[i] - v3[i]) + abs(v3[i] - v4[i])
+                       + abs(v4[i] - v5[i]))
         al = alpha[y, x0:]
         dr = d[y, x0:]
-        r_2, r_1, r1, r2 = c[y - 2, x0:], c[y - 1, x0:], c[y + 1, x0:], c[y + 2, x0:]
-        m = c[y, x0 - 2:]
         for i in range(n):
             kh = colh[i] + colh[i + 1] + colh[i + 2] + colh[i + 3] + colh[i + 4]
             kv = colv[i] + colv[i + 1] + colv[i + 2] + colv[i + 3] + colv[i + 4]
@@ -192,10 +189,9 @@ def _dir_weights(c, gh, gv, y0, y1, x0, x1, d, alpha):
             a = kv2 / (kh2 + kv2)
             al[i] = a
             # d is only ever read at chroma sites; computing it everywhere keeps this loop contiguous.
-            v = m[i + 2]
-            dh = (_TWO * (m[i + 1] + v + m[i + 3]) - m[i] - m[i + 4]) * _Q - v
-            dv = (_TWO * (r_1[i] + v + r1[i]) - r_2[i] - r2[i]) * _Q - v
-            dr[i] = a * dh + (_ONE - a) * dv
+            sh = (h2[i] + h2[i + 1] + h2[i + 2] + h2[i + 3] + h2[i + 4]) * _FIFTH
+            sv = (v0[i + 2] + v1[i + 2] + v2[i + 2] + v3[i + 2] + v4[i + 2]) * _FIFTH
+            dr[i] = a * sh + (_ONE - a) * sv
 
 
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
@@ -240,8 +236,8 @@ class DemosaicWorkspace:
         self.shape = (int(height), int(width))
         hp, wp = height + 2 * PAD + 1, width + 2 * PAD + 1
         self.padded = np.zeros((hp, wp), np.float32)
-        self.gh = np.zeros((hp, wp), np.float32)
-        self.gv = np.zeros((hp, wp), np.float32)
+        self.dh = np.zeros((hp, wp), np.float32)
+        self.dv = np.zeros((hp, wp), np.float32)
         self.d = np.zeros((hp, wp), np.float32)
         self.alpha = np.zeros((hp, wp), np.float32)
 
@@ -293,8 +289,8 @@ def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: i
         # The output reads d two rows/columns beyond the frame; d and alpha read dh/dv 2-3 further out.
         y0, y1 = top - 2, top + h + 2
         x0, x1 = left - 2, left + w + 2
-        _dir_grads(c, y0 - 2, y1 + 2, x0 - 2, x1 + 2, ws.gh, ws.gv)
-        _dir_weights(c, ws.gh, ws.gv, y0, y1, x0, x1, ws.d, ws.alpha)
+        _dir_diffs(c, y0 - 2, y1 + 3, x0 - 2, x1 + 3, ws.dh, ws.dv)
+        _dir_weights(ws.dh, ws.dv, y0, y1, x0, x1, ws.d, ws.alpha)
         _dir_output(c, ws.d, ws.alpha, top, left, out)
     return out
 

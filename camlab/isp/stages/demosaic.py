@@ -8,8 +8,9 @@ References:
 - ``directional`` (our default): Hamilton–Adams horizontal/vertical green estimates (Hamilton & Adams, US patent
   5,629,734, 1997) combined with Menon's colour-difference gradient classifier (Menon, Andriani, Calvagno,
   "Demosaicing with directional filtering and a posteriori decision", IEEE TIP 16(1), 2007) used as a soft decision:
-  inverse-squared-gradient weights over a 5x5 window, as in Pekkucuksen & Altunbasak's GBTF (ICASSP 2010). Red and
-  blue are then rebuilt from colour differences (G - R, G - B): diagonal average at the opposite chroma site,
+  inverse-squared-gradient weights over a 5x5 window, and the directional colour differences averaged over 5 sites
+  along their direction, as in Pekkucuksen & Altunbasak's GBTF ("Gradient based threshold free color filter array
+  interpolation", ICASSP 2010). Red and blue are then rebuilt from colour differences (G - R, G - B): diagonal average at the opposite chroma site,
   the same directional weights at green sites.
 
 The input is the white-balanced (or at least black-level-corrected) linear CFA, float32 (H, W), nominally [0, 1];
@@ -142,10 +143,12 @@ def _box5(a: np.ndarray) -> np.ndarray:
 
 
 def directional_weights(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For a padded RGGB CFA: (dH, dV, alpha) — the horizontal/vertical estimates of (G - C) at every site (C the
-    CFA colour; at green sites the estimate of G minus the other colour, negated) and the weight of the horizontal
-    direction, alpha = (kV^2 + eps) / (kH^2 + kV^2 + 2 eps) with kH, kV the 5x5 sums of |dH(x) - dH(x+1)|,
-    |dV(y) - dV(y+1)| (Menon 2007's classifier, soft)."""
+    """For a padded RGGB CFA: (dH, dV, alpha).
+
+    dH, dV: Hamilton–Adams horizontal/vertical estimates of the colour difference G - C at every site (C the colour
+    of the row resp. column: at a chroma site G estimate minus the sample, at a green site the sample minus the
+    estimate of C). alpha: weight of the horizontal direction, (kV^2 + eps) / (kH^2 + kV^2 + 2 eps), with kH, kV the
+    5x5 sums of |dH(x) - dH(x+1)| and |dV(y) - dV(y+1)| (Menon 2007's classifier, used as a soft decision)."""
     isR, isB, _, _ = _sites(c.shape)
     chroma = isR | isB
     f = np.float32
@@ -165,7 +168,12 @@ def _directional_rggb(c: np.ndarray) -> np.ndarray:
     chroma = isR | isB
     dh, dv, a = directional_weights(c)
     one = np.float32(1)
-    d = np.where(chroma, a * dh + (one - a) * dv, 0).astype(np.float32)       # G - C at chroma sites
+    fifth = np.float32(0.2)
+    # Colour differences are smooth along an edge: average the directional estimates over 5 sites along their
+    # direction (as GBTF does with its directional filters) before blending.
+    dh5 = (_s(dh, 0, -2) + _s(dh, 0, -1) + dh + _s(dh, 0, 1) + _s(dh, 0, 2)) * fifth
+    dv5 = (_s(dv, -2, 0) + _s(dv, -1, 0) + dv + _s(dv, 1, 0) + _s(dv, 2, 0)) * fifth
+    d = np.where(chroma, a * dh5 + (one - a) * dv5, 0).astype(np.float32)       # G - C at chroma sites
     g = np.where(chroma, c + d, c)
     q = np.float32(0.25)
     # Opposite-colour difference at chroma sites: mean of the 4 diagonal neighbours' d.
