@@ -27,18 +27,22 @@ QOPERATOR_OPS = ("QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QL
 
 @dataclass(frozen=True)
 class LatencyModel:
-    """Per-layer roofline: cycles = max(MACs / (MAC/cycle x efficiency), bytes / DDR bytes-per-cycle)."""
+    """Per-layer roofline (see camlab.deploy.cost.layer_cycles): cycles = max(compute, DDR traffic)."""
 
     basis: str
     cycles_scale: float = 2.0
-    conv_efficiency: float = 0.5
-    depthwise_efficiency: float = 0.1
-    elementwise_macs_per_cycle: float = 64.0
-    ddr_bytes_per_cycle: float = 4.0
-    overhead_ms: float = 0.3
+    conv_efficiency: float = 1.0
+    macs_per_input_channel: float = 4.0
+    max_taps: int = 4
+    depthwise_macs_per_cycle: float = 32.0
+    channel_pad: int = 16
+    elementwise_macs_per_cycle: float = 1024.0
+    ddr_bytes_per_cycle: float = 6.0
+    overhead_ms: float = 0.0
 
     def __post_init__(self):
-        for name in ("cycles_scale", "conv_efficiency", "depthwise_efficiency", "elementwise_macs_per_cycle",
+        for name in ("cycles_scale", "conv_efficiency", "macs_per_input_channel", "max_taps",
+                     "depthwise_macs_per_cycle", "channel_pad", "elementwise_macs_per_cycle",
                      "ddr_bytes_per_cycle"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"latency.{name} must be > 0")

@@ -29,6 +29,9 @@ class LayerCost:
     in_bytes: int
     out_bytes: int
     depthwise: bool = False
+    cin_per_group: int = 0
+    cout: int = 0
+    kernel_area: int = 1
 
 
 @dataclass
@@ -108,12 +111,15 @@ def graph_cost(model, *, act_bytes: int = 1, weight_bytes_per: int = 1, flash_by
         params += p
         macs = 0
         dw = False
+        cin_g = cout = 0
+        karea = 1
         if node.op_type == "Conv":
             w = shapes.get(dq_src.get(node.input[1], node.input[1]), ())
             group = int(_attr(node, "group", 1))
             if len(w) >= 3:
                 macs = out_el * int(np.prod(w[1:]))
                 dw = group > 1 and w[1] == 1
+                cout, cin_g, karea = int(w[0]), int(w[1]), int(np.prod(w[2:]))
         elif node.op_type == "ConvTranspose":
             w = shapes.get(dq_src.get(node.input[1], node.input[1]), ())
             if len(w) >= 3:
@@ -125,10 +131,12 @@ def graph_cost(model, *, act_bytes: int = 1, weight_bytes_per: int = 1, flash_by
             else:
                 k = a[-1] if a else 0
             macs = out_el * max(int(k), 0)
+            cin_g, cout = max(int(k), 0), int(outs[0][-1]) if outs and outs[0] else 0
         elif node.op_type not in ALIAS_OPS:
             macs = out_el  # element-wise / pooling: one op per output element
         layers.append(LayerCost(name=node.name or node.output[0], op=node.op_type, macs=int(macs), params=int(p),
-                                in_bytes=in_el * act_bytes, out_bytes=out_el * act_bytes, depthwise=dw))
+                                in_bytes=in_el * act_bytes, out_bytes=out_el * act_bytes, depthwise=dw,
+                                cin_per_group=cin_g, cout=cout, kernel_area=karea))
 
     peak, peak_at = _peak_liveness(model, shapes, constant, act_bytes)
     total_macs = sum(layer.macs for layer in layers if layer.op in COMPUTE_OPS)
@@ -182,14 +190,28 @@ def _peak_liveness(model, shapes, constant, act_bytes) -> tuple[int, str]:
 
 
 def layer_cycles(layer: LayerCost, chip: ChipProfile) -> float:
-    """Roofline cycles of one layer on ``chip``'s NPU."""
+    """Per-layer NPU cycles on ``chip``: max(NPU compute, DDR traffic), the structure of RKNN's layer table.
+
+    Compute: dense conv/GEMM at ``min(macs_per_cycle, macs_per_input_channel x Cin x min(taps, max_taps))``
+    MAC/cycle, depthwise at ``depthwise_macs_per_cycle``, output channels padded to ``channel_pad``. Traffic:
+    input + padded output + weight bytes at ``ddr_bytes_per_cycle``. Element-wise ops, pooling and resize fuse into
+    the neighbouring conv (no DDR pass). The constants per chip live in its YAML ``latency`` block.
+    """
     lat = chip.latency
-    if layer.op in COMPUTE_OPS:
-        eff = lat.depthwise_efficiency if layer.depthwise else lat.conv_efficiency
-        compute = layer.macs / (chip.macs_per_cycle * eff)
+    if layer.op not in COMPUTE_OPS:
+        return layer.macs / lat.elementwise_macs_per_cycle
+    pad = lat.channel_pad
+    cout = max(layer.cout, 1)
+    cout_pad = -(-cout // pad) * pad
+    macs = layer.macs * cout_pad / cout if layer.cout else layer.macs
+    out_bytes = layer.out_bytes * cout_pad / cout if layer.cout else layer.out_bytes
+    if layer.depthwise:
+        rate = lat.depthwise_macs_per_cycle
     else:
-        compute = layer.macs / lat.elementwise_macs_per_cycle
-    memory = (layer.in_bytes + layer.out_bytes + layer.params) / lat.ddr_bytes_per_cycle
+        cin = max(layer.cin_per_group, 1)
+        rate = min(chip.macs_per_cycle, lat.macs_per_input_channel * cin * min(layer.kernel_area, lat.max_taps))
+    compute = macs / (rate * lat.conv_efficiency)
+    memory = (layer.in_bytes + out_bytes + layer.params) / lat.ddr_bytes_per_cycle
     return max(compute, memory)
 
 

@@ -208,12 +208,13 @@ def evaluator_for(kind: str):
             data_dirs = detection_eval_dirs()
             res = detection.evaluate_bundle(bundle_dir, data_dirs, variant=variant)
             classes = res["classes"]
-            aps = [c["ap50"] for c in classes.values() if c.get("ap50") is not None]
-            value = 100.0 * float(np.mean(aps)) if aps else float("nan")
+            m50 = res.get("map50")
+            if m50 is None:
+                aps = [c["ap50"] for c in classes.values() if c.get("ap50") is not None]
+                m50 = float(np.mean(aps)) if aps else float("nan")
             counts = {k: {"n_images": c.get("n_images"), "n_boxes": c.get("n_boxes")} for k, c in classes.items()}
-            n_img = max((c.get("n_images") or 0) for c in classes.values()) if classes else 0
-            return {"metric": "mAP50", "value": value, "counts": counts,
-                    "split": {"name": "val", "count": int(n_img),
+            return {"metric": "mAP50", "value": 100.0 * float(m50), "counts": counts,
+                    "split": {"name": "val", "count": int(res.get("n_images", 0)),
                               "description": f"detector validation split: {', '.join(map(str, data_dirs))}"},
                     "extra": {f"ap50_{k}": (None if c.get("ap50") is None else round(100 * c["ap50"], 3))
                               for k, c in classes.items()}}
@@ -236,10 +237,15 @@ def evaluator_for(kind: str):
 
 
 def detection_eval_dirs() -> list:
-    """The detector's validation data folders (camlab.data.splits decides; fallback: the demo slice)."""
-    from camlab.eval import detection
+    """The detector's validation data: the val side of the split manifest (``datasets/detector_split.json``)
+    when the full data is reachable, else the embedded demo slice."""
+    from camlab import settings
+    from camlab.data.splits import DEFAULT_MANIFEST
 
-    fn = getattr(detection, "default_val_dirs", None) or getattr(detection, "val_dirs", None)
-    if fn is None:
-        raise CamlabError("camlab.eval.detection offers no validation folders (default_val_dirs)")
-    return list(fn())
+    manifest = settings.detector_split_manifest()
+    if manifest.is_file() and (settings.has_full_data() or "CAMLAB_DETECTOR_SPLIT" in __import__("os").environ):
+        return [str(manifest)]
+    demo = settings.demo_data_root()
+    if demo.is_dir():
+        return [str(demo)]
+    raise CamlabError(f"no detector validation data: neither {manifest} with the full data nor {demo}")

@@ -49,7 +49,7 @@ def parse_build_log(text: str) -> dict:
         mem[f"{kind.lower()}_memory_bytes"] = int(float(value) * scale)
     io_ops = {"InputOperator", "OutputOperator"}
     cpu = [la for la in layers if la["target"] == "CPU" and la["op"] not in io_ops]
-    return {"layers": layers, "cpu_layers": [f"{la['op']}:{la['name']}" for la in cpu],
+    return {"layers": layers, "cpu_layers": [la["name"] for la in cpu],
             "total_cycles": sum(la["cycles"] for la in layers), **mem}
 
 
