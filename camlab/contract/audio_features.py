@@ -179,6 +179,8 @@ class FeatureExtractor:
                                       htk=cfg.mel_scale == "htk", norm=cfg.mel_norm)
         self.dct = dct_ortho(cfg.n_mfcc, cfg.n_mels) if cfg.kind == "mfcc" else None
         self._filters_t = np.ascontiguousarray(self.filters.T)
+        self._filters_t32 = self._filters_t.astype(np.float32)
+        self._window32 = self.window.astype(np.float32)
 
     def stft_power(self, y: np.ndarray) -> np.ndarray:
         """``|STFT|**power`` ``(1 + n_fft//2, n_frames)`` float64 of a 1-D signal (center=False framing)."""
@@ -230,14 +232,16 @@ class FeatureExtractor:
         cfg = self.cfg
         if len(windows) == 0:
             return np.zeros((0,) + cfg.input_shape[1:], np.float32)
-        # vectorised form of model_input over the batch (same arithmetic, one FFT call)
-        frames = np.lib.stride_tricks.sliding_window_view(windows.astype(np.float64), cfg.n_fft, axis=1)
+        if len(windows) > 32:   # chunks that stay in cache
+            return np.concatenate([self.batch(windows[i:i + 32]) for i in range(0, len(windows), 32)])
+        # vectorised form of model_input over the batch (float32 FFT; agrees with model_input to ~1e-5)
+        frames = np.lib.stride_tricks.sliding_window_view(windows, cfg.n_fft, axis=1)
         frames = frames[:, ::cfg.hop_length]
-        z = np.fft.rfft(frames * self.window, axis=-1)
+        z = np.fft.rfft(frames * self._window32, axis=-1)
         spec = z.real * z.real + z.imag * z.imag
         if cfg.power != 2.0:
             spec = spec ** (cfg.power / 2.0)
-        mel = spec @ self._filters_t                     # (N, n_frames, n_mels)
+        mel = spec @ self._filters_t32                   # (N, n_frames, n_mels)
         if cfg.kind == "log_mel":
             feat = np.log(mel + cfg.log_offset)
         else:

@@ -67,7 +67,7 @@ class OnnxScorer:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        so.intra_op_num_threads = 2
+        so.intra_op_num_threads = 1
         so.log_severity_level = 3
         self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name

@@ -101,7 +101,7 @@ class YamnetScorer:
         path = Path(onnx_path) if onnx_path else extract_model()
         self.quant = graph_quantization(path)
         so = ort.SessionOptions()
-        so.intra_op_num_threads = 2
+        so.intra_op_num_threads = 1
         so.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name

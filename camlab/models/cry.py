@@ -43,7 +43,8 @@ class CryModelConfig:
     """Rebuilds the network (stored in the checkpoint's ``model_config``)."""
 
     stem_channels: int = 16
-    channels: tuple[int, ...] = (32, 64, 96)   # one depthwise-separable block per entry, 2x2 max-pool before each
+    stem_stride: int = 2                        # the 3x3 stem halves both axes (cheap on CPU and NPU)
+    channels: tuple[int, ...] = (32, 64, 128)  # one depthwise-separable block each, 2x2 max-pool between blocks
     dropout: float = 0.1
     features: FeatureConfig = field(default_factory=FeatureConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -51,6 +52,8 @@ class CryModelConfig:
     def __post_init__(self):
         if self.stem_channels < 1 or not self.channels or any(c < 1 for c in self.channels):
             raise ValueError("stem_channels and channels must be positive")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -66,14 +69,15 @@ def build_model(cfg: CryModelConfig | dict):
 
     cfg = model_config_from_dict(cfg)
 
-    def conv_bn(cin, cout, k, groups=1):
-        return [nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True)]
+    def conv_bn(cin, cout, k, groups=1, stride=1):
+        return [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+                nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-    layers: list = conv_bn(1, cfg.stem_channels, 3)
+    layers: list = conv_bn(1, cfg.stem_channels, 3, stride=cfg.stem_stride)
     cin = cfg.stem_channels
-    for cout in cfg.channels:
-        layers += [nn.MaxPool2d(2)]
+    for i, cout in enumerate(cfg.channels):
+        if i > 0:
+            layers += [nn.MaxPool2d(2)]
         layers += conv_bn(cin, cin, 3, groups=cin)      # depthwise 3x3
         layers += conv_bn(cin, cout, 1)                 # pointwise 1x1
         cin = cout
@@ -127,10 +131,13 @@ def count_macs(cfg: CryModelConfig | dict) -> int:
     """Multiply-accumulates of one forward pass (convolutions + Gemm), from the shapes."""
     cfg = model_config_from_dict(cfg)
     _, _, h, w = cfg.features.input_shape
+    s = cfg.stem_stride
+    h, w = (h - 1) // s + 1, (w - 1) // s + 1
     macs = h * w * cfg.stem_channels * 9
     cin = cfg.stem_channels
-    for cout in cfg.channels:
-        h, w = h // 2, w // 2
+    for i, cout in enumerate(cfg.channels):
+        if i > 0:
+            h, w = h // 2, w // 2
         macs += h * w * cin * 9 + h * w * cin * cout
         cin = cout
     return int(macs + cin)

@@ -33,7 +33,7 @@ class TrainBudget:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     val_windows: int = 1024
-    threads: int = 2
+    threads: int = 1                  # torch + BLAS threads; 1 is fastest on a shared 2-core machine
     seed: int = 0
     spec_mask: bool = True
 
@@ -121,6 +121,14 @@ def _window_eval(model, x, y, batch=512) -> tuple[np.ndarray, float]:
 
 def train(config=None, overrides: dict | None = None) -> TrainResult:
     """Train the cry detector; returns the checkpoint path, the MLflow run id and the validation metrics."""
+    from threadpoolctl import threadpool_limits
+
+    cfg = load_train_config(config, overrides)
+    with threadpool_limits(limits=cfg.train.threads):
+        return _train(cfg)
+
+
+def _train(cfg: CryTrainConfig) -> TrainResult:
     import mlflow
     import torch
 
@@ -130,7 +138,6 @@ def train(config=None, overrides: dict | None = None) -> TrainResult:
     from camlab.train.common import (flatten_params, log_figure, plot_confusion, plot_losses, progress,
                                      seed_everything, set_threads)
 
-    cfg = load_train_config(config, overrides)
     b = cfg.train
     t_start = time.time()
     set_threads(b.threads)
