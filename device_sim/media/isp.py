@@ -68,6 +68,11 @@ class IspAdapter:
             apply_nv12_mask(sub, self.sub_mask)
         return IspOutput(main, sub, res.stats, dict(getattr(res, "timings_ms", {}) or {}))
 
+    def warm_up(self, raw) -> None:
+        """Boot: run each tuning once on a throwaway state (compiles the fast path's JIT kernels)."""
+        for pipe in (self.day, self.ir):
+            pipe.run(raw, state=pipe.new_state())
+
     def carry_ae(self, from_ir: bool, to_ir: bool) -> None:
         """On a day/night switch the new mode's stream starts from the current exposure (then re-converges)."""
         src = self._state["ir" if from_ir else "day"]

@@ -160,3 +160,27 @@ def test_cli_prints_one_line_error(world, tmp_path, capsys):
                "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("device_sim: error:") and "none.yaml" in err and "Traceback" not in err
+
+
+def test_real_time_clock_paces_the_loop(world, tmp_path):
+    from dataclasses import replace
+    root, bundles, scenario = world
+    rep = run_scenario(bundles[:1], {**scenario, "duration_s": 1.0, "actors": []}, "rv1106", tmp_path,
+                       settings=replace(SMALL, clock="real"), data_root=root, write=False)
+    assert rep["real_time_factor"] <= 1.02                 # a real-time camera never runs ahead of its sensor
+    assert rep["main_stream_fps"] == pytest.approx(20.0) and rep["latency_ms"]["capture_to_isp"]["p50"] > 0
+
+
+def test_privacy_zone_is_black_in_both_isp_outputs():
+    from camlab.sensor.unprocess import unprocess
+    from device_sim.media.isp import IspAdapter
+    rng = np.random.default_rng(0)
+    img = rng.integers(80, 200, (90, 160, 3), dtype=np.uint8)
+    raw, _ = unprocess(img, np.random.default_rng(1), exposure_s=0.01)
+    poly = [(0.5, 0.0), (1.0, 0.0), (1.0, 0.5), (0.5, 0.5)]
+    isp = IspAdapter(main_size=(160, 90), sub_size=(80, 44), privacy_polygons=[poly])
+    out = isp.run(raw, ir_mode=False)
+    y = out.main_nv12[:90]
+    assert (y[2:40, 82:158] == 16).all() and y[50:, :].std() > 5    # masked area black, the rest is picture
+    assert (out.main_nv12[90:][1:20, 82:158] == 128).all()
+    assert (out.sub_nv12[:44][1:20, 41:79] == 16).all()
