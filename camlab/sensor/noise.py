@@ -224,3 +224,22 @@ def calibrate_single_image(cfa: np.ndarray, *, block: int = 8, n_levels: int = 2
     X = np.stack([lm_a, np.ones_like(lm_a)], axis=1)
     coef = np.linalg.solve(X.T @ (X * wts[:, None]), X.T @ (lv_a * wts))
     return NoiseFit(a=float(coef[0]), b=float(coef[1]), means=lm_a, variances=lv_a)
+
+
+def fit_gain_model(fits: dict[float, NoiseFit]) -> NoiseModel:
+    """A :class:`NoiseModel` from calibrations at several analog gains (e.g. a flat/dark pair per gain).
+
+    Least squares through the origin for the shot slope, ``a(g) = shot_1 * g``, and a linear fit of the read variance
+    in ``g**2``, ``b(g) = read_pre**2 * g**2 + read_post**2`` (both terms clipped at zero).
+    """
+    if len(fits) < 2:
+        raise CamlabError(f"fit_gain_model: need calibrations at two or more gains, got {len(fits)}")
+    g = np.array(sorted(fits), dtype=np.float64)
+    if (g <= 0).any() or not np.isfinite(g).all():
+        raise CamlabError(f"fit_gain_model: gains must be positive, got {g.tolist()}")
+    a = np.array([fits[k].a for k in sorted(fits)])
+    b = np.array([fits[k].b for k in sorted(fits)])
+    shot_1 = float(max((g @ a) / (g @ g), 0.0))
+    X = np.stack([g ** 2, np.ones_like(g)], axis=1)
+    (pre2, post2), *_ = np.linalg.lstsq(X, b, rcond=None)
+    return NoiseModel(shot_1=shot_1, read_pre=float(np.sqrt(max(pre2, 0.0))), read_post=float(np.sqrt(max(post2, 0.0))))

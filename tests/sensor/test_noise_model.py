@@ -69,3 +69,20 @@ def test_flat_dark_calibration_recovers_parameters():
         calibrate_flat_dark(np.full((64, 64), 0.99), dark)
     with pytest.raises(CamlabError, match="NaN"):
         calibrate_flat_dark(np.full((64, 64), np.nan), dark)
+
+
+def test_gain_model_from_flat_dark_pairs():
+    from camlab.sensor.noise import fit_gain_model
+
+    rng = np.random.default_rng(11)
+    fits = {}
+    for g in (1.0, 2.0, 4.0, 8.0):
+        flat = np.stack([MODEL.apply(np.full((96, 96), 0.3, np.float32), g, rng) for _ in range(2)])
+        dark = np.stack([MODEL.apply(np.zeros((96, 96), np.float32), g, rng) for _ in range(2)])
+        fits[g] = calibrate_flat_dark(flat, dark)
+    m = fit_gain_model(fits)
+    assert m.shot_1 == pytest.approx(MODEL.shot_1, rel=0.05)
+    assert m.read_pre == pytest.approx(MODEL.read_pre, rel=0.1)
+    assert m.read(1.0) == pytest.approx(MODEL.read(1.0), rel=0.2)
+    with pytest.raises(CamlabError, match="two or more gains"):
+        fit_gain_model({1.0: fits[1.0]})
