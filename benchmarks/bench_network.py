@@ -4,7 +4,7 @@ Figures: p95 connect time through port-restricted cone NATs (direct ICE) and thr
 fallback), both measured in Linux network namespaces when the machine allows it (``netns_used``), else on
 loopback; the anchor is the same connect on loopback in the same run (ratio reported). The audit issues 10,000
 mixed requests with a cold account store while ownership changes (device_sim.net.audit); the fuzzer runs every
-packet parser (device_sim.net.fuzz).
+packet parser (device_sim.net.fuzz); SPEC over MQTT runs through a mosquitto the bench starts itself.
 """
 from __future__ import annotations
 
@@ -66,6 +66,55 @@ def _loopback(root: Path, n: int, force_relay: bool) -> list[float]:
         store.close()
 
 
+def _mqtt(root: Path, n: int = 200) -> dict:
+    """SPEC get_properties round trips through mosquitto (per-device ACL) and a stranger's attempts."""
+    import secrets
+
+    from device_sim.net.accounts import AccountStore
+    from device_sim.net.identity import create_account, manufacture
+    from device_sim.net.mqtt import AppMqtt, DeviceMqtt, acl_rules
+    from device_sim.services.broker import Broker, mosquitto_unavailable
+    from device_sim.spec.service import SpecService
+
+    why = mosquitto_unavailable()
+    if why:
+        return {"mqtt_skipped_because": why}
+    store = AccountStore(root / "accounts.db")
+    dev = manufacture(root / "dev", store)
+    pw = {}
+    for name in ("alice", "mallory"):
+        create_account(store, name)
+        pw[name] = secrets.token_urlsafe(12)
+    tok = store.issue_bind_token("alice")
+    store.bind(dev.did, tok, dev.bind_proof(tok))
+    with Broker(root / "broker") as broker:
+        for name, p in pw.items():
+            broker.add_user(name, p)
+        broker.add_user(dev.did, dev.mqtt_password)
+        broker.set_acl(acl_rules(store, [dev.did]))
+        broker.reload()
+        d = DeviceMqtt(dev.did, dev.mqtt_password, broker.host, broker.port, SpecService(), store)
+        apps = {k: AppMqtt(k, v, broker.host, broker.port) for k, v in pw.items()}
+        for c in (d, *apps.values()):
+            c.ready.wait(5)
+        for a in apps.values():
+            a.watch(dev.did)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = apps["alice"].request(dev.did, "get_properties", [{"siid": 2, "piid": 7}])
+            if r is not None and r.get("code") == 0:
+                times.append((time.perf_counter() - t0) * 1e3)
+        stranger = sum(apps["mallory"].request(dev.did, "get_properties", [{"siid": 2, "piid": 7}], timeout=0.2)
+                       is not None for _ in range(20))
+        for c in (d, *apps.values()):
+            c.close()
+    store.close()
+    return {"mqtt_get_p50_ms": round(float(np.percentile(times, 50)), 2), "mqtt_get_p95_ms": _p95(times),
+            "mqtt_get_ok": len(times), "mqtt_get_n": n, "mqtt_stranger_attempts": 20,
+            "mqtt_stranger_replies": int(stranger)}
+
+
 def run() -> dict:
     from device_sim.net.audit import run_audit
     from device_sim.net.fuzz import fuzz
@@ -98,6 +147,9 @@ def run() -> dict:
             out["p2p_connect_p95_ms_cone"] = out["anchor_loopback_connect_p95_ms"]
             out["relay_fallback_p95_ms_symmetric"] = _p95(_loopback(root / "lo2", SYMMETRIC_CONNECTS, True))
         out["cone_vs_loopback_ratio"] = round(out["p2p_connect_p95_ms_cone"] / out["anchor_loopback_connect_p95_ms"], 2)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out.update(_mqtt(Path(tmp)))
 
     t0 = time.perf_counter()
     audit = run_audit(AUDIT_REQUESTS, n_accounts=40, n_devices=30, seed=0)

@@ -364,6 +364,10 @@ class AppSession:
         raw = await self.mux.recv(Channel.VIDEO, timeout)
         return parse_media(raw)
 
+    async def recv_audio(self, timeout: float = 5.0) -> MediaUnit:
+        """Live audio from the camera's microphone (the app's own talk-back goes the other way)."""
+        return parse_media(await self.mux.recv(Channel.AUDIO, timeout))
+
     async def recv_alert(self, timeout: float = 5.0) -> dict:
         return json.loads(await self.mux.recv(Channel.ALERT, timeout))
 

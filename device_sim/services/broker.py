@@ -85,7 +85,7 @@ class Broker:
         atomic_write_text(self.conf, "\n".join([
             "per_listener_settings false", "allow_anonymous false", f"password_file {self.passwd}",
             f"acl_file {self.acl}", "persistence false", f"log_dest file {self.log}",
-            "log_type error", "log_type warning", "log_type notice", "user root",
+            "log_type error", "log_type warning", "log_type notice", "user root", "set_tcp_nodelay true",
             f"listener {self.port} {self.host}", ""]))
 
     def start(self, timeout: float = 10.0) -> "Broker":

@@ -59,6 +59,11 @@ def test_direct_and_relay_paths_live_view_and_watching_property(cloud, services,
             agent.hub.publish(EncodedPacket("sub", 1.5, b"sub-stream", keyframe=True))   # not requested
             unit = await s.recv_media()
             assert unit.data == frame and unit.keyframe and unit.pts_us == 1_500_000 and unit.stream == "main"
+            agent.hub.publish(EncodedPacket("audio", 1.52, b"opus-frame", duration_s=0.02))
+            audio = await s.recv_audio()
+            assert audio.stream == "audio" and audio.data == b"opus-frame" and audio.duration_us == 20000
+            agent.hub.alert({"siid": 4, "eiid": 1, "event": "person", "confidence": 0.9})
+            assert (await s.recv_alert())["event"] == "person"
             await s.request("live_stop")
             assert spec.get("camera-control", "watching") is False
             await s.close()
