@@ -140,7 +140,7 @@ def read_raw(path: str | Path, *, width: int | None = None, height: int | None =
                                white_level=white_level, packing=packing, stride=stride)
     if not path.is_file():
         raise InputFileError(f"{path}: raw file not found")
-    if path.suffix.lower() in (".raw", ".bin") and path.stat().st_size > 0:
+    if path.suffix.lower() in (".raw", ".bin"):
         raise InputFileError(f"{path}: a headerless .raw needs --width, --height, --bits and --pattern")
     import rawpy
 
@@ -148,11 +148,11 @@ def read_raw(path: str | Path, *, width: int | None = None, height: int | None =
         with rawpy.imread(str(path)) as raw:
             if raw.raw_type != rawpy.RawType.Flat:
                 raise InputFileError(f"{path}: expected a Bayer CFA raw, LibRaw reports {raw.raw_type}")
-            pat = _pattern_from_rawpy(raw.raw_pattern, raw.color_desc, path)
+            # The colours of the visible area's top-left tile (raw_pattern may refer to the uncropped sensor).
+            rp = np.asarray(raw.raw_colors_visible[:2, :2]) if raw.raw_pattern is not None else None
+            pat = _pattern_from_rawpy(rp, raw.color_desc, path)
             data = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
-            desc = raw.color_desc.decode("ascii", "replace")
             bl_by_colour = list(raw.black_level_per_channel)
-            rp = np.asarray(raw.raw_pattern)
             offs = channel_offsets(pat)
             black = tuple(float(bl_by_colour[int(rp[offs[n]])]) for n in ("R", "Gr", "Gb", "B"))
             white = float(raw.white_level)
@@ -166,7 +166,6 @@ def read_raw(path: str | Path, *, width: int | None = None, height: int | None =
                 exposure = float(other.shutter_speed) if (iso and other.shutter_speed > 0) else None
             except Exception:  # noqa: BLE001 - optional metadata
                 pass
-            del desc
     except InputFileError:
         raise
     except Exception as exc:  # rawpy raises LibRawError subclasses, IOError, ValueError
