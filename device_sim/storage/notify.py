@@ -100,7 +100,18 @@ class Notifier:
     def latencies_s(self) -> list[float]:
         return [p["acked_at"] - p["decided_at"] for p in self.sent]
 
+    def _warm(self) -> None:
+        """Open (TCP + TLS) the push connection ahead of the first event, as a camera keeps it open."""
+        try:
+            self._conn = http.client.HTTPSConnection(*self.base, context=self.ctx, timeout=self.timeout_s)
+            self._conn.request("GET", "/v1/health")
+            self._conn.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            self._conn = None
+
     def _run(self) -> None:
+        if self.base is not None:
+            self._warm()
         while True:
             with self._cv:
                 while not self._q and not self._stop:

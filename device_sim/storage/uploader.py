@@ -14,7 +14,8 @@ API (the camera's composition root)::
 
 Segments are uploaded in ``chunk_bytes`` chunks; after a failure the uploader asks the cloud (HEAD) how much it has
 and continues from there. Playlist and clip.json are snapshotted when enqueued (the playlist only lists segments
-already queued ahead of it) and a newer snapshot supersedes a queued older one. 4xx answers (bad request) fail the job
+already queued ahead of it) and a newer snapshot supersedes a queued older one; clip.json goes last, so a clip the
+cloud's timeline shows as complete has its final playlist (EXT-X-ENDLIST) and every segment in place. 4xx answers (bad request) fail the job
 with the cloud's message in :attr:`Uploader.failed`; connection errors, 5xx, 408 and 429 are retried with backoff.
 """
 from __future__ import annotations
@@ -107,14 +108,14 @@ class Uploader:
         """Queue one closed segment, then the playlist snapshot that lists it."""
         self.decided.setdefault(clip.event_id, clip.decided_at)
         self._put(Job(clip.event_id, seg.name, path=clip.dir / seg.name, decided_at=clip.decided_at))
-        self._put(Job(clip.event_id, "clip.json", data=clip.meta_path.read_bytes(), decided_at=clip.decided_at))
         self._put(Job(clip.event_id, "playlist.m3u8", data=clip.playlist.read_bytes(), decided_at=clip.decided_at))
+        self._put(Job(clip.event_id, "clip.json", data=clip.meta_path.read_bytes(), decided_at=clip.decided_at))
 
     def enqueue_clip(self, clip) -> None:
-        """Queue the final clip.json and playlist (after the segments already queued by ``enqueue_segment``)."""
+        """Queue the final playlist, then clip.json (``complete``: the clip is whole in the cloud once it lands)."""
         self.decided.setdefault(clip.event_id, clip.decided_at)
-        self._put(Job(clip.event_id, "clip.json", data=clip.meta_path.read_bytes(), decided_at=clip.decided_at))
-        self._put(Job(clip.event_id, "playlist.m3u8", data=clip.playlist.read_bytes(), final=clip.complete,
+        self._put(Job(clip.event_id, "playlist.m3u8", data=clip.playlist.read_bytes(), decided_at=clip.decided_at))
+        self._put(Job(clip.event_id, "clip.json", data=clip.meta_path.read_bytes(), final=clip.complete,
                       decided_at=clip.decided_at))
 
     def enqueue(self, clip) -> None:
