@@ -2,7 +2,9 @@
 
 Stage order (each stage cites its algorithm in ``camlab/isp/stages/``): black level -> defective pixels -> lens
 shading -> digital gain -> white balance -> demosaic -> CCM -> tone/gamma -> Y'CbCr 4:2:0 -> 2D NR -> 3D-DNR ->
-sharpening -> scaler -> NV12. Statistics (AWB/AE, per zone) are taken from the raw mosaic before white balance, like
+sharpening -> scaler -> NV12 (the 640x360 substream is scaled from the denoised luma before sharpening: the 3x
+downscale would remove the sharpening boost anyway, and the fast path can then quantise the sharpened main stream
+straight into its NV12 buffer). Statistics (AWB/AE, per zone) are taken from the raw mosaic before white balance, like
 a hardware statistics block. ``fast=False`` runs the float reference stages one by one (with per-stage taps and
 timings); ``fast=True`` runs the fused numba kernels of ``camlab/isp/fast/`` that golden tests hold to the reference.
 Temporal state (3D-DNR previous output, AWB gains, AE settings) lives in an :class:`IspState` the caller keeps
@@ -250,27 +252,27 @@ class Pipeline:
         black, white = self._levels(frame)
         sig_lut = self.sigma_lut(frame, wb, ccm, dgain)
         if self.fast:
-            from camlab.isp.fast.fused import run_fast
+            from camlab.isp.fast.fused import fast_output, run_fast
 
-            y, uv = run_fast(self, frame, black, white, dgain, wb, ccm, sig_lut, state, clock)
+            y_nr, uv = run_fast(self, frame, black, white, dgain, wb, ccm, sig_lut, state, clock)
+            main, sub, streams = fast_output(self, y_nr, uv, sig_lut, rgb or taps, clock)
         else:
-            y, uv = self._run_reference(frame, black, white, dgain, wb, ccm, sig_lut, state, clock, tap if taps else None)
-        if self.fast:
-            from camlab.isp.fast.fused import pack_nv12_fast, scale_streams_fast
-
-            streams = scale_streams_fast(y, uv, cfg.scale)
-            clock.lap("scale")
-            main = pack_nv12_fast(*streams["main"], cfg.csc.range)
-            sub = pack_nv12_fast(*streams["sub"], cfg.csc.range)
-        else:
-            streams = scale_streams(y, uv, cfg.scale)
+            y_nr, uv = self._run_reference(frame, black, white, dgain, wb, ccm, sig_lut, state, clock,
+                                           tap if taps else None)
+            y_s = sharpen_luma(y_nr, sig_lut, cfg.sharpen) if cfg.sharpen.enabled else y_nr
+            clock.lap("sharpen")
+            if taps:
+                tap["sharpen_y"] = y_s
+            streams = scale_streams(y_s, uv, cfg.scale, y_sub=y_nr)
             clock.lap("scale")
             main = pack_nv12(*streams["main"], cfg.csc.range)
             sub = pack_nv12(*streams["sub"], cfg.csc.range)
         clock.lap("nv12")
         out_rgb = planes_to_rgb(*streams["main"], cfg.csc.matrix) if rgb else None
         if taps:
-            tap["main_y"], tap["sub_y"] = streams["main"][0], streams["sub"][0]
+            tap["main_y"] = streams["main"][0]
+            if "sub" in streams:
+                tap["sub_y"] = streams["sub"][0]
         mean_luma = float(np.mean(q @ np.array([0.2126, 0.7152, 0.0722], np.float32))) if q.size else 0.0
         stats = {"awb_gains": tuple(float(v) for v in wb), "mean_luma": mean_luma, "zones": zones,
                  "analog_gain": float(frame.analog_gain), "digital_gain": dgain,
@@ -341,13 +343,8 @@ class Pipeline:
             y, uv, _a = temporal_denoise(y, uv, state.prev_y, state.prev_uv, sig_lut, cfg.nr3d)
             state.prev_y, state.prev_uv = y, uv
         clock.lap("nr3d")
-        if cfg.sharpen.enabled:
-            y = sharpen_luma(y, sig_lut, cfg.sharpen)
-        clock.lap("sharpen")
         if cfg.mono:
             uv = np.zeros_like(uv)
-        if tap is not None:
-            tap["sharpen_y"] = y
         return y, uv
 
 

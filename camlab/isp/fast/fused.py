@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from camlab.isp.stages import cfa_tile, rgb_tile, tile_to_full
 from camlab.isp.stages.csc import rgb_to_yuv_matrix
-from camlab.isp.stages.scale import ScaleParams, crop_window, resample_weights
+from camlab.isp.stages.scale import crop_window, resample_weights
 
 F32 = np.float32
 
@@ -48,68 +48,64 @@ def _clamp(i, n):
 def front_end_kernel(raw, black, scale, gmap, thr, dpc, clip_blc, clip_out, out):
     """raw uint16 (H, W) -> out float32 (H, W): BLC (+clip) -> DPC -> x gain map (LSC * digital gain * WB) (+clip).
 
-    The DPC min/max test runs on raw codes (BLC and its clip are monotone per colour); only defects are normalised
-    neighbour by neighbour for the median."""
+    Per row: one branch-free pass normalises and applies the gain map; a second finds defects by the min/max test
+    on raw codes (BLC and its clip are monotone per colour); only the defects get the median of their neighbours.
+    """
     h, w = raw.shape
     zero = np.float32(0.0)
     one = np.float32(1.0)
+    lo_clip = zero if clip_blc else np.float32(-1e30)
+    hi_clip = one if clip_blc else np.float32(1e30)
+    olo = zero if clip_out else np.float32(-1e30)
+    ohi = one if clip_out else np.float32(1e30)
     for y in prange(h):
         nbl = np.empty(8, dtype=np.float32)
-        ym = _mirror(y, -2, h)
-        yp = _mirror(y, 2, h)
-        rm = raw[ym]
+        bad = np.empty(w, dtype=np.int32)
+        nbad = 0
+        rm = raw[_mirror(y, -2, h)]
         r0 = raw[y]
-        rp = raw[yp]
+        rp = raw[_mirror(y, 2, h)]
         g = gmap[y]
         o = out[y]
+        b_e, b_o = black[y & 1, 0], black[y & 1, 1]
+        s_e, s_o = scale[y & 1, 0], scale[y & 1, 1]
         for x in range(w):
-            b = black[y & 1, x & 1]
-            s = scale[y & 1, x & 1]
-            v = (np.float32(r0[x]) - b) * s
-            if clip_blc:
-                v = min(max(v, zero), one)
-            if dpc:
-                xm = x - 2 if x >= 2 else x + 2
-                xp = x + 2 if x + 2 < w else x - 2
-                if xm >= w:
-                    xm = w - 1
-                if xp < 0:
-                    xp = 0
-                a0 = rm[xm]
-                a1 = rm[x]
-                a2 = rm[xp]
-                a3 = r0[xm]
-                a4 = r0[xp]
-                a5 = rp[xm]
-                a6 = rp[x]
-                a7 = rp[xp]
+            odd = x & 1
+            b = b_o if odd else b_e
+            s = s_o if odd else s_e
+            v = min(max((np.float32(r0[x]) - b) * s, lo_clip), hi_clip)
+            o[x] = min(max(v * g[x], olo), ohi)
+        if dpc:
+            for x in range(w):
+                xm = x - 2 if x >= 2 else min(x + 2, w - 1)
+                xp = x + 2 if x + 2 < w else max(x - 2, 0)
+                a0, a1, a2, a3 = rm[xm], rm[x], rm[xp], r0[xm]
+                a4, a5, a6, a7 = r0[xp], rp[xm], rp[x], rp[xp]
                 lo = min(min(min(a0, a1), min(a2, a3)), min(min(a4, a5), min(a6, a7)))
                 hi = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
-                vlo = (np.float32(lo) - b) * s
-                vhi = (np.float32(hi) - b) * s
-                if clip_blc:
-                    vlo = min(max(vlo, zero), one)
-                    vhi = min(max(vhi, zero), one)
+                odd = x & 1
+                b = b_o if odd else b_e
+                s = s_o if odd else s_e
+                v = min(max((np.float32(r0[x]) - b) * s, lo_clip), hi_clip)
+                vlo = min(max((np.float32(lo) - b) * s, lo_clip), hi_clip)
+                vhi = min(max((np.float32(hi) - b) * s, lo_clip), hi_clip)
                 if v > vhi + thr or v < vlo - thr:
-                    nbl[0] = a0
-                    nbl[1] = a1
-                    nbl[2] = a2
-                    nbl[3] = a3
-                    nbl[4] = a4
-                    nbl[5] = a5
-                    nbl[6] = a6
-                    nbl[7] = a7
-                    for k in range(8):
-                        u = (nbl[k] - b) * s
-                        if clip_blc:
-                            u = min(max(u, zero), one)
-                        nbl[k] = u
-                    srt = np.sort(nbl)
-                    v = np.float32(0.5) * (srt[3] + srt[4])
-            v = v * g[x]
-            if clip_out:
-                v = min(max(v, zero), one)
-            o[x] = v
+                    bad[nbad] = x
+                    nbad += 1
+            for k in range(nbad):
+                x = bad[k]
+                xm = x - 2 if x >= 2 else min(x + 2, w - 1)
+                xp = x + 2 if x + 2 < w else max(x - 2, 0)
+                odd = x & 1
+                b = b_o if odd else b_e
+                s = s_o if odd else s_e
+                nbl[0], nbl[1], nbl[2], nbl[3] = rm[xm], rm[x], rm[xp], r0[xm]
+                nbl[4], nbl[5], nbl[6], nbl[7] = r0[xp], rp[xm], rp[x], rp[xp]
+                for i in range(8):
+                    nbl[i] = min(max((nbl[i] - b) * s, lo_clip), hi_clip)
+                srt = np.sort(nbl)
+                v = np.float32(0.5) * (srt[3] + srt[4])
+                o[x] = min(max(v * g[x], olo), ohi)
 
 
 # ------------------------------------------------------------------------------------------------ (3) colour + CSC
@@ -339,61 +335,98 @@ def sharpen_kernel(y, sig_lut, amount, coring, out):
             out[r, x] = min(max(c + amount * d, np.float32(0.0)), np.float32(1.0))
 
 
-# ------------------------------------------------------------------------------------------------ (6) scale + NV12
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def _resample_rows(src, iy, wy, tmp):
-    """Vertical pass: (H, W, C) -> (oh, W, C)."""
-    oh = tmp.shape[0]
-    w = src.shape[1]
-    nc = src.shape[2]
-    for o in prange(oh):
-        for x in range(w):
-            for c in range(nc):
-                tmp[o, x, c] = np.float32(0.0)
-        for a in range(iy.shape[1]):
-            wa = wy[o, a]
-            if wa == 0:
-                continue
-            row = iy[o, a]
-            for x in range(w):
-                for c in range(nc):
-                    tmp[o, x, c] += wa * src[row, x, c]
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _sharp_code(ya, yr, yb, x0, x, x2, sig_lut, amount, coring, y_off, y_gain):
+    c0 = ya[x0] + np.float32(2.0) * yr[x0] + yb[x0]
+    c1 = ya[x] + np.float32(2.0) * yr[x] + yb[x]
+    c2 = ya[x2] + np.float32(2.0) * yr[x2] + yb[x2]
+    blur = (c0 + np.float32(2.0) * c1 + c2) * np.float32(1.0 / 16.0)
+    c = yr[x]
+    d = c - blur
+    t = coring * _sig(sig_lut, c)
+    d = max(d - t, np.float32(0.0)) + min(d + t, np.float32(0.0))
+    v = min(max(c + amount * d, np.float32(0.0)), np.float32(1.0))
+    return np.uint8(int(y_off + y_gain * v + np.float32(0.5)))
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def _resample_cols(tmp, ix, wx, out):
-    """Horizontal pass: (oh, W, C) -> (oh, ow, C)."""
-    oh, ow, nc = out.shape
-    for o in prange(oh):
-        for q in range(ow):
-            for c in range(nc):
-                acc = np.float32(0.0)
-                for b in range(ix.shape[1]):
-                    acc += wx[q, b] * tmp[o, ix[q, b], c]
-                out[o, q, c] = acc
-
-
-def resample_kernel(src, iy, wy, ix, wx, out):
-    """Separable tent-filter resampling of a (H, W, C) plane with precomputed taps -> out (oh, ow, C)."""
-    tmp = np.empty((out.shape[0], src.shape[1], src.shape[2]), dtype=np.float32)
-    _resample_rows(src, iy, wy, tmp)
-    _resample_cols(tmp, ix, wx, out)
-    return out
+def sharpen_nv12_kernel(y, sig_lut, amount, coring, y_off, y_gain, out):
+    """sharpen_kernel fused with the luma quantisation: writes NV12 luma codes into out[:H]."""
+    h, w = y.shape
+    for r in prange(h):
+        ya = y[_clamp(r - 1, h)]
+        yr = y[r]
+        yb = y[_clamp(r + 1, h)]
+        o = out[r]
+        o[0] = _sharp_code(ya, yr, yb, 0, 0, min(1, w - 1), sig_lut, amount, coring, y_off, y_gain)
+        for x in range(1, w - 1):
+            o[x] = _sharp_code(ya, yr, yb, x - 1, x, x + 1, sig_lut, amount, coring, y_off, y_gain)
+        if w > 1:
+            o[w - 1] = _sharp_code(ya, yr, yb, w - 2, w - 1, w - 1, sig_lut, amount, coring, y_off, y_gain)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def nv12_kernel(y, uv, y_off, y_gain, c_gain, out):
-    """Float Y (H, W) and chroma (H/2, W/2, 2) -> NV12 uint8 (H*3/2, W), round to nearest."""
+def luma_nv12_kernel(y, y_off, y_gain, out):
     h, w = y.shape
     for r in prange(h):
         for x in range(w):
             v = np.floor(y_off + y_gain * y[r, x] + np.float32(0.5))
             out[r, x] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
-    for r in prange(h // 2):
-        for j in range(w // 2):
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def chroma_nv12_kernel(uv, c_gain, out):
+    hc, wc = uv.shape[0], uv.shape[1]
+    h = out.shape[0] - hc
+    for r in prange(hc):
+        for j in range(wc):
             for c in range(2):
                 v = np.floor(np.float32(128.0) + c_gain * uv[r, j, c] + np.float32(0.5))
                 out[h + r, 2 * j + c] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
+
+
+# ------------------------------------------------------------------------------------------------ (6) scale + NV12
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def _resample_rows(src, iy, wy, tmp):
+    """Vertical pass over rows flattened to (H, W*C) -> (oh, W*C)."""
+    oh, n = tmp.shape
+    for o in prange(oh):
+        t = tmp[o]
+        for x in range(n):
+            t[x] = np.float32(0.0)
+        for a in range(iy.shape[1]):
+            wa = wy[o, a]
+            if wa == 0:
+                continue
+            row = src[iy[o, a]]
+            for x in range(n):
+                t[x] += wa * row[x]
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def _resample_cols(tmp, ix, wx, nc, out):
+    """Horizontal pass: (oh, W*C) -> (oh, ow*C)."""
+    oh = out.shape[0]
+    ow = out.shape[1] // nc
+    taps = ix.shape[1]
+    for o in prange(oh):
+        t = tmp[o]
+        r = out[o]
+        for q in range(ow):
+            for c in range(nc):
+                acc = np.float32(0.0)
+                for b in range(taps):
+                    acc += wx[q, b] * t[ix[q, b] * nc + c]
+                r[q * nc + c] = acc
+
+
+def resample_kernel(src, iy, wy, ix, wx, out):
+    """Separable tent-filter resampling of a (H, W, C) plane with precomputed taps -> out (oh, ow, C)."""
+    h, w, nc = src.shape
+    tmp = np.empty((out.shape[0], w * nc), dtype=np.float32)
+    _resample_rows(src.reshape(h, w * nc), iy, wy, tmp)
+    _resample_cols(tmp, ix, wx, nc, out.reshape(out.shape[0], -1))
+    return out
 
 
 def _resample(plane: np.ndarray, out_w: int, out_h: int, window) -> np.ndarray:
@@ -410,25 +443,13 @@ def _resample(plane: np.ndarray, out_w: int, out_h: int, window) -> np.ndarray:
     return res[..., 0] if squeeze else res
 
 
-def scale_streams_fast(y: np.ndarray, uv: np.ndarray, p: ScaleParams):
-    """Same contract as :func:`camlab.isp.stages.scale.scale_streams` with the numba resampler."""
-    h, w = y.shape
-    out = {}
-    for name, (ow, oh) in (("main", p.main), ("sub", p.sub)):
-        x0, y0, cw, ch = crop_window(w, h, ow, oh, p.fit)
-        out[name] = (_resample(y, ow, oh, (x0, y0, cw, ch)),
-                     _resample(uv, ow // 2, oh // 2, (x0 // 2, y0 // 2, cw // 2, ch // 2)))
-    return out
-
-
 def pack_nv12_fast(y: np.ndarray, uv: np.ndarray, rng: str = "limited") -> np.ndarray:
     """Numba twin of :func:`camlab.isp.stages.csc.pack_nv12`."""
     h, w = y.shape
     out = np.empty((h + h // 2, w), dtype=np.uint8)
-    if rng == "limited":
-        nv12_kernel(y, uv, F32(16.0), F32(219.0), F32(224.0), out)
-    else:
-        nv12_kernel(y, uv, F32(0.0), F32(255.0), F32(255.0), out)
+    y_off, y_gain, c_gain = (16.0, 219.0, 224.0) if rng == "limited" else (0.0, 255.0, 255.0)
+    luma_nv12_kernel(np.ascontiguousarray(y), F32(y_off), F32(y_gain), out)
+    chroma_nv12_kernel(np.ascontiguousarray(uv), F32(c_gain), out)
     return out
 
 
@@ -501,11 +522,49 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     if temporal:
         state.prev_y, state.prev_uv = y_nr, uv_nr
     clock.lap("nr")
-    # (5) sharpen
-    if cfg.sharpen.enabled and cfg.sharpen.amount > 0:
-        y_s = _buf(cache, "y_s", y.shape)
-        sharpen_kernel(y_nr, sig_lut, np.float32(cfg.sharpen.amount), np.float32(cfg.sharpen.coring), y_s)
+    if cfg.mono:
+        uv_nr[...] = 0.0
+    return y_nr, uv_nr
+
+
+def fast_output(pipe, y_nr, uv, sig_lut, want_planes: bool, clock):
+    """Sharpening, scaling and NV12 packing of both streams -> (main_nv12, sub_nv12, float planes by stream).
+
+    When the main stream has the processing size and no float planes are wanted, sharpening and quantisation are
+    one kernel writing the NV12 luma directly."""
+    cfg = pipe.config
+    sp = cfg.sharpen
+    h, w = y_nr.shape
+    rng = cfg.csc.range
+    y_off, y_gain, c_gain = (16.0, 219.0, 224.0) if rng == "limited" else (0.0, 255.0, 255.0)
+    mw, mh = cfg.scale.main
+    win = crop_window(w, h, mw, mh, cfg.scale.fit)
+    sharpen_on = sp.enabled and sp.amount > 0
+    streams = {}
+    if win == (0, 0, w, h) and (mw, mh) == (w, h) and not want_planes:
+        main = np.empty((h + h // 2, w), dtype=np.uint8)
+        if sharpen_on:
+            sharpen_nv12_kernel(y_nr, sig_lut, F32(sp.amount), F32(sp.coring), F32(y_off), F32(y_gain), main)
+        else:
+            luma_nv12_kernel(y_nr, F32(y_off), F32(y_gain), main)
+        chroma_nv12_kernel(uv, F32(c_gain), main)
+        clock.lap("sharpen_nv12")
     else:
-        y_s = y_nr
-    clock.lap("sharpen")
-    return y_s, uv_nr
+        if sharpen_on:
+            y_s = np.empty_like(y_nr)
+            sharpen_kernel(y_nr, sig_lut, F32(sp.amount), F32(sp.coring), y_s)
+        else:
+            y_s = y_nr
+        clock.lap("sharpen")
+        x0, y0, cw, ch = win
+        streams["main"] = (_resample(y_s, mw, mh, win), _resample(uv, mw // 2, mh // 2, (x0 // 2, y0 // 2, cw // 2,
+                                                                                       ch // 2)))
+        main = pack_nv12_fast(*streams["main"], rng)
+        clock.lap("scale_main")
+    sw, sh = cfg.scale.sub
+    x0, y0, cw, ch = crop_window(w, h, sw, sh, cfg.scale.fit)
+    streams["sub"] = (_resample(y_nr, sw, sh, (x0, y0, cw, ch)),
+                      _resample(uv, sw // 2, sh // 2, (x0 // 2, y0 // 2, cw // 2, ch // 2)))
+    sub = pack_nv12_fast(*streams["sub"], rng)
+    clock.lap("scale_sub")
+    return main, sub, streams

@@ -50,7 +50,8 @@ def resample_weights(n_in: int, n_out: int, start: int = 0, length: int | None =
     w = np.maximum(0.0, 1.0 - np.abs(idx - centre[:, None]) / support)
     idx = np.clip(idx, start, start + length - 1)
     w /= w.sum(axis=1, keepdims=True)
-    return idx.astype(np.int32), w.astype(np.float32)
+    used = np.any(w > 0, axis=0)  # drop tap columns that are zero for every output (e.g. 2 of 7 at exactly 3x)
+    return idx[:, used].astype(np.int32), w[:, used].astype(np.float32)
 
 
 def resize(plane: np.ndarray, out_w: int, out_h: int, window=None) -> np.ndarray:
@@ -65,13 +66,17 @@ def resize(plane: np.ndarray, out_w: int, out_h: int, window=None) -> np.ndarray
     return np.einsum("hot...,ot->ho...", rows[:, ix], wx).astype(np.float32)
 
 
-def scale_streams(y: np.ndarray, uv: np.ndarray, p: ScaleParams = ScaleParams()):
-    """Luma (H, W) + chroma (H/2, W/2, 2) -> {"main": (y, uv), "sub": (y, uv)} at the configured sizes."""
+def scale_streams(y: np.ndarray, uv: np.ndarray, p: ScaleParams = ScaleParams(), y_sub: np.ndarray | None = None):
+    """Luma (H, W) + chroma (H/2, W/2, 2) -> {"main": (y, uv), "sub": (y, uv)} at the configured sizes.
+
+    ``y_sub``: a different luma of the same size to scale for the substream (the pipeline passes the unsharpened
+    one); default ``y``."""
     h, w = y.shape
     out = {}
     for name, (ow, oh) in (("main", p.main), ("sub", p.sub)):
         x0, y0, cw, ch = crop_window(w, h, ow, oh, p.fit)
-        ys = resize(y, ow, oh, (x0, y0, cw, ch))
+        src = y_sub if (name == "sub" and y_sub is not None) else y
+        ys = resize(src, ow, oh, (x0, y0, cw, ch))
         uvs = resize(uv, ow // 2, oh // 2, (x0 // 2, y0 // 2, cw // 2, ch // 2))
         out[name] = (ys, uvs)
     return out
