@@ -114,3 +114,26 @@ def test_uploader_picks_substream_on_a_slow_uplink(tmp_path, start_cloud):
     finally:
         cloud.stop()
         fast.stop()
+
+
+def test_upload_resumes_after_the_cloud_process_is_killed(tmp_path, start_cloud):
+    import time
+    main = SyntheticSource(160, 96, fps=10, gop=10, texture=0.08, seed=2)
+    key = new_user_key()
+    clip = _clip(tmp_path, main, key, "resume-1", t_event=6.0, post=2.0, pre=5.0)
+    total = sum(s.bytes for s in clip.segments)
+    first = start_cloud(tmp_path / "c", "--throttle-bps", str(total / 3))     # ~3 s to upload
+    up = Uploader(first.url, first.cert, chunk_bytes=8192, backoff_base_s=0.05, backoff_max_s=0.3).start()
+    up.enqueue(clip)
+    time.sleep(1.2)
+    first.proc.kill()                                                          # the cloud dies mid-upload
+    first.proc.wait(5)
+    sent_before = up.bytes_sent
+    assert 0 < sent_before < total
+    again = start_cloud(tmp_path / "c", "--port", str(first.port))             # same state dir, same port
+    assert again.port == first.port
+    assert up.wait_idle(60) and not up.failed and "resume-1" in up.completed
+    up.stop()
+    assert up.retries >= 1 and up.bytes_sent < total + 3 * 8192 + 4096       # resumed, not restarted
+    got = CloudClient(again.url, again.cert).download_clip("resume-1", key)
+    assert decode_ts(got)[0] == pytest.approx(1.0, abs=1e-4)
