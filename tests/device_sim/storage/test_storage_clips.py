@@ -201,3 +201,56 @@ def test_playlist_roundtrip_property(tmp_path_factory, durs, done):
     assert [e.iv for e in entries] == [s.iv for s in clip.segments]
     assert [e.duration_s for e in entries] == pytest.approx([s.duration_s for s in clip.segments])
     assert int(text.split("#EXT-X-TARGETDURATION:")[1].split()[0]) >= max(round(d) for d in durs)
+
+
+def test_notification_over_mqtt_through_mosquitto(tmp_path):
+    """The MQTT path: the notifier publishes through a paho client to a real mosquitto broker (QoS 1)."""
+    import json
+    import socket
+    import subprocess
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "m.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        got, ready = [], threading.Event()
+
+        def connect(c, deadline=10.0):
+            t0 = time.monotonic()
+            while True:
+                try:
+                    c.connect("127.0.0.1", port)
+                    return
+                except OSError:
+                    if time.monotonic() - t0 > deadline:
+                        raise
+                    time.sleep(0.05)
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="phone")
+        sub.on_connect = lambda c, u, f, rc, p=None: (c.subscribe("camlab/events", qos=1), None)[1]
+        sub.on_subscribe = lambda *a: ready.set()
+        sub.on_message = lambda c, u, m: got.append((time.time(), json.loads(m.payload)))
+        connect(sub)
+        sub.loop_start()
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="camera")
+        connect(pub)
+        pub.loop_start()
+        assert ready.wait(10)
+        n = Notifier(None, mqtt_publish=lambda topic, payload: pub.publish(topic, payload, qos=1))
+        sent = n.notify({"event": "person", "capture_time_s": 12.5, "confidence": 0.9, "zone": "door"})
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got and got[0][1]["event_id"] == "person-12500" == sent["event_id"]
+        assert got[0][1]["zone"] == "door" and got[0][0] - sent["decided_at"] < 1.0
+        for c in (sub, pub):
+            c.loop_stop()
+            c.disconnect()
+    finally:
+        broker.kill()
+        broker.wait(5)
