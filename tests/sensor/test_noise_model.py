@@ -86,3 +86,14 @@ def test_gain_model_from_flat_dark_pairs():
     assert m.read(1.0) == pytest.approx(MODEL.read(1.0), rel=0.2)
     with pytest.raises(CamlabError, match="two or more gains"):
         fit_gain_model({1.0: fits[1.0]})
+
+
+def test_single_image_calibration_on_real_dng(shared_data):
+    """On the real colorchart DNG the fitted line explains the measured level-set variances and gives a plausible
+    full-well capacity (1 / a electrons at this gain)."""
+    from camlab.sensor.raw_io import read_raw
+
+    fit = calibrate_single_image(read_raw(shared_data / "raw" / "colorchart.dng").normalized())
+    assert 1e3 < 1.0 / fit.a < 1e5
+    pred = fit.a * fit.means + fit.b
+    assert float(np.median(np.abs(pred - fit.variances) / fit.variances)) < 0.2
