@@ -310,6 +310,7 @@ class DeviceAgent:
         self.registered = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._sig: SignalClient | None = None
+        self._closing = False
 
     async def run(self) -> None:
         """Stay registered; reconnect to the rendezvous with backoff if it goes away."""
@@ -333,6 +334,8 @@ class DeviceAgent:
                         t.add_done_callback(self._tasks.discard)
             except (ConnectionError, OSError, asyncio.IncompleteReadError, PacketError) as exc:
                 self.registered.clear()
+                if self._closing:
+                    return
                 log.warning("rendezvous link: %s; retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -356,6 +359,7 @@ class DeviceAgent:
         await ep.run()
 
     async def close(self) -> None:
+        self._closing = True
         for t in list(self._tasks):
             t.cancel()
         for ep in self.endpoints:

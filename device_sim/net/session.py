@@ -257,6 +257,3 @@ class DeviceHandshake:
         p.confirm = p.session.seal(b"", RecordType.CONFIRM)
         return p.session, p.confirm
 
-
-def parse(buf: bytes) -> Record:
-    return parse_record(buf)

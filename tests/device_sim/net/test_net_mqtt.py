@@ -126,3 +126,17 @@ def test_wrong_password_is_refused(tmp_path, mqtt_world):
         assert c.refused is not None
     finally:
         c.close()
+
+
+def test_revocation_is_enforced_by_the_device_before_the_acl_catches_up(mqtt_world):
+    w = mqtt_world
+    store, did, bob = w["store"], w["dev"].did, w["apps"]["bob"]
+    bob.watch(did)
+    assert bob.request(did, "get_properties", [{"siid": 2, "piid": 1}])["code"] == 0
+    store.unshare("alice", did, "bob")
+    # the broker ACL still lets bob publish, but the device asks the account service on every request
+    assert bob.request(did, "get_properties", [{"siid": 2, "piid": 1}])["code"] == -704010000
+    w["broker"].set_acl(acl_rules(store, [did, w["other"].did]))
+    w["broker"].reload()
+    assert bob.request(did, "get_properties", [{"siid": 2, "piid": 1}], timeout=1.0) is None
+    assert ("write", f"{topics(did)['down']}/bob") not in w["broker"].rules.get("bob", [])
