@@ -181,9 +181,9 @@ def calibration_for(kind: str, model_config: dict, count: int | None = None, see
     if kind == "detector":
         from camlab.data.render import calibration_inputs
 
-        n = count or (16 if small else 128)
+        n = count or (4 if small else 128)
         calib = calibration_inputs(n, seed, model_config=model_config)
-        hold = calibration_inputs(max(4, n // 8), seed + 1, model_config=model_config)
+        hold = calibration_inputs(2 if small else max(4, n // 8), seed + 1, model_config=model_config)
         src = (f"{n} training-split images rendered through camlab sensor+ISP (day/IR variants), letterboxed "
                f"(camlab.data.render.calibration_inputs seed {seed})")
     else:
