@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .accounts import AccountStore
 from .identity import AppIdentity, DeviceIdentity, verify
 from .packets import (Hello, PacketError, Record, RecordType, RejectReason, Reply, parse_finish, parse_hello,
-                      parse_record, parse_reject, parse_reply)
+                      parse_reject, parse_reply)
 
 log = logging.getLogger(__name__)
 LABEL = b"camlab-session-v1"

@@ -15,10 +15,8 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from pathlib import Path

@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from device_sim.net.identity import create_account, manufacture
+from device_sim.net.identity import manufacture
 from device_sim.net.mqtt import AppMqtt, DeviceMqtt, acl_rules, topics
 from device_sim.services.broker import Broker, mosquitto_unavailable
 from device_sim.spec.service import E_NOT_WRITABLE, E_PROPERTY, E_SERVICE, E_VALUE, SpecService

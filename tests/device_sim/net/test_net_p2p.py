@@ -11,7 +11,7 @@ from device_sim.media.packets import EncodedPacket
 from device_sim.net import p2p
 from device_sim.net.channels import Mux
 from device_sim.net.endpoint import AccessLog, CommandError, DeviceEndpoint, LiveHub, accept_session, open_session
-from device_sim.net.packets import Channel, MediaUnit
+from device_sim.net.packets import Channel
 from device_sim.net.session import DeviceHandshake, HandshakeError
 from device_sim.spec.service import SpecService
 

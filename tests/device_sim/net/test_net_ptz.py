@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device_sim.hal.ptz import PAN, TILT, PtzController, StepperAxis
+from device_sim.hal.ptz import PAN, PtzController
 from device_sim.spec.bindings import bind_ptz
 from device_sim.spec.service import OK, SpecService
 
@@ -77,7 +77,6 @@ def test_presets_and_patrol():
 def test_homing_fails_loudly_without_a_switch():
     from camlab.errors import CamlabError
     ptz = PtzController.create(7)
-    ptz.pan_axis.spec.__class__  # frozen spec: emulate a broken switch by moving it out of reach
     ptz.pan_axis.spec = type(PAN)(**{**PAN.__dict__, "switch_deg": -50.0})
     with pytest.raises(CamlabError, match="limit switch"):
         ptz.home("pan")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from device_sim.net.accounts import AuthError
-from device_sim.net.identity import DeviceIdentity, create_account, did_from_public_key, manufacture
+from device_sim.net.identity import DeviceIdentity, did_from_public_key, manufacture
 from device_sim.net.packets import PacketError, RecordType, RejectReason, parse_record
 from device_sim.net.session import ClientHandshake, DeviceHandshake, HandshakeError, ReplayWindow
 
