@@ -176,7 +176,7 @@ def run() -> dict:
     if not bundles:
         bundles = [probe_detector_bundle(tmp / "det"), probe_cry_bundle(tmp / "cry")]
     small = os.environ.get("CAMLAB_SMALL") == "1"
-    duration = 8.0 if small else 30.0
+    duration = 6.0 if small else 20.0
     runs = {}
     for label, size in (("1080p", (1920, 1080)), ("720p", (1280, 720))):
         cs = CameraSettings(main_size=size)

@@ -118,12 +118,14 @@ def _build_audio(sc, root: Path, n: int, seed: int):
 
 
 def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSettings | None = None,
-                 data_root=None, duration_s: float | None = None, write: bool = True) -> dict:
+                 data_root=None, duration_s: float | None = None, write: bool = True,
+                 record_sd=None, sd_capacity_bytes: int = 1 << 30) -> dict:
     """Run one scenario on the simulated camera and return the report dict (also written to ``out_dir``).
 
     ``bundles``: export bundle folders (a detection and/or a cry bundle); ``scenario``: a YAML path, a mapping or a
     :class:`device_sim.scenario.Scenario`; ``chip``: a chip profile name (e.g. ``rv1106``). Everything is
-    validated (scenario files, bundles, chip) before the first frame.
+    validated (scenario files, bundles, chip) before the first frame. ``record_sd``: a folder used as the TF card;
+    the main stream is then recorded continuously through :mod:`device_sim.storage.recorder` (minute MP4s + index).
     """
     from device_sim import scenario as scn
     from device_sim.ai.cry import CryFrontEnd
@@ -188,6 +190,15 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     enc_sub = VideoEncoder(StreamConfig("sub", cs.sub_codec, cs.sub_size[0], cs.sub_size[1], cs.sub_fps,
                                         cs.sub_bitrate, gop=int(2 * cs.sub_fps), threads=cs.encoder_threads))
     ring = RingBuffer(cs.ring_seconds)
+    recorder = None
+    if record_sd is not None:
+        from device_sim.hal.sdcard import SdCard
+        from device_sim.storage.index import Index
+        from device_sim.storage.recorder import Recorder
+        card = SdCard(Path(record_sd), sd_capacity_bytes)
+        sd_index = Index(card.mount_point / ".index" / "index.db")
+        # wall clock of pts 0: a fixed epoch (2025-11-22T00:00:00Z) keeps recordings reproducible
+        recorder = Recorder(card, sd_index, info=enc_main.info, epoch_base=1_763_769_600.0)
     n_audio = int(round(duration * 16000))
     near, talk, talk_spans, cry_dur = _build_audio(sc, root, n_audio, sc.seed)
     speaker = SpeakerHAL(seed=sc.seed)
@@ -312,6 +323,10 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         for p in pkts:
             ring.push(p)
             st.bytes["main"] += len(p.data)
+        if recorder is not None:
+            with budgets.cpu("storage_record"):
+                for p in pkts:
+                    recorder.write(p)
         st.main_frames += 1
         budgets.stamp("capture_to_encode", t, (t_isp + hw_time("venc", W * H, enc_s)) if clock.simulated
                       else clock.now())
@@ -376,6 +391,14 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                                                  "pre_s": round(t - clip[0].pts_s, 3) if clip else 0.0})
     for p in enc_main.flush():
         st.bytes["main"] += len(p.data)
+        if recorder is not None:
+            recorder.write(p)
+    storage = None
+    if recorder is not None:
+        recorder.close()
+        rows = sd_index.all()
+        storage = {"files": [r.path for r in rows], "frames": sum(r.frames for r in rows),
+                   "dropped_packets": recorder.stats.dropped_packets, "errors": list(recorder.stats.errors)}
     wall = time.perf_counter() - wall0
     cpu_total = time.process_time() - cpu0
 
@@ -431,6 +454,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         "ai": {"offered": st.ai_offered, "gated_by_motion": st.ai_gated, "runs": st.ai_runs,
                "dropped": st.ai_dropped, "bundles": {t: str(m.bundle.root) for t, m in models.items()}},
         "day_night": {"switches": ircut.switches},
+        "storage": storage,
         "events": events,
         "config": {"main_size": list(cs.main_size), "main_fps": cs.main_fps, "sub_size": list(cs.sub_size),
                    "sub_fps": cs.sub_fps, "ai_fps": cs.ai_fps, "clock": cs.clock, "timing": cs.timing, "isp_fast": isp.fast,

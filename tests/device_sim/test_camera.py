@@ -77,7 +77,8 @@ def world(tmp_path_factory):
 def report(world, tmp_path_factory):
     root, bundles, scenario = world
     out = tmp_path_factory.mktemp("out")
-    rep = run_scenario(bundles, scenario, "rv1106", out, settings=SMALL, data_root=root)
+    rep = run_scenario(bundles, scenario, "rv1106", out, settings=SMALL, data_root=root, record_sd=out / "sd",
+                       sd_capacity_bytes=64 << 20)
     return rep, out
 
 
@@ -131,6 +132,8 @@ def test_budget_report_keys_and_values(report):
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "event accuracy" in html
     assert len((out / "events.jsonl").read_text().splitlines()) == len(rep["events"])
+    # continuous recording through the storage engineer's recorder: every main frame lands in an indexed MP4
+    assert rep["storage"]["frames"] == 120 and rep["storage"]["files"] and not rep["storage"]["errors"]
 
 
 def test_bad_inputs_fail_before_the_run(world, tmp_path):
