@@ -53,6 +53,7 @@ aioice.ice.get_host_addresses = _host_addresses
 # side's NAT, so the pair only succeeds at the first retransmission: with 500 ms that alone is half the 1 s
 # connect budget. We start at 100 ms (still doubling, 7 tries) — a few extra small packets per connect.
 ICE_CHECK_RTO_S = 0.1
+HANDSHAKE_ON_PATH_S = 1.5     # no handshake over the nominated pair by then: one side lost ICE, go to the relay
 aioice.stun.RETRY_RTO = ICE_CHECK_RTO_S
 
 
@@ -287,7 +288,15 @@ async def connect(app: AppIdentity, did: str, device_pub: bytes, rendezvous: tup
     await _apply_remote(conn, msg["answer"])
     transport, path = await _ice_or_relay(conn, msg["relay"], 0, ice_deadline_s, force_relay)
     t_path = time.perf_counter()
-    session = await open_session(transport, app, did, device_pub, rate_bps=rate_bps)
+    try:
+        session = await open_session(transport, app, did, device_pub, rate_bps=rate_bps,
+                                     timeout=HANDSHAKE_ON_PATH_S if path == "direct" else 3.0)
+    except TimeoutError:
+        # ICE nominated a pair on our side only (the camera gave up on ICE at its deadline): use the relay
+        log.info("no handshake over the direct path; relay fallback")
+        await transport.close()
+        transport, path = await RelayTransport.bind(msg["relay"], 0), "relay"
+        session = await open_session(transport, app, did, device_pub, rate_bps=rate_bps)
     t1 = time.perf_counter()
     return ConnectResult(session, path, (t1 - t0) * 1e3, (t_path - t_answer) * 1e3,
                          {"gather_ms": (t_gather - t0) * 1e3, "signal_ms": (t_answer - t_gather) * 1e3,
@@ -348,7 +357,15 @@ class DeviceAgent:
             await _apply_remote(conn, msg["offer"])
             deadline = min(max(msg.get("deadline_ms", 1000), 100), 10000) / 1000
             transport, path = await _ice_or_relay(conn, msg["relay"], 1, deadline, bool(msg.get("force_relay")))
-            mux = await accept_session(transport, self.handshake, rate_bps=self.rate_bps)
+            try:
+                mux = await accept_session(transport, self.handshake, rate_bps=self.rate_bps,
+                                           timeout=HANDSHAKE_ON_PATH_S if path == "direct" else 5.0)
+            except TimeoutError:
+                if path != "direct":
+                    raise
+                await transport.close()              # the app gave up on ICE: meet it at the relay
+                transport, path = await RelayTransport.bind(msg["relay"], 1), "relay"
+                mux = await accept_session(transport, self.handshake, rate_bps=self.rate_bps)
         except (TimeoutError, ConnectionError, PacketError, OSError, KeyError, TypeError) as exc:
             log.warning("offer %s failed: %s", conn_id, exc)
             return

@@ -301,6 +301,9 @@ class SpecService:
                 fn("properties_changed", changed)
 
     def set_watching(self, viewers: int) -> None:
-        """The "someone is watching" property (camera-control.watching / viewers), driven by the P2P LiveHub."""
+        """The "someone is watching" property (camera-control.watching / viewers), driven by the P2P LiveHub.
+        With indicator-light mode 1 ("blink while watched") the LED follows it, so people in the room can tell."""
         self.update("camera-control", "viewers", min(int(viewers), 255))
         self.update("camera-control", "watching", viewers > 0)
+        if self.get("indicator-light", "mode") == 1:
+            self.update("indicator-light", "on", viewers > 0)
