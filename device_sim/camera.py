@@ -60,6 +60,15 @@ class CameraSettings:
             raise ValueError("timing must be 'device' or 'host' and clock 'sim' or 'real'")
 
 
+def _rss() -> int:
+    """Resident set size of this process in bytes (Linux /proc/self/statm), 0 where unavailable."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def load_chip(chip: str) -> dict:
     """The deploy engineer's chip profile ``camlab/deploy/chips/<chip>.yaml`` read as plain YAML."""
     path = CHIPS_DIR / f"{chip}.yaml"
@@ -161,7 +170,9 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     chip_profile = load_chip(chip)
     if not bundles:
         raise InputFileError("no --bundle given")
+    rss = {"start": _rss()}
     models = load_models(list(bundles), chip)
+    rss["ai"] = _rss() - rss["start"]
     det = models.get("detection")
     cry = models.get("cry")
     duration = float(duration_s or sc.duration_s)
@@ -181,7 +192,10 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     sensor = SensorHAL(sc, root, SensorSpec(width=W, height=H), seed=sc.seed)
     ircut = IrCutHAL()
     from device_sim.media.isp import IspAdapter
+    r0 = _rss()
     isp = IspAdapter(main_size=cs.main_size, sub_size=cs.sub_size, privacy_polygons=privacy)
+    rss["isp_init"] = _rss() - r0
+    r0 = _rss()
     from camlab.isp.three_a.daynight import DayNightController
     daynight = DayNightController(t0_s=0.0)
     ircut.led_equiv_lux = daynight.p.ir_led_level
@@ -189,6 +203,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                                          gop=int(2 * cs.main_fps), threads=cs.encoder_threads))
     enc_sub = VideoEncoder(StreamConfig("sub", cs.sub_codec, cs.sub_size[0], cs.sub_size[1], cs.sub_fps,
                                         cs.sub_bitrate, gop=int(2 * cs.sub_fps), threads=cs.encoder_threads))
+    rss["encoder"] = _rss() - r0
     ring = RingBuffer(cs.ring_seconds)
     recorder = None
     if record_sd is not None:
@@ -205,7 +220,9 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     emitted = speaker.play(talk) if talk.any() else np.zeros(n_audio)
     echo = speaker.echo(emitted) if talk.any() else np.zeros(n_audio)
     mic = MicHAL(near, seed=sc.seed)
+    r0 = _rss()
     audio = AudioChain(AudioChainConfig(aec=cs.talkback_aec))
+    rss["audio"] = _rss() - r0
     ref_pcm = (np.clip(emitted, -1, 32767 / 32768) * 32768).astype(np.int16)
     # boot chime (2 s of shaped noise through the speaker) converges the AEC before the first frame
     chime = speaker.play(np.random.default_rng(sc.seed + 5).standard_normal(32000) * 0.1)
@@ -237,7 +254,9 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     cry_scores: list[tuple[float, float]] = []
     # boot: linearise the scene in both filter states and compile the ISP kernels before the clock starts
     sensor.scene_linear(0.0, True)
+    r0 = _rss()
     isp.warm_up(sensor.capture(0.0, scn.lux_at(sc, 0.0), ae_exposure, ae_gain))
+    rss["isp"] = rss["isp_init"] + max(0, _rss() - r0)
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
 
@@ -418,13 +437,16 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     lat = {k: percentiles(v) for k, v in budgets.latency_ms.items()}
     ev_lat = lat.get("capture_to_event", {}).get("p95")
     raw_bytes = W * H * 2
+    # buffers actually held: numpy buffers of the ISP (raw in, NV12 out, temporal state, the fast path's work
+    # buffers), the encoders' native allocations (RSS growth while they were opened), the ring buffer's peak packet
+    # bytes, the AI tensors (inputs, outputs, the manifest's peak activations), audio blocks and the cry window
     allocated = {
         "isp": isp.buffer_bytes(raw_bytes),
-        "encoder": 2 * (W * H * 3 // 2) + 2 * (cs.sub_size[0] * cs.sub_size[1] * 3 // 2),
+        "encoder": rss["encoder"],
         "ring_buffer": ring.peak_bytes,
-        "ai_tensors": sum(m.input_bytes + m.output_bytes for m in models.values())
-        + sum(int(m.bundle.manifest["cost"]["peak_activation_bytes"]) for m in models.values()),
-        "audio": int(2 * 16000 * 2 * 1.0) + (cry_fe.cfg.window_samples * 4 if cry_fe else 0),
+        "ai_tensors": sum(m.input_bytes + m.output_bytes + int(m.bundle.manifest["cost"]["peak_activation_bytes"])
+                          for m in models.values()),
+        "audio": 4 * BLOCK * 2 + (cry_fe.cfg.window_samples * 4 * 2 if cry_fe else 0),
     }
     report = {
         "scenario": sc.name, "chip": chip, "duration_s": duration,
@@ -440,6 +462,10 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         "latency_ms": lat, "latency_model": latency_model,
         "npu": npu.summary(duration),
         "memory": memory_table(allocated),
+        "memory_method": {"isp": "nbytes of raw + NV12 outputs + temporal state + fast-path work buffers",
+                          "encoder": "RSS growth while the encoders were opened (/proc/self/statm)",
+                          "ring_buffer": "peak packet bytes held", "ai_tensors": "input + output tensors + "
+                          "manifest cost.peak_activation_bytes", "audio": "DSP blocks + cry window buffers"},
         "flash": flash_use([m.bundle.root for m in models.values()], chip_profile),
         "accuracy": accuracy,
         "ground_truth": [{"label": g.label, "start_s": round(g.start_s, 3), "end_s": round(g.end_s, 3),

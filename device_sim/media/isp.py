@@ -27,6 +27,19 @@ class IspOutput:
     timings_ms: dict
 
 
+def _nbytes(obj, depth: int = 0) -> int:
+    """Bytes of the numpy arrays inside a (nested) dict/list/tuple."""
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if depth > 3:
+        return 0
+    if isinstance(obj, dict):
+        return sum(_nbytes(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v, depth + 1) for v in obj)
+    return 0
+
+
 def fast_path_available() -> bool:
     return importlib.util.find_spec("camlab.isp.fast.fused") is not None
 
