@@ -1,0 +1,174 @@
+"""Cry evaluation: metrics against sklearn, streamed false alarms and onset latency with an oracle scorer whose
+answers are known in closed form, bad-file handling, the CLI JSON contract, a bundle through evaluate_bundle."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from camlab.contract.audio_features import CryAlarm, FeatureConfig
+from camlab.errors import InputFileError
+from camlab.eval.audio import METRIC_KEYS, binary_metrics, evaluate, load_eval_dir, roc_auc, roc_curve
+
+TONE_HZ = 500.0
+
+
+class ToneOracle:
+    """P(cry) = 1 when more than half of a window's energy sits at 500 Hz (the synthetic 'cry')."""
+
+    name = "oracle"
+
+    def __init__(self):
+        self.features = FeatureConfig()
+        self.alarm = CryAlarm(threshold=0.5, k=2, n=3, refractory_s=10.0, hop_s=0.5)
+
+    def probabilities(self, windows):
+        spec = np.abs(np.fft.rfft(windows * np.hanning(windows.shape[1]), axis=1)) ** 2
+        band = spec[:, int(480 * windows.shape[1] / 16000):int(520 * windows.shape[1] / 16000)].sum(axis=1)
+        return (band / (spec.sum(axis=1) + 1e-20) > 0.5).astype(float)
+
+
+def _tone(sr, seconds, amp=0.3):
+    return (amp * np.sin(2 * np.pi * TONE_HZ * np.arange(int(sr * seconds)) / sr)).astype(np.float32)
+
+
+def _noise(sr, seconds, seed, amp=0.05, channels=1):
+    x = amp * np.random.default_rng(seed).standard_normal((int(sr * seconds), channels))
+    return x.astype(np.float32)
+
+
+@pytest.fixture()
+def eval_dir(tmp_path):
+    d = tmp_path / "eval"
+    (d / "cry").mkdir(parents=True)
+    (d / "nocry").mkdir()
+    for i in range(3):
+        sf.write(d / "cry" / f"c{i}.flac", _tone(8000, 2.0), 8000)            # 8 kHz, like Donate-a-Cry
+    for i in range(4):
+        sf.write(d / "nocry" / f"n{i}.wav", _noise(44100, 5.0, i, channels=2), 44100)   # stereo 44.1 kHz
+    # a household sound that looks like a cry to the oracle: exactly one false alarm in the stream
+    sf.write(d / "nocry" / "zz_trap.flac", _tone(16000, 3.0), 16000)
+    # bad inputs: counted skips, not crashes
+    (d / "cry" / "broken.wav").write_bytes(b"garbage")
+    sf.write(d / "cry" / "tiny.wav", np.zeros(50, np.float32), 16000)
+    sf.write(d / "nocry" / "six.wav", np.zeros((16000, 6), np.float32), 16000)
+    (d / "nocry" / "notes.txt").write_text("not audio")
+    return d
+
+
+def test_metrics_against_sklearn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.random(200) + 0.3 * y, 1)          # many ties
+    assert roc_auc(s, y) == pytest.approx(sk.roc_auc_score(y, s), abs=1e-12)
+    m = binary_metrics(s, y, 0.6)
+    pred = s >= 0.6
+    assert m["f1"] == pytest.approx(sk.f1_score(y, pred))
+    assert m["precision"] == pytest.approx(sk.precision_score(y, pred))
+    assert m["recall"] == pytest.approx(sk.recall_score(y, pred))
+    assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, pred))
+    assert m["confusion"] == sk.confusion_matrix(y, pred).tolist()
+    fpr, tpr = roc_curve(s, y)
+    assert fpr[0] == 0 and tpr[-1] == 1 and np.all(np.diff(fpr) >= 0)
+    assert roc_auc([1, 2], [1, 1]) is None
+
+
+def test_streamed_metrics_with_oracle(eval_dir):
+    data = load_eval_dir(eval_dir)
+    assert len(data.cry) == 3 and len(data.nocry) == 5
+    assert sorted(p.name for p, _ in data.skipped) == ["broken.wav", "notes.txt", "six.wav", "tiny.wav"]
+    res = evaluate(ToneOracle(), eval_dir, anchors=False, full=True)
+    assert {k for k in res if k in METRIC_KEYS} == set(METRIC_KEYS)
+    # clips: every cry alarms; the trap is the only no-cry clip that alarms
+    assert res["confusion"] == [[4, 1], [0, 3]]
+    assert res["recall"] == 1.0 and res["precision"] == pytest.approx(0.75)
+    assert res["f1"] == pytest.approx(2 * 0.75 / 1.75)
+    # one false alarm in 4 x 5 s + 3 s of household audio
+    assert res["details"]["false_alarms"] == 1
+    assert res["false_alarms_per_hour"] == pytest.approx(3600 / 23.0, rel=1e-3)
+    # streams: 4 s of household audio then the tone (onset 4.0 s); windows end every 0.5 s; the window ending at
+    # 4.5 s is half tone (positive), so with k=2 the alarm comes at 5.0 s: 1.0 s after the onset
+    assert res["details"]["streams_alarmed"] == 3
+    assert res["onset_to_alarm_s"] == pytest.approx(1.0, abs=1e-6)
+    assert res["anchors"] == {}
+
+
+def test_eval_dir_errors(tmp_path):
+    with pytest.raises(InputFileError, match="not found"):
+        load_eval_dir(tmp_path / "nope")
+    (tmp_path / "cry").mkdir()
+    with pytest.raises(InputFileError, match="'nocry/' is missing"):
+        load_eval_dir(tmp_path)
+    (tmp_path / "nocry").mkdir()
+    sf.write(tmp_path / "nocry" / "a.wav", _noise(16000, 1.0, 0)[:, 0], 16000)
+    with pytest.raises(InputFileError, match=r"cry/ \(0\)"):
+        load_eval_dir(tmp_path)
+
+
+def _tiny_checkpoint(path):
+    import torch
+
+    from camlab.config import to_dict
+    from camlab.models.cry import CryModelConfig, build_model
+    from camlab.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = CryModelConfig(stem_channels=4, channels=(8,))
+    model = build_model(cfg).eval()
+    return save_checkpoint(path, kind="cry", model_config=to_dict(cfg), state_dict=model.state_dict()), model
+
+
+def test_cli_json_contract_with_yamnet(eval_dir, tmp_path):
+    from camlab.cli import main
+
+    ckpt, _ = _tiny_checkpoint(tmp_path / "tiny.pt")
+    out = tmp_path / "res.json"
+    assert main(["eval", "cry", "--model", str(ckpt), "--data", str(eval_dir), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert list(res) == list(METRIC_KEYS) + ["anchors"]
+    assert list(res["anchors"]) == ["yamnet"] and list(res["anchors"]["yamnet"]) == list(METRIC_KEYS)
+    assert res["n_cry"] == 3 and res["n_nocry"] == 5 and res["anchors"]["yamnet"]["n_cry"] == 3
+    assert 0.0 <= res["accuracy"] <= 1.0 and res["false_alarms_per_hour"] >= 0.0
+    assert main(["eval", "cry", "--model", str(tmp_path / "none.pt"), "--data", str(eval_dir),
+                 "--json", str(out)]) == 2
+
+
+def test_evaluate_bundle_matches_torch(eval_dir, tmp_path):
+    """A hand-made bundle (FP32 graph in both slots, manifest from manifest_io) scores like the torch model."""
+    import torch
+
+    from camlab.contract.manifest import file_entry
+    from camlab.eval.audio import evaluate_bundle
+    from camlab.models.cry import manifest_io
+
+    ckpt, model = _tiny_checkpoint(tmp_path / "tiny.pt")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    torch.onnx.export(model, (torch.zeros(1, 1, 40, 97),), str(bundle / "model_fp32.onnx"), input_names=["features"],
+                      output_names=["logits"], dynamo=False)
+    (bundle / "model.onnx").write_bytes((bundle / "model_fp32.onnx").read_bytes())
+    io = manifest_io(model.model_config)
+    manifest = {
+        "schema_version": 1,
+        "model": {"name": "cry", "task": "cry", "version": "test-1", "created": "2026-01-01T00:00:00Z"},
+        "files": {"model.onnx": file_entry(bundle / "model.onnx", "model_int8"),
+                  "model_fp32.onnx": file_entry(bundle / "model_fp32.onnx", "model_fp32")},
+        "model_files": {"int8": "model.onnx", "fp32": "model_fp32.onnx"},
+        **io,
+        "quantization": {"format": "QDQ", "weights": {"dtype": "int8", "granularity": "per_channel",
+                                                      "symmetric": True, "axis": 0},
+                         "activations": {"dtype": "int8", "granularity": "per_tensor", "symmetric": False},
+                         "outputs_quantized": True, "calibration": {"method": "MinMax", "source": "test", "count": 1}},
+        "metrics": {"split": {"name": "val", "count": 0}, "fp32": {}, "int8": {}, "output_cosine": {}},
+        "cost": {"macs": 0, "params": 0, "peak_activation_bytes": 0, "flash_bytes": 0, "per_chip": {}},
+        "chips": ["rv1106"],
+        "provenance": {"mlflow_run_id": None, "git_commit": "test"},
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    a = evaluate_bundle(bundle, eval_dir, variant="int8", full=True)
+    b = evaluate(model, eval_dir, anchors=False, full=True)
+    np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-4)
+    assert a["f1"] == b["f1"] and a["anchors"] == {}
