@@ -128,13 +128,14 @@ def _build_audio(sc, root: Path, n: int, seed: int):
 
 def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSettings | None = None,
                  data_root=None, duration_s: float | None = None, write: bool = True,
-                 record_sd=None, sd_capacity_bytes: int = 1 << 30) -> dict:
+                 record_sd=None, sd_capacity_bytes: int = 1 << 30, on_event=None) -> dict:
     """Run one scenario on the simulated camera and return the report dict (also written to ``out_dir``).
 
     ``bundles``: export bundle folders (a detection and/or a cry bundle); ``scenario``: a YAML path, a mapping or a
     :class:`device_sim.scenario.Scenario`; ``chip``: a chip profile name (e.g. ``rv1106``). Everything is
     validated (scenario files, bundles, chip) before the first frame. ``record_sd``: a folder used as the TF card;
     the main stream is then recorded continuously through :mod:`device_sim.storage.recorder` (minute MP4s + index).
+    ``on_event``: called with each event dict as it is emitted (e.g. the MQTT notifier of device_sim.net).
     """
     from device_sim import scenario as scn
     from device_sim.ai.cry import CryFrontEnd
@@ -262,6 +263,8 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
 
     def emit(ev: dict):
         events.append(ev)
+        if on_event is not None:
+            on_event(ev)
         if ev["service"] == "ai-detection":
             budgets.stamp("capture_to_event", ev["capture_time_s"], ev["emit_time_s"])
 

@@ -168,8 +168,10 @@ def test_cli_prints_one_line_error(world, tmp_path, capsys):
 def test_real_time_clock_paces_the_loop(world, tmp_path):
     from dataclasses import replace
     root, bundles, scenario = world
+    seen = []
     rep = run_scenario(bundles[:1], {**scenario, "duration_s": 1.0, "actors": []}, "rv1106", tmp_path,
-                       settings=replace(SMALL, clock="real"), data_root=root, write=False)
+                       settings=replace(SMALL, clock="real"), data_root=root, write=False, on_event=seen.append)
+    assert seen == rep["events"]
     assert rep["real_time_factor"] <= 1.02                 # a real-time camera never runs ahead of its sensor
     assert rep["main_stream_fps"] == pytest.approx(20.0) and rep["latency_ms"]["capture_to_isp"]["p50"] > 0
 
