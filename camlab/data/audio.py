@@ -231,9 +231,12 @@ class AugmentConfig:
         for name in ("p_noise", "p_reverb", "p_onset", "p_silence", "p_neg_mix"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
-        if self.snr_db[0] > self.snr_db[1] or self.level_dbfs[0] > self.level_dbfs[1] or \
-                self.rt60_s[0] > self.rt60_s[1] or self.rt60_s[0] <= 0:
-            raise ValueError("ranges must be (low, high) with low <= high (rt60 > 0)")
+        for name in ("snr_db", "level_dbfs", "rt60_s"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name} must be [low, high] with low <= high, got {[lo, hi]}")
+        if self.rt60_s[0] <= 0:
+            raise ValueError("rt60_s must be > 0")
 
 
 @dataclass(frozen=True)
