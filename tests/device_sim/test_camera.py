@@ -189,3 +189,20 @@ def test_privacy_zone_is_black_in_both_isp_outputs():
     assert (y[2:40, 82:158] == 16).all() and y[50:, :].std() > 5    # masked area black, the rest is picture
     assert (out.main_nv12[90:][1:20, 82:158] == 128).all()
     assert (out.sub_nv12[:44][1:20, 41:79] == 16).all()
+
+
+def test_sensor_noise_matches_the_noise_model(world):
+    from device_sim.hal.sensor import SensorHAL, SensorSpec
+    from device_sim.scenario import load_scenario
+    root, _, scenario = world
+    sc = load_scenario({**scenario, "actors": []})
+    hal = SensorHAL(sc, root, SensorSpec(width=320, height=180), seed=0)
+    a = hal.capture(1.0, 40.0, 0.01, 4.0)
+    b = hal.capture(1.0, 40.0, 0.01, 4.0)
+    black, white = a.black_level, a.white_level
+    x = (hal.scene_linear(1.0, False) * 40.0 * 0.01 * 5.0 * 4.0).clip(0, 1)      # noise-free signal
+    d = (a.data.astype(np.float64) - b.data) / (white - black)                   # two independent noise draws
+    expected = np.sqrt(2 * hal.noise.variance(x, 4.0).mean() + 2 / 12 / (white - black) ** 2)
+    assert d.std() == pytest.approx(expected, rel=0.1)
+    assert abs(np.corrcoef(d[:, :-1].ravel(), d[:, 1:].ravel())[0, 1]) < 0.05
+    assert a.analog_gain == 4.0 and a.exposure_s == 0.01 and a.data.dtype == np.uint16
