@@ -44,6 +44,11 @@ def load_models(paths: list[str | Path], chip: str) -> dict[str, LoadedModel]:
         npu_s = npu_latency_s(b.manifest, chip, origin)
         if b.task in models:
             raise InputFileError(f"{origin}: a second {b.task} bundle was given; the camera runs one per task")
+        if b.task == "detection":
+            unknown = [c for c in b.decode.get("classes", []) if c not in ("person", "pet", "vehicle")]
+            if unknown:
+                raise InputFileError(f"{origin}: field 'decode.classes' has {unknown}; the camera's ai-detection "
+                                     f"service knows person, pet, vehicle")
         if b.task == "cry" and not b.features:
             raise InputFileError(f"{origin}: cry bundle lacks the 'features' block")
         mpath = b.model_path("int8")
