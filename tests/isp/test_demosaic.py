@@ -91,3 +91,15 @@ def test_bad_input():
         demosaic_into(np.zeros((8, 8), np.float32), 0, np.zeros((8, 8, 3), np.float64))
     out = demosaic_fast(np.ones((2, 2), np.float64) * 0.5, "bggr", "malvar2004")  # dtype converted
     np.testing.assert_allclose(out, 0.5, atol=1e-6)
+
+
+def test_concurrent_callers_do_not_share_scratch():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    frames = [rng.random((40, 52)).astype(np.float32) for _ in range(6)]
+    expected = [demosaic(f, "GBRG") for f in frames]
+    with ThreadPoolExecutor(3) as ex:
+        got = list(ex.map(lambda f: demosaic_fast(f, "GBRG"), frames * 3))
+    for i, g in enumerate(got):
+        np.testing.assert_allclose(g, expected[i % 6], atol=1e-5)

@@ -11,6 +11,8 @@ preallocated (H, W, 3) float32 array; for the fused ISP pipeline).
 """
 from __future__ import annotations
 
+import threading
+
 import numba as nb
 import numpy as np
 
@@ -243,16 +245,20 @@ class DemosaicWorkspace:
         self.q = np.zeros((hp, wp), np.float32)
 
 
-_WORKSPACES: dict[tuple[int, int], DemosaicWorkspace] = {}
+_LOCAL = threading.local()
 
 
 def workspace(height: int, width: int) -> DemosaicWorkspace:
-    """The cached workspace for a frame size (one per size; not thread-safe across concurrent callers)."""
-    ws = _WORKSPACES.get((height, width))
+    """The cached workspace for a frame size, one per size and per calling thread (so concurrent callers never
+    share scratch buffers)."""
+    cache = getattr(_LOCAL, "workspaces", None)
+    if cache is None:
+        cache = _LOCAL.workspaces = {}
+    ws = cache.get((height, width))
     if ws is None:
-        if len(_WORKSPACES) > 8:
-            _WORKSPACES.clear()
-        ws = _WORKSPACES[(height, width)] = DemosaicWorkspace(height, width)
+        if len(cache) > 8:
+            cache.clear()
+        ws = cache[(height, width)] = DemosaicWorkspace(height, width)
     return ws
 
 
