@@ -136,7 +136,13 @@ class SdCard:
 
     def insert(self) -> CardState:
         with self._lock:
-            if self._ejected.exists() and not self.mount_point.exists():
+            if self._ejected.exists() and self.mount_point.exists():
+                # something wrote into the bare mount point while the card was out: keep it aside, never merge
+                k = 0
+                while (self.base / f"card.stray-{k}").exists():
+                    k += 1
+                os.replace(self.mount_point, self.base / f"card.stray-{k}")
+            if self._ejected.exists():
                 os.replace(self._ejected, self.mount_point)
             elif not self.mount_point.exists():
                 self.mount_point.mkdir()

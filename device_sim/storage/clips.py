@@ -16,12 +16,16 @@ API (the camera's composition root)::
 (``pts_s``; defaults to the newest ring-buffer packet) and optionally ``type``; the spec's event JSON
 (``device_sim.spec.events``: ``event``, ``capture_time_s``) works as is (see :func:`event_identity`). Packets of other streams
 than ``info.name`` are ignored, so the caller picks main or sub (see :meth:`Uploader.choose_stream`).
-Files: ``out_dir/<event_id>/seg00000.ts ...``, ``playlist.m3u8``, ``clip.json``; all written atomically.
+Files: ``out_dir/<event_id>/seg00000.ts ...``, ``playlist.m3u8``, ``clip.json``; all written atomically. With
+``out_dir`` on the card pass ``storage_check=lambda: card.require(write=True)``: a storage error (the card pulled)
+then loses that segment only (``Clip.errors``); it never raises into
+the camera's frame loop.
 Segment timestamps are the camera's capture times (90 kHz), so a player sees the pre-roll at its true time.
 """
 from __future__ import annotations
 
 import io
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -34,6 +38,7 @@ from device_sim.media.packets import EncodedPacket, StreamInfo
 from device_sim.storage.crypto import IvLedger, UserKey, encrypt_segment, iv_attr, key_check_value
 from device_sim.storage.mux import PacketMuxer, StreamTemplate
 
+log = logging.getLogger(__name__)
 EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -86,6 +91,7 @@ class Clip:
     segments: list[Segment] = field(default_factory=list)
     complete: bool = False
     decided_at: float = 0.0          # time.time() when the event was handed to the clip maker
+    errors: list[str] = field(default_factory=list)   # segments/playlists lost to storage errors
 
     @property
     def playlist(self) -> Path:
@@ -172,16 +178,21 @@ class ClipSession:
         mux.close()
         plain = self._buf.getvalue()
         c = self.clip
-        iv = self.maker.ledger.claim()
         idx = len(c.segments)
         name = f"seg{idx:05d}.ts"
-        data = encrypt_segment(self.maker.key, plain, iv)
-        atomic_write_bytes(c.dir / name, data)
+        try:
+            self.maker._check_storage()
+            iv = self.maker.ledger.claim()
+            data = encrypt_segment(self.maker.key, plain, iv)
+            atomic_write_bytes(c.dir / name, data)
+        except OSError as exc:                  # clip storage gone (card pulled, disk full): lose this segment only
+            c.errors.append(f"{name}: {exc}")
+            log.warning("clip %s: segment %s lost: %s", c.event_id, name, exc)
+            return
         end = end_pts if end_pts is not None else c.end_pts_s
         seg = Segment(idx, name, self._seg_start, round(end - self._seg_start, 6), iv, len(data), self._frames)
         c.segments.append(seg)
-        self.maker._write_playlist(c)
-        if self.maker.on_segment is not None:
+        if self.maker._write_playlist(c) and self.maker.on_segment is not None:
             self.maker.on_segment(c, seg)
 
     def finish(self) -> Clip:
@@ -189,8 +200,7 @@ class ClipSession:
             self._done = True
             self._close_segment()
             self.clip.complete = True
-            self.maker._write_playlist(self.clip)
-            if self.maker.on_finish is not None:
+            if self.maker._write_playlist(self.clip) and self.maker.on_finish is not None:
                 self.maker.on_finish(self.clip)
         return self.clip
 
@@ -200,7 +210,7 @@ class ClipMaker:
                  post_roll_s: float = 10.0, epoch_base: float = 0.0, ledger: IvLedger | None = None,
                  on_segment: Callable[[Clip, Segment], None] | None = None,
                  on_finish: Callable[[Clip], None] | None = None, stream: str = "main",
-                 infos: Iterable[StreamInfo] = ()):
+                 infos: Iterable[StreamInfo] = (), storage_check: Callable[[], object] | None = None):
         if segment_s <= 0 or pre_roll_s < 0 or post_roll_s < 0:
             raise CamlabError("clips: segment_s must be > 0 and pre/post roll >= 0")
         self.out_dir, self.key = Path(out_dir), key
@@ -210,6 +220,7 @@ class ClipMaker:
         self.on_segment, self.on_finish = on_segment, on_finish
         self._templates: dict[StreamInfo, StreamTemplate] = {}
         self.stream = stream                     # the stream used when start() gets no info (main or sub)
+        self.storage_check = storage_check       # raises OSError when out_dir is unusable (e.g. card.require)
         self.infos: dict[str, StreamInfo] = {i.name: i for i in infos}
 
     def set_stream_info(self, info: StreamInfo) -> None:
@@ -258,8 +269,19 @@ class ClipMaker:
                 break
         return sess.finish()
 
-    def _write_playlist(self, clip: Clip) -> None:
-        atomic_write_text(clip.playlist, playlist_text(clip, self.segment_s))
-        meta = clip.meta()
-        meta["key_check"] = key_check_value(self.key)
-        atomic_write_json(clip.meta_path, meta)
+    def _check_storage(self) -> None:
+        if self.storage_check is not None:
+            self.storage_check()
+
+    def _write_playlist(self, clip: Clip) -> bool:
+        try:
+            self._check_storage()
+            atomic_write_text(clip.playlist, playlist_text(clip, self.segment_s))
+            meta = clip.meta()
+            meta["key_check"] = key_check_value(self.key)
+            atomic_write_json(clip.meta_path, meta)
+            return True
+        except OSError as exc:
+            clip.errors.append(f"playlist: {exc}")
+            log.warning("clip %s: playlist not written: %s", clip.event_id, exc)
+            return False

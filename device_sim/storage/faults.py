@@ -2,9 +2,10 @@
 
 The harness (not a one-off test): a forked child records a synthetic stream onto a card as fast as it can
 (simulated clock, one MP4 per simulated minute); the parent SIGKILLs it at a seeded random time, optionally tears
-the in-flight file at a random byte (the page cache a power cut loses), runs :func:`reconcile` as the next boot would,
+the in-flight file at a random byte (the page cache a power cut loses), sometimes kills the recovery too, runs
+:func:`reconcile` as the next boot would,
 and :func:`check_card` asserts the invariant: every indexed file exists and decodes, every recording file is indexed,
-no partial file is left, and the footage lost is at most the minute in flight.
+no partial file is left, and the footage lost is at most the minute in flight; no footage is indexed twice.
 """
 from __future__ import annotations
 
@@ -36,10 +37,11 @@ class CheckResult:
     unindexed: list[str]
     missing: list[str]
     partial_left: list[str]
+    overlapping: list[str] = field(default_factory=list)    # footage indexed twice (e.g. a repair done twice)
 
     @property
     def ok(self) -> bool:
-        return not (self.corrupt or self.unindexed or self.missing or self.partial_left)
+        return not (self.corrupt or self.unindexed or self.missing or self.partial_left or self.overlapping)
 
 
 def check_card(card: SdCard, index: Index, cache: dict | None = None) -> CheckResult:
@@ -61,8 +63,10 @@ def check_card(card: SdCard, index: Index, cache: dict | None = None) -> CheckRe
         except InputFileError:
             corrupt.append(rel)
     fs = set(finals)
+    recs = [r for r in index.all() if r.kind == "minute"]
+    overlapping = [b.path for a, b in zip(recs, recs[1:]) if b.start_s < a.end_s - 1e-3]
     return CheckResult(files=len(finals), indexed=len(rows), corrupt=corrupt, unindexed=sorted(fs - rows),
-                       missing=sorted(rows - fs), partial_left=partials)
+                       missing=sorted(rows - fs), partial_left=partials, overlapping=overlapping)
 
 
 def _child(base: str, capacity: int, epoch: float, src: SyntheticSource, progress, ready) -> None:
@@ -79,14 +83,22 @@ def _child(base: str, capacity: int, epoch: float, src: SyntheticSource, progres
         i += 1
 
 
+def _recover_child(base: str, capacity: int) -> None:
+    card = SdCard(Path(base), capacity)
+    index = Index(card.mount_point / INDEX_REL)
+    reconcile(card, index)
+
+
 @dataclass
 class HarnessReport:
     power_cuts: int = 0
     torn_writes: int = 0
+    recovery_kills: int = 0
     corrupt_files: int = 0
     unindexed_files: int = 0
     missing_files: int = 0
     partial_left: int = 0
+    overlapping: int = 0
     max_lost_s: float = 0.0
     repaired: int = 0
     discarded: int = 0
@@ -97,8 +109,11 @@ class HarnessReport:
 
 def run_power_cuts(base: Path, n_cuts: int, *, seed: int = 0, capacity: int = 3_000_000,
                    max_run_s: float = 0.25, torn_fraction: float = 0.3, src: SyntheticSource | None = None,
-                   full_check_every: int = 50) -> HarnessReport:
-    """Record, kill -9 ``n_cuts`` times at seeded random moments, reconcile and check after each cut."""
+                   full_check_every: int = 50, recovery_kill_fraction: float = 0.2) -> HarnessReport:
+    """Record, kill -9 ``n_cuts`` times at seeded random moments, reconcile and check after each cut.
+
+    ``recovery_kill_fraction`` of the cuts also kill the recovery itself (a reconcile in a child, SIGKILLed within
+    30 ms) before the reconcile that is checked: recovery must survive its own power cut."""
     rng = random.Random(seed)
     src = src or SyntheticSource(64, 64, fps=10, gop=10)
     ctx = mp.get_context("fork")
@@ -128,6 +143,14 @@ def run_power_cuts(base: Path, n_cuts: int, *, seed: int = 0, capacity: int = 3_
             with open(f, "r+b") as fh:
                 fh.truncate(rng.randint(0, size))
             rep.torn_writes += 1
+        if rng.random() < recovery_kill_fraction:
+            rp = ctx.Process(target=_recover_child, args=(str(base), capacity), daemon=True)
+            rp.start()
+            time.sleep(rng.uniform(0.0, 0.03))
+            if rp.is_alive():
+                os.kill(rp.pid, signal.SIGKILL)
+            rp.join()
+            rep.recovery_kills += 1
         index = Index(root / INDEX_REL)
         try:
             r = reconcile(card, index)
@@ -144,6 +167,7 @@ def run_power_cuts(base: Path, n_cuts: int, *, seed: int = 0, capacity: int = 3_
             rep.unindexed_files += len(chk.unindexed)
             rep.missing_files += len(chk.missing)
             rep.partial_left += len(chk.partial_left)
+            rep.overlapping += len(chk.overlapping)
             rep.final_files = chk.files
             if not chk.ok:
                 rep.failures.append(f"cut {cut}: {chk}")

@@ -66,6 +66,23 @@ def _start_from_meta(meta: dict, rel: str) -> float:
     raise InputFileError(f"{rel}: MP4 lacks the recorder's start-time tag")
 
 
+def _already_repaired(root: Path, rel: str, start_wall: float) -> str | None:
+    """The final file a previous (interrupted) repair of ``rel`` produced, recognised by its start-time tag."""
+    final = final_name_of_partial(rel)
+    p = Path(final)
+    for cand in [final] + [str(p.parent / f"{p.stem}-{k}{p.suffix}") for k in range(1, 10)]:
+        f = root / cand
+        if not f.exists():
+            continue
+        try:
+            with av.open(str(f)) as c:
+                if _start_from_meta(dict(c.metadata), cand) == float(f"{start_wall:.6f}"):
+                    return cand
+        except (av.error.FFmpegError, InputFileError, OSError):
+            continue
+    return None
+
+
 def repair_partial(card: SdCard, index: Index, rel: str) -> str | None:
     """Salvage a partial minute into its final name (indexed); returns the new path or None when discarded."""
     root = card.require(write=True)
@@ -74,6 +91,12 @@ def repair_partial(card: SdCard, index: Index, rel: str) -> str | None:
     try:
         with av.open(str(src)) as c:
             start_wall = _start_from_meta(dict(c.metadata), rel)
+            done = _already_repaired(root, rel, start_wall)
+            if done is not None:                # a crash hit the previous repair after its rename
+                c.close()
+                src.unlink()
+                fsync_dir(src.parent)
+                return done
             st = c.streams.video[0]
             try:
                 for pk in c.demux(st):

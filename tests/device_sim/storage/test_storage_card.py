@@ -84,9 +84,9 @@ def test_full_card_retention_tiers_and_no_gap(tmp_path, src):
 
 
 def test_power_cuts_harness_keeps_invariant(tmp_path, src):
-    rep = run_power_cuts(tmp_path, 20, seed=7, src=src, torn_fraction=0.4)
-    assert rep.power_cuts == 20 and not rep.failures
-    assert rep.corrupt_files == rep.unindexed_files == rep.missing_files == rep.partial_left == 0
+    rep = run_power_cuts(tmp_path, 20, seed=7, src=src, torn_fraction=0.4, recovery_kill_fraction=0.3)
+    assert rep.power_cuts == 20 and rep.recovery_kills > 0 and not rep.failures
+    assert rep.corrupt_files == rep.unindexed_files == rep.missing_files == rep.partial_left == rep.overlapping == 0
     assert rep.max_lost_s <= 61.0                                    # at most the minute in flight
     assert rep.repaired + rep.discarded > 0 and rep.final_files > 0  # the harness did hit in-flight minutes
 
@@ -116,6 +116,24 @@ def test_reconcile_repairs_orphans_drops_rows_and_quarantines_corrupt(tmp_path, 
     assert repaired.start_s == EPOCH + 180 and 30.0 <= repaired.end_s - repaired.start_s <= 35.0
     assert (root / ".quarantine" / "2025_11_22_00_09.mp4").exists()     # kept, not silently deleted
     assert check_card(card, index).ok and reconcile(card, index).changed is False
+
+
+def test_repair_interrupted_after_its_rename_is_not_done_twice(tmp_path, src):
+    card = SdCard(tmp_path, 50_000_000)
+    index = Index(card.mount_point / ".index/index.db")
+    rec = Recorder(card, index, info=src.info, epoch_base=EPOCH)
+    for p in src.packets(0.0, 30.0):
+        rec.write(p)
+    rec._cur.fh.flush()
+    root = card.mount_point
+    partial = root / rec.in_flight
+    keep = partial.read_bytes()
+    assert reconcile(card, index).repaired == ["2025/11/22/00/00.mp4"]
+    partial.write_bytes(keep)                      # as if the power went between the rename and the unlink
+    index.remove("2025/11/22/00/00.mp4")
+    rep = reconcile(card, index)
+    assert rep.repaired == ["2025/11/22/00/00.mp4"] and not (root / "2025/11/22/00/00-1.mp4").exists()
+    assert check_card(card, index).ok and len(index.all()) == 1
 
 
 def test_storage_service_card_states_and_format(tmp_path, src):
@@ -280,3 +298,23 @@ def test_enospc_mid_minute_repairs_and_keeps_recording(tmp_path, src):
     rows = index.all()
     assert rows[-1].end_s == pytest.approx(EPOCH + 8 * 60)                  # still recording at the end
     assert rec.stats.dropped_packets <= 2 * src.gop                         # lost: about a GOP
+
+
+def test_clip_on_a_pulled_card_loses_segments_not_the_camera(tmp_path, src):
+    from device_sim.storage.clips import ClipMaker
+    from device_sim.storage.crypto import new_user_key
+    card = SdCard(tmp_path, 50_000_000)
+    svc = StorageService(card, epoch_base=EPOCH)
+    done = []
+    maker = ClipMaker(svc.clip_dir(), new_user_key(), segment_s=2, pre_roll_s=3, post_roll_s=6, epoch_base=EPOCH,
+                      on_finish=done.append, storage_check=lambda: card.require(write=True))
+    sess = maker.start({"event_id": "pulled", "pts_s": 5.0}, list(src.packets(0.0, 5.0)), src.info)
+    assert len(sess.clip.segments) == 1
+    card.remove()
+    for i in range(50, 150):
+        if not sess.add(src.packet(i)):
+            break
+    clip = sess.finish()
+    assert len(clip.segments) == 1 and clip.errors and not done        # no crash; the lost parts are reported
+    assert not card.mount_point.exists()                                # nothing written into the bare mount point
+    assert card.insert() is CardState.OK and (card.mount_point / "events/pulled/seg00000.ts").exists()
