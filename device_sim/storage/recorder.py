@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import av
+
+from camlab.errors import CamlabError
 from camlab.io_utils import fsync_dir
 from device_sim.hal.sdcard import CardError, CardFile, CardState, SdCard
 from device_sim.media.packets import EncodedPacket, StreamInfo
@@ -111,6 +114,9 @@ class Recorder:
         """Record one packet (never raises for card trouble; see the module docstring)."""
         if pkt.stream != self.stream:
             return
+        if self.info is None:                  # nothing to mux with until the encoder's StreamInfo is known
+            self.stats.dropped_packets += 1
+            return
         if self.epoch_base is None:
             self.epoch_base = time.time() - pkt.pts_s
         wall = self.wall(pkt.pts_s)
@@ -129,8 +135,11 @@ class Recorder:
             self._cur.end_wall = wall + (pkt.duration_s or (1.0 / self.info.fps if self.info and self.info.fps else 0))
         except CardError as exc:
             self._card_failed(exc)
-        except OSError as exc:
-            self._card_failed(CardError(exc.errno or errno.EIO, str(exc)))
+        except CamlabError as exc:             # a bad packet (e.g. timestamps going back): drop it, keep the minute
+            self.stats.dropped_packets += 1
+            self.stats.errors.append(f"packet: {exc}")
+        except (OSError, av.error.FFmpegError) as exc:
+            self._card_failed(CardError(getattr(exc, "errno", None) or errno.EIO, str(exc)))
 
     def close(self) -> None:
         """Finalise the minute in flight (safe to call when the card is gone)."""

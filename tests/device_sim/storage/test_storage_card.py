@@ -318,3 +318,20 @@ def test_clip_on_a_pulled_card_loses_segments_not_the_camera(tmp_path, src):
     assert len(clip.segments) == 1 and clip.errors and not done        # no crash; the lost parts are reported
     assert not card.mount_point.exists()                                # nothing written into the bare mount point
     assert card.insert() is CardState.OK and (card.mount_point / "events/pulled/seg00000.ts").exists()
+
+
+def test_bad_packets_are_dropped_not_fatal(tmp_path, src):
+    from dataclasses import replace
+    card = SdCard(tmp_path, 50_000_000)
+    index = Index(card.mount_point / ".index/index.db")
+    rec = Recorder(card, index, epoch_base=EPOCH)
+    rec.write(src.packet(0))                                   # no StreamInfo yet: dropped, counted
+    rec.set_stream_info(src.info)
+    for i in range(10, 300):
+        p = src.packet(i)
+        rec.write(p)
+        if i == 100:
+            rec.write(replace(p, pts_s=p.pts_s - 5.0))           # a timestamp going back
+    rec.close()
+    assert rec.stats.dropped_packets == 2 and rec.stats.errors[0].startswith("packet:")
+    assert [r.frames for r in index.all()] == [290] and check_card(card, index).ok
