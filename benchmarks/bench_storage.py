@@ -29,7 +29,8 @@ def _power_cuts(tmp: Path, n: int) -> dict:
     rep = run_power_cuts(tmp / "cuts", n, seed=2026, src=SyntheticSource(64, 64, fps=10, gop=10), torn_fraction=0.3)
     return {"power_cuts": rep.power_cuts, "corrupt_files": rep.corrupt_files, "unindexed_files": rep.unindexed_files,
             "missing_files": rep.missing_files, "partial_files_left": rep.partial_left,
-            "torn_writes_injected": rep.torn_writes, "minutes_repaired": rep.repaired,
+            "torn_writes_injected": rep.torn_writes, "recovery_kills_injected": rep.recovery_kills,
+            "overlapping_files": rep.overlapping, "minutes_repaired": rep.repaired,
             "minutes_discarded": rep.discarded, "orphans_indexed": rep.indexed_orphans,
             "max_lost_s_per_cut": round(rep.max_lost_s, 2), "power_cut_wall_s": round(time.perf_counter() - t0, 1)}
 
@@ -186,8 +187,9 @@ def run(power_cuts: int = 500, full_card_hours: float = 24.0, n_events: int = 12
         out["segments_checked_for_iv_reuse"] += bulk["iv_bulk_segments"]
     out["notes"] = ("2-core shared machine, other engineers' jobs running: timings are noisy. Power cuts are SIGKILL "
                     "of a forked recording child at seeded random times (30% also tear the in-flight file at a random "
-                    "byte); full card is a simulated clock (2 fps, 2 MB card). Clip latency counts from the event "
-                    "decision and includes the post-roll being captured in real time.")
+                    "byte, ignoring fsync: the worst case, hence up to a whole in-flight minute lost; 20% also SIGKILL "
+                    "the recovery itself); full card is a simulated clock (2 fps, 2 MB card). Clip latency counts "
+                    "from the event decision and includes the post-roll (8 s) captured in real time.")
     return out
 
 
