@@ -19,16 +19,18 @@ Wiring for the composition root (``device_sim/camera.py``); every call below tak
     notifier = Notifier(cloud_url, cafile=cloud_cert, mqtt_publish=None).start()
     clips = ClipMaker(state / "clips", UserKey.from_hex(user_key_hex), epoch_base=wall_clock_at_pts_zero,
                       ledger=IvLedger(state / "ivs.bin"), on_segment=uploader.enqueue_segment,
-                      on_finish=uploader.enqueue_clip)
+                      on_finish=uploader.enqueue_clip)      # out_dir in RAM/flash; or storage.clip_dir() with
+                                                            # storage_check=lambda: card.require(write=True)
 
     # every encoded packet (all streams; storage records "main")
     storage.write(pkt); [s for s in sessions if not s.add(pkt)]     # open clip sessions take post-roll packets
-    # an event is decided (event: mapping with "event_id", "pts_s", "type"):
+    # an event is decided (the spec's event dict from device_sim.spec.events works as is):
     notifier.notify(event)                                          # FIRST: returns at once
     storage.mark_event(event_id, wall_start, wall_end)              # minute files move to the event tier
     stream = uploader.choose_stream({"main": main_bps, "sub": sub_bps})
     sessions.append(clips.start(event, ring_buffer.packets(), infos[stream]))
-    # actions: storage.format_card(); property: storage.status()["sd-card-status"] (see sdcard_status.py)
+    # action format-sd: storage.format_card(); properties: storage.status()["spec"] -> {"sd-status": 0..3,
+    # "total-space": MB, "free-space": MB} (model.json siid 6); detailed: storage.status()["sd-card-status"]
 
 Modules: ``recorder`` (minute MP4s), ``index`` (SQLite), ``retention`` (tiers), ``reconcile`` (crash recovery),
 ``faults`` (power-cut harness), ``clips``, ``crypto``, ``uploader``, ``notify``, ``playback`` (card by time range;
