@@ -11,6 +11,7 @@ traffic addressed to themselves, as home routers do. Every address lives inside 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,22 @@ def netns_unavailable() -> str | None:
     return None
 
 
+_OURS = re.compile(r"^cl(\d+)x[0-9a-f]{3}(p|ra|rb|ha|hb)$")
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete lab namespaces left by a test process that was killed (its pid is gone); never anyone else's."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    removed = []
+    for line in out.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        m = _OURS.match(name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            removed.append(name)
+    return removed
+
+
 def _sh(*cmd: str) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
@@ -87,7 +104,7 @@ def _sh(*cmd: str) -> None:
 class NatLab:
     nat_a: str
     nat_b: str
-    tag: str = field(default_factory=lambda: f"{os.getpid() % 100000}{int(time.time() * 1000) % 1000}")
+    tag: str = field(default_factory=lambda: f"{os.getpid()}x{os.urandom(2).hex()[:3]}")
     namespaces: list[str] = field(default_factory=list)
 
     @property
@@ -110,6 +127,7 @@ class NatLab:
         _sh("ip", "netns", "exec", name, *cmd)
 
     def build(self) -> "NatLab":
+        remove_stale_namespaces()
         for kind in (self.nat_a, self.nat_b):
             if kind not in NAT_KINDS:
                 raise ValueError(f"NAT kind {kind!r}: expected one of {NAT_KINDS}")

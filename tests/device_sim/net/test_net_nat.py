@@ -85,3 +85,18 @@ def test_symmetric_nats_fall_back_to_the_relay_within_3s(lab):
 def test_stranger_behind_nat_is_refused(lab):
     out = _app(lab, "port_restricted", 1, who="mallory")
     assert out["paths"] == [] and len(out["errors"]) == 1 and "NOT_AUTHORISED" in out["errors"][0]
+
+
+def test_stale_lab_namespaces_of_dead_runs_are_removed_and_others_kept():
+    from device_sim.net.harness import remove_stale_namespaces
+    dead = "cl9999999xabcp"                      # pid 9999999 cannot exist (pid_max is at most 4194304)
+    foreign = "clnotoursp"
+    for n in (dead, foreign):
+        subprocess.run(["ip", "netns", "add", n], check=True)
+    try:
+        removed = remove_stale_namespaces()
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert dead in removed and dead not in names and foreign in names
+    finally:
+        for n in (dead, foreign):
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
