@@ -167,6 +167,13 @@ class AccountStore:
             raise AuthError(f"unshare: {owner} does not own {did}")
         self._write("DELETE FROM shares WHERE did=? AND account=?", (did, account))
 
+    def shared_with(self, did: str) -> list[str]:
+        """Accounts the device is currently shared with (not including the owner)."""
+        with self._lock:
+            rows = self._db.execute("SELECT s.account FROM shares s JOIN bindings b ON b.did=s.did WHERE s.did=? "
+                                    "ORDER BY 1", (did,)).fetchall()
+        return [r[0] for r in rows]
+
     # ------------------------------------------------------------------ authorisation (always a fresh query)
     def permissions(self, account: str, did: str) -> frozenset[str]:
         self.queries += 1

@@ -43,9 +43,7 @@ def acl_rules(store: AccountStore, dids: list[str]) -> dict[str, list[tuple[str,
         t = topics(did)
         rules.setdefault(did, []).extend([("read", f"{t['down']}/#"), ("write", f"camlab/{did}/up/#")])
         owner = store.owner(did)
-        users = [owner] if owner else []
-        with store._lock:
-            users += [r[0] for r in store._db.execute("SELECT account FROM shares WHERE did=?", (did,))]
+        users = ([owner] if owner else []) + store.shared_with(did)
         for acc in users:
             entries = rules.setdefault(acc, [])
             entries += [("write", f"{t['down']}/{acc}"), ("read", f"{t['reply']}/{acc}")]
