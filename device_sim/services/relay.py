@@ -104,8 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state", type=Path, required=True)
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="relay %(levelname)s %(message)s")
-    a.state.mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(a.host, a.port, load_secret(a.state)))
+    try:
+        a.state.mkdir(parents=True, exist_ok=True)
+        secret = load_secret(a.state)
+    except OSError as exc:
+        print(f"error: --state {a.state}: expected a writable directory ({exc.strerror})", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(a.host, a.port, secret))
+    except OSError as exc:
+        print(f"error: --host {a.host} --port {a.port}: cannot bind ({exc.strerror})", file=sys.stderr)
+        return 2
     return 0
 
 

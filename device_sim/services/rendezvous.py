@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     except CamlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: --state {a.state} / --host {a.host} --port {a.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

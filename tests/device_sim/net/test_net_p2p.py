@@ -292,3 +292,17 @@ def test_services_survive_garbage_and_refuse_forgeries(cloud, services, tmp_path
 
     run(main())
     assert all(p.poll() is None for p in services["procs"])
+
+
+def test_services_reject_bad_arguments_with_one_line(tmp_path):
+    import subprocess
+    import sys
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    for module, extra in (("device_sim.services.relay", []), ("device_sim.services.rendezvous", []),
+                          ("device_sim.services.rendezvous", ["--relay", "nohostport"])):
+        state = str(not_a_dir) if not extra else str(tmp_path / "ok")
+        r = subprocess.run([sys.executable, "-m", module, "--state", state, *extra], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+        assert ("--state" in r.stderr) or ("--relay" in r.stderr)
