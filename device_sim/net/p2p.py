@@ -310,7 +310,7 @@ class DeviceAgent:
                  *, hub: LiveHub | None = None, spec=None, files_dir: Path | None = None,
                  on_talk: Callable | None = None, hosts: list[str] | None = None, rate_bps: float = 40e6):
         self.ident, self.accounts, self.rendezvous = ident, accounts, rendezvous
-        self.hub = hub or LiveHub()
+        self.hub = hub or LiveHub(on_watching=spec.set_watching if spec is not None else None)
         self.spec, self.files_dir, self.on_talk, self.hosts, self.rate_bps = spec, files_dir, on_talk, hosts, rate_bps
         self.access_log = AccessLog(Path(state_dir) / "access_log.jsonl")
         self.handshake = DeviceHandshake(ident, accounts)

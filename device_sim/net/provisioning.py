@@ -120,15 +120,18 @@ def phone_scene(qr: np.ndarray, size: tuple[int, int] = (360, 480), rng: np.rand
     return np.clip(scene, 0.0, 1.0)
 
 
-def camera_luma(scene_srgb: np.ndarray, rng: np.random.Generator, pipeline=None, gain: float = 2.0) -> np.ndarray:
-    """What the camera sees: unprocess to a noisy Bayer frame, run the ISP, return the luma plane (uint8)."""
+def camera_luma(scene_srgb: np.ndarray, rng: np.random.Generator, pipeline=None, gain: float = 2.0,
+                night: bool = False) -> np.ndarray:
+    """What the camera sees: unprocess to a noisy Bayer frame, run the ISP, return the luma plane (uint8).
+    ``night``: IR-lit scene through the IR tuning (monochrome), as when the user provisions in a dark room."""
+    import camlab.isp
     from camlab.isp.pipeline import Pipeline
     from camlab.sensor.unprocess import unprocess
 
     if pipeline is None:
-        tuning = Path(__import__("camlab.isp", fromlist=["x"]).__file__).parent / "tuning" / "sc3336_day.yaml"
+        tuning = Path(camlab.isp.__file__).parent / "tuning" / ("sc3336_ir.yaml" if night else "sc3336_day.yaml")
         pipeline = Pipeline.from_yaml(tuning)
-    raw, _ = unprocess(scene_srgb, rng, gain=gain)
+    raw, _ = unprocess(scene_srgb, rng, gain=gain, ir_mode=night)
     res = pipeline.run(raw)
     nv12 = res.main_nv12
     return np.ascontiguousarray(nv12[: nv12.shape[0] * 2 // 3])

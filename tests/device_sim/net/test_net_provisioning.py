@@ -58,6 +58,17 @@ def test_camera_sees_qr_joins_and_binds(tmp_path, cloud, pipeline):
     assert store.owner(dev2.did) is None
 
 
+def test_camera_reads_the_code_in_ir_night_mode(tmp_path, cloud):
+    store, _, _ = cloud
+    dev = manufacture(tmp_path / "night-cam", store)
+    payload, qr = start_provisioning(store, "alice", SSID, PASSWORD)
+    rng = np.random.default_rng(11)
+    luma = camera_luma(phone_scene(qr, rng=rng, screen_level=0.6, room_level=0.1), rng, gain=8.0, night=True)
+    assert decode_qr(luma) == payload
+    res = provision_from_frames([np.full_like(luma, 20), luma], dev, store, WifiEnvironment({SSID: PASSWORD}))
+    assert res.ok and res.owner == "alice"
+
+
 def test_expired_token_wrong_password_and_no_code(tmp_path, cloud, pipeline):
     store, _, _ = cloud
     dev = manufacture(tmp_path / "cam3", store)
