@@ -364,6 +364,7 @@ def run_demo(opts: DemoOptions) -> DemoResult:
                       tags={"git_commit": tracking.git_commit(), "data": using}) as parent:
         import mlflow
 
+        results["mlflow_run_id"] = parent.info.run_id
         results["isp"], sec = _step("ISP on the real raw frame", results, lambda: run_isp(out))
         sections.append(sec)
         results["detector"], sec = _step("train detector (demo budget)", results, lambda: train_detector(opts, out))

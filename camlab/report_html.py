@@ -88,6 +88,12 @@ def write_report(path: Path, title: str, subtitle: str, budget_rows: Sequence[Se
             parts.append(f"<figure><img class='plot' alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
         parts.append("</section>")
+    # after load, the page records how many plots decoded (headless browser tests read it from the DOM)
+    parts.append("<script>window.addEventListener('load',function(){var i=document.querySelectorAll('img.plot');"
+                 "var ok=0;i.forEach(function(x){if(x.complete&&x.naturalWidth>0)ok++;});"
+                 "document.body.setAttribute('data-plots',ok+'/'+i.length);"
+                 "document.body.setAttribute('data-budget-rows',"
+                 "document.querySelectorAll('#budget tbody tr').length);});</script>")
     parts.append("</body></html>")
     atomic_write_text(Path(path), "\n".join(parts))
     return Path(path)

@@ -1,0 +1,118 @@
+"""The main job end to end (smoke budgets): report renders in headless Chromium; the run is in MLflow's REST API."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(os.environ.get("CAMLAB_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "CAMLAB_CACHE": str(out / "cache")}
+    env.pop("CAMLAB_DATA", None)  # the embedded slice, as on a fresh clone
+    proc = subprocess.run([sys.executable, "-m", "camlab.cli", "demo", "--smoke", "--out", str(out / "demo"),
+                           "--scenario-seconds", "4"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "demo", proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_prints_where_everything_went(demo_run):
+    out, stdout = demo_run
+    assert "budget:" in stdout and str(out / "report.html") in stdout
+    results = json.loads((out / "results.json").read_text())
+    for step in ("isp", "detector", "cry", "export", "device_sim", "budget"):
+        assert step in results
+    assert Path(results["export"]["detector"]["bundle"], "model.onnx").is_file()
+    assert Path(results["export"]["cry"]["bundle"], "manifest.json").is_file()
+    assert (out / "device_sim" / "report.json").is_file()
+    # a missing figure can never pass its budget check
+    for check in results["budget"]:
+        if check["value"] is None:
+            assert check["passed"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/system_deps.sh installs it)")
+def test_report_renders_in_headless_chromium(demo_run, tmp_path):
+    out, _ = demo_run
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (out / "report.html").as_uri()
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120).stdout
+    plots = re.search(r'data-plots="(\d+)/(\d+)"', dom)
+    rows = re.search(r'data-budget-rows="(\d+)"', dom)
+    assert plots and rows, dom[:500]
+    ok, total = int(plots.group(1)), int(plots.group(2))
+    assert total >= 4 and ok == total
+    assert int(rows.group(1)) >= 5
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "demo_report.png"
+    subprocess.run([CHROMIUM, *flags, "--window-size=1280,2400", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120)
+    from PIL import Image
+    import numpy as np
+
+    img = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert img.shape[0] >= 1000 and img.std() > 10  # not a blank page
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_server_finds_the_demo_run(demo_run):
+    out, _ = demo_run
+    run_id = json.loads((out / "results.json").read_text())["mlflow_run_id"]
+    port = _free_port()
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", uri,
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=out)
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail("mlflow server did not start")
+                time.sleep(0.5)
+        q = urllib.parse.urlencode({"experiment_name": "demo"})
+        with urllib.request.urlopen(f"{base}/experiments/get-by-name?{q}", timeout=10) as r:
+            exp_id = json.load(r)["experiment"]["experiment_id"]
+        with urllib.request.urlopen(f"{base}/runs/get?run_id={run_id}", timeout=10) as r:
+            run = json.load(r)["run"]
+        assert run["info"]["experiment_id"] == exp_id and run["info"]["status"] == "FINISHED"
+        body = json.dumps({"experiment_ids": [exp_id],
+                           "filter": f"tags.mlflow.parentRunId = '{run_id}'"}).encode()
+        req = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            children = json.load(r).get("runs", [])
+        assert len(children) >= 2, "the training runs are nested under the demo's parent run"
+    finally:
+        server.kill()
+        server.wait()
