@@ -306,3 +306,47 @@ def test_services_reject_bad_arguments_with_one_line(tmp_path):
                            timeout=30)
         assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
         assert ("--state" in r.stderr) or ("--relay" in r.stderr)
+
+
+class _LossyEnd(_End):
+    def __init__(self, out, inp, rng, loss):
+        super().__init__(out, inp)
+        self.rng, self.loss, self.dropped = rng, loss, 0
+
+    async def send(self, data):
+        if self.rng.random() < self.loss:
+            self.dropped += 1
+            return
+        self.out.put_nowait(data)
+
+
+def test_reliable_channels_survive_packet_loss(cloud, tmp_path):
+    """15 % loss both ways: the handshake, commands and a file download still complete, by retransmission."""
+    import random
+
+    store, dev, users = cloud
+    files = tmp_path / "rec"
+    files.mkdir()
+    data = os.urandom(120_000)
+    (files / "c.mp4").write_bytes(data)
+
+    async def main():
+        q1, q2 = asyncio.Queue(), asyncio.Queue()
+        rng = random.Random(5)
+        a, b = _LossyEnd(q1, q2, rng, 0.15), _LossyEnd(q2, q1, rng, 0.15)
+        dev_task = asyncio.create_task(accept_session(b, DeviceHandshake(dev, store), timeout=10))
+        app = await open_session(a, users["alice"], dev.did, store.device_public_key(dev.did), timeout=10)
+        mux = await dev_task
+        ep = DeviceEndpoint(mux, dev.did, store, LiveHub(), AccessLog(tmp_path / "log.jsonl"), files_dir=files)
+        ep_task = asyncio.create_task(ep.run())
+        for _ in range(20):
+            assert (await app.request("ping", timeout=10))["did"] == dev.did
+        res = await app.download("c.mp4", tmp_path / "c.mp4", timeout=20)
+        retrans = mux.stats[Channel.FILE].retransmits + app.mux.stats[Channel.COMMAND].retransmits
+        await app.close()
+        ep_task.cancel()
+        return res, retrans, a.dropped + b.dropped
+
+    res, retrans, dropped = run(main())
+    assert res["complete"] and (tmp_path / "c.mp4").read_bytes() == data
+    assert dropped > 20 and retrans > 0
