@@ -194,6 +194,8 @@ def run() -> dict:
                 f" on {cores} cores: top-level figures are the 1280x720 run",
                 "runs": runs, "scenario": SCENARIO.name, "duration_s": duration, "chip": chip,
                 "bundles": {"kind": kind, "paths": [str(b) for b in bundles]},
+                "accuracy_note": None if kind == "trained" else "probe bundles (brightness/loudness, untrained): "
+                                 "the accuracy tables only show the scoring path, not a model's quality",
                 "note": "timings on a shared 2-core host; sensor_model is the simulator's own cost (hardware on a "
                         "camera), npu_host_onnxruntime is host CPU doing the NPU's work"})
     return out
