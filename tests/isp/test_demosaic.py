@@ -103,3 +103,22 @@ def test_concurrent_callers_do_not_share_scratch():
         got = list(ex.map(lambda f: demosaic_fast(f, "GBRG"), frames * 3))
     for i, g in enumerate(got):
         np.testing.assert_allclose(g, expected[i % 6], atol=1e-5)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_in_place_workspace_view(pattern):
+    """A producer writing its CFA into the workspace's view gets the same result without the padding copy."""
+    from camlab.isp.fast.demosaic import DemosaicWorkspace
+
+    c = np.random.default_rng(4).random((23, 30)).astype(np.float32)
+    ws = DemosaicWorkspace(23, 30)
+    code = PATTERN_CODES[pattern]
+    ws.padded[...] = -7.0  # stale margins must be overwritten
+    view = ws.cfa_view(code)
+    view[...] = c
+    for method in METHODS:
+        out = demosaic_into(view, code, np.empty((23, 30, 3), np.float32), method, ws=ws)
+        np.testing.assert_allclose(out, demosaic(c, pattern, DemosaicParams(method)), atol=1e-5)
+    view[5, 6] = np.nan
+    with pytest.raises(CamlabError, match="1 NaN"):
+        demosaic_into(view, code, np.empty((23, 30, 3), np.float32), "directional", ws=ws)

@@ -96,6 +96,33 @@ def _sites_in_row(yp, left, w):
     return cs, nc, gs, ng
 
 
+@nb.njit(parallel=True, cache=True)
+def _fill_margins(p, top, left, h, w, check):
+    """Reflect the (top, left, h, w) window of ``p`` into the rest of ``p`` in place; with ``check``, count the
+    window's non-finite values."""
+    hp, wp = p.shape
+    counts = np.zeros(h, np.int64)
+    for y in nb.prange(h):
+        row = p[top + y]
+        for xp in range(left):
+            row[xp] = row[left + _reflect(xp - left, w)]
+        for xp in range(left + w, wp):
+            row[xp] = row[left + _reflect(xp - left, w)]
+        if check:
+            n = 0
+            for x in range(left, left + w):
+                if not np.isfinite(row[x]):
+                    n += 1
+            counts[y] = n
+    for yp in nb.prange(hp):
+        if yp < top or yp >= top + h:
+            src = p[top + _reflect(yp - top, h)]
+            dst = p[yp]
+            for xp in range(wp):
+                dst[xp] = src[xp]
+    return counts.sum()
+
+
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
 def _bilinear(c, top, left, out):
     h, w = out.shape[0], out.shape[1]
@@ -244,6 +271,14 @@ class DemosaicWorkspace:
         self.dv = np.zeros((hp, wp), np.float32)
         self.q = np.zeros((hp, wp), np.float32)
 
+    def cfa_view(self, pattern_code: int) -> np.ndarray:
+        """The (H, W) window of the padded buffer where the CFA of a ``pattern_code`` frame goes. A producer that
+        writes its CFA straight into this view (e.g. the fused BLC/LSC/WB pass) and passes it to
+        :func:`demosaic_into` saves the padding copy: only the margins are filled."""
+        ry, rx = _R_OFFSETS[int(pattern_code)]
+        top, left = PAD + int(ry), PAD + int(rx)
+        return self.padded[top:top + self.shape[0], left:left + self.shape[1]]
+
 
 _LOCAL = threading.local()
 
@@ -266,9 +301,16 @@ def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: i
                   ws: DemosaicWorkspace | None = None, check_finite: bool = True) -> np.ndarray:
     """Demosaic a float32 C-contiguous (H, W) CFA into ``out`` (H, W, 3) float32; ``pattern_code`` indexes
     :data:`camlab.sensor.cfa.PATTERNS` (0 RGGB, 1 GRBG, 2 GBRG, 3 BGGR); ``method`` a name or index of
-    :data:`METHODS`. Returns ``out``."""
+    :data:`METHODS`. ``cfa`` may also be ``ws.cfa_view(pattern_code)`` of the workspace in use (no copy then).
+    Returns ``out``."""
     h, w = cfa.shape
-    if cfa.dtype != np.float32 or not cfa.flags.c_contiguous:
+    ws = workspace(h, w) if ws is None else ws
+    in_place = False
+    if cfa.dtype == np.float32 and ws.shape == (h, w) and 0 <= int(pattern_code) < len(PATTERNS):
+        view = ws.cfa_view(int(pattern_code))
+        in_place = (cfa.__array_interface__["data"][0] == view.__array_interface__["data"][0]
+                    and cfa.strides == view.strides)
+    if cfa.dtype != np.float32 or not (cfa.flags.c_contiguous or in_place):
         raise CamlabError(f"demosaic_into: cfa must be C-contiguous float32, got {cfa.dtype}")
     if out.shape != (h, w, 3) or out.dtype != np.float32:
         raise CamlabError(f"demosaic_into: out must be float32 {(h, w, 3)}, got {out.dtype} {out.shape}")
@@ -279,12 +321,14 @@ def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: i
     m = METHOD_CODES.get(method, -1) if isinstance(method, str) else int(method)
     if not 0 <= m < len(METHODS):
         raise CamlabError(f"demosaic_into: unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    ws = workspace(h, w) if ws is None else ws
     if ws.shape != (h, w):
         raise CamlabError(f"demosaic_into: workspace is for {ws.shape}, frame is {(h, w)}")
     ry, rx = _R_OFFSETS[int(pattern_code)]
     top, left = PAD + int(ry), PAD + int(rx)
-    bad = _pad_reflect(cfa, top, left, ws.padded)
+    if in_place:
+        bad = _fill_margins(ws.padded, top, left, h, w, check_finite)
+    else:
+        bad = _pad_reflect(cfa, top, left, ws.padded)
     if check_finite and bad:
         raise CamlabError(f"demosaic: cfa contains {bad} NaN or infinite values")
     c = ws.padded
