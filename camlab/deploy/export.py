@@ -238,7 +238,9 @@ def evaluator_for(kind: str):
 
 def detection_eval_dirs() -> list:
     """The detector's validation data: the val side of the split manifest (``datasets/detector_split.json``)
-    when the full data is reachable, else the embedded demo slice."""
+    when the full data is reachable, else (or with ``CAMLAB_SMALL=1``) the embedded demo slice."""
+    import os
+
     from camlab import settings
     from camlab.data.splits import DEFAULT_MANIFEST
 
