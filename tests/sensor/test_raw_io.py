@@ -171,3 +171,26 @@ def test_mipi_file_reader_and_errors(tmp_path):
         unpack_mipi_raw10(bytes(100), 10, 2, stride=5)
     with pytest.raises(CamlabError, match="0..1023"):
         pack_mipi_raw10(np.full((2, 4), 1024, np.uint16))
+
+
+@settings(max_examples=25, deadline=None)
+@given(blob=st.binary(min_size=0, max_size=600), tiff=st.booleans())
+def test_garbage_dng_always_one_clear_error(tmp_path_factory, blob, tiff):
+    p = tmp_path_factory.mktemp("fuzz") / "x.dng"
+    p.write_bytes((b"II*\x00\x08\x00\x00\x00" if tiff else b"") + blob)
+    with pytest.raises(InputFileError, match=r"x\.dng"):
+        read_raw(p)
+
+
+@settings(max_examples=30, deadline=None)
+@given(w=st.integers(1, 40), h=st.integers(1, 12), bits=st.integers(8, 16), big=st.booleans(),
+       pattern=st.sampled_from(PATTERNS), seed=st.integers(0, 1000))
+def test_headerless_roundtrip_property(tmp_path_factory, w, h, bits, big, pattern, seed):
+    data = np.random.default_rng(seed).integers(0, 1 << bits, (h, w)).astype(np.uint16)
+    end = "big" if big else "little"
+    f = RawFrame(data, pattern, 0, (1 << bits) - 1, bits)
+    p = tmp_path_factory.mktemp("hl") / "f.raw"
+    write_headerless(f, p, end)
+    g = read_headerless(p, w, h, bits, pattern, end)
+    np.testing.assert_array_equal(g.data, data)
+    assert g.pattern == pattern and g.white_level == (1 << bits) - 1
