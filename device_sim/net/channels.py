@@ -165,7 +165,7 @@ class Mux:
         if self.closed.is_set():
             raise ConnectionError("session closed")
         seq, frames = self._fragments(channel, payload)
-        self._unacked[channel][seq] = _Unacked(frames, float("inf"))
+        self._unacked[channel][seq] = _Unacked(list(frames), float("inf"))
         self._pending.set()
         self._enqueue(channel, frames, seq)
 
@@ -174,6 +174,8 @@ class Mux:
         await self.transport.send(rec)
 
     async def _sender(self) -> None:
+        """One fragment at a time, always from the highest-priority channel with data, so a command or alert
+        waits for at most one fragment of a large video frame (pre-emption at fragment boundaries)."""
         tokens, last = 64 * 1024.0, time.monotonic()
         burst = max(64 * 1024.0, self.rate_Bps * 0.02)
         try:
@@ -183,21 +185,24 @@ class Mux:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                reliable_seq, item = self._queues[ch].popleft()
-                self._queued_bytes[ch] -= sum(map(len, item))
-                for frame in item:
-                    now = time.monotonic()
-                    tokens = min(burst, tokens + (now - last) * self.rate_Bps)
-                    last = now
-                    if tokens < len(frame):
-                        await asyncio.sleep((len(frame) - tokens) / self.rate_Bps)
-                        tokens, last = len(frame), time.monotonic()
-                    tokens -= len(frame)
-                    await self._emit(frame)
-                    self.stats[ch].bytes_sent += len(frame)
-                self.stats[ch].sent += 1
-                if reliable_seq is not None and reliable_seq in self._unacked[ch]:
-                    self._unacked[ch][reliable_seq].sent = time.monotonic()
+                reliable_seq, frames = self._queues[ch][0]
+                frame = frames.pop(0)
+                self._queued_bytes[ch] -= len(frame)
+                if not frames:
+                    self._queues[ch].popleft()
+                now = time.monotonic()
+                tokens = min(burst, tokens + (now - last) * self.rate_Bps)
+                last = now
+                if tokens < len(frame):
+                    await asyncio.sleep((len(frame) - tokens) / self.rate_Bps)
+                    tokens, last = len(frame), time.monotonic()
+                tokens -= len(frame)
+                await self._emit(frame)
+                self.stats[ch].bytes_sent += len(frame)
+                if not frames:
+                    self.stats[ch].sent += 1
+                    if reliable_seq is not None and reliable_seq in self._unacked[ch]:
+                        self._unacked[ch][reliable_seq].sent = time.monotonic()
         except (ConnectionError, OSError) as exc:
             log.info("sender stopped: %s", exc)
             await self.close(notify=False)

@@ -233,7 +233,7 @@ def test_congestion_drops_video_not_commands_and_priorities(cloud, tmp_path):
     # every delivered frame either is a keyframe or follows the frame before it (no broken reference chain)
     for prev, cur in zip(got, got[1:]):
         assert cur.keyframe or cur.data[0] == prev.data[0] + 1
-    assert ping_s < 0.5
+    assert ping_s < 0.1, ping_s            # pre-emption at fragment boundaries
 
 
 def test_services_survive_garbage_and_refuse_forgeries(cloud, services, tmp_path):
