@@ -115,7 +115,7 @@ TONE_LUT_SIZE = 65537  # nearest-entry lookup: error < 1e-4 of full scale agains
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def colour_kernel(rgb, ccm, lut, ym, y_out, uv_out):
     """Linear RGB (H, W, 3) -> CCM (clip) -> tone LUT (nearest of TONE_LUT_SIZE) -> Y' (H2, W2) and mean 4:2:0
-    Cb, Cr (H2/2, W2/2, 2)."""
+    chroma as planes (2, H2/2, W2/2) (Cb, Cr; planar so the chroma NR vectorises)."""
     h2, w2 = y_out.shape
     zero = np.float32(0.0)
     one = np.float32(1.0)
@@ -147,10 +147,11 @@ def colour_kernel(rgb, ccm, lut, ym, y_out, uv_out):
                 yo[x] = y0c * t0 + y1c * t1 + y2c * t2
                 ub[x] += u0c * t0 + u1c * t1 + u2c * t2
                 vb[x] += v0c * t0 + v1c * t1 + v2c * t2
-        uo = uv_out[by]
+        uo = uv_out[0, by]
+        vo = uv_out[1, by]
         for j in range(w2 // 2):
-            uo[j, 0] = np.float32(0.25) * (ub[2 * j] + ub[2 * j + 1])
-            uo[j, 1] = np.float32(0.25) * (vb[2 * j] + vb[2 * j + 1])
+            uo[j] = np.float32(0.25) * (ub[2 * j] + ub[2 * j + 1])
+            vo[j] = np.float32(0.25) * (vb[2 * j] + vb[2 * j + 1])
 
 
 # ------------------------------------------------------------------------------------------------ (4) NR + 3D-DNR
@@ -198,10 +199,10 @@ def _bilateral_luma(y, r, x, c, inv, ry, h, w):
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_y, prev_uv, a_static, m_lo,
               m_span, y_out, uv_out):
-    """Luma bilateral (box radius ry, triangular range kernel ky*sigma), chroma bilateral on 4:2:0 planes (rc, kc),
-    then the motion-adaptive recursive filter against (prev_y, prev_uv). Outputs float32 planes."""
+    """Luma bilateral (box radius ry, triangular range kernel ky*sigma), chroma bilateral on the planar 4:2:0
+    chroma (2, H/2, W/2) (rc, kc), then the motion-adaptive recursive filter against (prev_y, prev_uv)."""
     h, w = y.shape
-    hc, wc = uv.shape[0], uv.shape[1]
+    hc, wc = uv.shape[1], uv.shape[2]
     zero = np.float32(0.0)
     one = np.float32(1.0)
     tiny = np.float32(1e-6)
@@ -263,49 +264,102 @@ def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_
                     inv[x] = a
                 for j in range(wc):
                     amax[j] = max(amax[j], max(inv[2 * j], inv[2 * j + 1]))
-        for j in range(wc):
-            if mono:
-                uv_out[by, j, 0] = zero
-                uv_out[by, j, 1] = zero
-                continue
-            u0 = uv[by, j, 0]
-            v0 = uv[by, j, 1]
-            if rc > 0 and kc > 0:
-                yh = np.float32(0.25) * (y[2 * by, 2 * j] + y[2 * by + 1, 2 * j] + y[2 * by, 2 * j + 1]
-                                         + y[2 * by + 1, 2 * j + 1])
-                inv = np.float32(0.5) / max(kc * _sig(sig_lut, yh), tiny)
-                nu = zero
-                nv = zero
-                den = zero
-                if by - rc >= 0 and by + rc < hc and j - rc >= 0 and j + rc < wc:
-                    for dy in range(-rc, rc + 1):
-                        urow = uv[by + dy]
-                        for dx in range(-rc, rc + 1):
-                            a0 = urow[j + dx, 0]
-                            a1 = urow[j + dx, 1]
-                            wt = max(zero, one - (abs(a0 - u0) + abs(a1 - v0)) * inv)
-                            nu += wt * a0
-                            nv += wt * a1
-                            den += wt
-                else:
-                    for dy in range(-rc, rc + 1):
-                        rr = _clamp(by + dy, hc)
-                        for dx in range(-rc, rc + 1):
-                            cc = _clamp(j + dx, wc)
-                            a0 = uv[rr, cc, 0]
-                            a1 = uv[rr, cc, 1]
-                            wt = max(zero, one - (abs(a0 - u0) + abs(a1 - v0)) * inv)
-                            nu += wt * a0
-                            nv += wt * a1
-                            den += wt
-                u0 = nu / den
-                v0 = nv / den
-            if has_prev:
+        uo = uv_out[0, by]
+        vo = uv_out[1, by]
+        if mono:
+            for j in range(wc):
+                uo[j] = zero
+                vo[j] = zero
+            continue
+        uc = uv[0, by]
+        vc = uv[1, by]
+        if rc > 0 and kc > 0:
+            cinv = np.empty(wc, dtype=np.float32)
+            nu = np.zeros(wc, dtype=np.float32)
+            nv = np.zeros(wc, dtype=np.float32)
+            den = np.zeros(wc, dtype=np.float32)
+            ya = y[2 * by]
+            yb = y[2 * by + 1]
+            for j in range(wc):  # gather pass: range scale from the co-sited mean luma (before NR)
+                yh = np.float32(0.25) * (ya[2 * j] + ya[2 * j + 1] + yb[2 * j] + yb[2 * j + 1])
+                cinv[j] = np.float32(0.5) / max(kc * _sig(sig_lut, yh), tiny)
+            if rc == 1 and 0 < by < hc - 1 and wc > 2:
+                # branch-free 3x3 with register accumulators (vectorisable), borders below
+                ua, um, ub_ = uv[0, by - 1], uv[0, by], uv[0, by + 1]
+                va, vm, vb_ = uv[1, by - 1], uv[1, by], uv[1, by + 1]
+                for j in range(1, wc - 1):
+                    u0 = um[j]
+                    v0 = vm[j]
+                    k = cinv[j]
+                    su = u0
+                    sv = v0
+                    sw = one
+                    for t in range(9):
+                        if t == 4:
+                            continue
+                        dyy = t // 3
+                        dxx = t % 3 - 1
+                        if dyy == 0:
+                            a0 = ua[j + dxx]
+                            a1 = va[j + dxx]
+                        elif dyy == 1:
+                            a0 = um[j + dxx]
+                            a1 = vm[j + dxx]
+                        else:
+                            a0 = ub_[j + dxx]
+                            a1 = vb_[j + dxx]
+                        wt = max(zero, one - (abs(a0 - u0) + abs(a1 - v0)) * k)
+                        su += wt * a0
+                        sv += wt * a1
+                        sw += wt
+                    nu[j] = su
+                    nv[j] = sv
+                    den[j] = sw
+                lo_j = 1
+                hi_j = wc - 1
+                skip_interior = True
+            else:
+                lo_j = min(rc, wc)
+                hi_j = max(wc - rc, lo_j)
+                skip_interior = False
+            for dy in range(-rc, rc + 1):
+                rr = _clamp(by + dy, hc)
+                urow = uv[0, rr]
+                vrow = uv[1, rr]
+                for dx in range(-rc, rc + 1):
+                    for j in range(lo_j, lo_j if skip_interior else hi_j):  # tap-outer, pixel-inner
+                        a0 = urow[j + dx]
+                        a1 = vrow[j + dx]
+                        wt = max(zero, one - (abs(a0 - uc[j]) + abs(a1 - vc[j])) * cinv[j])
+                        nu[j] += wt * a0
+                        nv[j] += wt * a1
+                        den[j] += wt
+                    for j in range(0, lo_j):
+                        cc = _clamp(j + dx, wc)
+                        wt = max(zero, one - (abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])) * cinv[j])
+                        nu[j] += wt * urow[cc]
+                        nv[j] += wt * vrow[cc]
+                        den[j] += wt
+                    for j in range(hi_j, wc):
+                        cc = _clamp(j + dx, wc)
+                        wt = max(zero, one - (abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])) * cinv[j])
+                        nu[j] += wt * urow[cc]
+                        nv[j] += wt * vrow[cc]
+                        den[j] += wt
+            for j in range(wc):
+                uo[j] = nu[j] / den[j]
+                vo[j] = nv[j] / den[j]
+        else:
+            for j in range(wc):
+                uo[j] = uc[j]
+                vo[j] = vc[j]
+        if has_prev:
+            pu = prev_uv[0, by]
+            pv = prev_uv[1, by]
+            for j in range(wc):
                 a = amax[j]
-                u0 = prev_uv[by, j, 0] + a * (u0 - prev_uv[by, j, 0])
-                v0 = prev_uv[by, j, 1] + a * (v0 - prev_uv[by, j, 1])
-            uv_out[by, j, 0] = u0
-            uv_out[by, j, 1] = v0
+                uo[j] = pu[j] + a * (uo[j] - pu[j])
+                vo[j] = pv[j] + a * (vo[j] - pv[j])
 
 
 # ------------------------------------------------------------------------------------------------ (5) sharpen
@@ -375,14 +429,17 @@ def luma_nv12_kernel(y, y_off, y_gain, out):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def chroma_nv12_kernel(uv, c_gain, out):
-    hc, wc = uv.shape[0], uv.shape[1]
+def chroma_nv12_kernel(uvp, c_gain, out):
+    """Planar chroma (2, H/2, W/2) -> interleaved NV12 chroma rows of ``out``."""
+    hc, wc = uvp.shape[1], uvp.shape[2]
     h = out.shape[0] - hc
     for r in prange(hc):
-        for j in range(wc):
-            for c in range(2):
-                v = np.floor(np.float32(128.0) + c_gain * uv[r, j, c] + np.float32(0.5))
-                out[h + r, 2 * j + c] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
+        o = out[h + r]
+        for c in range(2):
+            src = uvp[c, r]
+            for j in range(wc):
+                v = int(np.float32(128.0) + c_gain * src[j] + np.float32(0.5))
+                o[2 * j + c] = np.uint8(min(max(v, 0), 255))
 
 
 # ------------------------------------------------------------------------------------------------ (6) scale + NV12
@@ -444,12 +501,13 @@ def _resample(plane: np.ndarray, out_w: int, out_h: int, window) -> np.ndarray:
 
 
 def pack_nv12_fast(y: np.ndarray, uv: np.ndarray, rng: str = "limited") -> np.ndarray:
-    """Numba twin of :func:`camlab.isp.stages.csc.pack_nv12`."""
+    """Numba twin of :func:`camlab.isp.stages.csc.pack_nv12` (``uv`` (H/2, W/2, 2) or planar (2, H/2, W/2))."""
     h, w = y.shape
+    uvp = np.moveaxis(uv, -1, 0) if uv.shape[-1] == 2 and uv.shape[0] != 2 else uv
     out = np.empty((h + h // 2, w), dtype=np.uint8)
     y_off, y_gain, c_gain = (16.0, 219.0, 224.0) if rng == "limited" else (0.0, 255.0, 255.0)
     luma_nv12_kernel(np.ascontiguousarray(y), F32(y_off), F32(y_gain), out)
-    chroma_nv12_kernel(np.ascontiguousarray(uv), F32(c_gain), out)
+    chroma_nv12_kernel(np.ascontiguousarray(uvp), F32(c_gain), out)
     return out
 
 
@@ -471,7 +529,7 @@ def _demosaic_fast(cfa: np.ndarray, pattern: str, params, out: np.ndarray) -> np
 
 
 def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
-    """Fast-path twin of ``Pipeline._run_reference``: returns float Y (H2, W2) and chroma (H2/2, W2/2, 2)."""
+    """Fast-path twin of ``Pipeline._run_reference``: returns float Y (H2, W2) and planar chroma (2, H2/2, W2/2)."""
     cfg = pipe.config
     cache = pipe._cache
     pat = frame.pattern
@@ -498,7 +556,7 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     # (3) CCM + tone + CSC
     h2, w2 = (h // 2) * 2, (w // 2) * 2
     y = _buf(cache, "y", (h2, w2))
-    uv = _buf(cache, "uv", (h2 // 2, w2 // 2, 2))
+    uv = _buf(cache, "uv", (2, h2 // 2, w2 // 2))  # planar Cb, Cr
     # the tone LUT already holds the exposure bias (it tabulates tone_map over linear [0, 1])
     colour_kernel(rgb, np.ascontiguousarray(ccm, dtype=np.float32), pipe._tone_lut(TONE_LUT_SIZE),
                   rgb_to_yuv_matrix(cfg.csc.matrix), y, uv)
@@ -507,24 +565,31 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     nr, tn = cfg.nr2d, cfg.nr3d
     has_prev = bool(tn.enabled and state is not None and state.prev_y is not None
                     and state.prev_y.shape == y.shape and state.prev_uv is not None
-                    and state.prev_uv.shape == uv.shape)
+                    and state.prev_uv.shape == (h2 // 2, w2 // 2, 2))
     temporal = tn.enabled and state is not None
     y_nr = np.empty_like(y) if temporal else _buf(cache, "y_nr", y.shape)
     uv_nr = np.empty_like(uv) if temporal else _buf(cache, "uv_nr", uv.shape)
     ky = np.float32(nr.strength_y if nr.enabled else 0.0)
     kc = np.float32(nr.strength_c if nr.enabled else 0.0)
     prev_y = state.prev_y if has_prev else y
-    prev_uv = state.prev_uv if has_prev else uv
+    prev_uv = np.moveaxis(state.prev_uv, -1, 0) if has_prev else uv  # the state keeps the (h, w, 2) layout
     inv_sig = (1.0 / np.maximum(sig_lut, np.float32(1e-6))).astype(np.float32)
     nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), kc, int(nr.radius_c), bool(cfg.mono), has_prev, prev_y, prev_uv,
               np.float32(tn.alpha_static), np.float32(tn.motion_lo), np.float32(tn.motion_hi - tn.motion_lo),
               y_nr, uv_nr)
     if temporal:
-        state.prev_y, state.prev_uv = y_nr, uv_nr
+        state.prev_y, state.prev_uv = y_nr, np.moveaxis(uv_nr, 0, -1)
     clock.lap("nr")
     if cfg.mono:
         uv_nr[...] = 0.0
     return y_nr, uv_nr
+
+
+def _resample_planar(uvp: np.ndarray, out_w: int, out_h: int, luma_window) -> np.ndarray:
+    """Planar chroma (2, h, w) over the luma window halved -> (out_h, out_w, 2)."""
+    x0, y0, cw, ch = luma_window
+    win = (x0 // 2, y0 // 2, cw // 2, ch // 2)
+    return np.stack([_resample(uvp[0], out_w, out_h, win), _resample(uvp[1], out_w, out_h, win)], axis=-1)
 
 
 def fast_output(pipe, y_nr, uv, sig_lut, want_planes: bool, clock):
@@ -557,14 +622,12 @@ def fast_output(pipe, y_nr, uv, sig_lut, want_planes: bool, clock):
             y_s = y_nr
         clock.lap("sharpen")
         x0, y0, cw, ch = win
-        streams["main"] = (_resample(y_s, mw, mh, win), _resample(uv, mw // 2, mh // 2, (x0 // 2, y0 // 2, cw // 2,
-                                                                                       ch // 2)))
+        streams["main"] = (_resample(y_s, mw, mh, win), _resample_planar(uv, mw // 2, mh // 2, win))
         main = pack_nv12_fast(*streams["main"], rng)
         clock.lap("scale_main")
     sw, sh = cfg.scale.sub
-    x0, y0, cw, ch = crop_window(w, h, sw, sh, cfg.scale.fit)
-    streams["sub"] = (_resample(y_nr, sw, sh, (x0, y0, cw, ch)),
-                      _resample(uv, sw // 2, sh // 2, (x0 // 2, y0 // 2, cw // 2, ch // 2)))
+    win = crop_window(w, h, sw, sh, cfg.scale.fit)
+    streams["sub"] = (_resample(y_nr, sw, sh, win), _resample_planar(uv, sw // 2, sh // 2, win))
     sub = pack_nv12_fast(*streams["sub"], rng)
     clock.lap("scale_sub")
     return main, sub, streams
