@@ -320,3 +320,49 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, variant: str =
     """Evaluate an export bundle's ``model.onnx`` (``int8``) or ``model_fp32.onnx`` (``fp32``) as the camera runs
     it (features and alarm logic from the manifest)."""
     return evaluate(bundle_scorer(bundle_dir, variant), data_dir, anchors=anchors, full=full)
+
+
+# ------------------------------------------------------------------------------------------ operating-point sweep
+def stream_probabilities(scorer: Scorer, data: EvalSet, noise_s: float = 4.0, snr_db: float = 10.0) -> dict:
+    """Window probabilities of every clip, of the no-cry stream and of the onset streams (computed once, for
+    re-running alarm rules cheaply)."""
+    clips = [(_stream_probs(scorer, w)[0], 1) for _, w in data.cry] + \
+            [(_stream_probs(scorer, w)[0], 0) for _, w in data.nocry]
+    bed = np.concatenate([w for _, w in data.nocry])
+    fa = _stream_probs(scorer, bed)
+    onsets = [(*_stream_probs(scorer, s), onset) for s, onset in onset_streams(data, noise_s, snr_db)]
+    return {"clips": clips, "nocry_stream": fa, "nocry_hours": len(bed) / SAMPLE_RATE / 3600.0, "onsets": onsets}
+
+
+def apply_rule(probs: dict, alarm: CryAlarm) -> dict:
+    """Clip F1/recall/precision, false alarms per hour and mean onset-to-alarm for one alarm rule."""
+    scores = [alarm.clip_score(p) for p, _ in probs["clips"]]
+    labels = [lab for _, lab in probs["clips"]]
+    m = binary_metrics(scores, labels, alarm.threshold)
+    n_fa = len(alarm.run(*probs["nocry_stream"]))
+    delays = []
+    for p, t, onset in probs["onsets"]:
+        after = [a for a in alarm.run(p, t) if a >= onset]
+        if after:
+            delays.append(after[0] - onset)
+    return {"f1": m["f1"], "recall": m["recall"], "precision": m["precision"],
+            "false_alarms_per_hour": n_fa / probs["nocry_hours"] if probs["nocry_hours"] else None,
+            "onset_to_alarm_s": float(np.mean(delays)) if delays else None,
+            "streams_alarmed": len(delays), "streams": len(probs["onsets"])}
+
+
+def choose_operating_point(probs: dict, hop_s: float, *, max_fa_per_hour: float = 1.0, max_latency_s: float = 1.6,
+                           thresholds=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95), rules=((2, 3), (3, 4), (3, 3)),
+                           refractory_s: float = 10.0) -> tuple[dict, list[dict]]:
+    """Pick (threshold, k, n) with the best clip F1 among rules meeting the false-alarm and latency limits
+    (fewest false alarms when none does). Meant for the training split: validation stays untouched."""
+    rows = []
+    for k, n in rules:
+        for th in thresholds:
+            r = apply_rule(probs, CryAlarm(threshold=th, k=k, n=n, refractory_s=refractory_s, hop_s=hop_s))
+            rows.append({"threshold": th, "k": k, "n": n, **r})
+    ok = [r for r in rows if r["false_alarms_per_hour"] is not None and r["false_alarms_per_hour"] <= max_fa_per_hour
+          and r["onset_to_alarm_s"] is not None and r["onset_to_alarm_s"] <= max_latency_s]
+    best = max(ok, key=lambda r: (r["f1"], -r["false_alarms_per_hour"])) if ok else \
+        min(rows, key=lambda r: (r["false_alarms_per_hour"], -r["f1"]))
+    return best, rows

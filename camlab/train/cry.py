@@ -52,6 +52,10 @@ class CryTrainConfig:
     model: CryModelConfig = field(default_factory=CryModelConfig)
     data: AudioDataConfig = field(default_factory=AudioDataConfig)
     train: TrainBudget = field(default_factory=TrainBudget)
+    calibrate_decode: bool = True     # pick threshold / k-of-n on training-split streams (validation untouched)
+    calibration_cry_clips: int = 120  # cry clips (seeded subset of the training split) used for that
+    max_false_alarms_per_hour: float = 1.0
+    max_onset_to_alarm_s: float = 1.6
     clip_eval: bool = True            # stream-evaluate the validation split at the end
     yamnet_anchor: bool = False       # ... and the YAMNet anchor on the same clips
     progress: bool = True
@@ -104,6 +108,32 @@ def _plot_roc(curves: dict):
     ax.set_title("cry ROC (validation)")
     fig.tight_layout()
     return fig
+
+
+def _calibrate_decode(model, cfg: CryTrainConfig, index, rng):
+    """Choose the decode operating point on training-split streams (cry subset + all training no-cry audio)."""
+    from dataclasses import replace
+
+    from camlab.data.audio import SAMPLE_RATE, clip_waveform, resample
+    from camlab.eval.audio import EvalSet, TorchScorer, choose_operating_point, stream_probabilities
+    from camlab.contract.audio_features import CryAlarm
+    from camlab.models.cry import DecodeConfig
+
+    def wave(c):
+        return resample(clip_waveform(c, cfg.data.band_limit_hz), cfg.data.band_limit_hz, SAMPLE_RATE)
+
+    cries = [c for c in index.train if c.label == 1]
+    pick = np.sort(rng.permutation(len(cries))[:cfg.calibration_cry_clips])
+    data = EvalSet(cry=[(cries[i].path, wave(cries[i])) for i in pick],
+                   nocry=[(c.path, wave(c)) for c in index.train if c.label == 0], skipped=[])
+    fc = cfg.model.features
+    d = cfg.model.decode
+    scorer = TorchScorer(model, fc, CryAlarm(d.threshold, d.k, d.n, d.refractory_s, fc.hop_s))
+    probs = stream_probabilities(scorer, data)
+    best, rows = choose_operating_point(probs, fc.hop_s, max_fa_per_hour=cfg.max_false_alarms_per_hour,
+                                        max_latency_s=cfg.max_onset_to_alarm_s, refractory_s=d.refractory_s)
+    decode = DecodeConfig(threshold=best["threshold"], k=best["k"], n=best["n"], refractory_s=d.refractory_s)
+    return replace(cfg.model, decode=decode), rows
 
 
 def _window_eval(model, x, y, batch=512) -> tuple[np.ndarray, float]:
@@ -206,9 +236,15 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
                 best = (score, copy.deepcopy(model.state_dict()), epoch)
         model.load_state_dict(best[1])
         model.eval()
+        model_cfg = cfg.model
+        if cfg.calibrate_decode:
+            model_cfg, op_rows = _calibrate_decode(model, cfg, index, rng)
+            model.model_config = model_cfg
+            mlflow.log_dict({"chosen": to_dict(model_cfg.decode), "grid": op_rows}, "operating_point.json")
         logits_val, val_loss = _window_eval(model, x_val, y_val)
-        wm = binary_metrics(1 / (1 + np.exp(-logits_val)), y_val, cfg.model.decode.threshold)
-        metrics = {"best_epoch": best[2], "val_window_loss": val_loss, "val_window_f1": wm["f1"],
+        wm = binary_metrics(1 / (1 + np.exp(-logits_val)), y_val, model_cfg.decode.threshold)
+        metrics = {"decode_threshold": model_cfg.decode.threshold, "decode_k": model_cfg.decode.k,
+                   "decode_n": model_cfg.decode.n, "best_epoch": best[2], "val_window_loss": val_loss, "val_window_f1": wm["f1"],
                    "val_window_accuracy": wm["accuracy"], "val_window_roc_auc": wm["roc_auc"],
                    "val_windows": int(len(y_val)), "train_s": time.time() - t_start, "params": n_params,
                    "macs": macs}
@@ -239,7 +275,7 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
         meta = {"metrics": metrics, "history": history, "split": counts, "mlflow_run_id": run_id,
                 "git_commit": tracking.git_commit(), "data_root": str(cfg.data.root or "default"),
                 "val_dir": str(val_dir) if val_dir else None, "train_config": to_dict(cfg)}
-        save_checkpoint(ckpt_path, kind=KIND, model_config=to_dict(cfg.model), state_dict=model.state_dict(),
+        save_checkpoint(ckpt_path, kind=KIND, model_config=to_dict(model_cfg), state_dict=model.state_dict(),
                         meta=meta)
         mlflow.log_artifact(str(ckpt_path), artifact_path="checkpoint")
     return TrainResult(checkpoint=ckpt_path, run_id=run_id, metrics=metrics, val_dir=val_dir)

@@ -57,7 +57,11 @@ def test_train_learns_and_logs(synth_root, tmp_path):
     m = res.metrics
     assert m["val_window_f1"] > 0.8 and m["val_window_roc_auc"] > 0.9
     assert m["val_clip_n_cry"] + m["val_clip_n_nocry"] > 0 and 0 <= m["val_clip_f1"] <= 1
+    # the operating point was chosen on training streams and travels in the checkpoint's model_config
+    assert m["decode_threshold"] in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95) and (m["decode_k"], m["decode_n"]) in \
+        ((2, 3), (3, 4), (3, 3))
     model, meta = load_checkpoint(res.checkpoint)
+    assert meta["model_config"]["decode"]["threshold"] == m["decode_threshold"]
     assert meta["mlflow_run_id"] == res.run_id and meta["model_config"]["channels"] == [16, 32]
     assert meta["split"]["val"]["cry"] + meta["split"]["train"]["cry"] == 12
     run = mlflow.get_run(res.run_id)
@@ -65,6 +69,7 @@ def test_train_learns_and_logs(synth_root, tmp_path):
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(res.run_id, "figures")}
     assert {"figures/roc.png", "figures/confusion.png", "figures/loss.png"} <= arts
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(res.run_id, "checkpoint")] == ["checkpoint/cry.pt"]
+    assert "operating_point.json" in {a.path for a in mlflow.MlflowClient().list_artifacts(res.run_id)}
 
 
 def test_config_errors_name_the_field(tmp_path):
