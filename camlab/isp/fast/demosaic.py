@@ -173,54 +173,65 @@ def _malvar(c, top, left, out):
                     _put(o, start - left + j, red_row, row_c, v, col_c)
 
 
-@nb.njit(parallel=True, fastmath=_FM, cache=True)
-def _dir_diffs(c, y0, y1, x0, x1, dh, dv):
-    """Signed Hamilton–Adams colour differences dH, dV (G - C, see the reference) on rows y0..y1-1, columns
-    x0..x1-1 (padded coordinates): hf - v at chroma sites, v - hf at green sites."""
-    n = x1 - x0
-    for y in nb.prange(y0, y1):
-        a, b, r1, r2 = c[y - 2, x0:], c[y - 1, x0:], c[y + 1, x0:], c[y + 2, x0:]
-        m = c[y, x0 - 2:]
-        oh = dh[y, x0:]
-        ov = dv[y, x0:]
-        par = (x0 ^ y) & 1
-        for i in range(n):
-            sgn = np.float32(1 - 2 * ((i + par) & 1))  # +1 on chroma sites
-            v = m[i + 2]
-            oh[i] = sgn * ((_TWO * (m[i + 1] + v + m[i + 3]) - m[i] - m[i + 4]) * _Q - v)
-            ov[i] = sgn * ((_TWO * (b[i] + v + r1[i]) - a[i] - r2[i]) * _Q - v)
+@nb.njit(inline="always")
+def _diff_row(c, y, xs, n, oh, ov):
+    """Signed Hamilton–Adams colour differences dH, dV (G - C, see the reference) of padded row ``y``, columns
+    xs..xs+n-1, into ``oh``/``ov``: hf - v at chroma sites, v - hf at green sites."""
+    a, b, r1, r2 = c[y - 2, xs:], c[y - 1, xs:], c[y + 1, xs:], c[y + 2, xs:]
+    m = c[y, xs - 2:]
+    par = (xs ^ y) & 1
+    for i in range(n):
+        sgn = np.float32(1 - 2 * ((i + par) & 1))  # +1 on chroma sites
+        v = m[i + 2]
+        oh[i] = sgn * ((_TWO * (m[i + 1] + v + m[i + 3]) - m[i] - m[i + 4]) * _Q - v)
+        ov[i] = sgn * ((_TWO * (b[i] + v + r1[i]) - a[i] - r2[i]) * _Q - v)
 
 
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
-def _dir_weights(dh, dv, y0, y1, x0, x1, q):
+def _dir_weights(c, y0, y1, x0, x1, q, nchunks):
     """One plane ``q`` on rows y0..y1-1, cols x0..x1-1: d = G - C at chroma sites (the only sites where the output
     reads d) and alpha, the weight of the horizontal estimate, at green sites (the only sites where the output
-    reads alpha). Sharing the plane halves the memory traffic of the output pass."""
+    reads alpha). Sharing the plane halves the memory traffic of the output pass.
+
+    Rows are split into ``nchunks`` bands; each band keeps the dH/dV rows it needs in an 8-row ring buffer, so the
+    difference planes never go through memory."""
     eps = np.float32(DIR_EPS)
     n = x1 - x0
-    for y in nb.prange(y0, y1):
+    nd = n + 5  # dH/dV columns x0-2 .. x1+2
+    for ch in nb.prange(nchunks):
+        ya = y0 + (y1 - y0) * ch // nchunks
+        yb = y0 + (y1 - y0) * (ch + 1) // nchunks
+        if ya >= yb:
+            continue
+        ring_h = np.empty((8, nd), np.float32)
+        ring_v = np.empty((8, nd), np.float32)
         colh = np.empty(n + 4, np.float32)
         colv = np.empty(n + 4, np.float32)
-        h0, h1, h2, h3, h4 = dh[y - 2, x0 - 2:], dh[y - 1, x0 - 2:], dh[y, x0 - 2:], dh[y + 1, x0 - 2:], dh[y + 2, x0 - 2:]
-        v0, v1, v2, v3, v4, v5 = (dv[y - 2, x0 - 2:], dv[y - 1, x0 - 2:], dv[y, x0 - 2:], dv[y + 1, x0 - 2:],
-                                  dv[y + 2, x0 - 2:], dv[y + 3, x0 - 2:])
-        for i in range(n + 4):
-            colh[i] = (abs(h0[i] - h0[i + 1]) + abs(h1[i] - h1[i + 1]) + abs(h2[i] - h2[i + 1])
-                       + abs(h3[i] - h3[i + 1]) + abs(h4[i] - h4[i + 1]))
-            colv[i] = (abs(v0[i] - v1[i]) + abs(v1[i] - v2[i]) + abs(v2[i] - v3[i]) + abs(v3[i] - v4[i])
-                       + abs(v4[i] - v5[i]))
-        qr = q[y, x0:]
-        par = (x0 ^ y) & 1
-        for i in range(n):
-            kh = colh[i] + colh[i + 1] + colh[i + 2] + colh[i + 3] + colh[i + 4]
-            kv = colv[i] + colv[i + 1] + colv[i + 2] + colv[i + 3] + colv[i + 4]
-            kh2 = kh * kh + eps
-            kv2 = kv * kv + eps
-            a = kv2 / (kh2 + kv2)
-            sh = (h2[i] + h2[i + 1] + h2[i + 2] + h2[i + 3] + h2[i + 4]) * _FIFTH
-            sv = (v0[i + 2] + v1[i + 2] + v2[i + 2] + v3[i + 2] + v4[i + 2]) * _FIFTH
-            dval = a * sh + (_ONE - a) * sv
-            qr[i] = dval if ((i + par) & 1) == 0 else a
+        for r in range(ya - 2, ya + 3):
+            _diff_row(c, r, x0 - 2, nd, ring_h[r & 7], ring_v[r & 7])
+        for y in range(ya, yb):
+            _diff_row(c, y + 3, x0 - 2, nd, ring_h[(y + 3) & 7], ring_v[(y + 3) & 7])
+            h0, h1, h2, h3, h4 = (ring_h[(y - 2) & 7], ring_h[(y - 1) & 7], ring_h[y & 7], ring_h[(y + 1) & 7],
+                                  ring_h[(y + 2) & 7])
+            v0, v1, v2, v3, v4, v5 = (ring_v[(y - 2) & 7], ring_v[(y - 1) & 7], ring_v[y & 7], ring_v[(y + 1) & 7],
+                                      ring_v[(y + 2) & 7], ring_v[(y + 3) & 7])
+            for i in range(n + 4):
+                colh[i] = (abs(h0[i] - h0[i + 1]) + abs(h1[i] - h1[i + 1]) + abs(h2[i] - h2[i + 1])
+                           + abs(h3[i] - h3[i + 1]) + abs(h4[i] - h4[i + 1]))
+                colv[i] = (abs(v0[i] - v1[i]) + abs(v1[i] - v2[i]) + abs(v2[i] - v3[i]) + abs(v3[i] - v4[i])
+                           + abs(v4[i] - v5[i]))
+            qr = q[y, x0:]
+            par = (x0 ^ y) & 1
+            for i in range(n):
+                kh = colh[i] + colh[i + 1] + colh[i + 2] + colh[i + 3] + colh[i + 4]
+                kv = colv[i] + colv[i + 1] + colv[i + 2] + colv[i + 3] + colv[i + 4]
+                kh2 = kh * kh + eps
+                kv2 = kv * kv + eps
+                a = kv2 / (kh2 + kv2)
+                sh = (h2[i] + h2[i + 1] + h2[i + 2] + h2[i + 3] + h2[i + 4]) * _FIFTH
+                sv = (v0[i + 2] + v1[i + 2] + v2[i + 2] + v3[i + 2] + v4[i + 2]) * _FIFTH
+                dval = a * sh + (_ONE - a) * sv
+                qr[i] = dval if ((i + par) & 1) == 0 else a
 
 
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
@@ -267,8 +278,6 @@ class DemosaicWorkspace:
         self.shape = (int(height), int(width))
         hp, wp = height + 2 * PAD + 1, width + 2 * PAD + 1
         self.padded = np.zeros((hp, wp), np.float32)
-        self.dh = np.zeros((hp, wp), np.float32)
-        self.dv = np.zeros((hp, wp), np.float32)
         self.q = np.zeros((hp, wp), np.float32)
 
     def cfa_view(self, pattern_code: int) -> np.ndarray:
@@ -337,11 +346,10 @@ def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: i
     elif m == 1:
         _malvar(c, top, left, out)
     else:
-        # The output reads d two rows/columns beyond the frame; d and alpha read dh/dv 2-3 further out.
+        # The output reads d two rows/columns beyond the frame; d and alpha read the CFA 5 further out.
         y0, y1 = top - 2, top + h + 2
         x0, x1 = left - 2, left + w + 2
-        _dir_diffs(c, y0 - 2, y1 + 3, x0 - 2, x1 + 3, ws.dh, ws.dv)
-        _dir_weights(ws.dh, ws.dv, y0, y1, x0, x1, ws.q)
+        _dir_weights(c, y0, y1, x0, x1, ws.q, max(1, min(y1 - y0, 8 * nb.get_num_threads())))
         _dir_output(c, ws.q, top, left, out)
     return out
 
