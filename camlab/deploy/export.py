@@ -237,15 +237,17 @@ def evaluator_for(kind: str):
 
 
 def detection_eval_dirs() -> list:
-    """The detector's validation data: the val side of the split manifest (``datasets/detector_split.json``)
-    when the full data is reachable, else (or with ``CAMLAB_SMALL=1``) the embedded demo slice."""
+    """The detector's validation data: the val side of the split manifest (``settings.detector_split_manifest()``,
+    ``$CAMLAB_DETECTOR_SPLIT`` or ``datasets/detector_split.json``) when the full data is reachable or the split is
+    set explicitly; else (or with ``CAMLAB_SMALL=1`` and no explicit split) the embedded demo slice."""
     import os
 
     from camlab import settings
-    from camlab.data.splits import DEFAULT_MANIFEST
 
     manifest = settings.detector_split_manifest()
-    if manifest.is_file() and (settings.has_full_data() or "CAMLAB_DETECTOR_SPLIT" in __import__("os").environ):
+    explicit = "CAMLAB_DETECTOR_SPLIT" in os.environ
+    small = os.environ.get("CAMLAB_SMALL") == "1"
+    if manifest.is_file() and (explicit or (settings.has_full_data() and not small)):
         return [str(manifest)]
     demo = settings.demo_data_root()
     if demo.is_dir():

@@ -10,14 +10,12 @@ RAM, flash). Sources: ONNX operator spec, RKNN-Toolkit2 user guide (op support, 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from camlab.deploy.chips import QOPERATOR_OPS, ChipProfile, load_chip
-from camlab.errors import InputFileError
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 PASS_THROUGH = {"QuantizeLinear", "DequantizeLinear", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
@@ -334,9 +332,4 @@ def format_report(rep: Report) -> str:
     return "\n".join(lines)
 
 
-def _main_json(rep: Report) -> str:  # pragma: no cover - debugging helper
-    return json.dumps(rep.to_dict(), indent=1)
-
-
-__all__ = ["Violation", "Report", "validate_model", "validate_bundle", "write_report", "format_report", "RULES",
-           "InputFileError"]
+__all__ = ["Violation", "Report", "validate_model", "validate_bundle", "write_report", "format_report", "RULES"]
