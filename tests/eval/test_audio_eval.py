@@ -172,3 +172,20 @@ def test_evaluate_bundle_matches_torch(eval_dir, tmp_path):
     b = evaluate(model, eval_dir, anchors=False, full=True)
     np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-4)
     assert a["f1"] == b["f1"] and a["anchors"] == {}
+
+
+def test_operating_point_prefers_rules_within_limits():
+    from camlab.eval.audio import apply_rule, choose_operating_point
+
+    t = 0.5 * np.arange(2, 42)
+    noisy = np.zeros(40)
+    noisy[[5, 6, 20]] = 0.7          # two adjacent 0.7 windows: a false alarm at threshold <= 0.7 with k=2
+    cry = np.r_[np.zeros(8), np.full(10, 0.95)]
+    probs = {"clips": [(cry, 1), (noisy, 0)], "nocry_stream": (noisy, t), "nocry_hours": 20 / 3600,
+             "onsets": [(cry, 0.5 * np.arange(2, 20), 4.5)]}
+    r = apply_rule(probs, CryAlarm(threshold=0.5, k=2, n=3, hop_s=0.5))
+    assert r["false_alarms_per_hour"] == pytest.approx(180.0) and r["onset_to_alarm_s"] == pytest.approx(1.0)
+    best, rows = choose_operating_point(probs, 0.5, max_fa_per_hour=1.0, max_latency_s=1.6)
+    assert len(rows) == 18
+    assert best["threshold"] >= 0.8 and best["false_alarms_per_hour"] == 0 and best["f1"] == 1.0
+    assert (best["k"], best["n"]) == (2, 3)
