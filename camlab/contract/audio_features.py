@@ -215,6 +215,16 @@ class FeatureExtractor:
         """Un-normalised feature map ``(n_bins, n_frames)`` for ``cfg.kind``."""
         return self.log_mel(y) if self.cfg.kind == "log_mel" else self.mfcc(y)
 
+    def source_input(self, window: np.ndarray) -> np.ndarray:
+        """One window -> the un-normalised ``[1, 1, n_bins, n_frames]`` feature map (the manifest's "source" whose
+        ``(source - inputs[0].mean) / inputs[0].std`` is the model input; ``Bundle.normalize`` does that step).
+        Use either this + ``Bundle.normalize`` or :meth:`model_input`, never both."""
+        cfg = self.cfg
+        window = np.asarray(window, dtype=np.float32)
+        if window.shape != (cfg.window_samples,):
+            raise ValueError(f"expected a window of {cfg.window_samples} samples, got shape {window.shape}")
+        return self.features(window)[None, None].astype(np.float32)
+
     def model_input(self, window: np.ndarray) -> np.ndarray:
         """One streaming window (``window_samples`` floats) -> normalised ``[1, 1, n_bins, n_frames]`` float32."""
         cfg = self.cfg

@@ -61,6 +61,7 @@ def test_model_input_normalised_and_batch_equal():
     assert single.shape == (3, 1, 40, 97)
     np.testing.assert_allclose(single[0, 0], (fx.log_mel(w[0]) + 5.0) / 2.0, atol=1e-5)
     np.testing.assert_allclose(fx.batch(w), single, atol=1e-4)
+    np.testing.assert_allclose((fx.source_input(w[1]) - cfg.mean) / cfg.std, single[1:2], atol=1e-5)
     with pytest.raises(ValueError, match="16000 samples"):
         fx.model_input(w[0, :100])
 
