@@ -161,7 +161,7 @@ def run_power_cuts(base: Path, n_cuts: int, *, seed: int = 0, capacity: int = 3_
                 cache.clear()
             chk = check_card(card, index, cache)
             ends = [rec.end_s for rec in index.all()]
-            lost = last_fed - max(ends) if ends else last_fed - epoch
+            lost = last_fed - max(ends + [epoch])    # footage of this boot that did not survive the cut
             rep.max_lost_s = max(rep.max_lost_s, lost)
             rep.corrupt_files += len(chk.corrupt)
             rep.unindexed_files += len(chk.unindexed)
