@@ -19,12 +19,15 @@ Method = Literal["grey_world", "white_patch", "shades_of_grey", "grey_edge"]
 
 @dataclass(frozen=True)
 class AwbParams:
-    """``p``: Minkowski norm (shades-of-grey, grey-edge); ``percentile`` for white-patch; samples outside
+    """``p``: Minkowski norm of shades-of-grey; ``edge_p`` and ``edge_sigma`` (Gaussian pre-smoothing, pixels) of
+    grey-edge; ``percentile`` for white-patch; samples outside
     [``dark``, ``saturation``] are ignored; gains are clamped to [``min_gain``, ``max_gain``]; ``speed`` in (0, 1]
     is the per-frame damping of the pipeline's AWB state."""
 
     method: Method = "shades_of_grey"
     p: float = 6.0
+    edge_p: float = 1.0
+    edge_sigma: float = 1.0
     percentile: float = 99.0
     dark: float = 0.01
     saturation: float = 0.95
@@ -33,8 +36,10 @@ class AwbParams:
     speed: float = 0.3
 
     def __post_init__(self):
-        if not self.p >= 1:
-            raise ValueError(f"p must be >= 1, got {self.p}")
+        if not (self.p >= 1 and self.edge_p >= 1):
+            raise ValueError(f"p and edge_p must be >= 1, got {self.p}, {self.edge_p}")
+        if self.edge_sigma < 0:
+            raise ValueError(f"edge_sigma must be >= 0, got {self.edge_sigma}")
         if not 0 < self.speed <= 1:
             raise ValueError(f"speed must be in (0, 1], got {self.speed}")
 
@@ -52,14 +57,18 @@ def estimate_illuminant(rgb: np.ndarray, p: AwbParams = AwbParams()) -> np.ndarr
     if p.method == "grey_edge":
         if rgb.ndim != 3:
             raise ValueError("grey_edge needs an (H, W, 3) image")
-        img = rgb.copy()
-        sat = img.max(axis=2) >= p.saturation
+        sat = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2]) >= p.saturation
+        img = rgb
+        if p.edge_sigma > 0:  # derivatives of the Gaussian-smoothed image, as in van de Weijer et al.
+            import cv2
+
+            img = cv2.GaussianBlur(np.ascontiguousarray(rgb), (0, 0), p.edge_sigma)
         gy = np.abs(np.diff(img, axis=0))[:, :-1]
         gx = np.abs(np.diff(img, axis=1))[:-1, :]
         grad = np.sqrt(gx ** 2 + gy ** 2)
         ok = ~(sat[:-1, :-1] | sat[1:, :-1] | sat[:-1, 1:])
         g = grad[ok] if ok.sum() >= 16 else grad.reshape(-1, 3)
-        est = np.mean(np.power(g, np.float32(p.p)), axis=0, dtype=np.float64) ** (1.0 / p.p)
+        est = np.mean(np.power(g, np.float32(p.edge_p)), axis=0, dtype=np.float64) ** (1.0 / p.edge_p)
     else:
         v = _valid(rgb, p)
         if p.method == "grey_world":
