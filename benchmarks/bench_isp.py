@@ -160,13 +160,13 @@ def pipeline_speed() -> dict:
     frame = _frame_1080p()
     cfg = load_tuning("sc3336_day")
     load0 = os.getloadavg()[0]
-    wall, cpu, stages = _time_pipeline(Pipeline(cfg, fast=True), frame, N_TIMING)
+    wall, _cpu, stages = _time_pipeline(Pipeline(cfg, fast=True), frame, N_TIMING)
     cfg_dir = dataclasses.replace(cfg, demosaic=DemosaicParams(method="directional"))
     wall_dir, _, _ = _time_pipeline(Pipeline(cfg_dir, fast=True), frame, N_TIMING)
     prev = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        _, cpu1, stages1 = _time_pipeline(Pipeline(cfg, fast=True), frame, 11)
+        _, cpu1, _ = _time_pipeline(Pipeline(cfg, fast=True), frame, 11)
     finally:
         numba.set_num_threads(prev)
     ref = Pipeline(cfg)
@@ -182,15 +182,15 @@ def pipeline_speed() -> dict:
         "isp_1080p_cpu_ms_1thread": round(float(np.median(cpu1)), 2),
         "isp_1080p_fps_if_2_idle_cores_est": round(2e3 / float(np.median(cpu1)), 1),
         "isp_1080p_stage_ms": stages,
-        "isp_1080p_stage_ms_1thread": stages1,
         "reference_path_1080p_ms": round(ref_ms, 1),
         "fast_vs_reference_speedup": round(ref_ms / med, 1),
         "isp_tuning": cfg.name, "isp_demosaic": cfg.demosaic.method,
-        "numba_threads": int(numba.get_num_threads()),
-        "loadavg_1min_at_start": round(load0, 2), "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
-        "timing_note": "wall-clock medians on a machine shared with other jobs (see loadavg); cpu_ms_1thread is the "
-                       "CPU work per frame of one thread, the load-independent figure; the 2-core estimate assumes "
-                       "perfect scaling over the row-parallel kernels",
+        "isp_numba_threads": int(numba.get_num_threads()),
+        "isp_loadavg_1min_at_start": round(load0, 2), "isp_loadavg_1min_at_end": round(os.getloadavg()[0], 2),
+        "isp_timing_note": "wall-clock medians (fps and per-stage ms) on a machine shared with other jobs (see "
+                           "loadavg); isp_1080p_cpu_ms_1thread is the process CPU time per frame with one numba "
+                           "thread, the load-independent figure; the 2-core estimate assumes perfect scaling of the "
+                           "row-parallel kernels",
     }
 
 
