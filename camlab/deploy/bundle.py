@@ -119,6 +119,13 @@ def build_bundle(req: BundleRequest) -> Path:
                                      "rules": sorted({v.rule for v in rep.violations})}
             per_chip[chip.name] = {k: rep.latency[k] for k in ("npu_latency_ms", "basis", "source")}
             cost_summary = cost_summary or rep.cost
+        target = chips[0].name
+        if validation[target]["violations"]:
+            from camlab.deploy.validate import format_report
+
+            raise CamlabError(f"the INT8 model breaks {target}'s rules, no bundle written:\n"
+                              + format_report(reports[target]))
+        passing = [c.name for c in chips if validation[c.name]["violations"] == 0]
         rknn = None
         if req.oracle and any(c.name == "rv1106" for c in chips):
             rknn = _maybe_oracle(tmp / "model.onnx", holdout[:4])
@@ -149,7 +156,7 @@ def build_bundle(req: BundleRequest) -> Path:
                      "peak_activation_bytes": int(cost_summary["peak_activation_bytes"]),
                      "flash_bytes": int(files["model.onnx"]["bytes"]), "per_chip": per_chip,
                      "rknn": _rknn_summary(rknn)},
-            "chips": [c.name for c in chips],
+            "chips": passing,  # the chips this bundle may ship to (0 violations); all verdicts in 'validation'
             "validation": validation,
             "provenance": {"mlflow_run_id": None, "mlflow_model": None, "git_commit": commit,
                            "tools": _tool_versions()},

@@ -65,6 +65,8 @@ def test_bundle_layout_and_manifest(bundle):
     assert min(met["output_cosine"].values()) > 0.99
     assert m["validation"]["rv1106"]["violations"] == 0 and m["validation"]["ssc377"]["violations"] == 0
     assert set(m["cost"]["per_chip"]) == {"rv1106", "ssc337de", "ssc377", "t40xp"}
+    assert m["chips"] == ["rv1106", "ssc337de", "ssc377"]  # t40xp has violations: not a shipping target
+    assert m["validation"]["t40xp"]["rules"] == ["channel_multiple"]
     assert m["cost"]["flash_bytes"] == m["files"]["model.onnx"]["bytes"]
     assert m["cost"]["rknn"] is None
 
@@ -136,6 +138,15 @@ def test_partition_image_roundtrip_and_budget(bundle, tmp_path):
     tiny = dataclasses.replace(load_chip("rv1106"), flash_partition_bytes=8192)
     with pytest.raises(CamlabError, match="flash data partition holds 8192 B"):
         pack_partition([bundle], tiny, tmp_path / "x.img")
+
+
+def test_target_chip_with_violations_writes_no_bundle(tmp_path):
+    req = BundleRequest(model=tiny_detector(), io=tiny_io(), name="detector", task="detection",
+                        calibration=images(6), calibration_source="x", out_root=tmp_path, target_chip="t40xp",
+                        oracle=False, register=False)
+    with pytest.raises(CamlabError, match=r"(?s)breaks t40xp's rules, no bundle written:\n.*\[channel_multiple\]"):
+        build_bundle(req)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
 def test_existing_version_and_bad_calibration_refused(bundle, tmp_path):
