@@ -206,3 +206,35 @@ def test_sensor_noise_matches_the_noise_model(world):
     assert d.std() == pytest.approx(expected, rel=0.1)
     assert abs(np.corrcoef(d[:, :-1].ravel(), d[:, 1:].ravel())[0, 1]) < 0.05
     assert a.analog_gain == 4.0 and a.exposure_s == 0.01 and a.data.dtype == np.uint16
+
+
+@pytest.mark.slow
+def test_bundles_from_the_real_exporter_run_on_the_camera(world, tmp_path):
+    """The deploy engineer's exporter (untrained weights, tiny calibration) makes bundles device_sim runs as is."""
+    torch = pytest.importorskip("torch")
+    from camlab.config import to_dict
+    from camlab.contract.audio_features import FeatureConfig
+    from camlab.deploy.export import export_checkpoint
+    from camlab.models import cry, detector
+    from camlab.train.checkpoint import save_checkpoint
+    root, _, scenario = world
+    torch.manual_seed(0)
+    dcfg = detector.DetectorConfig()
+    save_checkpoint(tmp_path / "d.pt", kind="detector", model_config=to_dict(dcfg),
+                    state_dict=detector.build_model(dcfg).state_dict(), meta={})
+    ccfg = cry.CryModelConfig(features=FeatureConfig(n_mels=64, window_s=0.982))
+    save_checkpoint(tmp_path / "c.pt", kind="cry", model_config=to_dict(ccfg),
+                    state_dict=cry.build_model(ccfg).state_dict(), meta={})
+    kw = dict(calib_count=4, evaluate=False, oracle=False, register=False)
+    bundles = [export_checkpoint(tmp_path / "d.pt", "rv1106", tmp_path / "exports", **kw),
+               export_checkpoint(tmp_path / "c.pt", "rv1106", tmp_path / "exports", **kw)]
+    rep = run_scenario(bundles, {**scenario, "duration_s": 2.5}, "rv1106", tmp_path / "out", settings=SMALL,
+                       data_root=root, write=False)
+    import json
+    npu_ms = {b.parent.name: json.loads((b / "manifest.json").read_text())["cost"]["per_chip"]["rv1106"]
+              ["npu_latency_ms"] for b in bundles}
+    assert rep["ai"]["runs"] > 0 and rep["audio"]["cry_windows"] >= 3
+    busy = rep["ai"]["runs"] * npu_ms["detector"] + rep["npu"]["submitted"]["cry"] * npu_ms["cry"]
+    assert rep["npu"]["utilisation"] == pytest.approx(busy / 1000 / 2.5, rel=0.02)
+    assert rep["latency_ms"]["capture_to_ai_result"]["p50"] >= npu_ms["detector"]
+    assert all(0.0 <= p <= 1.0 for _, p in rep["audio"]["cry_scores"])
