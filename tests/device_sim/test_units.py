@@ -67,9 +67,20 @@ def test_ring_buffer_keeps_window_from_a_keyframe():
     assert 10.0 <= rb.span_s() <= 12.0     # >= 10 s kept, at most one GOP more
     clip = rb.since(15.3)
     assert clip[0].keyframe and clip[0].pts_s == pytest.approx(14.0)
-    assert rb.bytes == sum(len(p.data) for p in rb._q) and rb.peak_bytes >= rb.bytes
+    assert rb.bytes == sum(len(p.data) for _, p in rb._q) and rb.peak_bytes >= rb.bytes
     with pytest.raises(ValueError):
         RingBuffer(5.0)
+
+
+def test_ring_buffer_capacity_drops_whole_gops():
+    rb = RingBuffer(30.0, capacity_bytes=50_000)
+    rb.push(_pkt("audio", 0.0, n=10))                       # before any keyframe: not decodable, not kept
+    for i in range(200):                                     # 10 s, 1 kB per frame, keyframe every 40 frames
+        rb.push(_pkt("main", i / 20, key=(i % 40 == 0), n=1000))
+    assert rb.bytes <= 50_000 and rb.evicted_for_capacity > 0
+    first = rb.since(-1.0)[0]
+    assert first.keyframe and first.pts_s == pytest.approx(8.0)      # whole GOPs went, the newest one stays
+    assert len(rb) == 40 and rb.span_s() == pytest.approx(1.95)
 
 
 def test_debouncer_k_of_n_and_rearm():
