@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--clock", choices=("sim", "real"), default="sim")
     r.add_argument("--data-root", default=None, help="root the scenario's paths are relative to")
     r.add_argument("--record", default=None, metavar="DIR", help="record the main stream to a TF card folder")
+    r.add_argument("--clips", default=None, metavar="DIR", help="write an encrypted HLS clip per AI event")
     return p
 
 
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             raise CamlabError(f"camera settings: {exc}") from None
         rep = run_scenario(args.bundle, args.scenario, args.chip, args.out, settings=cs,
-                           data_root=args.data_root, duration_s=args.duration, record_sd=args.record)
+                           data_root=args.data_root, duration_s=args.duration, record_sd=args.record,
+                           clips_dir=args.clips)
     except CamlabError as exc:
         print(f"device_sim: error: {exc}", file=sys.stderr)
         return 2

@@ -128,7 +128,7 @@ def _build_audio(sc, root: Path, n: int, seed: int):
 
 def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSettings | None = None,
                  data_root=None, duration_s: float | None = None, write: bool = True,
-                 record_sd=None, sd_capacity_bytes: int = 1 << 30, on_event=None) -> dict:
+                 record_sd=None, sd_capacity_bytes: int = 1 << 30, on_event=None, clips_dir=None) -> dict:
     """Run one scenario on the simulated camera and return the report dict (also written to ``out_dir``).
 
     ``bundles``: export bundle folders (a detection and/or a cry bundle); ``scenario``: a YAML path, a mapping or a
@@ -136,6 +136,8 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     validated (scenario files, bundles, chip) before the first frame. ``record_sd``: a folder used as the TF card;
     the main stream is then recorded continuously through :mod:`device_sim.storage.recorder` (minute MP4s + index).
     ``on_event``: called with each event dict as it is emitted (e.g. the MQTT notifier of device_sim.net).
+    ``clips_dir``: every AI event also becomes an encrypted HLS clip (ring-buffer pre-roll + post-roll of the main
+    stream) through :mod:`device_sim.storage.clips`.
     """
     from device_sim import scenario as scn
     from device_sim.ai.cry import CryFrontEnd
@@ -215,6 +217,12 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         sd_index = Index(card.mount_point / ".index" / "index.db")
         # wall clock of pts 0: a fixed epoch (2025-11-22T00:00:00Z) keeps recordings reproducible
         recorder = Recorder(card, sd_index, info=enc_main.info, epoch_base=1_763_769_600.0)
+    clip_maker, clip_sessions, clips_done = None, [], []
+    if clips_dir is not None:
+        from device_sim.storage.clips import ClipMaker
+        from device_sim.storage.crypto import UserKey
+        clip_maker = ClipMaker(Path(clips_dir), UserKey(np.random.default_rng(sc.seed + 9).bytes(16)),
+                               pre_roll_s=5.0, post_roll_s=5.0, segment_s=4.0, infos=[enc_main.info])
     n_audio = int(round(duration * 16000))
     near, talk, talk_spans, cry_dur = _build_audio(sc, root, n_audio, sc.seed)
     speaker = SpeakerHAL(seed=sc.seed)
@@ -261,6 +269,19 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
 
+    def ai_event_media(t_ev: float) -> None:
+        """Snapshot, pre-event run from the ring buffer and (optionally) an encrypted clip for the last event."""
+        if last_main is not None:
+            with budgets.cpu("jpeg_snapshot"):
+                st.bytes["jpeg"] += len(jpeg_snapshot(last_main, cs.snapshot_quality))
+            st.snapshots += 1
+        clip = ring.since(t_ev - cs.ring_seconds)
+        st.clips.append({"event_t": round(t_ev, 3), "packets": len(clip),
+                         "pre_s": round(t_ev - clip[0].pts_s, 3) if clip else 0.0})
+        if clip_maker is not None:
+            with budgets.cpu("storage_clips"):
+                clip_sessions.append(clip_maker.start(events[-1], clip, enc_main.info))
+
     def emit(ev: dict):
         events.append(ev)
         if on_event is not None:
@@ -303,6 +324,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                         t_emit = job.end_s
                         cry_lat.append(1000 * (t_emit - t_win))
                         emit(make_event("ai-detection", "cry", t_win, t_emit, confidence=prob, zone="audio"))
+                        ai_event_media(t_win)
             audio_pos += BLOCK
         # ------------------------------------------------ 3A decisions from the previous frame
         lux = scn.lux_at(sc, t)
@@ -349,6 +371,12 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
             with budgets.cpu("storage_record"):
                 for p in pkts:
                     recorder.write(p)
+        if clip_sessions:
+            with budgets.cpu("storage_clips"):
+                for sess in list(clip_sessions):
+                    if not all([sess.add(p) for p in pkts]):
+                        clips_done.append(sess.finish())
+                        clip_sessions.remove(sess)
         st.main_frames += 1
         budgets.stamp("capture_to_encode", t, (t_isp + hw_time("venc", W * H, enc_s)) if clock.simulated
                       else clock.now())
@@ -405,22 +433,25 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                                 if zone == "" and detect_zones:
                                     continue
                                 emit(detection_event(c, d.score, zone, d.box, t, t_done))
-                                with budgets.cpu("jpeg_snapshot"):
-                                    st.bytes["jpeg"] += len(jpeg_snapshot(last_main, cs.snapshot_quality))
-                                st.snapshots += 1
-                                clip = ring.since(t - cs.ring_seconds)
-                                st.clips.append({"event_t": round(t, 3), "packets": len(clip),
-                                                 "pre_s": round(t - clip[0].pts_s, 3) if clip else 0.0})
+                                ai_event_media(t)
     for p in enc_main.flush():
         st.bytes["main"] += len(p.data)
         if recorder is not None:
             recorder.write(p)
+    for sess in clip_sessions:
+        clips_done.append(sess.finish())
     storage = None
+    if recorder is not None or clip_maker is not None:
+        storage = {}
+    if clip_maker is not None:
+        storage["clips"] = [{"event_id": c.event_id, "dir": str(c.dir), "segments": len(c.segments),
+                             "start_pts_s": round(c.start_pts_s, 3), "end_pts_s": round(c.end_pts_s, 3),
+                             "complete": c.complete, "errors": list(c.errors)} for c in clips_done]
     if recorder is not None:
         recorder.close()
         rows = sd_index.all()
-        storage = {"files": [r.path for r in rows], "frames": sum(r.frames for r in rows),
-                   "dropped_packets": recorder.stats.dropped_packets, "errors": list(recorder.stats.errors)}
+        storage.update({"files": [r.path for r in rows], "frames": sum(r.frames for r in rows),
+                        "dropped_packets": recorder.stats.dropped_packets, "errors": list(recorder.stats.errors)})
     wall = time.perf_counter() - wall0
     cpu_total = time.process_time() - cpu0
 

@@ -78,7 +78,7 @@ def report(world, tmp_path_factory):
     root, bundles, scenario = world
     out = tmp_path_factory.mktemp("out")
     rep = run_scenario(bundles, scenario, "rv1106", out, settings=SMALL, data_root=root, record_sd=out / "sd",
-                       sd_capacity_bytes=64 << 20)
+                       sd_capacity_bytes=64 << 20, clips_dir=out / "clips")
     return rep, out
 
 
@@ -126,7 +126,7 @@ def test_budget_report_keys_and_values(report):
     mem = {r["component"]: r for r in rep["memory"]}
     assert mem["ring_buffer"]["allocated_bytes"] > 0 and sum(r["plan_bytes"] for r in rep["memory"]) == 128 << 20
     assert rep["flash"]["fits"] and rep["flash"]["partition_bytes"] == 8388608
-    assert rep["streams"]["snapshots"] == 1 and rep["streams"]["clips"][0]["packets"] > 20
+    assert rep["streams"]["snapshots"] == 2 and rep["streams"]["clips"][0]["packets"] > 20
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["events"] == rep["events"]
     html = (out / "report.html").read_text()
@@ -134,6 +134,13 @@ def test_budget_report_keys_and_values(report):
     assert len((out / "events.jsonl").read_text().splitlines()) == len(rep["events"])
     # continuous recording through the storage engineer's recorder: every main frame lands in an indexed MP4
     assert rep["storage"]["frames"] == 120 and rep["storage"]["files"] and not rep["storage"]["errors"]
+    # every AI event became an encrypted HLS clip with pre-roll from the ring buffer (storage.clips)
+    clips = rep["storage"]["clips"]
+    ai_events = [e for e in rep["events"] if e["service"] == "ai-detection"]
+    assert len(clips) == len(ai_events) == 2 and all(c["segments"] >= 1 and not c["errors"] for c in clips)
+    person = next(e for e in ai_events if e["event"] == "person")
+    pclip = next(c for c in clips if c["event_id"].startswith("person"))
+    assert pclip["start_pts_s"] < person["capture_time_s"] - 1.0 and (out / "clips").is_dir()
 
 
 def test_bad_inputs_fail_before_the_run(world, tmp_path):
