@@ -7,8 +7,8 @@ HTK formula (Young et al., "The HTK Book", §5.4) as YAMNet uses. Short-time Fou
 ``win_length`` centred in the frame. MFCC is the orthonormal DCT-II of the dB log-mel (Davis & Mermelstein, IEEE
 TASSP 28(4), 1980; as ``librosa.feature.mfcc``). A golden test holds all of it to librosa within a stated tolerance.
 
-Streaming (what the device does): a 16 kHz mono float signal in [-1, 1] is cut into ``window_s`` windows every
-``hop_s``; each window gives one ``[1, 1, n_mels, n_frames]`` input, normalised as ``(log_mel - mean) / std``. The
+Streaming (what the device does): a 16 kHz mono float signal in [-1, 1] is cut into ``window_s`` windows (0.982 s,
+96 frames) every ``hop_s`` (0.5 s); each window gives one ``[1, 1, n_mels, n_frames]`` input, normalised as ``(log_mel - mean) / std``. The
 model emits one raw logit per window; :class:`CryAlarm` turns the window scores into alarms (k of the last n windows
 above the probability threshold, then a refractory period), as the manifest's ``decode`` block says.
 """
@@ -33,13 +33,13 @@ class FeatureConfig:
 
     kind: str = "log_mel"           # "log_mel" | "mfcc"
     sample_rate: int = 16000
-    window_s: float = 1.0           # streaming window (one model input)
+    window_s: float = 0.982         # streaming window (one model input): 512 + 95 * 160 samples = 96 frames
     hop_s: float = 0.5              # streaming hop
     n_fft: int = 512
     win_length: int = 400           # 25 ms Hann
     hop_length: int = 160           # 10 ms
     power: float = 2.0              # 2: power spectrogram, 1: magnitude
-    n_mels: int = 40
+    n_mels: int = 32                # 32 x 96 input: NPU toolchains want H, W multiples of 32
     fmin: float = 50.0
     fmax: float = 3800.0
     mel_scale: str = "slaney"       # "slaney" | "htk"

@@ -33,7 +33,7 @@ def test_filterbank_matches_librosa(htk, norm, fmin, fmax, n_mels):
 @pytest.mark.parametrize("n", [16000, 16001, 8123, 512])
 @pytest.mark.parametrize("power", [2.0, 1.0])
 def test_log_mel_matches_librosa(n, power):
-    cfg = FeatureConfig(power=power)
+    cfg = FeatureConfig(power=power, n_mels=40)
     y = _signal(n, seed=n)
     ref = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=160, win_length=400, window="hann",
                                          center=False, power=power, n_mels=40, fmin=50, fmax=3800)
@@ -43,8 +43,8 @@ def test_log_mel_matches_librosa(n, power):
 
 
 def test_mfcc_matches_librosa():
-    cfg = FeatureConfig(kind="mfcc", n_mfcc=13)
-    y = _signal(16000, seed=3)
+    cfg = FeatureConfig(kind="mfcc", n_mfcc=13, n_mels=40)
+    y = _signal(15712, seed=3)
     mel = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=160, win_length=400, center=False,
                                          power=2.0, n_mels=40, fmin=50, fmax=3800)
     ref = librosa.feature.mfcc(S=10 * np.log10(mel + cfg.log_offset), n_mfcc=13)
@@ -56,13 +56,13 @@ def test_mfcc_matches_librosa():
 def test_model_input_normalised_and_batch_equal():
     cfg = FeatureConfig(mean=-5.0, std=2.0)
     fx = FeatureExtractor(cfg)
-    w = np.stack([_signal(16000, s) for s in range(3)])
+    w = np.stack([_signal(cfg.window_samples, s) for s in range(3)])
     single = np.concatenate([fx.model_input(x) for x in w])
-    assert single.shape == (3, 1, 40, 97)
+    assert single.shape == (3, 1, 32, 96) and cfg.window_samples == 15712
     np.testing.assert_allclose(single[0, 0], (fx.log_mel(w[0]) + 5.0) / 2.0, atol=1e-5)
     np.testing.assert_allclose(fx.batch(w), single, atol=1e-4)
     np.testing.assert_allclose((fx.source_input(w[1]) - cfg.mean) / cfg.std, single[1:2], atol=1e-5)
-    with pytest.raises(ValueError, match="16000 samples"):
+    with pytest.raises(ValueError, match="15712 samples"):
         fx.model_input(w[0, :100])
 
 
@@ -93,7 +93,7 @@ def test_alarm_k_of_n_and_refractory():
 
 
 def test_manifest_roundtrip_and_errors():
-    cfg = FeatureConfig(n_mels=32, fmax=3500.0)
+    cfg = FeatureConfig(n_mels=24, fmax=3500.0, window_s=1.0)
     block = cfg.to_manifest()
     assert block["n_frames"] == 97 and block["normalisation"]["mean"] == cfg.mean
     assert FeatureConfig.from_manifest(block) == cfg

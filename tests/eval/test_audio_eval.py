@@ -21,7 +21,7 @@ class ToneOracle:
     name = "oracle"
 
     def __init__(self):
-        self.features = FeatureConfig()
+        self.features = FeatureConfig(window_s=1.0)
         self.alarm = CryAlarm(threshold=0.5, k=2, n=3, refractory_s=10.0, hop_s=0.5)
 
     def probabilities(self, windows):
@@ -147,7 +147,7 @@ def test_evaluate_bundle_matches_torch(eval_dir, tmp_path):
     ckpt, model = _tiny_checkpoint(tmp_path / "tiny.pt")
     bundle = tmp_path / "bundle"
     bundle.mkdir()
-    torch.onnx.export(model, (torch.zeros(1, 1, 40, 97),), str(bundle / "model_fp32.onnx"), input_names=["features"],
+    torch.onnx.export(model, (torch.zeros(1, 1, 32, 96),), str(bundle / "model_fp32.onnx"), input_names=["features"],
                       output_names=["logits"], dynamo=False)
     (bundle / "model.onnx").write_bytes((bundle / "model_fp32.onnx").read_bytes())
     io = manifest_io(model.model_config)

@@ -23,7 +23,7 @@ def _trained_like(cfg=None, seed=0):
     m.train()
     with torch.no_grad():   # give BatchNorm non-trivial running statistics
         for _ in range(3):
-            m(torch.randn(16, 1, 40, 97) * 2 + 0.5)
+            m(torch.randn(16, 1, 32, 96) * 2 + 0.5)
     for p in m.parameters():
         p.data.add_(0.05 * torch.randn_like(p))
     return m.eval()
@@ -43,16 +43,16 @@ def test_budgets_and_shapes():
     for mod in m.modules():
         if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
             mod.register_forward_hook(hook)
-    m.eval()(torch.zeros(1, 1, 40, 97))
+    m.eval()(torch.zeros(1, 1, 32, 96))
     assert count_macs(cfg) == sum(hooked)
-    assert m(torch.zeros(2, 1, 40, 97)).shape == (2, 1)
+    assert m(torch.zeros(2, 1, 32, 96)).shape == (2, 1)
     mf = CryModelConfig(features=FeatureConfig(kind="mfcc", n_mfcc=20))
     assert build_model(mf)(torch.zeros(1, *mf.features.input_shape[1:])).shape == (1, 1)
 
 
 def test_batchnorm_folding_is_exact():
     m = _trained_like()
-    x = torch.randn(4, 1, 40, 97)
+    x = torch.randn(4, 1, 32, 96)
     with torch.no_grad():
         a = m(x)
         fold_batchnorm(m)
@@ -67,7 +67,7 @@ def test_onnx_graph_uses_npu_ops_only(tmp_path):
 
     m = fold_batchnorm(_trained_like())
     path = tmp_path / "cry.onnx"
-    x = torch.randn(1, 1, 40, 97)
+    x = torch.randn(1, 1, 32, 96)
     torch.onnx.export(m, (x,), str(path), input_names=["features"], output_names=["logits"], opset_version=17,
                       dynamo=False)
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
@@ -88,7 +88,7 @@ def test_manifest_io_matches_schema_and_features():
     jsonschema.validate(io["inputs"][0], {**defs, "$ref": "#/$defs/input"})
     jsonschema.validate(io["outputs"][0], {**defs, "$ref": "#/$defs/output"})
     jsonschema.validate(io["decode"], {**defs, "$ref": "#/$defs/cry_decode"})
-    assert io["inputs"][0]["shape"] == [1, 1, 40, 97]
+    assert io["inputs"][0]["shape"] == [1, 1, 32, 96]
     f = FeatureConfig.from_manifest(io["features"])
     assert f == CryModelConfig().features
     assert io["inputs"][0]["mean"] == f.mean and io["inputs"][0]["std"] == f.std
@@ -102,7 +102,7 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     p = save_checkpoint(tmp_path / "c.pt", kind="cry", model_config=to_dict(cfg), state_dict=m.state_dict(),
                         meta={"metrics": {"f1": 0.5}})
     loaded, meta = load_checkpoint(p)
-    x = torch.randn(3, 1, 40, 97)
+    x = torch.randn(3, 1, 32, 96)
     torch.testing.assert_close(loaded(x), m(x), atol=1e-5, rtol=1e-4)
     assert meta["metrics"]["f1"] == 0.5 and meta["model_config"]["channels"] == [24, 48]
     save_checkpoint(tmp_path / "d.pt", kind="detector", model_config={}, state_dict={})
