@@ -141,7 +141,10 @@ class _Clock:
 
 
 class Pipeline:
-    """Runs the tuning's stages on :class:`RawFrame` s. ``fast=True`` selects the fused kernels."""
+    """Runs the tuning's stages on :class:`RawFrame` s. ``fast=True`` selects the fused kernels.
+
+    One instance reuses work buffers between calls: use one per thread (the results it returns are never reused).
+    """
 
     def __init__(self, config: PipelineConfig | None = None, *, fast: bool = False):
         self.config = config if config is not None else PipelineConfig()
@@ -164,6 +167,8 @@ class Pipeline:
     def _gain_map(self, shape, pattern) -> np.ndarray:
         key = ("lsc", shape, pattern)
         if key not in self._cache:
+            for k in [k for k in self._cache if isinstance(k, tuple) and k[0] == "lsc"]:
+                del self._cache[k]  # one frame size at a time (a dataset renderer feeds many sizes)
             p = self.config.lsc
             self._cache[key] = gain_map(shape, pattern, p) if p.enabled else np.ones(shape, np.float32)
         return self._cache[key]
@@ -270,9 +275,9 @@ class Pipeline:
         clock.lap("nv12")
         out_rgb = planes_to_rgb(*streams["main"], cfg.csc.matrix) if rgb else None
         if taps:
-            tap["main_y"] = streams["main"][0]
+            tap["main_y"] = np.array(streams["main"][0])  # copies: the fast path reuses its buffers
             if "sub" in streams:
-                tap["sub_y"] = streams["sub"][0]
+                tap["sub_y"] = np.array(streams["sub"][0])
         mean_luma = float(np.mean(q @ np.array([0.2126, 0.7152, 0.0722], np.float32))) if q.size else 0.0
         stats = {"awb_gains": tuple(float(v) for v in wb), "mean_luma": mean_luma, "zones": zones,
                  "analog_gain": float(frame.analog_gain), "digital_gain": dgain,
