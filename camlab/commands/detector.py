@@ -30,6 +30,7 @@ def register(cli) -> None:
     e.add_argument("--json", required=True, help="output JSON path")
     e.add_argument("--variant", default="int8", choices=("int8", "fp32"), help="bundle: which model file to run")
     e.add_argument("--no-anchor", action="store_true", help="skip the HOG anchor (anchors: {})")
+    e.add_argument("--threads", type=int, default=1, help="torch/onnxruntime threads (default 1)")
     e.set_defaults(func=_eval)
 
 
@@ -60,6 +61,9 @@ def _eval(args: argparse.Namespace) -> int:
     from camlab.errors import CamlabError
     from camlab.eval.detection import evaluate, evaluate_bundle, write_json
 
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     model = Path(args.model)
     if not model.exists():
         raise CamlabError(f"--model {model}: no such checkpoint or bundle folder")

@@ -37,8 +37,9 @@ class RenderConfig:
     day_tuning: str = "camlab/isp/tuning/sc3336_day.yaml"
     ir_tuning: str = "camlab/isp/tuning/sc3336_ir.yaml"
     fast: bool = True
-    max_side: int = 512                      # images are resized to at most this before rendering
+    max_side: int = 384                      # images are resized to at most this before rendering
     jpeg_quality: int = 95
+    workers: int = 2                         # rendering processes (single-process runs only; DDP ranks split)
 
     def __post_init__(self):
         if self.variants < 1:
@@ -167,26 +168,58 @@ def rendered(image: Path, variant: Variant, cfg: RenderConfig) -> Path:
     return path
 
 
+def _render_job(job: tuple[str, int, RenderConfig, int]) -> tuple[str, str, str | None]:
+    """Worker: render one (image, variant) into the cache -> (image, 'rendered'|'cached'|'failed', reason)."""
+    img, k, cfg, seed = job
+    v = variant_params(Path(img), k, cfg, seed)
+    try:
+        if cache_path(Path(img), v, cfg).is_file():
+            return img, "cached", None
+        rendered(Path(img), v, cfg)
+        return img, "rendered", None
+    except InputFileError as exc:
+        return img, "failed", str(exc)
+
+
+def _worker_init() -> None:
+    try:
+        import numba
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
 def prerender(images: Iterable[Path], cfg: RenderConfig, seed: int, *, rank: int = 0, world_size: int = 1,
               show_progress: bool = True) -> dict:
-    """Render every (image, variant) of this rank's share into the cache; returns counts and failures."""
+    """Render every (image, variant) of this rank's share into the cache; returns counts and failures.
+
+    A single-process run fans out over ``cfg.workers`` spawned processes; under DDP each rank renders its
+    own share (``rank::world_size``) in-process."""
     from camlab.train.common import progress
 
-    images = list(images)
-    jobs = [(img, k) for img in images for k in range(cfg.variants)][rank::world_size]
-    done = cached = 0
+    images = [str(p) for p in images]
+    jobs = [(img, k, cfg, seed) for img in images for k in range(cfg.variants)][rank::world_size]
+    todo = [j for j in jobs if not cache_path(Path(j[0]), variant_params(Path(j[0]), j[1], cfg, seed), cfg).is_file()]
+    counts = {"rendered": 0, "cached": len(jobs) - len(todo), "failed": 0}
     failures: list[tuple[str, str]] = []
-    for img, k in progress(jobs, desc="render (sensor+ISP)", enabled=show_progress):
-        v = variant_params(img, k, cfg, seed)
-        try:
-            if cache_path(img, v, cfg).is_file():
-                cached += 1
-                continue
-            rendered(img, v, cfg)
-            done += 1
-        except InputFileError as exc:
-            failures.append((str(img), str(exc)))
-    return {"jobs": len(jobs), "rendered": done, "cached": cached, "failed": len(failures), "failures": failures}
+    if cfg.workers > 1 and world_size == 1 and len(todo) > 8:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(cfg.workers, initializer=_worker_init) as pool:
+            results = list(progress(pool.imap_unordered(_render_job, todo, chunksize=4), total=len(todo),
+                                    desc="render (sensor+ISP)", enabled=show_progress))
+    else:
+        results = [_render_job(j) for j in progress(todo, desc="render (sensor+ISP)", enabled=show_progress)]
+    for img, status, reason in results:
+        counts[status] += 1
+        if reason:
+            failures.append((img, reason))
+    return {"jobs": len(jobs), **counts, "failures": failures}
 
 
 def calibration_inputs(n: int, seed: int = 0, *, model_config: dict | None = None,
@@ -202,7 +235,7 @@ def calibration_inputs(n: int, seed: int = 0, *, model_config: dict | None = Non
         raise CamlabError(f"calibration_inputs: n must be >= 1, got {n}")
     cfg = DetectorConfig.from_dict(model_config) if model_config else DetectorConfig()
     spec = manifest_io(cfg)["inputs"][0]
-    mpath = Path(manifest) if manifest else settings.project_root() / DEFAULT_MANIFEST
+    mpath = Path(manifest) if manifest else settings.detector_split_manifest()
     if mpath.is_file():
         samples, _ = load_split(mpath, "train")
         images = [s.image for s in samples]

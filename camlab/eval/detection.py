@@ -23,6 +23,7 @@ from camlab.errors import InputFileError
 
 MAP_SCORE_THRESHOLD = 0.01     # detections kept for AP (the curve needs the low-score tail)
 HOG_PRESENCE_THRESHOLD = 0.5   # HOG SVM margin counted as "person present"
+HOG_SCALE = 1.1                # image-pyramid step of detectMultiScale (window 64x128, stride 8)
 METRIC_KEYS = ("ap50", "ap50_95", "presence_recall", "presence_precision", "fp_rate", "n_images", "n_boxes")
 
 Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -89,7 +90,7 @@ def torch_predictor(model) -> tuple[Predictor, dict]:
     return predict, io_
 
 
-def onnx_predictor(path: str | Path, threads: int = 2) -> Predictor:
+def onnx_predictor(path: str | Path, threads: int = 1) -> Predictor:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -225,7 +226,7 @@ def hog_detect(rgb: np.ndarray, hog=None) -> tuple[np.ndarray, np.ndarray]:
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     if min(gray.shape) < 128:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-    rects, weights = hog.detectMultiScale(gray, hitThreshold=0.0, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    rects, weights = hog.detectMultiScale(gray, hitThreshold=0.0, winStride=(8, 8), padding=(8, 8), scale=HOG_SCALE)
     if len(rects) == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
     r = np.asarray(rects, np.float32).reshape(-1, 4)

@@ -56,7 +56,8 @@ class DetectorTrainConfig:
     seed: int = 0
     out_dir: str = "out/detector"
     resume: str | None = None     # a checkpoint path, "auto" (out_dir/last.pt when present) or None
-    threads: int = 2
+    threads: int = 1              # torch threads per process (use torchrun ranks for more cores)
+    workers: int = 1              # DataLoader worker processes (image decode + augmentation)
     eval_every: int = 1           # epochs between validation runs (the last epoch always evaluates)
     eval_hog: bool = False        # also run the HOG person anchor in the final evaluation
     log_mlflow: bool = True
@@ -198,6 +199,12 @@ def collate(batch):
     return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
 
 
+def _worker_init(_worker_id: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -273,7 +280,8 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
     ds = DetectionDataset(train_s, cfg, train=True, seed=cfg.seed + 7919 * info.rank)
     sampler = (DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed)
                if info.enabled else RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed)))
-    loader = DataLoader(ds, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=collate, num_workers=0,
+    loader = DataLoader(ds, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers else None,
                         drop_last=len(ds) // info.world_size > cfg.optim.batch_size)
     steps_per_epoch = max(1, len(loader))
     total_steps = steps_per_epoch * cfg.optim.epochs

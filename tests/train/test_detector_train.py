@@ -19,7 +19,7 @@ def _config(tmp_path: Path, **over) -> dict:
     train_dir = make_yolo_folder(tmp_path / "train", 24, seed=21, size=(192, 128))
     val_dir = make_yolo_folder(tmp_path / "val", 8, seed=22, size=(192, 128))
     cfg = {"name": "test", "experiment": "detector-test", "out_dir": str(tmp_path / "out"), "progress": False,
-           "threads": 1, "model": TINY_MODEL, "render": {"enabled": False},
+           "threads": 1, "workers": 0, "model": TINY_MODEL, "render": {"enabled": False},
            "data": {"train_dirs": [str(train_dir)], "val_dirs": [str(val_dir)]},
            "optim": {"epochs": 2, "batch_size": 8, "lr": 0.003, "warmup_epochs": 0.5}}
     cfg.update(over)
