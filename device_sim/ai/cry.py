@@ -21,12 +21,17 @@ class CryFrontEnd:
         self.fx = FeatureExtractor(self.cfg)
         self.win = StreamingWindower(self.cfg.window_samples, self.cfg.hop_samples)
         self.alarm = CryAlarm.from_decode(decode)
+        classes = list(decode.get("classes", ["cry"]))
+        self.cry_index = classes.index("cry") if "cry" in classes else len(classes) - 1
 
     def push(self, block_f32: np.ndarray):
         for window, end in self.win.push(block_f32):
             yield self.fx.model_input(window), end
 
-    @staticmethod
-    def probability(logits: np.ndarray) -> float:
-        x = np.asarray(logits, np.float32).reshape(-1)
-        return float(sigmoid(x[-1] if x.size > 1 else x[0]))
+    def probability(self, logits: np.ndarray) -> float:
+        """One raw logit -> logistic; one logit per class -> softmax probability of ``cry``."""
+        x = np.asarray(logits, np.float64).reshape(-1)
+        if x.size == 1:
+            return float(sigmoid(x[0]))
+        e = np.exp(x - x.max())
+        return float(e[self.cry_index] / e.sum())

@@ -162,3 +162,23 @@ def test_ground_truth_intervals_respect_frame_and_privacy():
     assert len(gt) == 2 and all(g.label == "person" for g in gt)
     assert gt[0].start_s == pytest.approx(2.5, abs=0.15) and gt[0].end_s == pytest.approx(4.4, abs=0.15)
     assert gt[1].start_s == pytest.approx(5.6, abs=0.15) and gt[1].end_s == pytest.approx(7.5, abs=0.15)
+
+
+def test_cry_front_end_windows_and_probabilities():
+    from camlab.contract.audio_features import FeatureConfig
+    from device_sim.ai.cry import CryFrontEnd
+    decode = {"classes": ["other", "cry"], "threshold": 0.5, "window_s": FeatureConfig().window_s,
+              "hop_s": FeatureConfig().hop_s, "alarm": {"k": 2, "n": 3}}
+    fe = CryFrontEnd(FeatureConfig().to_manifest(), decode, "b")
+    got = [end for blk in np.zeros((25, 1600), np.float32) for x, end in fe.push(blk)]   # 2.5 s in 100 ms blocks
+    cfg = FeatureConfig()
+    assert got == [cfg.window_samples + k * cfg.hop_samples for k in range(4)
+                   if cfg.window_samples + k * cfg.hop_samples <= 40000]
+    assert len(got) >= 3
+    x, _ = next(iter(CryFrontEnd(FeatureConfig().to_manifest(), decode, "b").push(np.zeros(20000, np.float32))))
+    assert x.shape == FeatureConfig().input_shape
+    assert fe.probability(np.array([[0.0, np.log(3.0)]])) == pytest.approx(0.75)
+    single = CryFrontEnd(FeatureConfig().to_manifest(), {**decode, "classes": ["cry"]}, "b")
+    assert single.probability(np.array([[0.0]])) == pytest.approx(0.5)
+    with pytest.raises(InputFileError, match="features"):
+        CryFrontEnd({**FeatureConfig().to_manifest(), "n_frames": 3}, decode, "b")
