@@ -54,7 +54,7 @@ rknn:
 # Re-resolve the exact pins from requirements.in (needs PyPI); commit the new requirements.lock and environment.yml.
 lock:
 	rm -rf .venv-lock && $(PY) -m venv .venv-lock && .venv-lock/bin/pip install -q -r requirements.in \
-	  && .venv-lock/bin/pip freeze --exclude-editable | grep -v '^camlab' > requirements.lock && rm -rf .venv-lock
+	  && .venv-lock/bin/pip freeze --exclude-editable | grep -v "^camlab" | sed "s/^torch==2.13.0+cpu/torch==2.13.0/" > requirements.lock && rm -rf .venv-lock
 	$(BIN)/python scripts/sync_environment_yml.py
 
 clean:
