@@ -259,7 +259,6 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     next_sub_t = 0.0
     next_ai_t = 0.0
     last_main = None
-    cry_lat = []
     cry_scores: list[tuple[float, float]] = []
     # boot: linearise the scene in both filter states and compile the ISP kernels before the clock starts
     sensor.scene_linear(0.0, True)
@@ -322,7 +321,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                     cry_scores.append((round(t_win, 3), round(prob, 4)))
                     if cry_fe.alarm.update(prob, t_win):
                         t_emit = job.end_s
-                        cry_lat.append(1000 * (t_emit - t_win))
+                        budgets.stamp("cry_window_to_event", t_win, t_emit)
                         emit(make_event("ai-detection", "cry", t_win, t_emit, confidence=prob, zone="audio"))
                         ai_event_media(t_win)
             audio_pos += BLOCK
