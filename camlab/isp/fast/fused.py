@@ -365,39 +365,38 @@ def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_
 # ------------------------------------------------------------------------------------------------ (5) sharpen
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def sharpen_kernel(y, sig_lut, amount, coring, out):
-    """Unsharp mask (3x3 binomial, edge replicate) with soft coring at coring*sigma(y)."""
+    """Unsharp mask (3x3 binomial, edge replicate) with soft coring at coring*sigma(y) -> float luma."""
     h, w = y.shape
     for r in prange(h):
-        r0 = _clamp(r - 1, h)
-        r2 = _clamp(r + 1, h)
+        ya = y[_clamp(r - 1, h)]
+        yr = y[r]
+        yb = y[_clamp(r + 1, h)]
+        o = out[r]
+        thr = np.empty(w, dtype=np.float32)
         for x in range(w):
-            x0 = _clamp(x - 1, w)
-            x2 = _clamp(x + 1, w)
-            c0 = y[r0, x0] + np.float32(2.0) * y[r, x0] + y[r2, x0]
-            c1 = y[r0, x] + np.float32(2.0) * y[r, x] + y[r2, x]
-            c2 = y[r0, x2] + np.float32(2.0) * y[r, x2] + y[r2, x2]
+            thr[x] = coring * _sig(sig_lut, yr[x])
+        for x in range(w):
+            x0 = x - 1 if x > 0 else 0
+            x2 = x + 1 if x + 1 < w else w - 1
+            c0 = ya[x0] + np.float32(2.0) * yr[x0] + yb[x0]
+            c1 = ya[x] + np.float32(2.0) * yr[x] + yb[x]
+            c2 = ya[x2] + np.float32(2.0) * yr[x2] + yb[x2]
             blur = (c0 + np.float32(2.0) * c1 + c2) * np.float32(1.0 / 16.0)
-            c = y[r, x]
+            c = yr[x]
             d = c - blur
-            t = coring * _sig(sig_lut, c)
-            if d > t:
-                d = d - t
-            elif d < -t:
-                d = d + t
-            else:
-                d = np.float32(0.0)
-            out[r, x] = min(max(c + amount * d, np.float32(0.0)), np.float32(1.0))
+            t = thr[x]
+            d = max(d - t, np.float32(0.0)) + min(d + t, np.float32(0.0))
+            o[x] = min(max(c + amount * d, np.float32(0.0)), np.float32(1.0))
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=True)
-def _sharp_code(ya, yr, yb, x0, x, x2, sig_lut, amount, coring, y_off, y_gain):
+def _sharp_code(ya, yr, yb, x0, x, x2, t, amount, y_off, y_gain):
     c0 = ya[x0] + np.float32(2.0) * yr[x0] + yb[x0]
     c1 = ya[x] + np.float32(2.0) * yr[x] + yb[x]
     c2 = ya[x2] + np.float32(2.0) * yr[x2] + yb[x2]
     blur = (c0 + np.float32(2.0) * c1 + c2) * np.float32(1.0 / 16.0)
     c = yr[x]
     d = c - blur
-    t = coring * _sig(sig_lut, c)
     d = max(d - t, np.float32(0.0)) + min(d + t, np.float32(0.0))
     v = min(max(c + amount * d, np.float32(0.0)), np.float32(1.0))
     return np.uint8(int(y_off + y_gain * v + np.float32(0.5)))
@@ -412,11 +411,14 @@ def sharpen_nv12_kernel(y, sig_lut, amount, coring, y_off, y_gain, out):
         yr = y[r]
         yb = y[_clamp(r + 1, h)]
         o = out[r]
-        o[0] = _sharp_code(ya, yr, yb, 0, 0, min(1, w - 1), sig_lut, amount, coring, y_off, y_gain)
+        thr = np.empty(w, dtype=np.float32)
+        for x in range(w):  # gather pass: coring threshold from the noise LUT
+            thr[x] = coring * _sig(sig_lut, yr[x])
+        o[0] = _sharp_code(ya, yr, yb, 0, 0, min(1, w - 1), thr[0], amount, y_off, y_gain)
         for x in range(1, w - 1):
-            o[x] = _sharp_code(ya, yr, yb, x - 1, x, x + 1, sig_lut, amount, coring, y_off, y_gain)
+            o[x] = _sharp_code(ya, yr, yb, x - 1, x, x + 1, thr[x], amount, y_off, y_gain)
         if w > 1:
-            o[w - 1] = _sharp_code(ya, yr, yb, w - 2, w - 1, w - 1, sig_lut, amount, coring, y_off, y_gain)
+            o[w - 1] = _sharp_code(ya, yr, yb, w - 2, w - 1, w - 1, thr[w - 1], amount, y_off, y_gain)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
