@@ -23,8 +23,6 @@ uploads with 503 (a flaky link), both for tests of the uploader's adaptation and
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import ipaddress
 import json
 import os
 import random
@@ -38,6 +36,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from camlab.io_utils import atomic_write_bytes, fsync_dir
+from device_sim.services import tls
 
 NAME_RE = re.compile(r"^(seg\d{5}\.ts|playlist\.m3u8|clip\.json)$")
 EVENT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -47,26 +46,8 @@ MAX_JSON = 64 * 1024
 
 
 def make_self_signed(cert_path: Path, key_path: Path, common_name: str = "camlab-cloud") -> None:
-    """A self-signed EC P-256 certificate for localhost/127.0.0.1 (RFC 5280), written atomically."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    atomic_write_bytes(Path(key_path), key.private_bytes(serialization.Encoding.PEM,
-                                                         serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
-    atomic_write_bytes(Path(cert_path), cert.public_bytes(serialization.Encoding.PEM))
+    """The cloud's self-signed certificate (see device_sim.services.tls)."""
+    tls.make_self_signed(cert_path, key_path, common_name)
 
 
 class BadRequest(Exception):

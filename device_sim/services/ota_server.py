@@ -8,7 +8,6 @@ Endpoints: ``GET /metadata/<file>``, ``GET /targets/<name>`` (RFC 9110 Range: ``
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import ssl
 import sys
@@ -18,36 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from device_sim.services.tls import ensure_certificate
+
 SERVED = ("metadata", "targets")
-
-
-def ensure_certificate(tls_dir: Path) -> tuple[Path, Path]:
-    """A self-signed P-256 certificate for 127.0.0.1/localhost (created once)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    import ipaddress
-
-    cert_path, key_path = tls_dir / "cert.pem", tls_dir / "key.pem"
-    if cert_path.exists() and key_path.exists():
-        return cert_path, key_path
-    tls_dir.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "camlab-ota.local")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
 
 
 def make_handler(state: Path):
@@ -115,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.state / "metadata" / "root.json").is_file():
         print(f"ota_server: error: {args.state} holds no repository (metadata/root.json missing)", file=sys.stderr)
         return 2
-    cert, key = ensure_certificate(args.state / "tls")
+    cert, key = ensure_certificate(args.state / "tls", "camlab-ota")
     server = ThreadingHTTPServer((args.host, args.port), make_handler(args.state))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
