@@ -138,9 +138,10 @@ def _files(folder: Path) -> list[Path]:
 class SplitIndex:
     train: tuple[Clip, ...]
     val: tuple[Clip, ...]
+    skipped: tuple[str, ...] = ()   # "path: reason" of files soundfile could not open
 
     def counts(self) -> dict:
-        out = {}
+        out: dict = {"skipped": len(self.skipped)}
         for name, clips in (("train", self.train), ("val", self.val)):
             out[name] = {"cry": sum(c.label for c in clips), "nocry": sum(1 - c.label for c in clips),
                          "cry_recordings": len({c.group for c in clips if c.label})}
@@ -162,13 +163,15 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
         raise InputFileError(f"{root}: expected audio folders 'infant_cry/' and 'household/' (see the data README)")
     train: list[Clip] = []
     val: list[Clip] = []
+    skipped: list[str] = []
     for label, folder in ((1, cry_dir), (0, house_dir)):
         for path in _files(folder):
             source, group = recording_group(path)
             try:
                 dur = sf.info(str(path)).duration
-            except Exception:
-                continue  # unreadable files are reported by read_audio when used; the index skips them
+            except Exception as exc:
+                skipped.append(f"{path}: not readable by soundfile ({type(exc).__name__})")
+                continue
             if label == 0 and dur > long_file_s:
                 cut = round(dur * (1.0 - val_fraction), 3)
                 train.append(Clip(path, 0, source, group, 0.0, cut))
@@ -177,7 +180,7 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
             (val if _side(seed, group, val_fraction) == "val" else train).append(Clip(path, label, source, group))
     if not any(c.label for c in train) or not any(c.label for c in val):
         raise InputFileError(f"{root}: too few cry recordings for a train/validation split")
-    return SplitIndex(tuple(train), tuple(val))
+    return SplitIndex(tuple(train), tuple(val), tuple(skipped))
 
 
 # ------------------------------------------------------------------------------------------------ waveform cache

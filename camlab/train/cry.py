@@ -201,7 +201,7 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
         mlflow.log_params(flatten_params(to_dict(cfg)))
         mlflow.log_params({"model.params": n_params, "model.macs": macs, "data.train_cry": counts["train"]["cry"],
                            "data.train_nocry": counts["train"]["nocry"], "data.val_cry": counts["val"]["cry"],
-                           "data.val_nocry": counts["val"]["nocry"]})
+                           "data.val_nocry": counts["val"]["nocry"], "data.skipped_files": counts["skipped"]})
         mlflow.set_tag("git_commit", tracking.git_commit())
         pool = None
         for epoch in range(1, b.epochs + 1):

@@ -159,6 +159,8 @@ def test_clip_is_hashable_and_split_dir(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
     root = _synthetic_root(tmp_path / "audio", n_cry=8, n_noise=8)
+    (root / "household" / "esc50_noise" / "9-9-A.wav").write_bytes(b"not audio")
+    assert build_index(root, 0.3, 0).counts()["skipped"] == 1
     cfg = AudioDataConfig(root=str(root), val_fraction=0.3)
     counts = write_split_dir("val", tmp_path / "val", cfg)
     idx = build_index(cfg.root, 0.3, 0)
