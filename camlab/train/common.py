@@ -63,9 +63,7 @@ def log_figure(fig, artifact_file: str) -> None:
 
 def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "Precision-recall (IoU 0.5)"):
     """{name: (recall, precision)} -> a matplotlib Figure."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # headless default backend is Agg; notebooks keep their inline backend
 
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     for name, (rec, prec) in curves.items():
@@ -83,9 +81,7 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: s
 
 def plot_confusion(matrix: np.ndarray, labels: list[str], title: str = "Confusion matrix"):
     """Square count matrix (rows: truth, columns: prediction) -> a matplotlib Figure with counts."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # headless default backend is Agg; notebooks keep their inline backend
 
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(5, 4.5), dpi=100)
@@ -105,9 +101,7 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], title: str = "Confusio
 
 def plot_losses(history: list[dict], keys: Iterable[str], title: str = "training"):
     """Per-epoch history rows -> a line plot of ``keys``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # headless default backend is Agg; notebooks keep their inline backend
 
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
     for k in keys:
