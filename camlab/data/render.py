@@ -228,7 +228,7 @@ def calibration_inputs(n: int, seed: int = 0, *, model_config: dict | None = Non
     the sensor + ISP (day and IR variants as in training), letterboxed and scaled as the manifest input says."""
     from camlab.contract.detection import normalize
     from camlab.data.augment import letterbox
-    from camlab.data.splits import DEFAULT_MANIFEST, load_split
+    from camlab.data.splits import load_split
     from camlab.models.detector import DetectorConfig, manifest_io
 
     if n < 1:
@@ -236,12 +236,15 @@ def calibration_inputs(n: int, seed: int = 0, *, model_config: dict | None = Non
     cfg = DetectorConfig.from_dict(model_config) if model_config else DetectorConfig()
     spec = manifest_io(cfg)["inputs"][0]
     mpath = Path(manifest) if manifest else settings.detector_split_manifest()
+    images: list[Path] = []
     if mpath.is_file():
-        samples, _ = load_split(mpath, "train")
-        images = [s.image for s in samples]
-    else:  # a clone without ../shared/data: the embedded demo slice
+        try:
+            images = [s.image for s in load_split(mpath, "train")[0]]
+        except InputFileError:  # a manifest of another data root: fall back to the demo slice below
+            images = []
+    if not images:  # a clone without ../shared/data: the embedded demo slice
         images = sorted(p for p in settings.demo_data_root().rglob("*")
-                        if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+                        if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.parent.name == "images")
     if not images:
         raise InputFileError(f"calibration_inputs: no images found ({mpath} / {settings.demo_data_root()})")
     rng = np.random.default_rng(seed)

@@ -83,14 +83,19 @@ def is_yolo_folder(path: Path) -> bool:
     return (path / "images").is_dir() and find_classes_file(path) is not None
 
 
-def find_yolo_folders(root: Path) -> list[Path]:
-    """``root`` itself when it is a YOLO folder, else its YOLO sub-folders (one level deep, sorted)."""
+def find_yolo_folders(root: Path, max_depth: int = 4) -> list[Path]:
+    """``root`` itself when it is a YOLO folder, else the YOLO folders below it (depth-first, sorted, at most
+    ``max_depth`` levels down; e.g. ``../shared/data/images`` -> every ``<set>/<split>``)."""
     root = Path(root)
     if is_yolo_folder(root):
         return [root]
-    if not root.is_dir():
+    if max_depth <= 0 or not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and is_yolo_folder(p))
+    out: list[Path] = []
+    for p in sorted(root.iterdir()):
+        if p.is_dir() and not p.name.startswith("."):
+            out += find_yolo_folders(p, max_depth - 1)
+    return out
 
 
 def _image_readable_header(path: Path) -> str | None:

@@ -154,3 +154,13 @@ def test_augment_keeps_boxes_consistent():
             x0, y0, x1, y1 = (b[0] * [w, h, w, h]).round().astype(int)
             inside = out[max(y0, 0):y1, max(x0, 0):x1].mean()
             assert inside > 100, "the box must still cover the white object"
+
+
+def test_find_yolo_folders_recurses(tmp_path):
+    from camlab.data.yolo import find_yolo_folders
+
+    a = make_yolo_folder(tmp_path / "sets" / "a" / "train", 2, seed=8)
+    b = make_yolo_folder(tmp_path / "sets" / "b" / "valid", 2, seed=9)
+    assert find_yolo_folders(tmp_path / "sets") == [a, b]
+    assert find_yolo_folders(a) == [a]
+    assert find_yolo_folders(tmp_path / "sets", max_depth=1) == []
