@@ -43,7 +43,7 @@ def test_cry_export_with_real_calibration_windows(shared_data, tmp_path, monkeyp
 
     monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
     # a 40 x 97 log-mel input breaks the "H and W multiples of 32" toolchain rule: refused before any work
-    ckpt, _ = _cry_checkpoint(tmp_path / "c40.pt", n_mels=40)
+    ckpt, _ = _cry_checkpoint(tmp_path / "c40.pt", n_mels=40, window_s=1.0)
     with pytest.raises(CamlabError, match=r"input shape \[1, 1, 40, 97\]: H and W must be multiples of 32"):
         export_checkpoint(ckpt, "rv1106", tmp_path / "exports", calib_count=8, evaluate=False, oracle=False,
                           register=False)
