@@ -2,7 +2,8 @@
 
 Runs the ``porch_day_night`` scenario twice on the rv1106 NPU model (simulated clock, so latencies are measured
 host times of each hop plus the NPU model's times): at the seed camera's 1920x1080 H.265 main stream and at 1280x720,
-both with the 640x360 H.264 substream at 15 fps and AI at 10 fps. The top-level keys are the 1080p run's, unless
+both with the 640x360 H.264 substream at 15 fps and the detector on every substream frame (15 fps) while
+the motion gate is open. The top-level keys are the 1080p run's, unless
 its measured CPU budget exceeds the host cores, in which case they come from the 720p run (``fallback`` says so);
 ``runs`` holds both. Bundles: the newest trained detector/cry bundles under ``exports/`` when they exist and list
 rv1106, otherwise the probe bundles built here (``bundles.kind``: a hand-written INT8 QDQ brightness detector and

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--main-size", type=_size, default=(1920, 1080), help="main stream size, default 1920x1080")
     r.add_argument("--main-fps", type=float, default=20.0)
     r.add_argument("--sub-fps", type=float, default=15.0)
-    r.add_argument("--ai-fps", type=float, default=10.0)
+    r.add_argument("--ai-fps", type=float, default=15.0)
     r.add_argument("--duration", type=float, default=None, help="seconds to run (default: the scenario's)")
     r.add_argument("--clock", choices=("sim", "real"), default="sim")
     r.add_argument("--data-root", default=None, help="root the scenario's paths are relative to")

@@ -41,7 +41,7 @@ class CameraSettings:
     sub_fps: float = 15.0
     sub_codec: str = "h264"
     sub_bitrate: int = 400_000
-    ai_fps: float = 10.0
+    ai_fps: float = 15.0         # every substream frame while the motion gate is open (seed camera: >= 10)
     ring_seconds: float = 15.0
     npu_max_queue: int = 2
     motion_gate: bool = True
