@@ -1,13 +1,16 @@
 """device_sim budgets: real-time factor, capture->event latency, AI fps and a per-component CPU budget.
 
-Runs the ``porch_day_night`` scenario twice on the rv1106 NPU model (simulated clock, so latencies are measured
-host times of each hop plus the NPU model's times): at the seed camera's 1920x1080 H.265 main stream and at 1280x720,
+Runs the ``porch_day_night`` scenario twice on the rv1106 NPU model (simulated clock; latencies follow the
+camera's "device" model: ISP/VENC hops at the RV1106's hardware pixel rate, the NPU from the manifest cost, the CPU
+hops (preprocess, postprocess, cry features) as measured on this host): at the seed camera's 1920x1080 H.265 main stream and at 1280x720,
 both with the 640x360 H.264 substream at 15 fps and the detector on every substream frame (15 fps) while
 the motion gate is open. The top-level keys are the 1080p run's, unless
 its measured CPU budget exceeds the host cores, in which case they come from the 720p run (``fallback`` says so);
 ``runs`` holds both. Bundles: the newest trained detector/cry bundles under ``exports/`` when they exist and list
 rv1106, otherwise the probe bundles built here (``bundles.kind``: a hand-written INT8 QDQ brightness detector and
-loudness cry model — valid bundles for timing the camera, not for accuracy).
+loudness cry model — valid bundles for timing the camera, not for accuracy). ``cpu_budget`` is host
+core-seconds per simulated second per component (time.process_time); the real-time factor is simulated seconds
+per host wall second of the whole simulation, sensor model included.
 """
 from __future__ import annotations
 
