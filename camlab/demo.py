@@ -24,7 +24,8 @@ from camlab.errors import CamlabError
 from camlab.io_utils import atomic_write_json
 from camlab.report_html import Section, figure_png, write_report
 
-SCENARIO = "datasets/scenarios/porch_day_night.yaml"
+SCENARIO = "datasets/scenarios/demo_garden.yaml"          # built from the embedded slice only
+FULL_DATA_SCENARIO = "datasets/scenarios/porch_day_night.yaml"  # with CAMLAB_DATA: images the models never saw
 DEMO_RAW = ("raw/DSC_1339_768x512_rggb.raw", dict(width=768, height=512, bits=14, pattern="RGGB",
                                                    black_level=600, white_level=15520,
                                                    wb_gains=(1.949, 1.0, 1.344)))
@@ -197,8 +198,9 @@ def train_cry(opts: DemoOptions, out: Path) -> tuple[dict, Section]:
     cfg = load_train_config(opts.cry_config, overrides=overrides)
     res = train(cfg)
     m = res.metrics or {}
-    keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "false_alarms_per_hour", "onset_to_alarm_s")
-    rows = [(k, m.get(k) if not isinstance(m.get(k), dict) else json.dumps(m.get(k))) for k in keys if k in m]
+    keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "false_alarms_per_hour", "onset_to_alarm_s",
+            "n_cry", "n_nocry")
+    rows = [(k, m.get(f"val_clip_{k}", m.get(k))) for k in keys if f"val_clip_{k}" in m or k in m]
     hist = m.get("history") if isinstance(m.get("history"), list) else []
     curve = _history_plot(hist, ("loss", "train_loss", "val_loss", "val_f1", "f1"), "cry training")
     sec = Section("Cry detector training (demo budget)", "Validation split by recording UUID.",
@@ -225,22 +227,23 @@ def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str
             json.loads((bundle / "manifest.json").read_text())
         rep = validate_bundle(bundle, opts.chip)
         violations = [v.__dict__ if hasattr(v, "__dict__") else v for v in getattr(rep, "violations", [])]
-        cost = (manifest.get("cost") or {}).get(opts.chip, {}) if isinstance(manifest.get("cost"), dict) else {}
+        cost_all = manifest.get("cost") or {}
+        cost = {**cost_all, **(cost_all.get("per_chip", {}).get(opts.chip, {}))}
         metrics = manifest.get("metrics", {})
         drop = _metric_drop(kind, metrics)
         flash = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and p.name != "model_fp32.onnx")
         total_flash += flash
         entry = {"bundle": str(bundle), "violations": len(violations), "violation_list": violations[:20],
-                 "npu_latency_ms_est": _first(cost, "latency_ms", "npu_latency_ms", "latency_ms_est"),
-                 "peak_activation_mb": _mb(_first(cost, "peak_activation_bytes") or
-                                           _first(manifest.get("cost_summary", {}), "peak_activation_bytes")),
+                 "npu_latency_ms_est": _first(cost, "npu_latency_ms"),
+                 "latency_source": cost.get("source"),
+                 "peak_activation_mb": _mb(_first(cost, "peak_activation_bytes")),
                  "int8_metric_drop": drop, "flash_bytes": flash, "metrics": _jsonable(metrics), "cost": cost}
         results[kind] = entry
         rows.append((kind, entry["npu_latency_ms_est"], entry["peak_activation_mb"], drop, len(violations),
                      round(flash / 1e6, 3)))
         fig_rows.append((kind, metrics))
     results["flash_mb"] = round(total_flash / 1e6, 3)
-    results["chip"] = {"name": opts.chip, "flash_data_mb": _chip_field(chip, "flash_data_mb", "flash_data_bytes")}
+    results["chip"] = {"name": opts.chip, "flash_data_mb": _mb(getattr(chip, "flash_partition_bytes", None))}
     rknn_dir = settings.project_root() / ".venv-rknn"
     results["rknn"] = "ran (see manifest oracle fields)" if rknn_dir.is_dir() else \
         "skipped: .venv-rknn not installed (run `make rknn`)"
@@ -262,14 +265,6 @@ def _first(d: dict, *keys: str):
 
 def _mb(v):
     return round(v / 1e6, 3) if isinstance(v, (int, float)) else None
-
-
-def _chip_field(chip, mb_key: str, bytes_key: str):
-    for key, scale in ((mb_key, 1.0), (bytes_key, 1e-6)):
-        v = getattr(chip, key, None)
-        if isinstance(v, (int, float)):
-            return round(v * scale, 3)
-    return None
 
 
 def _metric_drop(kind: str, metrics: dict) -> float | None:
@@ -321,9 +316,7 @@ def run_device(opts: DemoOptions, out: Path, bundles: list[str]) -> tuple[dict, 
     keys = ("real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps", "main_stream_height",
             "sub_stream_fps")
     rows = [(k, report.get(k)) for k in keys]
-    figures = []
-    for png in sorted((out / "device_sim").glob("*.png")):
-        figures.append((png.stem.replace("_", " "), png.read_bytes()))
+    figures = _device_plots(report)
     sec = Section("device_sim: the simulated camera", f"Scenario {opts.scenario} on the {opts.chip} NPU model. "
                   f"Full device report: {out / 'device_sim' / 'report.html'}.",
                   figures=figures, tables=[("headline figures", ["figure", "value"], rows)])
@@ -337,8 +330,61 @@ def run_device(opts: DemoOptions, out: Path, bundles: list[str]) -> tuple[dict, 
     return _jsonable(report), sec
 
 
-def _device_plots_from_report(report: dict) -> list:
-    return []
+def _device_plots(report: dict) -> list[tuple[str, bytes]]:
+    """Per-stage latency percentiles, CPU budget, memory vs the 128 MB plan, NPU load and flash vs the chip."""
+    import matplotlib.pyplot as plt
+
+    figs = []
+    lat = report.get("latency_ms") or {}
+    if lat:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        names = list(lat)
+        x = np.arange(len(names))
+        for i, q in enumerate(("p50", "p95", "p99")):
+            ax.bar(x + (i - 1) * 0.27, [lat[n].get(q) or 0 for n in names], 0.27, label=q)
+        ax.set_xticks(x, [n.replace("capture_to_", "capture->") for n in names], rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("ms")
+        ax.axhline(150, color="r", ls="--", lw=1, label="event budget 150 ms")
+        ax.legend(fontsize=7)
+        ax.set_title("per-stage latency")
+        figs.append(("per-stage latency p50/p95/p99", figure_png(fig)))
+    cpu = report.get("cpu_budget") or {}
+    if cpu:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        items = sorted(cpu.items(), key=lambda kv: kv[1])
+        ax.barh([k for k, _ in items], [v for _, v in items])
+        ax.axvline(report.get("cpu_cores", 2), color="r", ls="--", lw=1, label="cores available")
+        ax.set_xlabel("core-seconds per second of video")
+        ax.legend(fontsize=7)
+        ax.set_title("CPU budget (measured)")
+        figs.append(("CPU budget per component", figure_png(fig)))
+    mem = [m for m in report.get("memory") or [] if isinstance(m, dict)]
+    if mem:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        names = [m["component"] for m in mem]
+        ax.barh(names, [(m.get("plan_bytes") or 0) / 2**20 for m in mem], color="#ddd", label="plan (128 MB camera)")
+        ax.barh(names, [(m.get("allocated_bytes") or 0) / 2**20 for m in mem], color="C0", label="allocated")
+        ax.set_xlabel("MiB")
+        ax.legend(fontsize=7)
+        ax.set_title("memory: allocated vs plan")
+        figs.append(("memory budget", figure_png(fig)))
+    npu, flash = report.get("npu") or {}, report.get("flash") or {}
+    if npu or flash:
+        fig, ax = plt.subplots(figsize=(5, 2.5))
+        labels, used = [], []
+        if isinstance(npu.get("utilisation"), (int, float)):
+            labels.append(f"NPU load ({npu.get('chip', '')})")
+            used.append(100 * npu["utilisation"])
+        if isinstance(flash.get("fraction"), (int, float)):
+            labels.append("flash data partition")
+            used.append(100 * flash["fraction"])
+        ax.barh(labels, [100] * len(labels), color="#eee")
+        ax.barh(labels, used, color="C1")
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("% of budget")
+        ax.set_title("NPU load and flash use")
+        figs.append(("NPU load and flash vs the chip", figure_png(fig)))
+    return figs
 
 
 def _jsonable(obj: Any) -> Any:
@@ -412,7 +458,9 @@ def run_demo(opts: DemoOptions) -> DemoResult:
 
 
 def main(out_dir: str | Path | None = None, smoke: bool = False, budget: str | None = None,
-         chip: str = "rv1106", scenario: str = SCENARIO, scenario_seconds: float | None = None) -> int:
+         chip: str = "rv1106", scenario: str | None = None, scenario_seconds: float | None = None) -> int:
+    if scenario is None:
+        scenario = FULL_DATA_SCENARIO if os.environ.get("CAMLAB_DATA") else SCENARIO
     opts = DemoOptions(out_dir=Path(out_dir) if out_dir else settings.project_root() / "out" / "demo", chip=chip,
                        budget=Path(budget) if budget else None, smoke=smoke, scenario=scenario,
                        scenario_seconds=scenario_seconds)

@@ -65,6 +65,57 @@ def copy_audio(rng: random.Random) -> None:
         shutil.copy(f, d_dst / f.name)
 
 
+def copy_scenario_holdout(rng: random.Random) -> None:
+    """Images and clips for the demo scenario that no demo training set holds (actors, cry, talk-back), and the
+    DSC_1339 raw crop rendered once as the scenario's background (a garden)."""
+    dst = DST / "images" / "scenario_holdout"
+    for sub in ("images", "labels"):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+    (dst / "classes.txt").write_text("person\ncat\ndog\n")
+    picks = {"persons_cctv/train": (0, 3), "oxford_pets_more/train": (None, 3)}
+    for rel, (cls_id, count) in picks.items():
+        src = SRC / "images" / rel
+        taken = {p.stem for p in (DST / "images" / rel / "images").iterdir()}
+        names = [n.strip() for n in (src / "classes.txt").read_text().splitlines() if n.strip()]
+        pool = sorted(p for p in (src / "images").iterdir() if p.stem not in taken)
+        for img in rng.sample(pool, count):
+            lines = (src / "labels" / (img.stem + ".txt")).read_text().split("\n")
+            out = []
+            for ln in lines:
+                parts = ln.split()
+                if len(parts) == 5:
+                    name = names[int(parts[0])]
+                    out.append(" ".join([str(["person", "cat", "dog"].index(name))] + parts[1:]))
+            with Image.open(img) as im:
+                im = im.convert("RGB")
+                im.thumbnail((MAX_SIDE, MAX_SIDE))
+                im.save(dst / "images" / (img.stem + ".jpg"), quality=85)
+            (dst / "labels" / (img.stem + ".txt")).write_text("\n".join(out) + "\n")
+    audio = DST / "audio" / "scenario_holdout"
+    audio.mkdir(parents=True, exist_ok=True)
+    taken_cries = {p.name.split("-1")[0] for p in (DST / "audio" / "infant_cry").rglob("*.flac")}
+    cries = sorted(p for p in (SRC / "audio" / "infant_cry" / "donateacry").rglob("*.flac")
+                   if p.name.split("-1")[0] not in taken_cries)
+    shutil.copy(rng.choice(cries), audio / "cry.flac")
+    digits = sorted(p for p in (SRC / "audio" / "household" / "spoken_digits").glob("*.flac")
+                    if not (DST / "audio" / "household" / "spoken_digits" / p.name).exists())
+    shutil.copy(rng.choice(digits), audio / "talkback.flac")
+
+
+def render_background() -> None:
+    from camlab.isp.pipeline import Pipeline, load_tuning
+    from camlab.sensor.raw_io import read_headerless
+    import dataclasses
+
+    frame = read_headerless(SRC / "raw" / "DSC_1339_768x512_rggb.raw", width=768, height=512, bits=14,
+                            pattern="RGGB")
+    frame = dataclasses.replace(frame, black_level=600.0, white_level=15520.0)
+    res = Pipeline(load_tuning("sc3336_day")).run(frame, rgb=True)
+    rgb = (np.clip(res.rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    out = DST / "images" / "scenario_holdout" / "background_garden.jpg"
+    Image.fromarray(rgb).resize((768, 432)).save(out, quality=90)
+
+
 def copy_raw() -> None:
     (DST / "raw").mkdir(parents=True, exist_ok=True)
     for name in ("DSC_1339_768x512_rggb.raw",):
@@ -72,12 +123,15 @@ def copy_raw() -> None:
 
 
 def main() -> None:
-    if DST.exists():
-        shutil.rmtree(DST)
+    for sub in ("images", "audio", "raw"):  # README.md and SOURCES.md are kept
+        if (DST / sub).exists():
+            shutil.rmtree(DST / sub)
     rng = random.Random(20261122)
     copy_images(rng)
     copy_audio(rng)
     copy_raw()
+    copy_scenario_holdout(rng)
+    render_background()
     size = sum(p.stat().st_size for p in DST.rglob("*") if p.is_file())
     print(f"demo slice: {size / 1e6:.1f} MB in {DST}")
     np.testing.assert_array_less(size, 15e6)

@@ -11,7 +11,7 @@ def register(cli) -> None:
     p.add_argument("--out", default=None, help="output folder (default: out/demo)")
     p.add_argument("--budget", default=None, help="budget YAML (default: camlab/configs/budget.yaml)")
     p.add_argument("--chip", default="rv1106", help="chip profile to export and validate for")
-    p.add_argument("--scenario", default=None, help="device_sim scenario YAML (default: the porch scenario)")
+    p.add_argument("--scenario", default=None, help="device_sim scenario YAML (default: demo_garden on the slice, porch_day_night with CAMLAB_DATA)")
     p.add_argument("--scenario-seconds", type=float, default=None, help="cut the scenario to this many seconds")
     p.add_argument("--smoke", action="store_true", help="shrink every budget to seconds (tests); figures meaningless")
     p.set_defaults(func=_demo)
@@ -27,7 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
     from camlab import demo
 
     return demo.main(out_dir=args.out, smoke=args.smoke, budget=args.budget, chip=args.chip,
-                     scenario=args.scenario or demo.SCENARIO, scenario_seconds=args.scenario_seconds)
+                     scenario=args.scenario, scenario_seconds=args.scenario_seconds)
 
 
 def _models(args: argparse.Namespace) -> int:
