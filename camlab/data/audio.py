@@ -229,9 +229,10 @@ class AugmentConfig:
     min_cry_s: float = 0.4                           # at least this much cry in such a window
     p_silence: float = 0.08                          # negatives that are (near-)silence
     p_neg_mix: float = 0.3                           # negatives made of two household sounds
+    p_hard: float = 0.5                              # negatives drawn from mined hard spots (once mining ran)
 
     def __post_init__(self):
-        for name in ("p_noise", "p_reverb", "p_onset", "p_silence", "p_neg_mix"):
+        for name in ("p_noise", "p_reverb", "p_onset", "p_silence", "p_neg_mix", "p_hard"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
         for name in ("snr_db", "level_dbfs", "rt60_s"):
@@ -303,6 +304,20 @@ class WindowSampler:
         self.neg_weights = np.array([len(w) for w in self.neg], dtype=np.float64) ** 0.5
         self.neg_weights /= self.neg_weights.sum()
         self.fx = FeatureExtractor(feature_cfg)
+        self.hard: list[tuple[int, int]] = []   # (negative index, start sample at ``rate``) of mined hard windows
+
+    def set_hard_negatives(self, spots) -> None:
+        """Hard-negative mining (Sung & Poggio, "Example-based learning for view-based human face detection",
+        PAMI 20(1), 1998): ``[(negative index, start sample at band_limit_hz)]`` of no-cry windows the current
+        model scores high; a ``p_hard`` share of later negative windows is cropped around them."""
+        self.hard = [(int(i), int(a)) for i, a in spots if 0 <= int(i) < len(self.neg)]
+
+    def _hard_crop(self, rng) -> np.ndarray:
+        i, a = self.hard[rng.integers(len(self.hard))]
+        x = self.neg[i]
+        a = int(np.clip(a - self.margin + rng.integers(-self.rate // 8, self.rate // 8 + 1), 0, max(0, len(x) - self.n)))
+        c = x[a:a + self.n].astype(np.float32)
+        return np.pad(c, (0, self.n - len(c))) if len(c) < self.n else c
 
     def _load(self, clip: Clip):
         try:
@@ -360,7 +375,7 @@ class WindowSampler:
                 lvl = 10 ** (rng.uniform(-90, -55) / 20)
                 x = self._noise(rng)
                 return (x / _rms(x) * lvl).astype(np.float32)
-            x = self._noise(rng)
+            x = self._hard_crop(rng) if self.hard and rng.random() < a.p_hard else self._noise(rng)
             if rng.random() < a.p_neg_mix:
                 y = self._noise(rng)
                 x = x + y * (_rms(x) / _rms(y)) * 10 ** (-rng.uniform(-10, 10) / 20)

@@ -36,8 +36,13 @@ class TrainBudget:
     threads: int = 1                  # torch + BLAS threads; 1 is fastest on a shared 2-core machine
     seed: int = 0
     spec_mask: bool = True
+    hard_negative_epoch: int = 0      # from this epoch on, each new pool mines hard training negatives (0 = off)
+    hard_negative_count: int = 384    # mined spots kept (highest P(cry) no-cry windows of the training split)
+    hard_negative_hop_s: float = 0.125  # mining stride over the training no-cry audio
 
     def __post_init__(self):
+        if self.hard_negative_epoch < 0 or self.hard_negative_count < 1 or self.hard_negative_hop_s <= 0:
+            raise ValueError("need hard_negative_epoch >= 0, hard_negative_count >= 1, hard_negative_hop_s > 0")
         if self.epochs < 1 or self.windows_per_epoch < self.batch_size or self.batch_size < 2:
             raise ValueError("need epochs >= 1 and windows_per_epoch >= batch_size >= 2")
         if self.pool_reuse < 1 or self.val_windows < 16 or self.lr <= 0:
@@ -56,6 +61,8 @@ class CryTrainConfig:
     calibration_cry_clips: int = 120  # cry clips (seeded subset of the training split) used for that
     max_false_alarms_per_hour: float = 1.0
     max_onset_to_alarm_s: float = 1.6
+    decode_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+    decode_rules: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (3, 3))   # (k, n) candidates, k of the last n
     clip_eval: bool = True            # stream-evaluate the validation split at the end
     yamnet_anchor: bool = False       # ... and the YAMNet anchor on the same clips
     progress: bool = True
@@ -131,9 +138,38 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng):
     scorer = TorchScorer(model, fc, CryAlarm(d.threshold, d.k, d.n, d.refractory_s, fc.hop_s))
     probs = stream_probabilities(scorer, data)
     best, rows = choose_operating_point(probs, fc.hop_s, max_fa_per_hour=cfg.max_false_alarms_per_hour,
-                                        max_latency_s=cfg.max_onset_to_alarm_s, refractory_s=d.refractory_s)
+                                        max_latency_s=cfg.max_onset_to_alarm_s, refractory_s=d.refractory_s,
+                                        thresholds=cfg.decode_thresholds, rules=cfg.decode_rules)
     decode = DecodeConfig(threshold=best["threshold"], k=best["k"], n=best["n"], refractory_s=d.refractory_s)
     return replace(cfg.model, decode=decode), rows
+
+
+def mine_hard_negatives(model, sampler: WindowSampler, count: int, hop_s: float = 0.125, batch: int = 512
+                        ) -> tuple[list[tuple[int, int]], dict]:
+    """Score every training no-cry window (stride ``hop_s``) with the current model; return the ``count`` highest
+    as ``(negative index, start sample at the sampler's rate)`` plus summary statistics (training split only)."""
+    import torch
+
+    from camlab.contract.audio_features import sliding_windows
+    from camlab.data.audio import resample
+
+    fc = sampler.fcfg
+    hop = max(1, int(round(hop_s * fc.sample_rate)))
+    probs, spots = [], []
+    model.eval()
+    with torch.no_grad():
+        for i, x8 in enumerate(sampler.neg):
+            wins, ends = sliding_windows(resample(x8, sampler.rate, fc.sample_rate), fc.window_samples, hop)
+            for j in range(0, len(wins), batch):
+                logit = model(torch.from_numpy(sampler.fx.batch(wins[j:j + batch]))).reshape(-1).numpy()
+                probs.append(1.0 / (1.0 + np.exp(-logit.astype(np.float64))))
+            starts = np.maximum(ends - fc.window_samples, 0) * sampler.rate // fc.sample_rate
+            spots.extend((i, int(a)) for a in starts)
+    p = np.concatenate(probs) if probs else np.zeros(0)
+    order = np.argsort(-p, kind="stable")[:count]
+    stats = {"hard_windows_scored": int(p.size), "hard_p_mean": float(p[order].mean()) if order.size else 0.0,
+             "hard_over_half": int(np.sum(p >= 0.5))}
+    return [spots[k] for k in order], stats
 
 
 def _window_eval(model, x, y, batch=512) -> tuple[np.ndarray, float]:
@@ -207,6 +243,11 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
         for epoch in range(1, b.epochs + 1):
             t0 = time.time()
             if pool is None or (epoch - 1) % b.pool_reuse == 0:
+                if b.hard_negative_epoch and epoch >= b.hard_negative_epoch:
+                    spots, hstats = mine_hard_negatives(model, train_sampler, b.hard_negative_count,
+                                                        b.hard_negative_hop_s)
+                    train_sampler.set_hard_negatives(spots)
+                    mlflow.log_metrics({k: float(v) for k, v in hstats.items()}, step=epoch)
                 pool = train_sampler.features(b.windows_per_epoch, rng)
             x_all, y_all = pool
             model.train()

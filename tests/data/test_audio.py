@@ -167,3 +167,29 @@ def test_clip_is_hashable_and_split_dir(tmp_path, monkeypatch):
     assert counts == {"cry": sum(c.label for c in idx.val), "nocry": sum(1 - c.label for c in idx.val)}
     assert len(list((tmp_path / "val" / "cry").iterdir())) == counts["cry"]
     assert isinstance(hash(Clip(tmp_path, 1, "x", "g")), int)
+
+
+def test_hard_negative_crops_come_from_the_mined_spots(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    root = _synthetic_root(tmp_path / "audio")
+    cfg = AudioDataConfig(root=str(root), val_fraction=0.3, positive_fraction=0.05)
+    cfg = replace(cfg, augment=replace(cfg.augment, p_hard=1.0, p_silence=0.0, p_neg_mix=0.0, p_reverb=0.0))
+    idx = build_index(cfg.root, cfg.val_fraction, cfg.split_seed)
+    s = WindowSampler(idx.train, cfg, FeatureConfig())
+    # mark one spot of negative 0 with a 1 kHz tone; with p_hard = 1 every negative window is cut around it
+    spot = s.rate // 2
+    s.neg[0] = s.neg[0].copy()
+    s.neg[0][:] = 0.0
+    s.neg[0][spot:spot + s.n] = np.sin(2 * np.pi * 1000 * np.arange(s.n) / s.rate).astype(np.float32)
+    s.set_hard_negatives([(0, spot), (99, 0)])      # out-of-range indices are dropped
+    assert s.hard == [(0, spot)]
+    rng = np.random.default_rng(0)
+    negs = [s._window_8k(0, rng) for _ in range(20)]
+    for w in negs:   # the tone fills most of every window (jitter <= 1/8 s)
+        spec = np.abs(np.fft.rfft(w)) ** 2
+        f = np.fft.rfftfreq(len(w), 1 / s.rate)
+        assert spec[np.abs(f - 1000) < 20].sum() / spec.sum() > 0.8
+    with pytest.raises(ValueError, match="p_hard"):
+        replace(cfg.augment, p_hard=1.5)

@@ -187,5 +187,33 @@ def test_operating_point_prefers_rules_within_limits():
     assert r["false_alarms_per_hour"] == pytest.approx(180.0) and r["onset_to_alarm_s"] == pytest.approx(1.0)
     best, rows = choose_operating_point(probs, 0.5, max_fa_per_hour=1.0, max_latency_s=1.6)
     assert len(rows) == 18
-    assert best["threshold"] >= 0.8 and best["false_alarms_per_hour"] == 0 and best["f1"] == 1.0
-    assert (best["k"], best["n"]) == (2, 3)
+    assert best["threshold"] == 0.95 and best["false_alarms_per_hour"] == 0 and best["f1"] == 1.0
+    # the strictest rule within the latency limit: 3 of 3 alarms 1.5 s after onset (<= 1.6 s)
+    assert (best["k"], best["n"]) == (3, 3) and best["onset_to_alarm_s"] == pytest.approx(1.5)
+    best, _ = choose_operating_point(probs, 0.5, max_fa_per_hour=1.0, max_latency_s=1.2)
+    assert (best["k"], best["n"], best["threshold"]) == (2, 3, 0.95)
+
+
+def test_false_alarm_upper_bound_and_stress_streams(eval_dir):
+    from camlab.eval.audio import fa_rate_upper, score_eval_set, stress_beds
+
+    # exact one-sided Poisson bounds: 0 events -> -ln(0.05) = 2.996 per unit exposure; 1 event -> 4.744
+    assert fa_rate_upper(0, 1.0) == pytest.approx(2.9957, abs=1e-3)
+    assert fa_rate_upper(1, 2.0) == pytest.approx(4.7439 / 2, abs=1e-3)
+    assert fa_rate_upper(0, 0.0) is None
+    data = load_eval_dir(eval_dir)
+    bed_len = sum(len(w) for _, w in data.nocry)
+    beds = stress_beds(data)
+    assert [len(x) for _, x in beds] == [bed_len] * 5
+    assert all(np.abs(x).max() <= 1.0 for _, x in beds)
+    res = score_eval_set(ToneOracle(), data, stress=True)
+    d = res["details"]
+    assert d["false_alarms"] == 1 and d["false_alarms_per_hour_upper95"] == pytest.approx(
+        fa_rate_upper(1, d["nocry_hours"]))
+    st = d["stress"]
+    assert st["hours"] == pytest.approx(5 * d["nocry_hours"])
+    # the 3 s tone trap alarms once in the quiet and loud copies; each overlay holds the trap twice (in place and
+    # in the shifted copy, over noise of amp 0.05 vs tone 0.3): one or two alarms each, by where the copy lands
+    assert st["by_variant"]["quiet_-12dB"] == 1 and st["by_variant"]["loud_peak0.9"] == 1
+    assert all(1 <= st["by_variant"][f"overlay_{q}/4"] <= 2 for q in (1, 2, 3))
+    assert 5 <= st["false_alarms"] <= 8 and st["per_hour"] == pytest.approx(st["false_alarms"] / st["hours"])
