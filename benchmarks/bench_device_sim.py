@@ -9,8 +9,12 @@ its measured CPU budget exceeds the host cores, in which case they come from the
 ``runs`` holds both. Bundles: the newest trained detector/cry bundles under ``exports/`` when they exist and list
 rv1106, otherwise the probe bundles built here (``bundles.kind``: a hand-written INT8 QDQ brightness detector and
 loudness cry model — valid bundles for timing the camera, not for accuracy). ``cpu_budget`` is host
-core-seconds per simulated second per component (time.process_time); the real-time factor is simulated seconds
-per host wall second of the whole simulation, sensor model included.
+core-seconds per simulated second per component (time.process_time: CPU of every thread of the process while the
+component ran); ``real_time_factor`` is simulated seconds per host wall second of the whole simulation, sensor
+model included, and ``real_time_factor_cpu`` = cores / total core-s per simulated s (what the same work gives with
+the cores to itself); ``load_average`` (1-min, start and end of the loop) says how shared the host was.
+The top-level keys (``headline``) are the 1080p run's when its total CPU budget fits the cores, else the 720p run's;
+the 720p run reads the sensor in a 1280x720 (binned) readout mode, as a camera streaming 720p would.
 """
 from __future__ import annotations
 
@@ -185,21 +189,36 @@ def run() -> dict:
     for label, size in (("1080p", (1920, 1080)), ("720p", (1280, 720))):
         cs = CameraSettings(main_size=size)
         rep = run_scenario(bundles, SCENARIO, chip, tmp / label, settings=cs, duration_s=duration)
-        runs[label] = {k: rep[k] for k in ("real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps",
+        runs[label] = {k: rep[k] for k in ("real_time_factor", "real_time_factor_cpu", "load_average",
+                                            "event_latency_p95_ms", "ai_fps", "main_stream_fps",
                                             "main_stream_height", "sub_stream_fps", "cpu_budget",
-                                            "cpu_budget_total", "latency_ms", "npu", "accuracy")}
+                                            "cpu_budget_total", "threads", "latency_ms", "npu", "accuracy")}
+        runs[label]["sensor_readout"] = f"{size[0]}x{size[1]}" + ("" if size == (1920, 1080) else
+                                                                  " (binned/cropped readout mode)")
     cores = os.cpu_count() or 1
-    fits_1080 = runs["1080p"]["cpu_budget_total"] <= cores and runs["1080p"]["real_time_factor"] >= 1.0
+    # 1080p fits when its measured CPU budget fits the cores (the wall RTF on a shared host says more about the
+    # other tenants than about the camera; both are reported)
+    fits_1080 = runs["1080p"]["cpu_budget_total"] <= cores
     top = runs["1080p"] if fits_1080 else runs["720p"]
     out = {k: top[k] for k in ("real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps",
                                "main_stream_height", "sub_stream_fps", "cpu_budget")}
-    out.update({"fallback": None if fits_1080 else
-                f"1080p needs {runs['1080p']['cpu_budget_total']} core-s/s (RTF {runs['1080p']['real_time_factor']})"
-                f" on {cores} cores: top-level figures are the 1280x720 run",
-                "runs": runs, "scenario": SCENARIO.name, "duration_s": duration, "chip": chip,
+    b1080 = runs["1080p"]["cpu_budget"]
+    out.update({"headline": "1080p" if fits_1080 else "720p",
+                "real_time_factor_cpu": top["real_time_factor_cpu"], "load_average": top["load_average"],
+                "fallback": None if fits_1080 else
+                f"1080p needs {runs['1080p']['cpu_budget_total']} core-s/s on {cores} cores (ISP "
+                f"{b1080.get('isp')} + H.265 main {b1080.get('encode_main')} alone: "
+                f"{round(b1080.get('isp', 0) + b1080.get('encode_main', 0), 3)}): top-level figures are the "
+                f"1280x720 run",
+                "runs": runs, "scenario": SCENARIO.name, "duration_s": duration, "chip": chip, "cores": cores,
                 "bundles": {"kind": kind, "paths": [str(b) for b in bundles]},
                 "accuracy_note": None if kind == "trained" else "probe bundles (brightness/loudness, untrained): "
                                  "the accuracy tables only show the scoring path, not a model's quality",
+                "rtf_note": "real_time_factor: simulated s per host wall s (the whole loop, sensor model included; "
+                            "on a shared host it falls with the other tenants' load, see load_average 1-min at "
+                            "start/end of the loop); real_time_factor_cpu: cores / total process core-s per "
+                            "simulated s, the RTF the camera would reach with the cores to itself and its "
+                            "components overlapped across them",
                 "note": "timings on a shared 2-core host; sensor_model is the simulator's own cost (hardware on a "
                         "camera), npu_host_onnxruntime is host CPU doing the NPU's work"})
     return out

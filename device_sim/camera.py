@@ -23,6 +23,10 @@ import numpy as np
 from camlab.config import read_yaml
 from camlab.errors import ConfigError, InputFileError
 
+# Thread budget (2-core host, like the seed camera's SoC): OpenMP workers of the numba ISP/sensor kernels sleep when
+# idle instead of spin-waiting (the spin doubled the ISP's CPU time on a loaded host); set before numba loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 CHIPS_DIR = Path(__file__).resolve().parents[1] / "camlab" / "deploy" / "chips"
 
 # Hardware ISP and video encoder throughput (pixels/s) by SoC, for the "device" latency model. RV1106 datasheet:
@@ -67,6 +71,28 @@ def _rss() -> int:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _thread_budget() -> dict:
+    """Size the libraries' thread pools for the camera's cores while the main loop runs (restored after).
+
+    numba (ISP, sensor): one worker per core, idle workers sleep (OMP_WAIT_POLICY); OpenCV (RGA-like resize/CSC of
+    the AI input, JPEG): 1 thread -- its images are small and its pool's wake-ups cost more than they save;
+    onnxruntime: intra/inter-op 1 (device_sim.ai.scheduler); x265: zerolatency (one frame thread), WPP pool over the
+    cores. Returns what was set and what to restore."""
+    import cv2
+    import numba
+    prev = {"cv2": cv2.getNumThreads()}
+    cv2.setNumThreads(1)
+    cores = os.cpu_count() or 1
+    return {"prev": prev, "report": {
+        "numba": int(numba.get_num_threads()), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "opencv": 1, "onnxruntime_intra_op": 1, "x265": f"frame-threads 1 (zerolatency), WPP pool of {cores}"}}
+
+
+def _restore_threads(threads: dict) -> None:
+    import cv2
+    cv2.setNumThreads(int(threads["prev"]["cv2"]))
 
 
 def load_chip(chip: str) -> dict:
@@ -189,7 +215,6 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     def hw_time(kind: str, pixels: int, measured_s: float) -> float:
         return pixels / hw[kind] if hw else measured_s
     budgets = Budgets()
-    clock = make_clock(cs.clock)
     privacy = [z.polygon for z in sc.zones if z.kind == "privacy"]
     detect_zones = [z for z in sc.zones if z.kind == "detect"]
     sensor = SensorHAL(sc, root, SensorSpec(width=W, height=H), seed=sc.seed)
@@ -265,6 +290,9 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     r0 = _rss()
     isp.warm_up(sensor.capture(0.0, scn.lux_at(sc, 0.0), ae_exposure, ae_gain))
     rss["isp"] = rss["isp_init"] + max(0, _rss() - r0)
+    threads = _thread_budget()
+    clock = make_clock(cs.clock)   # the sensor starts streaming now, after boot (a real clock's zero is here)
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
 
@@ -433,6 +461,8 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                                     continue
                                 emit(detection_event(c, d.score, zone, d.box, t, t_done))
                                 ai_event_media(t)
+    if not clock.simulated:
+        clock.sleep_until(duration)    # the last frame period ends at ``duration``, as the sensor's would
     for p in enc_main.flush():
         st.bytes["main"] += len(p.data)
         if recorder is not None:
@@ -453,6 +483,8 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
                         "dropped_packets": recorder.stats.dropped_packets, "errors": list(recorder.stats.errors)})
     wall = time.perf_counter() - wall0
     cpu_total = time.process_time() - cpu0
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    _restore_threads(threads)
 
     # ---------------------------------------------------------------- score and report
     gt = scn.ground_truth(sc, cs.main_fps, W / H, sensor.sprite_aspects, cry_dur)
@@ -492,6 +524,9 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         "sub_stream_fps": round(st.sub_frames / duration, 3),
         "cpu_budget": cpu_budget, "cpu_budget_total": round(cpu_total / duration, 4),
         "cpu_cores": os.cpu_count(), "wall_s": round(wall, 3),
+        "real_time_factor_cpu": round((os.cpu_count() or 1) * duration / cpu_total, 4) if cpu_total > 0 else None,
+        "load_average": {"start": load_start, "end": load_end},
+        "threads": threads["report"],
         "latency_ms": lat, "latency_model": latency_model,
         "npu": npu.summary(duration),
         "memory": memory_table(allocated),

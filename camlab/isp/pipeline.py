@@ -203,8 +203,13 @@ class Pipeline:
         # the LSC map is sampled at the same sites
         lin = black_level_correct(_sample_quads(frame.data[:h2, :w2], step), frame.pattern, black, white, clip=True)
         q = quad_rgb(lin, frame.pattern, 1)
-        gmap = _sample_quads(self._gain_map(frame.data.shape, frame.pattern)[:h2, :w2], step)
-        gq = quad_rgb(gmap, frame.pattern, 1)
+        key = ("stats_lsc", frame.data.shape, frame.pattern, step)
+        gq = self._cache.get(key)
+        if gq is None:  # the LSC map at the statistics sites: fixed per frame size, so sampled once
+            for k in [k for k in self._cache if isinstance(k, tuple) and k[0] == "stats_lsc"]:
+                del self._cache[k]
+            gmap = _sample_quads(self._gain_map(frame.data.shape, frame.pattern)[:h2, :w2], step)
+            gq = self._cache[key] = quad_rgb(gmap, frame.pattern, 1)
         q = q * gq * np.float32(dgain)
         zones = (min(cols, q.shape[1]), min(rows, q.shape[0]))
         return q, zone_stats_from_quads(q, zones, sp.saturation)

@@ -82,9 +82,14 @@ class IspAdapter:
         return IspOutput(main, sub, res.stats, dict(getattr(res, "timings_ms", {}) or {}))
 
     def warm_up(self, raw) -> None:
-        """Boot: run each tuning once on a throwaway state (compiles the fast path's JIT kernels)."""
+        """Boot: run each tuning on a throwaway state (loads/compiles the fast path's JIT kernels).
+
+        Two frames each: the second takes the temporal (3D-DNR) path, whose kernel specialisation differs from the
+        first frame's; without it ~1 s of JIT loading landed inside the first seconds of the run."""
         for pipe in (self.day, self.ir):
-            pipe.run(raw, state=pipe.new_state())
+            st = pipe.new_state()
+            for _ in range(2):
+                pipe.run(raw, state=st)
 
     def carry_ae(self, from_ir: bool, to_ir: bool) -> None:
         """On a day/night switch the new mode's stream starts from the current exposure (then re-converges)."""
