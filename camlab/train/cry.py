@@ -300,6 +300,8 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
                       "onset_to_alarm_s", "n_cry", "n_nocry"):
                 metrics[f"val_clip_{k}"] = res[k]
             metrics["val_nocry_hours"] = res["details"]["nocry_hours"]
+            metrics["val_false_alarms"] = res["details"]["false_alarms"]
+            metrics["val_false_alarms_per_hour_upper95"] = res["details"]["false_alarms_per_hour_upper95"]
             curves["clips"] = (*roc_curve(res["scores"], res["labels"]), res["roc_auc"])
             conf, conf_title = res["confusion"], "validation clips (alarm rule)"
             if "yamnet" in res["anchors"]:
