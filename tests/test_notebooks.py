@@ -22,7 +22,6 @@ def test_all_five_notebooks_exist():
 def test_notebook_runs_headless(path, tmp_path, monkeypatch):
     monkeypatch.setenv("CAMLAB_SMALL", "1")
     monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks with outputs stripped"
     client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
