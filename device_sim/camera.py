@@ -8,7 +8,9 @@ rate, the detector at ``ai_fps`` while the motion gate is open; events are debou
 time of their frame. With the simulated clock every hop's time is ``capture time + measured host time`` of the
 hops before it (the NPU's time comes from its model, not from onnxruntime on the host); with the real-time clock
 the loop paces itself on the host clock. ``run_scenario`` is the entry point (``python -m device_sim run`` and
-``make demo`` call it).
+``make demo`` call it). The sensor is read out at the main stream's size (a 1280x720 main stream uses the sensor's
+binned 720p readout mode, so the ISP never processes pixels the streams do not carry), and the libraries' thread
+pools are sized for the host's cores while the loop runs (:func:`_thread_budget`).
 """
 from __future__ import annotations
 

@@ -182,3 +182,22 @@ def test_cry_front_end_windows_and_probabilities():
     assert single.probability(np.array([[0.0]])) == pytest.approx(0.5)
     with pytest.raises(InputFileError, match="features"):
         CryFrontEnd({**FeatureConfig().to_manifest(), "n_frames": 3}, decode, "b")
+
+
+def test_ai_input_csc_matches_the_isp_float_path():
+    """The camera's one-pass 8-bit NV12 -> RGB (RGA-like) equals the ISP's float BT.709 inverse within 1 code."""
+    from camlab.isp.stages.csc import nv12_to_rgb, rgb_to_nv12
+    from device_sim.ai.preprocess import nv12_to_rgb_u8
+    rng = np.random.default_rng(3)
+    rgb = rng.random((36, 64, 3), dtype=np.float32)
+    rgb[:4] = 0.0          # black and white rows exercise the saturation at both ends
+    rgb[4:8] = 1.0
+    nv12 = rgb_to_nv12(rgb)
+    ref = np.clip(nv12_to_rgb(nv12) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = nv12_to_rgb_u8(nv12)
+    assert out.shape == (36, 64, 3) and out.dtype == np.uint8
+    d = np.abs(out.astype(int) - ref)
+    assert d.max() <= 1 and (d > 0).mean() < 0.1
+    assert (out[:4] <= 1).all() and (out[4:8] >= 254).all()
+    with pytest.raises(ValueError, match="NV12"):
+        nv12_to_rgb_u8(nv12[:-1])

@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-from camlab.isp.stages import cfa_tile, rgb_tile, tile_to_full
+from camlab.isp.stages import cfa_tile, rgb_tile
 from camlab.isp.stages.csc import rgb_to_yuv_matrix
 from camlab.isp.stages.scale import crop_window, resample_weights
 
@@ -52,8 +52,9 @@ def _clamp(i, n):
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def front_end_kernel(raw, black, scale, gmap, thr, dpc, clip_blc, clip_out, out):
-    """raw uint16 (H, W) -> out float32 (H, W): BLC (+clip) -> DPC -> x gain map (LSC * digital gain * WB) (+clip).
+def front_end_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, out):
+    """raw uint16 (H, W) -> out float32 (H, W): BLC (+clip) -> DPC -> x LSC map ``gmap`` x per-colour gain
+    ``tgain`` (2x2 tile of digital gain * WB, as the ISP's gain registers) (+clip).
 
     Per row: one branch-free pass normalises and applies the gain map; a second finds defects by the min/max test
     on raw codes (BLC and its clip are monotone per colour); only the defects get the median of their neighbours.
@@ -76,12 +77,14 @@ def front_end_kernel(raw, black, scale, gmap, thr, dpc, clip_blc, clip_out, out)
         o = out[y]
         b_e, b_o = black[y & 1, 0], black[y & 1, 1]
         s_e, s_o = scale[y & 1, 0], scale[y & 1, 1]
+        t_e, t_o = tgain[y & 1, 0], tgain[y & 1, 1]
         for x in range(w):
             odd = x & 1
             b = b_o if odd else b_e
             s = s_o if odd else s_e
+            t = t_o if odd else t_e
             v = min(max((np.float32(r0[x]) - b) * s, lo_clip), hi_clip)
-            o[x] = min(max(v * g[x], olo), ohi)
+            o[x] = min(max(v * (g[x] * t), olo), ohi)
         if dpc:
             for x in range(w):
                 xm = x - 2 if x >= 2 else min(x + 2, w - 1)
@@ -112,7 +115,8 @@ def front_end_kernel(raw, black, scale, gmap, thr, dpc, clip_blc, clip_out, out)
                     nbl[i] = min(max((nbl[i] - b) * s, lo_clip), hi_clip)
                 srt = np.sort(nbl)
                 v = np.float32(0.5) * (srt[3] + srt[4])
-                o[x] = min(max(v * g[x], olo), ohi)
+                t = t_o if odd else t_e
+                o[x] = min(max(v * (g[x] * t), olo), ohi)
 
 
 # ------------------------------------------------------------------------------------------------ (3) colour + CSC
@@ -546,17 +550,13 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     # (1) BLC + DPC + LSC + gain + WB
     black_t = cfa_tile(black, pat)
     scale_t = (1.0 / (float(white) - cfa_tile(black, pat).astype(np.float64))).astype(np.float32)
-    key = ("gmap", (h, w), pat, float(dgain), tuple(wb))
-    gmap = cache.get(key)
-    if gmap is None:
-        for k in [k for k in cache if isinstance(k, tuple) and k and k[0] == "gmap"]:
-            del cache[k]
-        lsc = pipe._gain_map((h, w), pat) if cfg.lsc.enabled else np.ones((h, w), np.float32)
-        gmap = (lsc * np.float32(dgain) * tile_to_full(rgb_tile(wb, pat), h, w)).astype(np.float32)
-        cache[key] = gmap
+    # LSC map (cached per frame size) times per-colour digital gain * WB: AWB moves the gains every frame, and
+    # rebuilding a full-size product map each frame cost ~5 ms at 1080p
+    gmap = pipe._gain_map((h, w), pat)
+    tgain = (rgb_tile(wb, pat).astype(np.float64) * float(dgain)).astype(np.float32)
     cfa = _buf(cache, "cfa", (h, w))
     data = np.ascontiguousarray(frame.data)
-    front_end_kernel(data, black_t, scale_t, gmap, np.float32(cfg.dpc.threshold), bool(cfg.dpc.enabled),
+    front_end_kernel(data, black_t, scale_t, gmap, tgain, np.float32(cfg.dpc.threshold), bool(cfg.dpc.enabled),
                      bool(cfg.blc.clip), bool(cfg.wb.clip), cfa)
     clock.lap("front_end")
     # (2) demosaic
