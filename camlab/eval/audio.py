@@ -407,6 +407,8 @@ def choose_operating_point(probs: dict, hop_s: float, *, max_fa_per_hour: float 
         top = max(r["f1"] for r in ok)
         best = max((r for r in ok if r["f1"] >= top - f1_slack),
                    key=lambda r: (r["threshold"], r["k"] / r["n"], r["f1"], -r["false_alarms_per_hour"]))
-    else:
-        best = min(rows, key=lambda r: (r["false_alarms_per_hour"], -r["f1"]))
+    else:    # none meets both: fewest false alarms among rules still within the latency limit (if any)
+        timely = [r for r in rows if r["onset_to_alarm_s"] is not None and r["onset_to_alarm_s"] <= max_latency_s
+                  and r["false_alarms_per_hour"] is not None]
+        best = min(timely or rows, key=lambda r: (r["false_alarms_per_hour"], -r["f1"]))
     return best, rows

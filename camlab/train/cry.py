@@ -60,6 +60,7 @@ class CryTrainConfig:
     calibrate_decode: bool = True     # pick threshold / k-of-n on training-split streams (validation untouched)
     calibration_cry_clips: int = 120  # cry clips (seeded subset of the training split) used for that
     max_false_alarms_per_hour: float = 1.0
+    calibration_holdout: float = 0.0  # share of training no-cry groups kept out of training for the operating point
     max_onset_to_alarm_s: float = 1.6
     decode_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
     decode_rules: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (3, 3))   # (k, n) candidates, k of the last n
@@ -117,8 +118,35 @@ def _plot_roc(curves: dict):
     return fig
 
 
-def _calibrate_decode(model, cfg: CryTrainConfig, index, rng):
-    """Choose the decode operating point on training-split streams (cry subset + all training no-cry audio)."""
+def split_calibration_negatives(train_clips, fraction: float, seed: int = 0):
+    """``(clips to train on, held-out no-cry clips)``: a ``fraction`` of the training split's no-cry groups (by a
+    seeded hash of the group, other seed than the validation split; long background files split in time: their last
+    ``fraction``) is kept out of training so the operating point meets no-cry audio the model has not fitted."""
+    from dataclasses import replace
+
+    from camlab.data.audio import _side, duration_hours
+
+    if fraction <= 0:
+        return list(train_clips), []
+    fit, held = [], []
+    for c in train_clips:
+        if c.label == 1:
+            fit.append(c)
+        elif c.source == "background":
+            end = c.end_s if c.end_s is not None else c.start_s + duration_hours([c]) * 3600.0
+            cut = round(c.start_s + (end - c.start_s) * (1.0 - fraction), 3)
+            fit.append(replace(c, end_s=cut))
+            held.append(replace(c, start_s=cut, end_s=end))
+        elif _side(seed + 7919, c.group, fraction) == "val":
+            held.append(c)
+        else:
+            fit.append(c)
+    return fit, held
+
+
+def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
+    """Choose the decode operating point on training-split streams: a cry subset plus the training no-cry audio
+    (``nocry``: the held-out calibration part when ``calibration_holdout`` > 0, else all of it)."""
     from dataclasses import replace
 
     from camlab.data.audio import SAMPLE_RATE, clip_waveform, resample
@@ -132,7 +160,8 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng):
     cries = [c for c in index.train if c.label == 1]
     pick = np.sort(rng.permutation(len(cries))[:cfg.calibration_cry_clips])
     data = EvalSet(cry=[(cries[i].path, wave(cries[i])) for i in pick],
-                   nocry=[(c.path, wave(c)) for c in index.train if c.label == 0], skipped=[])
+                   nocry=[(c.path, wave(c)) for c in (nocry or [c for c in index.train if c.label == 0])],
+                   skipped=[])
     fc = cfg.model.features
     d = cfg.model.decode
     scorer = TorchScorer(model, fc, CryAlarm(d.threshold, d.k, d.n, d.refractory_s, fc.hop_s))
@@ -212,7 +241,9 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
 
     index = build_index(cfg.data.root, cfg.data.val_fraction, cfg.data.split_seed)
     counts = index.counts()
-    train_sampler = WindowSampler(index.train, cfg.data, fcfg)
+    fit_clips, calib_neg = split_calibration_negatives(index.train, cfg.calibration_holdout, cfg.data.split_seed)
+    counts["calibration_holdout_nocry"] = len(calib_neg)
+    train_sampler = WindowSampler(fit_clips, cfg.data, fcfg)
     val_key = {"data": to_dict(cfg.data), "features": to_dict(fcfg), "n": b.val_windows, "seed": b.seed,
                "val": sorted(f"{c.path}|{c.start_s}" for c in index.val)}
     x_val, y_val = cached_features(
@@ -279,7 +310,7 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
         model.eval()
         model_cfg = cfg.model
         if cfg.calibrate_decode:
-            model_cfg, op_rows = _calibrate_decode(model, cfg, index, rng)
+            model_cfg, op_rows = _calibrate_decode(model, cfg, index, rng, calib_neg or None)
             model.model_config = model_cfg
             mlflow.log_dict({"chosen": to_dict(model_cfg.decode), "grid": op_rows}, "operating_point.json")
         logits_val, val_loss = _window_eval(model, x_val, y_val)

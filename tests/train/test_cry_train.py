@@ -114,3 +114,42 @@ def test_hard_negative_mining_ranks_the_cry_like_spots(synth_root):
     quiet = s.fx.batch(np.stack([np.zeros(s.fcfg.window_samples, np.float32) + 1e-4]))
     p_quiet = float(torch.sigmoid(LoudnessModel()(torch.from_numpy(quiet))).item())
     assert stats["hard_p_mean"] > p_quiet and 0 <= stats["hard_over_half"] <= stats["hard_windows_scored"]
+
+
+def test_calibration_holdout_keeps_groups_apart():
+    from pathlib import Path
+
+    from camlab.data.audio import Clip
+    from camlab.train.cry import split_calibration_negatives
+
+    clips = [Clip(Path(f"c{i}.flac"), 1, "donateacry", f"cry:{i}") for i in range(5)]
+    clips += [Clip(Path(f"1-{i}-{t}.ogg"), 0, "esc50", f"esc50:1-{i}") for i in range(40) for t in "AB"]
+    clips += [Clip(Path("tap.flac"), 0, "background", "background:tap", 0.0, 40.0)]
+    fit, held = split_calibration_negatives(clips, 0.25, seed=0)
+    assert all(c.label == 0 for c in held) and sum(c.label for c in fit) == 5
+    fit_groups = {c.group for c in fit if c.source == "esc50"}
+    held_groups = {c.group for c in held if c.source == "esc50"}
+    assert not fit_groups & held_groups and fit_groups | held_groups == {f"esc50:1-{i}" for i in range(40)}
+    assert 4 <= len(held_groups) <= 18          # ~25 % of 40 groups
+    bg = sorted((c.start_s, c.end_s) for c in fit + held if c.source == "background")
+    assert bg == [(0.0, 30.0), (30.0, 40.0)]     # the long file's last quarter is held out, contiguous
+    assert split_calibration_negatives(clips, 0.0) == (clips, [])
+
+
+def test_operating_point_fallback_stays_within_latency():
+    from camlab.eval.audio import choose_operating_point
+
+    t = 0.5 * np.arange(2, 42)
+    noisy = np.zeros(40)
+    noisy[[5, 6, 30, 31]] = 0.995    # two 2-window bursts 12.5 s apart: 2 of 3 alarms twice, 3 of 3 never
+    cry = np.r_[np.zeros(8), np.full(10, 0.99)]
+    probs = {"clips": [(cry, 1), (noisy, 0)], "nocry_stream": (noisy, t), "nocry_hours": 20 / 3600,
+             "onsets": [(cry, 0.5 * np.arange(2, 20), 4.5)]}
+    kw = dict(max_fa_per_hour=1.0, thresholds=(0.5, 0.9), rules=((2, 3), (3, 3)))
+    best, rows = choose_operating_point(probs, 0.5, max_latency_s=1.2, **kw)
+    # 3 of 3 has no false alarm but alarms 1.5 s after onset (> 1.2): nothing meets both limits, and the
+    # fallback keeps to the latency limit instead of taking the slow silent rule
+    assert {(r["k"], r["n"]): r["false_alarms_per_hour"] for r in rows}[(3, 3)] == 0
+    assert (best["k"], best["n"]) == (2, 3) and best["false_alarms_per_hour"] == pytest.approx(360.0)
+    best, _ = choose_operating_point(probs, 0.5, max_latency_s=1.6, **kw)
+    assert (best["k"], best["n"], best["threshold"]) == (3, 3, 0.9)
