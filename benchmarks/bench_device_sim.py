@@ -205,6 +205,8 @@ def run() -> dict:
     b1080 = runs["1080p"]["cpu_budget"]
     out.update({"headline": "1080p" if fits_1080 else "720p",
                 "real_time_factor_cpu": top["real_time_factor_cpu"], "load_average": top["load_average"],
+                "target_met": {"wall_rtf_ge_1": bool(top["real_time_factor"] >= 1.0),
+                               "cpu_rtf_ge_1": bool(top["real_time_factor_cpu"] >= 1.0)},
                 "fallback": None if fits_1080 else
                 f"1080p needs {runs['1080p']['cpu_budget_total']} core-s/s on {cores} cores (ISP "
                 f"{b1080.get('isp')} + H.265 main {b1080.get('encode_main')} alone: "
