@@ -14,7 +14,10 @@ component ran); ``real_time_factor`` is simulated seconds per host wall second o
 model included, and ``real_time_factor_cpu`` = cores / total core-s per simulated s (what the same work gives with
 the cores to itself); ``load_average`` (1-min, start and end of the loop) says how shared the host was.
 The top-level keys (``headline``) are the 1080p run's when its total CPU budget fits the cores, else the 720p run's;
-the 720p run reads the sensor in a 1280x720 (binned) readout mode, as a camera streaming 720p would.
+the 720p run reads the sensor in a 1280x720 (binned) readout mode, as a camera streaming 720p would. The headline
+size then runs once more with the main-stream encoder in its own thread (``venc_async``, one frame in flight, as a
+SoC's VENC beside its ISP): the top-level ``real_time_factor`` is that run's wall RTF
+(``real_time_factor_sequential``: the sequential run's), ``cpu_budget`` the sequential run's exact split.
 """
 from __future__ import annotations
 
@@ -199,13 +202,23 @@ def run() -> dict:
     # 1080p fits when its measured CPU budget fits the cores (the wall RTF on a shared host says more about the
     # other tenants than about the camera; both are reported)
     fits_1080 = runs["1080p"]["cpu_budget_total"] <= cores
-    top = runs["1080p"] if fits_1080 else runs["720p"]
-    out = {k: top[k] for k in ("real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps",
+    head = "1080p" if fits_1080 else "720p"
+    top = runs[head]
+    # the headline size once more with the main-stream VENC in its own thread (as on the SoC, where the encoder
+    # runs beside the ISP): its wall RTF is the headline; the per-component split comes from the sequential run
+    cs = CameraSettings(main_size=(1920, 1080) if fits_1080 else (1280, 720), venc_async=True)
+    rep = run_scenario(bundles, SCENARIO, chip, tmp / f"{head}_async", settings=cs, duration_s=duration)
+    runs[f"{head}_venc_async"] = {k: rep[k] for k in ("real_time_factor", "real_time_factor_cpu", "load_average",
+                                                      "cpu_budget_total", "event_latency_p95_ms", "ai_fps",
+                                                      "main_stream_fps")}
+    asy = runs[f"{head}_venc_async"]
+    out = {k: top[k] for k in ("event_latency_p95_ms", "ai_fps", "main_stream_fps",
                                "main_stream_height", "sub_stream_fps", "cpu_budget")}
     b1080 = runs["1080p"]["cpu_budget"]
-    out.update({"headline": "1080p" if fits_1080 else "720p",
-                "real_time_factor_cpu": top["real_time_factor_cpu"], "load_average": top["load_average"],
-                "target_met": {"wall_rtf_ge_1": bool(top["real_time_factor"] >= 1.0),
+    out.update({"headline": head, "real_time_factor": asy["real_time_factor"],
+                "real_time_factor_sequential": top["real_time_factor"],
+                "real_time_factor_cpu": top["real_time_factor_cpu"], "load_average": asy["load_average"],
+                "target_met": {"wall_rtf_ge_1": bool(asy["real_time_factor"] >= 1.0),
                                "cpu_rtf_ge_1": bool(top["real_time_factor_cpu"] >= 1.0)},
                 "fallback": None if fits_1080 else
                 f"1080p needs {runs['1080p']['cpu_budget_total']} core-s/s on {cores} cores (ISP "

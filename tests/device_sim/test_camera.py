@@ -245,3 +245,18 @@ def test_bundles_from_the_real_exporter_run_on_the_camera(world, tmp_path):
     assert rep["npu"]["utilisation"] == pytest.approx(busy / 1000 / 2.5, rel=0.02)
     assert rep["latency_ms"]["capture_to_ai_result"]["p50"] >= npu_ms["detector"]
     assert all(0.0 <= p <= 1.0 for _, p in rep["audio"]["cry_scores"])
+
+
+def test_async_venc_gives_the_same_streams_and_events(world, report, tmp_path):
+    """The main-stream encoder in its own thread (one frame in flight) changes timing only, never content."""
+    from dataclasses import replace
+    root, bundles, scenario = world
+    rep, _ = report
+    asy = run_scenario(bundles, scenario, "rv1106", tmp_path, settings=replace(SMALL, venc_async=True),
+                       data_root=root, write=False)
+    assert asy["config"]["venc_async"] is True and rep["config"]["venc_async"] is False
+    assert asy["main_stream_fps"] == rep["main_stream_fps"] == pytest.approx(20.0)
+    assert asy["streams"]["main_bytes"] == rep["streams"]["main_bytes"] > 0
+    assert [(e["event"], e["capture_time_s"]) for e in asy["events"]] == \
+        [(e["event"], e["capture_time_s"]) for e in rep["events"]]
+    assert asy["latency_ms"]["capture_to_encode"]["n"] == rep["latency_ms"]["capture_to_encode"]["n"]
