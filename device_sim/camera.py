@@ -549,6 +549,9 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         "main_stream_width": W,
         "sub_stream_fps": round(st.sub_frames / duration, 3),
         "cpu_budget": cpu_budget, "cpu_budget_total": round(cpu_total / duration, 4),
+        "cpu_budget_note": None if venc is None else "venc_async: the encoder thread's CPU falls inside the other "
+                           "components' windows (process CPU time), so encode_main is not listed and the split "
+                           "is approximate; cpu_budget_total is exact",
         "cpu_cores": os.cpu_count(), "wall_s": round(wall, 3),
         "real_time_factor_cpu": round((os.cpu_count() or 1) * duration / cpu_total, 4) if cpu_total > 0 else None,
         "load_average": {"start": load_start, "end": load_end},
