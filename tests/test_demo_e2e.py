@@ -89,7 +89,8 @@ def test_mlflow_server_finds_the_demo_run(demo_run):
     uri = os.environ["MLFLOW_TRACKING_URI"]
     server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", uri,
                                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=out)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=out,
+                              start_new_session=True)  # its uvicorn/huey children die with the group
     base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
     try:
         deadline = time.time() + 90
@@ -114,5 +115,7 @@ def test_mlflow_server_finds_the_demo_run(demo_run):
             children = json.load(r).get("runs", [])
         assert len(children) >= 2, "the training runs are nested under the demo's parent run"
     finally:
-        server.kill()
+        import signal
+
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait()
