@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camlab.io_utils import fsync_dir
+
 SLOTS = ("a", "b")
 PARTS = ("kernel", "rootfs")
 
@@ -58,23 +60,23 @@ class Flash:
         self.data = self.root / "data"
 
     # -- raw writes (the only way anything reaches flash) ---------------------------------------------------------
-    def _write(self, path: Path, data: bytes, atomic: bool) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _raw_write(self, path: Path, data: bytes, mode: str, what: str) -> None:
+        """Write (or append) ``data`` durably; under a planned cut only a prefix lands and PowerCut is raised."""
         keep = self.cuts.before_write(len(data))
-        target = path.with_name(f".{path.name}.tmp") if atomic else path
-        with open(target, "wb") as fh:
+        with open(path, mode) as fh:
             fh.write(data if keep is None else data[:keep])
             fh.flush()
             os.fsync(fh.fileno())
         if keep is not None:
-            raise PowerCut(f"power cut while writing {path.relative_to(self.root)} ({keep}/{len(data)} bytes)")
+            raise PowerCut(f"power cut while writing {what} ({keep}/{len(data)} bytes)")
+
+    def _write(self, path: Path, data: bytes, atomic: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = path.with_name(f".{path.name}.tmp") if atomic else path
+        self._raw_write(target, data, "wb", str(path.relative_to(self.root)))
         if atomic:
             os.replace(target, path)
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            fsync_dir(path.parent)
 
     def write_file(self, rel: str, data: bytes) -> None:
         """Atomic file write in the data partition (temp + fsync + rename)."""
@@ -84,13 +86,7 @@ class Flash:
         """Append (downloads); a cut leaves a prefix of ``data`` appended."""
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        keep = self.cuts.before_write(len(data))
-        with open(path, "ab") as fh:
-            fh.write(data if keep is None else data[:keep])
-            fh.flush()
-            os.fsync(fh.fileno())
-        if keep is not None:
-            raise PowerCut(f"power cut while appending to {rel}")
+        self._raw_write(path, data, "ab", rel)
 
     def write_partition(self, slot: str, part: str, image: bytes, chunk: int = 16 * 1024) -> None:
         """Raw in-place partition write in chunks (not atomic: that is what slot states are for)."""
@@ -98,14 +94,7 @@ class Flash:
         with open(path, "wb"):
             pass  # erase
         for off in range(0, len(image), chunk):
-            piece = image[off:off + chunk]
-            keep = self.cuts.before_write(len(piece))
-            with open(path, "ab") as fh:
-                fh.write(piece if keep is None else piece[:keep])
-                fh.flush()
-                os.fsync(fh.fileno())
-            if keep is not None:
-                raise PowerCut(f"power cut while writing {part}_{slot} at offset {off + keep}")
+            self._raw_write(path, image[off:off + chunk], "ab", f"{part}_{slot} at offset {off}")
 
     # -- reads ----------------------------------------------------------------------------------------------------
     def partition_path(self, slot: str, part: str) -> Path:
