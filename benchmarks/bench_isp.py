@@ -217,6 +217,10 @@ def run() -> dict:
     result["isp_omp_wait_policy"] = "ACTIVE (headline); PASSIVE figures beside it"
     result["isp_1080p_fps_passive_wait"] = passive["isp_1080p_fps"]
     result["isp_1080p_ms_median_passive_wait"] = passive["isp_1080p_ms_median"]
+    # CPU time per frame is only meaningful with sleeping workers (spinning ones bill their wait as CPU)
+    for key in ("isp_1080p_cpu_ms_1thread", "isp_1080p_fps_if_2_idle_cores_est"):
+        if key in passive:
+            result[key] = passive[key]
     result.update(pipeline_quality())
     result.update(awb_accuracy())
     dq = demosaic_quality(N_IMAGES)
