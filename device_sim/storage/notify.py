@@ -12,18 +12,17 @@ API::
 """
 from __future__ import annotations
 
-import collections
 import http.client
 import json
 import logging
 import ssl
-import threading
 import time
 from typing import Callable
 from urllib.parse import urlsplit
 
 from camlab.errors import CamlabError
 from device_sim.storage.clips import _field, event_identity
+from device_sim.storage.worker import QueueWorker
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,9 @@ def event_payload(event, decided_at: float) -> dict:
     return out
 
 
-class Notifier:
+class Notifier(QueueWorker):
+    thread_name = "notifier"
+
     def __init__(self, base_url: str | None, cafile=None, *, mqtt_publish: Callable[[str, bytes], None] | None = None,
                  topic: str = "camlab/events", timeout_s: float = 2.0, retries: int = 3):
         if base_url is None and mqtt_publish is None:
@@ -54,26 +55,10 @@ class Notifier:
             self.ctx = ssl.create_default_context(cafile=str(cafile))
         self.mqtt_publish, self.topic = mqtt_publish, topic
         self.timeout_s, self.retries = timeout_s, retries
-        self._q: collections.deque[dict] = collections.deque()
-        self._cv = threading.Condition()
-        self._stop = False
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._conn: http.client.HTTPSConnection | None = None
         self.sent: list[dict] = []       # payload + "acked_at" (+ "received_at" from the cloud)
         self.failed: list[tuple[str, str]] = []
-
-    def start(self) -> "Notifier":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def notify(self, event) -> dict:
         """Queue the notification for ``event`` (returns its payload at once)."""

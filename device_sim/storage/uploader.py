@@ -20,18 +20,17 @@ with the cloud's message in :attr:`Uploader.failed`; connection errors, 5xx, 408
 """
 from __future__ import annotations
 
-import collections
 import http.client
 import logging
 import random
 import ssl
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from camlab.errors import CamlabError
+from device_sim.storage.worker import QueueWorker
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -53,7 +52,9 @@ class UploadError(CamlabError):
     """The cloud refused an upload (4xx) with the message it gave."""
 
 
-class Uploader:
+class Uploader(QueueWorker):
+    thread_name = "uploader"
+
     def __init__(self, base_url: str, cafile: Path | str, *, chunk_bytes: int = 64 * 1024,
                  backoff_base_s: float = 0.05, backoff_max_s: float = 2.0, max_attempts: int = 30,
                  timeout_s: float = 10.0, seed: int | None = None):
@@ -66,11 +67,8 @@ class Uploader:
         self.backoff_base_s, self.backoff_max_s, self.max_attempts = backoff_base_s, backoff_max_s, max_attempts
         self.timeout_s = timeout_s
         self.rng = random.Random(seed)
-        self._q: collections.deque[Job] = collections.deque()
-        self._cv = threading.Condition()
+        super().__init__()
         self._busy = False
-        self._stop = False
-        self._thread: threading.Thread | None = None
         self._conn: http.client.HTTPSConnection | None = None
         self.bandwidth_bps: float | None = None       # EWMA of measured upload throughput (bits/s)
         self.completed: dict[str, float] = {}         # event_id -> time the final playlist was stored
@@ -80,18 +78,8 @@ class Uploader:
         self.bytes_sent = 0
 
     # ---- queue --------------------------------------------------------------------------------------------------
-    def start(self) -> "Uploader":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
-            self._thread.start()
-        return self
-
     def stop(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().stop()
         self._close()
 
     def _put(self, job: Job) -> None:
