@@ -11,9 +11,8 @@ frame letterboxed from the 640x360 substream (e.g. 320x192 ... 640x352), scaled 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn

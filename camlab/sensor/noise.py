@@ -177,7 +177,7 @@ def calibrate_single_image(cfa: np.ndarray, *, block: int = 8, n_levels: int = 2
     z = _check_frame(cfa, "calibrate_single_image: cfa")
     if z.ndim != 2:
         raise CamlabError(f"calibrate_single_image: expected one (H, W) CFA, got {z.shape}")
-    mus, vs, ns = [], [], []
+    mus, vs = [], []
     for p in _planes(z):
         h, w = (p.shape[0] // 2) * 2, (p.shape[1] // 2) * 2
         q = p[:h, :w]

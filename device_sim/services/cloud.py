@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from camlab.io_utils import atomic_write_bytes, fsync_dir
+from camlab.io_utils import fsync_dir
 from device_sim.services import tls
 
 NAME_RE = re.compile(r"^(seg\d{5}\.ts|playlist\.m3u8|clip\.json)$")
