@@ -184,9 +184,19 @@ class DetectionDataset:
         s = self.samples[i]
         img = self._image(i, rng)
         boxes, labels = s.boxes, s.labels
+        m = self.cfg.model
+        a = self.cfg.augment
+        mosaic_on = self.epoch < self.cfg.optim.epochs - a.mosaic_off_last
+        if self.aug is not None and mosaic_on and rng.random() < a.mosaic_p:
+            from camlab.data.augment import mosaic4
+
+            others = [int(j) for j in rng.integers(len(self.samples), size=3)]
+            img, boxes, labels = mosaic4([img] + [self._image(j, rng) for j in others],
+                                         [boxes] + [self.samples[j].boxes for j in others],
+                                         [labels] + [self.samples[j].labels for j in others],
+                                         m.input_width, m.input_height, rng, a.min_visibility)
         if self.aug is not None:
             img, boxes, labels = augment(self.aug, img, boxes, labels, self.cfg.augment, rng)
-        m = self.cfg.model
         lb_img, lb_boxes, _ = letterbox(img, boxes, m.input_width, m.input_height)
         x = torch.from_numpy(np.ascontiguousarray(lb_img.transpose(2, 0, 1))).float().div_(255.0)
         keep = ((lb_boxes[:, 2] - lb_boxes[:, 0]) >= 2) & ((lb_boxes[:, 3] - lb_boxes[:, 1]) >= 2)

@@ -156,6 +156,34 @@ def test_augment_keeps_boxes_consistent():
             assert inside > 100, "the box must still cover the white object"
 
 
+def test_mosaic_boxes_follow_their_objects():
+    from camlab.data.augment import mosaic4
+
+    rng = np.random.default_rng(3)
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    images, boxes, labels = [], [], []
+    for k, (h, w) in enumerate([(200, 300), (300, 200), (120, 160), (90, 320)]):
+        img = np.zeros((h, w, 3), np.uint8)
+        img[h // 4:3 * h // 4, w // 3:2 * w // 3] = colours[k]
+        images.append(img)
+        boxes.append(np.array([[1 / 3, 0.25, 2 / 3, 0.75]], np.float32))
+        labels.append(np.array([k % 3]))
+    seen = 0
+    for _ in range(20):
+        out, b, lab = mosaic4(images, boxes, labels, 320, 192, rng, min_visibility=0.2)
+        assert out.shape == (192, 320, 3) and out.dtype == np.uint8
+        assert len(b) == len(lab) and np.all((b >= 0) & (b <= 1))
+        for bb in b:
+            x0, y0, x1, y1 = (bb * [320, 192, 320, 192]).round().astype(int)
+            patch = out[y0 + 1:y1 - 1, x0 + 1:x1 - 1].reshape(-1, 3)
+            # the box holds exactly one of the object colours, the one its quadrant's image was painted with
+            assert len(patch) and (patch.max(axis=1) > 200).mean() > 0.9
+            seen += 1
+    assert seen >= 20, "most mosaics keep several objects"
+    with pytest.raises(ValueError):
+        mosaic4(images[:3], boxes[:3], labels[:3], 320, 192, rng)
+
+
 def test_find_yolo_folders_recurses(tmp_path):
     from camlab.data.yolo import find_yolo_folders
 
