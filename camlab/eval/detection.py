@@ -131,6 +131,62 @@ def load_model_any(model: str | Path, variant: str = "int8") -> tuple[Predictor,
     return pred, io_, {"checkpoint": str(path), "mlflow_run_id": meta.get("mlflow_run_id")}
 
 
+def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per image and class: (ground truth present (N, C) bool, highest detection score (N, C), 0 if none).
+
+    The camera's presence decision is ``max score >= threshold``; these two arrays are what a threshold is picked
+    from. Unreadable images are skipped (they carry no decision)."""
+    import torch
+
+    from camlab.contract.detection import postprocess, preprocess
+    from camlab.data.render import read_rgb
+    from camlab.train.common import progress
+
+    if isinstance(model, torch.nn.Module):
+        predict, io_ = torch_predictor(model)
+    else:
+        predict, io_, _ = load_model_any(model)
+    decode, in_spec = io_["decode"], io_["inputs"][0]
+    present, best = [], []
+    for s in progress(samples, desc="class scores", enabled=show_progress):
+        try:
+            rgb = read_rgb(s.image)
+        except InputFileError:
+            continue
+        x, lb = preprocess(rgb, in_spec)
+        det = postprocess(predict(x), decode, lb, score_threshold=MAP_SCORE_THRESHOLD)
+        row = np.zeros(len(CLASSES), np.float32)
+        for c in range(len(CLASSES)):
+            sel = det.scores[det.classes == c]
+            row[c] = float(sel.max()) if len(sel) else 0.0
+        best.append(row)
+        present.append([s.has(c) for c in range(len(CLASSES))])
+    return np.asarray(present, bool).reshape(-1, len(CLASSES)), np.asarray(best, np.float32).reshape(-1, len(CLASSES))
+
+
+def pick_thresholds(present: np.ndarray, best: np.ndarray, target_fp_rate: float, floor: float = 0.15,
+                    ceiling: float = 0.95) -> tuple[list[float], dict]:
+    """Per class, the lowest presence threshold whose false-positive rate on the images without that class is
+    at most ``target_fp_rate`` (clamped to [floor, ceiling]); the report has the rates it gives on these images."""
+    thresholds, report = [], {}
+    for c, name in enumerate(CLASSES):
+        neg, pos = best[~present[:, c], c], best[present[:, c], c]
+        if len(neg) == 0:
+            t = floor
+        else:
+            # FP(t) = share of negatives scoring >= t; the k-th highest negative score + eps keeps k-1 of them
+            allowed = int(np.floor(target_fp_rate * len(neg)))
+            ranked = np.sort(neg)[::-1]
+            t = float(np.nextafter(ranked[allowed], np.float32(1.0))) if allowed < len(ranked) else floor
+        t = float(np.clip(np.ceil(t * 1e4) / 1e4, floor, ceiling))   # rounded up: never admits an extra FP
+        thresholds.append(t)
+        report[name] = {"threshold": t, "n_negatives": int(len(neg)), "n_positives": int(len(pos)),
+                        "fp_rate": float(np.mean(neg >= t)) if len(neg) else None,
+                        "presence_recall": float(np.mean(pos >= t)) if len(pos) else None}
+    return thresholds, report
+
+
 def _bundle_manifest(bundle_dir: Path) -> dict:
     try:
         from camlab.contract.manifest import load_bundle

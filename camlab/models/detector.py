@@ -36,6 +36,7 @@ class DetectorConfig:
     depths: tuple[int, ...] = (1, 2, 3, 2)
     neck: int = 64
     score_threshold: float = 0.3
+    class_score_thresholds: tuple[float, ...] = ()   # per class, picked on the training split after training
     nms_iou: float = 0.5
     max_detections: int = 100
 
@@ -49,6 +50,11 @@ class DetectorConfig:
         check_channels(self.stem, *self.widths, self.neck)
         if not self.classes:
             raise ValueError("classes must not be empty")
+        if self.class_score_thresholds and len(self.class_score_thresholds) != len(self.classes):
+            raise ValueError(f"class_score_thresholds has {len(self.class_score_thresholds)} values for "
+                             f"{len(self.classes)} classes")
+        if any(not 0.0 < t < 1.0 for t in (self.score_threshold, *self.class_score_thresholds)):
+            raise ValueError("score thresholds must lie in (0, 1)")
 
     @property
     def strides(self) -> tuple[int, ...]:
@@ -59,7 +65,13 @@ class DetectorConfig:
         d["classes"] = list(self.classes)
         d["widths"] = list(self.widths)
         d["depths"] = list(self.depths)
+        d["class_score_thresholds"] = list(self.class_score_thresholds)
         return d
+
+    def thresholds(self) -> dict[str, float]:
+        """The presence threshold of each class (calibrated ones when present, else ``score_threshold``)."""
+        vals = self.class_score_thresholds or (self.score_threshold,) * len(self.classes)
+        return {c: float(t) for c, t in zip(self.classes, vals)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DetectorConfig":
@@ -176,7 +188,7 @@ def manifest_io(model_config: dict | DetectorConfig) -> dict:
         "decode": {"box_encoding": DECODE_TYPE, "strides": list(cfg.strides), "classes": list(cfg.classes),
                    "levels": levels, "score_activation": "sigmoid",
                    "box_formula": "xyxy = cell centre ((j+0.5)s, (i+0.5)s) -/+ exp(clamp(raw, -8, 8)) * s",
-                   "score_thresholds": {c: cfg.score_threshold for c in cfg.classes},
+                   "score_thresholds": cfg.thresholds(),
                    "nms_iou": cfg.nms_iou, "max_detections": cfg.max_detections},
     }
 

@@ -50,6 +50,16 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class CalibrateConfig:
+    """Presence operating points: after training, each class's threshold is the lowest score whose false-positive
+    rate on the *training* split's images without that class is <= ``target_fp_rate`` (validation stays unseen)."""
+    enabled: bool = True
+    target_fp_rate: float = 0.015
+    floor: float = 0.15
+    max_images: int = 0           # 0 = the whole training split; else a seeded subset
+
+
+@dataclass(frozen=True)
 class DetectorTrainConfig:
     name: str = "detector"
     experiment: str = "detector"
@@ -67,6 +77,7 @@ class DetectorTrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
 
 
 @dataclass
@@ -222,6 +233,36 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+def _architecture(model_config: dict) -> dict:
+    """A model_config without its decode-only operating points (calibrated thresholds may differ on resume)."""
+    return {k: v for k, v in model_config.items() if k != "class_score_thresholds"}
+
+
+def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *, show_progress: bool = False
+                         ) -> dict:
+    """Pick per-class presence thresholds on ``samples`` (training split) and write them into the checkpoint's
+    model_config (atomically); returns the calibration report."""
+    import dataclasses
+
+    from camlab.eval.detection import image_class_scores, pick_thresholds
+    from camlab.models.detector import load_checkpoint as load_model
+    from camlab.train.checkpoint import load_checkpoint, save_checkpoint
+
+    c = cfg.calibrate
+    samples = _subset(samples, c.max_images, cfg.seed + 2)
+    model, _ = load_model(path)
+    present, best = image_class_scores(model, samples, show_progress=show_progress)
+    thresholds, report = pick_thresholds(present, best, c.target_fp_rate, floor=c.floor)
+    ck = load_checkpoint(path, expect_kind=KIND)
+    mc = dataclasses.replace(model.config, class_score_thresholds=tuple(thresholds)).to_dict()
+    meta = dict(ck["meta"])
+    meta["calibration"] = {"split": "train", "n_images": int(len(present)), "target_fp_rate": c.target_fp_rate,
+                           "classes": report}
+    save_checkpoint(path, kind=KIND, model_config=mc, state_dict=ck["state_dict"], meta=meta,
+                    optimizer=ck.get("optimizer"), epoch=int(ck["epoch"]), step=int(ck.get("step", 0)))
+    return meta["calibration"]
+
+
 def _find_resume(cfg: DetectorTrainConfig, out_dir: Path) -> Path | None:
     if cfg.resume is None:
         return None
@@ -277,7 +318,7 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
     resume = _find_resume(cfg, out_dir)
     if resume is not None:
         ck = load_checkpoint(resume, expect_kind=KIND)
-        if ck["model_config"] != cfg.model.to_dict():
+        if _architecture(ck["model_config"]) != _architecture(cfg.model.to_dict()):
             raise ConfigError(f"{resume}: checkpoint model_config differs from the config's model block")
         model.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
@@ -364,7 +405,8 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
                 from camlab.eval.detection import evaluate
 
                 model.eval()
-                final_eval = evaluate(model, val_s, details=True, hog=bool(cfg.eval_hog and last_epoch),
+                final_eval = evaluate(model, val_s, details=True,
+                                      hog=bool(cfg.eval_hog and last_epoch and not cfg.calibrate.enabled),
                                       show_progress=show)
                 for c, m in final_eval["classes"].items():
                     for k in ("ap50", "ap50_95", "presence_recall", "presence_precision", "fp_rate"):
@@ -390,9 +432,21 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
                     import mlflow
                     mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch + 1)
             ddp.barrier(info)
+        ckpt_out = best_path if best_path.is_file() else last_path
+        if info.is_main and cfg.calibrate.enabled and ckpt_out.is_file() and val_s is not None:
+            calib = calibrate_checkpoint(ckpt_out, train_s, cfg, show_progress=show)
+            data_info["calibration"] = calib
+            if val_s:
+                from camlab.eval.detection import evaluate
+
+                final_eval = evaluate(str(ckpt_out), val_s, details=True, hog=bool(cfg.eval_hog),
+                                      show_progress=show)
+            if cfg.log_mlflow:
+                import mlflow
+                mlflow.log_dict(calib, "calibration.json")
+                mlflow.log_metrics({f"threshold_{k}": v["threshold"] for k, v in calib["classes"].items()})
         if info.is_main and cfg.log_mlflow:
-            _log_final(cfg, history, final_eval, best_path if best_path.is_file() else last_path,
-                       time.time() - t_start)
+            _log_final(cfg, history, final_eval, ckpt_out, time.time() - t_start)
     finally:
         if mlflow_ctx is not None:
             import sys

@@ -98,3 +98,26 @@ def test_cli_eval_checkpoint(folder, tmp_path):
     assert res["n_images"] == 16 and res["classes"]["person"]["ap50"] < 0.5   # untrained model
     assert main(["eval", "detector", "--model", str(tmp_path / "none.pt"), "--data", str(folder),
                  "--json", str(out)]) == 2
+
+
+def test_pick_thresholds_meets_the_false_positive_target():
+    from camlab.eval.detection import pick_thresholds
+
+    rng = np.random.default_rng(0)
+    n = 400
+    present = np.zeros((n, 3), bool)
+    present[:100, 0] = True                      # person in 100 images, never pet; vehicle in the last 50
+    present[-50:, 2] = True
+    best = rng.uniform(0.0, 0.6, (n, 3)).astype(np.float32)
+    best[:100, 0] = rng.uniform(0.5, 1.0, 100)
+    thr, rep = pick_thresholds(present, best, target_fp_rate=0.02, floor=0.15)
+    neg = best[~present[:, 0], 0]
+    assert np.mean(neg >= thr[0]) <= 0.02 and rep["person"]["fp_rate"] <= 0.02
+    # the lowest such threshold: one step lower admits more than the allowed false positives
+    assert np.mean(neg >= np.sort(neg)[::-1][int(0.02 * len(neg))]) > 0.02
+    assert rep["person"]["presence_recall"] == pytest.approx(np.mean(best[:100, 0] >= thr[0]))
+    assert rep["pet"]["n_positives"] == 0 and rep["pet"]["presence_recall"] is None
+    assert all(0.15 <= t <= 0.95 for t in thr)
+    # a class no image lacks gets the floor
+    thr2, _ = pick_thresholds(np.ones((5, 3), bool), best[:5], 0.02)
+    assert thr2 == [0.15, 0.15, 0.15]

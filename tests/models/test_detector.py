@@ -104,3 +104,16 @@ def test_fold_batchnorm_preserves_outputs():
     assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
     for a, b in zip(ref, m(x)):
         np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_class_thresholds_reach_the_manifest_and_are_validated():
+    from camlab.models.detector import DetectorConfig, manifest_io
+
+    cfg = DetectorConfig(class_score_thresholds=(0.4, 0.5, 0.6))
+    assert manifest_io(cfg)["decode"]["score_thresholds"] == {"person": 0.4, "pet": 0.5, "vehicle": 0.6}
+    assert DetectorConfig.from_dict(cfg.to_dict()) == cfg
+    assert manifest_io(DetectorConfig())["decode"]["score_thresholds"]["pet"] == DetectorConfig().score_threshold
+    with pytest.raises(ValueError, match="3 classes"):
+        DetectorConfig(class_score_thresholds=(0.4, 0.5))
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        DetectorConfig(class_score_thresholds=(0.4, 1.5, 0.2))

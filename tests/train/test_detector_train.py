@@ -41,6 +41,13 @@ def test_train_checkpoint_resume_and_mlflow(tmp_path):
     assert res.counts["train"]["images"] == 24 and res.counts["val"]["images"] == 8
     model, meta = load_checkpoint(res.checkpoint)
     assert meta["mlflow_run_id"] == res.run_id and meta["counts"]["val"]["images"] == 8
+    # presence thresholds were picked on the training split and travel with the model into the manifest/eval
+    calib = meta["calibration"]
+    assert calib["split"] == "train" and calib["n_images"] == 24
+    assert len(model.config.class_score_thresholds) == 3
+    assert res.eval["presence_thresholds"] == pytest.approx(model.config.thresholds())
+    for name, rep in calib["classes"].items():
+        assert rep["fp_rate"] is None or rep["fp_rate"] <= 0.015 or rep["threshold"] == 0.95
 
     client = mlflow.tracking.MlflowClient()
     run = client.get_run(res.run_id)
