@@ -230,17 +230,21 @@ class AugmentConfig:
     p_silence: float = 0.08                          # negatives that are (near-)silence
     p_neg_mix: float = 0.3                           # negatives made of two household sounds
     p_hard: float = 0.5                              # negatives drawn from mined hard spots (once mining ran)
+    p_speed: float = 0.0                             # windows (both classes) played faster/slower ...
+    speed: tuple[float, float] = (0.85, 1.18)        # ... by a factor in this range (pitch and tempo together)
 
     def __post_init__(self):
-        for name in ("p_noise", "p_reverb", "p_onset", "p_silence", "p_neg_mix", "p_hard"):
+        for name in ("p_noise", "p_reverb", "p_onset", "p_silence", "p_neg_mix", "p_hard", "p_speed"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
-        for name in ("snr_db", "level_dbfs", "rt60_s"):
+        for name in ("snr_db", "level_dbfs", "rt60_s", "speed"):
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ValueError(f"{name} must be [low, high] with low <= high, got {[lo, hi]}")
         if self.rt60_s[0] <= 0:
             raise ValueError("rt60_s must be > 0")
+        if not 0.5 <= self.speed[0] <= self.speed[1] <= 2.0:
+            raise ValueError(f"speed must be [low, high] within [0.5, 2.0], got {list(self.speed)}")
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,8 @@ class WindowSampler:
         self.neg_weights /= self.neg_weights.sum()
         self.fx = FeatureExtractor(feature_cfg)
         self.hard: list[tuple[int, int]] = []   # (negative index, start sample at ``rate``) of mined hard windows
+        self.last_hard = np.zeros(0, bool)       # per window of the last ``windows()`` call: cropped at a hard spot
+        self._last_hard = False
 
     def set_hard_negatives(self, spots) -> None:
         """Hard-negative mining (Sung & Poggio, "Example-based learning for view-based human face detection",
@@ -312,12 +318,29 @@ class WindowSampler:
         model scores high; a ``p_hard`` share of later negative windows is cropped around them."""
         self.hard = [(int(i), int(a)) for i, a in spots if 0 <= int(i) < len(self.neg)]
 
-    def _hard_crop(self, rng) -> np.ndarray:
+    def _hard_crop(self, rng, n: int | None = None) -> np.ndarray:
+        n = n or self.n
         i, a = self.hard[rng.integers(len(self.hard))]
         x = self.neg[i]
-        a = int(np.clip(a - self.margin + rng.integers(-self.rate // 8, self.rate // 8 + 1), 0, max(0, len(x) - self.n)))
-        c = x[a:a + self.n].astype(np.float32)
-        return np.pad(c, (0, self.n - len(c))) if len(c) < self.n else c
+        a = int(np.clip(a - self.margin + rng.integers(-self.rate // 8, self.rate // 8 + 1), 0, max(0, len(x) - n)))
+        c = x[a:a + n].astype(np.float32)
+        return np.pad(c, (0, n - len(c))) if len(c) < n else c
+
+    def _speed(self, rng) -> float:
+        a = self.cfg.augment
+        return float(rng.uniform(*a.speed)) if a.p_speed and rng.random() < a.p_speed else 1.0
+
+    def _play(self, source, speed: float, rng) -> np.ndarray:
+        """``source(n)`` -> ``n`` samples, played ``speed`` times faster (speed perturbation: Ko et al., "Audio
+        augmentation for speech recognition", Interspeech 2015): ``ceil(n * speed)`` source samples resampled to
+        ``n``, so pitch and tempo scale together (a meow stays a meow, a cry stays a cry)."""
+        if speed == 1.0:
+            return source(self.n)
+        import soxr
+
+        need = int(np.ceil(self.n * speed)) + 8
+        y = soxr.resample(source(need), self.rate * speed, self.rate, quality="HQ").astype(np.float32)
+        return y[: self.n] if len(y) >= self.n else np.pad(y, (0, self.n - len(y)))
 
     def _load(self, clip: Clip):
         try:
@@ -342,9 +365,9 @@ class WindowSampler:
                 best, best_e = c, e
         return best
 
-    def _noise(self, rng) -> np.ndarray:
+    def _noise(self, rng, n: int | None = None) -> np.ndarray:
         i = rng.choice(len(self.neg), p=self.neg_weights)
-        return self._crop(self.neg[i], self.n, rng)
+        return self._crop(self.neg[i], n or self.n, rng)
 
     def _reverb(self, x, rng):
         h = synthetic_rir(self.rate, rng.uniform(*self.cfg.augment.rt60_s), rng)
@@ -357,7 +380,8 @@ class WindowSampler:
         a = self.cfg.augment
         n = self.n
         if label == 1:
-            cry = self._loud_crop(self.pos[rng.integers(len(self.pos))], n, rng)
+            src = self.pos[rng.integers(len(self.pos))]
+            cry = self._play(lambda m: self._loud_crop(src, m, rng), self._speed(rng), rng)
             if rng.random() < a.p_onset:   # the cry starts inside the window (alarm latency)
                 start = self.margin + rng.integers(0, max(1, self.win - int(a.min_cry_s * self.rate)))
                 cry = np.concatenate([np.zeros(start, np.float32), cry[: n - start]])
@@ -375,7 +399,9 @@ class WindowSampler:
                 lvl = 10 ** (rng.uniform(-90, -55) / 20)
                 x = self._noise(rng)
                 return (x / _rms(x) * lvl).astype(np.float32)
-            x = self._hard_crop(rng) if self.hard and rng.random() < a.p_hard else self._noise(rng)
+            hard = bool(self.hard) and rng.random() < a.p_hard
+            self._last_hard = hard
+            x = self._play(lambda m: self._hard_crop(rng, m) if hard else self._noise(rng, m), self._speed(rng), rng)
             if rng.random() < a.p_neg_mix:
                 y = self._noise(rng)
                 x = x + y * (_rms(x) / _rms(y)) * 10 ** (-rng.uniform(-10, 10) / 20)
@@ -388,9 +414,15 @@ class WindowSampler:
     def windows(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(waves (count, window_samples) at 16 kHz, labels (count,) float32)``."""
         labels = (rng.random(count) < self.cfg.positive_fraction).astype(np.float32)
+        self.last_hard = np.zeros(count, bool)   # which windows were cropped around mined hard negatives
         if count == 0:
             return np.zeros((0, self.fcfg.window_samples), np.float32), labels
-        w8 = np.stack([self._window_8k(int(l), rng) for l in labels], axis=1)       # (n, count)
+        cols = []
+        for j, lab in enumerate(labels):
+            self._last_hard = False
+            cols.append(self._window_8k(int(lab), rng))
+            self.last_hard[j] = self._last_hard
+        w8 = np.stack(cols, axis=1)       # (n, count)
         w16 = resample(w8, self.rate, self.fcfg.sample_rate)
         m = int(round(self.MARGIN_S * self.fcfg.sample_rate))
         waves = np.ascontiguousarray(w16[m:m + self.fcfg.window_samples].T)

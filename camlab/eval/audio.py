@@ -296,9 +296,29 @@ def score_eval_set(scorer: Scorer, data: EvalSet, noise_s: float = 4.0, snr_db: 
     }
 
 
+FA_KEYS = ("false_alarms", "nocry_hours", "false_alarms_per_hour_upper95")
+
+
+def false_alarm_note(n_alarms: int, hours: float, upper95: float | None) -> str:
+    """One sentence stating what the false-alarm figure can resolve (exposure and the 95 % Poisson upper bound)."""
+    if not hours or upper95 is None:
+        return "no no-cry audio streamed: false-alarm rate not measured"
+    return (f"{n_alarms} false alarm(s) in {hours:.4f} h ({hours * 3600:.0f} s) of no-cry audio streamed: "
+            f"{n_alarms / hours:.1f}/h measured; with {n_alarms} event(s) in that exposure the true rate is below "
+            f"{upper95:.1f}/h at 95 % confidence (exact Poisson; 0 events in T h -> 3.0/T per h), so a "
+            f"<= 1/h target needs >= {3.0:.0f} h of no-cry audio without an alarm to be shown")
+
+
 def public(result: dict) -> dict:
-    """Only the JSON keys of the eval contract (no curves, no details)."""
-    return {k: result[k] for k in METRIC_KEYS}
+    """The JSON keys of the eval contract (no curves), plus the false-alarm exposure beside the rate:
+    ``false_alarms`` (count), ``nocry_hours``, ``false_alarms_per_hour_upper95`` and ``false_alarm_note``."""
+    out = {k: result[k] for k in METRIC_KEYS}
+    d = result.get("details") or {}
+    if "nocry_hours" in d:
+        out.update({k: d[k] for k in FA_KEYS})
+        out["false_alarm_note"] = false_alarm_note(d["false_alarms"], d["nocry_hours"],
+                                                   d["false_alarms_per_hour_upper95"])
+    return out
 
 
 def as_scorer(model, alarm: CryAlarm | None = None) -> Scorer:

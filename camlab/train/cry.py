@@ -39,8 +39,15 @@ class TrainBudget:
     hard_negative_epoch: int = 0      # from this epoch on, each new pool mines hard training negatives (0 = off)
     hard_negative_count: int = 384    # mined spots kept (highest P(cry) no-cry windows of the training split)
     hard_negative_hop_s: float = 0.125  # mining stride over the training no-cry audio
+    neg_weight: float = 1.0           # loss weight of no-cry windows (cries weigh 1)
+    hard_weight: float = 1.0          # extra factor on no-cry windows cropped around mined hard spots
+    select_epoch: str = "last"        # "last" (validation never picks the weights) or "val_windows" (legacy)
 
     def __post_init__(self):
+        if self.neg_weight <= 0 or self.hard_weight <= 0:
+            raise ValueError("need neg_weight > 0 and hard_weight > 0")
+        if self.select_epoch not in ("last", "val_windows"):
+            raise ValueError(f"select_epoch must be 'last' or 'val_windows', got {self.select_epoch!r}")
         if self.hard_negative_epoch < 0 or self.hard_negative_count < 1 or self.hard_negative_hop_s <= 0:
             raise ValueError("need hard_negative_epoch >= 0, hard_negative_count >= 1, hard_negative_hop_s > 0")
         if self.epochs < 1 or self.windows_per_epoch < self.batch_size or self.batch_size < 2:
@@ -201,6 +208,16 @@ def mine_hard_negatives(model, sampler: WindowSampler, count: int, hop_s: float 
     return [spots[k] for k in order], stats
 
 
+def window_weights(labels, hard, neg_weight: float = 1.0, hard_weight: float = 1.0) -> np.ndarray:
+    """Per-window loss weights, mean 1: cries 1, no-cry ``neg_weight``, no-cry cut around a mined hard spot
+    ``neg_weight * hard_weight`` (cost-sensitive weighting of the confusable negatives: a false alarm costs more
+    than a late alarm on a camera that wakes parents)."""
+    y = np.asarray(labels) > 0.5
+    h = np.asarray(hard, bool) & ~y
+    w = np.where(y, 1.0, neg_weight * np.where(h, hard_weight, 1.0))
+    return (w / w.mean()).astype(np.float32) if w.size else w.astype(np.float32)
+
+
 def _window_eval(model, x, y, batch=512) -> tuple[np.ndarray, float]:
     import torch
 
@@ -256,7 +273,7 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
     steps_per_epoch = b.windows_per_epoch // b.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=b.lr, total_steps=b.epochs * steps_per_epoch,
                                                 pct_start=0.2)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
 
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     out_dir = Path(cfg.output_dir) if cfg.output_dir else settings.project_root() / "out" / "cry" / stamp
@@ -279,8 +296,9 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
                                                         b.hard_negative_hop_s)
                     train_sampler.set_hard_negatives(spots)
                     mlflow.log_metrics({k: float(v) for k, v in hstats.items()}, step=epoch)
-                pool = train_sampler.features(b.windows_per_epoch, rng)
-            x_all, y_all = pool
+                x_new, y_new = train_sampler.features(b.windows_per_epoch, rng)
+                pool = (x_new, y_new, window_weights(y_new, train_sampler.last_hard, b.neg_weight, b.hard_weight))
+            x_all, y_all, w_all = pool
             model.train()
             order = rng.permutation(len(x_all))
             total = 0.0
@@ -291,7 +309,7 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
                 if b.spec_mask:
                     xb = _spec_mask(xb, rng)
                 logits = model(torch.from_numpy(xb)).reshape(-1)
-                loss = loss_fn(logits, torch.from_numpy(y_all[idx]))
+                loss = (loss_fn(logits, torch.from_numpy(y_all[idx])) * torch.from_numpy(w_all[idx])).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -303,7 +321,7 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
                    "val_window_f1": m["f1"], "val_window_auc": m["roc_auc"] or 0.0, "epoch_s": time.time() - t0}
             history.append(row)
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-            score = m["f1"] - 0.01 * val_loss
+            score = m["f1"] - 0.01 * val_loss if b.select_epoch == "val_windows" else float(epoch)
             if score > best[0]:
                 best = (score, copy.deepcopy(model.state_dict()), epoch)
         model.load_state_dict(best[1])

@@ -193,3 +193,35 @@ def test_hard_negative_crops_come_from_the_mined_spots(tmp_path, monkeypatch):
         assert spec[np.abs(f - 1000) < 20].sum() / spec.sum() > 0.8
     with pytest.raises(ValueError, match="p_hard"):
         replace(cfg.augment, p_hard=1.5)
+
+
+def test_speed_perturbation_scales_pitch_and_hard_windows_are_flagged(tmp_path, monkeypatch):
+    """Speed perturbation plays a window ``speed`` times faster (a 1 kHz hard spot comes out at 1.2 kHz at speed
+    1.2, still a full window); ``last_hard`` marks exactly the windows cut around mined hard spots."""
+    from dataclasses import replace
+
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    root = _synthetic_root(tmp_path / "audio")
+    cfg = AudioDataConfig(root=str(root), val_fraction=0.3, positive_fraction=0.05)
+    cfg = replace(cfg, augment=replace(cfg.augment, p_hard=1.0, p_silence=0.0, p_neg_mix=0.0, p_reverb=0.0,
+                                       p_speed=1.0, speed=(1.2, 1.2)))
+    idx = build_index(cfg.root, cfg.val_fraction, cfg.split_seed)
+    s = WindowSampler(idx.train, cfg, FeatureConfig())
+    spot = s.rate // 2
+    s.neg[0] = np.zeros(3 * s.n, np.float32)
+    s.neg[0][spot:spot + 2 * s.n] = np.sin(2 * np.pi * 1000 * np.arange(2 * s.n) / s.rate).astype(np.float32)
+    s.set_hard_negatives([(0, spot)])
+    rng = np.random.default_rng(0)
+    f = np.fft.rfftfreq(s.n, 1 / s.rate)
+    for _ in range(5):
+        w = s._window_8k(0, rng)
+        assert w.shape == (s.n,) and s._last_hard
+        spec = np.abs(np.fft.rfft(w * np.hanning(s.n))) ** 2
+        assert abs(f[np.argmax(spec)] - 1200.0) < 10.0
+    waves, labels = s.windows(40, rng)
+    assert s.last_hard.shape == (40,) and np.array_equal(s.last_hard, labels == 0)   # p_hard = 1: every negative
+    s.set_hard_negatives([])
+    s.windows(10, rng)
+    assert not s.last_hard.any()
+    with pytest.raises(ValueError, match="speed"):
+        replace(cfg.augment, speed=(0.3, 1.0))

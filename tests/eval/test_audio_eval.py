@@ -128,10 +128,17 @@ def test_cli_json_contract_with_yamnet(eval_dir, tmp_path):
     out = tmp_path / "res.json"
     assert main(["eval", "cry", "--model", str(ckpt), "--data", str(eval_dir), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert list(res) == list(METRIC_KEYS) + ["anchors"]
-    assert list(res["anchors"]) == ["yamnet"] and list(res["anchors"]["yamnet"]) == list(METRIC_KEYS)
+    extra = ["false_alarms", "nocry_hours", "false_alarms_per_hour_upper95", "false_alarm_note"]
+    assert list(res) == list(METRIC_KEYS) + extra + ["anchors"]
+    assert list(res["anchors"]) == ["yamnet"] and list(res["anchors"]["yamnet"]) == list(METRIC_KEYS) + extra
     assert res["n_cry"] == 3 and res["n_nocry"] == 5 and res["anchors"]["yamnet"]["n_cry"] == 3
     assert 0.0 <= res["accuracy"] <= 1.0 and res["false_alarms_per_hour"] >= 0.0
+    # the rate comes with its exposure: count / hours, and the exact Poisson 95 % bound above it
+    hours = res["nocry_hours"]
+    assert hours == pytest.approx((4 * 5.0 + 3.0) / 3600, rel=0.01)   # the five readable nocry files
+    assert res["false_alarms_per_hour"] == pytest.approx(res["false_alarms"] / hours)
+    assert res["false_alarms_per_hour_upper95"] > res["false_alarms_per_hour"]
+    assert f"{res['false_alarms']} false alarm(s) in {hours:.4f} h" in res["false_alarm_note"]
     assert main(["eval", "cry", "--model", str(tmp_path / "none.pt"), "--data", str(eval_dir),
                  "--json", str(out)]) == 2
 

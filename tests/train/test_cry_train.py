@@ -153,3 +153,20 @@ def test_operating_point_fallback_stays_within_latency():
     assert (best["k"], best["n"]) == (2, 3) and best["false_alarms_per_hour"] == pytest.approx(360.0)
     best, _ = choose_operating_point(probs, 0.5, max_latency_s=1.6, **kw)
     assert (best["k"], best["n"], best["threshold"]) == (3, 3, 0.9)
+
+
+def test_window_weights_and_budget_checks():
+    from camlab.train.cry import window_weights
+
+    y = np.array([1, 0, 0, 1, 0], np.float32)
+    hard = np.array([False, True, False, True, False])     # a "hard" cry is not a negative: weight 1
+    w = window_weights(y, hard, neg_weight=2.0, hard_weight=3.0)
+    raw = np.array([1.0, 6.0, 2.0, 1.0, 2.0])
+    np.testing.assert_allclose(w, raw / raw.mean(), rtol=1e-6)
+    np.testing.assert_allclose(window_weights(y, hard), np.ones(5))
+    with pytest.raises(ConfigError, match="neg_weight"):
+        from camlab.train.cry import load_train_config
+        load_train_config(None, {"train": {"neg_weight": 0.0}})
+    with pytest.raises(ConfigError, match="select_epoch"):
+        from camlab.train.cry import load_train_config
+        load_train_config(None, {"train": {"select_epoch": "best"}})
