@@ -123,25 +123,109 @@ def _fill_margins(p, top, left, h, w, check):
     return counts.sum()
 
 
+@nb.njit(inline="always")
+def _bilinear_row(pu, pm, pd, yp, left, w, o):
+    """One output row (w, 3) from the padded rows above/at/below padded row ``yp`` (RGGB phase in padded
+    coordinates); the image's column 0 is padded column ``left``."""
+    red_row = (yp & 1) == 0
+    cs, nc, gs, ng = _sites_in_row(yp, left, w)
+    # chroma sites: own colour, green cross, opposite colour diagonal
+    u, m, d = pu[cs - 1:], pm[cs - 1:], pd[cs - 1:]
+    for k in range(nc):
+        j = 2 * k
+        g = _Q * (u[j + 1] + d[j + 1] + m[j] + m[j + 2])
+        oth = _Q * (u[j] + u[j + 2] + d[j] + d[j + 2])
+        _put(o, cs - left + j, red_row, m[j + 1], g, oth)
+    u, m, d = pu[gs - 1:], pm[gs - 1:], pd[gs - 1:]
+    for k in range(ng):
+        j = 2 * k
+        _put(o, gs - left + j, red_row, _H * (m[j] + m[j + 2]), m[j + 1], _H * (u[j + 1] + d[j + 1]))
+
+
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
 def _bilinear(c, top, left, out):
     h, w = out.shape[0], out.shape[1]
     for y in nb.prange(h):
         yp = y + top
-        red_row = (yp & 1) == 0
-        o = out[y]
-        cs, nc, gs, ng = _sites_in_row(yp, left, w)
-        # chroma sites: own colour, green cross, opposite colour diagonal
-        u, m, d = c[yp - 1, cs - 1:], c[yp, cs - 1:], c[yp + 1, cs - 1:]
-        for k in range(nc):
+        _bilinear_row(c[yp - 1], c[yp], c[yp + 1], yp, left, w, out[y])
+
+
+@nb.njit(inline="always")
+def _malvar_row(p_2, p_1, p0, p1, p2, yp, left, w, o):
+    """One output row (w, 3) from the five padded rows around padded row ``yp`` (see :func:`_bilinear_row`)."""
+    red_row = (yp & 1) == 0
+    cs, nc, gs, ng = _sites_in_row(yp, left, w)
+    for start, n, chroma in ((cs, nc, True), (gs, ng, False)):
+        a, b, m, d, e = p_2[start - 2:], p_1[start - 2:], p0[start - 2:], p1[start - 2:], p2[start - 2:]
+        for k in range(n):
             j = 2 * k
-            g = _Q * (u[j + 1] + d[j + 1] + m[j] + m[j + 2])
-            oth = _Q * (u[j] + u[j + 2] + d[j] + d[j + 2])
-            _put(o, cs - left + j, red_row, m[j + 1], g, oth)
-        u, m, d = c[yp - 1, gs - 1:], c[yp, gs - 1:], c[yp + 1, gs - 1:]
-        for k in range(ng):
+            v = m[j + 2]
+            n1 = b[j + 2] + d[j + 2]
+            n2 = a[j + 2] + e[j + 2]
+            w1 = m[j + 1] + m[j + 3]
+            w2 = m[j] + m[j + 4]
+            dg = b[j + 1] + b[j + 3] + d[j + 1] + d[j + 3]
+            if chroma:
+                g = (_FOUR * v + _TWO * (n1 + w1) - (n2 + w2)) * _E
+                oth = (_SIX * v + _TWO * dg - _ONE5 * (n2 + w2)) * _E
+                _put(o, start - left + j, red_row, v, g, oth)
+            else:
+                row_c = (_FIVE * v + _FOUR * w1 - w2 - dg + _H * n2) * _E
+                col_c = (_FIVE * v + _FOUR * n1 - n2 - dg + _H * w2) * _E
+                _put(o, start - left + j, red_row, row_c, v, col_c)
+
+
+# Planar twins of the row functions (R, G, B rows instead of one (w, 3) row) for the line-buffered ISP pass, whose
+# colour stage vectorises over contiguous planes. Same arithmetic; golden tests hold both to the reference.
+@nb.njit(inline="always")
+def _put3(pr, pg, pb, x, red_row, row_colour, g, col_colour):
+    if red_row:
+        pr[x] = row_colour
+        pb[x] = col_colour
+    else:
+        pr[x] = col_colour
+        pb[x] = row_colour
+    pg[x] = g
+
+
+@nb.njit(inline="always")
+def _bilinear_row3(pu, pm, pd, yp, left, w, pr, pg, pb):
+    red_row = (yp & 1) == 0
+    cs, nc, gs, ng = _sites_in_row(yp, left, w)
+    u, m, d = pu[cs - 1:], pm[cs - 1:], pd[cs - 1:]
+    for k in range(nc):
+        j = 2 * k
+        g = _Q * (u[j + 1] + d[j + 1] + m[j] + m[j + 2])
+        oth = _Q * (u[j] + u[j + 2] + d[j] + d[j + 2])
+        _put3(pr, pg, pb, cs - left + j, red_row, m[j + 1], g, oth)
+    u, m, d = pu[gs - 1:], pm[gs - 1:], pd[gs - 1:]
+    for k in range(ng):
+        j = 2 * k
+        _put3(pr, pg, pb, gs - left + j, red_row, _H * (m[j] + m[j + 2]), m[j + 1], _H * (u[j + 1] + d[j + 1]))
+
+
+@nb.njit(inline="always")
+def _malvar_row3(p_2, p_1, p0, p1, p2, yp, left, w, pr, pg, pb):
+    red_row = (yp & 1) == 0
+    cs, nc, gs, ng = _sites_in_row(yp, left, w)
+    for start, n, chroma in ((cs, nc, True), (gs, ng, False)):
+        a, b, m, d, e = p_2[start - 2:], p_1[start - 2:], p0[start - 2:], p1[start - 2:], p2[start - 2:]
+        for k in range(n):
             j = 2 * k
-            _put(o, gs - left + j, red_row, _H * (m[j] + m[j + 2]), m[j + 1], _H * (u[j + 1] + d[j + 1]))
+            v = m[j + 2]
+            n1 = b[j + 2] + d[j + 2]
+            n2 = a[j + 2] + e[j + 2]
+            w1 = m[j + 1] + m[j + 3]
+            w2 = m[j] + m[j + 4]
+            dg = b[j + 1] + b[j + 3] + d[j + 1] + d[j + 3]
+            if chroma:
+                g = (_FOUR * v + _TWO * (n1 + w1) - (n2 + w2)) * _E
+                oth = (_SIX * v + _TWO * dg - _ONE5 * (n2 + w2)) * _E
+                _put3(pr, pg, pb, start - left + j, red_row, v, g, oth)
+            else:
+                row_c = (_FIVE * v + _FOUR * w1 - w2 - dg + _H * n2) * _E
+                col_c = (_FIVE * v + _FOUR * n1 - n2 - dg + _H * w2) * _E
+                _put3(pr, pg, pb, start - left + j, red_row, row_c, v, col_c)
 
 
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
@@ -149,28 +233,7 @@ def _malvar(c, top, left, out):
     h, w = out.shape[0], out.shape[1]
     for y in nb.prange(h):
         yp = y + top
-        red_row = (yp & 1) == 0
-        o = out[y]
-        cs, nc, gs, ng = _sites_in_row(yp, left, w)
-        for start, n, chroma in ((cs, nc, True), (gs, ng, False)):
-            a, b, m, d, e = (c[yp - 2, start - 2:], c[yp - 1, start - 2:], c[yp, start - 2:],
-                             c[yp + 1, start - 2:], c[yp + 2, start - 2:])
-            for k in range(n):
-                j = 2 * k
-                v = m[j + 2]
-                n1 = b[j + 2] + d[j + 2]
-                n2 = a[j + 2] + e[j + 2]
-                w1 = m[j + 1] + m[j + 3]
-                w2 = m[j] + m[j + 4]
-                dg = b[j + 1] + b[j + 3] + d[j + 1] + d[j + 3]
-                if chroma:
-                    g = (_FOUR * v + _TWO * (n1 + w1) - (n2 + w2)) * _E
-                    oth = (_SIX * v + _TWO * dg - _ONE5 * (n2 + w2)) * _E
-                    _put(o, start - left + j, red_row, v, g, oth)
-                else:
-                    row_c = (_FIVE * v + _FOUR * w1 - w2 - dg + _H * n2) * _E
-                    col_c = (_FIVE * v + _FOUR * n1 - n2 - dg + _H * w2) * _E
-                    _put(o, start - left + j, red_row, row_c, v, col_c)
+        _malvar_row(c[yp - 2], c[yp - 1], c[yp], c[yp + 1], c[yp + 2], yp, left, w, out[y])
 
 
 @nb.njit(inline="always")

@@ -20,10 +20,12 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from numba import njit, prange  # noqa: E402
+from numba import get_num_threads, njit, prange  # noqa: E402
 
+from camlab.isp.fast.demosaic import _R_OFFSETS, _bilinear_row3, _malvar_row3, _reflect, workspace
 from camlab.isp.stages import cfa_tile, rgb_tile
 from camlab.isp.stages.csc import rgb_to_yuv_matrix
+from camlab.isp.stages.demosaic import METHOD_CODES, PAD, PATTERN_CODES
 from camlab.isp.stages.scale import crop_window, resample_weights
 
 F32 = np.float32
@@ -51,14 +53,15 @@ def _clamp(i, n):
     return i
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def front_end_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, out):
-    """raw uint16 (H, W) -> out float32 (H, W): BLC (+clip) -> DPC -> x LSC map ``gmap`` x per-colour gain
-    ``tgain`` (2x2 tile of digital gain * WB, as the ISP's gain registers) (+clip).
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _front_row(raw, y, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, o, flag, nbl):
+    """Row ``y`` of the front end into ``o[:W]``: BLC (+clip) -> DPC -> x LSC map ``gmap`` x per-colour gain
+    ``tgain`` (2x2 tile of digital gain * WB, as the ISP's gain registers) (+clip). ``flag`` (W,) bool and ``nbl``
+    (8,) float32 are scratch.
 
-    Per row: one branch-free pass normalises and applies the gain map; a second finds defects by the min/max test
-    on raw codes (BLC and its clip are monotone per colour); only the defects get the median of their neighbours.
-    """
+    One branch-free pass normalises and applies the gain map; a second flags defects by the min/max test on raw
+    codes (BLC and its clip are monotone per colour; fixed neighbour offsets inside the row so it vectorises);
+    only the flagged pixels get the median of their neighbours."""
     h, w = raw.shape
     zero = np.float32(0.0)
     one = np.float32(1.0)
@@ -66,68 +69,99 @@ def front_end_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_ou
     hi_clip = one if clip_blc else np.float32(1e30)
     olo = zero if clip_out else np.float32(-1e30)
     ohi = one if clip_out else np.float32(1e30)
+    rm = raw[_mirror(y, -2, h)]
+    r0 = raw[y]
+    rp = raw[_mirror(y, 2, h)]
+    g = gmap[y]
+    b_e, b_o = black[y & 1, 0], black[y & 1, 1]
+    s_e, s_o = scale[y & 1, 0], scale[y & 1, 1]
+    t_e, t_o = tgain[y & 1, 0], tgain[y & 1, 1]
+    for x in range(w):
+        odd = x & 1
+        b = b_o if odd else b_e
+        s = s_o if odd else s_e
+        t = t_o if odd else t_e
+        v = min(max((np.float32(r0[x]) - b) * s, lo_clip), hi_clip)
+        o[x] = min(max(v * (g[x] * t), olo), ohi)
+    if not dpc:
+        return
+    # interior columns x = i + 2: same-colour neighbours at fixed offsets; every index is "counter + constant >= 0",
+    # so numba drops its negative-index wraparound and LLVM vectorises
+    c0 = r0[2:]
+    fl = flag[2:]
+    nbad = 0
+    for i in range(w - 4):
+        lo = min(min(min(rm[i], rm[i + 2]), min(rm[i + 4], r0[i])),
+                 min(min(r0[i + 4], rp[i]), min(rp[i + 2], rp[i + 4])))
+        hi = max(max(max(rm[i], rm[i + 2]), max(rm[i + 4], r0[i])),
+                 max(max(r0[i + 4], rp[i]), max(rp[i + 2], rp[i + 4])))
+        odd = i & 1
+        b = b_o if odd else b_e
+        s = s_o if odd else s_e
+        v = min(max((np.float32(c0[i]) - b) * s, lo_clip), hi_clip)
+        vlo = min(max((np.float32(lo) - b) * s, lo_clip), hi_clip)
+        vhi = min(max((np.float32(hi) - b) * s, lo_clip), hi_clip)
+        bad = (v > vhi + thr) | (v < vlo - thr)
+        fl[i] = bad
+        nbad += np.int32(bad)
+    for k in range(4):  # border columns 0, 1, w-2, w-1 (each once on narrow rows): mirrored neighbours
+        x = k if k < 2 else w - 4 + k
+        if x >= w or (k >= 2 and x < 2):
+            continue
+        xm = x - 2 if x >= 2 else min(x + 2, w - 1)
+        xp = x + 2 if x + 2 < w else max(x - 2, 0)
+        a0, a1, a2, a3 = rm[xm], rm[x], rm[xp], r0[xm]
+        a4, a5, a6, a7 = r0[xp], rp[xm], rp[x], rp[xp]
+        lo = min(min(min(a0, a1), min(a2, a3)), min(min(a4, a5), min(a6, a7)))
+        hi = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
+        odd = x & 1
+        b = b_o if odd else b_e
+        s = s_o if odd else s_e
+        v = min(max((np.float32(r0[x]) - b) * s, lo_clip), hi_clip)
+        vlo = min(max((np.float32(lo) - b) * s, lo_clip), hi_clip)
+        vhi = min(max((np.float32(hi) - b) * s, lo_clip), hi_clip)
+        bad = (v > vhi + thr) | (v < vlo - thr)
+        flag[x] = bad
+        nbad += np.int32(bad)
+    if nbad == 0:
+        return
+    for x in range(w):
+        if not flag[x]:
+            continue
+        xm = x - 2 if x >= 2 else min(x + 2, w - 1)
+        xp = x + 2 if x + 2 < w else max(x - 2, 0)
+        odd = x & 1
+        b = b_o if odd else b_e
+        s = s_o if odd else s_e
+        nbl[0], nbl[1], nbl[2], nbl[3] = rm[xm], rm[x], rm[xp], r0[xm]
+        nbl[4], nbl[5], nbl[6], nbl[7] = r0[xp], rp[xm], rp[x], rp[xp]
+        for i in range(8):
+            nbl[i] = min(max((nbl[i] - b) * s, lo_clip), hi_clip)
+        srt = np.sort(nbl)
+        v = np.float32(0.5) * (srt[3] + srt[4])
+        t = t_o if odd else t_e
+        o[x] = min(max(v * (g[x] * t), olo), ohi)
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def front_end_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, out, oy, ox):
+    """raw uint16 (H, W) -> ``out[oy:oy+H, ox:ox+W]`` float32 (see :func:`_front_row`); the offsets let it write
+    straight into the demosaic workspace's padded buffer."""
+    h, w = raw.shape
     for y in prange(h):
+        flag = np.empty(w, dtype=np.bool_)
         nbl = np.empty(8, dtype=np.float32)
-        bad = np.empty(w, dtype=np.int32)
-        nbad = 0
-        rm = raw[_mirror(y, -2, h)]
-        r0 = raw[y]
-        rp = raw[_mirror(y, 2, h)]
-        g = gmap[y]
-        o = out[y]
-        b_e, b_o = black[y & 1, 0], black[y & 1, 1]
-        s_e, s_o = scale[y & 1, 0], scale[y & 1, 1]
-        t_e, t_o = tgain[y & 1, 0], tgain[y & 1, 1]
-        for x in range(w):
-            odd = x & 1
-            b = b_o if odd else b_e
-            s = s_o if odd else s_e
-            t = t_o if odd else t_e
-            v = min(max((np.float32(r0[x]) - b) * s, lo_clip), hi_clip)
-            o[x] = min(max(v * (g[x] * t), olo), ohi)
-        if dpc:
-            for x in range(w):
-                xm = x - 2 if x >= 2 else min(x + 2, w - 1)
-                xp = x + 2 if x + 2 < w else max(x - 2, 0)
-                a0, a1, a2, a3 = rm[xm], rm[x], rm[xp], r0[xm]
-                a4, a5, a6, a7 = r0[xp], rp[xm], rp[x], rp[xp]
-                lo = min(min(min(a0, a1), min(a2, a3)), min(min(a4, a5), min(a6, a7)))
-                hi = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
-                odd = x & 1
-                b = b_o if odd else b_e
-                s = s_o if odd else s_e
-                v = min(max((np.float32(r0[x]) - b) * s, lo_clip), hi_clip)
-                vlo = min(max((np.float32(lo) - b) * s, lo_clip), hi_clip)
-                vhi = min(max((np.float32(hi) - b) * s, lo_clip), hi_clip)
-                if v > vhi + thr or v < vlo - thr:
-                    bad[nbad] = x
-                    nbad += 1
-            for k in range(nbad):
-                x = bad[k]
-                xm = x - 2 if x >= 2 else min(x + 2, w - 1)
-                xp = x + 2 if x + 2 < w else max(x - 2, 0)
-                odd = x & 1
-                b = b_o if odd else b_e
-                s = s_o if odd else s_e
-                nbl[0], nbl[1], nbl[2], nbl[3] = rm[xm], rm[x], rm[xp], r0[xm]
-                nbl[4], nbl[5], nbl[6], nbl[7] = r0[xp], rp[xm], rp[x], rp[xp]
-                for i in range(8):
-                    nbl[i] = min(max((nbl[i] - b) * s, lo_clip), hi_clip)
-                srt = np.sort(nbl)
-                v = np.float32(0.5) * (srt[3] + srt[4])
-                t = t_o if odd else t_e
-                o[x] = min(max(v * (g[x] * t), olo), ohi)
+        _front_row(raw, y, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, out[oy + y, ox:], flag, nbl)
 
 
 # ------------------------------------------------------------------------------------------------ (3) colour + CSC
 TONE_LUT_SIZE = 65537  # nearest-entry lookup: error < 1e-4 of full scale against the analytic curve
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def colour_kernel(rgb, ccm, lut, ym, y_out, uv_out):
-    """Linear RGB (H, W, 3) -> CCM (clip) -> tone LUT (nearest of TONE_LUT_SIZE) -> Y' (H2, W2) and mean 4:2:0
-    chroma as planes (2, H2/2, W2/2) (Cb, Cr; planar so the chroma NR vectorises)."""
-    h2, w2 = y_out.shape
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _colour_row(src, ccm, lut, ym, yo, ub, vb, w2):
+    """Linear RGB row ``src`` (>= w2, 3) -> CCM (clip) -> tone LUT (nearest of TONE_LUT_SIZE) -> Y' into ``yo``;
+    Cb/Cr added into the accumulators ``ub``/``vb``."""
     zero = np.float32(0.0)
     one = np.float32(1.0)
     half = np.float32(0.5)
@@ -138,31 +172,127 @@ def colour_kernel(rgb, ccm, lut, ym, y_out, uv_out):
     y0c, y1c, y2c = ym[0, 0], ym[0, 1], ym[0, 2]
     u0c, u1c, u2c = ym[1, 0], ym[1, 1], ym[1, 2]
     v0c, v1c, v2c = ym[2, 0], ym[2, 1], ym[2, 2]
+    for x in range(w2):
+        r0 = src[x, 0]
+        g0 = src[x, 1]
+        b0 = src[x, 2]
+        a = min(max(m00 * r0 + m01 * g0 + m02 * b0, zero), one)
+        b = min(max(m10 * r0 + m11 * g0 + m12 * b0, zero), one)
+        c = min(max(m20 * r0 + m21 * g0 + m22 * b0, zero), one)
+        t0 = lut[int(a * n1 + half)]
+        t1 = lut[int(b * n1 + half)]
+        t2 = lut[int(c * n1 + half)]
+        yo[x] = y0c * t0 + y1c * t1 + y2c * t2
+        ub[x] += u0c * t0 + u1c * t1 + u2c * t2
+        vb[x] += v0c * t0 + v1c * t1 + v2c * t2
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _colour_row3(pr, pg, pb, ccm, lut, ym, yo, ub, vb, w2, i0, i1, i2):
+    """:func:`_colour_row` over planar R, G, B rows: a vectorised pass computes the three LUT indices per pixel
+    (into the int32 scratch rows ``i0..i2``), a second gathers and converts."""
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    half = np.float32(0.5)
+    n1 = np.float32(lut.shape[0] - 1)
+    m00, m01, m02 = ccm[0, 0], ccm[0, 1], ccm[0, 2]
+    m10, m11, m12 = ccm[1, 0], ccm[1, 1], ccm[1, 2]
+    m20, m21, m22 = ccm[2, 0], ccm[2, 1], ccm[2, 2]
+    y0c, y1c, y2c = ym[0, 0], ym[0, 1], ym[0, 2]
+    u0c, u1c, u2c = ym[1, 0], ym[1, 1], ym[1, 2]
+    v0c, v1c, v2c = ym[2, 0], ym[2, 1], ym[2, 2]
+    for x in range(w2):
+        r0 = pr[x]
+        g0 = pg[x]
+        b0 = pb[x]
+        i0[x] = np.int32(min(max(m00 * r0 + m01 * g0 + m02 * b0, zero), one) * n1 + half)
+        i1[x] = np.int32(min(max(m10 * r0 + m11 * g0 + m12 * b0, zero), one) * n1 + half)
+        i2[x] = np.int32(min(max(m20 * r0 + m21 * g0 + m22 * b0, zero), one) * n1 + half)
+    for x in range(w2):
+        t0 = lut[np.uint32(i0[x])]
+        t1 = lut[np.uint32(i1[x])]
+        t2 = lut[np.uint32(i2[x])]
+        yo[x] = y0c * t0 + y1c * t1 + y2c * t2
+        ub[x] += u0c * t0 + u1c * t1 + u2c * t2
+        vb[x] += v0c * t0 + v1c * t1 + v2c * t2
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _chroma_out(ub, vb, uo, vo):
+    for j in range(uo.shape[0]):
+        uo[j] = np.float32(0.25) * (ub[2 * j] + ub[2 * j + 1])
+        vo[j] = np.float32(0.25) * (vb[2 * j] + vb[2 * j + 1])
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def colour_kernel(rgb, ccm, lut, ym, y_out, uv_out):
+    """Linear RGB (H, W, 3) -> CCM (clip) -> tone LUT (nearest of TONE_LUT_SIZE) -> Y' (H2, W2) and mean 4:2:0
+    chroma as planes (2, H2/2, W2/2) (Cb, Cr; planar so the chroma NR vectorises)."""
+    h2, w2 = y_out.shape
     for by in prange(h2 // 2):
         ub = np.zeros(w2, np.float32)
         vb = np.zeros(w2, np.float32)
         for oy in range(2):
             y = 2 * by + oy
-            src = rgb[y]
-            yo = y_out[y]
-            for x in range(w2):
-                r0 = src[x, 0]
-                g0 = src[x, 1]
-                b0 = src[x, 2]
-                a = min(max(m00 * r0 + m01 * g0 + m02 * b0, zero), one)
-                b = min(max(m10 * r0 + m11 * g0 + m12 * b0, zero), one)
-                c = min(max(m20 * r0 + m21 * g0 + m22 * b0, zero), one)
-                t0 = lut[int(a * n1 + half)]
-                t1 = lut[int(b * n1 + half)]
-                t2 = lut[int(c * n1 + half)]
-                yo[x] = y0c * t0 + y1c * t1 + y2c * t2
-                ub[x] += u0c * t0 + u1c * t1 + u2c * t2
-                vb[x] += v0c * t0 + v1c * t1 + v2c * t2
-        uo = uv_out[0, by]
-        vo = uv_out[1, by]
-        for j in range(w2 // 2):
-            uo[j] = np.float32(0.25) * (ub[2 * j] + ub[2 * j + 1])
-            vo[j] = np.float32(0.25) * (vb[2 * j] + vb[2 * j + 1])
+            _colour_row(rgb[y], ccm, lut, ym, y_out[y], ub, vb, w2)
+        _chroma_out(ub, vb, uv_out[0, by], uv_out[1, by])
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, row, left, flag, nbl):
+    """Front-end row ``yy`` (reflected into the frame, whole-sample symmetric like the demosaic's padding) into the
+    line buffer ``row``, image column 0 at ``left``, with reflected margins."""
+    h, w = raw.shape
+    _front_row(raw, _reflect(yy, h), black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, row[left:], flag, nbl)
+    for xp in range(left):
+        row[xp] = row[left + _reflect(xp - left, w)]
+    for xp in range(left + w, row.shape[0]):
+        row[xp] = row[left + _reflect(xp - left, w)]
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm, lut, ym,
+                        nbands, y_out, uv_out):
+    """Front end + demosaic (``method`` 0 bilinear, 1 Malvar 2004) + CCM/tone/CSC in one pass over row bands, as
+    a hardware ISP's line-buffered pipeline: each band keeps the last eight white-balanced CFA rows in a ring and
+    the current RGB row (planar) in a small buffer, so neither the CFA nor the RGB image goes through memory. ``(ry, rx)``: the
+    position of R in the 2x2 tile. Same arithmetic as front_end_kernel -> demosaic_into -> colour_kernel (the
+    rows at a band's edges are recomputed by both neighbours)."""
+    h, w = raw.shape
+    h2, w2 = y_out.shape
+    npairs = h2 // 2
+    top = 2 + ry  # padded coordinates in RGGB phase, as in camlab.isp.fast.demosaic
+    left = 2 + rx
+    for band in prange(nbands):
+        pa = npairs * band // nbands
+        pb = npairs * (band + 1) // nbands
+        if pa >= pb:
+            continue
+        ring = np.empty((8, w + 5), np.float32)
+        flag = np.empty(w, np.bool_)
+        nbl = np.empty(8, np.float32)
+        rgb = np.empty((3, w2), np.float32)
+        idx = np.empty((3, w2), np.int32)
+        ub = np.zeros(w2, np.float32)
+        vb = np.zeros(w2, np.float32)
+        for yy in range(2 * pa - 2, 2 * pa + 2):
+            _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, ring[yy & 7], left, flag,
+                      nbl)
+        for y in range(2 * pa, 2 * pb):
+            _ring_row(raw, y + 2, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, ring[(y + 2) & 7], left,
+                      flag, nbl)
+            yp = y + top
+            if method == 0:
+                _bilinear_row3(ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7], yp, left, w2, rgb[0], rgb[1],
+                               rgb[2])
+            else:
+                _malvar_row3(ring[(y - 2) & 7], ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7],
+                             ring[(y + 2) & 7], yp, left, w2, rgb[0], rgb[1], rgb[2])
+            _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, w2, idx[0], idx[1], idx[2])
+            if y & 1:
+                _chroma_out(ub, vb, uv_out[0, y // 2], uv_out[1, y // 2])
+                ub[:] = 0.0
+                vb[:] = 0.0
 
 
 # ------------------------------------------------------------------------------------------------ (4) NR + 3D-DNR
@@ -231,17 +361,21 @@ def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_
                 if ry == 1 and 0 < r < h - 1 and w > 2:
                     ya = y[r - 1]
                     yb = y[r + 1]
-                    for x in range(1, w - 1):  # branch-free 3x3 (vectorisable)
-                        c = yr[x]
-                        k = inv[x]
-                        v0 = ya[x - 1]
-                        v1 = ya[x]
-                        v2 = ya[x + 1]
-                        v3 = yr[x - 1]
-                        v5 = yr[x + 1]
-                        v6 = yb[x - 1]
-                        v7 = yb[x]
-                        v8 = yb[x + 1]
+                    yc = yr[1:]
+                    kc_ = inv[1:]
+                    yoc = yo[1:]
+                    # branch-free 3x3 at x = i + 1: indices "counter + constant >= 0" (no wraparound, vectorises)
+                    for i in range(w - 2):
+                        c = yc[i]
+                        k = kc_[i]
+                        v0 = ya[i]
+                        v1 = ya[i + 1]
+                        v2 = ya[i + 2]
+                        v3 = yr[i]
+                        v5 = yr[i + 2]
+                        v6 = yb[i]
+                        v7 = yb[i + 1]
+                        v8 = yb[i + 2]
                         w0 = max(zero, one - abs(v0 - c) * k)
                         w1 = max(zero, one - abs(v1 - c) * k)
                         w2 = max(zero, one - abs(v2 - c) * k)
@@ -252,7 +386,7 @@ def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_
                         w8 = max(zero, one - abs(v8 - c) * k)
                         num = c + w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3 + w5 * v5 + w6 * v6 + w7 * v7 + w8 * v8
                         den = one + w0 + w1 + w2 + w3 + w5 + w6 + w7 + w8
-                        yo[x] = num / den
+                        yoc[i] = num / den
                     yo[0] = _bilateral_luma(y, r, 0, yr[0], inv[0], ry, h, w)
                     yo[w - 1] = _bilateral_luma(y, r, w - 1, yr[w - 1], inv[w - 1], ry, h, w)
                 else:
@@ -298,10 +432,12 @@ def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_
                 # branch-free 3x3 with register accumulators (vectorisable), borders below
                 ua, um, ub_ = uv[0, by - 1], uv[0, by], uv[0, by + 1]
                 va, vm, vb_ = uv[1, by - 1], uv[1, by], uv[1, by + 1]
-                for j in range(1, wc - 1):
-                    u0 = um[j]
-                    v0 = vm[j]
-                    k = cinv[j]
+                umc, vmc, kcc = um[1:], vm[1:], cinv[1:]
+                nuc, nvc, denc = nu[1:], nv[1:], den[1:]
+                for i in range(wc - 2):  # j = i + 1: indices "counter + constant >= 0" (no wraparound)
+                    u0 = umc[i]
+                    v0 = vmc[i]
+                    k = kcc[i]
                     su = u0
                     sv = v0
                     sw = one
@@ -309,23 +445,23 @@ def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_
                         if t == 4:
                             continue
                         dyy = t // 3
-                        dxx = t % 3 - 1
+                        dd = t % 3
                         if dyy == 0:
-                            a0 = ua[j + dxx]
-                            a1 = va[j + dxx]
+                            a0 = ua[i + dd]
+                            a1 = va[i + dd]
                         elif dyy == 1:
-                            a0 = um[j + dxx]
-                            a1 = vm[j + dxx]
+                            a0 = um[i + dd]
+                            a1 = vm[i + dd]
                         else:
-                            a0 = ub_[j + dxx]
-                            a1 = vb_[j + dxx]
+                            a0 = ub_[i + dd]
+                            a1 = vb_[i + dd]
                         wt = max(zero, one - (abs(a0 - u0) + abs(a1 - v0)) * k)
                         su += wt * a0
                         sv += wt * a1
                         sw += wt
-                    nu[j] = su
-                    nv[j] = sv
-                    den[j] = sw
+                    nuc[i] = su
+                    nvc[i] = sv
+                    denc[i] = sw
                 lo_j = 1
                 hi_j = wc - 1
                 skip_interior = True
@@ -426,8 +562,10 @@ def sharpen_nv12_kernel(y, sig_lut, amount, coring, y_off, y_gain, out):
         for x in range(w):  # gather pass: coring threshold from the noise LUT
             thr[x] = coring * _sig(sig_lut, yr[x])
         o[0] = _sharp_code(ya, yr, yb, 0, 0, min(1, w - 1), thr[0], amount, y_off, y_gain)
-        for x in range(1, w - 1):
-            o[x] = _sharp_code(ya, yr, yb, x - 1, x, x + 1, thr[x], amount, y_off, y_gain)
+        oc = o[1:]
+        tc = thr[1:]
+        for i in range(w - 2):  # x = i + 1: indices "counter + constant >= 0" (no wraparound, vectorises)
+            oc[i] = _sharp_code(ya, yr, yb, i, i + 1, i + 2, tc[i], amount, y_off, y_gain)
         if w > 1:
             o[w - 1] = _sharp_code(ya, yr, yb, w - 2, w - 1, w - 1, thr[w - 1], amount, y_off, y_gain)
 
@@ -499,6 +637,63 @@ def resample_kernel(src, iy, wy, ix, wx, out):
     return out
 
 
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def resample_nv12_kernel(src, iy, wy, ix, wx, x_lo, x_hi, off, gain, out, row0, col0, cstride):
+    """Separable tent resampling of one plane ``src`` (H, W) quantised straight into NV12 codes:
+    ``out[row0 + o, col0 + cstride * q] = clip(floor(off + gain * value + 0.5))`` (luma: col0 0, cstride 1;
+    interleaved chroma: col0 0/1, cstride 2). Only source columns ``x_lo..x_hi-1`` are read."""
+    oh, ow = iy.shape[0], ix.shape[0]
+    taps_y, taps_x = iy.shape[1], ix.shape[1]
+    n = x_hi - x_lo
+    for o in prange(oh):
+        t = np.zeros(n, dtype=np.float32)
+        for a in range(taps_y):
+            wa = wy[o, a]
+            if wa == 0:
+                continue
+            row = src[iy[o, a], x_lo:]
+            for x in range(n):
+                t[x] += wa * row[x]
+        r = out[row0 + o]
+        for q in range(ow):
+            acc = np.float32(0.0)
+            for b in range(taps_x):
+                acc += wx[q, b] * t[ix[q, b] - x_lo]
+            v = np.floor(off + gain * acc + np.float32(0.5))
+            r[col0 + cstride * q] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
+
+
+_WEIGHTS: dict = {}
+
+
+def _weights(n_in: int, n_out: int, start: int, length: int):
+    """Cached :func:`resample_weights` (the stream sizes are fixed, so each frame reuses them)."""
+    key = (n_in, n_out, start, length)
+    wts = _WEIGHTS.get(key)
+    if wts is None:
+        if len(_WEIGHTS) > 32:
+            _WEIGHTS.clear()
+        wts = _WEIGHTS[key] = resample_weights(n_in, n_out, start, length)
+    return wts
+
+
+def scale_to_nv12(y: np.ndarray, uvp: np.ndarray, out_w: int, out_h: int, window, rng: str) -> np.ndarray:
+    """Luma (H, W) + planar chroma (2, H/2, W/2) -> NV12 (out_h * 3/2, out_w) of the source ``window`` in one
+    resample-and-quantise pass per plane (no float planes, no packing pass)."""
+    x0, y0, cw, ch = window
+    y_off, y_gain, c_gain = (16.0, 219.0, 224.0) if rng == "limited" else (0.0, 255.0, 255.0)
+    out = np.empty((out_h + out_h // 2, out_w), dtype=np.uint8)
+    iy, wy = _weights(y.shape[0], out_h, y0, ch)
+    ix, wx = _weights(y.shape[1], out_w, x0, cw)
+    resample_nv12_kernel(y, iy, wy, ix, wx, int(ix.min()), int(ix.max()) + 1, F32(y_off), F32(y_gain), out, 0, 0, 1)
+    iy, wy = _weights(uvp.shape[1], out_h // 2, y0 // 2, ch // 2)
+    ix, wx = _weights(uvp.shape[2], out_w // 2, x0 // 2, cw // 2)
+    for c in range(2):
+        resample_nv12_kernel(uvp[c], iy, wy, ix, wx, int(ix.min()), int(ix.max()) + 1, F32(128.0), F32(c_gain), out,
+                             out_h, c, 2)
+    return out
+
+
 def _resample(plane: np.ndarray, out_w: int, out_h: int, window) -> np.ndarray:
     x0, y0, cw, ch = window
     squeeze = plane.ndim == 2
@@ -534,42 +729,50 @@ def _buf(cache: dict, name: str, shape, dtype=np.float32) -> np.ndarray:
     return a
 
 
-def _demosaic_fast(cfa: np.ndarray, pattern: str, params, out: np.ndarray) -> np.ndarray:
-    from camlab.isp.fast.demosaic import demosaic_into
-    from camlab.isp.stages.demosaic import PATTERN_CODES
-
-    return demosaic_into(cfa, PATTERN_CODES[pattern], out, params.method, check_finite=False)
-
-
 def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     """Fast-path twin of ``Pipeline._run_reference``: returns float Y (H2, W2) and planar chroma (2, H2/2, W2/2)."""
+    from camlab.isp.fast.demosaic import demosaic_into
+
     cfg = pipe.config
     cache = pipe._cache
     pat = frame.pattern
+    code = PATTERN_CODES[pat]
     h, w = frame.data.shape
-    # (1) BLC + DPC + LSC + gain + WB
+    h2, w2 = (h // 2) * 2, (w // 2) * 2
+    # front end constants: LSC map (cached per frame size) times per-colour digital gain * WB: AWB moves the gains
+    # every frame, and rebuilding a full-size product map each frame cost ~5 ms at 1080p
     black_t = cfa_tile(black, pat)
     scale_t = (1.0 / (float(white) - cfa_tile(black, pat).astype(np.float64))).astype(np.float32)
-    # LSC map (cached per frame size) times per-colour digital gain * WB: AWB moves the gains every frame, and
-    # rebuilding a full-size product map each frame cost ~5 ms at 1080p
     gmap = pipe._gain_map((h, w), pat)
     tgain = (rgb_tile(wb, pat).astype(np.float64) * float(dgain)).astype(np.float32)
-    cfa = _buf(cache, "cfa", (h, w))
+    fe = (black_t, scale_t, gmap, tgain, np.float32(cfg.dpc.threshold), bool(cfg.dpc.enabled), bool(cfg.blc.clip),
+          bool(cfg.wb.clip))
     data = np.ascontiguousarray(frame.data)
-    front_end_kernel(data, black_t, scale_t, gmap, tgain, np.float32(cfg.dpc.threshold), bool(cfg.dpc.enabled),
-                     bool(cfg.blc.clip), bool(cfg.wb.clip), cfa)
-    clock.lap("front_end")
-    # (2) demosaic
-    rgb = _demosaic_fast(cfa, pat, cfg.demosaic, _buf(cache, "rgb", (h, w, 3)))
-    clock.lap("demosaic")
-    # (3) CCM + tone + CSC
-    h2, w2 = (h // 2) * 2, (w // 2) * 2
     y = _buf(cache, "y", (h2, w2))
     uv = _buf(cache, "uv", (2, h2 // 2, w2 // 2))  # planar Cb, Cr
     # the tone LUT already holds the exposure bias (it tabulates tone_map over linear [0, 1])
-    colour_kernel(rgb, np.ascontiguousarray(ccm, dtype=np.float32), pipe._tone_lut(TONE_LUT_SIZE),
-                  rgb_to_yuv_matrix(cfg.csc.matrix), y, uv)
-    clock.lap("colour_csc")
+    colour = (np.ascontiguousarray(ccm, dtype=np.float32), pipe._tone_lut(TONE_LUT_SIZE),
+              rgb_to_yuv_matrix(cfg.csc.matrix))
+    method = METHOD_CODES[cfg.demosaic.method]
+    if method in (0, 1):
+        # (1-3) one line-buffered pass: BLC + DPC + LSC + gain + WB -> demosaic -> CCM + tone + CSC
+        ry, rx = (int(v) for v in _R_OFFSETS[code])
+        nbands = max(1, min(h2 // 2, 4 * get_num_threads()))
+        front_colour_kernel(data, *fe, method, ry, rx, *colour, nbands, y, uv)
+        clock.lap("front_demosaic_colour")
+    else:
+        # (1) front end written straight into the demosaic workspace (only its margins get filled then)
+        ws = workspace(h, w)
+        view = ws.cfa_view(code)
+        ry, rx = (int(v) for v in _R_OFFSETS[code])
+        front_end_kernel(data, *fe, ws.padded, PAD + ry, PAD + rx)
+        clock.lap("front_end")
+        # (2) demosaic
+        rgb = demosaic_into(view, code, _buf(cache, "rgb", (h, w, 3)), method, ws=ws, check_finite=False)
+        clock.lap("demosaic")
+        # (3) CCM + tone + CSC
+        colour_kernel(rgb, *colour, y, uv)
+        clock.lap("colour_csc")
     # (4) NR2D + 3D-DNR
     nr, tn = cfg.nr2d, cfg.nr3d
     has_prev = bool(tn.enabled and state is not None and state.prev_y is not None
@@ -630,13 +833,18 @@ def fast_output(pipe, y_nr, uv, sig_lut, want_planes: bool, clock):
         else:
             y_s = y_nr
         clock.lap("sharpen")
-        x0, y0, cw, ch = win
-        streams["main"] = (_resample(y_s, mw, mh, win), _resample_planar(uv, mw // 2, mh // 2, win))
-        main = pack_nv12_fast(*streams["main"], rng)
+        if want_planes:
+            streams["main"] = (_resample(y_s, mw, mh, win), _resample_planar(uv, mw // 2, mh // 2, win))
+            main = pack_nv12_fast(*streams["main"], rng)
+        else:
+            main = scale_to_nv12(y_s, uv, mw, mh, win, rng)
         clock.lap("scale_main")
     sw, sh = cfg.scale.sub
     win = crop_window(w, h, sw, sh, cfg.scale.fit)
-    streams["sub"] = (_resample(y_nr, sw, sh, win), _resample_planar(uv, sw // 2, sh // 2, win))
-    sub = pack_nv12_fast(*streams["sub"], rng)
+    if want_planes:
+        streams["sub"] = (_resample(y_nr, sw, sh, win), _resample_planar(uv, sw // 2, sh // 2, win))
+        sub = pack_nv12_fast(*streams["sub"], rng)
+    else:
+        sub = scale_to_nv12(y_nr, uv, sw, sh, win, rng)
     clock.lap("scale_sub")
     return main, sub, streams

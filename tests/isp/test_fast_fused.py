@@ -1,0 +1,154 @@
+"""Fast-path schedule checks: the line-buffered front end + demosaic + colour pass against the unfused kernel chain
+(band edges, all four Bayer phases, odd sizes, defects at the borders), the resample-to-NV12 kernel against the
+float scaler + packer, and the fast pipeline against the reference for every demosaic method."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from camlab.isp.fast.demosaic import DemosaicWorkspace, demosaic_into
+from camlab.isp.fast.fused import (
+    _R_OFFSETS,
+    TONE_LUT_SIZE,
+    _resample,
+    _resample_planar,
+    colour_kernel,
+    crop_window,
+    front_colour_kernel,
+    front_end_kernel,
+    pack_nv12_fast,
+    scale_to_nv12,
+)
+from camlab.isp.pipeline import IspState, Pipeline, load_tuning
+from camlab.isp.stages import cfa_tile, rgb_tile
+from camlab.isp.stages.csc import rgb_to_yuv_matrix
+from camlab.isp.stages.demosaic import PAD, PATTERN_CODES
+from camlab.isp.stages.scale import ScaleParams
+from camlab.isp.stages.tone import ToneParams, tone_lut
+from camlab.sensor.cfa import PATTERNS, mosaic
+from camlab.sensor.noise import NoiseModel
+from camlab.sensor.raw_io import RawFrame
+
+CCM = np.array([[1.6, -0.4, -0.2], [-0.3, 1.5, -0.2], [0.0, -0.5, 1.5]], np.float32)
+
+
+def _raw(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 400 + 1500 * (xx / w) + 900 * np.sin(yy / 3.0) ** 2 + rng.normal(0, 40, (h, w))
+    dn = np.clip(base, 0, 4095).astype(np.uint16)
+    for y, x, v in ((0, 0, 4095), (h - 1, w - 1, 4095), (h // 2, 1, 0), (1, w - 2, 4095), (h // 3, w // 2, 4095)):
+        dn[y, x] = v  # defects in the corners, on border columns and inside
+    return dn
+
+
+def _frame(pattern: str, h: int, w: int, seed: int = 0) -> RawFrame:
+    """Gradients, hard-edged patches and fine texture through the noise model at gain 4, with two defects."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([0.2 + 0.5 * xx, 0.3 + 0.4 * yy, 0.5 - 0.3 * xx * yy], axis=-1)
+    for _ in range(5):
+        y0, x0 = rng.integers(0, h - 4), rng.integers(0, w - 4)
+        img[y0:y0 + rng.integers(3, h // 2), x0:x0 + rng.integers(3, w // 2)] = rng.uniform(0.02, 0.9, 3)
+    img = np.clip(img + 0.03 * np.sin(xx * 90)[..., None], 0, 0.9) * np.array([0.5, 1.0, 0.7])
+    lin = NoiseModel().apply(mosaic(img, pattern), 4.0, rng)
+    dn = np.clip(np.rint(64 + lin * (4095 - 64)), 0, 4095).astype(np.uint16)
+    dn[h // 3, w // 3], dn[h // 2, w - 2] = 4095, 0
+    return RawFrame(data=dn, pattern=pattern, black_level=64.0, white_level=4095.0, bits=12, analog_gain=4.0,
+                    exposure_s=1 / 60)
+
+
+def _front_args(pattern: str, h: int, w: int):
+    black = cfa_tile((64.0, 64.0, 64.0, 64.0), pattern)
+    scale = (1.0 / (4095.0 - black.astype(np.float64))).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    gmap = (1.0 + 0.3 * (((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2)).astype(np.float32)
+    tgain = rgb_tile((1.8, 1.0, 1.4), pattern).astype(np.float32)
+    return black, scale, gmap, tgain, np.float32(0.08), True, True, True
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("method", ["bilinear", "malvar2004"])
+def test_line_buffered_pass_matches_unfused_chain(pattern, method):
+    lut = tone_lut(ToneParams(contrast=0.15), TONE_LUT_SIZE)
+    ym = rgb_to_yuv_matrix("bt709")
+    code = PATTERN_CODES[pattern]
+    ry, rx = (int(v) for v in _R_OFFSETS[code])
+    for h, w in ((23, 37), (40, 18), (9, 8)):
+        raw = _raw(h, w, seed=h * w)
+        fe = _front_args(pattern, h, w)
+        # unfused: front end into the demosaic workspace, full-frame demosaic, colour pass
+        ws = DemosaicWorkspace(h, w)
+        front_end_kernel(raw, *fe, ws.padded, PAD + ry, PAD + rx)
+        rgb = demosaic_into(ws.cfa_view(code), code, np.empty((h, w, 3), np.float32), method, ws=ws)
+        h2, w2 = h // 2 * 2, w // 2 * 2
+        y_ref, uv_ref = np.empty((h2, w2), np.float32), np.empty((2, h2 // 2, w2 // 2), np.float32)
+        colour_kernel(rgb, CCM, lut, ym, y_ref, uv_ref)
+        for nbands in (1, 3, h2 // 2 + 5):  # one band, uneven bands, more bands than row pairs
+            y, uv = np.full_like(y_ref, np.nan), np.full_like(uv_ref, np.nan)
+            front_colour_kernel(raw, *fe, 0 if method == "bilinear" else 1, ry, rx, CCM, lut, ym, nbands, y, uv)
+            # same arithmetic up to fastmath contraction: a value on a tone-LUT bin edge may take the next entry
+            # (1/65536 apart), nothing more
+            for got, want in ((y, y_ref), (uv, uv_ref)):
+                d = np.abs(got - want)
+                assert d.max() < 5e-5 and d.mean() < 1e-6, (pattern, method, h, w, nbands, d.max(), d.mean())
+
+
+def test_front_end_flags_defects_on_every_column():
+    """The vectorised interior test and the mirrored border test find the same defects as the reference rule."""
+    h, w = 12, 21
+    raw = np.full((h, w), 1000, np.uint16)
+    for x in range(w):
+        raw[5, x] = 4000  # a hot pixel per column on one row: each one has cold same-colour neighbours
+        out = np.empty((h, w), np.float32)
+        front_end_kernel(raw, *_front_args("RGGB", h, w), out, 0, 0)
+        # replaced by the neighbours' median: same value as the same-colour site two rows up (flat field)
+        assert out[5, x] == pytest.approx(out[3, x], rel=0.02), x
+        raw[5, x] = 1000
+
+
+@pytest.mark.parametrize("size,window_fit", [((46, 80), "crop"), ((45, 67), "crop"), ((1080, 1920), "stretch")])
+def test_scale_to_nv12_matches_float_scaler_and_packer(size, window_fit):
+    h, w = size
+    rng = np.random.default_rng(1)
+    y = rng.random((h // 2 * 2, w // 2 * 2)).astype(np.float32)
+    uv = (rng.random((2, h // 2, w // 2)).astype(np.float32) - 0.5) * 0.9
+    for ow, oh in ((32, 18), (640, 360), (w // 2 * 2, h // 2 * 2)):
+        if ow > y.shape[1] or oh > y.shape[0]:
+            continue
+        win = crop_window(y.shape[1], y.shape[0], ow, oh, window_fit)
+        for rng_name in ("limited", "full"):
+            ref = pack_nv12_fast(_resample(y, ow, oh, win), _resample_planar(uv, ow // 2, oh // 2, win), rng_name)
+            got = scale_to_nv12(y, uv, ow, oh, win, rng_name)
+            assert got.shape == ref.shape == (oh * 3 // 2, ow)
+            # same taps and order; fastmath may round a value sitting on a code boundary the other way
+            d = np.abs(got.astype(int) - ref.astype(int))
+            assert d.max() <= 1 and d.mean() < 1e-3, (ow, oh, rng_name, d.max(), d.mean())
+
+
+@pytest.mark.parametrize("method", ["bilinear", "directional"])
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_golden_reference_vs_fast_other_demosaics(method, pattern):
+    base = load_tuning("sc3336_day")
+    cfg = dataclasses.replace(base, scale=ScaleParams(main=(64, 36), sub=(32, 18)),
+                              demosaic=dataclasses.replace(base.demosaic, method=method))
+    ref, fast = Pipeline(cfg), Pipeline(cfg, fast=True)
+    sr, sf = IspState(), IspState()
+    for k in range(2):
+        fr = _frame(pattern, 45, 67, seed=k)
+        a, b = ref.run(fr, sr), fast.run(fr, sf)
+        for name in ("main_nv12", "sub_nv12"):
+            d = np.abs(getattr(a, name).astype(int) - getattr(b, name).astype(int))
+            assert d.max() <= 1 and d.mean() < 0.01, (name, k, d.max(), d.mean())
+
+
+def test_main_stream_at_processing_size_matches_reference():
+    """The sharpen-into-NV12 kernel and the sub scaler at the default sizes' geometry (main = processing size)."""
+    cfg = dataclasses.replace(load_tuning("sc3336_day"), scale=ScaleParams(main=(96, 54), sub=(32, 18)))
+    fr = _frame("GBRG", 54, 96, seed=3)
+    a, b = Pipeline(cfg).run(fr), Pipeline(cfg, fast=True).run(fr)
+    for name in ("main_nv12", "sub_nv12"):
+        d = np.abs(getattr(a, name).astype(int) - getattr(b, name).astype(int))
+        assert d.max() <= 1 and d.mean() < 0.01, (name, d.max(), d.mean())
