@@ -638,15 +638,18 @@ def resample_kernel(src, iy, wy, ix, wx, out):
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def resample_nv12_kernel(src, iy, wy, ix, wx, x_lo, x_hi, off, gain, out, row0, col0, cstride):
+def resample_nv12_kernel(src, iy, wy, ixt, wxt, x_lo, x_hi, off, gain, out, row0, col0, cstride):
     """Separable tent resampling of one plane ``src`` (H, W) quantised straight into NV12 codes:
     ``out[row0 + o, col0 + cstride * q] = clip(floor(off + gain * value + 0.5))`` (luma: col0 0, cstride 1;
-    interleaved chroma: col0 0/1, cstride 2). Only source columns ``x_lo..x_hi-1`` are read."""
-    oh, ow = iy.shape[0], ix.shape[0]
-    taps_y, taps_x = iy.shape[1], ix.shape[1]
+    interleaved chroma: col0 0/1, cstride 2). Vertical taps ``iy``/``wy`` (oh, T); horizontal taps transposed,
+    ``ixt``/``wxt`` (T, ow), so the horizontal pass runs tap-outer over contiguous rows. Only source columns
+    ``x_lo..x_hi-1`` are read."""
+    oh, ow = iy.shape[0], ixt.shape[1]
+    taps_y, taps_x = iy.shape[1], ixt.shape[0]
     n = x_hi - x_lo
     for o in prange(oh):
         t = np.zeros(n, dtype=np.float32)
+        acc = np.zeros(ow, dtype=np.float32)
         for a in range(taps_y):
             wa = wy[o, a]
             if wa == 0:
@@ -654,12 +657,14 @@ def resample_nv12_kernel(src, iy, wy, ix, wx, x_lo, x_hi, off, gain, out, row0, 
             row = src[iy[o, a], x_lo:]
             for x in range(n):
                 t[x] += wa * row[x]
+        for b in range(taps_x):
+            ib = ixt[b]
+            wb = wxt[b]
+            for q in range(ow):
+                acc[q] += wb[q] * t[np.uint32(ib[q] - x_lo)]
         r = out[row0 + o]
         for q in range(ow):
-            acc = np.float32(0.0)
-            for b in range(taps_x):
-                acc += wx[q, b] * t[ix[q, b] - x_lo]
-            v = np.floor(off + gain * acc + np.float32(0.5))
+            v = np.floor(off + gain * acc[q] + np.float32(0.5))
             r[col0 + cstride * q] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
 
 
@@ -667,13 +672,15 @@ _WEIGHTS: dict = {}
 
 
 def _weights(n_in: int, n_out: int, start: int, length: int):
-    """Cached :func:`resample_weights` (the stream sizes are fixed, so each frame reuses them)."""
+    """Cached :func:`resample_weights` (the stream sizes are fixed, so each frame reuses them) as (index, weight,
+    index transposed, weight transposed)."""
     key = (n_in, n_out, start, length)
     wts = _WEIGHTS.get(key)
     if wts is None:
         if len(_WEIGHTS) > 32:
             _WEIGHTS.clear()
-        wts = _WEIGHTS[key] = resample_weights(n_in, n_out, start, length)
+        idx, wt = resample_weights(n_in, n_out, start, length)
+        wts = _WEIGHTS[key] = (idx, wt, np.ascontiguousarray(idx.T), np.ascontiguousarray(wt.T))
     return wts
 
 
@@ -683,14 +690,15 @@ def scale_to_nv12(y: np.ndarray, uvp: np.ndarray, out_w: int, out_h: int, window
     x0, y0, cw, ch = window
     y_off, y_gain, c_gain = (16.0, 219.0, 224.0) if rng == "limited" else (0.0, 255.0, 255.0)
     out = np.empty((out_h + out_h // 2, out_w), dtype=np.uint8)
-    iy, wy = _weights(y.shape[0], out_h, y0, ch)
-    ix, wx = _weights(y.shape[1], out_w, x0, cw)
-    resample_nv12_kernel(y, iy, wy, ix, wx, int(ix.min()), int(ix.max()) + 1, F32(y_off), F32(y_gain), out, 0, 0, 1)
-    iy, wy = _weights(uvp.shape[1], out_h // 2, y0 // 2, ch // 2)
-    ix, wx = _weights(uvp.shape[2], out_w // 2, x0 // 2, cw // 2)
+    iy, wy, _, _ = _weights(y.shape[0], out_h, y0, ch)
+    ix, _, ixt, wxt = _weights(y.shape[1], out_w, x0, cw)
+    resample_nv12_kernel(y, iy, wy, ixt, wxt, int(ix.min()), int(ix.max()) + 1, F32(y_off), F32(y_gain), out, 0, 0,
+                         1)
+    iy, wy, _, _ = _weights(uvp.shape[1], out_h // 2, y0 // 2, ch // 2)
+    ix, _, ixt, wxt = _weights(uvp.shape[2], out_w // 2, x0 // 2, cw // 2)
     for c in range(2):
-        resample_nv12_kernel(uvp[c], iy, wy, ix, wx, int(ix.min()), int(ix.max()) + 1, F32(128.0), F32(c_gain), out,
-                             out_h, c, 2)
+        resample_nv12_kernel(uvp[c], iy, wy, ixt, wxt, int(ix.min()), int(ix.max()) + 1, F32(128.0), F32(c_gain),
+                             out, out_h, c, 2)
     return out
 
 

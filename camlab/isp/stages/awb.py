@@ -44,11 +44,36 @@ class AwbParams:
             raise ValueError(f"speed must be in (0, 1], got {self.speed}")
 
 
-def _valid(rgb: np.ndarray, p: AwbParams) -> np.ndarray:
-    flat = rgb.reshape(-1, 3)
-    r, g, b = flat[:, 0], flat[:, 1], flat[:, 2]  # elementwise max/min: much faster than reducing a length-3 axis
+def _planes(flat: np.ndarray) -> np.ndarray:
+    """(N, 3) samples -> contiguous (3, N) channel planes (elementwise work on planes vectorises)."""
+    return np.ascontiguousarray(flat.T)
+
+
+def _keep(planes: np.ndarray, p: AwbParams) -> np.ndarray:
+    """Mask of the samples inside [dark, saturation] on every channel; all samples when fewer than 16 qualify."""
+    r, g, b = planes
     keep = (np.maximum(np.maximum(r, g), b) < p.saturation) & (np.minimum(np.minimum(r, g), b) > p.dark)
-    return flat[keep] if keep.sum() >= 16 else flat
+    return keep if np.count_nonzero(keep) >= 16 else np.ones_like(keep)
+
+
+def _power_mean(planes: np.ndarray, keep: np.ndarray, q: float) -> np.ndarray:
+    """Per-channel mean of x**q over the kept samples, accumulated in float64. Integer orders up to 8 (the tuned
+    shades-of-grey p = 6) by repeated squaring, others through ``np.power``."""
+    sel = np.compress(keep, planes, axis=1)  # (boolean indexing along axis 1 is ~5x slower)
+    if q == int(q) and 1 <= q <= 8:
+        k = int(q)
+        acc = None
+        base = sel.astype(np.float64)
+        while k:
+            if k & 1:
+                acc = base if acc is None else acc * base
+            k >>= 1
+            if k:
+                base = base * base
+        powered = acc
+    else:
+        powered = np.power(sel, np.float32(q))
+    return powered.mean(axis=1, dtype=np.float64)
 
 
 def estimate_illuminant(rgb: np.ndarray, p: AwbParams = AwbParams()) -> np.ndarray:
@@ -70,13 +95,14 @@ def estimate_illuminant(rgb: np.ndarray, p: AwbParams = AwbParams()) -> np.ndarr
         g = grad[ok] if ok.sum() >= 16 else grad.reshape(-1, 3)
         est = np.mean(np.power(g, np.float32(p.edge_p)), axis=0, dtype=np.float64) ** (1.0 / p.edge_p)
     else:
-        v = _valid(rgb, p)
+        planes = _planes(rgb.reshape(-1, 3))
+        keep = _keep(planes, p)
         if p.method == "grey_world":
-            est = v.mean(axis=0, dtype=np.float64)
+            est = _power_mean(planes, keep, 1.0)
         elif p.method == "white_patch":
-            est = np.percentile(v, p.percentile, axis=0)
+            est = np.percentile(np.compress(keep, planes, axis=1), p.percentile, axis=1)
         elif p.method == "shades_of_grey":
-            est = np.mean(np.power(v, np.float32(p.p)), axis=0, dtype=np.float64) ** (1.0 / p.p)
+            est = _power_mean(planes, keep, p.p) ** (1.0 / p.p)
         else:
             raise ValueError(f"unknown AWB method {p.method!r}")
     est = np.maximum(np.asarray(est, dtype=np.float64), 1e-9)

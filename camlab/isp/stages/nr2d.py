@@ -10,6 +10,8 @@ planes.
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +40,21 @@ class Nr2dParams:
             raise ValueError("radius_y and radius_c must be in 0..4")
 
 
+@functools.lru_cache(maxsize=16)
+def _display_grid(tone: ToneParams, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The linear grey level that displays as each of ``size`` display levels, and the tone curve's slope there
+    (fixed per tuning, so computed once rather than per frame; read-only arrays)."""
+    ydisp = np.linspace(0.0, 1.0, size)
+    lin_grid = np.linspace(0.0, 1.0, 4097)
+    disp_grid = tone_map(np.repeat(lin_grid[:, None], 3, axis=1)[None], tone)[0, :, 1].astype(np.float64)
+    disp_grid = np.maximum.accumulate(disp_grid) + np.arange(disp_grid.size) * 1e-9
+    x = np.interp(ydisp, disp_grid, lin_grid)  # linear grey level that displays as ydisp
+    slope = np.asarray(tone_slope(x, tone), dtype=np.float64)
+    x.setflags(write=False)
+    slope.setflags(write=False)
+    return x, slope
+
+
 def display_noise_lut(shot: float, read: float, wb_gains=(1.0, 1.0, 1.0), ccm=None, digital_gain: float = 1.0,
                       tone: ToneParams = ToneParams(), size: int = SIGMA_LUT_SIZE) -> np.ndarray:
     """(size,) float32: std of display luma noise as a function of display luma (index = round(y * (size - 1))).
@@ -45,11 +62,7 @@ def display_noise_lut(shot: float, read: float, wb_gains=(1.0, 1.0, 1.0), ccm=No
     ``shot`` and ``read`` are the raw variance terms at the frame's analog gain in normalised units
     (var = shot * s + read, s in [0, 1] = black..white), i.e. the noise model evaluated at that gain.
     """
-    ydisp = np.linspace(0.0, 1.0, size)
-    lin_grid = np.linspace(0.0, 1.0, 4097)
-    disp_grid = tone_map(np.repeat(lin_grid[:, None], 3, axis=1)[None], tone)[0, :, 1].astype(np.float64)
-    disp_grid = np.maximum.accumulate(disp_grid) + np.arange(disp_grid.size) * 1e-9
-    x = np.interp(ydisp, disp_grid, lin_grid)  # linear grey level that displays as ydisp
+    x, slope = _display_grid(tone, int(size))
     m = np.eye(3) if ccm is None else np.asarray(ccm, dtype=np.float64).reshape(3, 3)
     row = LUMA_709.astype(np.float64) @ m  # luma weights on white-balanced camera RGB
     var = np.zeros_like(x)
@@ -57,7 +70,7 @@ def display_noise_lut(shot: float, read: float, wb_gains=(1.0, 1.0, 1.0), ccm=No
         k = float(g) * float(digital_gain)
         s = np.clip(x / k, 0.0, 1.0)  # raw signal of channel j
         var += (row[j] * k) ** 2 * (shot * s + read)
-    sig = tone_slope(x, tone) * np.sqrt(var)
+    sig = slope * np.sqrt(var)
     return sig.astype(np.float32)
 
 
