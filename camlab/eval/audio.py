@@ -421,14 +421,20 @@ def choose_operating_point(probs: dict, hop_s: float, *, max_fa_per_hour: float 
         for th in thresholds:
             r = apply_rule(probs, CryAlarm(threshold=th, k=k, n=n, refractory_s=refractory_s, hop_s=hop_s))
             rows.append({"threshold": th, "k": k, "n": n, **r})
+    def strictest(cands):   # within f1_slack of the best F1, the strictest rule: margin for unseen negatives
+        top = max(r["f1"] for r in cands)
+        return max((r for r in cands if r["f1"] >= top - f1_slack),
+                   key=lambda r: (r["threshold"], r["k"] / r["n"], r["f1"], -r["false_alarms_per_hour"]))
+
     ok = [r for r in rows if r["false_alarms_per_hour"] is not None and r["false_alarms_per_hour"] <= max_fa_per_hour
           and r["onset_to_alarm_s"] is not None and r["onset_to_alarm_s"] <= max_latency_s]
-    if ok:   # within f1_slack of the best F1, prefer the strictest rule: margin for negatives not seen in training
-        top = max(r["f1"] for r in ok)
-        best = max((r for r in ok if r["f1"] >= top - f1_slack),
-                   key=lambda r: (r["threshold"], r["k"] / r["n"], r["f1"], -r["false_alarms_per_hour"]))
-    else:    # none meets both: fewest false alarms among rules still within the latency limit (if any)
-        timely = [r for r in rows if r["onset_to_alarm_s"] is not None and r["onset_to_alarm_s"] <= max_latency_s
-                  and r["false_alarms_per_hour"] is not None]
-        best = min(timely or rows, key=lambda r: (r["false_alarms_per_hour"], -r["f1"]))
-    return best, rows
+    if ok:
+        return strictest(ok), rows
+    # none meets both: the fewest false alarms among rules still within the latency limit (if any), ties broken
+    # the same way (strictest within f1_slack), not by grid order
+    timely = [r for r in rows if r["onset_to_alarm_s"] is not None and r["onset_to_alarm_s"] <= max_latency_s
+              and r["false_alarms_per_hour"] is not None] or [r for r in rows if r["false_alarms_per_hour"] is not None]
+    if not timely:
+        return rows[0], rows
+    low = min(r["false_alarms_per_hour"] for r in timely)
+    return strictest([r for r in timely if r["false_alarms_per_hour"] == low]), rows

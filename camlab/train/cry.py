@@ -68,6 +68,7 @@ class CryTrainConfig:
     calibration_cry_clips: int = 120  # cry clips (seeded subset of the training split) used for that
     max_false_alarms_per_hour: float = 1.0
     calibration_holdout: float = 0.0  # share of training no-cry groups kept out of training for the operating point
+    calibration_stress: bool = False  # also stream re-mixes of that no-cry audio (quieter, louder, overlaid)
     max_onset_to_alarm_s: float = 1.6
     decode_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
     decode_rules: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (3, 3))   # (k, n) candidates, k of the last n
@@ -173,11 +174,31 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
     d = cfg.model.decode
     scorer = TorchScorer(model, fc, CryAlarm(d.threshold, d.k, d.n, d.refractory_s, fc.hop_s))
     probs = stream_probabilities(scorer, data)
+    if cfg.calibration_stress:
+        probs = add_stress_streams(scorer, data, probs)
     best, rows = choose_operating_point(probs, fc.hop_s, max_fa_per_hour=cfg.max_false_alarms_per_hour,
                                         max_latency_s=cfg.max_onset_to_alarm_s, refractory_s=d.refractory_s,
                                         thresholds=cfg.decode_thresholds, rules=cfg.decode_rules)
     decode = DecodeConfig(threshold=best["threshold"], k=best["k"], n=best["n"], refractory_s=d.refractory_s)
     return replace(cfg.model, decode=decode), rows
+
+
+def add_stress_streams(scorer, data, probs: dict) -> dict:
+    """Append :func:`camlab.eval.audio.stress_beds` of the calibration no-cry audio (training split: quieter,
+    louder, overlaid on itself) to the false-alarm stream of ``probs``: more no-cry exposure to rank alarm rules on,
+    without touching validation. Streams are laid end to end (times offset, refractory carried across)."""
+    from camlab.data.audio import SAMPLE_RATE
+    from camlab.eval.audio import _stream_probs, stress_beds
+
+    p_all, t_all = [probs["nocry_stream"][0]], [probs["nocry_stream"][1]]
+    hours = probs["nocry_hours"]
+    for _, x in stress_beds(data):
+        p, t = _stream_probs(scorer, x)
+        offset = float(t_all[-1].max()) + scorer.alarm.refractory_s if t_all[-1].size else 0.0
+        p_all.append(p)
+        t_all.append(t + offset)
+        hours += len(x) / SAMPLE_RATE / 3600.0
+    return {**probs, "nocry_stream": (np.concatenate(p_all), np.concatenate(t_all)), "nocry_hours": hours}
 
 
 def mine_hard_negatives(model, sampler: WindowSampler, count: int, hop_s: float = 0.125, batch: int = 512

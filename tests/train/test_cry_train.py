@@ -151,6 +151,8 @@ def test_operating_point_fallback_stays_within_latency():
     # fallback keeps to the latency limit instead of taking the slow silent rule
     assert {(r["k"], r["n"]): r["false_alarms_per_hour"] for r in rows}[(3, 3)] == 0
     assert (best["k"], best["n"]) == (2, 3) and best["false_alarms_per_hour"] == pytest.approx(360.0)
+    # equal false alarms at 0.5 and 0.9 (same F1): the tie goes to the stricter threshold, not the grid order
+    assert best["threshold"] == 0.9
     best, _ = choose_operating_point(probs, 0.5, max_latency_s=1.6, **kw)
     assert (best["k"], best["n"], best["threshold"]) == (3, 3, 0.9)
 
@@ -170,3 +172,32 @@ def test_window_weights_and_budget_checks():
     with pytest.raises(ConfigError, match="select_epoch"):
         from camlab.train.cry import load_train_config
         load_train_config(None, {"train": {"select_epoch": "best"}})
+
+
+def test_stress_streams_extend_the_calibration_exposure():
+    """The calibration false-alarm stream gains the five re-mixes of the held-out no-cry audio, end to end in time
+    and refractory-separated, so one burst per copy counts once per copy."""
+    from camlab.contract.audio_features import CryAlarm, FeatureConfig
+    from camlab.eval.audio import EvalSet, apply_rule, stream_probabilities
+    from camlab.train.cry import add_stress_streams
+
+    class Loud:   # P(cry) = 1 for windows louder than -30 dBFS
+        name = "loud"
+        features = FeatureConfig(hop_s=0.5)
+        alarm = CryAlarm(threshold=0.5, k=2, n=3, refractory_s=30.0, hop_s=0.5)   # longer than one 20 s copy
+
+        def probabilities(self, w):
+            return (np.sqrt((w.astype(np.float64) ** 2).mean(axis=1)) > 10 ** (-30 / 20)).astype(float)
+
+    sr = 16000
+    quiet = 0.001 * np.random.default_rng(0).standard_normal(20 * sr).astype(np.float32)
+    quiet[8 * sr:10 * sr] = 0.3 * np.sin(2 * np.pi * 500 * np.arange(2 * sr) / sr)   # one 2 s loud burst
+    data = EvalSet(cry=[("c", quiet[8 * sr:10 * sr].copy())], nocry=[("n", quiet)], skipped=[])
+    probs = stream_probabilities(Loud(), data)
+    assert apply_rule(probs, Loud.alarm)["false_alarms_per_hour"] == pytest.approx(1 / (20 / 3600))
+    more = add_stress_streams(Loud(), data, probs)
+    p, t = more["nocry_stream"]
+    assert more["nocry_hours"] == pytest.approx(6 * 20 / 3600) and np.all(np.diff(t) > 0)
+    # the burst survives every copy (12 dB quieter it is still above -30 dBFS; overlays hold it twice, within one
+    # refractory period): one alarm per copy, and copies never share a refractory period
+    assert len(Loud.alarm.run(p, t)) == 6
