@@ -308,8 +308,16 @@ def _sig_index(lut, v):
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=True)
-def _sig(lut, v):
-    return lut[_sig_index(lut, v)]
+def _sig_row(lut, src, idx, out):
+    """``out[x] = lut[_sig_index(lut, src[x])]`` for a row: the clamped indices in one vectorised pass (int32
+    scratch ``idx``), then the gathers."""
+    n1 = lut.shape[0] - 1
+    n1f = np.float32(n1)
+    half = np.float32(0.5)
+    for x in range(src.shape[0]):
+        idx[x] = min(max(np.int32(src[x] * n1f + half), np.int32(0)), np.int32(n1))
+    for x in range(src.shape[0]):
+        out[x] = lut[np.uint32(idx[x])]
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=True)
@@ -351,13 +359,15 @@ def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_
     for by in prange(hc):
         amax = np.zeros(wc, dtype=np.float32)
         inv = np.empty(w, dtype=np.float32)
+        idx = np.empty(w, dtype=np.int32)
         for oy in range(2):
             r = 2 * by + oy
             yr = y[r]
             yo = y_out[r]
             if ry > 0 and ky > 0:
-                for x in range(w):  # gather pass: range-kernel scale per pixel
-                    inv[x] = one / max(ky * _sig(sig_lut, yr[x]), tiny)
+                _sig_row(sig_lut, yr, idx, inv)  # gather pass, then the range-kernel scale per pixel
+                for x in range(w):
+                    inv[x] = one / max(ky * inv[x], tiny)
                 if ry == 1 and 0 < r < h - 1 and w > 2:
                     ya = y[r - 1]
                     yb = y[r + 1]
@@ -397,8 +407,7 @@ def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_
                     yo[x] = yr[x]
             if has_prev:
                 pr = prev_y[r]
-                for x in range(w):
-                    inv[x] = inv_sig_lut[_sig_index(inv_sig_lut, yo[x])]
+                _sig_row(inv_sig_lut, yo, idx, inv)
                 for x in range(w):
                     c = yo[x]
                     p = pr[x]
@@ -425,9 +434,11 @@ def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_
             den = np.zeros(wc, dtype=np.float32)
             ya = y[2 * by]
             yb = y[2 * by + 1]
-            for j in range(wc):  # gather pass: range scale from the co-sited mean luma (before NR)
-                yh = np.float32(0.25) * (ya[2 * j] + ya[2 * j + 1] + yb[2 * j] + yb[2 * j + 1])
-                cinv[j] = np.float32(0.5) / max(kc * _sig(sig_lut, yh), tiny)
+            for j in range(wc):  # range scale from the co-sited mean luma (before NR)
+                cinv[j] = np.float32(0.25) * (ya[2 * j] + ya[2 * j + 1] + yb[2 * j] + yb[2 * j + 1])
+            _sig_row(sig_lut, cinv, idx, cinv)
+            for j in range(wc):
+                cinv[j] = np.float32(0.5) / max(kc * cinv[j], tiny)
             if rc == 1 and 0 < by < hc - 1 and wc > 2:
                 # branch-free 3x3 with register accumulators (vectorisable), borders below
                 ua, um, ub_ = uv[0, by - 1], uv[0, by], uv[0, by + 1]
@@ -520,8 +531,10 @@ def sharpen_kernel(y, sig_lut, amount, coring, out):
         yb = y[_clamp(r + 1, h)]
         o = out[r]
         thr = np.empty(w, dtype=np.float32)
+        idx = np.empty(w, dtype=np.int32)
+        _sig_row(sig_lut, yr, idx, thr)
         for x in range(w):
-            thr[x] = coring * _sig(sig_lut, yr[x])
+            thr[x] = coring * thr[x]
         for x in range(w):
             x0 = x - 1 if x > 0 else 0
             x2 = x + 1 if x + 1 < w else w - 1
@@ -559,8 +572,10 @@ def sharpen_nv12_kernel(y, sig_lut, amount, coring, y_off, y_gain, out):
         yb = y[_clamp(r + 1, h)]
         o = out[r]
         thr = np.empty(w, dtype=np.float32)
-        for x in range(w):  # gather pass: coring threshold from the noise LUT
-            thr[x] = coring * _sig(sig_lut, yr[x])
+        idx = np.empty(w, dtype=np.int32)
+        _sig_row(sig_lut, yr, idx, thr)  # gather pass: coring threshold from the noise LUT
+        for x in range(w):
+            thr[x] = coring * thr[x]
         o[0] = _sharp_code(ya, yr, yb, 0, 0, min(1, w - 1), thr[0], amount, y_off, y_gain)
         oc = o[1:]
         tc = thr[1:]
