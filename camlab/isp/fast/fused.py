@@ -3,12 +3,16 @@
 The algorithms are those of ``camlab/isp/stages/`` (each cites its paper); this module only decides how they run
 fast, in the spirit of Halide's camera pipe (Ragan-Kelley et al., "Halide: A Language and Compiler for Optimizing
 Parallelism, Locality, and Recomputation in Image Processing Pipelines", PLDI 2013): the algorithm kept apart from
-its schedule. Schedule: (1) one pass raw uint16 -> white-balanced CFA doing BLC + DPC + LSC + digital gain + WB with
-one premultiplied gain map; (2) the demosaic kernel of ``camlab.isp.fast.demosaic``; (3) one pass doing CCM + tone
-curve and gamma (LUT with linear interpolation) + Y'CbCr with 4:2:0 chroma averaging; (4) one pass over block rows
-doing luma and chroma NR and the motion-adaptive temporal filter; (5) sharpening; (6) the scaler writing both
-streams, and quantisation straight into NV12 buffers. Everything is float32, rows are split across threads
-(``prange``), and kernels are cached on disk.
+its schedule. Schedule, for the bilinear and Malvar demosaics (the day tuning): (1-3) one line-buffered pass over
+row bands, as a hardware ISP: raw uint16 -> BLC + DPC + LSC + digital gain + WB (one premultiplied gain map) into a
+ring of eight CFA rows -> demosaic of the current row into a planar RGB row -> CCM + tone curve and gamma (LUT) +
+Y'CbCr with 4:2:0 chroma averaging, so neither the CFA nor the RGB image is written to memory; the directional
+demosaic (which needs two full-frame passes) runs (1) into the demosaic workspace, (2) the kernels of
+``camlab.isp.fast.demosaic`` and (3) the colour pass. Then (4) one pass over block rows doing luma and chroma NR and
+the motion-adaptive temporal filter; (5) sharpening quantised straight into the main NV12 buffer; (6) the scaler
+resampling each plane straight into NV12 codes. Everything is float32, rows are split across threads (``prange``),
+inner loops index "counter + non-negative constant" so LLVM vectorises them, table lookups are a vectorised index
+pass plus a gather pass, and kernels are cached on disk.
 """
 from __future__ import annotations
 
