@@ -201,3 +201,17 @@ def test_stress_streams_extend_the_calibration_exposure():
     # the burst survives every copy (12 dB quieter it is still above -30 dBFS; overlays hold it twice, within one
     # refractory period): one alarm per copy, and copies never share a refractory period
     assert len(Loud.alarm.run(p, t)) == 6
+
+
+@pytest.mark.parametrize("name", ["cry_demo", "cry_full"])
+def test_shipped_configs_fit_the_model_budget(name):
+    """Both shipped budgets build a model within the issue's limits (<= 60 k parameters, <= 5 M MACs per window)
+    and pick nothing on validation (last-epoch weights)."""
+    from camlab.models.cry import MAX_MACS, MAX_PARAMS, build_model, count_macs, count_params
+    from camlab.train.cry import load_train_config
+
+    cfg = load_train_config(name)
+    params, macs = count_params(build_model(cfg.model)), count_macs(cfg.model)
+    assert (params, macs) == (43073, 3075232)
+    assert params <= MAX_PARAMS and macs <= MAX_MACS
+    assert cfg.train.select_epoch == "last" and cfg.calibration_holdout > 0 and cfg.calibration_stress
