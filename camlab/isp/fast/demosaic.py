@@ -123,7 +123,7 @@ def _fill_margins(p, top, left, h, w, check):
     return counts.sum()
 
 
-@nb.njit(inline="always")
+@nb.njit(cache=True, fastmath=_FM)
 def _bilinear_row(pu, pm, pd, yp, left, w, o):
     """One output row (w, 3) from the padded rows above/at/below padded row ``yp`` (RGGB phase in padded
     coordinates); the image's column 0 is padded column ``left``."""
@@ -150,7 +150,7 @@ def _bilinear(c, top, left, out):
         _bilinear_row(c[yp - 1], c[yp], c[yp + 1], yp, left, w, out[y])
 
 
-@nb.njit(inline="always")
+@nb.njit(cache=True, fastmath=_FM)
 def _malvar_row(p_2, p_1, p0, p1, p2, yp, left, w, o):
     """One output row (w, 3) from the five padded rows around padded row ``yp`` (see :func:`_bilinear_row`)."""
     red_row = (yp & 1) == 0
@@ -188,7 +188,7 @@ def _put3(pr, pg, pb, x, red_row, row_colour, g, col_colour):
     pg[x] = g
 
 
-@nb.njit(inline="always")
+@nb.njit(cache=True, fastmath=_FM)
 def _bilinear_row3(pu, pm, pd, yp, left, w, pr, pg, pb):
     red_row = (yp & 1) == 0
     cs, nc, gs, ng = _sites_in_row(yp, left, w)
@@ -204,7 +204,7 @@ def _bilinear_row3(pu, pm, pd, yp, left, w, pr, pg, pb):
         _put3(pr, pg, pb, gs - left + j, red_row, _H * (m[j] + m[j + 2]), m[j + 1], _H * (u[j + 1] + d[j + 1]))
 
 
-@nb.njit(inline="always")
+@nb.njit(cache=True, fastmath=_FM)
 def _malvar_row3(p_2, p_1, p0, p1, p2, yp, left, w, pr, pg, pb):
     red_row = (yp & 1) == 0
     cs, nc, gs, ng = _sites_in_row(yp, left, w)

@@ -57,7 +57,7 @@ def _clamp(i, n):
     return i
 
 
-@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+@njit(cache=True, error_model="numpy", fastmath=True)
 def _front_row(raw, y, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, o, flag, nbl):
     """Row ``y`` of the front end into ``o[:W]``: BLC (+clip) -> DPC -> x LSC map ``gmap`` x per-colour gain
     ``tgain`` (2x2 tile of digital gain * WB, as the ISP's gain registers) (+clip). ``flag`` (W,) bool and ``nbl``
@@ -162,7 +162,7 @@ def front_end_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_ou
 TONE_LUT_SIZE = 65537  # nearest-entry lookup: error < 1e-4 of full scale against the analytic curve
 
 
-@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+@njit(cache=True, error_model="numpy", fastmath=True)
 def _colour_row(src, ccm, lut, ym, yo, ub, vb, w2):
     """Linear RGB row ``src`` (>= w2, 3) -> CCM (clip) -> tone LUT (nearest of TONE_LUT_SIZE) -> Y' into ``yo``;
     Cb/Cr added into the accumulators ``ub``/``vb``."""
@@ -191,7 +191,7 @@ def _colour_row(src, ccm, lut, ym, yo, ub, vb, w2):
         vb[x] += v0c * t0 + v1c * t1 + v2c * t2
 
 
-@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+@njit(cache=True, error_model="numpy", fastmath=True)
 def _colour_row3(pr, pg, pb, ccm, lut, ym, yo, ub, vb, w2, i0, i1, i2):
     """:func:`_colour_row` over planar R, G, B rows: a vectorised pass computes the three LUT indices per pixel
     (into the int32 scratch rows ``i0..i2``), a second gathers and converts."""
@@ -221,7 +221,7 @@ def _colour_row3(pr, pg, pb, ccm, lut, ym, yo, ub, vb, w2, i0, i1, i2):
         vb[x] += v0c * t0 + v1c * t1 + v2c * t2
 
 
-@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+@njit(cache=True, error_model="numpy", fastmath=True)
 def _chroma_out(ub, vb, uo, vo):
     for j in range(uo.shape[0]):
         uo[j] = np.float32(0.25) * (ub[2 * j] + ub[2 * j + 1])
@@ -242,7 +242,7 @@ def colour_kernel(rgb, ccm, lut, ym, y_out, uv_out):
         _chroma_out(ub, vb, uv_out[0, by], uv_out[1, by])
 
 
-@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+@njit(cache=True, error_model="numpy", fastmath=True)
 def _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, row, left, flag, nbl):
     """Front-end row ``yy`` (reflected into the frame, whole-sample symmetric like the demosaic's padding) into the
     line buffer ``row``, image column 0 at ``left``, with reflected margins."""
@@ -254,6 +254,46 @@ def _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, 
         row[xp] = row[left + _reflect(xp - left, w)]
 
 
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm, lut,
+                       ym, nbands, y_out, uv_out):
+    """Band ``band`` of :func:`front_colour_kernel` (a function of its own: the parallel loop stays small)."""
+    h, w = raw.shape
+    h2, w2 = y_out.shape
+    npairs = h2 // 2
+    top = 2 + ry  # padded coordinates in RGGB phase, as in camlab.isp.fast.demosaic
+    left = 2 + rx
+    pa = npairs * band // nbands
+    pb = npairs * (band + 1) // nbands
+    if pa >= pb:
+        return
+    ring = np.empty((8, w + 5), np.float32)
+    flag = np.empty(w, np.bool_)
+    nbl = np.empty(8, np.float32)
+    rgb = np.empty((3, w2), np.float32)
+    idx = np.empty((3, w2), np.int32)
+    ub = np.zeros(w2, np.float32)
+    vb = np.zeros(w2, np.float32)
+    for yy in range(2 * pa - 2, 2 * pb + 2):  # fill CFA row yy; once five rows are in, output row yy - 2
+        _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, ring[yy & 7], left, flag,
+                  nbl)
+        y = yy - 2
+        if y < 2 * pa:
+            continue
+        yp = y + top
+        if method == 0:
+            _bilinear_row3(ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7], yp, left, w2, rgb[0], rgb[1],
+                           rgb[2])
+        else:
+            _malvar_row3(ring[(y - 2) & 7], ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7],
+                         ring[(y + 2) & 7], yp, left, w2, rgb[0], rgb[1], rgb[2])
+        _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, w2, idx[0], idx[1], idx[2])
+        if y & 1:
+            _chroma_out(ub, vb, uv_out[0, y // 2], uv_out[1, y // 2])
+            ub[:] = 0.0
+            vb[:] = 0.0
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm, lut, ym,
                         nbands, y_out, uv_out):
@@ -262,41 +302,9 @@ def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip
     the current RGB row (planar) in a small buffer, so neither the CFA nor the RGB image goes through memory. ``(ry, rx)``: the
     position of R in the 2x2 tile. Same arithmetic as front_end_kernel -> demosaic_into -> colour_kernel (the
     rows at a band's edges are recomputed by both neighbours)."""
-    h, w = raw.shape
-    h2, w2 = y_out.shape
-    npairs = h2 // 2
-    top = 2 + ry  # padded coordinates in RGGB phase, as in camlab.isp.fast.demosaic
-    left = 2 + rx
     for band in prange(nbands):
-        pa = npairs * band // nbands
-        pb = npairs * (band + 1) // nbands
-        if pa >= pb:
-            continue
-        ring = np.empty((8, w + 5), np.float32)
-        flag = np.empty(w, np.bool_)
-        nbl = np.empty(8, np.float32)
-        rgb = np.empty((3, w2), np.float32)
-        idx = np.empty((3, w2), np.int32)
-        ub = np.zeros(w2, np.float32)
-        vb = np.zeros(w2, np.float32)
-        for yy in range(2 * pa - 2, 2 * pa + 2):
-            _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, ring[yy & 7], left, flag,
-                      nbl)
-        for y in range(2 * pa, 2 * pb):
-            _ring_row(raw, y + 2, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, ring[(y + 2) & 7], left,
-                      flag, nbl)
-            yp = y + top
-            if method == 0:
-                _bilinear_row3(ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7], yp, left, w2, rgb[0], rgb[1],
-                               rgb[2])
-            else:
-                _malvar_row3(ring[(y - 2) & 7], ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7],
-                             ring[(y + 2) & 7], yp, left, w2, rgb[0], rgb[1], rgb[2])
-            _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, w2, idx[0], idx[1], idx[2])
-            if y & 1:
-                _chroma_out(ub, vb, uv_out[0, y // 2], uv_out[1, y // 2])
-                ub[:] = 0.0
-                vb[:] = 0.0
+        _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm,
+                           lut, ym, nbands, y_out, uv_out)
 
 
 # ------------------------------------------------------------------------------------------------ (4) NR + 3D-DNR
@@ -311,7 +319,7 @@ def _sig_index(lut, v):
     return i
 
 
-@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+@njit(cache=True, error_model="numpy", fastmath=True)
 def _sig_row(lut, src, idx, out):
     """``out[x] = lut[_sig_index(lut, src[x])]`` for a row: the clamped indices in one vectorised pass (int32
     scratch ``idx``), then the gathers."""
@@ -349,179 +357,188 @@ def _bilateral_luma(y, r, x, c, inv, ry, h, w):
     return num / den
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_y, prev_uv, a_static, m_lo,
-              m_span, y_out, uv_out):
-    """Luma bilateral (box radius ry, triangular range kernel ky*sigma), chroma bilateral on the planar 4:2:0
-    chroma (2, H/2, W/2) (rc, kc), then the motion-adaptive recursive filter against (prev_y, prev_uv)."""
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_y, prev_uv, a_static, m_lo,
+                  m_span, y_out, uv_out):
+    """Luma rows 2*by, 2*by+1 and chroma row ``by`` of :func:`nr_kernel` (a function of its own so the parallel
+    loop stays small: numba compiles it several times faster)."""
     h, w = y.shape
     hc, wc = uv.shape[1], uv.shape[2]
     zero = np.float32(0.0)
     one = np.float32(1.0)
     tiny = np.float32(1e-6)
     inv_span = one / m_span
-    for by in prange(hc):
-        amax = np.zeros(wc, dtype=np.float32)
-        inv = np.empty(w, dtype=np.float32)
-        idx = np.empty(w, dtype=np.int32)
-        for oy in range(2):
-            r = 2 * by + oy
-            yr = y[r]
-            yo = y_out[r]
-            if ry > 0 and ky > 0:
-                _sig_row(sig_lut, yr, idx, inv)  # gather pass, then the range-kernel scale per pixel
-                for x in range(w):
-                    inv[x] = one / max(ky * inv[x], tiny)
-                if ry == 1 and 0 < r < h - 1 and w > 2:
-                    ya = y[r - 1]
-                    yb = y[r + 1]
-                    yc = yr[1:]
-                    kc_ = inv[1:]
-                    yoc = yo[1:]
-                    # branch-free 3x3 at x = i + 1: indices "counter + constant >= 0" (no wraparound, vectorises)
-                    for i in range(w - 2):
-                        c = yc[i]
-                        k = kc_[i]
-                        v0 = ya[i]
-                        v1 = ya[i + 1]
-                        v2 = ya[i + 2]
-                        v3 = yr[i]
-                        v5 = yr[i + 2]
-                        v6 = yb[i]
-                        v7 = yb[i + 1]
-                        v8 = yb[i + 2]
-                        w0 = max(zero, one - abs(v0 - c) * k)
-                        w1 = max(zero, one - abs(v1 - c) * k)
-                        w2 = max(zero, one - abs(v2 - c) * k)
-                        w3 = max(zero, one - abs(v3 - c) * k)
-                        w5 = max(zero, one - abs(v5 - c) * k)
-                        w6 = max(zero, one - abs(v6 - c) * k)
-                        w7 = max(zero, one - abs(v7 - c) * k)
-                        w8 = max(zero, one - abs(v8 - c) * k)
-                        num = c + w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3 + w5 * v5 + w6 * v6 + w7 * v7 + w8 * v8
-                        den = one + w0 + w1 + w2 + w3 + w5 + w6 + w7 + w8
-                        yoc[i] = num / den
-                    yo[0] = _bilateral_luma(y, r, 0, yr[0], inv[0], ry, h, w)
-                    yo[w - 1] = _bilateral_luma(y, r, w - 1, yr[w - 1], inv[w - 1], ry, h, w)
-                else:
-                    for x in range(w):
-                        yo[x] = _bilateral_luma(y, r, x, yr[x], inv[x], ry, h, w)
+    amax = np.zeros(wc, dtype=np.float32)
+    inv = np.empty(w, dtype=np.float32)
+    idx = np.empty(w, dtype=np.int32)
+    for oy in range(2):
+        r = 2 * by + oy
+        yr = y[r]
+        yo = y_out[r]
+        if ry > 0 and ky > 0:
+            _sig_row(sig_lut, yr, idx, inv)  # gather pass, then the range-kernel scale per pixel
+            for x in range(w):
+                inv[x] = one / max(ky * inv[x], tiny)
+            if ry == 1 and 0 < r < h - 1 and w > 2:
+                ya = y[r - 1]
+                yb = y[r + 1]
+                yc = yr[1:]
+                kc_ = inv[1:]
+                yoc = yo[1:]
+                # branch-free 3x3 at x = i + 1: indices "counter + constant >= 0" (no wraparound, vectorises)
+                for i in range(w - 2):
+                    c = yc[i]
+                    k = kc_[i]
+                    v0 = ya[i]
+                    v1 = ya[i + 1]
+                    v2 = ya[i + 2]
+                    v3 = yr[i]
+                    v5 = yr[i + 2]
+                    v6 = yb[i]
+                    v7 = yb[i + 1]
+                    v8 = yb[i + 2]
+                    w0 = max(zero, one - abs(v0 - c) * k)
+                    w1 = max(zero, one - abs(v1 - c) * k)
+                    w2 = max(zero, one - abs(v2 - c) * k)
+                    w3 = max(zero, one - abs(v3 - c) * k)
+                    w5 = max(zero, one - abs(v5 - c) * k)
+                    w6 = max(zero, one - abs(v6 - c) * k)
+                    w7 = max(zero, one - abs(v7 - c) * k)
+                    w8 = max(zero, one - abs(v8 - c) * k)
+                    num = c + w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3 + w5 * v5 + w6 * v6 + w7 * v7 + w8 * v8
+                    den = one + w0 + w1 + w2 + w3 + w5 + w6 + w7 + w8
+                    yoc[i] = num / den
+                yo[0] = _bilateral_luma(y, r, 0, yr[0], inv[0], ry, h, w)
+                yo[w - 1] = _bilateral_luma(y, r, w - 1, yr[w - 1], inv[w - 1], ry, h, w)
             else:
                 for x in range(w):
-                    yo[x] = yr[x]
-            if has_prev:
-                pr = prev_y[r]
-                _sig_row(inv_sig_lut, yo, idx, inv)
-                for x in range(w):
-                    c = yo[x]
-                    p = pr[x]
-                    m = (abs(c - p) * inv[x] - m_lo) * inv_span
-                    m = min(max(m, zero), one)
-                    a = a_static + (one - a_static) * m
-                    yo[x] = p + a * (c - p)
-                    inv[x] = a
-                for j in range(wc):
-                    amax[j] = max(amax[j], max(inv[2 * j], inv[2 * j + 1]))
-        uo = uv_out[0, by]
-        vo = uv_out[1, by]
-        if mono:
-            for j in range(wc):
-                uo[j] = zero
-                vo[j] = zero
-            continue
-        uc = uv[0, by]
-        vc = uv[1, by]
-        if rc > 0 and kc > 0:
-            cinv = np.empty(wc, dtype=np.float32)
-            nu = np.zeros(wc, dtype=np.float32)
-            nv = np.zeros(wc, dtype=np.float32)
-            den = np.zeros(wc, dtype=np.float32)
-            ya = y[2 * by]
-            yb = y[2 * by + 1]
-            for j in range(wc):  # range scale from the co-sited mean luma (before NR)
-                cinv[j] = np.float32(0.25) * (ya[2 * j] + ya[2 * j + 1] + yb[2 * j] + yb[2 * j + 1])
-            _sig_row(sig_lut, cinv, idx, cinv)
-            for j in range(wc):
-                cinv[j] = np.float32(0.5) / max(kc * cinv[j], tiny)
-            if rc == 1 and 0 < by < hc - 1 and wc > 2:
-                # branch-free 3x3 with register accumulators (vectorisable), borders below
-                ua, um, ub_ = uv[0, by - 1], uv[0, by], uv[0, by + 1]
-                va, vm, vb_ = uv[1, by - 1], uv[1, by], uv[1, by + 1]
-                umc, vmc, kcc = um[1:], vm[1:], cinv[1:]
-                nuc, nvc, denc = nu[1:], nv[1:], den[1:]
-                for i in range(wc - 2):  # j = i + 1: indices "counter + constant >= 0" (no wraparound)
-                    u0 = umc[i]
-                    v0 = vmc[i]
-                    k = kcc[i]
-                    su = u0
-                    sv = v0
-                    sw = one
-                    for t in range(9):
-                        if t == 4:
-                            continue
-                        dyy = t // 3
-                        dd = t % 3
-                        if dyy == 0:
-                            a0 = ua[i + dd]
-                            a1 = va[i + dd]
-                        elif dyy == 1:
-                            a0 = um[i + dd]
-                            a1 = vm[i + dd]
-                        else:
-                            a0 = ub_[i + dd]
-                            a1 = vb_[i + dd]
-                        wt = max(zero, one - (abs(a0 - u0) + abs(a1 - v0)) * k)
-                        su += wt * a0
-                        sv += wt * a1
-                        sw += wt
-                    nuc[i] = su
-                    nvc[i] = sv
-                    denc[i] = sw
-                lo_j = 1
-                hi_j = wc - 1
-                skip_interior = True
-            else:
-                lo_j = min(rc, wc)
-                hi_j = max(wc - rc, lo_j)
-                skip_interior = False
-            for dy in range(-rc, rc + 1):
-                rr = _clamp(by + dy, hc)
-                urow = uv[0, rr]
-                vrow = uv[1, rr]
-                for dx in range(-rc, rc + 1):
-                    for j in range(lo_j, lo_j if skip_interior else hi_j):  # tap-outer, pixel-inner
-                        a0 = urow[j + dx]
-                        a1 = vrow[j + dx]
-                        wt = max(zero, one - (abs(a0 - uc[j]) + abs(a1 - vc[j])) * cinv[j])
-                        nu[j] += wt * a0
-                        nv[j] += wt * a1
-                        den[j] += wt
-                    for j in range(0, lo_j):
-                        cc = _clamp(j + dx, wc)
-                        wt = max(zero, one - (abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])) * cinv[j])
-                        nu[j] += wt * urow[cc]
-                        nv[j] += wt * vrow[cc]
-                        den[j] += wt
-                    for j in range(hi_j, wc):
-                        cc = _clamp(j + dx, wc)
-                        wt = max(zero, one - (abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])) * cinv[j])
-                        nu[j] += wt * urow[cc]
-                        nv[j] += wt * vrow[cc]
-                        den[j] += wt
-            for j in range(wc):
-                uo[j] = nu[j] / den[j]
-                vo[j] = nv[j] / den[j]
+                    yo[x] = _bilateral_luma(y, r, x, yr[x], inv[x], ry, h, w)
         else:
-            for j in range(wc):
-                uo[j] = uc[j]
-                vo[j] = vc[j]
+            for x in range(w):
+                yo[x] = yr[x]
         if has_prev:
-            pu = prev_uv[0, by]
-            pv = prev_uv[1, by]
+            pr = prev_y[r]
+            _sig_row(inv_sig_lut, yo, idx, inv)
+            for x in range(w):
+                c = yo[x]
+                p = pr[x]
+                m = (abs(c - p) * inv[x] - m_lo) * inv_span
+                m = min(max(m, zero), one)
+                a = a_static + (one - a_static) * m
+                yo[x] = p + a * (c - p)
+                inv[x] = a
             for j in range(wc):
-                a = amax[j]
-                uo[j] = pu[j] + a * (uo[j] - pu[j])
-                vo[j] = pv[j] + a * (vo[j] - pv[j])
+                amax[j] = max(amax[j], max(inv[2 * j], inv[2 * j + 1]))
+    uo = uv_out[0, by]
+    vo = uv_out[1, by]
+    if mono:
+        for j in range(wc):
+            uo[j] = zero
+            vo[j] = zero
+        return
+    uc = uv[0, by]
+    vc = uv[1, by]
+    if rc > 0 and kc > 0:
+        cinv = np.empty(wc, dtype=np.float32)
+        nu = np.zeros(wc, dtype=np.float32)
+        nv = np.zeros(wc, dtype=np.float32)
+        den = np.zeros(wc, dtype=np.float32)
+        ya = y[2 * by]
+        yb = y[2 * by + 1]
+        for j in range(wc):  # range scale from the co-sited mean luma (before NR)
+            cinv[j] = np.float32(0.25) * (ya[2 * j] + ya[2 * j + 1] + yb[2 * j] + yb[2 * j + 1])
+        _sig_row(sig_lut, cinv, idx, cinv)
+        for j in range(wc):
+            cinv[j] = np.float32(0.5) / max(kc * cinv[j], tiny)
+        if rc == 1 and 0 < by < hc - 1 and wc > 2:
+            # branch-free 3x3 with register accumulators (vectorisable), borders below
+            ua, um, ub_ = uv[0, by - 1], uv[0, by], uv[0, by + 1]
+            va, vm, vb_ = uv[1, by - 1], uv[1, by], uv[1, by + 1]
+            umc, vmc, kcc = um[1:], vm[1:], cinv[1:]
+            nuc, nvc, denc = nu[1:], nv[1:], den[1:]
+            for i in range(wc - 2):  # j = i + 1: indices "counter + constant >= 0" (no wraparound)
+                u0 = umc[i]
+                v0 = vmc[i]
+                k = kcc[i]
+                su = u0
+                sv = v0
+                sw = one
+                for t in range(9):
+                    if t == 4:
+                        continue
+                    dyy = t // 3
+                    dd = t % 3
+                    if dyy == 0:
+                        a0 = ua[i + dd]
+                        a1 = va[i + dd]
+                    elif dyy == 1:
+                        a0 = um[i + dd]
+                        a1 = vm[i + dd]
+                    else:
+                        a0 = ub_[i + dd]
+                        a1 = vb_[i + dd]
+                    wt = max(zero, one - (abs(a0 - u0) + abs(a1 - v0)) * k)
+                    su += wt * a0
+                    sv += wt * a1
+                    sw += wt
+                nuc[i] = su
+                nvc[i] = sv
+                denc[i] = sw
+            lo_j = 1
+            hi_j = wc - 1
+            skip_interior = True
+        else:
+            lo_j = min(rc, wc)
+            hi_j = max(wc - rc, lo_j)
+            skip_interior = False
+        for dy in range(-rc, rc + 1):
+            rr = _clamp(by + dy, hc)
+            urow = uv[0, rr]
+            vrow = uv[1, rr]
+            for dx in range(-rc, rc + 1):
+                for j in range(lo_j, lo_j if skip_interior else hi_j):  # tap-outer, pixel-inner
+                    a0 = urow[j + dx]
+                    a1 = vrow[j + dx]
+                    wt = max(zero, one - (abs(a0 - uc[j]) + abs(a1 - vc[j])) * cinv[j])
+                    nu[j] += wt * a0
+                    nv[j] += wt * a1
+                    den[j] += wt
+                for j in range(0, lo_j):
+                    cc = _clamp(j + dx, wc)
+                    wt = max(zero, one - (abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])) * cinv[j])
+                    nu[j] += wt * urow[cc]
+                    nv[j] += wt * vrow[cc]
+                    den[j] += wt
+                for j in range(hi_j, wc):
+                    cc = _clamp(j + dx, wc)
+                    wt = max(zero, one - (abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])) * cinv[j])
+                    nu[j] += wt * urow[cc]
+                    nv[j] += wt * vrow[cc]
+                    den[j] += wt
+        for j in range(wc):
+            uo[j] = nu[j] / den[j]
+            vo[j] = nv[j] / den[j]
+    else:
+        for j in range(wc):
+            uo[j] = uc[j]
+            vo[j] = vc[j]
+    if has_prev:
+        pu = prev_uv[0, by]
+        pv = prev_uv[1, by]
+        for j in range(wc):
+            a = amax[j]
+            uo[j] = pu[j] + a * (uo[j] - pu[j])
+            vo[j] = pv[j] + a * (vo[j] - pv[j])
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_y, prev_uv, a_static, m_lo,
+              m_span, y_out, uv_out):
+    """Luma bilateral (box radius ry, triangular range kernel ky*sigma), chroma bilateral on the planar 4:2:0
+    chroma (2, H/2, W/2) (rc, kc), then the motion-adaptive recursive filter against (prev_y, prev_uv)."""
+    for by in prange(uv.shape[1]):
+        _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, mono, has_prev, prev_y, prev_uv, a_static,
+                      m_lo, m_span, y_out, uv_out)
 
 
 # ------------------------------------------------------------------------------------------------ (5) sharpen
