@@ -334,6 +334,52 @@ def _dir_output(c, q, top, left, out):
             _put(o, gs - left + j, red_row, row_c, v, col_c)
 
 
+@nb.njit(cache=True, fastmath=_FM)
+def _dir_row3(c, q, yp, left, w, pr, pg, pb):
+    """Planar twin of one :func:`_dir_output` row (padded row ``yp``) into R, G, B rows (same arithmetic)."""
+    d = q
+    red_row = (yp & 1) == 0
+    cs, nc, gs, ng = _sites_in_row(yp, left, w)
+    m, u, dn = c[yp, cs:], d[yp - 1, cs - 1:], d[yp + 1, cs - 1:]
+    d0 = d[yp, cs:]
+    for k in range(nc):
+        j = 2 * k
+        v = m[j]
+        g = v + d0[j]
+        oth = g - (u[j] + u[j + 2] + dn[j] + dn[j + 2]) * _Q
+        _put3(pr, pg, pb, cs - left + j, red_row, v, g, oth)
+    m = c[yp, gs:]
+    al = q[yp, gs:]
+    e_2, e_1, e0, e1, e2 = d[yp - 2, gs - 2:], d[yp - 1, gs - 2:], d[yp, gs - 2:], d[yp + 1, gs - 2:], d[yp + 2, gs - 2:]
+    for k in range(ng):
+        j = 2 * k
+        v = m[j]
+        a = al[j]
+        hz_d = (e0[j + 1] + e0[j + 3]) * _H
+        vt_d = (e_1[j + 2] + e1[j + 2]) * _H
+        hz_x = (e_1[j] + _TWO * e_1[j + 2] + e_1[j + 4] + e1[j] + _TWO * e1[j + 2] + e1[j + 4]) * _E
+        vt_x = (e_2[j + 1] + e_2[j + 3] + _TWO * (e0[j + 1] + e0[j + 3]) + e2[j + 1] + e2[j + 3]) * _E
+        row_c = v - (a * hz_d + (_ONE - a) * vt_x)
+        col_c = v - (a * hz_x + (_ONE - a) * vt_d)
+        _put3(pr, pg, pb, gs - left + j, red_row, row_c, v, col_c)
+
+
+def directional_planes(cfa: np.ndarray, pattern_code: int, ws: DemosaicWorkspace, check_finite: bool = True) -> tuple:
+    """The first (full-frame) passes of the directional method for a CFA already in ``ws.cfa_view(pattern_code)``
+    (margins filled, d/alpha plane computed): returns (padded CFA, d/alpha plane, top, left) for
+    :func:`_dir_row3`, so a caller can produce the RGB rows on the fly."""
+    h, w = cfa.shape
+    ry, rx = _R_OFFSETS[int(pattern_code)]
+    top, left = PAD + int(ry), PAD + int(rx)
+    bad = _fill_margins(ws.padded, top, left, h, w, check_finite)
+    if check_finite and bad:
+        raise CamlabError(f"demosaic: cfa contains {bad} NaN or infinite values")
+    y0, y1 = top - 2, top + h + 2
+    x0, x1 = left - 2, left + w + 2
+    _dir_weights(ws.padded, y0, y1, x0, x1, ws.q, max(1, min(y1 - y0, 8 * nb.get_num_threads())))
+    return ws.padded, ws.q, top, left
+
+
 class DemosaicWorkspace:
     """Reusable scratch buffers for one frame size (the padded CFA and the directional planes)."""
 

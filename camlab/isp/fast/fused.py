@@ -7,8 +7,8 @@ its schedule. Schedule, for the bilinear and Malvar demosaics (the day tuning): 
 row bands, as a hardware ISP: raw uint16 -> BLC + DPC + LSC + digital gain + WB (one premultiplied gain map) into a
 ring of eight CFA rows -> demosaic of the current row into a planar RGB row -> CCM + tone curve and gamma (LUT) +
 Y'CbCr with 4:2:0 chroma averaging, so neither the CFA nor the RGB image is written to memory; the directional
-demosaic (which needs two full-frame passes) runs (1) into the demosaic workspace, (2) the kernels of
-``camlab.isp.fast.demosaic`` and (3) the colour pass. Then (4) one pass over block rows doing luma and chroma NR and
+demosaic (whose weights need full-frame passes) runs (1) into the demosaic workspace, (2) its weight passes of
+``camlab.isp.fast.demosaic`` and (3) its output pass fused with the colour pass. Then (4) one pass over block rows doing luma and chroma NR and
 the motion-adaptive temporal filter; (5) sharpening quantised straight into the main NV12 buffer; (6) the scaler
 resampling each plane straight into NV12 codes. Everything is float32, rows are split across threads (``prange``),
 inner loops index "counter + non-negative constant" so LLVM vectorises them, table lookups are a vectorised index
@@ -26,7 +26,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 from numba import get_num_threads, njit, prange  # noqa: E402
 
-from camlab.isp.fast.demosaic import _R_OFFSETS, _bilinear_row3, _malvar_row3, _reflect, workspace
+from camlab.isp.fast.demosaic import (
+    _R_OFFSETS,
+    _bilinear_row3,
+    _dir_row3,
+    _malvar_row3,
+    _reflect,
+    directional_planes,
+    workspace,
+)
 from camlab.isp.stages import cfa_tile, rgb_tile
 from camlab.isp.stages.csc import rgb_to_yuv_matrix
 from camlab.isp.stages.demosaic import METHOD_CODES, PAD, PATTERN_CODES
@@ -163,9 +171,10 @@ TONE_LUT_SIZE = 65537  # nearest-entry lookup: error < 1e-4 of full scale agains
 
 
 @njit(cache=True, error_model="numpy", fastmath=True)
-def _colour_row(src, ccm, lut, ym, yo, ub, vb, w2):
+def _colour_row(src, ccm, lut, ym, yo, ub, vb, w2, idx):
     """Linear RGB row ``src`` (>= w2, 3) -> CCM (clip) -> tone LUT (nearest of TONE_LUT_SIZE) -> Y' into ``yo``;
-    Cb/Cr added into the accumulators ``ub``/``vb``."""
+    Cb/Cr added into the accumulators ``ub``/``vb``. ``idx`` (3, >= w2) int32 scratch: a vectorised pass computes
+    the LUT indices, a second gathers and converts."""
     zero = np.float32(0.0)
     one = np.float32(1.0)
     half = np.float32(0.5)
@@ -176,16 +185,18 @@ def _colour_row(src, ccm, lut, ym, yo, ub, vb, w2):
     y0c, y1c, y2c = ym[0, 0], ym[0, 1], ym[0, 2]
     u0c, u1c, u2c = ym[1, 0], ym[1, 1], ym[1, 2]
     v0c, v1c, v2c = ym[2, 0], ym[2, 1], ym[2, 2]
+    i0, i1, i2 = idx[0], idx[1], idx[2]
     for x in range(w2):
         r0 = src[x, 0]
         g0 = src[x, 1]
         b0 = src[x, 2]
-        a = min(max(m00 * r0 + m01 * g0 + m02 * b0, zero), one)
-        b = min(max(m10 * r0 + m11 * g0 + m12 * b0, zero), one)
-        c = min(max(m20 * r0 + m21 * g0 + m22 * b0, zero), one)
-        t0 = lut[int(a * n1 + half)]
-        t1 = lut[int(b * n1 + half)]
-        t2 = lut[int(c * n1 + half)]
+        i0[x] = np.int32(min(max(m00 * r0 + m01 * g0 + m02 * b0, zero), one) * n1 + half)
+        i1[x] = np.int32(min(max(m10 * r0 + m11 * g0 + m12 * b0, zero), one) * n1 + half)
+        i2[x] = np.int32(min(max(m20 * r0 + m21 * g0 + m22 * b0, zero), one) * n1 + half)
+    for x in range(w2):
+        t0 = lut[np.uint32(i0[x])]
+        t1 = lut[np.uint32(i1[x])]
+        t2 = lut[np.uint32(i2[x])]
         yo[x] = y0c * t0 + y1c * t1 + y2c * t2
         ub[x] += u0c * t0 + u1c * t1 + u2c * t2
         vb[x] += v0c * t0 + v1c * t1 + v2c * t2
@@ -236,9 +247,10 @@ def colour_kernel(rgb, ccm, lut, ym, y_out, uv_out):
     for by in prange(h2 // 2):
         ub = np.zeros(w2, np.float32)
         vb = np.zeros(w2, np.float32)
+        idx = np.empty((3, w2), np.int32)
         for oy in range(2):
             y = 2 * by + oy
-            _colour_row(rgb[y], ccm, lut, ym, y_out[y], ub, vb, w2)
+            _colour_row(rgb[y], ccm, lut, ym, y_out[y], ub, vb, w2, idx)
         _chroma_out(ub, vb, uv_out[0, by], uv_out[1, by])
 
 
@@ -305,6 +317,28 @@ def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip
     for band in prange(nbands):
         _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm,
                            lut, ym, nbands, y_out, uv_out)
+
+
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _dir_colour_pair(by, c, q, top, left, ccm, lut, ym, y_out, uv_out):
+    w2 = y_out.shape[1]
+    rgb = np.empty((3, w2), np.float32)
+    idx = np.empty((3, w2), np.int32)
+    ub = np.zeros(w2, np.float32)
+    vb = np.zeros(w2, np.float32)
+    for oy in range(2):
+        y = 2 * by + oy
+        _dir_row3(c, q, y + top, left, w2, rgb[0], rgb[1], rgb[2])
+        _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, w2, idx[0], idx[1], idx[2])
+    _chroma_out(ub, vb, uv_out[0, by], uv_out[1, by])
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def dir_colour_kernel(c, q, top, left, ccm, lut, ym, y_out, uv_out):
+    """The directional demosaic's output pass fused with CCM/tone/CSC: RGB rows from the padded CFA ``c`` and the
+    d/alpha plane ``q`` (:func:`camlab.isp.fast.demosaic.directional_planes`) straight into Y' and 4:2:0 chroma."""
+    for by in prange(y_out.shape[0] // 2):
+        _dir_colour_pair(by, c, q, top, left, ccm, lut, ym, y_out, uv_out)
 
 
 # ------------------------------------------------------------------------------------------------ (4) NR + 3D-DNR
@@ -775,8 +809,6 @@ def _buf(cache: dict, name: str, shape, dtype=np.float32) -> np.ndarray:
 
 def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     """Fast-path twin of ``Pipeline._run_reference``: returns float Y (H2, W2) and planar chroma (2, H2/2, W2/2)."""
-    from camlab.isp.fast.demosaic import demosaic_into
-
     cfg = pipe.config
     cache = pipe._cache
     pat = frame.pattern
@@ -811,11 +843,11 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
         ry, rx = (int(v) for v in _R_OFFSETS[code])
         front_end_kernel(data, *fe, ws.padded, PAD + ry, PAD + rx)
         clock.lap("front_end")
-        # (2) demosaic
-        rgb = demosaic_into(view, code, _buf(cache, "rgb", (h, w, 3)), method, ws=ws, check_finite=False)
+        # (2) the directional method's full-frame passes (margins, d/alpha plane)
+        c, q, top, left = directional_planes(view, code, ws, check_finite=False)
         clock.lap("demosaic")
-        # (3) CCM + tone + CSC
-        colour_kernel(rgb, *colour, y, uv)
+        # (3) its output pass fused with CCM + tone + CSC
+        dir_colour_kernel(c, q, top, left, *colour, y, uv)
         clock.lap("colour_csc")
     # (4) NR2D + 3D-DNR
     nr, tn = cfg.nr2d, cfg.nr3d
