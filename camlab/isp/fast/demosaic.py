@@ -350,7 +350,8 @@ def _dir_row3(c, q, yp, left, w, pr, pg, pb):
         _put3(pr, pg, pb, cs - left + j, red_row, v, g, oth)
     m = c[yp, gs:]
     al = q[yp, gs:]
-    e_2, e_1, e0, e1, e2 = d[yp - 2, gs - 2:], d[yp - 1, gs - 2:], d[yp, gs - 2:], d[yp + 1, gs - 2:], d[yp + 2, gs - 2:]
+    e_2, e_1, e0 = d[yp - 2, gs - 2:], d[yp - 1, gs - 2:], d[yp, gs - 2:]
+    e1, e2 = d[yp + 1, gs - 2:], d[yp + 2, gs - 2:]
     for k in range(ng):
         j = 2 * k
         v = m[j]

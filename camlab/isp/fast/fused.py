@@ -8,11 +8,11 @@ row bands, as a hardware ISP: raw uint16 -> BLC + DPC + LSC + digital gain + WB 
 ring of eight CFA rows -> demosaic of the current row into a planar RGB row -> CCM + tone curve and gamma (LUT) +
 Y'CbCr with 4:2:0 chroma averaging, so neither the CFA nor the RGB image is written to memory; the directional
 demosaic (whose weights need full-frame passes) runs (1) into the demosaic workspace, (2) its weight passes of
-``camlab.isp.fast.demosaic`` and (3) its output pass fused with the colour pass. Then (4) one pass over block rows doing luma and chroma NR and
-the motion-adaptive temporal filter; (5) sharpening quantised straight into the main NV12 buffer; (6) the scaler
-resampling each plane straight into NV12 codes. Everything is float32, rows are split across threads (``prange``),
-inner loops index "counter + non-negative constant" so LLVM vectorises them, table lookups are a vectorised index
-pass plus a gather pass, and kernels are cached on disk.
+``camlab.isp.fast.demosaic`` and (3) its output pass fused with the colour pass. Then (4) one pass over block rows
+doing luma and chroma NR and the motion-adaptive temporal filter; (5) sharpening quantised straight into the main
+NV12 buffer; (6) the scaler resampling each plane straight into NV12 codes. Everything is float32, rows are split
+across threads (``prange``), inner loops index "counter + non-negative constant" so LLVM vectorises them, table
+lookups are a vectorised index pass plus a gather pass, and kernels are cached on disk.
 """
 from __future__ import annotations
 
@@ -311,9 +311,9 @@ def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip
                         nbands, y_out, uv_out):
     """Front end + demosaic (``method`` 0 bilinear, 1 Malvar 2004) + CCM/tone/CSC in one pass over row bands, as
     a hardware ISP's line-buffered pipeline: each band keeps the last eight white-balanced CFA rows in a ring and
-    the current RGB row (planar) in a small buffer, so neither the CFA nor the RGB image goes through memory. ``(ry, rx)``: the
-    position of R in the 2x2 tile. Same arithmetic as front_end_kernel -> demosaic_into -> colour_kernel (the
-    rows at a band's edges are recomputed by both neighbours)."""
+    the current RGB row (planar) in a small buffer, so neither the CFA nor the RGB image goes through memory.
+    ``(ry, rx)``: the position of R in the 2x2 tile. Same arithmetic as front_end_kernel -> demosaic_into ->
+    colour_kernel (the rows at a band's edges are recomputed by both neighbours)."""
     for band in prange(nbands):
         _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm,
                            lut, ym, nbands, y_out, uv_out)
