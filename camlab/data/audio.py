@@ -232,9 +232,10 @@ class AugmentConfig:
     p_hard: float = 0.5                              # negatives drawn from mined hard spots (once mining ran)
     p_speed: float = 0.0                             # windows (both classes) played faster/slower ...
     speed: tuple[float, float] = (0.85, 1.18)        # ... by a factor in this range (pitch and tempo together)
+    p_synth: float = 0.0                             # negatives that are a synthetic siren or bell (over noise)
 
     def __post_init__(self):
-        for name in ("p_noise", "p_reverb", "p_onset", "p_silence", "p_neg_mix", "p_hard", "p_speed"):
+        for name in ("p_noise", "p_reverb", "p_onset", "p_silence", "p_neg_mix", "p_hard", "p_speed", "p_synth"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
         for name in ("snr_db", "level_dbfs", "rt60_s", "speed"):
@@ -287,6 +288,50 @@ def synthetic_rir(rate: int, rt60_s: float, rng: np.random.Generator) -> np.ndar
     for _ in range(rng.integers(2, 6)):
         h[int(rate * rng.uniform(0.003, 0.03))] += rng.uniform(-0.5, 0.5)
     return (h / np.max(np.abs(h))).astype(np.float32)
+
+
+def synthetic_siren(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """An electronic siren: a harmonic tone (odd harmonics, 1/h, below 0.48 ``rate``) swept like the common
+    patterns (wail: 2-6 s sweeps, yelp: 0.15-0.4 s sweeps, hi-lo: two alternating tones), e.g. the tone generators
+    of emergency-vehicle sirens (SAE J1849 lists wail/yelp/hi-lo). Tonal and pitched like a cry, but steady."""
+    t = np.arange(n) / rate + rng.uniform(0, 10)
+    lo = rng.uniform(450, 900)
+    hi = lo * rng.uniform(1.3, 2.2)
+    kind = rng.integers(3)
+    if kind == 2:      # hi-lo
+        period = rng.uniform(0.8, 2.0)
+        f = np.where((t % period) < period / 2, lo, hi)
+    else:              # wail (slow) or yelp (fast) triangle sweep
+        period = rng.uniform(2.0, 6.0) if kind == 0 else rng.uniform(0.15, 0.4)
+        tri = 2 * np.abs((t / period) % 1.0 - 0.5)
+        f = lo + (hi - lo) * tri
+    phase = 2 * np.pi * np.cumsum(f) / rate
+    x = np.zeros(n)
+    for h in range(1, 12, 2):
+        if h * hi >= 0.48 * rate:
+            break
+        x += np.sin(h * phase) / h
+    return x.astype(np.float32)
+
+
+def synthetic_bell(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Struck bells: inharmonic partials with exponential decays (church-bell partial ratios hum 0.5, prime 1,
+    tierce 1.2, quint 1.5, nominal 2, upper partials 2.5-4; Rossing, "The Science of Sound", ch. 13), higher ones
+    decaying faster, struck at random times (ringing, a door chime)."""
+    f0 = rng.uniform(200, 1100)
+    ratios = np.array([0.5, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0]) * rng.uniform(0.97, 1.03, 8)
+    ratios = ratios[ratios * f0 < 0.48 * rate]
+    amps = rng.uniform(0.2, 1.0, ratios.size)
+    t60 = rng.uniform(1.0, 4.0) / np.sqrt(ratios)
+    x = np.zeros(n)
+    pos = -int(rng.uniform(0, 1.5) * rate)
+    while pos < n:
+        a = max(pos, 0)
+        tt = (np.arange(a, n) - pos) / rate
+        for r, amp, d in zip(ratios, amps, t60):
+            x[a:] += amp * np.exp(-6.9078 * tt / d) * np.sin(2 * np.pi * r * f0 * tt + rng.uniform(0, 6.3))
+        pos += int(rng.uniform(0.4, 2.5) * rate)
+    return x.astype(np.float32)
 
 
 class WindowSampler:
@@ -399,9 +444,16 @@ class WindowSampler:
                 lvl = 10 ** (rng.uniform(-90, -55) / 20)
                 x = self._noise(rng)
                 return (x / _rms(x) * lvl).astype(np.float32)
-            hard = bool(self.hard) and rng.random() < a.p_hard
-            self._last_hard = hard
-            x = self._play(lambda m: self._hard_crop(rng, m) if hard else self._noise(rng, m), self._speed(rng), rng)
+            if a.p_synth and rng.random() < a.p_synth:   # a synthetic siren or bell, often over household noise
+                x = (synthetic_siren if rng.random() < 0.5 else synthetic_bell)(n, self.rate, rng)
+                if rng.random() < 0.7:
+                    y = self._noise(rng)
+                    x = x + y * (_rms(x) / _rms(y)) * 10 ** (-rng.uniform(0, 20) / 20)
+            else:
+                hard = bool(self.hard) and rng.random() < a.p_hard
+                self._last_hard = hard
+                x = self._play(lambda m: self._hard_crop(rng, m) if hard else self._noise(rng, m), self._speed(rng),
+                               rng)
             if rng.random() < a.p_neg_mix:
                 y = self._noise(rng)
                 x = x + y * (_rms(x) / _rms(y)) * 10 ** (-rng.uniform(-10, 10) / 20)

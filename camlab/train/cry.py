@@ -1,8 +1,11 @@
 """Cry-detector training on the CPU: augmented 1 s windows, binary cross-entropy, AdamW, MLflow-logged.
 
 Optimiser: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, with a one-cycle learning rate
-(Smith & Topin, arXiv:1708.07120). Spectrogram masking: Park et al., "SpecAugment", Interspeech 2019. Validation:
-window metrics on augmented windows of the validation recordings every epoch, and at the end the clip / stream
+(Smith & Topin, arXiv:1708.07120). Spectrogram masking: Park et al., "SpecAugment", Interspeech 2019. Loss:
+cost-weighted BCE (no-cry windows, and more so those cropped around mined hard negatives, weigh more). Weights: the
+last epoch's (``select_epoch: last``); the alarm operating point comes from training-split streams. Validation
+(reported, never used to pick): window metrics on augmented windows of the validation recordings every epoch, and
+at the end the clip / stream
 evaluation of :mod:`camlab.eval.audio` on the validation split (``cry/``, ``nocry/`` laid out by
 :func:`camlab.data.audio.split_dir`). Logged to MLflow: params, per-epoch metrics, ROC and confusion-matrix images,
 the checkpoint.

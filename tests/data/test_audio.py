@@ -225,3 +225,32 @@ def test_speed_perturbation_scales_pitch_and_hard_windows_are_flagged(tmp_path, 
     assert not s.last_hard.any()
     with pytest.raises(ValueError, match="speed"):
         replace(cfg.augment, speed=(0.3, 1.0))
+
+
+def test_synthetic_confusers_are_tonal_band_limited_negatives(tmp_path, monkeypatch):
+    """Sirens and bells: tonal (a few spectral lines carry most energy), nothing above the band limit's Nyquist,
+    a bell decays between strikes; with p_synth = 1 every negative window is one (cries untouched)."""
+    from dataclasses import replace
+
+    from camlab.data.audio import synthetic_bell, synthetic_siren
+
+    rate, n = 8000, 8800
+    rng = np.random.default_rng(3)
+    for make in (synthetic_siren, synthetic_bell):
+        for _ in range(4):
+            x = make(n, rate, rng).astype(np.float64)
+            assert x.shape == (n,) and np.isfinite(x).all() and np.abs(x).max() > 0.05
+            spec = np.abs(np.fft.rfft(x * np.hanning(n))) ** 2
+            f = np.fft.rfftfreq(n, 1 / rate)
+            assert spec[f > 0.48 * rate].sum() < 5e-3 * spec.sum()   # window leakage only
+            top = np.sort(spec)[::-1]
+            assert top[: n // 40].sum() > 0.8 * spec.sum()      # 2.5 % of the bins hold > 80 % of the energy
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    root = _synthetic_root(tmp_path / "audio")
+    cfg = AudioDataConfig(root=str(root), val_fraction=0.3, positive_fraction=0.5)
+    cfg = replace(cfg, augment=replace(cfg.augment, p_synth=1.0, p_silence=0.0))
+    s = WindowSampler(build_index(cfg.root, 0.3, 0).train, cfg, FeatureConfig())
+    waves, labels = s.windows(24, np.random.default_rng(0))
+    assert set(np.unique(labels)) == {0.0, 1.0} and np.isfinite(waves).all() and not s.last_hard.any()
+    with pytest.raises(ValueError, match="p_synth"):
+        replace(cfg.augment, p_synth=-0.1)
