@@ -346,7 +346,9 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
 
         tracking.configure()
         if run_id:
-            mlflow_ctx = mlflow.start_run(run_id=run_id, experiment_id=tracking.experiment_id(cfg.experiment))
+            # a resumed run may now sit under a parent (make models) that did not exist when it started
+            mlflow_ctx = mlflow.start_run(run_id=run_id, experiment_id=tracking.experiment_id(cfg.experiment),
+                                          nested=mlflow.active_run() is not None)
         else:
             mlflow_ctx = tracking.run(cfg.experiment, run_name=cfg.name, nested=mlflow.active_run() is not None,
                                       tags={"kind": KIND, "git_commit": tracking.git_commit()})

@@ -57,8 +57,11 @@ def test_train_checkpoint_resume_and_mlflow(tmp_path):
     assert {"plots/pr_curves.png", "plots/confusion_matrix.png", "plots/losses.png"} <= arts
     assert [a.path for a in client.list_artifacts(res.run_id, "checkpoint")]
 
-    # resume from last.pt: continues at epoch 3 with the optimizer state, same MLflow run
-    res2 = train(dict(cfg, resume="auto", optim=dict(cfg["optim"], epochs=3)))
+    # resume from last.pt: continues at epoch 3 with the optimizer state, same MLflow run, even when a parent
+    # run (make models) is active by then
+    from camlab import tracking
+    with tracking.run("release", run_name="outer"):
+        res2 = train(dict(cfg, resume="auto", optim=dict(cfg["optim"], epochs=3)))
     assert [r["epoch"] for r in res2.history] == [1, 2, 3] and res2.history[-1]["step"] == 9
     assert res2.run_id == res.run_id
     assert len(client.get_metric_history(res.run_id, "train_loss")) == 3
