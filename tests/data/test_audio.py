@@ -218,7 +218,7 @@ def test_speed_perturbation_scales_pitch_and_hard_windows_are_flagged(tmp_path, 
         assert w.shape == (s.n,) and s._last_hard
         spec = np.abs(np.fft.rfft(w * np.hanning(s.n))) ** 2
         assert abs(f[np.argmax(spec)] - 1200.0) < 10.0
-    waves, labels = s.windows(40, rng)
+    _, labels = s.windows(40, rng)
     assert s.last_hard.shape == (40,) and np.array_equal(s.last_hard, labels == 0)   # p_hard = 1: every negative
     s.set_hard_negatives([])
     s.windows(10, rng)

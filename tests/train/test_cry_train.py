@@ -55,7 +55,9 @@ def test_train_learns_and_logs(synth_root, tmp_path):
         "model": {"stem_channels": 8, "channels": [16, 32]}})
     assert res.checkpoint.is_file() and res.run_id
     m = res.metrics
-    assert m["val_window_f1"] > 0.8 and m["val_window_roc_auc"] > 0.9
+    # it learned: validation windows ranked and fitted (F1 is taken at the calibrated, deliberately strict alarm
+    # threshold, up to 0.99, so it is not the learning signal here)
+    assert m["val_window_roc_auc"] > 0.95 and m["val_window_loss"] < 0.2 and m["best_epoch"] == 4   # last epoch
     assert m["val_clip_n_cry"] + m["val_clip_n_nocry"] > 0 and 0 <= m["val_clip_f1"] <= 1
     # the operating point was chosen on training streams and travels in the checkpoint's model_config
     assert m["decode_threshold"] in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99) and (m["decode_k"], m["decode_n"]) in \
