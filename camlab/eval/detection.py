@@ -166,24 +166,41 @@ def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
 
 
 def pick_thresholds(present: np.ndarray, best: np.ndarray, target_fp_rate: float, floor: float = 0.15,
-                    ceiling: float = 0.95) -> tuple[list[float], dict]:
-    """Per class, the lowest presence threshold whose false-positive rate on the images without that class is
-    at most ``target_fp_rate`` (clamped to [floor, ceiling]); the report has the rates it gives on these images."""
+                    ceiling: float = 0.95, fp_limited: Iterable[str] | None = None) -> tuple[list[float], dict]:
+    """Per-class presence thresholds from (ground truth present, highest score) per image.
+
+    Classes in ``fp_limited`` (all when None) get the lowest threshold whose false-positive rate on the images
+    without that class is at most ``target_fp_rate`` (an alert that must not fire on nothing: person); the others
+    get the threshold of highest presence accuracy over all images (ties: the lower one). Clamped to
+    [floor, ceiling]; the report has the rates each threshold gives on these images."""
+    limited = set(CLASSES if fp_limited is None else fp_limited)
+    unknown = limited - set(CLASSES)
+    if unknown:
+        raise ValueError(f"fp_limited names unknown class(es) {sorted(unknown)}; expected some of {list(CLASSES)}")
     thresholds, report = [], {}
     for c, name in enumerate(CLASSES):
         neg, pos = best[~present[:, c], c], best[present[:, c], c]
-        if len(neg) == 0:
-            t = floor
+        if name in limited:
+            rule = f"lowest threshold with FP rate <= {target_fp_rate}"
+            if len(neg) == 0:
+                t = floor
+            else:
+                # FP(t) = share of negatives scoring >= t; just above the k-th highest negative keeps k-1 of them
+                allowed = int(np.floor(target_fp_rate * len(neg)))
+                ranked = np.sort(neg)[::-1]
+                t = float(np.nextafter(ranked[allowed], np.float32(1.0))) if allowed < len(ranked) else floor
+            t = float(np.clip(np.ceil(t * 1e4) / 1e4, floor, ceiling))   # rounded up: never admits an extra FP
         else:
-            # FP(t) = share of negatives scoring >= t; the k-th highest negative score + eps keeps k-1 of them
-            allowed = int(np.floor(target_fp_rate * len(neg)))
-            ranked = np.sort(neg)[::-1]
-            t = float(np.nextafter(ranked[allowed], np.float32(1.0))) if allowed < len(ranked) else floor
-        t = float(np.clip(np.ceil(t * 1e4) / 1e4, floor, ceiling))   # rounded up: never admits an extra FP
+            rule = "highest presence accuracy"
+            grid = np.round(np.arange(floor, ceiling + 1e-9, 0.01), 4)
+            acc = [np.mean((best[:, c] >= g) == present[:, c]) for g in grid]
+            t = float(grid[int(np.argmax(acc))])
         thresholds.append(t)
-        report[name] = {"threshold": t, "n_negatives": int(len(neg)), "n_positives": int(len(pos)),
+        report[name] = {"threshold": t, "rule": rule, "n_negatives": int(len(neg)), "n_positives": int(len(pos)),
                         "fp_rate": float(np.mean(neg >= t)) if len(neg) else None,
-                        "presence_recall": float(np.mean(pos >= t)) if len(pos) else None}
+                        "presence_recall": float(np.mean(pos >= t)) if len(pos) else None,
+                        "presence_accuracy": float(np.mean((best[:, c] >= t) == present[:, c]))
+                        if len(present) else None}
     return thresholds, report
 
 

@@ -51,10 +51,13 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class CalibrateConfig:
-    """Presence operating points: after training, each class's threshold is the lowest score whose false-positive
-    rate on the *training* split's images without that class is <= ``target_fp_rate`` (validation stays unseen)."""
+    """Presence operating points, picked after training on the *training* split (validation stays unseen): the
+    classes in ``fp_limited`` get the lowest score whose false-positive rate on the images without that class is
+    <= ``target_fp_rate`` (a person alert must not fire on an empty scene); the others the score of highest
+    presence accuracy (:func:`camlab.eval.detection.pick_thresholds`)."""
     enabled: bool = True
     target_fp_rate: float = 0.015
+    fp_limited: tuple[str, ...] = ("person",)
     floor: float = 0.15
     max_images: int = 0           # 0 = the whole training split; else a seeded subset
 
@@ -252,12 +255,12 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
     samples = _subset(samples, c.max_images, cfg.seed + 2)
     model, _ = load_model(path)
     present, best = image_class_scores(model, samples, show_progress=show_progress)
-    thresholds, report = pick_thresholds(present, best, c.target_fp_rate, floor=c.floor)
+    thresholds, report = pick_thresholds(present, best, c.target_fp_rate, floor=c.floor, fp_limited=c.fp_limited)
     ck = load_checkpoint(path, expect_kind=KIND)
     mc = dataclasses.replace(model.config, class_score_thresholds=tuple(thresholds)).to_dict()
     meta = dict(ck["meta"])
     meta["calibration"] = {"split": "train", "n_images": int(len(present)), "target_fp_rate": c.target_fp_rate,
-                           "classes": report}
+                           "fp_limited": list(c.fp_limited), "classes": report}
     save_checkpoint(path, kind=KIND, model_config=mc, state_dict=ck["state_dict"], meta=meta,
                     optimizer=ck.get("optimizer"), epoch=int(ck["epoch"]), step=int(ck.get("step", 0)))
     return meta["calibration"]

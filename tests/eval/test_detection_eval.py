@@ -110,7 +110,7 @@ def test_pick_thresholds_meets_the_false_positive_target():
     present[-50:, 2] = True
     best = rng.uniform(0.0, 0.6, (n, 3)).astype(np.float32)
     best[:100, 0] = rng.uniform(0.5, 1.0, 100)
-    thr, rep = pick_thresholds(present, best, target_fp_rate=0.02, floor=0.15)
+    thr, rep = pick_thresholds(present, best, target_fp_rate=0.02, floor=0.15, fp_limited=["person", "pet"])
     neg = best[~present[:, 0], 0]
     assert np.mean(neg >= thr[0]) <= 0.02 and rep["person"]["fp_rate"] <= 0.02
     # the lowest such threshold: one step lower admits more than the allowed false positives
@@ -118,6 +118,13 @@ def test_pick_thresholds_meets_the_false_positive_target():
     assert rep["person"]["presence_recall"] == pytest.approx(np.mean(best[:100, 0] >= thr[0]))
     assert rep["pet"]["n_positives"] == 0 and rep["pet"]["presence_recall"] is None
     assert all(0.15 <= t <= 0.95 for t in thr)
-    # a class no image lacks gets the floor
+    # vehicle is not FP-limited: its threshold maximises presence accuracy over a 0.01 grid
+    grid = np.round(np.arange(0.15, 0.95 + 1e-9, 0.01), 4)
+    accs = [np.mean((best[:, 2] >= g) == present[:, 2]) for g in grid]
+    assert rep["vehicle"]["presence_accuracy"] == pytest.approx(max(accs))
+    assert rep["vehicle"]["rule"] == "highest presence accuracy"
+    # a class no image lacks gets the floor; unknown class names are an error
     thr2, _ = pick_thresholds(np.ones((5, 3), bool), best[:5], 0.02)
     assert thr2 == [0.15, 0.15, 0.15]
+    with pytest.raises(ValueError, match="unknown class"):
+        pick_thresholds(present, best, 0.02, fp_limited=["dog"])
