@@ -52,6 +52,8 @@ class CryModelConfig:
     def __post_init__(self):
         if self.stem_channels < 1 or not self.channels or any(c < 1 for c in self.channels):
             raise ValueError("stem_channels and channels must be positive")
+        from camlab.models.blocks import check_channels
+        check_channels(self.stem_channels, *self.channels)   # the chip validators reject other widths
         if self.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         if not 0.0 <= self.dropout < 1.0:

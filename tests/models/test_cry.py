@@ -111,3 +111,12 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     save_checkpoint(tmp_path / "e.pt", kind="cry", model_config=to_dict(CryModelConfig()), state_dict=m.state_dict())
     with pytest.raises(InputFileError, match="does not match the model"):
         load_checkpoint(tmp_path / "e.pt")
+
+
+def test_channel_counts_are_npu_vector_multiples():
+    from camlab.models.cry import CryModelConfig
+
+    with pytest.raises(ValueError, match="multiple of 16"):
+        CryModelConfig(stem_channels=24)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        CryModelConfig(channels=(32, 40))
