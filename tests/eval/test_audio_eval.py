@@ -116,7 +116,7 @@ def _tiny_checkpoint(path):
     from camlab.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    cfg = CryModelConfig(stem_channels=4, channels=(8,))
+    cfg = CryModelConfig(stem_channels=16, channels=(16,))
     model = build_model(cfg).eval()
     return save_checkpoint(path, kind="cry", model_config=to_dict(cfg), state_dict=model.state_dict()), model
 

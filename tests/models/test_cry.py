@@ -97,14 +97,14 @@ def test_manifest_io_matches_schema_and_features():
 
 
 def test_checkpoint_roundtrip_and_errors(tmp_path):
-    cfg = CryModelConfig(channels=(24, 48))
+    cfg = CryModelConfig(channels=(16, 48))
     m = _trained_like(cfg)
     p = save_checkpoint(tmp_path / "c.pt", kind="cry", model_config=to_dict(cfg), state_dict=m.state_dict(),
                         meta={"metrics": {"f1": 0.5}})
     loaded, meta = load_checkpoint(p)
     x = torch.randn(3, 1, 32, 96)
     torch.testing.assert_close(loaded(x), m(x), atol=1e-5, rtol=1e-4)
-    assert meta["metrics"]["f1"] == 0.5 and meta["model_config"]["channels"] == [24, 48]
+    assert meta["metrics"]["f1"] == 0.5 and meta["model_config"]["channels"] == [16, 48]
     save_checkpoint(tmp_path / "d.pt", kind="detector", model_config={}, state_dict={})
     with pytest.raises(InputFileError, match="expected 'cry'"):
         load_checkpoint(tmp_path / "d.pt")
