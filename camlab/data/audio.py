@@ -529,7 +529,9 @@ def write_split_dir(split: str, out_dir: str | Path, data_cfg: AudioDataConfig |
     """Lay out a split as ``out_dir/cry`` and ``out_dir/nocry`` (what ``camlab eval cry --data`` reads).
 
     Whole files are linked; time-split parts of long files are written as FLAC excerpts at their own rate.
-    Returns the counts.
+    A folder reused from an earlier run is brought to exactly this split: files the split does not name are
+    removed, links that point elsewhere and excerpts of another length are rewritten (a stale file would change
+    every metric computed on the folder without a trace). Returns the counts.
     """
     import os
 
@@ -541,24 +543,50 @@ def write_split_dir(split: str, out_dir: str | Path, data_cfg: AudioDataConfig |
     index = build_index(data_cfg.root, data_cfg.val_fraction, data_cfg.split_seed)
     out = Path(out_dir)
     counts = {"cry": 0, "nocry": 0}
+    wanted: set[Path] = set()
     for clip in getattr(index, split):
         sub = out / ("cry" if clip.label else "nocry")
         sub.mkdir(parents=True, exist_ok=True)
         if clip.start_s == 0.0 and clip.end_s is None:
             dst = sub / clip.path.name
-            if not dst.exists():
-                os.symlink(clip.path.resolve(), dst)
+            src = clip.path.resolve()
+            if dst.is_symlink() and Path(os.readlink(dst)) == src:
+                pass
+            else:
+                if dst.exists() or dst.is_symlink():
+                    dst.unlink()
+                os.symlink(src, dst)
         else:
             x, sr = read_audio(clip.path)
             a = int(round(clip.start_s * sr))
             b = len(x) if clip.end_s is None else int(round(clip.end_s * sr))
             dst = sub / f"{clip.path.stem}_{clip.start_s:.1f}s.flac"
-            if not dst.exists():
+            if not _is_excerpt(dst, b - a, sr):
+                if dst.is_symlink():
+                    dst.unlink()
                 tmp = dst.with_suffix(".tmp.flac")
                 sf.write(str(tmp), x[a:b], sr, format="FLAC")
                 os.replace(tmp, dst)
+        wanted.add(dst)
         counts["cry" if clip.label else "nocry"] += 1
+    for sub in (out / "cry", out / "nocry"):
+        for f in sub.iterdir() if sub.is_dir() else ():
+            if f not in wanted and (f.is_file() or f.is_symlink()):
+                f.unlink()
     return counts
+
+
+def _is_excerpt(path: Path, frames: int, rate: int) -> bool:
+    """Whether ``path`` is already a plain FLAC file of ``frames`` samples at ``rate``."""
+    import soundfile as sf
+
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError):
+        return False
+    return info.frames == frames and info.samplerate == rate and info.format == "FLAC"
 
 
 def split_dir(split: str = "val", data_cfg: AudioDataConfig | None = None) -> Path:

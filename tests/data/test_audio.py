@@ -169,6 +169,31 @@ def test_clip_is_hashable_and_split_dir(tmp_path, monkeypatch):
     assert isinstance(hash(Clip(tmp_path, 1, "x", "g")), int)
 
 
+def test_split_dir_drops_stale_files(tmp_path, monkeypatch):
+    """A reused split folder holds exactly the split: a file left by an earlier split or recipe (a stray clip, an
+    excerpt of another length under the same name) would silently change every metric computed on it."""
+    import soundfile as sf
+
+    from camlab.data.audio import write_split_dir
+
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    root = _synthetic_root(tmp_path / "audio", n_cry=8, n_noise=8)
+    cfg = AudioDataConfig(root=str(root), val_fraction=0.3)
+    out = tmp_path / "val"
+    counts = write_split_dir("val", out, cfg)
+    before = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() or p.is_symlink())
+    sf.write(str(out / "nocry" / "stale.wav"), np.zeros(8000, np.float32), 8000)
+    victim = next(p for p in (out / "cry").iterdir())
+    victim.unlink()
+    sf.write(str(victim.with_suffix(".wav")) if victim.suffix != ".wav" else str(victim),
+             np.zeros(800, np.float32), 8000)
+    assert write_split_dir("val", out, cfg) == counts
+    after = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() or p.is_symlink())
+    assert after == before
+    assert not (out / "nocry" / "stale.wav").exists()
+    assert all(p.is_symlink() or p.suffix == ".flac" for p in out.rglob("*") if p.is_file())
+
+
 def test_hard_negative_crops_come_from_the_mined_spots(tmp_path, monkeypatch):
     from dataclasses import replace
 
