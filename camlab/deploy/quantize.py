@@ -203,14 +203,30 @@ def load_onnx(path: str | Path):
         raise InputFileError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
 
 
-def session(path: str | Path, threads: int = 1):
-    """A CPU onnxruntime session (single-threaded by default: the machine is shared)."""
+def reference_session_options(threads: int = 1):
+    """onnxruntime options under which a QDQ model computes what its graph says (the chip's integer arithmetic).
+
+    Graph optimisation stops at the basic level: the extended level fuses DQ -> Conv -> Q into x86 integer kernels
+    which, on CPUs without VNNI (this VM: AVX2 only), multiply with VPMADDUBSW and saturate its int16 pair sums
+    (onnxruntime's quantization guide: ``reduce_range`` "for better accuracy on non-VNNI CPUs"). NPUs accumulate in
+    int32 and do not saturate there, so fused-kernel outputs are a host artefact, not the bundle's accuracy. Measured
+    on the 2026-12-02 release cry model: INT8 logits cosine vs FP32 0.818 fused, 0.9998 unfused (F1 0.929 vs 0.956);
+    ``tests/deploy/test_quantize_reference.py`` holds a 3x3 conv whose fused result is half the exact one."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return opts
+
+
+def session(path: str | Path, threads: int = 1):
+    """A CPU onnxruntime session with :func:`reference_session_options` (single-threaded by default)."""
+    import onnxruntime as ort
+
+    opts = reference_session_options(threads)
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:

@@ -66,10 +66,10 @@ class OnnxScorer:
     def __init__(self, onnx_path: Path, features: FeatureConfig, alarm: CryAlarm):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        from camlab.deploy.quantize import reference_session_options
+
+        self.session = ort.InferenceSession(str(onnx_path), reference_session_options(1),
+                                            providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.features = features
         self.alarm = alarm

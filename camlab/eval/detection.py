@@ -93,9 +93,9 @@ def torch_predictor(model) -> tuple[Predictor, dict]:
 def onnx_predictor(path: str | Path, threads: int = 1) -> Predictor:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
+    from camlab.deploy.quantize import reference_session_options
+
+    opts = reference_session_options(threads)
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:

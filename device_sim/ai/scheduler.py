@@ -56,6 +56,9 @@ def load_models(paths: list[str | Path], chip: str) -> dict[str, LoadedModel]:
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        # the NPU's arithmetic, not the host's: fused x86 int8 kernels saturate on CPUs without VNNI (see
+        # camlab.deploy.quantize.reference_session_options, the same setting on the workbench side)
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         try:
             sess = ort.InferenceSession(str(mpath), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types
