@@ -550,11 +550,8 @@ def write_split_dir(split: str, out_dir: str | Path, data_cfg: AudioDataConfig |
         if clip.start_s == 0.0 and clip.end_s is None:
             dst = sub / clip.path.name
             src = clip.path.resolve()
-            if dst.is_symlink() and Path(os.readlink(dst)) == src:
-                pass
-            else:
-                if dst.exists() or dst.is_symlink():
-                    dst.unlink()
+            if not (dst.is_symlink() and Path(os.readlink(dst)) == src):
+                dst.unlink(missing_ok=True)
                 os.symlink(src, dst)
         else:
             x, sr = read_audio(clip.path)

@@ -64,12 +64,9 @@ class OnnxScorer:
     name = "bundle"
 
     def __init__(self, onnx_path: Path, features: FeatureConfig, alarm: CryAlarm):
-        import onnxruntime as ort
+        from camlab.deploy.quantize import session
 
-        from camlab.deploy.quantize import reference_session_options
-
-        self.session = ort.InferenceSession(str(onnx_path), reference_session_options(1),
-                                            providers=["CPUExecutionProvider"])
+        self.session = session(onnx_path)
         self.input_name = self.session.get_inputs()[0].name
         self.features = features
         self.alarm = alarm

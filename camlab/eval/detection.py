@@ -91,15 +91,9 @@ def torch_predictor(model) -> tuple[Predictor, dict]:
 
 
 def onnx_predictor(path: str | Path, threads: int = 1) -> Predictor:
-    import onnxruntime as ort
+    from camlab.deploy.quantize import session
 
-    from camlab.deploy.quantize import reference_session_options
-
-    opts = reference_session_options(threads)
-    try:
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise InputFileError(f"{path}: onnxruntime cannot load the model ({exc})") from None
+    sess = session(path, threads)
     in_name = sess.get_inputs()[0].name
     out_names = [o.name for o in sess.get_outputs()]
 

@@ -53,7 +53,6 @@ def test_every_int8_evaluator_uses_the_reference_options(tmp_path):
     assert abs(float(out[0, 0, 3, 3]) - 144.0) < 1.0
 
 
-
 def test_cry_bundle_scorer_uses_the_reference_options(tmp_path):
     import onnxruntime as ort
 
