@@ -17,7 +17,7 @@ help:
 	@echo "make models  - release models on the full data (../shared/data or CAMLAB_DATA)"
 	@echo "make rknn    - RKNN-Toolkit2 2.5.0 oracle in its own venv (.venv-rknn)"
 
-$(STAMP): requirements.lock pyproject.toml scripts/bootstrap_venv.sh
+$(STAMP): requirements.lock pyproject.toml scripts/bootstrap_venv.sh scripts/fetch_anchors.sh scripts/fetch_pretrained.sh
 	PY=$(PY) bash scripts/bootstrap_venv.sh $(VENV)
 	touch $(STAMP)
 
