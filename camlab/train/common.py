@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+import time
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -34,10 +36,62 @@ def set_threads(n: int) -> None:
 
 
 def progress(iterable: Iterable, *, desc: str, total: int | None = None, enabled: bool = True, **kw):
-    """A tqdm bar on stderr (disabled on non-main ranks or when ``enabled`` is False)."""
+    """A tqdm bar on stderr when it is a terminal (or in a notebook); when it is not (a log file, CI), one line per
+    pass instead of hundreds of carriage-return updates. Nothing on non-main ranks or when ``enabled`` is False."""
     from tqdm.auto import tqdm
 
+    stream = kw.get("file") or sys.stderr
+    if enabled and not _interactive(stream):
+        return LineProgress(iterable, desc=desc, total=total, stream=stream)
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, dynamic_ncols=True, leave=False, **kw)
+
+
+def _interactive(stream: Any) -> bool:
+    """A terminal, or a Jupyter kernel (tqdm.auto draws a widget there)."""
+    if "ipykernel" in sys.modules:
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed stream
+        return False
+
+
+class LineProgress:
+    """The part of tqdm's interface the loops use (iterate, ``set_postfix``, ``close``): one summary line at the end,
+    ``desc: N items in S s (postfix)``."""
+
+    def __init__(self, iterable: Iterable, *, desc: str, total: int | None, stream: Any):
+        self.iterable, self.desc, self.total, self.stream = iterable, desc, total, stream
+        self.n, self.postfix, self._closed = 0, "", False
+        self._t0 = time.perf_counter()
+
+    def __iter__(self):
+        try:
+            for item in self.iterable:
+                yield item
+                self.n += 1
+        finally:
+            self.close()
+
+    def __len__(self) -> int:
+        return self.total if self.total is not None else len(self.iterable)  # type: ignore[arg-type]
+
+    def set_postfix(self, ordered_dict: Mapping[str, Any] | None = None, refresh: bool = True, **kw: Any) -> None:
+        items = {**(ordered_dict or {}), **kw}
+        self.postfix = ", ".join(f"{k}={v}" for k, v in items.items())
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        of = f"/{self.total}" if self.total is not None and self.total != self.n else ""
+        extra = f" ({self.postfix})" if self.postfix else ""
+        print(f"{self.desc}: {self.n}{of} in {time.perf_counter() - self._t0:.1f} s{extra}", file=self.stream,
+              flush=True)
 
 
 def flatten_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

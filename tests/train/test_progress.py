@@ -1,0 +1,42 @@
+"""Progress output: tqdm bars on a terminal, one summary line per pass in a log file (stdout/stderr not a TTY)."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+from camlab.train.common import progress
+
+
+def test_not_a_tty_gives_one_line_per_pass():
+    log = io.StringIO()
+    bar = progress(range(5), desc="epoch 1/3", file=log)
+    for i in bar:
+        bar.set_postfix(loss=f"{0.5 / (i + 1):.3f}")
+    assert "\r" not in log.getvalue()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/3: 5 in ") and lines[0].endswith("s (loss=0.100)")
+
+
+def test_a_pass_cut_short_says_how_far_it_got():
+    log = io.StringIO()
+    for i in progress(iter(range(10)), desc="render", total=10, file=log):
+        if i == 3:
+            break
+    assert log.getvalue().startswith("render: 3/10 in ")
+
+
+def test_disabled_prints_nothing():
+    log = io.StringIO()
+    assert list(progress(range(3), desc="x", enabled=False, file=log)) == [0, 1, 2]
+    assert log.getvalue() == ""
+
+
+def test_a_captured_process_log_has_no_carriage_returns():
+    code = ("from camlab.train.common import progress\n"
+            "for e in range(3):\n"
+            "    bar = progress(range(200), desc=f'epoch {e + 1}/3')\n"
+            "    for _ in bar: bar.set_postfix(loss='0.1')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and len(proc.stderr.splitlines()) == 3
