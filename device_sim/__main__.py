@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from camlab.errors import CamlabError
@@ -18,7 +19,20 @@ def _size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"width and height must be > 0, got {text!r}")
     return w, h
+
+
+def _positive(text: str) -> float:
+    """A finite number > 0 (frame rates, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,10 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--chip", required=True, help="chip profile name (camlab/deploy/chips/NAME.yaml)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--main-size", type=_size, default=(1920, 1080), help="main stream size, default 1920x1080")
-    r.add_argument("--main-fps", type=float, default=20.0)
-    r.add_argument("--sub-fps", type=float, default=15.0)
-    r.add_argument("--ai-fps", type=float, default=15.0)
-    r.add_argument("--duration", type=float, default=None, help="seconds to run (default: the scenario's)")
+    r.add_argument("--main-fps", type=_positive, default=20.0)
+    r.add_argument("--sub-fps", type=_positive, default=15.0)
+    r.add_argument("--ai-fps", type=_positive, default=15.0)
+    r.add_argument("--duration", type=_positive, default=None, help="seconds to run (default: the scenario's)")
     r.add_argument("--clock", choices=("sim", "real"), default="sim")
     r.add_argument("--data-root", default=None, help="root the scenario's paths are relative to")
     r.add_argument("--record", default=None, metavar="DIR", help="record the main stream to a TF card folder")

@@ -61,6 +61,12 @@ class CameraSettings:
     venc_async: bool = False
 
     def __post_init__(self):
+        for name in ("main_fps", "sub_fps", "ai_fps"):
+            value = float(getattr(self, name))
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value:g}")
+        if min(self.main_size) <= 0 or min(self.sub_size) <= 0:
+            raise ValueError(f"stream sizes must be positive, got main {self.main_size}, sub {self.sub_size}")
         if self.sub_fps > self.main_fps or self.ai_fps > self.sub_fps:
             raise ValueError("need ai_fps <= sub_fps <= main_fps (AI reads the substream)")
         if self.main_size[0] % 2 or self.main_size[1] % 2:
@@ -192,6 +198,8 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
 
     cs = settings or CameraSettings()
     # ---------------------------------------------------------------- validate everything before the run
+    if duration_s is not None and not (np.isfinite(duration_s) and duration_s > 0):
+        raise ConfigError(f"--duration: duration must be > 0 seconds, got {duration_s:g}")
     origin = str(scenario) if isinstance(scenario, (str, Path)) else "scenario"
     if isinstance(scenario, scn.Scenario):
         sc = scenario
