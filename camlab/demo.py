@@ -413,12 +413,56 @@ def _jsonable(obj: Any) -> Any:
 
 
 # -- the whole job --------------------------------------------------------------------------------------------------
+def _demo_data_root() -> Path:
+    """What the demo reads: ``CAMLAB_DATA`` when set, else the embedded slice."""
+    return settings.data_root() if os.environ.get("CAMLAB_DATA") else settings.demo_data_root()
+
+
+def _writable_folder(out: Path) -> None:
+    """``out`` is a folder or can become one (no file in the way, the nearest existing parent writable)."""
+    if out.exists() and not out.is_dir():
+        raise CamlabError(f"--out {out}: exists and is not a folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CamlabError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CamlabError(f"--out {out}: {existing} is not writable")
+
+
+def validate_inputs(opts: DemoOptions) -> Any:
+    """Every input checked before the first step (nothing written, no MLflow run); returns the loaded budget.
+
+    Bad input raises :class:`CamlabError` with one line naming the option: ``--scenario-seconds`` must be a finite
+    number > 0, ``--scenario`` a readable scenario whose files exist under the data root, ``--chip`` a known chip
+    profile, ``--budget`` a valid budget YAML, ``--out`` a folder that can be written."""
+    import math
+
+    from camlab.deploy.chips import load_chip
+
+    if opts.scenario_seconds is not None and not (math.isfinite(opts.scenario_seconds)
+                                                  and opts.scenario_seconds > 0):
+        raise CamlabError(f"--scenario-seconds must be a number > 0, got {opts.scenario_seconds:g}")
+    budget = load_budget(opts.budget)
+    opts.chip = opts.chip or budget.chip
+    load_chip(opts.chip)
+    scenario = settings.project_root() / opts.scenario
+    if not scenario.is_file():
+        raise CamlabError(f"--scenario {opts.scenario}: file not found ({scenario})")
+    from device_sim import scenario as scn
+
+    sc = scn.load_scenario(scenario)
+    scn.validate(sc, _demo_data_root(), f"--scenario {opts.scenario}")
+    _writable_folder(Path(opts.out_dir).resolve())
+    return budget
+
+
 def run_demo(opts: DemoOptions) -> DemoResult:
+    budget = validate_inputs(opts)
     out = Path(opts.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    budget = load_budget(opts.budget)
-    chip_name = opts.chip or budget.chip
-    opts.chip = chip_name
+    chip_name = opts.chip
     using = "full data at " + str(settings.data_root()) if os.environ.get("CAMLAB_DATA") else \
         "embedded demo slice datasets/demo"
     if not os.environ.get("CAMLAB_DATA"):
