@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from camlab import settings, tracking
-from camlab.budget import evaluate, load_budget
+from camlab.budget import evaluate, load_budget, verdict, verdict_line
 from camlab.errors import CamlabError
 from camlab.io_utils import atomic_write_json
 from camlab.report_html import Section, figure_png, write_report
@@ -53,6 +53,7 @@ class DemoResult:
     run_id: str
     passed: bool
     outputs: dict[str, str] = field(default_factory=dict)
+    budget_line: str = ""   # ``budget: PASS|FAIL (...)``: each failing check and its reason
 
 
 def _say(msg: str) -> None:
@@ -240,7 +241,9 @@ def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str
                  "npu_latency_ms_est": _first(cost, "npu_latency_ms"),
                  "latency_source": cost.get("source"),
                  "peak_activation_mb": _mb(_first(cost, "peak_activation_bytes")),
-                 "int8_metric_drop": drop, "flash_bytes": flash, "metrics": _jsonable(metrics), "cost": cost}
+                 "int8_metric_drop": drop, "fp32_metric": _task_metric(metrics, "fp32"),
+                 "fidelity": _fidelity(kind, bundle, metrics),
+                 "flash_bytes": flash, "metrics": _jsonable(metrics), "cost": cost}
         results[kind] = entry
         rows.append((kind, entry["npu_latency_ms_est"], entry["peak_activation_mb"], drop, len(violations),
                      round(flash / 1e6, 3)))
@@ -255,8 +258,40 @@ def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str
                   figures=[(f"FP32 vs INT8 ({k})", p) for k, p in
                            ((k, _fp32_int8_plot(k, m)) for k, m in fig_rows) if p],
                   tables=[("bundles", ["model", "NPU latency est. (ms)", "peak activations (MB)",
-                                       "INT8 metric drop (points)", "violations", "flash (MB)"], rows)])
+                                       "INT8 metric drop (points)", "violations", "flash (MB)"], rows),
+                          ("FP32 vs INT8 agreement, measured in this run (camlab/deploy/fidelity.py)",
+                           ["model", "output cosine (min)", "FP32 / INT8 detections", "detection agreement",
+                            "strict (no score tolerance)", "presence decisions equal"],
+                           [_fidelity_row(k, results[k].get("fidelity") or {}) for k in checkpoints])])
     return results, sec
+
+
+def _fidelity_row(kind: str, fid: dict) -> tuple:
+    dets = f"{fid['detections_fp32']} / {fid['detections_int8']}" if "detections_fp32" in fid else None
+    return (kind, fid.get("output_cosine_min"), dets, fid.get("detection_agreement"),
+            fid.get("detection_agreement_strict"), fid.get("presence_agreement"))
+
+
+def _task_metric(metrics: dict, variant: str) -> float | None:
+    """The manifest's task metric (mAP50 or F1, points 0-100) of ``variant`` (fp32 or int8)."""
+    value = (metrics.get(variant) or {}).get(metrics.get("task_metric", ""))
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _fidelity(kind: str, bundle: Path, metrics: dict) -> dict:
+    """FP32 vs INT8 agreement of the bundle's two models, measured in this run (camlab.deploy.fidelity).
+
+    Detector: outputs, detections and presence decisions on the same validation images as the mAP50 evaluation.
+    Cry: the per-output cosine the export measured on held-out training-domain windows."""
+    if kind == "detector":
+        from camlab.deploy.export import detection_eval_dirs
+        from camlab.deploy.fidelity import detector_fidelity
+
+        return detector_fidelity(bundle, detection_eval_dirs())
+    cos = metrics.get("output_cosine") or {}
+    values = [float(v) for v in cos.values() if isinstance(v, (int, float))]
+    return {"output_cosine": cos, "output_cosine_min": min(values) if values else None,
+            "measured_on": "held-out calibration-domain windows (export step)"}
 
 
 def _first(d: dict, *keys: str):
@@ -408,6 +443,13 @@ def _device_plots(report: dict) -> list[tuple[str, bytes]]:
     return figs
 
 
+def _metric_key(name: str) -> str:
+    """A readable MLflow metric name (letters, digits, ``_-./`` and spaces are allowed there)."""
+    import re
+
+    return re.sub(r"\s+", " ", re.sub(r"[^A-Za-z0-9_\-./ ]+", " ", name)).strip()
+
+
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: str(o)))
 
@@ -492,9 +534,11 @@ def run_demo(opts: DemoOptions) -> DemoResult:
 
         chip_profile = {"flash_data_mb": results["export"]["chip"]["flash_data_mb"]}
         checks = evaluate(budget, results, chip_profile)
-        budget_rows = [(c.name, c.metric, c.value, c.bound, c.unit, "PASS" if c.passed else "FAIL") for c in checks]
+        budget_rows = [(c.name, c.metric, c.value, c.bound, c.unit, c.reason, c.status) for c in checks]
         results["budget"] = [c.__dict__ for c in checks]
-        results["budget_passed"] = all(c.passed for c in checks)
+        results["budget_verdict"] = verdict(checks)
+        results["budget_line"] = verdict_line(checks)
+        results["budget_passed"] = results["budget_verdict"] == "PASS"
         timing_rows = [(k, v) for k, v in results["timings_s"].items()]
         sections.append(Section("Where the time went", tables=[("demo steps", ["step", "seconds"], timing_rows)]))
         results_json = out / "results.json"
@@ -504,7 +548,8 @@ def run_demo(opts: DemoOptions) -> DemoResult:
                     + (" · SMOKE RUN: budgets shrunk to seconds, figures not meaningful" if opts.smoke else ""))
         report = write_report(out / "report.html", "camlab demo: budget report", subtitle, budget_rows, sections)
         mlflow.log_params({"chip": chip_name, "smoke": opts.smoke, "data": using[:250]})
-        mlflow.log_metrics({f"budget_{i}_pass": float(c.passed) for i, c in enumerate(checks)})
+        mlflow.log_metrics({_metric_key(f"budget/{c.name}"): float(c.passed) for c in checks
+                            if c.status != "NOT ASSESSED"})
         flat = {k: v for k, v in {
             "rtf": results["device_sim"].get("real_time_factor"),
             "event_latency_p95_ms": results["device_sim"].get("event_latency_p95_ms"),
@@ -515,11 +560,11 @@ def run_demo(opts: DemoOptions) -> DemoResult:
         mlflow.log_artifact(str(report))
         mlflow.log_artifact(str(results_json))
         mlflow.log_artifact(str(out / "isp_contact_sheet.png"))
-        mlflow.set_tag("budget", "PASS" if results["budget_passed"] else "FAIL")
+        mlflow.set_tag("budget", results["budget_verdict"])
         run_id = parent.info.run_id
     outputs = {"report": str(report), "results": str(results_json), "device_report": str(out / "device_sim"),
                "bundles": str(out / "exports"), "mlflow": f"{settings.mlflow_tracking_uri()} (run {run_id})"}
-    return DemoResult(report, results_json, run_id, results["budget_passed"], outputs)
+    return DemoResult(report, results_json, run_id, results["budget_passed"], outputs, results["budget_line"])
 
 
 def main(out_dir: str | Path | None = None, smoke: bool = False, budget: str | None = None,
@@ -532,7 +577,7 @@ def main(out_dir: str | Path | None = None, smoke: bool = False, budget: str | N
     t0 = time.perf_counter()
     res = run_demo(opts)
     print("\n=== camlab demo finished in %.1f min ===" % ((time.perf_counter() - t0) / 60))
-    print(f"budget: {'PASS' if res.passed else 'FAIL'} (details in the report)")
+    print(res.budget_line)
     for k, v in res.outputs.items():
         print(f"  {k:>13}: {v}")
     print("  open the MLflow UI with `make mlflow`, the report in a browser.")

@@ -46,7 +46,7 @@ def _table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], 
     for row in rows:
         cls = ""
         if css == "budget":
-            cls = ' class="pass"' if row[-1] == "PASS" else ' class="fail"'
+            cls = {"PASS": ' class="pass"', "NOT ASSESSED": ' class="na"'}.get(str(row[-1]), ' class="fail"')
         body.append(f"<tr{cls}>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>")
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return f'<table class="{css}">{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -61,21 +61,26 @@ figcaption{font-size:13px;color:#555}
 table{border-collapse:collapse;margin:8px 0;font-size:14px} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 caption{text-align:left;font-weight:600;padding:4px 0}
 tr.pass td:last-child{background:#d7f5d7;font-weight:600} tr.fail td:last-child{background:#f9d0d0;font-weight:600}
+tr.na td:last-child{background:#eee;color:#555;font-weight:600} tr.fail td{color:#900}
 .verdict{font-size:20px;font-weight:700} .verdict.pass{color:#0a7a0a} .verdict.fail{color:#b00000}
 """
 
 
 def write_report(path: Path, title: str, subtitle: str, budget_rows: Sequence[Sequence[Any]],
                  sections: Sequence[Section]) -> Path:
-    """Write the page. ``budget_rows``: (check, metric, value, bound, unit, PASS|FAIL)."""
-    passed = all(r[-1] == "PASS" for r in budget_rows) and bool(budget_rows)
-    verdict = "PASS" if passed else "FAIL"
+    """Write the page. ``budget_rows``: (check, metric, value, bound, unit, reason, PASS|FAIL|NOT ASSESSED); the
+    reason says why a check failed or was not assessed. PASS when no row fails and at least one passes."""
+    statuses = [str(r[-1]) for r in budget_rows]
+    n_pass, n_na = statuses.count("PASS"), statuses.count("NOT ASSESSED")
+    verdict = "PASS" if n_pass and n_pass + n_na == len(statuses) else "FAIL"
+    na_text = f", {n_na} not assessed at demo scale" if n_na else ""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body>",
              f"<h1>{html.escape(title)}</h1><p class='sub'>{html.escape(subtitle)}</p>",
              f"<section id='budget'><h2>Budget</h2><p class='verdict {verdict.lower()}'>Budget: {verdict} "
-             f"({sum(r[-1] == 'PASS' for r in budget_rows)}/{len(budget_rows)} checks)</p>",
-             _table("", ["check", "metric", "value", "bound", "unit", "result"], budget_rows, css="budget"),
+             f"({n_pass}/{len(budget_rows)} checks pass{na_text})</p>",
+             _table("", ["check", "metric", "value", "bound", "unit", "reason", "result"], budget_rows,
+                    css="budget"),
              "</section>"]
     for i, sec in enumerate(sections):
         parts.append(f"<section id='s{i}'><h2>{html.escape(sec.title)}</h2>")
