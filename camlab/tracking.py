@@ -46,7 +46,8 @@ def run(experiment: str, run_name: str | None = None, nested: bool = False,
     """Start an MLflow run in ``experiment``; yields the active run.
 
     When a run is already active (e.g. ``make demo``'s parent run) the new run is nested under it, so one parent run
-    holds the ISP, training, export and device_sim child runs.
+    holds the ISP, training, export and device_sim child runs. Ctrl-C or SIGTERM ends the open runs KILLED (a
+    killed job used to leave its runs RUNNING); any other exception ends them FAILED.
     """
     import mlflow
 
@@ -55,9 +56,40 @@ def run(experiment: str, run_name: str | None = None, nested: bool = False,
     if parent is not None:
         nested = True
         exp_id = parent.info.experiment_id
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name, nested=nested,
-                          tags={k: str(v) for k, v in (tags or {}).items()}) as active:
-        yield active
+    with _sigterm_raises(), mlflow.start_run(experiment_id=exp_id, run_name=run_name, nested=nested,
+                                             tags={k: str(v) for k, v in (tags or {}).items()}) as active:
+        try:
+            yield active
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run was killed, not a failure of the code
+            current = mlflow.active_run()
+            if current is not None and current.info.run_id == active.info.run_id:
+                mlflow.end_run("KILLED")
+            raise
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM raised as an exception, so open MLflow runs end KILLED instead of staying RUNNING."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the outermost run is open (main thread, default SIGTERM handler), SIGTERM raises :class:`Terminated`."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise Terminated(f"terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def git_commit() -> str:
