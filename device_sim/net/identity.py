@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +74,8 @@ class DeviceIdentity:
     def save(self, device_dir: Path) -> Path:
         path = Path(device_dir) / KEYSTORE
         atomic_write_json(path, {"did": self.did, "model": self.model, "mqtt_password": self.mqtt_password,
-                                 "sign_key": _raw_priv(self.sign_key).hex(), "kx_key": _raw_priv(self.kx_key).hex()})
-        os.chmod(path, 0o600)
+                                 "sign_key": _raw_priv(self.sign_key).hex(), "kx_key": _raw_priv(self.kx_key).hex()},
+                          mode=0o600)
         return path
 
     @classmethod
@@ -119,8 +118,8 @@ class AppIdentity:
         return self.sign_key.sign(message)
 
     def save(self, path: Path) -> None:
-        atomic_write_json(Path(path), {"account": self.account, "sign_key": _raw_priv(self.sign_key).hex()})
-        os.chmod(path, 0o600)
+        atomic_write_json(Path(path), {"account": self.account, "sign_key": _raw_priv(self.sign_key).hex()},
+                          mode=0o600)
 
     @classmethod
     def load(cls, path: Path) -> "AppIdentity":

@@ -31,7 +31,7 @@ class Repository:
         for p in self.keys_dir.glob(f"{role}-*.pem"):
             p.unlink()
         for i, k in enumerate(keys):
-            atomic_write_bytes(self.keys_dir / f"{role}-{i}.pem", k.to_pem())
+            atomic_write_bytes(self.keys_dir / f"{role}-{i}.pem", k.to_pem(), mode=0o600)
 
     @classmethod
     def create(cls, root: Path, expires_days: float = 365.0) -> "Repository":

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import hmac
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -31,8 +30,7 @@ IDLE_S = 60.0
 def load_secret(state: Path) -> bytes:
     path = state / "relay.secret"
     if not path.exists():
-        atomic_write_bytes(path, secrets.token_bytes(32))
-        os.chmod(path, 0o600)
+        atomic_write_bytes(path, secrets.token_bytes(32), mode=0o600)
     return path.read_bytes()
 
 

@@ -30,7 +30,7 @@ def make_self_signed(cert_path: Path, key_path: Path, common_name: str = "camlab
             .sign(key, hashes.SHA256()))
     atomic_write_bytes(Path(key_path), key.private_bytes(serialization.Encoding.PEM,
                                                          serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+                                                         serialization.NoEncryption()), mode=0o600)
     atomic_write_bytes(Path(cert_path), cert.public_bytes(serialization.Encoding.PEM))
 
 

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camlab.io_utils import atomic_write_json, fsync_dir
+from camlab.io_utils import atomic_write_json, current_umask, fsync_dir
 from device_sim.hal.sdcard import SdCard
 from device_sim.storage.index import Index
 
@@ -85,6 +85,7 @@ class NasSync:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
                 try:
+                    os.fchmod(fd, 0o666 & ~current_umask())  # like a plain copy, not mkstemp's 0600
                     with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
                         shutil.copyfileobj(inp, out, 1 << 20)
                         out.flush()
