@@ -3,7 +3,8 @@
 Each area registers its subcommands from a light module in ``camlab/commands/`` (heavy imports happen inside the
 handlers, so ``camlab --help`` stays fast). Groups shared by several areas (``train``, ``eval``, ``export``) are
 created here; an area adds its leaf, e.g. ``camlab train detector``. User errors
-(:class:`camlab.errors.CamlabError`) print one line and exit 2, without a traceback.
+(:class:`camlab.errors.CamlabError`) print one line and exit 2, without a traceback. A bare ``camlab`` prints this
+help (exit 0); a group without its command (``camlab train``) prints the group's help on stderr (exit 2).
 """
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ class CommandRegistry:
 
     def __init__(self, parser: argparse.ArgumentParser):
         self.root = parser.add_subparsers(dest="command", metavar="COMMAND")
-        self.root.required = True
         self._groups: dict[str, argparse._SubParsersAction] = {}
 
     def group(self, name: str) -> argparse._SubParsersAction:
@@ -42,14 +42,25 @@ class CommandRegistry:
         if name not in self._groups:
             p = self.root.add_parser(name, help=GROUPS[name], description=GROUPS[name])
             sub = p.add_subparsers(dest=f"{name}_what", metavar="WHAT")
-            sub.required = True
+            p.set_defaults(func=_group_help(p))
             self._groups[name] = sub
         return self._groups[name]
 
 
+def _group_help(parser: argparse.ArgumentParser):
+    """Handler of a group named without its command: its help on stderr, exit 2."""
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from camlab import __version__
+
     parser = argparse.ArgumentParser(
         prog="camlab", description="camlab workbench: ISP, datasets, training, evaluation, INT8 export, validation.")
+    parser.add_argument("--version", action="version", version=f"camlab {__version__}")
     registry = CommandRegistry(parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(registry)
@@ -59,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:  # bare `camlab`
+        parser.print_help()
+        return 0
     try:
         result = args.func(args)
     except CamlabError as exc:
