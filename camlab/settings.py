@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from camlab.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,10 +18,25 @@ def project_root() -> Path:
     return Path(os.environ.get("CAMLAB_ROOT", PROJECT_ROOT)).resolve()
 
 
+DATA_FOLDERS = ("images", "audio", "raw")
+
+
 def data_root() -> Path:
-    """Root of the real data sets: ``$CAMLAB_DATA`` or ``<project>/../shared/data``."""
+    """Root of the real data sets: ``$CAMLAB_DATA`` or ``<project>/../shared/data``.
+
+    An explicit ``CAMLAB_DATA`` must be a folder holding at least one of ``images/``, ``audio/``, ``raw/``: an empty
+    or mistyped one raises :class:`ConfigError` instead of letting the loaders fall back to the demo slice (a
+    "full" config once trained on the slice that way, silently)."""
     env = os.environ.get("CAMLAB_DATA")
-    return Path(env).expanduser().resolve() if env else (project_root().parent / "shared" / "data").resolve()
+    if not env:
+        return (project_root().parent / "shared" / "data").resolve()
+    root = Path(env).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"CAMLAB_DATA={env}: is not a folder (point it at the data root, or unset it)")
+    if not any((root / d).is_dir() for d in DATA_FOLDERS):
+        raise ConfigError(f"CAMLAB_DATA={env}: no {', '.join(d + '/' for d in DATA_FOLDERS[:-1])} or "
+                          f"{DATA_FOLDERS[-1]}/ folder in it (point it at the data root, or unset it)")
+    return root
 
 
 def has_full_data() -> bool:

@@ -126,7 +126,22 @@ def test_atomic_write_replaces_whole_file(tmp_path):
 
 
 def test_data_root_from_env(monkeypatch, tmp_path):
+    (tmp_path / "audio").mkdir()
     monkeypatch.setenv("CAMLAB_DATA", str(tmp_path))
     assert settings.data_root() == tmp_path.resolve()
     monkeypatch.delenv("CAMLAB_DATA")
     assert settings.data_root() == (settings.project_root().parent / "shared" / "data").resolve()
+
+
+def test_camlab_data_at_an_empty_or_missing_folder_fails_clearly(monkeypatch, tmp_path):
+    """Not a silent fall-back to the demo slice (a "full" config once trained on it that way)."""
+    from camlab.data.audio import audio_root
+
+    monkeypatch.setenv("CAMLAB_DATA", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"CAMLAB_DATA=.*: no images/, audio/ or raw/ folder in it"):
+        settings.data_root()
+    with pytest.raises(ConfigError, match="CAMLAB_DATA"):
+        audio_root()
+    monkeypatch.setenv("CAMLAB_DATA", str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="is not a folder"):
+        settings.data_root()
