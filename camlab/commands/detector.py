@@ -54,13 +54,33 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def unlabelled_folders(data: list[str]) -> list:
+    """The YOLO folders among (or below) the ``--data`` folders that have no ``labels/``: the loader reads every
+    image there as a negative. Split manifests (``*.json``) are not folders and are skipped."""
+    from pathlib import Path
+
+    from camlab.data.yolo import find_yolo_folders
+
+    out = []
+    for item in data:
+        path = Path(item.rsplit(":", 1)[0] if ".json:" in item else item)
+        if path.suffix == ".json" or not path.is_dir():
+            continue
+        out += [f for f in find_yolo_folders(path) if not (f / "labels").is_dir()]
+    return out
+
+
 def _eval(args: argparse.Namespace) -> int:
     import json
+    import sys
     from pathlib import Path
 
     from camlab.errors import CamlabError
     from camlab.eval.detection import evaluate, evaluate_bundle, write_json
 
+    for folder in unlabelled_folders(args.data):
+        print(f"camlab: warning: {folder}: no labels/ folder: every image there counts as a negative (no objects), "
+              "so its false positives count and its objects cannot be found", file=sys.stderr)
     import torch
 
     torch.set_num_threads(max(1, args.threads))
