@@ -60,6 +60,13 @@ def demo_data_root() -> Path:
     return project_root() / "datasets" / "demo"
 
 
+def data_or_demo(sub: str) -> Path:
+    """``<data root>/<sub>`` when it exists, else the demo slice's ``datasets/demo/<sub>`` (a fresh clone with no
+    ``../shared/data``: notebooks fall back the way ``make demo`` does)."""
+    full = data_root() / sub
+    return full if full.is_dir() else demo_data_root() / sub
+
+
 def exports_root() -> Path:
     """Where export bundles are written: ``$CAMLAB_EXPORTS`` or ``<project>/exports``."""
     env = os.environ.get("CAMLAB_EXPORTS")

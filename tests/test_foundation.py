@@ -145,3 +145,11 @@ def test_camlab_data_at_an_empty_or_missing_folder_fails_clearly(monkeypatch, tm
     monkeypatch.setenv("CAMLAB_DATA", str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="is not a folder"):
         settings.data_root()
+
+
+def test_data_or_demo_falls_back_per_folder(monkeypatch, tmp_path):
+    (tmp_path / "audio").mkdir()
+    monkeypatch.setenv("CAMLAB_DATA", str(tmp_path))
+    assert settings.data_or_demo("audio") == tmp_path.resolve() / "audio"
+    assert settings.data_or_demo("raw") == settings.demo_data_root() / "raw"
+    assert (settings.data_or_demo("raw") / "DSC_1339_768x512_rggb.raw").is_file()

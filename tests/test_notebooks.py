@@ -31,3 +31,22 @@ def test_notebook_runs_headless(path, tmp_path, monkeypatch):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.output_type in ("display_data", "execute_result") and "image/png" in o.get("data", {})]
     assert images, f"{path.name} showed no plot"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] in ("01", "05")],
+                         ids=lambda p: f"{p.stem}-demo-slice")
+def test_notebook_falls_back_to_the_demo_slice(path, tmp_path, monkeypatch):
+    """A fresh clone has no ../shared/data: 01 reads datasets/demo/raw, 05 runs demo_garden on the slice."""
+    partial = tmp_path / "data"
+    (partial / "audio").mkdir(parents=True)  # a data root without raw/ and images/
+    monkeypatch.setenv("CAMLAB_DATA", str(partial))
+    monkeypatch.setenv("CAMLAB_SMALL", "1")
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute(cwd=str(tmp_path))
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "datasets/demo" in text
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                if o.output_type == "error"]
