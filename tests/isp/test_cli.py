@@ -78,5 +78,66 @@ def test_real_dng_renders(shared_data, tmp_path, capsys):
     assert code == 0, e
     import cv2
 
-    img = cv2.imread(str(out))
-    assert img.shape == (1080, 1920, 3) and 20 < img.mean() < 200
+    from camlab.sensor.raw_io import read_raw
+
+    frame = read_raw(shared_data / "raw" / "colorchart.dng")
+    img = cv2.imread(str(out))  # the frame's own size (even-cropped), not scaled to a stream size
+    assert img.shape == (frame.height // 2 * 2, frame.width // 2 * 2, 3) and 20 < img.mean() < 200
+
+
+_HEADERLESS = ["--width", "64", "--height", "48", "--bits", "12", "--pattern", "RGGB"]
+
+
+def test_headerless_without_black_warns_and_says_the_level(tmp_path, capsys):
+    raw = _headerless(tmp_path / "f.raw")
+    code, o, e = _run(["isp", "run", str(raw), "--out", str(tmp_path / "a.png"), *_HEADERLESS], capsys)
+    assert code == 0 and "warning: no --black given: black level 0 DN assumed" in e and "black 0" in o
+    code, o, e = _run(["isp", "run", str(raw), "--out", str(tmp_path / "b.png"), *_HEADERLESS, "--black", "600"],
+                      capsys)
+    assert code == 0 and e == "" and "black 600" in o
+
+
+def test_native_size_by_default_and_the_stream_size_on_request(tmp_path, capsys):
+    import cv2
+
+    raw = _headerless(tmp_path / "f.raw")
+    code, o, e = _run(["isp", "run", str(raw), "--out", str(tmp_path / "n.png"), *_HEADERLESS, "--black", "600"],
+                      capsys)
+    assert code == 0 and cv2.imread(str(tmp_path / "n.png")).shape == (48, 64, 3)
+    code, o, e = _run(["isp", "run", str(raw), "--out", str(tmp_path / "m.png"), *_HEADERLESS, "--black", "600",
+                       "--scale-to-main"], capsys)
+    assert code == 0 and cv2.imread(str(tmp_path / "m.png")).shape == (1080, 1920, 3)
+    assert "scaled to the tuning's main stream 1920x1080" in o
+
+
+@pytest.mark.parametrize("bits, packing", [(10, "mipi_raw10"), (12, "mipi_raw12")])
+def test_mipi_packed_input_renders_like_the_unpacked_words(tmp_path, capsys, bits, packing):
+    from camlab.sensor.raw_io import pack_mipi_raw10, pack_mipi_raw12
+
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 1 << bits, (48, 64)).astype(np.uint16)
+    (tmp_path / "u16.raw").write_bytes(data.astype("<u2").tobytes())
+    pack = pack_mipi_raw10 if bits == 10 else pack_mipi_raw12
+    (tmp_path / "mipi.raw").write_bytes(pack(data))
+    common = ["--width", "64", "--height", "48", "--bits", str(bits), "--pattern", "RGGB", "--black", "16"]
+    assert _run(["isp", "run", str(tmp_path / "u16.raw"), "--out", str(tmp_path / "a.png"), *common], capsys)[0] == 0
+    code, o, e = _run(["isp", "run", str(tmp_path / "mipi.raw"), "--out", str(tmp_path / "b.png"), *common,
+                       "--packing", packing], capsys)
+    assert code == 0, e
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_packing_needs_a_headerless_raw(tmp_path, capsys):
+    code, o, e = _run(["isp", "run", str(tmp_path / "x.dng"), "--out", str(tmp_path / "o.png"),
+                       "--packing", "mipi_raw10"], capsys)
+    assert code == 2 and "--packing applies to a headerless raw" in e
+
+
+def test_nv12_output_and_stage_taps(tmp_path, capsys):
+    raw = _headerless(tmp_path / "f.raw")
+    code, o, e = _run(["isp", "run", str(raw), "--out", str(tmp_path / "o.nv12"), *_HEADERLESS, "--black", "600",
+                       "--taps", str(tmp_path / "taps")], capsys)
+    assert code == 0, e
+    assert (tmp_path / "o.nv12").stat().st_size == 64 * 48 * 3 // 2 and "NV12" in o
+    taps = sorted(p.name for p in (tmp_path / "taps").glob("*.png"))
+    assert "demosaic.png" in taps and "blc.png" in taps
