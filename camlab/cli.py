@@ -67,7 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_progress_when_logged() -> None:
+    """When stderr is not a terminal (a log file, CI), switch off tqdm bars drawn outside camlab's ``progress``
+    helper (which prints one line per pass instead) through tqdm's ``TQDM_DISABLE`` default; child processes
+    inherit it. An explicit ``TQDM_DISABLE`` in the environment wins."""
+    import os
+
+    isatty = getattr(sys.stderr, "isatty", None)
+    if not (isatty and isatty()):
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_progress_when_logged()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:  # bare `camlab`

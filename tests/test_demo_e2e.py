@@ -29,6 +29,7 @@ def demo_run(tmp_path_factory):
                            "--scenario-seconds", "4"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (out / "demo.log").write_text(proc.stdout + proc.stderr)  # what a log file or CI captures
     return out / "demo", proc.stdout
 
 
@@ -49,6 +50,21 @@ def test_demo_prints_where_everything_went(demo_run):
     for check in results["budget"]:
         if check["value"] is None:
             assert check["passed"] is False
+
+
+@pytest.mark.slow
+def test_captured_log_is_readable_and_names_the_verdict(demo_run):
+    out, stdout = demo_run
+    log = (out.parent / "demo.log").read_text()
+    assert "\r" not in log, "progress bars drew into a captured log"
+    assert len(log.splitlines()) < 200
+    line = re.search(r"^budget: (PASS|FAIL) \((.+)\)$", stdout, re.M)
+    assert line, stdout[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert line.group(0) == results["budget_line"]
+    for check in results["budget"]:
+        if check["status"] == "FAIL":
+            assert check["name"] in line.group(2) and check["reason"]
 
 
 @pytest.mark.slow

@@ -40,3 +40,13 @@ def test_a_captured_process_log_has_no_carriage_returns():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr and len(proc.stderr.splitlines()) == 3
+
+
+def test_third_party_bars_are_off_when_the_cli_logs_to_a_file():
+    code = ("from camlab import cli\n"
+            "cli.quiet_progress_when_logged()\n"
+            "from tqdm.auto import tqdm\n"
+            "list(tqdm(range(300), desc='clips', leave=False))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TQDM_DISABLE"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
