@@ -25,12 +25,13 @@ def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     env = {**os.environ, "CAMLAB_CACHE": str(out / "cache")}
     env.pop("CAMLAB_DATA", None)  # the embedded slice, as on a fresh clone
+    # bytes, not text=True: universal newlines would turn a progress bar's carriage returns into line breaks
     proc = subprocess.run([sys.executable, "-m", "camlab.cli", "demo", "--smoke", "--out", str(out / "demo"),
-                           "--scenario-seconds", "4"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (out / "demo.log").write_text(proc.stdout + proc.stderr)  # what a log file or CI captures
-    return out / "demo", proc.stdout
+                           "--scenario-seconds", "4"], cwd=ROOT, env=env, capture_output=True, timeout=1200)
+    stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    (out / "demo.log").write_bytes(proc.stdout + proc.stderr)  # what a log file or CI captures
+    return out / "demo", stdout
 
 
 @pytest.mark.slow
@@ -55,8 +56,8 @@ def test_demo_prints_where_everything_went(demo_run):
 @pytest.mark.slow
 def test_captured_log_is_readable_and_names_the_verdict(demo_run):
     out, stdout = demo_run
-    log = (out.parent / "demo.log").read_text()
-    assert "\r" not in log, "progress bars drew into a captured log"
+    log = (out.parent / "demo.log").read_bytes()
+    assert b"\r" not in log, "progress bars drew into a captured log"
     assert len(log.splitlines()) < 200
     line = re.search(r"^budget: (PASS|FAIL) \((.+)\)$", stdout, re.M)
     assert line, stdout[-2000:]
