@@ -560,6 +560,8 @@ def run_demo(opts: DemoOptions) -> DemoResult:
         mlflow.log_artifact(str(report))
         mlflow.log_artifact(str(results_json))
         mlflow.log_artifact(str(out / "isp_contact_sheet.png"))
+        if (out / "device_sim").is_dir():  # the camera's own report (report.json/.html, events.jsonl)
+            mlflow.log_artifacts(str(out / "device_sim"), artifact_path="device_sim")
         mlflow.set_tag("budget", results["budget_verdict"])
         run_id = parent.info.run_id
     outputs = {"report": str(report), "results": str(results_json), "device_report": str(out / "device_sim"),

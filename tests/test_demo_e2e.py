@@ -134,6 +134,10 @@ def test_mlflow_server_finds_the_demo_run(demo_run):
         with urllib.request.urlopen(req, timeout=10) as r:
             children = json.load(r).get("runs", [])
         assert len(children) >= 2, "the training runs are nested under the demo's parent run"
+        from mlflow.tracking import MlflowClient
+
+        logged = {a.path for a in MlflowClient(uri).list_artifacts(run_id, "device_sim")}
+        assert "device_sim/report.json" in logged and "device_sim/report.html" in logged
     finally:
         import signal
 
