@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from camlab.data.classes import CLASSES, class_map_for, is_known_name
+from camlab.data.label_sets import label_set
 from camlab.errors import InputFileError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -31,9 +32,16 @@ class Sample:
     labels: np.ndarray
     source: str      # source-image id: augmented copies of one photo share it (splits group by it)
     dataset: str     # folder id, e.g. "persons_cctv/train"
+    #: per class, whether the image's source labels it exhaustively (camlab.data.label_sets); where it does not,
+    #: the image is neither a positive nor a negative for that class beyond its own boxes
+    labelled: tuple[bool, ...] = (True,) * len(CLASSES)
 
     def has(self, cls: int) -> bool:
         return bool(np.any(self.labels == cls))
+
+    def negative_for(self, cls: int) -> bool:
+        """True when the image is known to hold no object of ``cls`` (its source labels ``cls``; none here)."""
+        return bool(self.labelled[cls]) and not self.has(cls)
 
 
 @dataclass
@@ -168,6 +176,7 @@ def load_yolo_folder(folder: str | Path, *, strict: bool = False, dataset: str |
     images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not images:
         raise InputFileError(f"{folder / 'images'}: empty folder; expected {'/'.join(IMAGE_EXTS)} images")
+    labelled = label_set(folder)
     samples: list[Sample] = []
     for img in images:
         bad = _image_readable_header(img)
@@ -195,7 +204,8 @@ def load_yolo_folder(folder: str | Path, *, strict: bool = False, dataset: str |
         report.n_unknown_boxes += int(sum(1 for i in ids if i in unknown_ids))
         report.n_dropped_boxes += int(np.sum(mapped < 0)) - int(sum(1 for i in ids if i in unknown_ids))
         keep = mapped >= 0
-        s = Sample(image=img, boxes=boxes[keep], labels=mapped[keep], source=source_id(img.stem), dataset=dataset)
+        s = Sample(image=img, boxes=boxes[keep], labels=mapped[keep], source=source_id(img.stem), dataset=dataset,
+                   labelled=labelled)
         for c in s.labels:
             report.boxes_per_class[CLASSES[c]] += 1
         report.n_images += 1

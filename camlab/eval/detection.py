@@ -24,7 +24,8 @@ from camlab.errors import InputFileError
 MAP_SCORE_THRESHOLD = 0.01     # detections kept for AP (the curve needs the low-score tail)
 HOG_PRESENCE_THRESHOLD = 0.5   # HOG SVM margin counted as "person present"
 HOG_SCALE = 1.1                # image-pyramid step of detectMultiScale (window 64x128, stride 8)
-METRIC_KEYS = ("ap50", "ap50_95", "presence_recall", "presence_precision", "fp_rate", "n_images", "n_boxes")
+METRIC_KEYS = ("ap50", "ap50_95", "presence_recall", "presence_precision", "fp_rate", "n_images", "n_boxes",
+               "n_scored_images", "presence_accuracy")
 
 Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
@@ -126,8 +127,9 @@ def load_model_any(model: str | Path, variant: str = "int8") -> tuple[Predictor,
 
 
 def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Per image and class: (ground truth present (N, C) bool, highest detection score (N, C), 0 if none).
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image and class: (ground truth present (N, C) bool, highest detection score (N, C), 0 if none,
+    class labelled by the image's source (N, C) bool: federated labels).
 
     The camera's presence decision is ``max score >= threshold``; these two arrays are what a threshold is picked
     from. Unreadable images are skipped (they carry no decision)."""
@@ -142,7 +144,7 @@ def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
     else:
         predict, io_, _ = load_model_any(model)
     decode, in_spec = io_["decode"], io_["inputs"][0]
-    present, best = [], []
+    present, best, known = [], [], []
     for s in progress(samples, desc="class scores", enabled=show_progress):
         try:
             rgb = read_rgb(s.image)
@@ -156,24 +158,32 @@ def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
             row[c] = float(sel.max()) if len(sel) else 0.0
         best.append(row)
         present.append([s.has(c) for c in range(len(CLASSES))])
-    return np.asarray(present, bool).reshape(-1, len(CLASSES)), np.asarray(best, np.float32).reshape(-1, len(CLASSES))
+        known.append(list(s.labelled))
+    n = len(CLASSES)
+    return (np.asarray(present, bool).reshape(-1, n), np.asarray(best, np.float32).reshape(-1, n),
+            np.asarray(known, bool).reshape(-1, n))
 
 
 def pick_thresholds(present: np.ndarray, best: np.ndarray, target_fp_rate: float, floor: float = 0.15,
-                    ceiling: float = 0.95, fp_limited: Iterable[str] | None = None) -> tuple[list[float], dict]:
+                    ceiling: float = 0.95, fp_limited: Iterable[str] | None = None,
+                    known: np.ndarray | None = None) -> tuple[list[float], dict]:
     """Per-class presence thresholds from (ground truth present, highest score) per image.
 
     Classes in ``fp_limited`` (all when None) get the lowest threshold whose false-positive rate on the images
     without that class is at most ``target_fp_rate`` (an alert that must not fire on nothing: person); the others
     get the threshold of highest presence accuracy over all images (ties: the lower one). Clamped to
-    [floor, ceiling]; the report has the rates each threshold gives on these images."""
+    [floor, ceiling]; the report has the rates each threshold gives on these images. ``known`` (N, C): whether
+    the image's source labels the class; images that do not are left out for that class (federated labels)."""
     limited = set(CLASSES if fp_limited is None else fp_limited)
     unknown = limited - set(CLASSES)
     if unknown:
         raise ValueError(f"fp_limited names unknown class(es) {sorted(unknown)}; expected some of {list(CLASSES)}")
     thresholds, report = [], {}
+    if known is None:
+        known = np.ones_like(present, bool)
     for c, name in enumerate(CLASSES):
-        neg, pos = best[~present[:, c], c], best[present[:, c], c]
+        use = known[:, c] | present[:, c]
+        neg, pos = best[use & ~present[:, c], c], best[present[:, c], c]
         if name in limited:
             rule = f"lowest threshold with FP rate <= {target_fp_rate}"
             if len(neg) == 0:
@@ -187,14 +197,14 @@ def pick_thresholds(present: np.ndarray, best: np.ndarray, target_fp_rate: float
         else:
             rule = "highest presence accuracy"
             grid = np.round(np.arange(floor, ceiling + 1e-9, 0.01), 4)
-            acc = [np.mean((best[:, c] >= g) == present[:, c]) for g in grid]
+            acc = [np.mean((best[use, c] >= g) == present[use, c]) for g in grid]
             t = float(grid[int(np.argmax(acc))])
         thresholds.append(t)
         report[name] = {"threshold": t, "rule": rule, "n_negatives": int(len(neg)), "n_positives": int(len(pos)),
                         "fp_rate": float(np.mean(neg >= t)) if len(neg) else None,
                         "presence_recall": float(np.mean(pos >= t)) if len(pos) else None,
-                        "presence_accuracy": float(np.mean((best[:, c] >= t) == present[:, c]))
-                        if len(present) else None}
+                        "presence_accuracy": float(np.mean((best[use, c] >= t) == present[use, c]))
+                        if use.any() else None}
     return thresholds, report
 
 
@@ -283,6 +293,31 @@ def _metrics_block(ap50, ap, pres, n_images, n_boxes) -> dict:
             "n_images": int(n_images), "n_boxes": int(n_boxes)}
 
 
+def source_of(sample) -> str:
+    """The data source of a sample (``images/persons_cctv/train`` -> ``persons_cctv``)."""
+    from camlab.data.label_sets import source_name
+
+    return source_name(sample.dataset)
+
+
+def _class_metrics(gt: dict, dets: list[dict], kept: list, pred_present: np.ndarray, ci: int,
+                   use: np.ndarray) -> tuple[dict, dict | None]:
+    """AP and presence metrics of class ``ci`` over the images where ``use`` is True (image ids are 1-based)."""
+    ids = set(int(i) + 1 for i in np.flatnonzero(use))
+    sub_gt = dict(gt, images=[im for im in gt["images"] if im["id"] in ids],
+                  annotations=[a for a in gt["annotations"] if a["image_id"] in ids])
+    sub_dets = [d for d in dets if d["image_id"] in ids]
+    ap50, ap, curve = _coco_ap(sub_gt, sub_dets, ci + 1)
+    gt_present = np.array([s.has(ci) for s in kept])[use]
+    pres = _presence(gt_present, pred_present[use])
+    block = _metrics_block(ap50, ap, pres, gt_present.sum(),
+                           sum(int(np.sum(s.labels == ci)) for s, u in zip(kept, use) if u))
+    block["n_scored_images"] = int(use.sum())
+    block["presence_accuracy"] = pres["presence_accuracy"]
+    block["_accuracy"] = pres["presence_accuracy"]
+    return block, curve
+
+
 def hog_detect(rgb: np.ndarray, hog=None) -> tuple[np.ndarray, np.ndarray]:
     """OpenCV's default HOG people detector: (boxes (N, 4) xyxy px, SVM margins (N,))."""
     import cv2
@@ -306,11 +341,15 @@ def hog_detect(rgb: np.ndarray, hog=None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None, details: bool = False,
-             hog: bool = True, show_progress: bool = False, describe: Mapping | None = None) -> dict:
+             hog: bool = True, show_progress: bool = False, describe: Mapping | None = None,
+             by_source: bool = False) -> dict:
     """Evaluate a CamDet module, a checkpoint/bundle path, or a predict fn (with ``io_spec``) on ``data``.
 
     ``data``: samples, YOLO folders, Oxford-Pet folders or split manifests (see :func:`resolve_data`).
-    Returns the eval JSON of issue 3: ``classes`` -> person/pet/vehicle metrics, ``anchors`` -> ``hog_person``,
+    Returns the eval JSON: ``classes`` -> person/pet/vehicle metrics with federated labels (class c scored only
+    on images whose source labels c: ``n_scored_images``), ``classes_naive`` -> the same over every image (an
+    unlabelled object counts as a false positive), ``by_source`` (when asked) -> federated metrics per source,
+    ``anchors`` -> ``hog_person`` (person-labelling sources only),
     plus ``map50``/``map50_95``, counts, skipped files and (``details=True``) PR curves and a confusion matrix.
     """
     import torch
@@ -384,26 +423,40 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
         raise InputFileError(f"evaluation: every image was unreadable ({len(skipped)} skipped, first: "
                              f"{skipped[0]['file'] if skipped else '-'})")
     pred_present_a = np.asarray(pred_present, bool).reshape(-1, len(CLASSES))
-    out: dict[str, Any] = {"classes": {}, "anchors": {}}
+    out: dict[str, Any] = {"classes": {}, "classes_naive": {}, "anchors": {}}
     curves = {}
     accuracy = {}
     for ci, name in enumerate(CLASSES):
-        gt_present = np.array([s.has(ci) for s in kept])
-        ap50, ap, curve = _coco_ap(gt, dets, ci + 1)
-        pres = _presence(gt_present, pred_present_a[:, ci])
-        accuracy[name] = pres["presence_accuracy"]
-        out["classes"][name] = _metrics_block(ap50, ap, pres, gt_present.sum(),
-                                              sum(int(np.sum(s.labels == ci)) for s in kept))
+        # federated: class c is scored only on images whose source labels c (LVIS, Gupta et al. 2019)
+        known = np.array([bool(s.labelled[ci]) or s.has(ci) for s in kept])
+        block, curve = _class_metrics(gt, dets, kept, pred_present_a[:, ci], ci, known)
+        out["classes"][name] = block
+        accuracy[name] = block.pop("_accuracy")
+        naive, _ = _class_metrics(gt, dets, kept, pred_present_a[:, ci], ci, np.ones(len(kept), bool))
+        naive.pop("_accuracy")
+        out["classes_naive"][name] = naive
         if curve:
             curves[name] = curve
+    if by_source:
+        out["by_source"] = {}
+        names = np.array([source_of(s) for s in kept])
+        for src in sorted(set(names)):
+            in_src = names == src
+            out["by_source"][src] = {"n_images": int(in_src.sum()), "classes": {}}
+            for ci, name in enumerate(CLASSES):
+                known = in_src & np.array([bool(s.labelled[ci]) or s.has(ci) for s in kept])
+                if not known.any():
+                    continue
+                block, _ = _class_metrics(gt, dets, kept, pred_present_a[:, ci], ci, known)
+                block.pop("_accuracy")
+                out["by_source"][src]["classes"][name] = block
     if hog_desc is not None:
-        gt_person = np.array([s.has(0) for s in kept])
+        known = np.array([bool(s.labelled[0]) or s.has(0) for s in kept])
         gt_hog = dict(gt, categories=[gt["categories"][0]],
                       annotations=[a for a in gt["annotations"] if a["category_id"] == 1])
-        ap50, ap, curve = _coco_ap(gt_hog, hog_dets, 1)
-        pres = _presence(gt_person, np.asarray(hog_present, bool))
-        out["anchors"]["hog_person"] = _metrics_block(ap50, ap, pres, gt_person.sum(),
-                                                      sum(int(np.sum(s.labels == 0)) for s in kept))
+        block, curve = _class_metrics(gt_hog, hog_dets, kept, np.asarray(hog_present, bool), 0, known)
+        pres = {"presence_accuracy": block.pop("_accuracy")}
+        out["anchors"]["hog_person"] = block
         out["anchors"]["hog_person"]["presence_threshold"] = HOG_PRESENCE_THRESHOLD
         accuracy["hog_person"] = pres["presence_accuracy"]
         if curve:
@@ -422,6 +475,8 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
     out["data"] = data_info["data"]
     out["model"] = desc
     out["protocol"] = {"ap": "pycocotools COCOeval bbox, per category, maxDets 100",
+                       "federated": "class c scored only on images whose source labels c "
+                                    "(datasets/label_sets.yaml); classes_naive scores every image",
                        "map_score_threshold": MAP_SCORE_THRESHOLD,
                        "presence": "image has >= 1 detection of the class at or above presence_thresholds"}
     if details:

@@ -3,7 +3,9 @@
 Tian, Shen, Chen, He, "FCOS: Fully Convolutional One-Stage Object Detection", ICCV 2019 (per-pixel ltrb
 regression, centre sampling); Lin et al., "Feature Pyramid Networks", CVPR 2017 (top-down neck with nearest
 upsampling). Backbone: a Conv3x3 stem then MobileNet-style depthwise-separable stages (3x3 depthwise only, ReLU,
-channels multiples of 16). Per stride 8/16/32 the graph ends in ``box_s{s}`` (1, 4, H, W) raw log-distances and
+channels multiples of 16), or with ``backbone: mobilenetv2`` the pretrained MobileNetV2 trunk of
+:mod:`camlab.models.pretrained` (Sandler et al., CVPR 2018; ReLU6, 3x3 depthwise, widened to 16-channel
+multiples). Per stride 8/16/32 the graph ends in ``box_s{s}`` (1, 4, H, W) raw log-distances and
 ``cls_s{s}`` (1, C, H, W) raw logits; sigmoid, exp, decode and NMS run outside the graph in
 :mod:`camlab.contract.detection`, driven by :func:`manifest_io`'s ``decode`` block. Input: a static NCHW RGB
 frame letterboxed from the 640x360 substream (e.g. 320x192 ... 640x352), scaled to [0, 1].
@@ -21,7 +23,7 @@ from camlab.contract.detection import DECODE_TYPE
 from camlab.data.classes import CLASSES
 from camlab.models.blocks import ConvBNReLU, DWSeparable, check_channels
 
-PARAM_BUDGET = 1_500_000
+PARAM_BUDGET = 3_500_000      # raised from 1.5 M for a pretrained MobileNetV2 trunk (issue 19)
 MAC_BUDGET = 800_000_000
 
 
@@ -31,6 +33,7 @@ class DetectorConfig:
     input_width: int = 320
     input_height: int = 192
     classes: tuple[str, ...] = CLASSES
+    backbone: str = "camdet"                          # "camdet" (from scratch) or "mobilenetv2" (pretrained trunk)
     stem: int = 16
     widths: tuple[int, ...] = (32, 64, 128, 256)    # stages at strides 4, 8, 16, 32
     depths: tuple[int, ...] = (1, 2, 3, 2)
@@ -45,6 +48,8 @@ class DetectorConfig:
             raise ValueError(f"input {self.input_width}x{self.input_height} must be multiples of 32 (stride 32)")
         if not 0 < self.input_width <= 640 or not 0 < self.input_height <= 368:
             raise ValueError(f"input {self.input_width}x{self.input_height} exceeds the 640x360 substream")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone {self.backbone!r} unknown; expected one of {list(BACKBONES)}")
         if len(self.widths) != 4 or len(self.depths) != 4:
             raise ValueError("widths and depths need 4 entries (strides 4, 8, 16, 32)")
         check_channels(self.stem, *self.widths, self.neck)
@@ -79,6 +84,9 @@ class DetectorConfig:
         return load_config(cls, dict(d))
 
 
+BACKBONES = ("camdet", "mobilenetv2")
+
+
 class CamDet(nn.Module):
     def __init__(self, config: DetectorConfig | dict | None = None):
         super().__init__()
@@ -88,16 +96,23 @@ class CamDet(nn.Module):
             config = DetectorConfig.from_dict(config)
         self.config = config
         c = config
-        self.stem = ConvBNReLU(3, c.stem, 3, 2)
-        stages = []
-        cin = c.stem
-        for w, d in zip(c.widths, c.depths):
-            blocks = [DWSeparable(cin, w, stride=2)] + [DWSeparable(w, w) for _ in range(d - 1)]
-            stages.append(nn.Sequential(*blocks))
-            cin = w
-        self.stages = nn.ModuleList(stages)
+        if c.backbone == "mobilenetv2":
+            from camlab.models.pretrained import MobileNetV2Backbone
+
+            self.backbone = MobileNetV2Backbone()
+            feat_channels = self.backbone.out_channels
+        else:
+            self.stem = ConvBNReLU(3, c.stem, 3, 2)
+            stages = []
+            cin = c.stem
+            for w, d in zip(c.widths, c.depths):
+                blocks = [DWSeparable(cin, w, stride=2)] + [DWSeparable(w, w) for _ in range(d - 1)]
+                stages.append(nn.Sequential(*blocks))
+                cin = w
+            self.stages = nn.ModuleList(stages)
+            feat_channels = tuple(c.widths[1:])
         n = c.neck
-        self.lateral = nn.ModuleList([ConvBNReLU(w, n, 1) for w in c.widths[1:]])
+        self.lateral = nn.ModuleList([ConvBNReLU(w, n, 1) for w in feat_channels])
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.smooth = nn.ModuleList([DWSeparable(n, n) for _ in range(3)])
         self.heads = nn.ModuleList([nn.Sequential(DWSeparable(n, n), DWSeparable(n, n)) for _ in range(3)])
@@ -118,14 +133,20 @@ class CamDet(nn.Module):
     def output_names(self) -> list[str]:
         return [n for s in self.config.strides for n in (f"box_s{s}", f"cls_s{s}")]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(B, 3, H, W) in [0, 1] -> (box_s8, cls_s8, box_s16, cls_s16, box_s32, cls_s32) raw."""
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stride 8, 16 and 32 backbone features."""
+        if self.config.backbone == "mobilenetv2":
+            return self.backbone(x)
         x = self.stem(x)
         feats = []
         for stage in self.stages:
             x = stage(x)
             feats.append(x)
-        c3, c4, c5 = feats[1:]
+        return feats[1:]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, 3, H, W) in [0, 1] -> (box_s8, cls_s8, box_s16, cls_s16, box_s32, cls_s32) raw."""
+        c3, c4, c5 = self.features(x)
         p5 = self.smooth[2](self.lateral[2](c5))
         p4 = self.smooth[1](self.lateral[1](c4) + self.up(p5))
         p3 = self.smooth[0](self.lateral[0](c3) + self.up(p4))

@@ -47,6 +47,7 @@ class OptimConfig:
     warmup_epochs: float = 1.0
     max_steps: int = 0            # stop after this many steps in total (0 = no limit; tests)
     grad_clip: float = 10.0
+    backbone_lr_mult: float = 1.0  # learning-rate factor of a pretrained backbone (fine-tune gently)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class DetectorTrainConfig:
     eval_hog: bool = False        # also run the HOG person anchor in the final evaluation
     log_mlflow: bool = True
     progress: bool = True
+    pretrained: str = ""          # backbone init for model.backbone=mobilenetv2 (models/pretrained/SOURCE.md)
+    freeze_blocks: int = 0        # pretrained backbone: stem + this many blocks stay fixed
     model: DetectorConfig = field(default_factory=DetectorConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -198,6 +201,7 @@ class DetectionDataset:
         s = self.samples[i]
         img = self._image(i, rng)
         boxes, labels = s.boxes, s.labels
+        labelled = np.asarray(s.labelled, bool)
         m = self.cfg.model
         a = self.cfg.augment
         mosaic_on = self.epoch < self.cfg.optim.epochs - a.mosaic_off_last
@@ -209,12 +213,16 @@ class DetectionDataset:
                                          [boxes] + [self.samples[j].boxes for j in others],
                                          [labels] + [self.samples[j].labels for j in others],
                                          m.input_width, m.input_height, rng, a.min_visibility)
+            # a mosaic is a negative for a class only where every tile's source labels it (federated labels)
+            for j in others:
+                labelled &= np.asarray(self.samples[j].labelled, bool)
         if self.aug is not None:
             img, boxes, labels = augment(self.aug, img, boxes, labels, self.cfg.augment, rng)
         lb_img, lb_boxes, _ = letterbox(img, boxes, m.input_width, m.input_height)
         x = torch.from_numpy(np.ascontiguousarray(lb_img.transpose(2, 0, 1))).float().div_(255.0)
         keep = ((lb_boxes[:, 2] - lb_boxes[:, 0]) >= 2) & ((lb_boxes[:, 3] - lb_boxes[:, 1]) >= 2)
-        return x, {"boxes": torch.from_numpy(lb_boxes[keep]), "labels": torch.from_numpy(labels[keep])}
+        return x, {"boxes": torch.from_numpy(lb_boxes[keep]), "labels": torch.from_numpy(labels[keep]),
+                   "labelled": torch.from_numpy(labelled)}
 
 
 def collate(batch):
@@ -254,8 +262,9 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
     c = cfg.calibrate
     samples = _subset(samples, c.max_images, cfg.seed + 2)
     model, _ = load_model(path)
-    present, best = image_class_scores(model, samples, show_progress=show_progress)
-    thresholds, report = pick_thresholds(present, best, c.target_fp_rate, floor=c.floor, fp_limited=c.fp_limited)
+    present, best, known = image_class_scores(model, samples, show_progress=show_progress)
+    thresholds, report = pick_thresholds(present, best, c.target_fp_rate, floor=c.floor, fp_limited=c.fp_limited,
+                                         known=known)
     ck = load_checkpoint(path, expect_kind=KIND)
     mc = dataclasses.replace(model.config, class_score_thresholds=tuple(thresholds)).to_dict()
     meta = dict(ck["meta"])
@@ -264,6 +273,30 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
     save_checkpoint(path, kind=KIND, model_config=mc, state_dict=ck["state_dict"], meta=meta,
                     optimizer=ck.get("optimizer"), epoch=int(ck["epoch"]), step=int(ck.get("step", 0)))
     return meta["calibration"]
+
+
+def _check_pretrained(cfg: DetectorTrainConfig) -> Path | None:
+    """The hash-checked pretrained file when the config asks for one (None otherwise)."""
+    if cfg.freeze_blocks and cfg.model.backbone != "mobilenetv2":
+        raise ConfigError("freeze_blocks needs model.backbone: mobilenetv2")
+    if not cfg.pretrained:
+        return None
+    if cfg.model.backbone != "mobilenetv2":
+        raise ConfigError(f"pretrained: {cfg.pretrained!r} needs model.backbone: mobilenetv2 "
+                          f"(got {cfg.model.backbone!r})")
+    from camlab.models.pretrained import check_pretrained_file
+
+    return check_pretrained_file(cfg.pretrained)
+
+
+def _param_groups(model, optim: OptimConfig) -> list[dict]:
+    """Trainable parameters; a pretrained backbone's at ``backbone_lr_mult`` times the learning rate."""
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+    groups = [{"params": rest, "lr_mult": 1.0}]
+    if backbone:
+        groups.append({"params": backbone, "lr_mult": optim.backbone_lr_mult})
+    return groups
 
 
 def _find_resume(cfg: DetectorTrainConfig, out_dir: Path) -> Path | None:
@@ -302,6 +335,7 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
     out_dir = _resolve(cfg.out_dir)
     show = cfg.progress and info.is_main
 
+    pretrained_file = _check_pretrained(cfg)      # before any work: a wrong file is a one-line error
     train_s, val_s, data_info = load_data(cfg, is_main=info.is_main)
     if cfg.render.enabled:
         rep = prerender([s.image for s in train_s], cfg.render, cfg.seed, rank=info.rank,
@@ -315,7 +349,13 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
 
     model = CamDet(cfg.model)
     n_params, n_macs = count_params(model), count_macs(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    if pretrained_file is not None:
+        from camlab.models.pretrained import load_mobilenetv2_weights
+
+        data_info["pretrained"] = load_mobilenetv2_weights(model.backbone, pretrained_file)
+    if cfg.freeze_blocks:
+        model.backbone.freeze(cfg.freeze_blocks)
+    opt = torch.optim.AdamW(_param_groups(model, cfg.optim), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     start_epoch, step, history, best_score = 0, 0, [], -1.0
     run_id = None
     resume = _find_resume(cfg, out_dir)
@@ -384,7 +424,7 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
             for images, targets in bar:
                 lr = _lr_at(step, total_steps, warmup, cfg.optim.lr)
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_mult", 1.0)
                 outputs = net(images)
                 loss, parts = detection_loss(outputs, targets, cfg.model.strides)
                 opt.zero_grad(set_to_none=True)

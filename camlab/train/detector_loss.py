@@ -3,7 +3,8 @@
 Tian et al., "FCOS", ICCV 2019 (per-level size ranges, centre sampling with radius 1.5 strides, smallest-area
 tie-break); Li et al., "Generalized Focal Loss", NeurIPS 2020 (quality focal loss: the class target of a positive
 cell is the IoU of its predicted box, so the score ranks boxes by localisation quality without a centerness
-branch); Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019 (box loss). Boxes are xyxy in
+branch); Gupta et al., "LVIS", CVPR 2019 (federated labels: a class's loss counts as a negative only in images
+whose source labels that class exhaustively, ``targets[i]["labelled"]``); Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019 (box loss). Boxes are xyxy in
 network-input pixels; the box decode is the one of :mod:`camlab.contract.detection`.
 """
 from __future__ import annotations
@@ -79,10 +80,12 @@ def box_iou_aligned(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, tor
     return iou, iou - (enc - union) / enc
 
 
-def quality_focal_loss(logits: torch.Tensor, target: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
-    """QFL, summed: BCE(logits, soft target) * |sigmoid(logits) - target|^beta."""
+def quality_focal_loss(logits: torch.Tensor, target: torch.Tensor, beta: float = 2.0,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """QFL, summed: BCE(logits, soft target) * |sigmoid(logits) - target|^beta (times ``weight`` when given)."""
     p = logits.sigmoid()
-    return (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * (p - target).abs().pow(beta)).sum()
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * (p - target).abs().pow(beta)
+    return (loss * weight).sum() if weight is not None else loss.sum()
 
 
 def flatten_outputs(outputs: tuple[torch.Tensor, ...]):
@@ -98,7 +101,9 @@ def flatten_outputs(outputs: tuple[torch.Tensor, ...]):
 
 def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict], strides: tuple[int, ...],
                    box_weight: float = 2.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its parts for a batch; ``targets[i]``: {"boxes": (M, 4) input px, "labels": (M,)}."""
+    """Total loss and its parts for a batch; ``targets[i]``: {"boxes": (M, 4) input px, "labels": (M,), and
+    optionally "labelled": (C,) bool}. A class the image's source does not label contributes no negative loss
+    there (only its labelled boxes are positives)."""
     box_raw, cls_raw, shapes = flatten_outputs(outputs)
     B, P, C = cls_raw.shape
     points, st, _ = grid_points(shapes, strides, device=cls_raw.device)
@@ -119,7 +124,12 @@ def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict], strid
         cls_target[i, pos, gtl[match[pos]]] = iou.detach().clamp(min=0.01)
         pos_pred.append(giou)
     norm = max(num_pos, 1)
-    loss_cls = quality_focal_loss(cls_raw, cls_target) / norm
+    known = torch.ones(B, 1, C, dtype=cls_raw.dtype, device=cls_raw.device)
+    for i, tgt in enumerate(targets):
+        if "labelled" in tgt:
+            known[i, 0] = torch.as_tensor(tgt["labelled"], dtype=cls_raw.dtype, device=cls_raw.device)
+    weight = torch.maximum(known.expand(B, P, C), (cls_target > 0).to(cls_raw.dtype))
+    loss_cls = quality_focal_loss(cls_raw, cls_target, weight=weight) / norm
     if pos_pred:
         giou = torch.cat(pos_pred)
         loss_box = (1.0 - giou).mean()

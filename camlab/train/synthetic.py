@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from camlab.data.classes import CLASSES
+
 #: source class names of the synthetic folders (id order), mapped by camlab.data.classes
 NAMES = ("Person", "Dog", "Car", "chair")
 _COLORS = {0: (220, 60, 60), 1: (60, 200, 60), 2: (60, 90, 230), 3: (200, 200, 40)}
@@ -49,6 +51,8 @@ def make_yolo_folder(root: str | Path, n_images: int = 24, *, size: tuple[int, i
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(names) + "\n")
+    # synthetic scenes draw and label every class (camlab.data.label_sets)
+    (root / "label_set.txt").write_text("\n".join(CLASSES) + "\n")
     rng = np.random.default_rng(seed)
     w, h = size
     for i in range(n_images):

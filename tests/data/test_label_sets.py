@@ -1,0 +1,107 @@
+"""Federated labels (LVIS-style): each source declares the classes it labels; an unlabelled class is unknown, never
+background, in the loss, the calibration and the evaluation."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from camlab.data.label_sets import label_set, registry, source_name
+from camlab.data.yolo import load_yolo_folder
+from camlab.errors import ConfigError, InputFileError
+from camlab.train.synthetic import make_yolo_folder
+
+
+def test_registry_declares_every_shared_source():
+    reg = registry()
+    assert reg["coco128"] == (True, True, True)
+    assert reg["persons_cctv"] == (True, False, False)
+    assert reg["vehicles_openimages"] == reg["vehicles_trafficcam"] == (False, False, True)
+    assert reg["oxford_pets"] == reg["oxford_pets_more"] == (False, True, False)
+    from camlab.data.splits import DEFAULT_FOLDERS
+    for rel in DEFAULT_FOLDERS:
+        assert source_name(rel) in reg, rel
+
+
+def test_folder_without_declaration_is_refused_naming_it(tmp_path):
+    root = make_yolo_folder(tmp_path / "mystery_cam", 4)
+    (root / "label_set.txt").unlink()
+    with pytest.raises(InputFileError, match="mystery_cam.*no declared label set"):
+        load_yolo_folder(root)
+    (root / "label_set.txt").write_text("# people only\nPerson\n")
+    samples, _ = load_yolo_folder(root)
+    assert all(s.labelled == (True, False, False) for s in samples)
+    (root / "label_set.txt").write_text("person\nunicorn\n")
+    with pytest.raises(ConfigError, match="unicorn"):
+        label_set(root)
+
+
+def _vehicle_only_target():
+    return {"boxes": torch.tensor([[40.0, 40.0, 120.0, 100.0]]), "labels": torch.tensor([2])}
+
+
+def test_person_in_vehicle_only_image_contributes_no_negative_loss():
+    from camlab.models.detector import CamDet, DetectorConfig
+    from camlab.train.detector_loss import detection_loss
+
+    torch.manual_seed(0)
+    model = CamDet(DetectorConfig(input_width=192, input_height=128))
+    x = torch.rand(1, 3, 128, 192)
+
+    def person_grad(labelled):
+        model.zero_grad()
+        outs = [o.retain_grad() or o for o in model(x)]
+        tgt = _vehicle_only_target()
+        if labelled is not None:
+            tgt["labelled"] = torch.tensor(labelled)
+        loss, _ = detection_loss(tuple(outs), [tgt], (8, 16, 32))
+        loss.backward()
+        return [outs[i].grad[:, 0] for i in (1, 3, 5)], [outs[i].grad[:, 2] for i in (1, 3, 5)]
+
+    person, vehicle = person_grad([False, False, True])       # a vehicle-only source: person unknown
+    assert all(float(g.abs().max()) == 0.0 for g in person)
+    assert any(float(g.abs().max()) > 0 for g in vehicle)     # the labelled class still learns
+    person_all, _ = person_grad(None)                           # exhaustive source: person is background
+    assert any(float(g.abs().max()) > 0 for g in person_all)
+
+
+def test_federated_evaluation_ignores_unlabelled_classes(tmp_path):
+    """A person predicted in a vehicle-only source is not a false positive there (federated) but is in the naive
+    figure; the same prediction in an all-class source is a false positive either way."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
+    from test_detection_eval import _oracle
+
+    from camlab.eval.detection import evaluate, resolve_data
+    from camlab.models.detector import DetectorConfig, manifest_io
+
+    io_ = manifest_io(DetectorConfig())
+    root = make_yolo_folder(tmp_path / "road" / "train", 12, negatives=4, seed=3, size=(256, 160))
+    (root / "label_set.txt").write_text("vehicle\n")
+    samples, _ = resolve_data([root])
+    res = evaluate(_oracle(samples, io_, extra_person=True), [root], io_spec=io_, hog=False, by_source=True)
+    assert res["classes"]["person"]["n_scored_images"] == sum(s.has(0) for s in samples)
+    assert res["classes"]["person"]["fp_rate"] is None
+    assert res["classes_naive"]["person"]["fp_rate"] > 0
+    assert res["classes"]["vehicle"] == {**res["classes_naive"]["vehicle"]}
+    assert set(res["by_source"]) == {"road"}
+    (root / "label_set.txt").write_text("person\npet\nvehicle\n")
+    res2 = evaluate(_oracle(samples, io_, extra_person=True), [root], io_spec=io_, hog=False)
+    assert res2["classes"]["person"]["fp_rate"] == res2["classes_naive"]["person"]["fp_rate"] > 0
+
+
+def test_thresholds_count_negatives_only_where_the_class_is_labelled():
+    from camlab.eval.detection import pick_thresholds
+
+    present = np.zeros((100, 3), bool)
+    present[:10, 0] = True
+    best = np.zeros((100, 3), np.float32)
+    best[:10, 0] = 0.8
+    best[10:30, 0] = 0.9          # 20 high person scores on images of a source that does not label people
+    known = np.ones((100, 3), bool)
+    known[10:30, 0] = False
+    thr_fed, rep = pick_thresholds(present, best, 0.02, fp_limited=["person"], known=known)
+    thr_naive, _ = pick_thresholds(present, best, 0.02, fp_limited=["person"])
+    assert rep["person"]["n_negatives"] == 70 and thr_fed[0] <= 0.8 < thr_naive[0]
