@@ -139,19 +139,14 @@ def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
     from camlab.data.render import read_rgb
     from camlab.train.common import progress
 
-    if isinstance(model, torch.nn.Module):
-        predict, io_ = torch_predictor(model)
-    else:
-        predict, io_, _ = load_model_any(model)
-    decode, in_spec = io_["decode"], io_["inputs"][0]
+    detect = _detector_fn(model)
     present, best, known = [], [], []
     for s in progress(samples, desc="class scores", enabled=show_progress):
         try:
             rgb = read_rgb(s.image)
         except InputFileError:
             continue
-        x, lb = preprocess(rgb, in_spec)
-        det = postprocess(predict(x), decode, lb, score_threshold=MAP_SCORE_THRESHOLD)
+        det = detect(rgb)
         row = np.zeros(len(CLASSES), np.float32)
         for c in range(len(CLASSES)):
             sel = det.scores[det.classes == c]
@@ -162,6 +157,31 @@ def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
     n = len(CLASSES)
     return (np.asarray(present, bool).reshape(-1, n), np.asarray(best, np.float32).reshape(-1, n),
             np.asarray(known, bool).reshape(-1, n))
+
+
+def _detector_fn(model: Any) -> Callable[[np.ndarray], Any]:
+    """rgb -> Detections (source px, scores >= MAP_SCORE_THRESHOLD) for a CamDet module, a checkpoint or bundle
+    path, or a direct detector (an object with ``detect(rgb) -> (boxes, scores, classes)``, e.g. the SSD teacher)."""
+    import torch
+
+    from camlab.contract.detection import Detections, postprocess, preprocess
+
+    if hasattr(model, "detect") and not isinstance(model, torch.nn.Module):
+        def direct(rgb: np.ndarray):
+            b, sc, c = model.detect(rgb)
+            keep = sc >= MAP_SCORE_THRESHOLD
+            return Detections(boxes=b[keep], scores=sc[keep], classes=c[keep], class_names=CLASSES)
+        return direct
+    if isinstance(model, torch.nn.Module):
+        predict, io_ = torch_predictor(model)
+    else:
+        predict, io_, _ = load_model_any(model)
+    decode, in_spec = io_["decode"], io_["inputs"][0]
+
+    def via_graph(rgb: np.ndarray):
+        x, lb = preprocess(rgb, in_spec)
+        return postprocess(predict(x), decode, lb, score_threshold=MAP_SCORE_THRESHOLD)
+    return via_graph
 
 
 def pick_thresholds(present: np.ndarray, best: np.ndarray, target_fp_rate: float, floor: float = 0.15,
@@ -360,7 +380,13 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
     from camlab.train.common import progress
 
     desc: dict = dict(describe or {})
-    if isinstance(model, (str, Path)):
+    direct = hasattr(model, "detect") and not isinstance(model, torch.nn.Module)
+    if direct:
+        # a detector working on whole images (the SSD teacher): its own thresholds, no graph I/O
+        io_ = {"decode": {"classes": list(CLASSES), "score_thresholds": dict(model.thresholds)},
+               "inputs": [{}]}
+        predict = None
+    elif isinstance(model, (str, Path)):
         predict, io_, d = load_model_any(model)
         desc.update(d)
     elif isinstance(model, torch.nn.Module):
@@ -406,8 +432,11 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
             gt["annotations"].append({"id": ann_id, "image_id": img_id, "category_id": int(lab) + 1,
                                       "bbox": [float(b[0]), float(b[1]), bw, bh], "area": bw * bh, "iscrowd": 0})
             ann_id += 1
-        x, lb = preprocess(rgb, in_spec)
-        det = postprocess(predict(x), decode, lb, score_threshold=MAP_SCORE_THRESHOLD)
+        if direct:
+            det = _detector_fn(model)(rgb)
+        else:
+            x, lb = preprocess(rgb, in_spec)
+            det = postprocess(predict(x), decode, lb, score_threshold=MAP_SCORE_THRESHOLD)
         for b, sc, c in zip(det.boxes, det.scores, det.classes):
             dets.append({"image_id": img_id, "category_id": int(c) + 1, "score": float(sc),
                          "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
@@ -487,13 +516,14 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
 
 
 def evaluate_bundle(bundle_dir: str | Path, data_dirs: Iterable[Any], variant: str = "int8", *,
-                    hog: bool = False, details: bool = False, show_progress: bool = False) -> dict:
+                    hog: bool = False, details: bool = False, show_progress: bool = False,
+                    by_source: bool = False) -> dict:
     """Evaluate an export bundle's ``model.onnx`` (``int8``) or ``model_fp32.onnx`` (``fp32``) via onnxruntime."""
     if variant not in ("int8", "fp32"):
         raise InputFileError(f"variant must be 'int8' or 'fp32', got {variant!r}")
     predict, io_, desc = load_model_any(bundle_dir, variant)
     return evaluate(predict, data_dirs, io_spec=io_, hog=hog, details=details, show_progress=show_progress,
-                    describe=desc)
+                    describe=desc, by_source=by_source)
 
 
 def write_json(result: Mapping, path: str | Path) -> None:

@@ -281,6 +281,8 @@ class SsdTeacher:
         self.anchors = ssd_anchors()
         self.nms_iou = nms_iou
         self.score_floor = score_floor
+        #: presence thresholds per camlab class (set from a calibration on the training split; 0.5 until then)
+        self.thresholds: dict[str, float] = {"person": 0.5, "pet": 0.5, "vehicle": 0.5}
         self.label_ids = {name: i for i, name in enumerate(SSD_LABELS)}
 
     @torch.no_grad()

@@ -34,6 +34,7 @@ class DataConfig:
     val_dirs: list[str] = field(default_factory=list)     # ... and for validation
     max_train_images: int = 0     # 0 = all; else a seeded subset (demo budget)
     max_val_images: int = 0
+    exclude_sources: list[str] = field(default_factory=list)   # leave-one-source-out: drop these sources entirely
     split_seed: int = 0
     val_fraction: float = 0.2
 
@@ -118,6 +119,11 @@ def _resolve(p: str | Path) -> Path:
     return p if p.is_absolute() else settings.project_root() / p
 
 
+def detector_manifest_path(cfg: DetectorTrainConfig) -> Path:
+    """The split manifest a config trains on, resolved against the project root."""
+    return _resolve(cfg.data.manifest)
+
+
 def _subset(samples: list, n: int, seed: int) -> list:
     if n <= 0 or n >= len(samples):
         return samples
@@ -153,6 +159,13 @@ def load_data(cfg: DetectorTrainConfig, *, is_main: bool = True) -> tuple[list, 
         val, rep_v = load_split(mpath, "val")
         reports = [r.as_dict() for r in rep_t]
         split_desc = {"manifest": str(d.manifest)}
+    if d.exclude_sources:
+        from camlab.data.label_sets import source_name
+
+        drop = set(d.exclude_sources)
+        train = [s for s in train if source_name(s.dataset) not in drop]
+        val = [s for s in val if source_name(s.dataset) not in drop]
+        split_desc["exclude_sources"] = sorted(drop)
     train = _subset(train, d.max_train_images, cfg.seed)
     val = _subset(val, d.max_val_images, cfg.seed + 1)
     if not train:
