@@ -4,7 +4,8 @@ Tian et al., "FCOS", ICCV 2019 (per-level size ranges, centre sampling with radi
 tie-break); Li et al., "Generalized Focal Loss", NeurIPS 2020 (quality focal loss: the class target of a positive
 cell is the IoU of its predicted box, so the score ranks boxes by localisation quality without a centerness
 branch); Gupta et al., "LVIS", CVPR 2019 (federated labels: a class's loss counts as a negative only in images
-whose source labels that class exhaustively, ``targets[i]["labelled"]``); Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019 (box loss). Boxes are xyxy in
+whose source labels that class exhaustively, ``targets[i]["labelled"]``, or on a labelled object of another
+class); Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019 (box loss). Boxes are xyxy in
 network-input pixels; the box decode is the one of :mod:`camlab.contract.detection`.
 """
 from __future__ import annotations
@@ -103,7 +104,7 @@ def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict], strid
                    box_weight: float = 2.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts for a batch; ``targets[i]``: {"boxes": (M, 4) input px, "labels": (M,), and
     optionally "labelled": (C,) bool}. A class the image's source does not label contributes no negative loss
-    there (only its labelled boxes are positives)."""
+    there, except on the cells of a labelled box of another class (an object has one class)."""
     box_raw, cls_raw, shapes = flatten_outputs(outputs)
     B, P, C = cls_raw.shape
     points, st, _ = grid_points(shapes, strides, device=cls_raw.device)
@@ -128,7 +129,10 @@ def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict], strid
     for i, tgt in enumerate(targets):
         if "labelled" in tgt:
             known[i, 0] = torch.as_tensor(tgt["labelled"], dtype=cls_raw.dtype, device=cls_raw.device)
-    weight = torch.maximum(known.expand(B, P, C), (cls_target > 0).to(cls_raw.dtype))
+    # a cell assigned to a labelled box is known for every class: the box's class is its positive and an object
+    # has one class, so the others are negatives there even when its source does not label them
+    on_object = (cls_target > 0).any(dim=2, keepdim=True).to(cls_raw.dtype)
+    weight = torch.maximum(known.expand(B, P, C), on_object.expand(B, P, C))
     loss_cls = quality_focal_loss(cls_raw, cls_target, weight=weight) / norm
     if pos_pred:
         giou = torch.cat(pos_pred)
