@@ -24,15 +24,6 @@ import numpy as np
 NAME = "detector"
 TARGET_FP = 0.02
 LOSO_SOURCES = ("persons_cctv", "coco128", "oxford_pets_more")
-TARGETS = {   # issue 19: (class, metric, bound, "min"|"max")
-    "person presence recall": ("person", "presence_recall", 0.90, "min"),
-    "person fp rate": ("person", "fp_rate", TARGET_FP, "max"),
-    "person AP50 (federated)": ("person", "ap50", 0.70, "min"),
-    "pet presence recall": ("pet", "presence_recall", 0.947, "min"),
-    "pet fp rate": ("pet", "fp_rate", TARGET_FP, "max"),
-    "vehicle presence recall": ("vehicle", "presence_recall", 0.923, "min"),
-    "vehicle fp rate": ("vehicle", "fp_rate", TARGET_FP, "max"),
-}
 
 
 def _newest_bundle() -> Path:
@@ -80,15 +71,6 @@ def teacher_thresholds(teacher, train_samples: list) -> tuple[dict, dict]:
     return dict(zip(CLASSES, thr)), rep
 
 
-def targets(ev: dict) -> dict:
-    out = {}
-    for name, (cls, key, bound, kind) in TARGETS.items():
-        v = ev["classes"][cls][key]
-        met = None if v is None else (v >= bound if kind == "min" else v <= bound)
-        out[name] = {"value": v, "bound": bound, "kind": kind, "met": met}
-    return out
-
-
 def loso(sources=LOSO_SOURCES, *, smoke: bool = False) -> dict:
     """Train the ``detector_loso`` recipe without each source and score it on that whole source."""
     from camlab.data.label_sets import source_name
@@ -126,7 +108,7 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False) -> dict:
 def run() -> dict:
     from camlab import tracking
     from camlab.data.splits import load_split
-    from camlab.eval.detection import evaluate, evaluate_bundle
+    from camlab.eval.detection import check_targets, evaluate, evaluate_bundle
     from camlab.models.pretrained import SsdTeacher, check_pretrained_file
     from camlab.train import detector
 
@@ -147,7 +129,7 @@ def run() -> dict:
     ours = evaluate_bundle(bundle, val, "int8", hog=True, details=True, by_source=True)
     out["int8"] = _slim(ours)
     out["int8"]["seconds"] = round(time.perf_counter() - t0, 1)
-    out["targets"] = targets(ours)
+    out["targets"] = check_targets(ours)
     fp32 = evaluate_bundle(bundle, val, "fp32", hog=False)
     out["fp32"] = {"map50": fp32["map50"], "classes": fp32["classes"]}
     out["int8_map50_drop_points"] = round(100 * (fp32["map50"] - ours["map50"]), 2)

@@ -43,10 +43,16 @@ def main(chip: str = "rv1106") -> int:
             out[kind].update({"bundle": str(bundle), "violations": len(getattr(rep, "violations", [])),
                               "bundle_metrics": manifest.get("metrics"), "cost": manifest.get("cost")})
     out["total_min"] = round((time.perf_counter() - t0) / 60, 1)
+    from camlab.eval.detection import check_targets, verdict_table
+
+    out["detector"]["targets"] = check_targets(det_eval)
     path = settings.exports_root() / "release.json"
     atomic_write_json(path, json.loads(json.dumps(out, default=str)))
-    print(json.dumps(out, indent=2, default=str))
-    print(f"release figures written to {path}")
+    met = sum(bool(c["met"]) for c in out["detector"]["targets"].values())
+    print(f"release detector vs its targets (validation split, federated labels; {met}/"
+          f"{len(out['detector']['targets'])} met):")
+    print(verdict_table(out["detector"]["targets"]))
+    print(f"every figure: {path}  (benchmarks: make bench -> benchmarks/results/detector.json)")
     return 0
 
 

@@ -29,6 +29,38 @@ METRIC_KEYS = ("ap50", "ap50_95", "presence_recall", "presence_precision", "fp_r
 
 Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
+#: what a release detector must reach (issue 19), per class on federated figures: (class, metric, bound, min|max)
+RELEASE_TARGETS: dict[str, tuple[str, str, float, str]] = {
+    "person presence recall": ("person", "presence_recall", 0.90, "min"),
+    "person FP rate": ("person", "fp_rate", 0.02, "max"),
+    "person AP50": ("person", "ap50", 0.70, "min"),
+    "pet presence recall": ("pet", "presence_recall", 0.947, "min"),
+    "pet FP rate": ("pet", "fp_rate", 0.02, "max"),
+    "vehicle presence recall": ("vehicle", "presence_recall", 0.923, "min"),
+    "vehicle FP rate": ("vehicle", "fp_rate", 0.02, "max"),
+}
+
+
+def check_targets(ev: Mapping) -> dict[str, dict]:
+    """Each release target with the measured value and whether it is met (None when not measurable)."""
+    out = {}
+    for name, (cls, key, bound, kind) in RELEASE_TARGETS.items():
+        v = ev["classes"][cls][key]
+        met = None if v is None else bool(v >= bound if kind == "min" else v <= bound)
+        out[name] = {"value": v, "bound": bound, "kind": kind, "met": met}
+    return out
+
+
+def verdict_table(checks: Mapping[str, Mapping]) -> str:
+    """The targets as aligned text lines (for the terminal)."""
+    lines = []
+    for name, c in checks.items():
+        v = "n/a" if c["value"] is None else f"{c['value']:.3f}"
+        op = ">=" if c["kind"] == "min" else "<="
+        mark = {True: "MET", False: "NOT MET", None: "not measured"}[c["met"]]
+        lines.append(f"  {name:26s} {v:>7s}  (target {op} {c['bound']})  {mark}")
+    return "\n".join(lines)
+
 
 # ----------------------------------------------------------------------------------------------- data
 def resolve_data(data: Iterable[Any]) -> tuple[list, dict]:

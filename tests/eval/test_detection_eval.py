@@ -128,3 +128,19 @@ def test_pick_thresholds_meets_the_false_positive_target():
     assert thr2 == [0.15, 0.15, 0.15]
     with pytest.raises(ValueError, match="unknown class"):
         pick_thresholds(present, best, 0.02, fp_limited=["dog"])
+
+
+def test_release_targets_are_checked_against_measured_values():
+    from camlab.eval.detection import RELEASE_TARGETS, check_targets, verdict_table
+
+    def block(recall, fp, ap):
+        return {"presence_recall": recall, "fp_rate": fp, "ap50": ap}
+
+    ev = {"classes": {"person": block(0.95, 0.03, 0.71), "pet": block(0.96, 0.0, 0.9),
+                      "vehicle": block(None, 0.01, 0.5)}}
+    res = check_targets(ev)
+    assert set(res) == set(RELEASE_TARGETS)
+    assert res["person presence recall"]["met"] is True and res["person FP rate"]["met"] is False
+    assert res["vehicle presence recall"]["met"] is None and res["pet FP rate"]["met"] is True
+    table = verdict_table(res)
+    assert "NOT MET" in table and "not measured" in table and len(table.splitlines()) == len(RELEASE_TARGETS)
