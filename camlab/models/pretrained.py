@@ -277,6 +277,7 @@ class SsdTeacher:
 
     def __init__(self, path: str | Path | None = None, *, nms_iou: float = 0.5, score_floor: float = 0.05):
         p = check_pretrained_file(path)
+        self.sha256 = SSD_SHA256      # identity of the teacher (pseudo-label cache key)
         self.graph = TfliteGraph(read_tflite(p)).eval()
         self.anchors = ssd_anchors()
         self.nms_iou = nms_iou

@@ -79,6 +79,8 @@ class DetectorTrainConfig:
     progress: bool = True
     pretrained: str = ""          # backbone init for model.backbone=mobilenetv2 (models/pretrained/SOURCE.md)
     freeze_blocks: int = 0        # pretrained backbone: stem + this many blocks stay fixed
+    pseudo_label_score: float = 0.0   # > 0: SSD-teacher boxes of a source's unlabelled classes at this score become
+                                      # extra positives (camlab.data.pseudo); 0 = off
     model: DetectorConfig = field(default_factory=DetectorConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -360,6 +362,13 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
         data_info["render"]["failures"] = rep["failures"][:20]
         ddp.barrier(info)
 
+    fit_s = train_s     # what the model fits; calibration below reads the source labels only
+    if cfg.pseudo_label_score > 0:
+        from camlab.data.pseudo import add_pseudo_labels
+        from camlab.models.pretrained import SsdTeacher
+
+        fit_s, data_info["pseudo_labels"] = add_pseudo_labels(train_s, SsdTeacher(), cfg.pseudo_label_score,
+                                                              show_progress=show)
     model = CamDet(cfg.model)
     n_params, n_macs = count_params(model), count_macs(model)
     if pretrained_file is not None:
@@ -384,7 +393,7 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
         run_id = ck["meta"].get("mlflow_run_id")
     net = DistributedDataParallel(model) if info.enabled else model
 
-    ds = DetectionDataset(train_s, cfg, train=True, seed=cfg.seed + 7919 * info.rank)
+    ds = DetectionDataset(fit_s, cfg, train=True, seed=cfg.seed + 7919 * info.rank)
     sampler = (DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed)
                if info.enabled else RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed)))
     loader = DataLoader(ds, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=collate,

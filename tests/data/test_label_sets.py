@@ -111,3 +111,36 @@ def test_thresholds_count_negatives_only_where_the_class_is_labelled():
     thr_fed, rep = pick_thresholds(present, best, 0.02, fp_limited=["person"], known=known)
     thr_naive, _ = pick_thresholds(present, best, 0.02, fp_limited=["person"])
     assert rep["person"]["n_negatives"] == 70 and thr_fed[0] <= 0.8 < thr_naive[0]
+
+
+def test_pseudo_labels_fill_only_unlabelled_classes(tmp_path, monkeypatch):
+    from camlab.data.pseudo import add_pseudo_labels
+
+    monkeypatch.setenv("CAMLAB_ROOT", str(tmp_path))      # the cache goes under tmp_path/.cache
+    root = make_yolo_folder(tmp_path / "road" / "train", 3, negatives=0, seed=5)
+    (root / "label_set.txt").write_text("vehicle\n")
+    samples, _ = load_yolo_folder(root)
+
+    class Teacher:   # a stand-in whose boxes are known: a person, a low-score person, a vehicle
+        sha256 = "test-teacher"
+        calls = 0
+
+        def detect(self, rgb):
+            Teacher.calls += 1
+            h, w = rgb.shape[:2]
+            boxes = np.array([[0.1, 0.1, 0.3, 0.6], [0.6, 0.1, 0.7, 0.3], [0.4, 0.4, 0.9, 0.9]]) * [w, h, w, h]
+            return boxes.astype(np.float32), np.array([0.9, 0.4, 0.95], np.float32), np.array([0, 0, 2])
+
+    from camlab.contract.detection import box_iou
+
+    person = np.array([[0.1, 0.1, 0.3, 0.6]], np.float32)
+    clear = [len(s.boxes) == 0 or box_iou(person, s.boxes).max() < 0.5 for s in samples]
+    assert any(clear)
+    out, rep = add_pseudo_labels(samples, Teacher(), 0.5)
+    assert rep["boxes_added"] == {"person": sum(clear), "pet": 0, "vehicle": 0}
+    for before, after, ok in zip(samples, out, clear):
+        assert after.labelled == before.labelled == (False, False, True)   # person stays unknown for negatives
+        assert np.sum(after.labels == 0) == np.sum(before.labels == 0) + int(ok)
+        assert np.array_equal(after.labels[after.labels == 2], before.labels[before.labels == 2])
+    add_pseudo_labels(samples, Teacher(), 0.5)
+    assert Teacher.calls == len(samples)                     # second pass read the cache

@@ -1,0 +1,78 @@
+"""Teacher pseudo-labels for the classes a source does not label (federated data, issue 19).
+
+A CCTV frame's cars, a vehicle photo's pedestrians and a pet owner are real objects that their source leaves
+unlabelled. The SSD teacher (:class:`camlab.models.pretrained.SsdTeacher`, Open Images V4) finds many of them; its
+confident boxes of a class the source does NOT label become extra positives of that class (self-training /
+pseudo-labelling: Lee, "Pseudo-Label", ICML-W 2013; Xie et al., "Self-training with Noisy Student", CVPR 2020).
+The class stays unlabelled for negatives (the federated mask): a teacher miss is never taught as background.
+Boxes of a class the source labels are never touched, and a pseudo box overlapping a labelled box (IoU >= 0.5) is
+dropped. Teacher outputs are cached per image under ``.cache/pseudo/`` (keyed by teacher hash, file and mtime).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from camlab import settings
+from camlab.data.classes import CLASSES
+
+
+def _cache_file(image: Path, teacher_sha: str) -> Path:
+    st = image.stat()
+    key = hashlib.sha256(f"{teacher_sha}:{image.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+    return settings.project_root() / ".cache" / "pseudo" / key[:2] / f"{key}.json"
+
+
+def teacher_boxes(image: Path, teacher) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(normalized xyxy boxes, scores, classes) of the teacher on one image (cached)."""
+    from camlab.data.render import read_rgb
+    from camlab.io_utils import atomic_write_json
+    cache = _cache_file(image, teacher.sha256)
+    if cache.is_file():
+        d = json.loads(cache.read_text())
+    else:
+        rgb = read_rgb(image)
+        h, w = rgb.shape[:2]
+        b, s, c = teacher.detect(rgb)
+        keep = s >= 0.3
+        d = {"boxes": (b[keep] / [w, h, w, h]).round(5).tolist(), "scores": s[keep].round(4).tolist(),
+             "classes": c[keep].tolist()}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cache, d)
+    return (np.asarray(d["boxes"], np.float32).reshape(-1, 4), np.asarray(d["scores"], np.float32),
+            np.asarray(d["classes"], np.int64))
+
+
+def add_pseudo_labels(samples: list, teacher, score: float = 0.5, *, show_progress: bool = False
+                      ) -> tuple[list, dict]:
+    """Samples with the teacher's confident boxes of their sources' unlabelled classes added; a report."""
+    from camlab.contract.detection import box_iou
+    from camlab.train.common import progress
+
+    added = {c: 0 for c in CLASSES}
+    images_with = {c: 0 for c in CLASSES}
+    out = []
+    for s in progress(samples, desc="pseudo-labels", enabled=show_progress):
+        if all(s.labelled):
+            out.append(s)
+            continue
+        b, sc, c = teacher_boxes(s.image, teacher)
+        keep = (sc >= score) & ~np.asarray(s.labelled, bool)[c] if len(c) else np.zeros(0, bool)
+        b, c = b[keep], c[keep]
+        if len(b) and len(s.boxes):
+            keep = box_iou(b, s.boxes).max(axis=1) < 0.5
+            b, c = b[keep], c[keep]
+        if not len(b):
+            out.append(s)
+            continue
+        for ci in set(c.tolist()):
+            added[CLASSES[ci]] += int(np.sum(c == ci))
+            images_with[CLASSES[ci]] += 1
+        out.append(dataclasses.replace(s, boxes=np.concatenate([s.boxes, b]).astype(np.float32),
+                                       labels=np.concatenate([s.labels, c]).astype(np.int64)))
+    return out, {"score_threshold": score, "boxes_added": added, "images_with_added": images_with,
+                 "note": "added as positives only; the class stays unlabelled for negatives in these images"}
