@@ -52,7 +52,7 @@ def run() -> dict:
         trained = True
     model, meta = load_checkpoint(ckpt)
     data_cfg = AudioDataConfig(**{k: v for k, v in (meta.get("train_config", {}).get("data") or {}).items()
-                                  if k in ("root", "val_fraction", "split_seed")})
+                                  if k in ("root", "val_fraction", "split_seed", "extra_negatives")})
     val = load_eval_dir(split_dir("val", data_cfg))
     t0 = time.perf_counter()
     ours = score_eval_set(as_scorer(model), val, stress=True)

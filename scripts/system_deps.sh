@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the demo need (real broker, browser, NAT tools). Installs only what is missing.
 set -uo pipefail
-PKGS=(mosquitto chromium iptables iproute2 libspeexdsp1)
+PKGS=(mosquitto chromium iptables iproute2 libspeexdsp1
+  asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav
+  asterisk-core-sounds-ru-wav asterisk-moh-opsound-wav)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

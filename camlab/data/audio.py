@@ -4,6 +4,9 @@ Resampling: soxr (Robinson, "The SoX Resampler library", VHQ/HQ polyphase). Sour
 positives Donate-a-Cry (8 kHz; split by the recording UUID in the file name so one recording never lands on both
 sides), negatives ESC-50 (Piczak, ACM MM 2015; grouped by fold-clip id), Speech Commands background noise and digits
 (Warden, arXiv:1804.03209; long background files split in contiguous time blocks, digits grouped by speaker).
+Hard negatives read in place from Debian packages (``AudioDataConfig.extra_negatives``, installed by
+``scripts/system_deps.sh``; CC BY-SA 3.0): the Asterisk prompts (real speech, 5 voices / languages, 8 kHz, grouped
+by voice and prompt) and the Asterisk music on hold (long tracks, split in time like the background recordings).
 
 Bandwidth: every clip is passed through ``band_limit_hz`` (8 kHz, the Donate-a-Cry rate) before anything else, so
 positives and negatives share one bandwidth; the features also stop below 4 kHz (``FeatureConfig.fmax``).
@@ -27,6 +30,8 @@ from camlab.errors import InputFileError
 
 SAMPLE_RATE = 16000
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus", ".caf", ".w64", ".rf64")
+# Debian-packaged real speech and music (scripts/system_deps.sh); read in place, never copied.
+SYSTEM_NEGATIVES = ("/usr/share/asterisk/sounds", "/usr/share/asterisk/moh")
 UUID_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})-")
 MIN_DURATION_S = 0.1
 
@@ -127,7 +132,36 @@ def recording_group(path: Path) -> tuple[str, str]:
         return "digits", "digits:" + (bits[1] if len(bits) > 1 else name)
     if "speech_commands_background" in parts:
         return "background", "background:" + name
+    if "asterisk" in parts and "moh" in parts:
+        return "moh", "moh:" + name
+    if "asterisk" in parts and "sounds" in parts:
+        i = parts.index("sounds")
+        voice = path.parts[i + 1] if len(path.parts) > i + 2 else "sounds"
+        rel = "/".join(path.parts[i + 2:-1] + (name,))
+        return "asterisk", f"asterisk:{voice}/{rel}"
     return "other", "other:" + name
+
+
+def group_folder(clip: "Clip") -> str:
+    """The folder a clip is laid out under in a split folder (``cry/<it>/``, ``nocry/<it>/``), which is also the
+    group its per-clip figures are reported under: the cry reason, the household set, the Asterisk voice, ``moh``."""
+    parts = clip.path.parts
+    if clip.source == "donateacry":
+        return "donateacry_" + clip.path.parent.name
+    if clip.source == "asterisk":
+        i = [p.lower() for p in parts].index("sounds")
+        return "asterisk_" + (parts[i + 1] if len(parts) > i + 2 else "sounds")
+    if clip.source == "other":
+        return clip.path.parent.name or "other"
+    return clip.source
+
+
+def _layout_name(clip: "Clip") -> str:
+    """File name inside the group folder, unique per source file (Asterisk voices reuse prompt names per folder)."""
+    if clip.source == "asterisk":
+        i = [p.lower() for p in clip.path.parts].index("sounds")
+        return "_".join(clip.path.parts[i + 2:])
+    return clip.path.name
 
 
 def _files(folder: Path) -> list[Path]:
@@ -149,11 +183,13 @@ class SplitIndex:
 
 
 def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed: int = 0,
-                long_file_s: float = 30.0) -> SplitIndex:
-    """Every clip of ``<root>/infant_cry`` (positives) and ``<root>/household`` (negatives), split by group.
+                long_file_s: float = 30.0, extra_negatives: tuple[str, ...] = ()) -> SplitIndex:
+    """Every clip of ``<root>/infant_cry`` (positives), ``<root>/household`` and each ``extra_negatives`` folder
+    (negatives, read in place), split by group.
 
     Groups go to one side by ``sha256(seed, group)``; files longer than ``long_file_s`` (the background recordings,
-    one per noise type) are split in time instead: the last ``val_fraction`` of each is validation.
+    one per noise type; music-on-hold tracks) are split in time instead: the last ``val_fraction`` of each is
+    validation. A missing ``extra_negatives`` folder is an error naming the install step.
     """
     import soundfile as sf
 
@@ -164,7 +200,13 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
     train: list[Clip] = []
     val: list[Clip] = []
     skipped: list[str] = []
-    for label, folder in ((1, cry_dir), (0, house_dir)):
+    folders = [(1, cry_dir), (0, house_dir)]
+    for extra in extra_negatives:
+        if not Path(extra).is_dir():
+            raise InputFileError(f"{extra}: hard-negative folder missing; `make sysdeps` installs the Debian speech "
+                                 "and music packages (scripts/system_deps.sh)")
+        folders.append((0, Path(extra)))
+    for label, folder in folders:
         for path in _files(folder):
             source, group = recording_group(path)
             try:
@@ -181,6 +223,11 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
     if not any(c.label for c in train) or not any(c.label for c in val):
         raise InputFileError(f"{root}: too few cry recordings for a train/validation split")
     return SplitIndex(tuple(train), tuple(val), tuple(skipped))
+
+
+def index_for(cfg: "AudioDataConfig") -> SplitIndex:
+    """:func:`build_index` of a data config (root, split fraction and seed, extra no-cry folders)."""
+    return build_index(cfg.root, cfg.val_fraction, cfg.split_seed, extra_negatives=tuple(cfg.extra_negatives))
 
 
 # ------------------------------------------------------------------------------------------------ waveform cache
@@ -256,6 +303,8 @@ class AudioDataConfig:
     band_limit_hz: int = 8000        # every clip passes through this rate
     positive_fraction: float = 0.5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    extra_negatives: tuple[str, ...] = ()   # more no-cry folders read in place (e.g. SYSTEM_NEGATIVES)
+    balance_sources: bool = False    # no-cry draws: every source (esc50, asterisk, moh, ...) gets an equal share
 
     def __post_init__(self):
         if not 0.05 <= self.val_fraction <= 0.5:
@@ -334,6 +383,17 @@ def synthetic_bell(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     return x.astype(np.float32)
 
 
+def negative_weights(lengths, sources, balance_sources: bool = False) -> np.ndarray:
+    """Draw probabilities of no-cry clips: ``sqrt(length)``; with ``balance_sources`` normalised within each source
+    so every source gets the same share (thousands of short speech prompts must not crowd out the pets and taps)."""
+    w = np.asarray(lengths, dtype=np.float64) ** 0.5
+    if balance_sources:
+        src = np.asarray(sources)
+        for s in np.unique(src):
+            w[src == s] /= w[src == s].sum()
+    return w / w.sum()
+
+
 class WindowSampler:
     """Draws labelled, augmented 1 s training windows from a list of clips (all at ``band_limit_hz``)."""
 
@@ -347,11 +407,12 @@ class WindowSampler:
         self.margin = int(round(self.MARGIN_S * self.rate))
         self.n = self.win + 2 * self.margin
         self.pos = [w for w in (self._load(c) for c in clips if c.label == 1) if w is not None]
-        self.neg = [w for w in (self._load(c) for c in clips if c.label == 0) if w is not None]
+        negs = [(c, self._load(c)) for c in clips if c.label == 0]
+        self.neg = [w for _, w in negs if w is not None]
+        self.neg_sources = [c.source for c, w in negs if w is not None]
         if not self.pos or not self.neg:
             raise InputFileError("need at least one cry and one no-cry clip to sample training windows")
-        self.neg_weights = np.array([len(w) for w in self.neg], dtype=np.float64) ** 0.5
-        self.neg_weights /= self.neg_weights.sum()
+        self.neg_weights = negative_weights([len(w) for w in self.neg], self.neg_sources, cfg.balance_sources)
         self.fx = FeatureExtractor(feature_cfg)
         self.hard: list[tuple[int, int]] = []   # (negative index, start sample at ``rate``) of mined hard windows
         self.last_hard = np.zeros(0, bool)       # per window of the last ``windows()`` call: cropped at a hard spot
@@ -519,14 +580,15 @@ def calibration_windows(n: int, seed: int = 0, feature_cfg: FeatureConfig | None
         raise ValueError(f"n must be >= 1, got {n}")
     data_cfg = data_cfg or AudioDataConfig()
     feature_cfg = feature_cfg or FeatureConfig()
-    index = build_index(data_cfg.root, data_cfg.val_fraction, data_cfg.split_seed)
+    index = index_for(data_cfg)
     sampler = WindowSampler(index.train, data_cfg, feature_cfg)
     x, _ = sampler.features(n, np.random.default_rng(seed))
     return x
 
 
 def write_split_dir(split: str, out_dir: str | Path, data_cfg: AudioDataConfig | None = None) -> dict:
-    """Lay out a split as ``out_dir/cry`` and ``out_dir/nocry`` (what ``camlab eval cry --data`` reads).
+    """Lay out a split as ``out_dir/cry/<group>/`` and ``out_dir/nocry/<group>/`` (what ``camlab eval cry --data``
+    reads; ``<group>`` is :func:`group_folder`, so per-clip figures can be grouped by folder).
 
     Whole files are linked; time-split parts of long files are written as FLAC excerpts at their own rate.
     A folder reused from an earlier run is brought to exactly this split: files the split does not name are
@@ -540,15 +602,15 @@ def write_split_dir(split: str, out_dir: str | Path, data_cfg: AudioDataConfig |
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     data_cfg = data_cfg or AudioDataConfig()
-    index = build_index(data_cfg.root, data_cfg.val_fraction, data_cfg.split_seed)
+    index = index_for(data_cfg)
     out = Path(out_dir)
     counts = {"cry": 0, "nocry": 0}
     wanted: set[Path] = set()
     for clip in getattr(index, split):
-        sub = out / ("cry" if clip.label else "nocry")
+        sub = out / ("cry" if clip.label else "nocry") / group_folder(clip)
         sub.mkdir(parents=True, exist_ok=True)
         if clip.start_s == 0.0 and clip.end_s is None:
-            dst = sub / clip.path.name
+            dst = sub / _layout_name(clip)
             src = clip.path.resolve()
             if not (dst.is_symlink() and Path(os.readlink(dst)) == src):
                 dst.unlink(missing_ok=True)
@@ -567,9 +629,11 @@ def write_split_dir(split: str, out_dir: str | Path, data_cfg: AudioDataConfig |
         wanted.add(dst)
         counts["cry" if clip.label else "nocry"] += 1
     for sub in (out / "cry", out / "nocry"):
-        for f in sub.iterdir() if sub.is_dir() else ():
+        for f in sorted(sub.rglob("*"), reverse=True) if sub.is_dir() else ():
             if f not in wanted and (f.is_file() or f.is_symlink()):
                 f.unlink()
+            elif f.is_dir() and not f.is_symlink() and not any(f.iterdir()):
+                f.rmdir()
     return counts
 
 
@@ -590,7 +654,9 @@ def split_dir(split: str = "val", data_cfg: AudioDataConfig | None = None) -> Pa
     """``write_split_dir`` into the cache (``cache_root()/audio/split-<split>-<recipe>``), reused when present."""
     data_cfg = data_cfg or AudioDataConfig()
     root = audio_root(data_cfg.root)
-    tag = hashlib.sha1(f"{root.resolve()}|{data_cfg.val_fraction}|{data_cfg.split_seed}".encode()).hexdigest()[:10]
+    extra = "|".join(data_cfg.extra_negatives)
+    tag = hashlib.sha1(f"{root.resolve()}|{data_cfg.val_fraction}|{data_cfg.split_seed}|{extra}|layout2".encode()
+                       ).hexdigest()[:10]
     out = settings.cache_root() / "audio" / f"split-{split}-{tag}"
     write_split_dir(split, out, data_cfg)
     return out
@@ -607,4 +673,5 @@ def duration_hours(clips) -> float:
 
 
 __all__ = ["AudioDataConfig", "AugmentConfig", "Clip", "SplitIndex", "WindowSampler", "band_limit", "build_index",
-           "calibration_windows", "load_audio", "read_audio", "resample", "split_dir", "write_split_dir"]
+           "calibration_windows", "group_folder", "index_for", "load_audio", "negative_weights", "read_audio",
+           "resample", "split_dir", "write_split_dir"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from camlab import settings
 from camlab.config import load_config, to_dict
-from camlab.data.audio import AudioDataConfig, WindowSampler, build_index, cached_features, split_dir
+from camlab.data.audio import AudioDataConfig, WindowSampler, cached_features, index_for, split_dir
 from camlab.models.cry import KIND, CryModelConfig, build_model, count_macs, count_params
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -280,7 +280,7 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
     rng = seed_everything(b.seed)
     fcfg = cfg.model.features
 
-    index = build_index(cfg.data.root, cfg.data.val_fraction, cfg.data.split_seed)
+    index = index_for(cfg.data)
     counts = index.counts()
     fit_clips, calib_neg = split_calibration_negatives(index.train, cfg.calibration_holdout, cfg.data.split_seed)
     counts["calibration_holdout_nocry"] = len(calib_neg)

@@ -165,7 +165,8 @@ def test_clip_is_hashable_and_split_dir(tmp_path, monkeypatch):
     counts = write_split_dir("val", tmp_path / "val", cfg)
     idx = build_index(cfg.root, 0.3, 0)
     assert counts == {"cry": sum(c.label for c in idx.val), "nocry": sum(1 - c.label for c in idx.val)}
-    assert len(list((tmp_path / "val" / "cry").iterdir())) == counts["cry"]
+    assert len([p for p in (tmp_path / "val" / "cry").rglob("*") if p.is_symlink()]) == counts["cry"]
+    assert {p.name for p in (tmp_path / "val" / "cry").iterdir()} == {"donateacry_hungry"}
     assert isinstance(hash(Clip(tmp_path, 1, "x", "g")), int)
 
 
@@ -183,7 +184,7 @@ def test_split_dir_drops_stale_files(tmp_path, monkeypatch):
     counts = write_split_dir("val", out, cfg)
     before = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() or p.is_symlink())
     sf.write(str(out / "nocry" / "stale.wav"), np.zeros(8000, np.float32), 8000)
-    victim = next(p for p in (out / "cry").iterdir())
+    victim = next(p for p in (out / "cry").rglob("*") if p.is_symlink())
     victim.unlink()
     sf.write(str(victim), np.zeros(800, np.float32), 8000)   # a plain file where the split has a link
     assert write_split_dir("val", out, cfg) == counts
@@ -278,3 +279,52 @@ def test_synthetic_confusers_are_tonal_band_limited_negatives(tmp_path, monkeypa
     assert set(np.unique(labels)) == {0.0, 1.0} and np.isfinite(waves).all() and not s.last_hard.any()
     with pytest.raises(ValueError, match="p_synth"):
         replace(cfg.augment, p_synth=-0.1)
+
+
+def _asterisk_like(root, voices=("en_US_f_A", "fr_CA_f_J"), prompts=("1", "2", "hello", "bye")):
+    """A tiny tree shaped like the Debian Asterisk packages: sounds/<voice>/[digits/]<prompt>.wav and moh/*.wav."""
+    rng = np.random.default_rng(3)
+    for v in voices:
+        for i, name in enumerate(prompts):
+            sub = root / "asterisk" / "sounds" / v / ("digits" if name.isdigit() else "")
+            sub.mkdir(parents=True, exist_ok=True)
+            sf.write(sub / f"{name}.wav", _tone(8000, 0.8, 200 + 30 * i, seed=i), 8000)
+    moh = root / "asterisk" / "moh"
+    moh.mkdir(parents=True)
+    sf.write(moh / "track.wav", (0.1 * rng.standard_normal(8000 * 40)).astype(np.float32), 8000)
+    return [str(root / "asterisk" / "sounds"), str(moh)]
+
+
+def test_extra_negatives_are_grouped_split_and_laid_out_by_folder(tmp_path, monkeypatch):
+    from camlab.data.audio import group_folder, index_for, write_split_dir
+
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    root = _synthetic_root(tmp_path / "audio", n_cry=8, n_noise=4)
+    extra = _asterisk_like(tmp_path / "sys")
+    p = tmp_path / "sys" / "asterisk" / "sounds" / "en_US_f_A" / "digits" / "1.wav"
+    assert recording_group(p) == ("asterisk", "asterisk:en_US_f_A/digits/1")
+    assert recording_group(tmp_path / "sys" / "asterisk" / "moh" / "track.wav") == ("moh", "moh:track")
+    cfg = AudioDataConfig(root=str(root), val_fraction=0.5, extra_negatives=tuple(extra))
+    idx = index_for(cfg)
+    allc = idx.train + idx.val
+    assert sum(c.source == "asterisk" for c in allc) == 8
+    moh = [c for c in allc if c.source == "moh"]   # 40 s track: split in time, one part per side
+    assert len(moh) == 2 and {c in idx.val for c in moh} == {True, False}
+    assert {group_folder(c) for c in allc if c.source == "asterisk"} == {"asterisk_en_US_f_A", "asterisk_fr_CA_f_J"}
+    for split in ("train", "val"):
+        counts = write_split_dir(split, tmp_path / split, cfg)
+        laid = [q for q in (tmp_path / split / "nocry").rglob("*") if q.is_file()]
+        assert len(laid) == counts["nocry"]   # same prompt names in two voices never collide
+    with pytest.raises(InputFileError, match="make sysdeps"):
+        build_index(root, 0.5, 0, extra_negatives=(str(tmp_path / "nowhere"),))
+
+
+def test_source_balanced_negative_weights():
+    from camlab.data.audio import negative_weights
+
+    lengths = [100] * 98 + [10000, 10000]
+    sources = ["asterisk"] * 98 + ["esc50", "esc50"]
+    w = negative_weights(lengths, sources, balance_sources=True)
+    assert np.isclose(w[:98].sum(), 0.5) and np.isclose(w[98:].sum(), 0.5)
+    w0 = negative_weights(lengths, sources)
+    assert w0[:98].sum() > 0.8   # without balancing the many short prompts dominate
