@@ -1,14 +1,19 @@
 """OTA benchmark: 1,000+ power cuts, the attack catalogue, model-update size, delta vs full apply time on loopback.
 
-Writes benchmarks/results/ota.json. ``delta_ratio_model_update`` = bytes of a model-only OTA payload (the detector
-bundle's model.onnx + manifest.json, from exports/ when a real bundle exists, else a synthetic 0.6 MB stand-in) over the
-bytes of a full firmware package (2 MB kernel + 12 MB rootfs, a typical PTZ camera image). Apply times: HTTPS
+Writes benchmarks/results/ota.json. Model update: two real detector bundles A and B (B = A's checkpoint after one SGD
+step of the training loss on 8 real training images, re-exported with ``camlab export detector``; or the two newest
+detector bundles of the same architecture when ``CAMLAB_OTA_BUNDLES=a:b`` names them) are each placed in the rootfs of
+a firmware image (12 MB rootfs + 2 MB kernel, a typical PTZ camera image); the delta package is the repo's bsdiff4
+delta (Percival 2003, "Naive differences of executable code") from firmware A to firmware B, applied and hash-checked
+with :func:`device_sim.ota.package.apply`; ``delta_ratio_model_update`` = its bytes over the full package of firmware
+B. When no detector bundle with its checkpoint exists the figure is null with the reason. Apply times: HTTPS
 download from the OTA service process + verify + patch/write + trial boot + commit, on loopback.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -20,13 +25,99 @@ NAME = "ota"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _find_bundle() -> Path | None:
+def _bundle_roots() -> list[Path]:
     from camlab import settings
+    return [settings.exports_root(), ROOT / "out" / "demo" / "exports"]
 
-    for manifest in sorted(settings.exports_root().glob("detector/*/manifest.json")):
-        if (manifest.parent / "model.onnx").is_file():
-            return manifest.parent
+
+def _find_bundle() -> Path | None:
+    """Newest detector bundle (exports/, then out/demo/exports) whose training checkpoint still exists."""
+    for root in _bundle_roots():
+        found = []
+        for manifest in root.glob("detector/*/manifest.json"):
+            man = json.loads(manifest.read_text())
+            ck = man.get("provenance", {}).get("checkpoint")
+            if (manifest.parent / "model.onnx").is_file() and ck and Path(ck).is_file():
+                found.append((man["model"]["version"], manifest.parent))
+        if found:
+            return max(found)[1]
     return None
+
+
+def finetune_one_step(checkpoint: Path, out: Path, n_images: int = 8, lr: float = 1e-3) -> Path:
+    """``checkpoint`` after one SGD step of the detector's training loss on ``n_images`` real training images."""
+    import torch
+
+    from camlab.models.detector import load_checkpoint
+    from camlab.train.checkpoint import save_checkpoint
+    from camlab.train.detector import DetectionDataset, collate, load_data, load_train_config
+    from camlab.train.detector_loss import detection_loss
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model, _ = load_checkpoint(checkpoint)
+    cfg = load_train_config("detector_demo", overrides={"data": {"max_train_images": n_images},
+                                                        "augment": {"enabled": False}})
+    train, _, _ = load_data(cfg)
+    ds = DetectionDataset(train[:n_images], cfg, train=False, seed=0)
+    images, targets = collate([ds[i] for i in range(len(ds))])
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss, _ = detection_loss(model(images), targets, tuple(model.config.strides))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    meta = dict(ck.get("meta") or {}, finetune={"from": str(checkpoint), "steps": 1, "lr": lr, "images": n_images})
+    save_checkpoint(out, kind=ck["kind"], model_config=ck["model_config"], state_dict=model.state_dict(), meta=meta)
+    return out
+
+
+def export_detector(checkpoint: Path, out_root: Path) -> Path:
+    """``camlab export detector`` of ``checkpoint`` into ``out_root`` (no metric, no RKNN); the bundle folder."""
+    subprocess.run([str(Path(sys.executable).parent / "camlab"), "export", "detector", "--checkpoint", str(checkpoint),
+                    "--out", str(out_root), "--no-eval", "--no-rknn", "--calib", "16"], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    return max(out_root.glob("detector/*/manifest.json")).parent
+
+
+def firmware_with_bundle(version: str, bundle: Path) -> dict[str, bytes]:
+    """The synthetic firmware image of ``version`` (same base files) with ``bundle``'s tar in its rootfs."""
+    from device_sim.ota.faults import synthetic_firmware
+    from device_sim.ota.package import bundle_tar
+    fw = synthetic_firmware("1.0.0", rootfs_kb=12 * 1024, kernel_kb=2 * 1024, change_kb=0)
+    header = json.dumps({"version": version, "selftest": "pass"}).encode() + b"\n"
+    body = fw["rootfs"].split(b"\n", 1)[1]
+    return {"kernel": fw["kernel"], "rootfs": header + body + bundle_tar(bundle)}
+
+
+def model_update(work: Path) -> dict:
+    """Delta package (bsdiff4) between firmware holding bundle A and firmware holding bundle B vs B's full package."""
+    from device_sim.ota.faults import HW
+    from device_sim.ota.package import apply, delta_package, full_package, parse
+    from benchmarks.bench_device_sim import sha256_file
+
+    pair = os.environ.get("CAMLAB_OTA_BUNDLES")
+    if pair:
+        a, b = (Path(x) for x in pair.split(":"))
+        how = "CAMLAB_OTA_BUNDLES"
+    else:
+        a = _find_bundle()
+        if a is None:
+            return {"delta_ratio_model_update": None, "model_update_note": "no detector bundle with its checkpoint "
+                    f"under {[str(r) for r in _bundle_roots()]} (run make models or make demo)"}
+        ck = Path(json.loads((a / "manifest.json").read_text())["provenance"]["checkpoint"])
+        b = export_detector(finetune_one_step(ck, work / "finetuned.pt"), work / "exports")
+        how = "B = A's checkpoint after one SGD step (lr 1e-3, 8 real training images), re-exported"
+    fw_a, fw_b = firmware_with_bundle("1.0.0", a), firmware_with_bundle("1.1.0", b)
+    delta = delta_package("1.1.0", HW, fw_a, fw_b)
+    full = full_package("1.1.0", HW, fw_b["kernel"], fw_b["rootfs"])
+    patched = apply(parse(delta), fw_a)          # raises unless the patched images hash to firmware B
+    assert patched == fw_b
+    ident = [{"path": str(p), "model_onnx_sha256": sha256_file(p / "model.onnx"),
+              "model_onnx_bytes": (p / "model.onnx").stat().st_size} for p in (a, b)]
+    return {"delta_ratio_model_update": round(len(delta) / len(full), 4), "model_update_bytes": len(delta),
+            "full_package_bytes": len(full), "model_update_bundles": ident, "model_update_how": how,
+            "model_update_note": "bsdiff4 delta package between two firmware images differing only in the detector "
+                                 "bundle (and the version line), applied and hash-checked"}
 
 
 def _timed_update(work: Path, offer_delta: bool) -> float:
@@ -67,7 +158,6 @@ def _timed_update(work: Path, offer_delta: bool) -> float:
 def run() -> dict:
     from device_sim.ota import faults
     from device_sim.ota.attacks import ATTACKS
-    from device_sim.ota.package import bundle_tar, full_package
 
     logging.getLogger("device_sim.ota").setLevel(logging.CRITICAL)
     work = Path(tempfile.mkdtemp(prefix="bench-ota-"))
@@ -76,13 +166,7 @@ def run() -> dict:
         cuts = faults.run_power_cuts(1000, seed=2026, work=work / "cuts")
         cuts_s = time.perf_counter() - t0
         attack_results = {name: fn(work / f"attack-{name}") for name, fn in ATTACKS.items()}
-        bundle = _find_bundle()
-        if bundle is not None:
-            model_bytes, model_source = len(bundle_tar(bundle)), str(bundle)
-        else:
-            model_bytes, model_source = 600 * 1024 + 4096, "synthetic 0.6 MB stand-in (no detector bundle in exports/)"
-        fw = faults.synthetic_firmware("1.0.0", rootfs_kb=12 * 1024, kernel_kb=2 * 1024)
-        full_bytes = len(full_package("1.0.0", faults.HW, fw["kernel"], fw["rootfs"]))
+        model = model_update(work / "model")
         delta_s = _timed_update(work / "delta", offer_delta=True)
         full_s = _timed_update(work / "full", offer_delta=False)
         return {
@@ -91,8 +175,7 @@ def run() -> dict:
             "attacks_tested": len(attack_results),
             "attacks_rejected": sum(ok for ok, _ in attack_results.values()),
             "attacks": {name: {"rejected": ok, "reason": why} for name, (ok, why) in attack_results.items()},
-            "delta_ratio_model_update": round(model_bytes / full_bytes, 4),
-            "model_update_bytes": model_bytes, "full_package_bytes": full_bytes, "model_update_source": model_source,
+            **model,
             "delta_apply_s": round(delta_s, 2), "full_apply_s": round(full_s, 2),
         }
     finally:

@@ -1,0 +1,40 @@
+"""The bench figures of issue 15 are computed from their inputs (a changed input moves them)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench_device_sim as bds
+from benchmarks import bench_ota
+
+
+def test_event_latency_stats_from_events():
+    events = [{"capture_time_s": 1.0, "emit_time_s": 1.0 + d / 1000} for d in range(1, 41)]
+    st = bds.latency_stats(bds.event_latencies_ms(events))
+    assert st["n"] == 40 and st["max"] == pytest.approx(40.0) and st["p50"] == pytest.approx(20.5)
+    events[-1]["emit_time_s"] += 1.0
+    assert bds.latency_stats(bds.event_latencies_ms(events))["max"] == pytest.approx(1040.0)
+    assert bds.latency_stats([])["p95"] is None
+
+
+def test_bundle_identity_reads_manifest_cost(tmp_path: Path):
+    a = bds.probe_detector_bundle(tmp_path / "a", npu_ms=3.5)
+    b = bds.probe_detector_bundle(tmp_path / "b", npu_ms=7.0, threshold=0.3)
+    ia, ib = bds.bundle_identity([a, b], "rv1106")
+    assert ia["npu_latency_ms"] == 3.5 and ib["npu_latency_ms"] == 7.0
+    assert ia["model_onnx_sha256"] != ib["model_onnx_sha256"]
+
+
+def test_ota_delta_between_two_real_bundles(tmp_path: Path, monkeypatch):
+    a = bds.probe_detector_bundle(tmp_path / "a")
+    b = bds.probe_detector_bundle(tmp_path / "b", threshold=0.3)
+    monkeypatch.setenv("CAMLAB_OTA_BUNDLES", f"{a}:{b}")
+    r = bench_ota.model_update(tmp_path / "w")
+    assert 0 < r["delta_ratio_model_update"] < 0.05
+    assert r["model_update_bytes"] < r["full_package_bytes"]
+    # the same bundle on both sides: only the version line differs, so the delta shrinks
+    monkeypatch.setenv("CAMLAB_OTA_BUNDLES", f"{a}:{a}")
+    assert bench_ota.model_update(tmp_path / "w2")["model_update_bytes"] < r["model_update_bytes"]
+    assert json.loads((a / "manifest.json").read_text())["model"]["task"] == "detection"
