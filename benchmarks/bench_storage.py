@@ -3,6 +3,13 @@
 Writes ``benchmarks/results/storage.json`` with ``power_cuts``, ``corrupt_files``, ``unindexed_files``,
 ``max_gap_s_full_card``, ``notify_p95_ms``, ``clip_cloud_p95_s``, ``iv_reuse`` and the anchors measured in the same
 run (a bare HTTPS POST round trip for the notification; the post-roll length, the floor under clip latency).
+
+IV reuse (issue 15) is counted from the bytes, not from :class:`IvLedger` (which redraws on a repeat, so it cannot
+report one): :func:`audit_ivs` reads every ``playlist.m3u8`` under the cloud's store (every uploaded clip) and the
+bulk clips, takes each segment's IV as written in its EXT-X-KEY tag (RFC 8216 §4.3.2.4), decrypts the stored segment
+with it (AES-128-CBC must give PKCS7 padding and MPEG-TS sync bytes, so the IV counted is the IV used) and counts
+repeats per key. A control in the same run (``iv_control_reuse``) feeds the same counter clips made with a ledger that
+hands out one fixed IV: it must count reuse, or the audit is blind.
 """
 from __future__ import annotations
 
@@ -81,7 +88,6 @@ def _events(tmp: Path, n_events: int, pre_s: float, post_s: float) -> dict:
     from device_sim.storage.clips import ClipMaker
     from device_sim.storage.crypto import IvLedger, new_user_key
     from device_sim.storage.notify import Notifier
-    from device_sim.storage.playback import parse_playlist
     from device_sim.storage.synth import SyntheticSource
     from device_sim.storage.uploader import Uploader
 
@@ -134,10 +140,7 @@ def _events(tmp: Path, n_events: int, pre_s: float, post_s: float) -> dict:
         notifier.wait_idle(10)
         notify_ms = [1000 * (p["received_at"] - p["decided_at"]) for p in notifier.sent]
         clip_s = [up.completed[e] - decided[e] for e in decided if e in up.completed]
-        ivs = []
-        for c in clips:
-            entries, ended = parse_playlist((tmp / "cloud/store/clips" / c.event_id / "playlist.m3u8").read_text())
-            ivs += [e.iv for e in entries]
+        audit = audit_ivs(tmp / "cloud/store/clips", key)
         up.stop()
         notifier.stop()
         return {"notify_p95_ms": round(float(np.percentile(notify_ms, 95)), 1),
@@ -147,31 +150,80 @@ def _events(tmp: Path, n_events: int, pre_s: float, post_s: float) -> dict:
                 "clip_cloud_p95_s": round(float(np.percentile(clip_s, 95)), 2), "clip_cloud_max_s": round(max(clip_s), 2),
                 "clips_in_cloud": len(clip_s), "clips_made": len(clips), "clip_post_roll_s": post_s,
                 "clip_pre_roll_s": pre_s, "upload_failures": len(up.failed) + len(notifier.failed),
-                "segments_checked_for_iv_reuse": len(ivs), "iv_reuse": len(ivs) - len(set(ivs)),
-                "iv_ledger_size": len(ledger)}
+                "segments_checked_for_iv_reuse": audit["segments"], "iv_reuse": audit["iv_reuse"],
+                "iv_audit_uploaded": audit, "iv_ledger_size": len(ledger)}
     finally:
         proc.kill()
         proc.wait(5)
+
+
+def audit_ivs(clips_root: Path, key) -> dict:
+    """Segments, distinct IVs, reused IVs and IV/segment mismatches of every playlist under ``clips_root``."""
+    from device_sim.storage.crypto import DecryptionError, decrypt_segment
+    from device_sim.storage.playback import parse_playlist
+    ivs: list[bytes] = []
+    mismatch = missing = 0
+    playlists = sorted(Path(clips_root).glob("*/playlist.m3u8"))
+    for pl in playlists:
+        for e in parse_playlist(pl.read_text())[0]:
+            ivs.append(e.iv)
+            seg = pl.parent / e.uri
+            if not seg.is_file():
+                missing += 1
+                continue
+            try:
+                decrypt_segment(key, seg.read_bytes(), e.iv, name=e.uri)
+            except DecryptionError:
+                mismatch += 1
+    return {"playlists": len(playlists), "segments": len(ivs), "distinct_ivs": len(set(ivs)),
+            "iv_reuse": len(ivs) - len(set(ivs)), "iv_segment_mismatch": mismatch, "segments_missing": missing}
+
+
+class _StuckLedger:
+    """Control for :func:`audit_ivs`: a broken IV source that hands out one IV forever."""
+
+    def __init__(self) -> None:
+        from device_sim.storage.crypto import new_iv
+        self.iv = new_iv()
+
+    def __len__(self) -> int:
+        return 1
+
+    def claim(self) -> bytes:
+        return self.iv
+
+
+def _iv_control(tmp: Path, n_clips: int = 3) -> dict:
+    """Clips made with :class:`_StuckLedger`, audited by :func:`audit_ivs` (must show reuse)."""
+    from device_sim.storage.clips import ClipMaker
+    from device_sim.storage.crypto import new_user_key
+    from device_sim.storage.synth import SyntheticSource
+    src = SyntheticSource(64, 64, fps=10, gop=10)
+    key = new_user_key()
+    ring = list(src.packets(0.0, 15.0))
+    post = [src.packet(i) for i in range(150, 400)]
+    maker = ClipMaker(tmp / "ivcontrol", key, segment_s=10, pre_roll_s=10, post_roll_s=20, ledger=_StuckLedger())
+    for k in range(n_clips):
+        maker.make_clip({"event_id": f"c{k}", "pts_s": 14.95}, ring, post, src.info)
+    return audit_ivs(tmp / "ivcontrol", key)
 
 
 def _iv_bulk(tmp: Path, n_clips: int) -> dict:
     """Many clips (10 s segments) across three "reboots" sharing one persisted IV ledger: count reused IVs."""
     from device_sim.storage.clips import ClipMaker
     from device_sim.storage.crypto import IvLedger, new_user_key
-    from device_sim.storage.playback import parse_playlist
     from device_sim.storage.synth import SyntheticSource
     src = SyntheticSource(64, 64, fps=10, gop=10)
     key = new_user_key()
     ring = list(src.packets(0.0, 15.0))
     post = [src.packet(i) for i in range(150, 400)]
-    ivs = []
     for boot in range(3):
         maker = ClipMaker(tmp / "ivbulk", key, segment_s=10, pre_roll_s=10, post_roll_s=20,
                           ledger=IvLedger(tmp / "ivbulk-ledger.bin"))
         for k in range(n_clips // 3):
-            clip = maker.make_clip({"event_id": f"b{boot}-{k}", "pts_s": 14.95}, ring, post, src.info)
-            ivs += [e.iv for e in parse_playlist(clip.playlist.read_text())[0]]
-    return {"iv_bulk_segments": len(ivs), "iv_bulk_reuse": len(ivs) - len(set(ivs))}
+            maker.make_clip({"event_id": f"b{boot}-{k}", "pts_s": 14.95}, ring, post, src.info)
+    audit = audit_ivs(tmp / "ivbulk", key)
+    return {"iv_bulk_segments": audit["segments"], "iv_bulk_reuse": audit["iv_reuse"], "iv_audit_bulk": audit}
 
 
 def run(power_cuts: int = 500, full_card_hours: float = 24.0, n_events: int = 12) -> dict:
@@ -185,6 +237,12 @@ def run(power_cuts: int = 500, full_card_hours: float = 24.0, n_events: int = 12
         out.update(bulk)
         out["iv_reuse"] += bulk["iv_bulk_reuse"]
         out["segments_checked_for_iv_reuse"] += bulk["iv_bulk_segments"]
+        out["iv_segment_mismatch"] = (out["iv_audit_uploaded"]["iv_segment_mismatch"]
+                                      + bulk["iv_audit_bulk"]["iv_segment_mismatch"])
+        control = _iv_control(tmp)
+        out["iv_control_reuse"] = control["iv_reuse"]
+        out["iv_control_note"] = ("clips made with a ledger stuck on one IV, through the same audit: reuse must be "
+                                  "counted (> 0) for iv_reuse = 0 to mean anything")
     out["notes"] = ("2-core shared machine, other engineers' jobs running: timings are noisy. Power cuts are SIGKILL "
                     "of a forked recording child at seeded random times (30% also tear the in-flight file at a random "
                     "byte, ignoring fsync: the worst case, hence up to a whole in-flight minute lost; 20% also SIGKILL "

@@ -38,3 +38,33 @@ def test_ota_delta_between_two_real_bundles(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("CAMLAB_OTA_BUNDLES", f"{a}:{a}")
     assert bench_ota.model_update(tmp_path / "w2")["model_update_bytes"] < r["model_update_bytes"]
     assert json.loads((a / "manifest.json").read_text())["model"]["task"] == "detection"
+
+
+def _clips(root: Path, key, ledger, n: int) -> None:
+    from device_sim.storage.clips import ClipMaker
+    from device_sim.storage.synth import SyntheticSource
+    src = SyntheticSource(64, 64, fps=10, gop=10)
+    ring = list(src.packets(0.0, 15.0))
+    post = [src.packet(i) for i in range(150, 400)]
+    maker = ClipMaker(root, key, segment_s=10, pre_roll_s=10, post_roll_s=20, ledger=ledger)
+    for k in range(n):
+        maker.make_clip({"event_id": f"e{k}", "pts_s": 14.95}, ring, post, src.info)
+
+
+def test_iv_audit_counts_reuse_from_the_playlists(tmp_path: Path):
+    from benchmarks import bench_storage as bs
+    from device_sim.storage.crypto import IvLedger, iv_attr, new_iv, new_user_key
+
+    key = new_user_key()
+    _clips(tmp_path / "ok", key, IvLedger(), 2)
+    ok = bs.audit_ivs(tmp_path / "ok", key)
+    assert ok["segments"] >= 4 and ok["iv_reuse"] == 0 and ok["iv_segment_mismatch"] == 0
+    _clips(tmp_path / "stuck", key, bs._StuckLedger(), 2)
+    stuck = bs.audit_ivs(tmp_path / "stuck", key)
+    assert stuck["iv_reuse"] == stuck["segments"] - 1 > 0
+    # a playlist IV that is not the one its segment was encrypted with is caught
+    pl = sorted((tmp_path / "ok").glob("*/playlist.m3u8"))[0]
+    text = pl.read_text()
+    i = text.index("IV=0x") + len("IV=")
+    pl.write_text(text[:i] + iv_attr(new_iv()) + text[i + 34:])
+    assert bs.audit_ivs(tmp_path / "ok", key)["iv_segment_mismatch"] == 1
