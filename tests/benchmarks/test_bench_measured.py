@@ -68,3 +68,11 @@ def test_iv_audit_counts_reuse_from_the_playlists(tmp_path: Path):
     i = text.index("IV=0x") + len("IV=")
     pl.write_text(text[:i] + iv_attr(new_iv()) + text[i + 34:])
     assert bs.audit_ivs(tmp_path / "ok", key)["iv_segment_mismatch"] == 1
+
+
+def test_relay_fallback_does_not_restate_the_deadline():
+    from benchmarks import bench_network as bn
+    r = bn.relay_split([1100.0, 1200.0, 1300.0], 1.0)
+    assert r["relay_fallback_p95_ms_symmetric"] is None and "deadline" in r["relay_fallback_p95_ms_symmetric_reason"]
+    assert r["relay_setup_after_deadline_p95_ms"] == pytest.approx(290.0)
+    assert bn.relay_split([1100.0, 1200.0, 1900.0], 1.0)["relay_setup_after_deadline_p95_ms"] > 290.0
