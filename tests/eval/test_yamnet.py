@@ -43,3 +43,37 @@ def test_baby_cry_scores_high_on_a_cry_and_low_on_noise(shared_data):
     w, _ = sliding_windows(noise, YAMNET_FEATURES.window_samples, YAMNET_FEATURES.hop_samples)
     p_noise = s.probabilities(w)
     assert p_cry.max() > 0.8 and p_noise.max() < 0.2
+
+
+def test_teacher_logits_match_the_anchor_and_are_cached(tmp_path, monkeypatch):
+    """The teacher's cry column is the anchor's logit (batched log-mels may move a uint8 input step: at most one
+    output quantisation step), its classes are the named YAMNet neighbours, and a second call reads the cache."""
+    from camlab.eval.yamnet import TEACHER_CLASSES, teacher_logits
+
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    names = {int(r.split(",")[0]): r.split(",", 2)[2].strip().strip('"') for r in
+             (package_model_zip().parent / "yamnet_class_map.csv").read_text().splitlines()[1:]}
+    assert [names[i] for i in TEACHER_CLASSES.values()] == [
+        "Baby cry, infant cry", "Baby laughter", "Babbling", "Speech", "Music", "Television", "Cat"]
+    s = default_scorer()
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((6, YAMNET_FEATURES.window_samples)) * np.geomspace(1e-3, 0.3, 6)[:, None]
+         ).astype(np.float32)
+    t = teacher_logits(w, s)
+    assert t.shape == (6, len(TEACHER_CLASSES)) and t.dtype == np.float32
+    step = graph_quantization(extract_model())["output_scale"]
+    assert np.abs(t[:, 0] - s.logits(w)).max() <= step + 1e-5
+    files = list((tmp_path / "cache" / "yamnet" / "teacher").glob("*.npy"))
+    assert len(files) == 1
+    np.save(files[0], np.full_like(t, 7.0))   # the cache is what a second call returns ...
+    assert np.all(teacher_logits(w, s) == 7.0)
+    w[0, 0] += 0.01                            # ... for exactly the same audio only
+    assert not np.all(teacher_logits(w, s) == 7.0)
+
+
+def test_missing_teacher_is_one_line_naming_the_make_target():
+    from camlab.errors import InputFileError
+
+    with pytest.raises(InputFileError) as err:
+        package_model_zip("camlab_no_such_yamnet_package")
+    assert "`make venv`" in str(err.value) and "\n" not in str(err.value)

@@ -120,3 +120,18 @@ def test_channel_counts_are_npu_vector_multiples():
         CryModelConfig(stem_channels=24)
     with pytest.raises(ValueError, match="multiple of 16"):
         CryModelConfig(channels=(32, 40))
+
+
+def test_aux_head_is_training_only():
+    """The distillation head shares the features but is not in forward() (so not in the exported graph) and not
+    in the deployed parameter count."""
+    from camlab.models.cry import CryModelConfig, build_model, count_params
+
+    plain = build_model(CryModelConfig(channels=(16, 32)))
+    m = build_model(CryModelConfig(channels=(16, 32), aux_outputs=7)).eval()
+    assert count_params(m) == count_params(plain)
+    x = torch.randn(3, 1, 32, 96)
+    main, aux = m.forward_aux(x)
+    assert main.shape == (3, 1) and aux.shape == (3, 7)
+    torch.testing.assert_close(m(x), main)
+    assert sum(p.numel() for p in m.parameters()) == count_params(m) + 32 * 7 + 7

