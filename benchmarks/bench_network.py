@@ -28,6 +28,8 @@ CONE_CONNECTS = 20
 SYMMETRIC_CONNECTS = 10
 AUDIT_REQUESTS = 10_000
 ICE_DEADLINE_S = 1.0
+AUDIT_STRANGERS = 2_000
+CLOUD_AUDIT_REQUESTS = 2_000
 
 
 def relay_split(connect_ms: list[float], deadline_s: float) -> dict:
@@ -133,6 +135,72 @@ def _mqtt(root: Path, n: int = 200) -> dict:
             "mqtt_stranger_replies": int(stranger)}
 
 
+def cloud_http_audit(root: Path, n_requests: int, n_tenants: int = 10, clips_per_tenant: int = 3,
+                     seed: int = 0) -> dict:
+    """Per-tenant clips in the real cloud service (device_sim/services/cloud.py) read over HTTPS by random tenants.
+
+    Each tenant's cameras upload their own clip.json (tagged with the tenant and a nonce); every GET carries the
+    requester's bearer token. A request is foreign when the clip belongs to another tenant; a foreign read is a 200
+    whose bytes are another tenant's (judged by the content). ``GET /v1/timeline`` is counted the same way (foreign
+    when it lists another tenant's clip)."""
+    import http.client
+    import json
+    import random
+    import ssl
+
+    from benchmarks.bench_storage import _start_cloud
+    rnd = random.Random(seed)
+    proc, url, cert = _start_cloud(root)
+    try:
+        conn = http.client.HTTPSConnection("127.0.0.1", int(url.rsplit(":", 1)[1]),
+                                           context=ssl.create_default_context(cafile=str(cert)))
+        owner: dict[str, str] = {}
+        for t in range(n_tenants):
+            for k in range(clips_per_tenant):
+                ev = f"t{t:02d}-ev{k}"
+                body = json.dumps({"event_id": ev, "start_wall_s": 1000.0 + k, "end_wall_s": 1010.0 + k,
+                                   "key_uri": f"camlab-key://tenant{t}", "complete": True, "tenant": f"tenant{t}",
+                                   "nonce": rnd.getrandbits(64)}).encode()
+                conn.request("PUT", f"/v1/clips/{ev}/clip.json", body=body, headers={
+                    "Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}", "Authorization": f"Bearer tenant{t}"})
+                r = conn.getresponse()
+                r.read()
+                if r.status != 201:
+                    raise RuntimeError(f"cloud refused the upload of {ev}: {r.status}")
+                owner[ev] = f"tenant{t}"
+        events = sorted(owner)
+        foreign_req = foreign_read = own_req = own_fail = 0
+        for i in range(n_requests):
+            me = f"tenant{rnd.randrange(n_tenants)}"
+            hdr = {"Authorization": f"Bearer {me}"}
+            if i % 10 == 0:
+                conn.request("GET", "/v1/timeline?start=0&end=5000", headers=hdr)
+                r = conn.getresponse()
+                data = r.read()
+                listed = {c.get("tenant") for c in json.loads(data)} if r.status == 200 else set()
+                foreign_req += 1
+                foreign_read += bool(listed - {me})
+                continue
+            ev = rnd.choice(events)
+            conn.request("GET", f"/v1/clips/{ev}/clip.json", headers=hdr)
+            r = conn.getresponse()
+            data = r.read()
+            got = json.loads(data).get("tenant") if r.status == 200 else None
+            if owner[ev] == me:
+                own_req += 1
+                own_fail += got != me
+            else:
+                foreign_req += 1
+                foreign_read += got is not None and got != me
+        conn.close()
+    finally:
+        proc.kill()
+        proc.wait(5)
+    return {"requests": n_requests, "foreign_requests": foreign_req, "foreign_reads": foreign_read,
+            "own_requests": own_req, "own_failures": own_fail, "tenants": n_tenants,
+            "note": "foreign_reads > 0 means the cloud serves a clip to a caller who is not its tenant"}
+
+
 def run() -> dict:
     from device_sim.net.audit import run_audit
     from device_sim.net.fuzz import fuzz
@@ -175,7 +243,7 @@ def run() -> dict:
         out.update(_mqtt(Path(tmp)))
 
     t0 = time.perf_counter()
-    audit = run_audit(AUDIT_REQUESTS, n_accounts=40, n_devices=30, seed=0)
+    audit = run_audit(AUDIT_REQUESTS, n_accounts=40, n_devices=30, seed=0, n_strangers=AUDIT_STRANGERS)
     out["audit_wall_s"] = round(time.perf_counter() - t0, 1)
     a = asdict(audit)
     out["cross_tenant_requests"] = a["cross_tenant_requests"]
@@ -184,6 +252,15 @@ def run() -> dict:
     out["unauthorised_successes"] = a["unauthorised_successes"]
     out["audit"] = {k: a[k] for k in ("requests", "forbidden_requests", "forbidden_successes", "allowed_requests",
                                       "allowed_failures", "ownership_changes", "db_queries", "details")}
+    with tempfile.TemporaryDirectory() as tmp:
+        cloud = cloud_http_audit(Path(tmp), CLOUD_AUDIT_REQUESTS)
+    out["cloud_http_audit"] = cloud
+    out["cross_tenant_reads_camera"] = out["cross_tenant_reads"]
+    out["cross_tenant_reads_cloud_http"] = cloud["foreign_reads"]
+    out["cross_tenant_reads"] = out["cross_tenant_reads_camera"] + cloud["foreign_reads"]
+    out["cross_tenant_requests"] += cloud["foreign_requests"]
+    out["audit_requests_total"] = a["requests"] + cloud["requests"]
+    out["audit_foreign_requests_total"] = a["details"]["foreign_requests"] + cloud["foreign_requests"]
 
     t0 = time.perf_counter()
     rep = fuzz(FUZZ_CASES_PER_PARSER)

@@ -6,6 +6,13 @@ camera endpoint, account service queried on every request) answers it. A request
 data is a cross-tenant read; a forbidden live-view or talk-back that starts, or talk audio that reaches the
 speaker, is an unauthorised success. Ownership changes mid-run (revocations, transfers, new shares) so a cached
 mapping anywhere would show up. The account service is opened fresh (cold) for the run.
+
+Every camera holds its own recording (distinct bytes), so a read is judged by its content: a ``file_get`` whose
+returned sha256 is the recording of a camera on which the requester holds no ``files`` right (per the oracle) is a
+foreign read (``details["foreign_content_reads"]``), whichever session served it. ``n_strangers`` handshakes
+come from accounts with no right on the camera, and the session phase runs until ``n_requests`` requests were
+answered (closed sessions do not count); ``details["foreign_requests"]`` = stranger handshakes + requests on a
+camera the requester had no right on at the time.
 """
 from __future__ import annotations
 
@@ -69,7 +76,8 @@ class AuditResult:
     details: dict = field(default_factory=dict)
 
 
-async def _audit(n_requests: int, n_accounts: int, n_devices: int, seed: int, root: Path) -> AuditResult:
+async def _audit(n_requests: int, n_accounts: int, n_devices: int, seed: int, root: Path,
+                 n_strangers: int, serve_files_of=lambda did: did) -> AuditResult:
     rnd = random.Random(seed)
     factory = AccountStore(root / "accounts.db")
     accounts = [f"user{i:03d}" for i in range(n_accounts)]
@@ -99,9 +107,17 @@ async def _audit(n_requests: int, n_accounts: int, n_devices: int, seed: int, ro
     # the cameras' and the audit's own handle on the cloud: opened cold, no state carried over
     store = AccountStore(root / "accounts.db")
     res = AuditResult()
-    files = root / "recordings"
-    files.mkdir()
-    (files / "clip.mp4").write_bytes(b"\x00" * 2048)
+    import hashlib
+    content_owner: dict[str, str] = {}            # sha256 of a camera's recording -> that camera's did
+    files_of: dict[str, Path] = {}
+    for d in devs:
+        fdir = root / "recordings" / d.did
+        fdir.mkdir(parents=True)
+        data = d.did.encode() + rnd.randbytes(2048)
+        (fdir / "clip.mp4").write_bytes(data)
+        content_owner[hashlib.sha256(data).hexdigest()] = d.did
+        files_of[d.did] = fdir
+    foreign_content = other_tenant = 0
     speaker: list[tuple[str, str]] = []
     endpoints, sessions = [], {}
     hs = {d.did: DeviceHandshake(d, store) for d in devs}
@@ -117,7 +133,7 @@ async def _audit(n_requests: int, n_accounts: int, n_devices: int, seed: int, ro
             return None
         mux = await dev_task
         ep = DeviceEndpoint(mux, dev.did, store, LiveHub(), AccessLog(root / f"{dev.did}.log"),
-                            spec=_spec(), files_dir=files, on_talk=lambda acc, u, d=dev.did: speaker.append((acc, d)))
+                            spec=_spec(), files_dir=files_of[serve_files_of(dev.did)], on_talk=lambda acc, u, d=dev.did: speaker.append((acc, d)))
         endpoints.append((ep, asyncio.create_task(ep.run())))
         app.link = link
         return app
@@ -129,10 +145,12 @@ async def _audit(n_requests: int, n_accounts: int, n_devices: int, seed: int, ro
         if s is None:
             res.allowed_failures += 1
         sessions[(a, did)] = s
-    for _ in range(max(10, n_requests // 100)):
+    strangers = 0
+    while strangers < n_strangers:
         a, dev = rnd.choice(accounts), rnd.choice(devs)
         if (a, dev.did) in oracle:
             continue
+        strangers += 1
         res.requests += 1
         res.cross_tenant_requests += 1
         res.unauthorised_attempts += 1
@@ -142,7 +160,9 @@ async def _audit(n_requests: int, n_accounts: int, n_devices: int, seed: int, ro
             res.unauthorised_successes += 1
 
     keys = list(sessions)
-    for i in range(n_requests):
+    answered = loops = 0
+    while answered < n_requests and loops < 20 * n_requests:
+        loops += 1
         if rnd.random() < 0.03:                  # ownership churn
             res.ownership_changes += 1
             dev = rnd.choice(devs)
@@ -170,11 +190,17 @@ async def _audit(n_requests: int, n_accounts: int, n_devices: int, seed: int, ro
             op, {})
         allowed = ALL_OPS[op] in oracle.get((a, did), set())
         res.requests += 1
+        answered += 1
+        reply = None
         try:
-            await s.request(op, **args)
+            reply = await s.request(op, **args)
             ok = True
         except CommandError:
             ok = False
+        if op == "file_get" and ok and isinstance(reply, dict):
+            src = content_owner.get(reply.get("sha256"))
+            if src is None or "files" not in oracle.get((a, src), set()):
+                foreign_content += 1
         if op == "talk_start" and ok:
             s.send_talk(b"voice", 0.0)
         if allowed:
@@ -184,6 +210,7 @@ async def _audit(n_requests: int, n_accounts: int, n_devices: int, seed: int, ro
             res.forbidden_requests += 1
             res.forbidden_successes += 1 if ok else 0
             if (a, did) not in oracle:           # no rights at all on this camera: another tenant's device
+                other_tenant += 1
                 res.cross_tenant_requests += 1
                 res.cross_tenant_reads += 1 if ok and op in READ_OPS else 0
             if op in ("live_start", "talk_start"):
@@ -217,7 +244,10 @@ async def _audit(n_requests: int, n_accounts: int, n_devices: int, seed: int, ro
         await asyncio.sleep(0.05)
         res.unauthorised_attempts += 1
         res.unauthorised_successes += 1 if ep.counters["requests"] != before else 0
-    res.details = {"replayed_records": replayed, "speaker_units": len(speaker), "sessions": len(sessions),
+    res.cross_tenant_reads += foreign_content
+    res.details = {"foreign_content_reads": foreign_content, "stranger_handshakes": strangers,
+                   "other_tenant_requests": other_tenant, "foreign_requests": strangers + other_tenant,
+                   "session_requests": answered, "replayed_records": replayed, "speaker_units": len(speaker), "sessions": len(sessions),
                    "forged_rejected": sum(e.mux.session.rejected for e, _ in endpoints)}
     res.db_queries = store.queries
     for s in sessions.values():
@@ -235,8 +265,10 @@ def _spec():
 
 
 def run_audit(n_requests: int = 10_000, n_accounts: int = 40, n_devices: int = 30, seed: int = 0,
-              root: Path | None = None, quiet: bool = True) -> AuditResult:
-    """Run the audit; ``quiet`` keeps the (expected, numerous) refusal warnings out of the console."""
+              root: Path | None = None, quiet: bool = True, n_strangers: int | None = None,
+              serve_files_of=lambda did: did) -> AuditResult:
+    """Run the audit; ``quiet`` keeps the (expected, numerous) refusal warnings out of the console.
+    ``serve_files_of`` (did -> did whose recordings that camera serves) exists to inject a mix-up in tests."""
     import logging
     net_log = logging.getLogger("device_sim.net")
     level = net_log.level
@@ -244,7 +276,9 @@ def run_audit(n_requests: int = 10_000, n_accounts: int = 40, n_devices: int = 3
         net_log.setLevel(logging.ERROR)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            return asyncio.run(_audit(n_requests, n_accounts, n_devices, seed, Path(root or tmp)))
+            return asyncio.run(_audit(n_requests, n_accounts, n_devices, seed, Path(root or tmp),
+                                      max(10, n_requests // 100) if n_strangers is None else n_strangers,
+                                      serve_files_of))
     finally:
         net_log.setLevel(level)
 

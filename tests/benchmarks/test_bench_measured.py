@@ -76,3 +76,12 @@ def test_relay_fallback_does_not_restate_the_deadline():
     assert r["relay_fallback_p95_ms_symmetric"] is None and "deadline" in r["relay_fallback_p95_ms_symmetric_reason"]
     assert r["relay_setup_after_deadline_p95_ms"] == pytest.approx(290.0)
     assert bn.relay_split([1100.0, 1200.0, 1900.0], 1.0)["relay_setup_after_deadline_p95_ms"] > 290.0
+
+
+def test_cloud_http_audit_judges_reads_by_content(tmp_path: Path):
+    """The cloud (device_sim/services/cloud.py) does not check who is asking yet: every foreign GET is served and
+    the audit must count each one. When the cloud authenticates callers, foreign_reads must become 0 here."""
+    from benchmarks import bench_network as bn
+    r = bn.cloud_http_audit(tmp_path, 120, n_tenants=4, clips_per_tenant=2)
+    assert r["foreign_requests"] > 50 and r["own_requests"] > 0 and r["own_failures"] == 0
+    assert r["foreign_reads"] == r["foreign_requests"]
