@@ -85,3 +85,13 @@ def test_cloud_http_audit_judges_reads_by_content(tmp_path: Path):
     r = bn.cloud_http_audit(tmp_path, 120, n_tenants=4, clips_per_tenant=2)
     assert r["foreign_requests"] > 50 and r["own_requests"] > 0 and r["own_failures"] == 0
     assert r["foreign_reads"] == r["foreign_requests"]
+
+
+def test_isp_noise_profile_is_calibrated_from_captures():
+    from benchmarks import bench_isp
+    from camlab.sensor.noise import NoiseModel
+
+    cal = bench_isp.calibrated_noise_model(size=128)
+    assert cal.shot_1 == pytest.approx(NoiseModel().shot_1, rel=0.15)
+    noisier = bench_isp.calibrated_noise_model(size=128, sensor_noise=NoiseModel(shot_1=3.0 / 9000.0))
+    assert noisier.shot_1 == pytest.approx(3.0 / 9000.0, rel=0.15)
