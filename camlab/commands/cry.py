@@ -26,6 +26,8 @@ def register(cli) -> None:
     e.add_argument("--json", required=True, help="output JSON path")
     e.add_argument("--variant", default="int8", choices=("int8", "fp32"), help="bundle: which model file to run")
     e.add_argument("--no-anchor", action="store_true", help="skip the YAMNet anchor (anchors: {})")
+    e.add_argument("--details", default=None, metavar="CSV",
+                   help="also write each clip's score, decision and group (its folder under DIR) to this CSV")
     e.set_defaults(func=_eval)
 
 
@@ -54,7 +56,7 @@ def _eval(args: argparse.Namespace) -> int:
     if not model.exists():
         raise CamlabError(f"--model {model}: no such checkpoint or bundle folder")
     scorer = bundle_scorer(model, args.variant) if model.is_dir() else model
-    result = evaluate(scorer, args.data, anchors=not args.no_anchor)
+    result = evaluate(scorer, args.data, anchors=not args.no_anchor, details_csv=args.details)
     atomic_write_json(Path(args.json), result)
     print(json.dumps(result, indent=2))
     return 0

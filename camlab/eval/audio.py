@@ -8,7 +8,9 @@ exactly when the device would alarm on it. False alarms: all ``nocry`` audio con
 through the window/hop/alarm logic of the manifest's ``decode`` block. Latency: for every ``cry`` clip a stream of
 ``noise_s`` seconds of ``nocry`` audio then the cry (the noise continuing under it at ``snr_db``); the onset is the
 first 10 ms frame of the cry within 20 dB of its loudest frame; the delay is from onset to the first alarm at or
-after it (mean over streams that alarmed; misses show in the recall).
+after it: the mean over streams that alarmed, with the streams that never alarmed counted as misses beside it
+(``onset_miss_rate``, the share alarmed within 2 s, the median with misses as infinite delay). Per clip: score,
+decision and group (the clip's folder), as CSV (``details_csv``) and per-group alarm rates (``by_group``).
 """
 from __future__ import annotations
 
@@ -208,10 +210,19 @@ def onset_streams(data: EvalSet, noise_s: float = 4.0, snr_db: float = 10.0):
 
 
 # ------------------------------------------------------------------------------------------------------ evaluate
-def _stream_probs(scorer: Scorer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _stream_probs(scorer: Scorer, x: np.ndarray, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Window probabilities and end times of a stream, windows cut ``block`` at a time (hours of audio stream
+    without holding every window in memory; the windows are exactly :func:`sliding_windows`')."""
     f = scorer.features
-    wins, ends = sliding_windows(x, f.window_samples, f.hop_samples)
-    return scorer.probabilities(wins), ends / f.sample_rate
+    n, hop = f.window_samples, f.hop_samples
+    if len(x) < n + block * hop:
+        wins, ends = sliding_windows(x, n, hop)
+        return scorer.probabilities(wins), ends / f.sample_rate
+    x = np.asarray(x, dtype=np.float32)
+    starts = np.arange(0, x.size - n + 1, hop)
+    probs = [scorer.probabilities(sliding_windows(x[a:a + (block - 1) * hop + n], n, hop)[0])
+             for a in starts[::block]]
+    return np.concatenate(probs), (starts + n) / f.sample_rate
 
 
 def fa_rate_upper(n_alarms: int, hours: float, confidence: float = 0.95) -> float | None:
@@ -279,6 +290,7 @@ def score_eval_set(scorer: Scorer, data: EvalSet, noise_s: float = 4.0, snr_db: 
         after = [t for t in alarm.run(probs, times) if t >= onset]
         if after:
             delays.append(after[0] - onset)
+    onset = onset_summary(delays, len(data.cry))
     return {
         "accuracy": m["accuracy"], "precision": m["precision"], "recall": m["recall"], "f1": m["f1"],
         "roc_auc": m["roc_auc"], "false_alarms_per_hour": n_fa / hours if hours > 0 else None,
@@ -288,12 +300,78 @@ def score_eval_set(scorer: Scorer, data: EvalSet, noise_s: float = 4.0, snr_db: 
         "details": {"false_alarms": n_fa, "nocry_hours": hours, "streams": len(data.cry),
                     "false_alarms_per_hour_upper95": fa_rate_upper(n_fa, hours),
                     "stress": stress_false_alarms(scorer, data) if stress else None,
-                    "streams_alarmed": len(delays), "threshold": alarm.threshold,
+                    "streams_alarmed": len(delays), "threshold": alarm.threshold, **onset,
                     "skipped": [f"{p}: {r}" for p, r in data.skipped]},
     }
 
 
+def onset_summary(delays, streams: int, limit_s: float = 2.0) -> dict:
+    """Onset-to-alarm with misses counted: a stream whose cry never raised an alarm is a miss (not left out of the
+    mean). ``onset_miss_rate`` = missed / streams; ``onset_alarm_within_limit`` = share of all streams that alarmed
+    within ``limit_s``; ``onset_to_alarm_median_s_misses_inf``: the median with misses as infinite delay."""
+    d = np.asarray(delays, dtype=np.float64)
+    missed = streams - d.size
+    with_miss = np.concatenate([d, np.full(missed, np.inf)])
+    return {"onset_missed": int(missed), "onset_miss_rate": missed / streams if streams else None,
+            "onset_alarm_within_limit": float(np.sum(d <= limit_s) / streams) if streams else None,
+            "onset_limit_s": limit_s,
+            "onset_to_alarm_median_s_misses_inf": float(np.median(with_miss)) if streams else None}
+
+
+def clip_group(path: Path, data_dir: Path) -> str:
+    """A clip's group for per-group figures: its folder relative to the evaluation folder (``nocry/esc50``,
+    ``cry/donateacry_hungry``; ``nocry`` for files directly in it)."""
+    try:
+        return Path(path).parent.relative_to(Path(data_dir)).as_posix()
+    except ValueError:
+        return Path(path).parent.name
+
+
+def clip_rows(result: dict, data: EvalSet, data_dir: Path) -> list[dict]:
+    """Per-clip rows of a full result: file, group, label, score (the alarm rule's statistic) and decision."""
+    th = result["details"]["threshold"]
+    paths = [p for p, _ in data.cry] + [p for p, _ in data.nocry]
+    return [{"file": str(Path(p).relative_to(data_dir)) if Path(p).is_relative_to(data_dir) else str(p),
+             "group": clip_group(p, data_dir), "label": int(lab), "score": float(sc), "decision": int(sc >= th)}
+            for p, lab, sc in zip(paths, result["labels"], result["scores"])]
+
+
+def group_summary(rows: list[dict]) -> dict:
+    """``{group: {"clips", "label", "alarms", "alarm_rate"}}``: for no-cry groups the alarm rate is the false-alarm
+    share of that group, for cry groups the recall."""
+    out: dict = {}
+    for r in rows:
+        g = out.setdefault(r["group"], {"clips": 0, "label": r["label"], "alarms": 0})
+        g["clips"] += 1
+        g["alarms"] += r["decision"]
+    for g in out.values():
+        g["alarm_rate"] = g["alarms"] / g["clips"]
+    return dict(sorted(out.items()))
+
+
+def write_details_csv(path: str | Path, rows: list[dict], anchor_rows: list[dict] | None = None) -> Path:
+    """The per-clip table as CSV (``file,group,label,score,decision`` [``,yamnet_score,yamnet_decision``])."""
+    import csv
+
+    from camlab.io_utils import atomic_write_text
+    import io
+
+    buf = io.StringIO()
+    cols = ["file", "group", "label", "score", "decision"] + (["yamnet_score", "yamnet_decision"] if anchor_rows
+                                                              else [])
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for i, r in enumerate(rows):
+        row = [r["file"], r["group"], r["label"], f"{r['score']:.6f}", r["decision"]]
+        if anchor_rows:
+            row += [f"{anchor_rows[i]['score']:.6f}", anchor_rows[i]["decision"]]
+        w.writerow(row)
+    atomic_write_text(Path(path), buf.getvalue())
+    return Path(path)
+
+
 FA_KEYS = ("false_alarms", "nocry_hours", "false_alarms_per_hour_upper95")
+ONSET_KEYS = ("onset_missed", "onset_miss_rate", "onset_alarm_within_limit", "onset_to_alarm_median_s_misses_inf")
 
 
 def false_alarm_note(n_alarms: int, hours: float, upper95: float | None) -> str:
@@ -315,6 +393,7 @@ def public(result: dict) -> dict:
         out.update({k: d[k] for k in FA_KEYS})
         out["false_alarm_note"] = false_alarm_note(d["false_alarms"], d["nocry_hours"],
                                                    d["false_alarms_per_hour_upper95"])
+    out.update({k: d[k] for k in ONSET_KEYS if k in d})
     return out
 
 
@@ -351,21 +430,31 @@ def bundle_scorer(bundle_dir: str | Path, variant: str = "int8") -> OnnxScorer:
 
 
 def evaluate(model, data_dir: str | Path, *, anchors: bool = True, noise_s: float = 4.0, snr_db: float = 10.0,
-             progress: bool = False, full: bool = False, stress: bool = False) -> dict:
+             progress: bool = False, full: bool = False, stress: bool = False,
+             details_csv: str | Path | None = None) -> dict:
     """Evaluate a cry model (torch module, checkpoint path, bundle dir or scorer) on ``data_dir/{cry,nocry}``.
 
-    Returns the eval JSON dict (``METRIC_KEYS`` + ``anchors: {"yamnet": {...}}`` when ``anchors``); with ``full``
-    also ``confusion``, ``scores``, ``labels`` and ``details`` per scorer.
+    Returns the eval JSON dict (``METRIC_KEYS`` + ``by_group`` + ``anchors: {"yamnet": {...}}`` when ``anchors``);
+    with ``full`` also ``confusion``, ``scores``, ``labels`` and ``details`` per scorer. ``details_csv``: write each
+    clip's score, decision and group (its folder) there (with YAMNet's beside when ``anchors``).
     """
     data = load_eval_dir(data_dir)
+    root = Path(data_dir)
     res = score_eval_set(as_scorer(model), data, noise_s, snr_db, progress, stress)
+    rows = clip_rows(res, data, root)
     out = res if full else public(res)
+    out["by_group"] = group_summary(rows)
     out["anchors"] = {}
+    y_rows = None
     if anchors:
         from camlab.eval.yamnet import default_scorer
 
         y = score_eval_set(default_scorer(), data, noise_s, snr_db, progress, stress)
+        y_rows = clip_rows(y, data, root)
         out["anchors"]["yamnet"] = y if full else public(y)
+        out["anchors"]["yamnet"]["by_group"] = group_summary(y_rows)
+    if details_csv:
+        write_details_csv(details_csv, rows, y_rows)
     if data.skipped:
         print(f"camlab: skipped {len(data.skipped)} file(s): " +
               "; ".join(f"{p.name} ({r})" for p, r in data.skipped[:5]), file=sys.stderr)

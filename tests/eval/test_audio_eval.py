@@ -93,7 +93,36 @@ def test_streamed_metrics_with_oracle(eval_dir):
     # 4.5 s is half tone (positive), so with k=2 the alarm comes at 5.0 s: 1.0 s after the onset
     assert res["details"]["streams_alarmed"] == 3
     assert res["onset_to_alarm_s"] == pytest.approx(1.0, abs=1e-6)
+    assert res["details"]["onset_missed"] == 0 and res["details"]["onset_alarm_within_limit"] == 1.0
     assert res["anchors"] == {}
+
+
+def test_onset_misses_are_counted():
+    from camlab.eval.audio import onset_summary
+
+    s = onset_summary([0.5, 3.0], streams=4, limit_s=2.0)
+    assert s["onset_missed"] == 2 and s["onset_miss_rate"] == 0.5 and s["onset_alarm_within_limit"] == 0.25
+    assert s["onset_to_alarm_median_s_misses_inf"] == np.inf   # half the streams never alarmed
+    assert onset_summary([0.5, 1.0, 1.5], streams=3)["onset_to_alarm_median_s_misses_inf"] == 1.0
+
+
+def test_details_csv_lists_every_clip_with_its_group(eval_dir, tmp_path):
+    """``--details``: one row per readable clip, its folder as group, the decision the alarm rule takes; groups
+    summarised (the laughter-like tone folder alarms every time, plain noise never)."""
+    import csv
+
+    (eval_dir / "nocry" / "laughter").mkdir()
+    sf.write(eval_dir / "nocry" / "laughter" / "l0.flac", _tone(16000, 2.0), 16000)
+    out = tmp_path / "clips.csv"
+    res = evaluate(ToneOracle(), eval_dir, anchors=False, details_csv=out)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3 + 6 and list(rows[0]) == ["file", "group", "label", "score", "decision"]
+    by = {r["file"]: r for r in rows}
+    assert by["nocry/laughter/l0.flac"]["group"] == "nocry/laughter" and by["nocry/laughter/l0.flac"]["decision"] == "1"
+    assert by["nocry/zz_trap.flac"]["decision"] == "1" and by["nocry/n0.wav"]["decision"] == "0"
+    assert all(r["group"] == "cry" and r["decision"] == "1" and r["label"] == "1" for r in rows if r["label"] == "1")
+    assert res["by_group"]["nocry/laughter"] == {"clips": 1, "label": 0, "alarms": 1, "alarm_rate": 1.0}
+    assert res["by_group"]["nocry"]["alarms"] == 1 and res["by_group"]["nocry"]["clips"] == 5
 
 
 def test_eval_dir_errors(tmp_path):
@@ -126,11 +155,17 @@ def test_cli_json_contract_with_yamnet(eval_dir, tmp_path):
 
     ckpt, _ = _tiny_checkpoint(tmp_path / "tiny.pt")
     out = tmp_path / "res.json"
-    assert main(["eval", "cry", "--model", str(ckpt), "--data", str(eval_dir), "--json", str(out)]) == 0
+    csv_out = tmp_path / "clips.csv"
+    assert main(["eval", "cry", "--model", str(ckpt), "--data", str(eval_dir), "--json", str(out),
+                 "--details", str(csv_out)]) == 0
     res = json.loads(out.read_text())
+    head, *body = csv_out.read_text().splitlines()
+    assert head == "file,group,label,score,decision,yamnet_score,yamnet_decision" and len(body) == 3 + 5
     extra = ["false_alarms", "nocry_hours", "false_alarms_per_hour_upper95", "false_alarm_note"]
-    assert list(res) == list(METRIC_KEYS) + extra + ["anchors"]
-    assert list(res["anchors"]) == ["yamnet"] and list(res["anchors"]["yamnet"]) == list(METRIC_KEYS) + extra
+    onset = ["onset_missed", "onset_miss_rate", "onset_alarm_within_limit", "onset_to_alarm_median_s_misses_inf"]
+    assert list(res) == list(METRIC_KEYS) + extra + onset + ["by_group", "anchors"]
+    assert list(res["anchors"]) == ["yamnet"]
+    assert list(res["anchors"]["yamnet"]) == list(METRIC_KEYS) + extra + onset + ["by_group"]
     assert res["n_cry"] == 3 and res["n_nocry"] == 5 and res["anchors"]["yamnet"]["n_cry"] == 3
     assert 0.0 <= res["accuracy"] <= 1.0 and res["false_alarms_per_hour"] >= 0.0
     # the rate comes with its exposure: count / hours, and the exact Poisson 95 % bound above it
@@ -224,3 +259,20 @@ def test_false_alarm_upper_bound_and_stress_streams(eval_dir):
     assert st["by_variant"]["quiet_-12dB"] == 1 and st["by_variant"]["loud_peak0.9"] == 1
     assert all(1 <= st["by_variant"][f"overlay_{q}/4"] <= 2 for q in (1, 2, 3))
     assert 5 <= st["false_alarms"] <= 8 and st["per_hour"] == pytest.approx(st["false_alarms"] / st["hours"])
+
+
+def test_blockwise_streaming_cuts_the_same_windows():
+    """Long streams are windowed ``block`` windows at a time: the same windows and times as one sliding_windows."""
+    from camlab.contract.audio_features import sliding_windows
+    from camlab.eval.audio import _stream_probs
+
+    class Energy(ToneOracle):
+        def probabilities(self, windows):
+            return np.sqrt(np.mean(windows.astype(np.float64) ** 2, axis=1))
+
+    sc = Energy()
+    x = _noise(16000, 13.3, 5)[:, 0] * np.linspace(0.1, 1, int(16000 * 13.3)).astype(np.float32)
+    p, t = _stream_probs(sc, x, block=4)
+    wins, ends = sliding_windows(x, sc.features.window_samples, sc.features.hop_samples)
+    np.testing.assert_allclose(p, sc.probabilities(wins), rtol=1e-6)
+    np.testing.assert_allclose(t, ends / 16000)
