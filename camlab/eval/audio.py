@@ -468,6 +468,96 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, variant: str =
     return evaluate(bundle_scorer(bundle_dir, variant), data_dir, anchors=anchors, full=full)
 
 
+# ------------------------------------------------------------------------------------- long false-alarm stream
+def long_household_stream(data: EvalSet, min_hours: float = 3.0, seed: int = 0) -> tuple[list, dict]:
+    """``([(variant name, 16 kHz wave)], summary)``: the held-out no-cry audio concatenated once as recorded, then
+    re-mixed copies (speed 0.9/1.1 by resampling, gain -12/+6 dB, synthetic rooms RT60 0.3-0.9 s, and
+    combinations) until at least ``min_hours`` in all. ``summary`` says how much is unique audio and how much is
+    re-mixed (re-mixes are the same recordings, not independent hours)."""
+    from camlab.data.audio import _limit, resample, synthetic_rir
+    from scipy.signal import oaconvolve
+
+    bed = np.concatenate([w for _, w in data.nocry]).astype(np.float32)
+    rate = SAMPLE_RATE
+    unique_h = len(bed) / rate / 3600.0
+    if unique_h <= 0:
+        raise InputFileError("no no-cry audio for the long false-alarm stream")
+    rng = np.random.default_rng(seed)
+    recipes = [("speed0.9", 0.9, 0.0, None), ("speed1.1", 1.1, 0.0, None), ("gain-12dB", 1.0, -12.0, None),
+               ("gain+6dB", 1.0, 6.0, None), ("room0.5s", 1.0, 0.0, 0.5), ("speed0.95_room0.8s", 0.95, -6.0, 0.8),
+               ("speed1.05_room0.3s", 1.05, 3.0, 0.3), ("room0.9s_gain-6dB", 1.0, -6.0, 0.9)]
+    out = [("original", bed)]
+    total = unique_h
+    i = 0
+    while total < min_hours:
+        name, speed, gain_db, rt60 = recipes[i % len(recipes)]
+        x = bed if speed == 1.0 else resample(bed, int(round(rate * speed)), rate)
+        if rt60:
+            x = oaconvolve(x, synthetic_rir(rate, rt60, rng))[: len(x)].astype(np.float32)
+            x = x * (_rms_arr(bed) / max(1e-9, _rms_arr(x)))
+        x = _limit(x * np.float32(10 ** (gain_db / 20)), 0.99)
+        out.append((f"{name}#{i // len(recipes)}" if i >= len(recipes) else name, x))
+        total += len(x) / rate / 3600.0
+        i += 1
+    summary = {"unique_hours": unique_h, "remixed_hours": total - unique_h, "total_hours": total,
+               "remixed_share": (total - unique_h) / total, "variants": [n for n, _ in out],
+               "clips": len(data.nocry)}
+    return out, summary
+
+
+def _rms_arr(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+
+def long_stream_false_alarms(scorer: Scorer, variants: list, summary: dict) -> dict:
+    """False alarms of ``scorer`` over each variant streamed on its own (alarm state reset between variants):
+    count, per hour, the exact Poisson 95 % upper bound, and the same for the unique (original) audio alone."""
+    per, n_fa, hours = {}, 0, 0.0
+    for name, x in variants:
+        p, t = _stream_probs(scorer, x)
+        per[name] = len(scorer.alarm.run(p, t))
+        n_fa += per[name]
+        hours += len(x) / SAMPLE_RATE / 3600.0
+    u = summary["unique_hours"]
+    return {**summary, "false_alarms": n_fa, "hours": hours, "per_hour": n_fa / hours,
+            "per_hour_upper95": fa_rate_upper(n_fa, hours), "by_variant": per,
+            "unique_only": {"false_alarms": per["original"], "hours": u, "per_hour": per["original"] / u,
+                            "per_hour_upper95": fa_rate_upper(per["original"], u)}}
+
+
+def recall_at_precision(scores, labels, precision: float) -> dict:
+    """The clip threshold with the highest recall among those reaching at least ``precision`` (comparison at equal
+    precision; chosen on the set it is reported on, so an oracle figure for both sides)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    best = {"threshold": None, "precision": None, "recall": 0.0, "f1": 0.0}
+    for th in np.unique(s):
+        m = binary_metrics(s, y, th)
+        if m["precision"] >= precision - 1e-12 and m["recall"] > best["recall"]:
+            best = {"threshold": float(th), "precision": m["precision"], "recall": m["recall"], "f1": m["f1"]}
+    return best
+
+
+def metrics_from_probs(probs: dict, alarm: CryAlarm, limit_s: float = 2.0) -> dict:
+    """Every clip/stream metric of one alarm rule from :func:`stream_probabilities` output (no re-scoring)."""
+    scores = [alarm.clip_score(p) for p, _ in probs["clips"]]
+    labels = [lab for _, lab in probs["clips"]]
+    m = binary_metrics(scores, labels, alarm.threshold)
+    n_fa = len(alarm.run(*probs["nocry_stream"]))
+    delays = []
+    for p, t, onset in probs["onsets"]:
+        after = [a for a in alarm.run(p, t) if a >= onset]
+        if after:
+            delays.append(after[0] - onset)
+    h = probs["nocry_hours"]
+    return {**{k: m[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion")},
+            "false_alarms": n_fa, "nocry_hours": h, "false_alarms_per_hour": n_fa / h if h else None,
+            "false_alarms_per_hour_upper95": fa_rate_upper(n_fa, h),
+            "onset_to_alarm_s": float(np.mean(delays)) if delays else None,
+            **onset_summary(delays, len(probs["onsets"]), limit_s),
+            "decode": {"threshold": alarm.threshold, "k": alarm.k, "n": alarm.n}, "scores": scores, "labels": labels}
+
+
 # ------------------------------------------------------------------------------------------ operating-point sweep
 def stream_probabilities(scorer: Scorer, data: EvalSet, noise_s: float = 4.0, snr_db: float = 10.0) -> dict:
     """Window probabilities of every clip, of the no-cry stream and of the onset streams (computed once, for

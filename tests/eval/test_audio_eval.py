@@ -276,3 +276,34 @@ def test_blockwise_streaming_cuts_the_same_windows():
     wins, ends = sliding_windows(x, sc.features.window_samples, sc.features.hop_samples)
     np.testing.assert_allclose(p, sc.probabilities(wins), rtol=1e-6)
     np.testing.assert_allclose(t, ends / 16000)
+
+
+def test_long_household_stream_states_unique_and_remixed_hours(eval_dir):
+    """>= the asked hours, of which the first variant is the recorded audio once; re-mixed copies are counted
+    apart; the trap clip alarms once per copy (speed/gain/room keep a 500 Hz-ish tone a tone for the oracle at
+    speed 1) and the Poisson bound sits above the rate."""
+    from camlab.eval.audio import long_household_stream, long_stream_false_alarms
+
+    data = load_eval_dir(eval_dir)
+    variants, summary = long_household_stream(data, min_hours=0.03)   # 23 s of audio -> 5 copies
+    assert variants[0][0] == "original" and summary["unique_hours"] == pytest.approx(23 / 3600, rel=1e-3)
+    assert summary["total_hours"] >= 0.03 and summary["remixed_hours"] == pytest.approx(
+        summary["total_hours"] - summary["unique_hours"])
+    assert len({n for n, _ in variants}) == len(variants) and all(np.abs(x).max() <= 1.0 for _, x in variants)
+    res = long_stream_false_alarms(ToneOracle(), variants, summary)
+    assert res["unique_only"]["false_alarms"] == 1 and res["by_variant"]["gain-12dB"] == 1
+    assert res["by_variant"]["speed0.9"] == 0   # 450 Hz: outside the oracle's band
+    assert res["per_hour_upper95"] > res["per_hour"] == pytest.approx(res["false_alarms"] / res["hours"])
+
+
+def test_recall_at_equal_precision_and_metrics_from_probs(eval_dir):
+    from camlab.eval.audio import metrics_from_probs, recall_at_precision, stream_probabilities
+
+    r = recall_at_precision([0.9, 0.8, 0.7, 0.6, 0.2], [1, 0, 1, 1, 0], precision=0.75)
+    assert r["threshold"] == 0.6 and r["recall"] == 1.0 and r["precision"] == 0.75
+    assert recall_at_precision([0.9, 0.8, 0.7], [1, 0, 1], 1.0)["recall"] == 0.5
+    sc = ToneOracle()
+    m = metrics_from_probs(stream_probabilities(sc, load_eval_dir(eval_dir)), sc.alarm)
+    full = evaluate(sc, eval_dir, anchors=False, full=True)
+    assert m["f1"] == full["f1"] and m["false_alarms"] == full["details"]["false_alarms"]
+    assert m["onset_to_alarm_s"] == full["onset_to_alarm_s"] and m["onset_missed"] == 0
