@@ -188,11 +188,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS; indices of kept boxes in descending score order."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS; indices of kept boxes in descending score order (stops after ``max_keep``: greedy order makes
+    the first ``max_keep`` the same as a full run's)."""
     order = np.argsort(-np.asarray(scores), kind="stable")
     keep = []
-    while order.size:
+    while order.size and (max_keep is None or len(keep) < max_keep):
         i = order[0]
         keep.append(i)
         if order.size == 1:
@@ -202,12 +203,13 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, np.int64)
 
 
-def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float) -> np.ndarray:
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
+                max_keep: int | None = None) -> np.ndarray:
     """Per-class NMS (boxes of different classes never suppress each other)."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
     offset = (np.asarray(classes, np.float32) * (float(np.max(boxes)) + 1.0))[:, None]
-    return nms(boxes + offset, scores, iou_threshold)
+    return nms(boxes + offset, scores, iou_threshold, max_keep)
 
 
 @dataclass(frozen=True)
@@ -230,8 +232,8 @@ def postprocess(outputs: Mapping[str, np.ndarray], decode: Mapping, lb: Letterbo
     if len(scores) > topk:
         top = np.argpartition(-scores, topk - 1)[:topk]
         boxes, scores, classes = boxes[top], scores[top], classes[top]
-    keep = batched_nms(boxes, scores, classes, float(decode.get("nms_iou", 0.5)))
-    keep = keep[: int(decode.get("max_detections", 100))]
+    max_det = int(decode.get("max_detections", 100))
+    keep = batched_nms(boxes, scores, classes, float(decode.get("nms_iou", 0.5)), max_det)[:max_det]
     boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
     if lb is not None:
         boxes = lb.to_source(boxes)

@@ -86,3 +86,12 @@ def test_preprocess_normalizes_per_manifest():
     assert x.shape == (1, 3, 192, 320) and x.dtype == np.float32
     assert x[0, :, 100, 100] == pytest.approx([1.0, 1.0, 1.0])
     assert x[0, 0, 0, 0] == pytest.approx(114 / 255)  # pad row
+
+
+def test_nms_early_stop_keeps_the_same_first_boxes():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 300, (400, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 60, (400, 2))], 1).astype(np.float32)
+    scores = rng.random(400)
+    full = cd.nms(boxes, scores, 0.5)
+    assert len(full) > 100 and np.array_equal(cd.nms(boxes, scores, 0.5, max_keep=100), full[:100])
