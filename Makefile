@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv sysdeps demo test test-fast bench lab mlflow models rknn rknn-if-possible lock clean
+.PHONY: help venv sysdeps demo test test-fast bench bench-smoke lab mlflow models rknn rknn-if-possible lock clean
 
 help:
 	@echo "make demo    - the main job on the embedded demo data (ISP -> train -> INT8 -> export -> device_sim -> report)"
 	@echo "make test    - the test suite (pytest, slow tests included)"
 	@echo "make bench   - benchmarks -> benchmarks/results/*.json"
+	@echo "make bench-smoke - every bench on tiny inputs, keys checked (< 5 min)"
 	@echo "make lab     - JupyterLab on notebooks/"
 	@echo "make mlflow  - MLflow UI on http://127.0.0.1:5000 (sqlite:///mlruns.db)"
 	@echo "make models  - release models on the full data (../shared/data or CAMLAB_DATA)"
@@ -38,6 +39,11 @@ test-fast: venv
 
 bench: venv sysdeps
 	$(BIN)/python -m benchmarks.run
+
+# every bench on tiny inputs, each key present, finite and moved by a mutated input (< 5 min); also run by make test
+# through tests/benchmarks/test_bench_smoke.py (slow)
+bench-smoke: venv
+	$(BIN)/python -m benchmarks.smoke
 
 lab: venv
 	$(BIN)/jupyter lab --no-browser --notebook-dir=notebooks

@@ -1,0 +1,159 @@
+"""``make bench-smoke``: every bench on tiny inputs; each headline key present, finite and computed.
+
+"Computed" is shown by a mutated input: each smoke case runs the bench's own code twice, once on the tiny input and
+once with one input changed (a noisier sensor, a costlier NPU model, a stuck IV source, a camera serving another's
+recordings, a different bundle pair, later relay connects), and the key must move. The detector / export / cry
+benches belong to other work: their module's ``smoke() -> dict`` is called when it exists (each numeric value must
+be finite), else the reason for skipping is printed. Budget: under 5 minutes on the 2-core VM.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+OTHER_BENCHES = ("bench_detector", "bench_export", "bench_cry")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check(name: str, base: dict, mutated: dict, keys: list[str]) -> list[str]:
+    """Problems with ``keys``: absent, not finite, or unmoved by the mutation."""
+    bad = []
+    for k in keys:
+        a, b = base.get(k), mutated.get(k)
+        if not _finite(a) or not _finite(b):
+            bad.append(f"{name}.{k}: not a finite number ({a!r}, mutated {b!r})")
+        elif a == b:
+            bad.append(f"{name}.{k}: unchanged by the mutated input ({a!r})")
+    return bad
+
+
+def _isp(tmp: Path) -> list[str]:
+    from benchmarks import bench_isp
+    from camlab.sensor.noise import NoiseModel
+
+    def fig(noise) -> dict:
+        cal = bench_isp.calibrated_noise_model(isos=(100, 800), size=96, sensor_noise=noise)
+        return {"calibrated_shot_1": cal.shot_1}
+    bad = check("isp", fig(None), fig(NoiseModel(shot_1=2.0 / 9000.0)), ["calibrated_shot_1"])
+    q100 = bench_isp.pipeline_quality(1, isos=(100,))["pipeline_psnr_iso100_db"]
+    q800 = bench_isp.pipeline_quality(1, isos=(800,))["pipeline_psnr_iso800_db"]
+    return bad + check("isp", q100, q800, ["ours", "ours_oracle_noise", "rawpy", "rawpy_best"])
+
+
+def _device_sim(tmp: Path) -> list[str]:
+    from benchmarks import bench_device_sim as b
+    from device_sim.camera import CameraSettings, run_scenario
+
+    def fig(npu_ms: float, tag: str) -> dict:
+        bundles = [b.probe_detector_bundle(tmp / f"det{tag}", npu_ms=npu_ms), b.probe_cry_bundle(tmp / f"cry{tag}")]
+        rep = run_scenario(bundles, b.SCENARIO, "rv1106", tmp / f"run{tag}", settings=CameraSettings(
+            main_size=(640, 360), sub_size=(320, 180)), duration_s=3.0, write=False)
+        return {"npu_utilisation": rep["npu"]["utilisation"], "ai_fps_wall": rep["ai"]["runs"] / rep["wall_s"],
+                "wall_s": rep["wall_s"]}
+    return check("device_sim", fig(3.0, "a"), fig(9.0, "b"), ["npu_utilisation", "ai_fps_wall", "wall_s"])
+
+
+def _ota(tmp: Path) -> list[str]:
+    from benchmarks import bench_device_sim as b
+    from benchmarks import bench_ota
+    a = b.probe_detector_bundle(tmp / "a")
+    c = b.probe_detector_bundle(tmp / "c", threshold=0.3)
+    os.environ["CAMLAB_OTA_BUNDLES"] = f"{a}:{c}"
+    try:
+        base = bench_ota.model_update(tmp / "w1")
+        os.environ["CAMLAB_OTA_BUNDLES"] = f"{a}:{a}"
+        same = bench_ota.model_update(tmp / "w2")
+    finally:
+        os.environ.pop("CAMLAB_OTA_BUNDLES", None)
+    return check("ota", base, same, ["model_update_bytes"])
+
+
+def _storage(tmp: Path) -> list[str]:
+    from benchmarks import bench_storage as bs
+    from device_sim.storage.clips import ClipMaker
+    from device_sim.storage.crypto import IvLedger, new_user_key
+    from device_sim.storage.synth import SyntheticSource
+
+    key = new_user_key()
+
+    def fig(ledger, tag: str) -> dict:
+        src = SyntheticSource(64, 64, fps=10, gop=10)
+        ring = list(src.packets(0.0, 15.0))
+        post = [src.packet(i) for i in range(150, 400)]
+        maker = ClipMaker(tmp / tag, key, segment_s=10, pre_roll_s=10, post_roll_s=20, ledger=ledger)
+        for k in range(2):
+            maker.make_clip({"event_id": f"e{k}", "pts_s": 14.95}, ring, post, src.info)
+        return bs.audit_ivs(tmp / tag, key)
+    return check("storage", fig(IvLedger(), "ok"), fig(bs._StuckLedger(), "stuck"), ["iv_reuse", "distinct_ivs"])
+
+
+def _network(tmp: Path) -> list[str]:
+    from benchmarks import bench_network as bn
+    from device_sim.net.audit import run_audit
+    bad = check("network", bn.relay_split([1100.0, 1150.0, 1200.0], 1.0), bn.relay_split([1300.0, 1400.0, 1600.0], 1.0),
+                ["relay_setup_after_deadline_p95_ms"])
+    c1 = bn.cloud_http_audit(tmp / "c1", 40, n_tenants=3, clips_per_tenant=1, seed=0)
+    c2 = bn.cloud_http_audit(tmp / "c2", 80, n_tenants=3, clips_per_tenant=1, seed=1)
+    bad += check("network", c1, c2, ["foreign_reads", "foreign_requests"])
+    clean = run_audit(n_requests=120, n_accounts=6, n_devices=3, seed=5, n_strangers=20)
+    order: dict[str, int] = {}
+
+    def swapped(did: str) -> str:
+        order.setdefault(did, len(order))
+        return did if len(order) < 2 else next(d for d, i in order.items() if i == (order[did] + 1) % len(order))
+    mixed = run_audit(n_requests=120, n_accounts=6, n_devices=3, seed=5, n_strangers=20, serve_files_of=swapped)
+    return bad + check("network", {"cross_tenant_reads": clean.cross_tenant_reads + 0.0},
+                       {"cross_tenant_reads": mixed.cross_tenant_reads + 0.0}, ["cross_tenant_reads"])
+
+
+CASES: dict[str, Callable[[Path], list[str]]] = {"isp": _isp, "device_sim": _device_sim, "ota": _ota,
+                                                 "storage": _storage, "network": _network}
+
+
+def _others() -> list[str]:
+    bad = []
+    for stem in OTHER_BENCHES:
+        mod = importlib.import_module(f"benchmarks.{stem}")
+        fn = getattr(mod, "smoke", None)
+        if fn is None:
+            print(f"skip {stem}: the module exposes no smoke() entry", flush=True)
+            continue
+        res = fn()
+        nums = {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        bad += [f"{stem}.{k}: not finite ({v!r})" for k, v in nums.items() if not math.isfinite(v)]
+        if not nums:
+            bad.append(f"{stem}: smoke() returned no numbers")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    wanted = set(argv if argv is not None else sys.argv[1:])
+    problems: list[str] = []
+    t_all = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_smoke_") as d:
+        for name, fn in CASES.items():
+            if wanted and name not in wanted:
+                continue
+            t0 = time.perf_counter()
+            bad = fn(Path(d) / name)
+            print(f"smoke {name}: {'ok' if not bad else 'FAIL'} ({time.perf_counter() - t0:.1f} s)", flush=True)
+            problems += bad
+    if not wanted or "others" in wanted:
+        problems += _others()
+    for p in problems:
+        print("  " + p)
+    print(f"bench-smoke: {len(problems)} problem(s) in {time.perf_counter() - t_all:.0f} s")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
