@@ -210,9 +210,19 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
         for path in _files(folder):
             source, group = recording_group(path)
             try:
-                dur = sf.info(str(path)).duration
+                info = sf.info(str(path))
             except Exception as exc:
                 skipped.append(f"{path}: not readable by soundfile ({type(exc).__name__})")
+                continue
+            dur = info.duration
+            if info.frames <= 0:
+                skipped.append(f"{path}: audio file is empty (0 samples)")
+                continue
+            if info.channels not in (1, 2):
+                skipped.append(f"{path}: audio has {info.channels} channels; expected mono or stereo")
+                continue
+            if dur < MIN_DURATION_S:
+                skipped.append(f"{path}: audio is {dur:.3f} s long; need at least {MIN_DURATION_S} s")
                 continue
             if label == 0 and dur > long_file_s:
                 cut = round(dur * (1.0 - val_fraction), 3)

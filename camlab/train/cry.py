@@ -173,13 +173,19 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
     from camlab.contract.audio_features import CryAlarm
     from camlab.models.cry import DecodeConfig
 
+    from camlab.errors import InputFileError
+
     def wave(c):
-        return resample(clip_waveform(c, cfg.data.band_limit_hz), cfg.data.band_limit_hz, SAMPLE_RATE)
+        try:
+            return resample(clip_waveform(c, cfg.data.band_limit_hz), cfg.data.band_limit_hz, SAMPLE_RATE)
+        except InputFileError:   # the sampler skipped it too (undecodable, non-finite)
+            return None
 
     cries = [c for c in index.train if c.label == 1]
     pick = np.sort(rng.permutation(len(cries))[:cfg.calibration_cry_clips])
-    data = EvalSet(cry=[(cries[i].path, wave(cries[i])) for i in pick],
-                   nocry=[(c.path, wave(c)) for c in (nocry or [c for c in index.train if c.label == 0])],
+    cry_w = [(cries[i].path, wave(cries[i])) for i in pick]
+    no_w = [(c.path, wave(c)) for c in (nocry or [c for c in index.train if c.label == 0])]
+    data = EvalSet(cry=[(p, w) for p, w in cry_w if w is not None], nocry=[(p, w) for p, w in no_w if w is not None],
                    skipped=[])
     fc = cfg.model.features
     d = cfg.model.decode

@@ -328,3 +328,19 @@ def test_source_balanced_negative_weights():
     assert np.isclose(w[:98].sum(), 0.5) and np.isclose(w[98:].sum(), 0.5)
     w0 = negative_weights(lengths, sources)
     assert w0[:98].sum() > 0.8   # without balancing the many short prompts dominate
+
+
+def test_index_skips_empty_multichannel_and_too_short_files_with_a_reason(tmp_path):
+    """Packaged data holds an empty prompt (asterisk ru 'is.wav': 0 samples): the index lists it as skipped instead
+    of handing it to training, where reading it would stop the run after the last epoch."""
+    root = _synthetic_root(tmp_path / "audio")
+    house = root / "household" / "esc50_noise"
+    sf.write(house / "9-1-A.wav", np.zeros((0, 1), np.float32), 8000)
+    sf.write(house / "9-2-A.wav", np.zeros((8000, 6), np.float32), 8000)
+    sf.write(house / "9-3-A.wav", np.zeros(100, np.float32), 8000)
+    idx = build_index(root, 0.3, 0)
+    names = {c.path.name for c in idx.train + idx.val}
+    assert not names & {"9-1-A.wav", "9-2-A.wav", "9-3-A.wav"}
+    reasons = "\n".join(idx.skipped)
+    assert "9-1-A.wav: audio file is empty" in reasons and "9-2-A.wav: audio has 6 channels" in reasons
+    assert "9-3-A.wav: audio is 0.013 s long" in reasons
