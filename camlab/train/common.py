@@ -46,9 +46,16 @@ def progress(iterable: Iterable, *, desc: str, total: int | None = None, enabled
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, dynamic_ncols=True, leave=False, **kw)
 
 
+def _in_jupyter_kernel() -> bool:
+    """True inside a running Jupyter kernel (not merely with ipykernel imported, as a test runner may have it)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def _interactive(stream: Any) -> bool:
     """A terminal, or a Jupyter kernel (tqdm.auto draws a widget there)."""
-    if "ipykernel" in sys.modules:
+    if _in_jupyter_kernel():
         return True
     isatty = getattr(stream, "isatty", None)
     try:

@@ -51,3 +51,13 @@ def test_third_party_bars_are_off_when_the_cli_logs_to_a_file():
     env = {k: v for k, v in __import__("os").environ.items() if k != "TQDM_DISABLE"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=env)
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+
+
+def test_an_imported_ipykernel_is_not_a_notebook():
+    """The full suite imports ipykernel (notebook tests); that alone must not switch log output to tqdm bars."""
+    import ipykernel  # noqa: F401
+
+    log = io.StringIO()
+    for _ in progress(range(3), desc="pass", file=log):
+        pass
+    assert "\r" not in log.getvalue() and log.getvalue().startswith("pass: 3 in ")
