@@ -571,20 +571,12 @@ def stream_probabilities(scorer: Scorer, data: EvalSet, noise_s: float = 4.0, sn
 
 
 def apply_rule(probs: dict, alarm: CryAlarm) -> dict:
-    """Clip F1/recall/precision, false alarms per hour and mean onset-to-alarm for one alarm rule."""
-    scores = [alarm.clip_score(p) for p, _ in probs["clips"]]
-    labels = [lab for _, lab in probs["clips"]]
-    m = binary_metrics(scores, labels, alarm.threshold)
-    n_fa = len(alarm.run(*probs["nocry_stream"]))
-    delays = []
-    for p, t, onset in probs["onsets"]:
-        after = [a for a in alarm.run(p, t) if a >= onset]
-        if after:
-            delays.append(after[0] - onset)
+    """Clip F1/recall/precision, false alarms per hour and mean onset-to-alarm for one alarm rule (the sweep's view
+    of :func:`metrics_from_probs`)."""
+    m = metrics_from_probs(probs, alarm)
     return {"f1": m["f1"], "recall": m["recall"], "precision": m["precision"],
-            "false_alarms_per_hour": n_fa / probs["nocry_hours"] if probs["nocry_hours"] else None,
-            "onset_to_alarm_s": float(np.mean(delays)) if delays else None,
-            "streams_alarmed": len(delays), "streams": len(probs["onsets"])}
+            "false_alarms_per_hour": m["false_alarms_per_hour"], "onset_to_alarm_s": m["onset_to_alarm_s"],
+            "streams_alarmed": len(probs["onsets"]) - m["onset_missed"], "streams": len(probs["onsets"])}
 
 
 def choose_operating_point(probs: dict, hop_s: float, *, max_fa_per_hour: float = 1.0, max_latency_s: float = 1.6,
