@@ -43,13 +43,6 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _subset(samples: list, n: int, seed: int) -> list:
-    if n <= 0 or n >= len(samples):
-        return samples
-    idx = np.sort(np.random.default_rng(seed).choice(len(samples), size=n, replace=False))
-    return [samples[i] for i in idx]
-
-
 def _slim(ev: dict) -> dict:
     keep = ("classes", "classes_naive", "by_source", "anchors", "map50", "map50_95", "presence_thresholds",
             "n_images", "n_skipped", "counts")
@@ -111,6 +104,7 @@ def run() -> dict:
     from camlab.eval.detection import check_targets, evaluate, evaluate_bundle
     from camlab.models.pretrained import SsdTeacher, check_pretrained_file
     from camlab.train import detector
+    from camlab.train.detector import _subset
 
     smoke = os.environ.get("CAMLAB_BENCH_SMOKE") == "1"
     cfg = detector.load_train_config("detector_full")

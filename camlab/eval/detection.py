@@ -413,6 +413,7 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
 
     desc: dict = dict(describe or {})
     direct = hasattr(model, "detect") and not isinstance(model, torch.nn.Module)
+    detect_direct = _detector_fn(model) if direct else None
     if direct:
         # a detector working on whole images (the SSD teacher): its own thresholds, no graph I/O
         io_ = {"decode": {"classes": list(CLASSES), "score_thresholds": dict(model.thresholds)},
@@ -464,8 +465,8 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
             gt["annotations"].append({"id": ann_id, "image_id": img_id, "category_id": int(lab) + 1,
                                       "bbox": [float(b[0]), float(b[1]), bw, bh], "area": bw * bh, "iscrowd": 0})
             ann_id += 1
-        if direct:
-            det = _detector_fn(model)(rgb)
+        if detect_direct is not None:
+            det = detect_direct(rgb)
         else:
             x, lb = preprocess(rgb, in_spec)
             det = postprocess(predict(x), decode, lb, score_threshold=MAP_SCORE_THRESHOLD)

@@ -206,6 +206,10 @@ class TfliteGraph(nn.Module):
                 self.slot[k] = len(self.weights)
                 self.weights.append(nn.Parameter(w, requires_grad=False))
                 self.weights.append(nn.Parameter(b, requires_grad=False))
+        self.last_use: dict[int, int] = {}     # tensor -> index of the last op reading it (frees it after)
+        for k, op in enumerate(tm.ops):
+            for i in op.inputs:
+                self.last_use[i] = k
 
     def forward(self, x: torch.Tensor, keep: bool = False) -> dict[int, torch.Tensor]:
         """``x``: (N, 3, H, W) in the model's input range; returns the output tensors (all tensors if ``keep``)."""
@@ -235,18 +239,9 @@ class TfliteGraph(nn.Module):
             vals[op.outputs[0]] = y
             if not keep:
                 for i in op.inputs:
-                    if i not in tm.outputs and i != op.outputs[0] and self._last_use.get(i, -1) <= k:
+                    if i not in tm.outputs and i != op.outputs[0] and self.last_use.get(i, -1) <= k:
                         vals.pop(i, None)
         return vals if keep else {i: vals[i] for i in tm.outputs}
-
-    @property
-    def _last_use(self) -> dict[int, int]:
-        if not hasattr(self, "_lu"):
-            self._lu = {}
-            for k, op in enumerate(self.tm.ops):
-                for i in op.inputs:
-                    self._lu[i] = k
-        return self._lu
 
 
 # ------------------------------------------------------------------------------------------------ SSD teacher
