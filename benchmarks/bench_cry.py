@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from camlab.contract.manifest import sha256_file
+
 NAME = "cry"
 TARGETS = {"f1_min": 0.95, "accuracy_min": 0.95, "roc_auc_min": 0.98, "laughter_babbling_false_alarm_max": 0.05,
            "false_alarms_per_hour_max": 1.0, "onset_to_alarm_s_max": 2.0, "int8_f1_drop_points_max": 0.5}
@@ -41,12 +43,6 @@ def newest_checkpoint(root: Path | None = None) -> Path | None:
     root = root or settings.project_root() / "out" / "cry"
     found = sorted(root.glob("*/cry.pt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
     return found[-1] if found else None
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _package_versions(names) -> dict:
@@ -209,7 +205,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
         "decode": {"threshold": d.threshold, "k": d.k, "n": d.n, "refractory_s": d.refractory_s,
                    "hop_s": model.model_config.features.hop_s},
         "split": "validation (recording-grouped, camlab.data.audio.build_index)",
-        "inputs": {"checkpoint_sha256": _sha256(ckpt), "data_root": str(data_cfg.root or "default"),
+        "inputs": {"checkpoint_sha256": sha256_file(ckpt), "data_root": str(data_cfg.root or "default"),
                    "extra_negatives": list(data_cfg.extra_negatives), "val_dir": str(val_dir),
                    "split_counts": meta.get("split"),
                    "debian_packages": _package_versions(["asterisk-core-sounds-en-wav", "asterisk-core-sounds-es-wav",

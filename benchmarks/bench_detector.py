@@ -14,12 +14,13 @@ leave-one-source-out training, ``CAMLAB_BENCH_LOSO_SOURCES=a,b`` picks the held-
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+
+from camlab.contract.manifest import sha256_file
 
 NAME = "detector"
 TARGET_FP = 0.02
@@ -37,10 +38,6 @@ def _newest_bundle() -> Path:
     if not found:
         raise InputFileError(f"{settings.exports_root() / 'detector'}: no detector bundle; run `make models`")
     return found[-1].parent
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _slim(ev: dict) -> dict:
@@ -115,9 +112,9 @@ def run() -> dict:
         val, train = _subset(val, 12, 1), _subset(train, 12, 2)
     bundle = _newest_bundle()
     out: dict = {"git_commit": tracking.git_commit(), "load_avg": os.getloadavg(),
-                 "split": {"manifest": str(manifest), "sha256": _sha(manifest), "side": "val",
+                 "split": {"manifest": str(manifest), "sha256": sha256_file(manifest), "side": "val",
                            "n_images": len(val)},
-                 "bundle": {"path": str(bundle), "model_onnx_sha256": _sha(bundle / "model.onnx")},
+                 "bundle": {"path": str(bundle), "model_onnx_sha256": sha256_file(bundle / "model.onnx")},
                  "protocol": __doc__.split("\n\n")[1].replace("\n", " ")}
     t0 = time.perf_counter()
     ours = evaluate_bundle(bundle, val, "int8", hog=True, details=True, by_source=True)
@@ -136,7 +133,7 @@ def run() -> dict:
     teacher.thresholds = thr
     tev = evaluate(teacher, val, hog=False, details=True, by_source=True)
     out["teacher"] = {"model": "MediaPipe SSD-MobileNetV2 Open Images V4 (fp16 TFLite, torch replay), 300x300",
-                      "file_sha256": _sha(teacher_file), "calibration": {"n_train_images": n_cal, "classes": rep},
+                      "file_sha256": sha256_file(teacher_file), "calibration": {"n_train_images": n_cal, "classes": rep},
                       **_slim(tev)}
     if os.environ.get("CAMLAB_BENCH_LOSO", "1") != "0":
         chosen = os.environ.get("CAMLAB_BENCH_LOSO_SOURCES")

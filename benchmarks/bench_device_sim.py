@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from camlab.contract.manifest import sha256_file
+
 NAME = "device_sim"
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "datasets" / "scenarios" / "porch_day_night.yaml"
@@ -172,15 +174,6 @@ def _bundle_roots() -> list[Path]:
     """Where bundles are looked for, in order: ``$CAMLAB_EXPORTS``, ``exports/`` (``make models``), ``out/demo/exports``."""
     roots = [Path(os.environ["CAMLAB_EXPORTS"])] if os.environ.get("CAMLAB_EXPORTS") else []
     return roots + [ROOT / "exports", ROOT / "out" / "demo" / "exports"]
-
-
-def sha256_file(path: Path) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _trained_bundles(chip: str) -> list[Path]:

@@ -93,7 +93,7 @@ def model_update(work: Path) -> dict:
     """Delta package (bsdiff4) between firmware holding bundle A and firmware holding bundle B vs B's full package."""
     from device_sim.ota.faults import HW
     from device_sim.ota.package import apply, delta_package, full_package, parse
-    from benchmarks.bench_device_sim import sha256_file
+    from camlab.contract.manifest import sha256_file
 
     pair = os.environ.get("CAMLAB_OTA_BUNDLES")
     if pair:
