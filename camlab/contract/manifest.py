@@ -103,11 +103,29 @@ def validate_manifest(manifest: Any, origin: str = MANIFEST_NAME) -> None:
         raise InputFileError(f"{origin}: manifest fails schema v{SCHEMA_VERSION}: " + "; ".join(errors[:5]) + more)
 
 
-def verify_files(bundle_dir: Path, manifest: dict) -> None:
-    """Check that every listed file exists with its byte count and sha256, and that nothing unlisted is present."""
+def device_files(manifest: dict) -> list[str]:
+    """Bundle-relative paths the camera stores in flash: the INT8 model (``model_files.int8``) and the manifest.
+
+    The FP32 reference, the calibration set and reports stay on the host (export-side evidence); the partition
+    packer, the OTA model package and device_sim's flash figure all count only these.
+    """
+    return [manifest["model_files"]["int8"], MANIFEST_NAME]
+
+
+def verify_files(bundle_dir: Path, manifest: dict, *, device: bool = False) -> None:
+    """Check that every listed file exists with its byte count and sha256, and that nothing unlisted is present.
+
+    ``device``: the folder is a camera-side copy (unpacked from the flash partition or an OTA package), so only the
+    :func:`device_files` must be present; a host-only file that is present is still checked.
+    """
     bundle_dir = Path(bundle_dir)
+    required = set(device_files(manifest)) - {MANIFEST_NAME} if device else set(manifest["files"])
+    for rel in sorted(required - set(manifest["files"])):
+        raise InputFileError(f"{bundle_dir / MANIFEST_NAME}: 'model_files' names {rel!r}, which 'files' does not list")
     for rel, entry in manifest["files"].items():
         path = bundle_dir / rel
+        if rel not in required and not path.exists():
+            continue
         if not path.is_file():
             raise InputFileError(f"{path}: listed in manifest 'files' but missing from the bundle")
         size = path.stat().st_size
@@ -204,8 +222,10 @@ def read_manifest(path: str | Path) -> dict:
     return data
 
 
-def load_bundle(bundle_dir: str | Path, verify: bool = True) -> Bundle:
+def load_bundle(bundle_dir: str | Path, verify: bool = True, *, device: bool = False) -> Bundle:
     """Load ``bundle_dir/manifest.json``, validate it against the schema and (``verify``) every file's sha256.
+
+    ``device``: a camera-side copy, which holds only :func:`device_files` (see :func:`verify_files`).
 
     Raises :class:`camlab.errors.InputFileError` naming the file or the manifest field that is wrong.
     """
@@ -219,5 +239,5 @@ def load_bundle(bundle_dir: str | Path, verify: bool = True) -> Bundle:
                              f"understands schema_version {SCHEMA_VERSION}")
     validate_manifest(manifest, str(mpath))
     if verify:
-        verify_files(root, manifest)
+        verify_files(root, manifest, device=device)
     return Bundle(root=root.resolve(), manifest=manifest)

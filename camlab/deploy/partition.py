@@ -4,7 +4,9 @@ Image layout (little-endian), erase-block aligned like a raw NOR/NAND data parti
 ``header`` = magic ``CAMLABDP`` (8 B), format version u32, entry count u32, table size u32, image payload bytes
 u64; then a JSON table (UTF-8) of ``{"path", "offset", "bytes", "sha256"}`` entries; each file starts on a 4 KiB
 boundary; the rest of the partition is 0xFF (erased flash). The packer refuses an image larger than the chip's
-``flash_partition_bytes``; the reader checks every sha256.
+``flash_partition_bytes``; the reader checks every sha256. Only what the camera runs goes in: each bundle's INT8
+model and manifest (:func:`camlab.contract.manifest.device_files`); the FP32 reference and calibration set stay on
+the host, so an unpacked bundle loads with ``load_bundle(..., device=True)``.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import json
 import struct
 from pathlib import Path
 
-from camlab.contract.manifest import MANIFEST_NAME, load_bundle
+from camlab.contract.manifest import device_files, load_bundle
 from camlab.deploy.chips import ChipProfile, load_chip
 from camlab.errors import CamlabError, InputFileError
 from camlab.io_utils import atomic_write_bytes
@@ -36,7 +38,7 @@ def pack_partition(bundle_dirs: list[str | Path], chip: ChipProfile | str, out: 
     for d in bundle_dirs:
         b = load_bundle(d, verify=True)
         prefix = f"{b.name}/{b.version}"
-        for rel in [*sorted(b.manifest["files"]), MANIFEST_NAME]:
+        for rel in device_files(b.manifest):
             files.append((f"{prefix}/{rel}", (b.root / rel).read_bytes()))
     if not files:
         raise CamlabError("pack_partition: no bundles given")
@@ -99,7 +101,8 @@ def read_partition(path: str | Path) -> dict[str, bytes]:
 
 
 def unpack_partition(image: str | Path, dest: str | Path) -> list[Path]:
-    """Extract a verified image into ``dest``; returns the bundle folders (each loads with load_bundle)."""
+    """Extract a verified image into ``dest``; returns the bundle folders (each loads with
+    ``load_bundle(folder, device=True)``)."""
     dest = Path(dest)
     bundles = set()
     for rel, data in read_partition(image).items():

@@ -15,7 +15,7 @@ report.json keys
   ``capture_to_sub_encode``, ``capture_to_ai_result``, ``capture_to_event``, ``cry_window_to_event``.
 - ``npu``: utilisation, jobs, dropped per model, queue waits (:mod:`device_sim.hal.npu`).
 - ``memory``: rows {component, allocated_bytes, plan_bytes} vs the seed camera's 128 MB plan (MEMORY_PLAN).
-- ``flash``: bundle bytes on the data partition vs the chip profile's ``flash_partition_bytes``.
+- ``flash``: bytes of the bundles' device files (INT8 model + manifest) on the data partition vs the chip profile's ``flash_partition_bytes``.
 - ``accuracy``: per class {gt_events, detected, true_positive, false_positive, precision, recall,
   time_to_detect_s_mean/max}, ``false_events_per_hour``, matching rule and ground-truth counts.
 - ``audio``: ERLE of the AEC in dB over talk-back periods, speech blocks, Opus bytes.
@@ -87,10 +87,14 @@ def event_accuracy(events: list[dict], gt: list, duration_s: float, tolerance_s:
 
 
 def flash_use(bundle_dirs: list[Path], chip_profile: dict) -> dict:
+    """Flash the camera spends on the bundles: their device files (INT8 model + manifest), not the host-side
+    FP32 reference or calibration set (``camlab.contract.manifest.device_files``)."""
+    from camlab.contract.manifest import MANIFEST_NAME, device_files
     used = 0
     files = {}
     for d in bundle_dirs:
-        n = sum(p.stat().st_size for p in Path(d).rglob("*") if p.is_file())
+        manifest = json.loads((Path(d) / MANIFEST_NAME).read_text(encoding="utf-8"))
+        n = sum((Path(d) / rel).stat().st_size for rel in device_files(manifest))
         files[str(d)] = n
         used += n
     cap = chip_profile.get("flash_partition_bytes")

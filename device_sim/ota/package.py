@@ -124,8 +124,13 @@ def apply(pkg: Package, running: dict[str, bytes]) -> dict[str, bytes]:
     return out
 
 
-def bundle_tar(bundle_dir: Path, files: tuple[str, ...] = ("manifest.json", "model.onnx")) -> bytes:
-    """The files of an export bundle the camera needs, as a deterministic tar (mtime 0, sorted)."""
+def bundle_tar(bundle_dir: Path, files: tuple[str, ...] | None = None) -> bytes:
+    """The files of an export bundle the camera needs (default: the manifest's ``device_files``, i.e. the INT8 model
+    and the manifest), as a deterministic tar (mtime 0, sorted)."""
+    if files is None:
+        from camlab.contract.manifest import MANIFEST_NAME, device_files
+        manifest = json.loads((Path(bundle_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
+        files = tuple(device_files(manifest))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(files):

@@ -118,11 +118,17 @@ def test_partition_image_roundtrip_and_budget(bundle, tmp_path):
     img = tmp_path / "data.img"
     info = pack_partition([bundle], "rv1106", img)
     assert img.stat().st_size == info["partition_bytes"]
-    assert info["entries"] == 4 and info["used_bytes"] % 4096 == 0
     files = read_partition(img)
+    # the camera carries the INT8 model and the manifest; the FP32 reference and calibration set stay on the host
+    assert sorted(files) == ["detector/t1/manifest.json", "detector/t1/model.onnx"]
+    assert info["entries"] == 2 and info["used_bytes"] % 4096 == 0
+    model, man = (bundle / "model.onnx").stat().st_size, (bundle / "manifest.json").stat().st_size
+    assert info["used_bytes"] == 4096 + -(-model // 4096) * 4096 + -(-man // 4096) * 4096
     assert files["detector/t1/model.onnx"] == (bundle / "model.onnx").read_bytes()
     dirs = unpack_partition(img, tmp_path / "flash")
-    assert load_bundle(dirs[0]).manifest == load_bundle(bundle).manifest
+    assert load_bundle(dirs[0], device=True).manifest == load_bundle(bundle).manifest
+    with pytest.raises(InputFileError, match="model_fp32.onnx: listed in manifest 'files' but missing"):
+        load_bundle(dirs[0])  # a host-side load still wants the whole bundle
     raw = bytearray(img.read_bytes())
     from camlab.deploy.partition import HEADER
 
@@ -161,3 +167,19 @@ def test_existing_version_and_bad_calibration_refused(bundle, tmp_path):
     with pytest.raises(CamlabError, match="already exists"):
         build_bundle(req)
     assert not list(tmp_path.glob("**/.*.tmp"))
+
+
+def test_flash_figures_count_only_what_the_camera_stores(bundle):
+    """device_sim's flash figure and the OTA model package hold the INT8 model + manifest, as the partition does."""
+    import io
+    import tarfile
+
+    from device_sim.budgets.report import flash_use
+    from device_sim.ota.package import bundle_tar
+
+    on_device = (bundle / "model.onnx").stat().st_size + (bundle / "manifest.json").stat().st_size
+    whole = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+    assert whole > on_device  # the fixture carries the FP32 reference and calibration set
+    assert flash_use([bundle], {"flash_partition_bytes": 8 << 20})["used_bytes"] == on_device
+    with tarfile.open(fileobj=io.BytesIO(bundle_tar(bundle))) as tar:
+        assert sorted(tar.getnames()) == ["manifest.json", "model.onnx"]

@@ -165,7 +165,8 @@ def test_server_rejects_bad_requests(tmp_path):
 
 def _bundle(dir_: Path, version: str, weights: bytes) -> Path:
     dir_.mkdir(parents=True)
-    (dir_ / "manifest.json").write_text(json.dumps({"model": {"name": "detector", "version": version}}))
+    (dir_ / "manifest.json").write_text(json.dumps({"model": {"name": "detector", "version": version},
+                                                     "model_files": {"int8": "model.onnx", "fp32": "model_fp32.onnx"}}))
     (dir_ / "model.onnx").write_bytes(weights)
     return dir_
 
