@@ -36,7 +36,7 @@ def load_models(paths: list[str | Path], chip: str) -> dict[str, LoadedModel]:
     import onnxruntime as ort
     models: dict[str, LoadedModel] = {}
     for p in paths:
-        b = load_bundle(p)
+        b = load_bundle(p, device=True)  # what the camera stores: INT8 model + manifest
         origin = str(Path(p) / "manifest.json")
         if chip not in b.chips:
             raise InputFileError(f"{origin}: bundle was built for chips {b.chips}, not for {chip!r} "
