@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -39,7 +40,7 @@ from camlab.io_utils import fsync_dir
 from device_sim.services import tls
 
 NAME_RE = re.compile(r"^(seg\d{5}\.ts|playlist\.m3u8|clip\.json)$")
-EVENT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+EVENT_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")      # a plain name: no leading '.', no separator
 RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 MAX_FILE = 64 * 1024 * 1024
 MAX_JSON = 64 * 1024
@@ -117,12 +118,35 @@ class CloudStore:
             return self.locks.setdefault(key, threading.Lock())
 
     def paths(self, eid: str, name: str) -> tuple[Path, Path]:
-        if not EVENT_RE.match(eid):
-            raise BadRequest(400, f"event id {eid!r}: expected [A-Za-z0-9_.-]{{1,64}}")
-        if not NAME_RE.match(name):
+        """The stored file and its partial upload for ``eid``/``name``. Both components must be plain names (no
+        '.'/'..', no separator, no leading dot); the resolved folder must be a direct child of the clip root."""
+        if not isinstance(eid, str) or not EVENT_RE.fullmatch(eid) or eid in (".", ".."):
+            raise BadRequest(400, f"event id {eid!r}: expected a plain name [A-Za-z0-9_-][A-Za-z0-9_.-]{{0,63}}")
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise BadRequest(400, f"file name {name!r}: expected segNNNNN.ts, playlist.m3u8 or clip.json")
-        d = self.state / "clips" / eid
+        root = (self.state / "clips").resolve()
+        d = (root / eid).resolve()
+        if d.parent != root or d.name != eid:
+            raise BadRequest(400, f"event id {eid!r}: resolves outside the clip store")
         return d / name, d / f".{name}.part"
+
+
+def _query_float(query: str, field: str, default: float, what: str) -> float:
+    """A finite number from the query string (400 naming the field otherwise)."""
+    try:
+        q = parse_qs(query, keep_blank_values=True, strict_parsing=False, max_num_fields=16)
+    except ValueError as exc:
+        raise BadRequest(400, f"{what}: malformed query ({exc})") from None
+    vals = q.get(field)
+    if vals is None:
+        return default
+    try:
+        v = float(vals[0])
+    except ValueError:
+        v = math.nan
+    if len(vals) != 1 or not math.isfinite(v):
+        raise BadRequest(400, f"{what}: {field} must be one finite number of UNIX seconds, got {vals!r}")
+    return v
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -177,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             fn()
         except BadRequest as exc:
-            if exc.status in (400, 411, 413):
+            if exc.status in (400, 405, 411, 413):
                 self.close_connection = True
             self._json(exc.status, {"error": str(exc)}, exc.headers)
         except (ConnectionError, ssl.SSLError, TimeoutError):
@@ -195,6 +219,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self._guard(self._post)
+
+    def _not_allowed(self):
+        raise BadRequest(405, f"method {self.command} not allowed", {"Allow": "GET, HEAD, PUT, POST"})
+
+    def do_DELETE(self):
+        self._guard(self._not_allowed)
+
+    do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = do_DELETE
 
     def _put(self):
         u, parts = self._route()
@@ -256,8 +288,7 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["v1", "health"]:
             return self._json(200, {"ok": True})
         if parts == ["v1", "push"]:
-            q = parse_qs(u.query)
-            since = float(q.get("since", ["0"])[0])
+            since = _query_float(u.query, "since", 0.0, "push")
             items = []
             if st.push_log.exists():
                 for ln in st.push_log.read_text().splitlines():
@@ -269,12 +300,8 @@ class Handler(BaseHTTPRequestHandler):
                         items.append(rec)
             return self._json(200, items)
         if parts == ["v1", "timeline"]:
-            q = parse_qs(u.query)
-            try:
-                lo = float(q.get("start", ["0"])[0])
-                hi = float(q.get("end", ["1e12"])[0])
-            except ValueError:
-                raise BadRequest(400, "timeline: start/end must be UNIX seconds") from None
+            lo = _query_float(u.query, "start", 0.0, "timeline")
+            hi = _query_float(u.query, "end", 1e12, "timeline")
             out = []
             for meta_path in sorted((st.state / "clips").glob("*/clip.json")):
                 try:
@@ -311,7 +338,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             raise BadRequest(400, f"push: body is not JSON ({exc})") from None
         if not isinstance(ev, dict) or not isinstance(ev.get("event_id"), str) or not EVENT_RE.match(ev["event_id"]):
-            raise BadRequest(400, "push: field 'event_id' missing or not [A-Za-z0-9_.-]{1,64}")
+            raise BadRequest(400, "push: field 'event_id' missing or not a plain name [A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
         ev["received_at"] = time.time()
         line = (json.dumps(ev) + "\n").encode()
         with self.store.lock:

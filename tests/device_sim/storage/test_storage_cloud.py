@@ -139,3 +139,37 @@ def test_upload_resumes_after_the_cloud_process_is_killed(tmp_path, start_cloud)
     assert up.retries >= 1 and up.bytes_sent < total + 3 * 4096 + 4096       # resumed, not restarted
     got = CloudClient(again.url, again.cert).download_clip("resume-1", key)
     assert decode_ts(got)[0] == pytest.approx(1.0, abs=1e-4)
+
+
+# ---- security regressions (issue 16) -----------------------------------------------------------------------------
+@pytest.mark.parametrize("eid", ["..", ".", "...", ".hidden", "a/..", "..\\x"])
+def test_cloud_paths_refuse_event_ids_that_are_not_plain_names(tmp_path, eid):
+    from device_sim.services.cloud import BadRequest, CloudStore
+    st = CloudStore(tmp_path / "store")
+    with pytest.raises(BadRequest) as info:
+        st.paths(eid, "clip.json")
+    assert info.value.status == 400
+
+
+def test_cloud_put_with_dotdot_event_id_writes_nothing_outside_the_event_folder(cloud):
+    body = json.dumps({"event_id": "x", "start_wall_s": 1.0, "end_wall_s": 2.0, "key_uri": "camlab-key://0",
+                       "complete": True}).encode()
+    st, _, resp = _req(cloud, "PUT", "/v1/clips/../clip.json", body,
+                       {"Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}"})
+    assert st == 400, (st, resp)
+    assert not (cloud.state / "store" / "clip.json").exists()
+    assert not list((cloud.state / "store").rglob("clip.json"))
+
+
+@pytest.mark.parametrize("path", ["/v1/push?since=abc", "/v1/push?since=nan", "/v1/push?since=",
+                                  "/v1/timeline?start=0&end=inf", "/v1/timeline?start=nan"])
+def test_cloud_answers_malformed_queries_with_400_not_500(cloud, path):
+    st, _, resp = _req(cloud, "GET", path)
+    assert st == 400, (path, st, resp)
+    assert "error" in json.loads(resp)
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PATCH", "OPTIONS"])
+def test_cloud_answers_unsupported_methods_with_405(cloud, method):
+    st, hdr, _ = _req(cloud, method, "/v1/clips/ev1/clip.json")
+    assert st == 405 and "GET" in hdr.get("Allow", "")
