@@ -13,7 +13,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from camlab.errors import InputFileError
 
 TIER_CONTINUOUS, TIER_EVENT, TIER_PROTECTED = 0, 1, 2
 
@@ -34,6 +36,25 @@ CREATE TABLE IF NOT EXISTS event_windows (
     event_id TEXT PRIMARY KEY, start_s REAL NOT NULL, end_s REAL NOT NULL, type TEXT
 );
 """
+
+
+class UnsafeCardPath(InputFileError):
+    """An index row (read from the card, which is untrusted input) names a path outside the card."""
+
+
+def card_file(root: Path, rel: str, where: str = "the card") -> Path:
+    """``root / rel`` for a path read from the card's index, refused unless ``rel`` is a relative POSIX path of plain
+    names (no absolute path, '.', '..', backslash or NUL) that still resolves under ``root`` (no symlink out)."""
+    bad = (not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel or rel.startswith("/")
+           or any(part in ("", ".", "..") for part in rel.split("/")))
+    if not bad:
+        base = Path(root).resolve()
+        full = (base / PurePosixPath(rel)).resolve()
+        bad = not full.is_relative_to(base) or full == base
+    if bad:
+        raise UnsafeCardPath(f"{rel!r} in the card's index: path points outside {where} (absolute, '..' or a link "
+                             "out); row refused")
+    return Path(root) / rel
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from camlab.io_utils import atomic_write_json, current_umask, fsync_dir
 from device_sim.hal.sdcard import SdCard
-from device_sim.storage.index import Index
+from device_sim.storage.index import Index, UnsafeCardPath, card_file
 
 LEDGER = ".camlab-nas.json"
 
@@ -75,13 +75,17 @@ class NasSync:
         for rec in recs:
             if rec.kind != "minute":
                 continue
-            src = root / rec.path
+            try:                               # the card is untrusted: a row may not name a path outside it
+                src = card_file(root, rec.path)
+                dst = card_file(self.target, rec.path, "the NAS share")
+            except UnsafeCardPath as exc:
+                rep.errors.append(str(exc))
+                continue
             try:
                 st = src.stat()
                 if ledger.get(rec.path, {}).get("bytes") == st.st_size and (self.target / rec.path).exists():
                     rep.skipped += 1
                     continue
-                dst = self.target / rec.path
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
                 try:

@@ -27,7 +27,7 @@ import av
 from camlab.errors import CamlabError, InputFileError
 from device_sim.hal.sdcard import SdCard
 from device_sim.storage.crypto import UserKey, decrypt_segment, parse_iv_attr
-from device_sim.storage.index import Index
+from device_sim.storage.index import Index, UnsafeCardPath, card_file
 from device_sim.storage.mux import TIME_BASE
 
 
@@ -141,7 +141,7 @@ class LocalPlayback:
         out, self.skipped = [], []
         for rec in self.recordings(start_s, end_s):
             try:
-                with av.open(str(root / rec.path)) as c:
+                with av.open(str(card_file(root, rec.path))) as c:
                     st = c.streams.video[0]
                     t_first = None
                     for f in c.decode(st):
@@ -150,6 +150,10 @@ class LocalPlayback:
                         wall = rec.start_s + (t - t_first)
                         if start_s <= wall < end_s:
                             out.append((wall, f))
+            except UnsafeCardPath:
+                if not skip_corrupt:
+                    raise
+                self.skipped.append(rec.path)
             except (av.error.FFmpegError, OSError, IndexError) as exc:
                 if not skip_corrupt:
                     raise InputFileError(f"{rec.path} on the sd card: recording does not decode ({exc})") from exc
@@ -164,8 +168,9 @@ class LocalPlayback:
         with av.open(str(out_path), "w", format="mp4") as out:
             ost = None
             for rec in self.recordings(start_s, end_s):
+                path = card_file(root, rec.path)         # a row naming a path outside the card: refused
                 try:
-                    with av.open(str(root / rec.path)) as c:
+                    with av.open(str(path)) as c:
                         st = c.streams.video[0]
                         if ost is None:
                             ost = out.add_stream_from_template(st)

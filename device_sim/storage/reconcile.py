@@ -7,7 +7,7 @@ recording exists and decodes, and every recording file under ``YYYY/`` is indexe
    to the last complete GOP are remuxed into ``MM.mp4`` and indexed; with nothing readable it is discarded;
 2. a final ``MM.mp4`` without a row (crash between rename and index insert) is probed and indexed, or moved to
    ``.quarantine/`` when it does not decode (kept, never silently deleted; retention frees it first);
-3. rows whose file is gone are dropped.
+3. rows whose file is gone, or whose path is not a plain relative path on the card (absolute, ``..``), are dropped.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import av
 from camlab.errors import InputFileError
 from camlab.io_utils import fsync_dir
 from device_sim.hal.sdcard import SdCard
-from device_sim.storage.index import Index
+from device_sim.storage.index import Index, UnsafeCardPath, card_file
 from device_sim.storage.mux import TIME_BASE, probe_mp4
 from device_sim.storage.recorder import (META_PREFIX, PARTIAL_SUFFIX, final_name_of_partial, free_final_name)
 from device_sim.storage.retention import QUARANTINE
@@ -166,7 +166,11 @@ def reconcile(card: SdCard, index: Index, *, in_flight: str | None = None) -> Re
             fsync_dir(q)
             rep.quarantined.append(rel)
     for rec in index.all():
-        if not (root / rec.path).exists():
+        try:
+            path = card_file(root, rec.path)            # the card is untrusted: a row outside it is dropped
+        except UnsafeCardPath:
+            path = None
+        if path is None or not path.exists():
             index.remove(rec.path)
             rep.dropped_rows.append(rec.path)
     return rep

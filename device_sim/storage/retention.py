@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_sim.hal.sdcard import SdCard
-from device_sim.storage.index import TIER_CONTINUOUS, TIER_EVENT, TIER_PROTECTED, Index
+from device_sim.storage.index import TIER_CONTINUOUS, TIER_EVENT, TIER_PROTECTED, Index, UnsafeCardPath, card_file
 
 QUARANTINE = ".quarantine"
 
@@ -22,6 +22,7 @@ QUARANTINE = ".quarantine"
 class RetentionStats:
     deleted: list[tuple[str, int]] = field(default_factory=list)   # (path, tier)
     freed_bytes: int = 0
+    refused: list[str] = field(default_factory=list)   # index rows naming a path outside the card (dropped)
 
 
 class Retention:
@@ -50,6 +51,12 @@ class Retention:
                 if not batch:
                     break
                 for rec in batch:
+                    try:                       # a row naming a path outside the card is dropped, nothing deleted
+                        card_file(self.card.require(write=True), rec.path)
+                    except UnsafeCardPath:
+                        self.index.remove(rec.path)
+                        self.stats.refused.append(rec.path)
+                        continue
                     freed = self._delete(rec.path)
                     self.index.remove(rec.path)
                     self.stats.deleted.append((rec.path, tier))

@@ -335,3 +335,56 @@ def test_bad_packets_are_dropped_not_fatal(tmp_path, src):
     rec.close()
     assert rec.stats.dropped_packets == 2 and rec.stats.errors[0].startswith("packet:")
     assert [r.frames for r in index.all()] == [290] and check_card(card, index).ok
+
+
+# ---- the card is untrusted input: index rows may not point outside it (issue 16) ------------------------------------
+def _hostile_rows(tmp_path, src):
+    card = SdCard(tmp_path / "c", 50_000_000)
+    index = Index(card.mount_point / ".index/index.db")
+    _record(src, card, index, 65)
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes((card.mount_point / "2025/11/22/00/00.mp4").read_bytes())     # decodes, so a read would work
+    index.add(str(secret), EPOCH + 70, EPOCH + 80, bytes=secret.stat().st_size, frames=100)             # absolute
+    index.add("../../secret.mp4", EPOCH + 80, EPOCH + 90, bytes=secret.stat().st_size, frames=100)       # escapes
+    return card, index, secret
+
+
+def test_nas_refuses_index_rows_that_point_outside_the_card_and_the_share(tmp_path, src):
+    card, index, secret = _hostile_rows(tmp_path, src)
+    nas_dir = tmp_path / "share" / "a" / "nas"
+    nas_dir.mkdir(parents=True)
+    rep = NasSync(card, index, nas_dir).sync_once()
+    assert sorted(rep.copied) == ["2025/11/22/00/00.mp4", "2025/11/22/00/01.mp4"]
+    assert len(rep.errors) == 2 and all("outside the card" in e for e in rep.errors), rep.errors
+    assert not (tmp_path / "share" / "secret.mp4").exists()                  # "../" did not write beside the share
+    assert sorted(p.name for p in nas_dir.rglob("*.mp4")) == ["00.mp4", "01.mp4"]
+    assert set(json.loads((nas_dir / ".camlab-nas.json").read_text())) == set(rep.copied)
+
+
+def test_local_playback_refuses_index_rows_that_point_outside_the_card(tmp_path, src):
+    card, index, secret = _hostile_rows(tmp_path, src)
+    pb = LocalPlayback(card, index)
+    with pytest.raises(InputFileError, match="outside the card"):
+        pb.frames(EPOCH + 70, EPOCH + 90)
+    assert pb.frames(EPOCH + 60, EPOCH + 90, skip_corrupt=True) and sorted(pb.skipped) == sorted(
+        [str(secret), "../../secret.mp4"])
+    assert all(w < EPOCH + 70 for w, _ in pb.frames(EPOCH + 60, EPOCH + 90, skip_corrupt=True))
+    with pytest.raises(InputFileError, match="outside the card"):
+        pb.export(EPOCH + 70, EPOCH + 90, tmp_path / "out.mp4")
+
+
+def test_retention_never_deletes_outside_the_card(tmp_path, src):
+    card, index, secret = _hostile_rows(tmp_path, src)
+    index.remove("2025/11/22/00/00.mp4")
+    index.remove("2025/11/22/00/01.mp4")
+    ret = Retention(card, index, low_water_bytes=card.capacity_bytes - 1, high_water_bytes=card.capacity_bytes - 1)
+    ret.ensure()
+    assert secret.exists() and (tmp_path / "c").exists()
+    assert index.all() == []                                                  # the hostile rows are dropped
+
+
+def test_reconcile_drops_index_rows_that_point_outside_the_card(tmp_path, src):
+    card, index, secret = _hostile_rows(tmp_path, src)
+    rep = reconcile(card, index)
+    assert sorted(rep.dropped_rows) == sorted([str(secret), "../../secret.mp4"]) and secret.exists()
+    assert sorted(r.path for r in index.all()) == ["2025/11/22/00/00.mp4", "2025/11/22/00/01.mp4"]
