@@ -35,12 +35,17 @@ class DirTransport:
 
 
 class HttpsTransport:
-    """HTTPS to the OTA service; the server's self-signed certificate is pinned through ``cafile``."""
+    """HTTPS to the OTA service. ``cafile`` pins the service's CA (its self-signed certificate): it is the only trust
+    anchor, and the certificate must name the host in ``base_url`` (RFC 6125 hostname/IP check, strict X.509).
+    TLS keeps the transport private; the TUF signatures on every document remain the real guard."""
 
     def __init__(self, base_url: str, cafile: Path | None = None, timeout: float = 10.0):
         self.base = base_url.rstrip("/")
         self.ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
-        self.ctx.check_hostname = False  # loopback service, certificate pinned by cafile
+        self.ctx.check_hostname = True
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.ctx.verify_flags |= getattr(ssl, "VERIFY_X509_STRICT", 0)
         self.timeout = timeout
 
     def fetch(self, path: str, max_bytes: int, offset: int = 0) -> bytes:
