@@ -56,6 +56,6 @@ def test_device_sim_private_keys_stay_0600_under_umask_022(tmp_path):
         repo = Repository.create(tmp_path / "repo")
         load_secret(tmp_path)
     assert _mode(tmp_path / "key.pem") == 0o600 and _mode(tmp_path / "cert.pem") == 0o644
-    pems = list(repo.keys_dir.glob("*.pem"))
+    pems = list(repo.keys_dir.rglob("*.pem"))
     assert pems and all(_mode(p) == 0o600 for p in pems)
     assert _mode(tmp_path / "relay.secret") == 0o600

@@ -1,11 +1,17 @@
 """Server-side OTA repository: signs TUF-style metadata and stores packages (what the vendor's release tool does).
 
 Layout: ``metadata/<role>.json`` (current), ``metadata/<N>.root.json`` (every root version, for rotation),
-``targets/<name>`` (packages), ``keys/<role>-<i>.pem`` (never served). Follows the TUF specification v1.0 §4.
+``targets/<name>`` (packages). Follows the TUF specification v1.0 §4.
+
+Private keys never live in the repository folder (what the OTA server serves): they are in ``keys_dir`` (default
+``<repo>-keys/`` beside it), split as TUF §6.1 prescribes into ``offline/`` (root, targets: in a real deployment an
+HSM or an air-gapped machine) and ``online/`` (snapshot, timestamp: what the server needs to re-sign on its own).
+A repository made by an older camlab with ``<repo>/keys/`` is moved to that layout when opened.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -14,29 +20,53 @@ from device_sim.ota.metadata import ROLES, SigningKey, canonical, iso_utc, make_
 from device_sim.ota.package import parse
 
 DAY = 86400.0
+OFFLINE_ROLES = ("root", "targets")
 
 
 class Repository:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, keys_dir: Path | None = None):
         self.root = Path(root)
         self.meta_dir = self.root / "metadata"
         self.targets_dir = self.root / "targets"
-        self.keys_dir = self.root / "keys"
+        self.keys_dir = Path(keys_dir) if keys_dir is not None else self.root.parent / f"{self.root.name}-keys"
+        if self.keys_dir.resolve() == self.root.resolve() or self.root.resolve() in self.keys_dir.resolve().parents:
+            raise ValueError(f"repository: keys_dir {self.keys_dir} must be outside the served folder {self.root}")
+        self._migrate_legacy_keys()
 
     # -- keys -----------------------------------------------------------------------------------------------------
+    def role_keys_dir(self, role: str) -> Path:
+        return self.keys_dir / ("offline" if role in OFFLINE_ROLES else "online")
+
     def keys(self, role: str) -> list[SigningKey]:
-        return [SigningKey.from_pem(p.read_bytes()) for p in sorted(self.keys_dir.glob(f"{role}-*.pem"))]
+        return [SigningKey.from_pem(p.read_bytes()) for p in sorted(self.role_keys_dir(role).glob(f"{role}-*.pem"))]
 
     def _store_keys(self, role: str, keys: list[SigningKey]) -> None:
-        for p in self.keys_dir.glob(f"{role}-*.pem"):
+        d = self.role_keys_dir(role)
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for p in d.glob(f"{role}-*.pem"):
             p.unlink()
         for i, k in enumerate(keys):
-            atomic_write_bytes(self.keys_dir / f"{role}-{i}.pem", k.to_pem(), mode=0o600)
+            atomic_write_bytes(d / f"{role}-{i}.pem", k.to_pem(), mode=0o600)
+
+    def _migrate_legacy_keys(self) -> None:
+        """Keys in ``<repo>/keys/`` (older layout, inside the served folder) move out to ``keys_dir``."""
+        legacy = self.root / "keys"
+        if not legacy.is_dir():
+            return
+        for p in sorted(legacy.glob("*-*.pem")):
+            role = p.name.split("-", 1)[0]
+            d = self.role_keys_dir(role)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.replace(p, d / p.name)
+        try:
+            legacy.rmdir()
+        except OSError:
+            pass
 
     @classmethod
     def create(cls, root: Path, expires_days: float = 365.0) -> "Repository":
         repo = cls(root)
-        for d in (repo.meta_dir, repo.targets_dir, repo.keys_dir):
+        for d in (repo.meta_dir, repo.targets_dir):
             d.mkdir(parents=True, exist_ok=True)
         role_keys = {role: [SigningKey.generate()] for role in ROLES}
         for role, ks in role_keys.items():

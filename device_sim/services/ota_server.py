@@ -3,7 +3,8 @@
 ``python -m device_sim.services.ota_server --port 0 --state DIR`` prints ``PORT <n>`` once listening. DIR holds the
 repository (device_sim.ota.repository layout) and ``tls/`` (a self-signed certificate made on first start).
 Endpoints: ``GET /metadata/<file>``, ``GET /targets/<name>`` (RFC 9110 Range: ``bytes=N-``), ``GET /notify?version=V``
-(long poll: answers when the timestamp version exceeds V, or after 20 s). Keys under ``keys/`` are never served.
+(long poll: answers when the timestamp version exceeds V, or after 20 s). Only metadata/ and targets/ are served;
+the TUF signing keys are kept outside DIR (device_sim.ota.repository: an offline and an online keys folder).
 """
 from __future__ import annotations
 

@@ -191,3 +191,71 @@ def test_model_payload_installs_atomically_and_survives_cuts(tmp_path):
         assert (store.load_dir("detector") / "model.onnx").read_bytes() == b"\x02" * 5000
     flash.cuts = PowerCutPlan()
     assert parse(pkg).kind == "model" and store.install(pkg, entry).action == "model-installed"
+
+
+# ---- security regressions (issue 16) -----------------------------------------------------------------------------
+def test_https_transport_checks_the_hostname_against_the_pinned_certificate(tmp_path):
+    from device_sim.ota.client import TransportError
+    from device_sim.services.tls import make_self_signed
+
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    # the server presents a certificate the client pins, but issued for another name: refused
+    make_self_signed(fleet.repo.root / "tls" / "cert.pem", fleet.repo.root / "tls" / "key.pem", "camlab-ota",
+                     hosts=("ota.example.com",))
+    proc, port = _start_server(fleet.repo.root)
+    try:
+        transport = HttpsTransport(f"https://127.0.0.1:{port}", cafile=fleet.repo.root / "tls" / "cert.pem")
+        with pytest.raises(TransportError, match="(?i)hostname|IP address mismatch|certificate"):
+            transport.fetch("metadata/timestamp.json", 10_000)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_https_transport_accepts_the_pinned_certificate_by_name_and_by_ip(tmp_path):
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    proc, port = _start_server(fleet.repo.root)
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            transport = HttpsTransport(f"https://{host}:{port}", cafile=fleet.repo.root / "tls" / "cert.pem")
+            assert transport.ctx.check_hostname and transport.ctx.verify_mode.name == "CERT_REQUIRED"
+            assert json.loads(transport.fetch("metadata/timestamp.json", 10_000))["signed"]["_type"] == "timestamp"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_no_private_key_is_reachable_over_the_served_tree(tmp_path):
+    """TUF §6.1: root and targets keys are kept offline; no signing key lives in the folder the server serves."""
+    from device_sim.ota.client import NotFound, TransportError
+
+    fleet = faults.Fleet.create(tmp_path / "fleet")
+    repo = fleet.repo
+    served = repo.root.resolve()
+    for role in ("root", "targets", "snapshot", "timestamp"):
+        assert repo.keys(role)                                   # the keys exist and still sign ...
+    key_files = list(repo.keys_dir.rglob("*.pem"))
+    assert key_files and not any(served in p.resolve().parents for p in key_files)   # ... from outside the tree
+    assert {p.parent.name for p in repo.keys_dir.rglob("root-*.pem")} == {"offline"}
+    assert {p.parent.name for p in repo.keys_dir.rglob("targets-*.pem")} == {"offline"}
+    for p in served.rglob("*"):
+        if p.is_file() and p.parent.name != "tls":
+            assert b"PRIVATE KEY" not in p.read_bytes(), p
+    proc, port = _start_server(repo.root)
+    try:
+        transport = HttpsTransport(f"https://127.0.0.1:{port}", cafile=repo.root / "tls" / "cert.pem")
+        names = [str(p.relative_to(served)) for p in served.rglob("*") if p.is_file()]
+        names += [f"{d}/../{n}" for d in ("metadata", "targets") for n in names]
+        names += ["keys/root-0.pem", "keys/targets-0.pem", "../" + repo.keys_dir.name + "/offline/root-0.pem"]
+        for name in names:
+            try:
+                data = transport.fetch(name, 1 << 20)
+            except (NotFound, TransportError):
+                continue
+            assert b"PRIVATE KEY" not in data, name
+    finally:
+        proc.kill()
+        proc.wait()
+    # the repository still publishes and rotates with its offline keys
+    repo.rotate_keys(("root", "targets"))
+    assert repo.load("root")["signed"]["version"] == 2
