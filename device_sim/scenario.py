@@ -1,7 +1,7 @@
 """Scenario files: what the simulated camera sees and hears, with the ground truth to score it against.
 
 A scenario is a YAML file loaded into frozen dataclasses with :func:`camlab.config.load_config` (unknown keys are
-rejected). Paths are relative to the data root (``data_root`` in the file, else ``$CAMLAB_DATA``, else
+rejected). Paths are relative to the data root (``data_root`` in the file, relative to the file's folder, else ``$CAMLAB_DATA``, else
 ``<repo>/../shared/data``, else the embedded ``datasets/demo`` slice). Any labelled YOLO folder
 (``<folder>/images``, ``<folder>/labels``, YOLO txt ``class cx cy w h`` normalised) can supply actors.
 
@@ -34,6 +34,7 @@ outside every privacy zone; each present interval is one ground-truth event of i
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +139,12 @@ def default_data_root() -> Path:
 
 
 def load_scenario(path: str | Path | dict, overrides: dict | None = None) -> Scenario:
-    return load_config(Scenario, path, overrides=overrides)
+    """Load a scenario; a relative ``data_root`` in a file is relative to that file's folder (so a shipped
+    scenario finds its data whatever the working directory and whether or not ``../shared`` exists)."""
+    sc = load_config(Scenario, path, overrides=overrides)
+    if isinstance(path, (str, Path)) and sc.data_root and not Path(sc.data_root).expanduser().is_absolute():
+        sc = dataclasses.replace(sc, data_root=str((Path(path).resolve().parent / sc.data_root).resolve()))
+    return sc
 
 
 def resolve_root(sc: Scenario, data_root: str | Path | None = None) -> Path:

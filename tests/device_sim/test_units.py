@@ -201,3 +201,19 @@ def test_ai_input_csc_matches_the_isp_float_path():
     assert (out[:4] <= 1).all() and (out[4:8] >= 254).all()
     with pytest.raises(ValueError, match="NV12"):
         nv12_to_rgb_u8(nv12[:-1])
+
+
+def test_shipped_demo_scenario_finds_its_data_wherever_it_runs(tmp_path, monkeypatch):
+    """demo_garden.yaml names its data root relative to itself: no --data-root, an unrelated CAMLAB_DATA and another
+    working directory still resolve to the embedded slice."""
+    from pathlib import Path
+
+    from device_sim import scenario as scn
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("CAMLAB_DATA", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    sc = scn.load_scenario(repo / "datasets" / "scenarios" / "demo_garden.yaml")
+    root = scn.resolve_root(sc)
+    assert root == (repo / "datasets" / "demo").resolve()
+    scn.validate(sc, root, "demo_garden.yaml")
