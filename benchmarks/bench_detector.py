@@ -147,6 +147,22 @@ def run() -> dict:
     return out
 
 
+def smoke_figures(bundle: Path, n_images: int = 12) -> dict:
+    """Headline figures of ``bundle`` on a few seeded validation images, by the code ``run()`` uses (the smoke
+    harness runs it on two probe bundles and checks the figures move)."""
+    from camlab.data.splits import load_split
+    from camlab.eval.detection import evaluate_bundle
+    from camlab.train import detector
+    from camlab.train.detector import _subset
+
+    val, _ = load_split(detector.detector_manifest_path(detector.load_train_config("detector_full")), "val")
+    ev = evaluate_bundle(bundle, _subset(val, n_images, 1), "int8", hog=True)
+    person = ev["classes"]["person"]
+    return {"int8_map50": ev["map50"], "person_ap50": person["ap50"] or 0.0,
+            "person_presence_recall": person["presence_recall"] or 0.0,
+            "hog_person_ap50": (ev["anchors"].get("hog_person") or {}).get("ap50") or 0.0}
+
+
 if __name__ == "__main__":  # pragma: no cover
     import json
 
