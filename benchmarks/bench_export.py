@@ -1,8 +1,9 @@
 """INT8 export benchmark: FP32 vs INT8 task metric and output cosine, validator verdicts per chip, RKNN-Toolkit2
 rv1106 compile (CPU layers, cycles), cost model, onnxruntime CPU latency FP32 vs INT8 measured in the same run.
 
-Checkpoints: ``$CAMLAB_DETECTOR_CKPT`` / ``$CAMLAB_CRY_CKPT``, else the newest ``out/<kind>/**/*.pt``; with none, a
-seeded untrained model is exported and the entry says so (its metric drop is then meaningless).
+Checkpoints: ``$CAMLAB_DETECTOR_CKPT`` / ``$CAMLAB_CRY_CKPT``, else the release checkpoints of ``make models`` (the
+``detector_full`` and ``cry_teacher`` recipes' output folders); with none, a seeded untrained model is exported and
+the entry says so (``checkpoint_origin``; its metric drop is then meaningless).
 """
 from __future__ import annotations
 
@@ -18,15 +19,12 @@ NAME = "export"
 
 
 def _checkpoint(kind: str, tmp: Path) -> tuple[Path, str]:
-    from camlab import settings
-
     env = os.environ.get(f"CAMLAB_{kind.upper()}_CKPT")
     if env:
         return Path(env), "env"
-    found = sorted((settings.project_root() / "out" / kind).rglob("*.pt"), key=lambda p: p.stat().st_mtime)
-    if found:
-        best = [p for p in found if p.name in ("best.pt", f"{kind}.pt")]
-        return (best or found)[-1], "trained"
+    release = _release_checkpoint(kind)
+    if release.is_file():
+        return release, "release (make models)"
     import torch
 
     from camlab.config import to_dict
@@ -46,6 +44,21 @@ def _checkpoint(kind: str, tmp: Path) -> tuple[Path, str]:
     path = tmp / f"{kind}_untrained.pt"
     save_checkpoint(path, kind=kind, model_config=mc, state_dict=model.state_dict(), meta={})
     return path, "untrained-seed0"
+
+
+def _release_checkpoint(kind: str) -> Path:
+    """Where ``make models`` leaves the release checkpoint of ``kind``."""
+    from camlab import settings
+
+    if kind == "detector":
+        from camlab.train import detector
+
+        out = Path(detector.load_train_config("detector_full").out_dir)
+        return (out if out.is_absolute() else settings.project_root() / out) / "best.pt"
+    from camlab.train import cry
+
+    out = Path(cry.load_train_config("cry_teacher").output_dir)
+    return (out if out.is_absolute() else settings.project_root() / out) / "cry.pt"
 
 
 def _cry_toolchain_shape(tmp: Path) -> tuple[Path, str]:
