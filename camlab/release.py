@@ -37,7 +37,7 @@ def main(chip: str = "rv1106") -> int:
         out["cry"] = {"checkpoint": str(cr.checkpoint), "metrics": cr.metrics,
                       "train_min": round((time.perf_counter() - t1) / 60, 1)}
         for kind, ckpt in (("detector", det.checkpoint), ("cry", cr.checkpoint)):
-            bundle = export_checkpoint(ckpt, chip=chip)
+            bundle = export_checkpoint(ckpt, chip=chip, stage="release")
             rep = validate_bundle(bundle, chip)
             manifest = json.loads((bundle / "manifest.json").read_text())
             out[kind].update({"bundle": str(bundle), "violations": len(getattr(rep, "violations", [])),

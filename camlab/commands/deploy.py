@@ -18,6 +18,9 @@ def register(cli) -> None:
         p.add_argument("--calib", type=int, default=None, help="calibration sample count")
         p.add_argument("--no-eval", action="store_true", help="skip the FP32-vs-INT8 task metric")
         p.add_argument("--no-rknn", action="store_true", help="skip the RKNN-Toolkit2 oracle")
+        p.add_argument("--stage", choices=("dev", "release", "demo"), default="dev",
+                       help="MLflow registry tag 'stage' of the model version (release and demo also move the "
+                            "alias of that name to it; default: dev)")
         p.set_defaults(func=_export, kind=kind)
 
     v = cli.root.add_parser(
@@ -38,7 +41,7 @@ def _export(args: argparse.Namespace) -> int:
     from camlab.deploy.export import export_checkpoint
 
     path = export_checkpoint(args.checkpoint, args.chip, args.out, kind=args.kind, calib_count=args.calib,
-                             evaluate=not args.no_eval, oracle=not args.no_rknn)
+                             evaluate=not args.no_eval, oracle=not args.no_rknn, stage=args.stage)
     m = load_bundle(path).manifest
     print(json.dumps({"bundle": str(path), "metrics": m["metrics"], "validation": m["validation"],
                       "npu_latency_ms": {c: v["npu_latency_ms"] for c, v in m["cost"]["per_chip"].items()},

@@ -42,11 +42,16 @@ class BundleRequest:
     meta: dict = field(default_factory=dict)
     oracle: bool = True
     register: bool = True
+    stage: str = "dev"              # registry stage tag: "release" (make models), "demo" (make demo), "dev" (ad hoc)
     quant_method: str = "MinMax"
     calibration_seed: int = 0
     sample_count: int = 8
     opset: int = 13
     version: str | None = None
+
+
+STAGES = ("release", "demo", "dev")
+STAGE_ALIASES = ("release", "demo")   # registry aliases: the newest bundle of that stage
 
 
 def make_version(commit: str) -> str:
@@ -78,6 +83,8 @@ def build_bundle(req: BundleRequest) -> Path:
 
     if req.task not in ("detection", "cry"):
         raise CamlabError(f"task must be 'detection' or 'cry', got {req.task!r}")
+    if req.stage not in STAGES:
+        raise CamlabError(f"stage must be one of {', '.join(STAGES)}, got {req.stage!r}")
     for key in ("inputs", "outputs", "decode"):
         if key not in req.io:
             raise CamlabError(f"manifest_io lacks '{key}'")
@@ -218,13 +225,18 @@ def _metrics(evaluator: Evaluator, bundle_dir: Path, base: dict) -> dict:
 
 
 def _register(req: BundleRequest, bundle_dir: Path, manifest: dict, reports: dict) -> tuple[str, str | None]:
-    """Log the export to MLflow (experiment ``export``) and register model.onnx as ``camlab-<name>``."""
+    """Log the export to MLflow (experiment ``export``) and register model.onnx as ``camlab-<name>``.
+
+    The run and the model version carry the tag ``stage`` (``release``, ``demo`` or ``dev``) so demo bundles are told
+    from release ones; a ``release`` or ``demo`` version also takes the alias of that name (the newest of its stage:
+    ``models:/camlab-detector@release``)."""
     import mlflow
 
     from camlab import tracking
 
     with tracking.run("export", run_name=f"{req.name}-{manifest['model']['version']}", nested=mlflow.active_run()
-                      is not None, tags={"camlab.kind": req.name, "git_commit": manifest["provenance"]["git_commit"]}
+                      is not None, tags={"camlab.kind": req.name, "stage": req.stage,
+                                "git_commit": manifest["provenance"]["git_commit"]}
                       ) as run:
         mlflow.log_params({"chip": req.target_chip, "opset": req.opset, "quant_method": req.quant_method,
                            "calibration_count": manifest["quantization"]["calibration"]["count"],
@@ -259,7 +271,9 @@ def _register(req: BundleRequest, bundle_dir: Path, manifest: dict, reports: dic
                 client.create_registered_model(name, description=f"camlab {req.name} INT8 QDQ export bundles")
             mv = client.create_model_version(name, source=f"{run.info.artifact_uri}/bundle", run_id=run.info.run_id,
                                              tags={"version": manifest["model"]["version"],
-                                                   "chips": ",".join(manifest["chips"])})
+                                                   "chips": ",".join(manifest["chips"]), "stage": req.stage})
+            if req.stage in STAGE_ALIASES:
+                client.set_registered_model_alias(name, req.stage, mv.version)
             model_ref = f"{name}/{mv.version}"
         except Exception as exc:  # registry problems must not lose the bundle; record why
             mlflow.set_tag("registry_error", f"{type(exc).__name__}: {exc}"[:500])

@@ -127,12 +127,13 @@ def _load_model_module(kind: str):
 
 def export_checkpoint(checkpoint: str | Path, chip: str = "rv1106", out_dir: str | Path | None = None, *,
                       kind: str | None = None, calib_count: int | None = None, evaluate: bool = True,
-                      oracle: bool = True, register: bool = True) -> Path:
+                      oracle: bool = True, register: bool = True, stage: str = "dev") -> Path:
     """Checkpoint -> INT8 bundle ``exports/<model>/<version>/`` validated for ``chip``; returns the bundle folder.
 
     ``out_dir`` is the exports root (default :func:`camlab.settings.exports_root`). The FP32 vs INT8 metrics come
     from ``camlab.eval.detection.evaluate_bundle`` / ``camlab.eval.audio.evaluate_bundle`` on the same split;
     calibration data from ``camlab.data.render.calibration_inputs`` / ``camlab.data.audio.calibration_windows``.
+    ``stage`` tags the registered model version (``release``: make models, ``demo``: make demo, ``dev``: ad hoc).
     """
     from camlab import settings
     from camlab.deploy.bundle import BundleRequest, build_bundle
@@ -157,7 +158,7 @@ def export_checkpoint(checkpoint: str | Path, chip: str = "rv1106", out_dir: str
                         calibration=calib, holdout=holdout, calibration_source=source, chips=tuple(_chips_for(chip)),
                         target_chip=chip, out_root=Path(out_dir) if out_dir else settings.exports_root(),
                         evaluator=evaluator, checkpoint=Path(checkpoint), meta=dict(meta or {}), oracle=oracle,
-                        register=register)
+                        register=register, stage=stage)
     return build_bundle(req)
 
 

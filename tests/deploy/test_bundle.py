@@ -85,6 +85,31 @@ def test_bundle_registered_in_mlflow(bundle):
     name, version = prov["mlflow_model"].split("/")
     mv = client.get_model_version(name, version)
     assert mv.run_id == prov["mlflow_run_id"]
+    # an ad-hoc export is tagged dev and takes no alias: it is never mistaken for a release or demo bundle
+    assert mv.tags["stage"] == "dev" and run.data.tags["stage"] == "dev" and not mv.aliases
+
+
+def test_demo_bundle_tagged_and_aliased_apart_from_release(bundle, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from camlab import tracking
+    from camlab.deploy.bundle import STAGES
+
+    req = dict(model=tiny_detector(), io=tiny_io(), name="detector", task="detection", calibration=images(16),
+               holdout=images(4, seed=9), calibration_source="synthetic smooth scenes (test)", out_root=tmp_path,
+               oracle=False, register=True)
+    with pytest.raises(CamlabError, match="stage must be one of"):
+        build_bundle(BundleRequest(**req, stage="prod", version="bad"))
+    assert set(STAGES) == {"release", "demo", "dev"}
+    demo = build_bundle(BundleRequest(**req, stage="demo", version="demo1"))
+    tracking.configure()
+    client = MlflowClient()
+    name, version = load_bundle(demo).manifest["provenance"]["mlflow_model"].split("/")
+    mv = client.get_model_version(name, version)
+    assert mv.tags["stage"] == "demo" and "demo" in mv.aliases
+    assert str(client.get_model_version_by_alias(name, "demo").version) == version
+    with pytest.raises(Exception):  # no release bundle was registered in this store
+        client.get_model_version_by_alias(name, "release")
 
 
 def test_validate_cli_exit_codes(bundle, tmp_path, capsys):
