@@ -226,7 +226,7 @@ def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str
     total_flash = 0
     for kind, ckpt in checkpoints.items():
         bundle = export_checkpoint(ckpt, chip=opts.chip, out_dir=out / "exports",
-                                   calib_count=16 if opts.smoke else None)
+                                   calib_count=16 if opts.smoke else None, stage="demo")
         manifest = load_bundle(bundle).manifest if hasattr(load_bundle(bundle), "manifest") else \
             json.loads((bundle / "manifest.json").read_text())
         rep = validate_bundle(bundle, opts.chip)
