@@ -127,6 +127,27 @@ def evaluate(budget: Budget, results: dict, chip_profile: dict | None = None) ->
     return out
 
 
+def slug(name: str) -> str:
+    """``detector INT8 mAP50 drop`` -> ``detector_int8_map50_drop`` (a check's name as an MLflow key part)."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "check"
+
+
+def mlflow_metrics(checks: list[CheckResult]) -> dict[str, float]:
+    """The checks as readable MLflow metrics: ``budget.<check>.pass`` (1/0; absent when NOT ASSESSED),
+    ``budget.<check>.value`` (the measured figure, when there is one) and ``budget.<check>.assessed`` (1/0)."""
+    out: dict[str, float] = {}
+    for c in checks:
+        key = f"budget.{slug(c.name)}"
+        if c.status != NOT_ASSESSED:
+            out[f"{key}.pass"] = float(c.passed)
+        if c.value is not None:
+            out[f"{key}.value"] = float(c.value)
+        out[f"{key}.assessed"] = float(c.status != NOT_ASSESSED)
+    return out
+
+
 def verdict(checks: list[CheckResult]) -> str:
     """PASS when no check fails and at least one passed; else FAIL."""
     return PASS if checks and not any(c.status == FAIL for c in checks) and \

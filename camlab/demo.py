@@ -20,6 +20,7 @@ import numpy as np
 
 from camlab import settings, tracking
 from camlab.budget import evaluate, load_budget, verdict, verdict_line
+from camlab.budget import mlflow_metrics as budget_metrics
 from camlab.errors import CamlabError
 from camlab.io_utils import atomic_write_json
 from camlab.report_html import Section, figure_png, write_report
@@ -443,13 +444,6 @@ def _device_plots(report: dict) -> list[tuple[str, bytes]]:
     return figs
 
 
-def _metric_key(name: str) -> str:
-    """A readable MLflow metric name (letters, digits, ``_-./`` and spaces are allowed there)."""
-    import re
-
-    return re.sub(r"\s+", " ", re.sub(r"[^A-Za-z0-9_\-./ ]+", " ", name)).strip()
-
-
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: str(o)))
 
@@ -548,8 +542,7 @@ def run_demo(opts: DemoOptions) -> DemoResult:
                     + (" · SMOKE RUN: budgets shrunk to seconds, figures not meaningful" if opts.smoke else ""))
         report = write_report(out / "report.html", "camlab demo: budget report", subtitle, budget_rows, sections)
         mlflow.log_params({"chip": chip_name, "smoke": opts.smoke, "data": using[:250]})
-        mlflow.log_metrics({_metric_key(f"budget/{c.name}"): float(c.passed) for c in checks
-                            if c.status != "NOT ASSESSED"})
+        mlflow.log_metrics(budget_metrics(checks))   # budget.<check>.pass / .value / .assessed
         flat = {k: v for k, v in {
             "rtf": results["device_sim"].get("real_time_factor"),
             "event_latency_p95_ms": results["device_sim"].get("event_latency_p95_ms"),

@@ -108,3 +108,15 @@ def test_the_default_budget_reads_what_the_demo_writes():
     line = verdict_line(evaluate(load_budget(), results, {"flash_data_mb": 4.0}))
     assert line == ("budget: FAIL (detector INT8 mAP50 drop: 2.56 points > 1; "
                     "detector INT8 detection agreement: 0.6 < 0.9)")
+
+
+def test_budget_metrics_have_readable_mlflow_names():
+    from camlab.budget import mlflow_metrics, slug
+
+    assert slug("detector INT8 mAP50 drop") == "detector_int8_map50_drop"
+    assert slug("capture -> event p95") == "capture_event_p95"
+    res = evaluate(_drop_budget(), {"export": {"drop": 2.56, "fp32": 3.1}, "sim": {"rtf": 0.85}})
+    assert mlflow_metrics(res) == {"budget.drop.value": 2.56, "budget.drop.assessed": 0.0,
+                                   "budget.rtf.pass": 0.0, "budget.rtf.value": 0.85, "budget.rtf.assessed": 1.0}
+    names = mlflow_metrics(evaluate(load_budget(), {}, {}))
+    assert "budget.detector_int8_map50_drop.pass" in names and not any("budget_0" in k for k in names)

@@ -128,6 +128,9 @@ def test_mlflow_server_finds_the_demo_run(demo_run):
         with urllib.request.urlopen(f"{base}/runs/get?run_id={run_id}", timeout=10) as r:
             run = json.load(r)["run"]
         assert run["info"]["experiment_id"] == exp_id and run["info"]["status"] == "FINISHED"
+        metric_keys = {m["key"] for m in run["data"].get("metrics", [])}
+        assert "budget.device_sim_real_time_factor.value" in metric_keys, sorted(metric_keys)
+        assert not any(k.startswith("budget_") or k.startswith("budget/") for k in metric_keys)
         body = json.dumps({"experiment_ids": [exp_id],
                            "filter": f"tags.mlflow.parentRunId = '{run_id}'"}).encode()
         req = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
