@@ -139,66 +139,103 @@ def cloud_http_audit(root: Path, n_requests: int, n_tenants: int = 10, clips_per
                      seed: int = 0) -> dict:
     """Per-tenant clips in the real cloud service (device_sim/services/cloud.py) read over HTTPS by random tenants.
 
-    Each tenant's cameras upload their own clip.json (tagged with the tenant and a nonce); every GET carries the
-    requester's bearer token. A request is foreign when the clip belongs to another tenant; a foreign read is a 200
-    whose bytes are another tenant's (judged by the content). ``GET /v1/timeline`` is counted the same way (foreign
-    when it lists another tenant's clip)."""
+    Each tenant (an account with a bound camera, enrolled in the cloud's account service) has its camera upload its
+    own clip.json (tagged with the tenant and a nonce) with the camera's API token; every GET carries the requesting
+    app's token. A request is foreign when the clip belongs to another tenant; a foreign read is a 200 whose bytes are
+    another tenant's (judged by the content), a refused one is a 403. ``GET /v1/timeline`` is counted the same way
+    (foreign when it lists another tenant's clip). Every 10th request is instead another tenant's camera trying to
+    replace a clip.json (a foreign write succeeds if the stored bytes change), and every 25th one carries no or a
+    forged token (must be 401)."""
     import http.client
     import json
     import random
     import ssl
 
     from benchmarks.bench_storage import _start_cloud
+    from device_sim.services.cloud import enroll_tenant
     rnd = random.Random(seed)
-    proc, url, cert = _start_cloud(root)
+    proc, url, cert, _ = _start_cloud(root)
     try:
         conn = http.client.HTTPSConnection("127.0.0.1", int(url.rsplit(":", 1)[1]),
                                            context=ssl.create_default_context(cafile=str(cert)))
+
+        def call(method, path, token, body=None, headers=None):
+            nonlocal conn
+            hdr = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+            conn.request(method, path, body=body, headers=hdr)
+            r = conn.getresponse()
+            data = r.read()
+            if r.getheader("Connection", "").lower() == "close":
+                conn.close()
+            return r.status, data
+
+        tenants = {f"tenant{t}": enroll_tenant(root / "accounts.db", f"tenant{t}", root / "devices" / f"tenant{t}")
+                   for t in range(n_tenants)}
         owner: dict[str, str] = {}
+        stored: dict[str, bytes] = {}
         for t in range(n_tenants):
+            me = f"tenant{t}"
             for k in range(clips_per_tenant):
                 ev = f"t{t:02d}-ev{k}"
                 body = json.dumps({"event_id": ev, "start_wall_s": 1000.0 + k, "end_wall_s": 1010.0 + k,
-                                   "key_uri": f"camlab-key://tenant{t}", "complete": True, "tenant": f"tenant{t}",
+                                   "key_uri": f"camlab-key://tenant{t}", "complete": True, "tenant": me,
                                    "nonce": rnd.getrandbits(64)}).encode()
-                conn.request("PUT", f"/v1/clips/{ev}/clip.json", body=body, headers={
-                    "Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}", "Authorization": f"Bearer tenant{t}"})
-                r = conn.getresponse()
-                r.read()
-                if r.status != 201:
-                    raise RuntimeError(f"cloud refused the upload of {ev}: {r.status}")
-                owner[ev] = f"tenant{t}"
+                st, _ = call("PUT", f"/v1/clips/{ev}/clip.json", tenants[me]["device_token"], body,
+                             {"Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}"})
+                if st != 201:
+                    raise RuntimeError(f"cloud refused the upload of {ev}: {st}")
+                owner[ev], stored[ev] = me, body
         events = sorted(owner)
-        foreign_req = foreign_read = own_req = own_fail = 0
+        foreign_req = foreign_read = foreign_refused = own_req = own_fail = 0
+        write_req = write_ok = write_refused = unauth_req = unauth_ok = 0
         for i in range(n_requests):
             me = f"tenant{rnd.randrange(n_tenants)}"
-            hdr = {"Authorization": f"Bearer {me}"}
+            if i % 25 == 24:                               # no credential, or a forged one
+                unauth_req += 1
+                st, _ = call("GET", f"/v1/clips/{rnd.choice(events)}/clip.json",
+                             rnd.choice([None, "%032x" % rnd.getrandbits(128)]))
+                unauth_ok += st != 401
+                continue
+            if i % 10 == 5:                                # another tenant's camera replaces a clip.json
+                ev = rnd.choice([e for e in events if owner[e] != me])
+                body = json.dumps({"event_id": ev, "start_wall_s": 1.0, "end_wall_s": 2.0, "complete": True,
+                                   "key_uri": "camlab-key://evil", "tenant": me}).encode()
+                write_req += 1
+                st, _ = call("PUT", f"/v1/clips/{ev}/clip.json", tenants[me]["device_token"], body,
+                             {"Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}"})
+                write_refused += st == 403
+                st, data = call("GET", f"/v1/clips/{ev}/clip.json", tenants[owner[ev]]["user_token"])
+                write_ok += st != 200 or data != stored[ev]
+                continue
+            token = tenants[me]["user_token"]
             if i % 10 == 0:
-                conn.request("GET", "/v1/timeline?start=0&end=5000", headers=hdr)
-                r = conn.getresponse()
-                data = r.read()
-                listed = {c.get("tenant") for c in json.loads(data)} if r.status == 200 else set()
+                st, data = call("GET", "/v1/timeline?start=0&end=5000", token)
+                listed = {c.get("tenant") for c in json.loads(data)} if st == 200 else set()
                 foreign_req += 1
                 foreign_read += bool(listed - {me})
+                foreign_refused += not (listed - {me})
                 continue
             ev = rnd.choice(events)
-            conn.request("GET", f"/v1/clips/{ev}/clip.json", headers=hdr)
-            r = conn.getresponse()
-            data = r.read()
-            got = json.loads(data).get("tenant") if r.status == 200 else None
+            st, data = call("GET", f"/v1/clips/{ev}/clip.json", token)
+            got = json.loads(data).get("tenant") if st == 200 else None
             if owner[ev] == me:
                 own_req += 1
                 own_fail += got != me
             else:
                 foreign_req += 1
                 foreign_read += got is not None and got != me
+                foreign_refused += st == 403
         conn.close()
     finally:
         proc.kill()
         proc.wait(5)
     return {"requests": n_requests, "foreign_requests": foreign_req, "foreign_reads": foreign_read,
-            "own_requests": own_req, "own_failures": own_fail, "tenants": n_tenants,
-            "note": "foreign_reads > 0 means the cloud serves a clip to a caller who is not its tenant"}
+            "foreign_refused": foreign_refused, "foreign_write_attempts": write_req, "foreign_writes": write_ok,
+            "foreign_writes_refused": write_refused, "unauthenticated_attempts": unauth_req,
+            "unauthenticated_successes": unauth_ok, "own_requests": own_req, "own_failures": own_fail,
+            "tenants": n_tenants,
+            "note": "foreign_reads/foreign_writes/unauthenticated_successes > 0 mean the cloud served or stored "
+                    "across tenants; every foreign attempt must be refused (403, or 401 without a valid token)"}
 
 
 def run() -> dict:

@@ -74,11 +74,16 @@ def _full_card(tmp: Path, hours: float) -> dict:
 
 
 def _start_cloud(state: Path):
+    """The cloud process with its account service at ``state/accounts.db`` and one tenant, ``home`` (an account
+    with a bound camera); returns (proc, url, cert, tenant) with the tenant's cloud API tokens."""
+    from device_sim.services.cloud import enroll_tenant
+    tenant = enroll_tenant(state / "accounts.db", "home", state / "devices" / "home")
     proc = subprocess.Popen([sys.executable, "-m", "device_sim.services.cloud", "--port", "0", "--state",
-                             str(state / "store"), "--cert", str(state / "cert.pem"), "--key", str(state / "key.pem")],
+                             str(state / "store"), "--cert", str(state / "cert.pem"), "--key", str(state / "key.pem"),
+                             "--accounts", str(state / "accounts.db")],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     port = int(proc.stdout.readline())
-    return proc, f"https://127.0.0.1:{port}", state / "cert.pem"
+    return proc, f"https://127.0.0.1:{port}", state / "cert.pem", tenant
 
 
 def _events(tmp: Path, n_events: int, pre_s: float, post_s: float) -> dict:
@@ -91,24 +96,26 @@ def _events(tmp: Path, n_events: int, pre_s: float, post_s: float) -> dict:
     from device_sim.storage.synth import SyntheticSource
     from device_sim.storage.uploader import Uploader
 
-    proc, url, cert = _start_cloud(tmp / "cloud")
+    proc, url, cert, tenant = _start_cloud(tmp / "cloud")
+    auth = {"Authorization": f"Bearer {tenant['device_token']}"}
     try:
         # anchor: a bare HTTPS POST on a warm connection, sent -> received by the cloud (what notify_ms measures)
         ctx = ssl.create_default_context(cafile=str(cert))
         conn = http.client.HTTPSConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), context=ctx)
         rtt = []
-        conn.request("POST", "/v1/push", body=b'{"event_id": "anchor-warmup"}')   # TLS handshake outside the timing
+        # TLS handshake outside the timing
+        conn.request("POST", "/v1/push", body=b'{"event_id": "anchor-warmup"}', headers=auth)
         conn.getresponse().read()
         for i in range(20):
             t = time.time()
-            conn.request("POST", "/v1/push", body=b'{"event_id": "anchor-%d"}' % i)
+            conn.request("POST", "/v1/push", body=b'{"event_id": "anchor-%d"}' % i, headers=auth)
             rtt.append(json.loads(conn.getresponse().read())["received_at"] - t)
             time.sleep(0.05)
         conn.close()
         src = SyntheticSource(160, 96, fps=10, gop=10, texture=0.05, seed=1)
         key = new_user_key()
-        up = Uploader(url, cert, seed=0).start()
-        notifier = Notifier(url, cert).start()
+        up = Uploader(url, cert, token=tenant["device_token"], seed=0).start()
+        notifier = Notifier(url, cert, token=tenant["device_token"]).start()
         ledger = IvLedger()
         maker = ClipMaker(tmp / "clips", key, segment_s=10, pre_roll_s=pre_s, post_roll_s=post_s, epoch_base=EPOCH,
                           ledger=ledger, on_segment=up.enqueue_segment, on_finish=up.enqueue_clip)

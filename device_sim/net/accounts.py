@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS shares (did TEXT NOT NULL, account TEXT NOT NULL, per
                                    PRIMARY KEY (did, account));
 CREATE TABLE IF NOT EXISTS bind_tokens (token_hash BLOB PRIMARY KEY, account TEXT NOT NULL, expires REAL NOT NULL,
                                         used REAL);
+CREATE TABLE IF NOT EXISTS api_tokens (token_hash BLOB PRIMARY KEY, kind TEXT NOT NULL, principal TEXT NOT NULL,
+                                       issued REAL NOT NULL, revoked REAL);
 """
 
 
@@ -173,6 +175,32 @@ class AccountStore:
             rows = self._db.execute("SELECT s.account FROM shares s JOIN bindings b ON b.did=s.did WHERE s.did=? "
                                     "ORDER BY 1", (did,)).fetchall()
         return [r[0] for r in rows]
+
+    # ------------------------------------------------------------------ cloud API credentials (bearer tokens)
+    def issue_api_token(self, kind: str, principal: str) -> str:
+        """A 128-bit bearer token for the cloud HTTP API: ``kind`` "device" (a made device's DID; issued when it is
+        provisioned) or "user" (an account; issued at app login). Stored only as SHA-256."""
+        if kind == "device":
+            known = self.device_public_key(principal) is not None
+        elif kind == "user":
+            known = self.account_public_key(principal) is not None
+        else:
+            raise AuthError(f"api token: unknown kind {kind!r}, expected 'device' or 'user'")
+        if not known:
+            raise AuthError(f"api token: {kind} {principal} unknown")
+        token = secrets.token_hex(16)
+        self._write("INSERT INTO api_tokens VALUES (?,?,?,?,NULL)", (_hash_token(token), kind, principal, time.time()))
+        return token
+
+    def revoke_api_token(self, token: str) -> None:
+        self._write("UPDATE api_tokens SET revoked=? WHERE token_hash=?", (time.time(), _hash_token(token)))
+
+    def api_principal(self, token: str) -> tuple[str, str] | None:
+        """(kind, principal) of a live API token, or None (unknown or revoked). A fresh query every call."""
+        self.queries += 1
+        row = self._one("SELECT kind, principal FROM api_tokens WHERE token_hash=? AND revoked IS NULL",
+                        (_hash_token(token),))
+        return (row[0], row[1]) if row else None
 
     # ------------------------------------------------------------------ authorisation (always a fresh query)
     def permissions(self, account: str, did: str) -> frozenset[str]:

@@ -180,6 +180,7 @@ class ProvisioningResult:
     detail: str = ""
     ssid: str = ""
     owner: str = ""
+    cloud_token: str = ""  # the device's credential for the cloud HTTP API (issued once it is bound)
 
 
 def provision_from_frames(frames, ident: DeviceIdentity, store: AccountStore, wifi: WifiEnvironment,
@@ -206,4 +207,4 @@ def provision_from_frames(frames, ident: DeviceIdentity, store: AccountStore, wi
         owner = store.bind(ident.did, creds.token, ident.bind_proof(creds.token), now=now)
     except AuthError as exc:
         return ProvisioningResult(False, "bind", str(exc), creds.ssid)
-    return ProvisioningResult(True, "done", "", creds.ssid, owner)
+    return ProvisioningResult(True, "done", "", creds.ssid, owner, store.issue_api_token("device", ident.did))

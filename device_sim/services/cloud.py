@@ -17,6 +17,15 @@ RFC 9110 §14.4 Content-Range / RFC 7233-style resumable PUT (as in Google's res
 * ``GET /v1/clips/<event_id>/<name>``; ``GET /v1/timeline?start=<unix s>&end=<unix s>``: clip metadata in time order.
 * ``POST /v1/push`` (JSON event; stamped ``received_at``), ``GET /v1/push?since=<unix s>``: the phone's inbox.
 Malformed requests get 400 with ``{"error": "..."}`` naming the field; nothing stored is touched by a bad request.
+
+Authentication and tenancy (``--accounts DB``, the account service of :mod:`device_sim.net.accounts`): every request
+but ``GET /v1/health`` carries ``Authorization: Bearer <token>``, a cloud API token that the account service issued
+to a device (at provisioning) or to a user's app (at login); none, unknown or revoked -> 401. Cameras write, apps
+read: a device may PUT clips and POST pushes, an event folder belongs to the device that first wrote it and no other
+device may write there; a user reads a clip, the timeline and the push inbox only for devices it owns or that are
+shared with it (``view``), a device reads only its own. Ownership is a fresh account-service query per request (an
+unbind or unshare takes effect at once); everything else -> 403. Refusals are appended to ``STATE/access_log.jsonl``
+(:class:`device_sim.net.endpoint.AccessLog`, ``service: cloud``)
 ``--throttle-bps`` limits how fast request bodies are read (a slow uplink), ``--fail-rate`` answers that fraction of
 uploads with 503 (a flaky link), both for tests of the uploader's adaptation and retry.
 """
@@ -36,7 +45,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from camlab.io_utils import fsync_dir
+from camlab.io_utils import atomic_write_bytes, fsync_dir
+from device_sim.net.accounts import AccountStore
+from device_sim.net.endpoint import AccessLog
 from device_sim.services import tls
 
 NAME_RE = re.compile(r"^(seg\d{5}\.ts|playlist\.m3u8|clip\.json)$")
@@ -44,6 +55,30 @@ EVENT_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")      # a plain nam
 RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 MAX_FILE = 64 * 1024 * 1024
 MAX_JSON = 64 * 1024
+OWNER_FILE = ".owner"          # in each event folder: the DID of the device that created it
+TOKEN_RE = re.compile(r"^Bearer ([0-9a-f]{32})$")
+
+
+def enroll_tenant(accounts_db: Path, account: str, device_dir: Path) -> dict:
+    """Test/bench helper: an account with one camera bound to it and both their cloud API tokens (made once per
+    ``device_dir``, then read back, so a restarted cloud on the same state finds the same tenant)."""
+    from device_sim.net.identity import create_account, manufacture
+
+    saved = Path(device_dir) / "cloud_tenant.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
+    store = AccountStore(accounts_db)
+    try:
+        create_account(store, account)
+        dev = manufacture(Path(device_dir), store)
+        tok = store.issue_bind_token(account)
+        store.bind(dev.did, tok, dev.bind_proof(tok))
+        out = {"account": account, "did": dev.did, "user_token": store.issue_api_token("user", account),
+               "device_token": store.issue_api_token("device", dev.did)}
+    finally:
+        store.close()
+    atomic_write_bytes(saved, json.dumps(out).encode(), mode=0o600)
+    return out
 
 
 def make_self_signed(cert_path: Path, key_path: Path, common_name: str = "camlab-cloud") -> None:
@@ -102,10 +137,23 @@ def validate_clip_json(data: bytes) -> dict:
     return meta
 
 
+class Principal:
+    """Who is asking: ``kind`` "device" (``name`` = DID) or "user" (``name`` = account)."""
+
+    def __init__(self, kind: str, name: str):
+        self.kind, self.name = kind, name
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
 class CloudStore:
-    def __init__(self, state: Path, throttle_bps: float = 0.0, fail_rate: float = 0.0, seed: int = 0):
+    def __init__(self, state: Path, throttle_bps: float = 0.0, fail_rate: float = 0.0, seed: int = 0,
+                 accounts: AccountStore | None = None):
         self.state = Path(state)
         (self.state / "clips").mkdir(parents=True, exist_ok=True)
+        self.accounts = accounts
+        self.audit = AccessLog(self.state / "access_log.jsonl")
         self.push_log = self.state / "push.jsonl"
         self.throttle_bps, self.fail_rate = throttle_bps, fail_rate
         self.rng = random.Random(seed)
@@ -129,6 +177,44 @@ class CloudStore:
         if d.parent != root or d.name != eid:
             raise BadRequest(400, f"event id {eid!r}: resolves outside the clip store")
         return d / name, d / f".{name}.part"
+
+    # ---- tenancy ------------------------------------------------------------------------------------------------
+    def owner_of(self, eid: str) -> str | None:
+        """The DID of the device that created event folder ``eid`` (None: no such event)."""
+        try:
+            return (self.state / "clips" / eid / OWNER_FILE).read_text().strip() or None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def claim(self, eid: str, did: str) -> str:
+        """Make ``did`` the owner of a new event folder (atomic: the first writer wins); returns the owner."""
+        d = self.state / "clips" / eid
+        d.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(d / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return self.owner_of(eid) or ""
+        try:
+            os.write(fd, did.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(d)
+        return did
+
+    def may_read(self, who: Principal, did: str | None) -> bool:
+        """A device reads only its own objects; a user those of devices it owns or that are shared with it."""
+        if did is None or self.accounts is None:
+            return False
+        if who.kind == "device":
+            return who.name == did and self.accounts.owner(did) is not None
+        return self.accounts.authorise(who.name, did, "view")
+
+    def may_write(self, who: Principal, did: str | None) -> bool:
+        """Only a bound device writes, and only into event folders it created (``did`` None: a new folder)."""
+        if who.kind != "device" or self.accounts is None or self.accounts.owner(who.name) is None:
+            return False
+        return did is None or did == who.name
 
 
 def _query_float(query: str, field: str, default: float, what: str) -> float:
@@ -184,12 +270,14 @@ class Handler(BaseHTTPRequestHandler):
         while len(out) < n:
             chunk = self.rfile.read(min(16384, n - len(out)))
             if not chunk:
+                self._body_done = True              # nothing more to drain: the connection is closed anyway
                 raise BadRequest(400, f"body ended after {len(out)} of {n} bytes")
             out += chunk
             if bps:
                 ahead = len(out) / bps - (time.monotonic() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
+        self._body_done = True
         return bytes(out)
 
     def _route(self):
@@ -197,12 +285,36 @@ class Handler(BaseHTTPRequestHandler):
         parts = [p for p in u.path.split("/") if p]
         return u, parts
 
+    def _who(self) -> Principal:
+        """The caller's credential (401 when missing, malformed, unknown or revoked)."""
+        self._principal = None
+        m = TOKEN_RE.match(self.headers.get("Authorization", "").strip())
+        found = self.store.accounts.api_principal(m.group(1)) if m and self.store.accounts is not None else None
+        if found is None:
+            raise BadRequest(401, "a valid credential is required: Authorization: Bearer <cloud API token>"
+                             if not m else "credential unknown or revoked",
+                             {"WWW-Authenticate": 'Bearer realm="camlab-cloud"'})
+        self._principal = Principal(*found)
+        return self._principal
+
+    def _refuse(self, why: str) -> None:
+        raise BadRequest(403, why)
+
     def _guard(self, fn):
+        self._principal, self._body_done = None, False
         try:
             fn()
         except BadRequest as exc:
-            if exc.status in (400, 405, 411, 413):
+            cl = self.headers.get("Content-Length", "0")
+            unread = not self._body_done and (not cl.isdigit() or int(cl) > 0)
+            if exc.status in (400, 411, 413) or unread:    # a refused request's body may still be on the wire
                 self.close_connection = True
+                exc.headers = {**exc.headers, "Connection": "close"}
+            if exc.status in (401, 403):
+                self.store.audit.write(durable=False, service="cloud", event="refused", status=exc.status,
+                                       method=self.command, path=urlsplit(self.path).path[:256],
+                                       principal=str(self._principal) if self._principal else None,
+                                       peer=self.client_address[0], reason=str(exc)[:200])
             self._json(exc.status, {"error": str(exc)}, exc.headers)
         except (ConnectionError, ssl.SSLError, TimeoutError):
             self.close_connection = True
@@ -233,7 +345,12 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) != 4 or parts[:2] != ["v1", "clips"]:
             raise BadRequest(404, f"no such resource {u.path}")
         st = self.store
+        who = self._who()
         final, part = st.paths(parts[2], parts[3])
+        owner = st.owner_of(parts[2])
+        if not st.may_write(who, owner) or (owner is None and st.claim(parts[2], who.name) != who.name):
+            self._refuse(f"{who} may not write {parts[2]}/{parts[3]}" +
+                         ("" if who.kind == "device" else " (apps read, cameras upload)"))
         m = RANGE_RE.match(self.headers.get("Content-Range", ""))
         if not m:
             raise BadRequest(400, "Content-Range: expected 'bytes <first>-<last>/<total>'")
@@ -272,8 +389,8 @@ class Handler(BaseHTTPRequestHandler):
                     validate_segment(data)
                 elif final.name == "playlist.m3u8":
                     validate_playlist(data.decode("utf-8", "replace"))
-                else:
-                    validate_clip_json(data)
+                elif validate_clip_json(data)["event_id"] != parts[2]:
+                    raise BadRequest(400, f"clip.json: field 'event_id' must be {parts[2]!r} (the URL's event)")
             except BadRequest:
                 part.unlink()
                 raise
@@ -287,6 +404,14 @@ class Handler(BaseHTTPRequestHandler):
         st = self.store
         if parts == ["v1", "health"]:
             return self._json(200, {"ok": True})
+        who = self._who()
+        readable: dict[str | None, bool] = {}
+
+        def may_read(did):
+            if did not in readable:
+                readable[did] = st.may_read(who, did if isinstance(did, str) else None)
+            return readable[did]
+
         if parts == ["v1", "push"]:
             since = _query_float(u.query, "since", 0.0, "push")
             items = []
@@ -296,7 +421,7 @@ class Handler(BaseHTTPRequestHandler):
                         rec = json.loads(ln)
                     except ValueError:
                         continue            # a torn last line after a crash
-                    if rec.get("received_at", 0) >= since:
+                    if rec.get("received_at", 0) >= since and may_read(rec.get("did")):
                         items.append(rec)
             return self._json(200, items)
         if parts == ["v1", "timeline"]:
@@ -308,6 +433,8 @@ class Handler(BaseHTTPRequestHandler):
                     meta = json.loads(meta_path.read_text())
                 except (ValueError, OSError):
                     continue
+                if not may_read(st.owner_of(meta_path.parent.name)):
+                    continue
                 if meta["start_wall_s"] < hi and meta["end_wall_s"] > lo:
                     meta["playlist"] = f"/v1/clips/{meta['event_id']}/playlist.m3u8"
                     meta["in_cloud"] = (meta_path.parent / "playlist.m3u8").exists()
@@ -317,6 +444,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, out)
         if len(parts) == 4 and parts[:2] == ["v1", "clips"]:
             final, part = st.paths(parts[2], parts[3])
+            owner = st.owner_of(parts[2])
+            if owner is None:
+                raise BadRequest(404, f"{parts[2]}/{parts[3]}: not stored")
+            if not may_read(owner):
+                self._refuse(f"{who} may not read {parts[2]}/{parts[3]}")
             if final.exists():
                 data = final.read_bytes()
                 ctype = {".ts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl"}.get(final.suffix,
@@ -332,6 +464,9 @@ class Handler(BaseHTTPRequestHandler):
         u, parts = self._route()
         if parts != ["v1", "push"]:
             raise BadRequest(404, f"no such resource {u.path}")
+        who = self._who()
+        if not self.store.may_write(who, None):
+            self._refuse(f"{who} may not post pushes (only a bound camera does)")
         body = self._read_body(MAX_JSON)
         try:
             ev = json.loads(body)
@@ -339,6 +474,7 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest(400, f"push: body is not JSON ({exc})") from None
         if not isinstance(ev, dict) or not isinstance(ev.get("event_id"), str) or not EVENT_RE.match(ev["event_id"]):
             raise BadRequest(400, "push: field 'event_id' missing or not a plain name [A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+        ev["did"] = who.name                        # the sender, as authenticated (never the body's claim)
         ev["received_at"] = time.time()
         line = (json.dumps(ev) + "\n").encode()
         with self.store.lock:
@@ -349,11 +485,11 @@ class Handler(BaseHTTPRequestHandler):
         self._json(202, {"received_at": ev["received_at"]})
 
 
-def serve(port: int, state: Path, cert: Path, key: Path, *, throttle_bps: float = 0.0, fail_rate: float = 0.0,
-          seed: int = 0, ready=None) -> None:
+def serve(port: int, state: Path, cert: Path, key: Path, *, accounts: Path, throttle_bps: float = 0.0,
+          fail_rate: float = 0.0, seed: int = 0, ready=None) -> None:
     if not (cert.exists() and key.exists()):
         make_self_signed(cert, key)
-    store = CloudStore(state, throttle_bps, fail_rate, seed)
+    store = CloudStore(state, throttle_bps, fail_rate, seed, accounts=AccountStore(accounts))
     handler = type("BoundHandler", (Handler,), {"store": store})
     httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
     httpd.daemon_threads = True
@@ -372,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state", type=Path, required=True)
     ap.add_argument("--cert", type=Path, required=True)
     ap.add_argument("--key", type=Path, required=True)
+    ap.add_argument("--accounts", type=Path, required=True,
+                    help="account service database (device_sim.net.accounts): API tokens, owners, shares")
     ap.add_argument("--throttle-bps", type=float, default=0.0, help="max request-body bytes/s (0 = unlimited)")
     ap.add_argument("--fail-rate", type=float, default=0.0, help="fraction of uploads answered 503")
     ap.add_argument("--seed", type=int, default=0)
@@ -379,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= a.fail_rate < 1 or a.throttle_bps < 0:
         print("cloud: --fail-rate must be in [0, 1) and --throttle-bps >= 0", file=sys.stderr)
         return 2
-    serve(a.port, a.state, a.cert, a.key, throttle_bps=a.throttle_bps, fail_rate=a.fail_rate, seed=a.seed,
+    serve(a.port, a.state, a.cert, a.key, accounts=a.accounts, throttle_bps=a.throttle_bps, fail_rate=a.fail_rate,
+          seed=a.seed,
           ready=lambda p: print(p, flush=True))
     return 0
 

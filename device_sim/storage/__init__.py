@@ -15,8 +15,8 @@ Wiring for the composition root (``device_sim/camera.py``); every call below tak
     storage = StorageService(SdCard(state / "sd", capacity_bytes), on_status=publish_sd_card_status,
                              epoch_base=wall_clock_at_pts_zero)
     storage.set_stream_info(main_info)               # once the encoder has produced its StreamInfo
-    uploader = Uploader(cloud_url, cafile=cloud_cert).start()
-    notifier = Notifier(cloud_url, cafile=cloud_cert, mqtt_publish=None).start()
+    uploader = Uploader(cloud_url, cafile=cloud_cert, token=device_token).start()     # token: from provisioning
+    notifier = Notifier(cloud_url, cafile=cloud_cert, token=device_token, mqtt_publish=None).start()
     clips = ClipMaker(state / "clips", UserKey.from_hex(user_key_hex), epoch_base=wall_clock_at_pts_zero,
                       ledger=IvLedger(state / "ivs.bin"), on_segment=uploader.enqueue_segment,
                       on_finish=uploader.enqueue_clip)      # out_dir in RAM/flash; or storage.clip_dir() with

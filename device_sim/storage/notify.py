@@ -6,7 +6,7 @@ layer supplies. The payload names the event and where its clip will appear; it n
 
 API::
 
-    n = Notifier("https://127.0.0.1:PORT", cafile=cert, mqtt_publish=None).start()
+    n = Notifier("https://127.0.0.1:PORT", cafile=cert, token=device_token, mqtt_publish=None).start()
     n.notify(event)          # returns at once; the push goes out on the notifier's own thread
     n.latencies_s()          # decided -> acknowledged by the cloud, per notification
 """
@@ -42,7 +42,8 @@ def event_payload(event, decided_at: float) -> dict:
 class Notifier(QueueWorker):
     thread_name = "notifier"
 
-    def __init__(self, base_url: str | None, cafile=None, *, mqtt_publish: Callable[[str, bytes], None] | None = None,
+    def __init__(self, base_url: str | None, cafile=None, *, token: str | None = None,
+                 mqtt_publish: Callable[[str, bytes], None] | None = None,
                  topic: str = "camlab/events", timeout_s: float = 2.0, retries: int = 3):
         if base_url is None and mqtt_publish is None:
             raise CamlabError("notify: need a cloud base_url or an mqtt_publish callable")
@@ -53,6 +54,7 @@ class Notifier(QueueWorker):
                 raise CamlabError(f"notify: base_url {base_url!r} must be https://host:port")
             self.base = (u.hostname, u.port)
             self.ctx = ssl.create_default_context(cafile=str(cafile))
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}   # the camera's cloud API token
         self.mqtt_publish, self.topic = mqtt_publish, topic
         self.timeout_s, self.retries = timeout_s, retries
         super().__init__()
@@ -89,7 +91,7 @@ class Notifier(QueueWorker):
         """Open (TCP + TLS) the push connection ahead of the first event, as a camera keeps it open."""
         try:
             self._conn = http.client.HTTPSConnection(*self.base, context=self.ctx, timeout=self.timeout_s)
-            self._conn.request("GET", "/v1/health")
+            self._conn.request("GET", "/v1/health", headers=self.auth)
             self._conn.getresponse().read()
         except (OSError, http.client.HTTPException):
             self._conn = None
@@ -115,7 +117,8 @@ class Notifier(QueueWorker):
             try:
                 if self._conn is None:
                     self._conn = http.client.HTTPSConnection(*self.base, context=self.ctx, timeout=self.timeout_s)
-                self._conn.request("POST", "/v1/push", body=body, headers={"Content-Type": "application/json"})
+                self._conn.request("POST", "/v1/push", body=body,
+                                   headers={"Content-Type": "application/json", **self.auth})
                 resp = self._conn.getresponse()
                 data = resp.read()
                 if resp.status == 202:

@@ -8,7 +8,8 @@ API::
 
     LocalPlayback(card, index).frames(start_s, end_s)   # -> [(wall_s, av.VideoFrame)] in time order
     LocalPlayback(card, index).export(start_s, end_s, out_mp4)
-    CloudClient(base_url, cafile).timeline(start_s, end_s) / .download_clip(event_id, user_key) -> MPEG-TS bytes
+    CloudClient(base_url, cafile, token=user_token).timeline(start_s, end_s)
+    CloudClient(...).download_clip(event_id, user_key) -> MPEG-TS bytes
     decode_ts(ts_bytes) -> [pts_s of each decoded frame]
 """
 from __future__ import annotations
@@ -77,17 +78,18 @@ def decode_ts(data: bytes) -> list[float]:
 
 
 class CloudClient:
-    """The user's app talking to the cloud (HTTPS, pinned certificate)."""
+    """The user's app talking to the cloud (HTTPS, pinned certificate, the account's cloud API token)."""
 
-    def __init__(self, base_url: str, cafile):
+    def __init__(self, base_url: str, cafile, token: str | None = None):
         u = urlsplit(base_url)
         self.host, self.port = u.hostname, u.port
         self.ctx = ssl.create_default_context(cafile=str(cafile))
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def get(self, path: str) -> bytes:
         conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=10)
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers=self.auth)
             r = conn.getresponse()
             body = r.read()
             if r.status != 200:

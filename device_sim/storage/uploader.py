@@ -6,7 +6,7 @@ the cloud's self-signed certificate (RFC 8446). Protocol: see :mod:`device_sim.s
 
 API (the camera's composition root)::
 
-    up = Uploader("https://127.0.0.1:PORT", cafile=cloud_cert); up.start()
+    up = Uploader("https://127.0.0.1:PORT", cafile=cloud_cert, token=device_token); up.start()
     maker = ClipMaker(..., on_segment=up.enqueue_segment, on_finish=up.enqueue_clip)
     up.enqueue(clip)                        # every file of a finished clip (when not streamed segment by segment)
     stream = up.choose_stream({"main": main_bps, "sub": sub_bps})   # main when the measured uplink carries it
@@ -55,7 +55,7 @@ class UploadError(CamlabError):
 class Uploader(QueueWorker):
     thread_name = "uploader"
 
-    def __init__(self, base_url: str, cafile: Path | str, *, chunk_bytes: int = 64 * 1024,
+    def __init__(self, base_url: str, cafile: Path | str, *, token: str | None = None, chunk_bytes: int = 64 * 1024,
                  backoff_base_s: float = 0.05, backoff_max_s: float = 2.0, max_attempts: int = 30,
                  timeout_s: float = 10.0, seed: int | None = None):
         u = urlsplit(base_url)
@@ -63,6 +63,7 @@ class Uploader(QueueWorker):
             raise CamlabError(f"uploader: base_url {base_url!r} must be https://host:port")
         self.host, self.port = u.hostname, u.port
         self.ctx = ssl.create_default_context(cafile=str(cafile))
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}   # the camera's cloud API token
         self.chunk_bytes = chunk_bytes
         self.backoff_base_s, self.backoff_max_s, self.max_attempts = backoff_base_s, backoff_max_s, max_attempts
         self.timeout_s = timeout_s
@@ -196,7 +197,7 @@ class Uploader(QueueWorker):
 
     def _request(self, method: str, url: str, body: bytes = b"", headers: dict | None = None):
         conn = self._connection()
-        conn.request(method, url, body=body, headers=headers or {})
+        conn.request(method, url, body=body, headers={**self.auth, **(headers or {})})
         resp = conn.getresponse()
         data = resp.read()
         if resp.status in RETRY_STATUS:

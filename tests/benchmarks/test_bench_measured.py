@@ -78,13 +78,17 @@ def test_relay_fallback_does_not_restate_the_deadline():
     assert bn.relay_split([1100.0, 1200.0, 1900.0], 1.0)["relay_setup_after_deadline_p95_ms"] > 290.0
 
 
-def test_cloud_http_audit_judges_reads_by_content(tmp_path: Path):
-    """The cloud (device_sim/services/cloud.py) does not check who is asking yet: every foreign GET is served and
-    the audit must count each one. When the cloud authenticates callers, foreign_reads must become 0 here."""
+def test_cloud_http_audit_counts_and_refuses_every_foreign_attempt(tmp_path: Path):
+    """The cross-tenant audit covers the cloud HTTP API: every read of another tenant's clip or timeline entry, every
+    write into another tenant's event with a camera's real token, and every request without a valid token is
+    counted, judged by the content, and must be refused (issue 16: 0 foreign reads, 0 foreign writes)."""
     from benchmarks import bench_network as bn
-    r = bn.cloud_http_audit(tmp_path, 120, n_tenants=4, clips_per_tenant=2)
+    r = bn.cloud_http_audit(tmp_path, 150, n_tenants=4, clips_per_tenant=2)
     assert r["foreign_requests"] > 50 and r["own_requests"] > 0 and r["own_failures"] == 0
-    assert r["foreign_reads"] == r["foreign_requests"]
+    assert r["foreign_reads"] == 0 and r["foreign_refused"] == r["foreign_requests"]
+    assert r["foreign_write_attempts"] >= 10 and r["foreign_writes"] == 0
+    assert r["foreign_writes_refused"] == r["foreign_write_attempts"]
+    assert r["unauthenticated_attempts"] >= 5 and r["unauthenticated_successes"] == 0
 
 
 def test_isp_noise_profile_is_calibrated_from_captures():

@@ -51,10 +51,14 @@ def test_camera_sees_qr_joins_and_binds(tmp_path, cloud, pipeline):
     res = provision_from_frames([luma], dev, store, wifi)
     assert res.ok and res.stage == "done" and res.ssid == SSID and res.owner == "bob"
     assert wifi.joined == SSID and store.owner(dev.did) == "bob"
+    # the bound camera gets its credential for the cloud HTTP API (device_sim.services.cloud)
+    assert store.api_principal(res.cloud_token) == ("device", dev.did)
+    store.revoke_api_token(res.cloud_token)
+    assert store.api_principal(res.cloud_token) is None
     # the same code shown again (replay) binds nothing
     dev2 = manufacture(tmp_path / "cam2", store)
     res2 = provision_from_frames([luma], dev2, store, WifiEnvironment({SSID: PASSWORD}))
-    assert not res2.ok and res2.stage == "bind" and "already used" in res2.detail
+    assert not res2.ok and res2.stage == "bind" and "already used" in res2.detail and not res2.cloud_token
     assert store.owner(dev2.did) is None
 
 

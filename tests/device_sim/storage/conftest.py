@@ -20,12 +20,19 @@ def src() -> SyntheticSource:
 
 
 class CloudProc:
+    """The cloud process with its account service (``accounts.db``) and one tenant, ``alice``: an account with a
+    camera bound to it. ``user_token`` (alice's app) and ``device_token`` (her camera) are their cloud credentials;
+    ``tenant(name)`` enrolls another (or returns the same one again, also across restarts on the same state)."""
+
     def __init__(self, state: Path, *args: str):
         self.state = state
         self.cert, self.key = state / "cert.pem", state / "key.pem"
+        self.accounts = state / "accounts.db"
+        alice = self.tenant("alice")
+        self.user_token, self.device_token, self.did = alice["user_token"], alice["device_token"], alice["did"]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "device_sim.services.cloud", "--port", "0", "--state", str(state / "store"),
-             "--cert", str(self.cert), "--key", str(self.key), *args],
+             "--cert", str(self.cert), "--key", str(self.key), "--accounts", str(self.accounts), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         line = self.proc.stdout.readline()
@@ -34,6 +41,10 @@ class CloudProc:
             raise RuntimeError(f"cloud did not start: {line!r} {self.proc.stderr.read()}")
         self.port = int(line)
         self.url = f"https://127.0.0.1:{self.port}"
+
+    def tenant(self, name: str) -> dict:
+        from device_sim.services.cloud import enroll_tenant
+        return enroll_tenant(self.accounts, name, self.state / "devices" / name)
 
     def stop(self) -> None:
         self.proc.kill()

@@ -44,8 +44,8 @@ def _event_feed(src, t_event, pre_s, post_s):
 
 def test_clip_segments_iv_playlist_and_cloud_roundtrip(tmp_path, src, cloud):
     key = new_user_key()
-    up = Uploader(cloud.url, cloud.cert, chunk_bytes=4096, seed=0).start()
-    notifier = Notifier(cloud.url, cloud.cert).start()
+    up = Uploader(cloud.url, cloud.cert, token=cloud.device_token, chunk_bytes=4096, seed=0).start()
+    notifier = Notifier(cloud.url, cloud.cert, token=cloud.device_token).start()
     ledger = IvLedger(tmp_path / "ivs.bin")
     maker = ClipMaker(tmp_path / "events", key, segment_s=10, pre_roll_s=5, post_roll_s=20,
                       epoch_base=1_763_769_600.0, ledger=ledger, on_segment=up.enqueue_segment,
@@ -76,7 +76,7 @@ def test_clip_segments_iv_playlist_and_cloud_roundtrip(tmp_path, src, cloud):
         assert blob == (clip.dir / seg.name).read_bytes() and blob[0] != 0x47 or blob[188] != 0x47
         assert key.key not in blob
 
-    user = CloudClient(cloud.url, cloud.cert)
+    user = CloudClient(cloud.url, cloud.cert, token=cloud.user_token)
     tl = user.timeline(1_763_769_600.0, 1_763_769_700.0)
     assert [c["event_id"] for c in tl] == ["ev-0001"] and tl[0]["complete"] and tl[0]["in_cloud"]
     assert tl[0]["start_wall_s"] == pytest.approx(1_763_769_607.0)

@@ -14,19 +14,22 @@ from device_sim.storage.synth import SyntheticSource
 from device_sim.storage.uploader import Uploader
 
 
-def _req(cloud, method, path, body=b"", headers=None):
+def _req(cloud, method, path, body=b"", headers=None, token="device"):
+    """One request; ``token``: "device" / "user" (the default tenant's camera / app), another token, or None."""
     ctx = ssl.create_default_context(cafile=str(cloud.cert))
     c = http.client.HTTPSConnection("127.0.0.1", cloud.port, context=ctx, timeout=10)
-    c.request(method, path, body=body, headers=headers or {})
+    token = {"device": cloud.device_token, "user": cloud.user_token}.get(token, token)
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+    c.request(method, path, body=body, headers=headers)
     r = c.getresponse()
     data = r.read()
     c.close()
     return r.status, dict(r.getheaders()), data
 
 
-def _put(cloud, name, body, first, total, eid="ev1"):
+def _put(cloud, name, body, first, total, eid="ev1", token="device"):
     return _req(cloud, "PUT", f"/v1/clips/{eid}/{name}", body,
-                {"Content-Range": f"bytes {first}-{first + len(body) - 1}/{total}"})
+                {"Content-Range": f"bytes {first}-{first + len(body) - 1}/{total}"}, token=token)
 
 
 def test_resumable_put_and_malformed_requests_are_refused_without_loss(cloud):
@@ -54,6 +57,8 @@ def test_resumable_put_and_malformed_requests_are_refused_without_loss(cloud):
          b'#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="https://evil/key",IV=0x' + b"0" * 32 + b"\n#EXTINF:1,\nseg00000.ts\n",
          None, "camlab-key"),
         ("PUT", "/v1/clips/ev1/clip.json", b'{"event_id": "ev1", "key": "00"}', None, "missing"),
+        ("PUT", "/v1/clips/ev1/clip.json", b'{"event_id": "ev2", "start_wall_s": 1, "end_wall_s": 2, '
+         b'"key_uri": "camlab-key://0", "complete": true}', None, "event_id"),
         ("PUT", "/v1/clips/ev1/seg00000.ts", b"y" * 1024, {"Content-Range": "bytes 0-1023/2048"}, "write-once"),
         ("POST", "/v1/push", b"{not json", {}, "not JSON"),
         ("POST", "/v1/push", b'{"type": "person"}', {}, "event_id"),
@@ -66,7 +71,7 @@ def test_resumable_put_and_malformed_requests_are_refused_without_loss(cloud):
         assert 400 <= st < 500, (path, st, resp)
         assert why in json.loads(resp)["error"], (why, resp)
     assert stored.read_bytes() == seg                                     # nothing stored was touched
-    assert sorted(p.name for p in stored.parent.iterdir()) == ["seg00000.ts"]
+    assert sorted(p.name for p in stored.parent.iterdir() if p.name != ".owner") == ["seg00000.ts"]
 
 
 def _clip(tmp_path, src, key, eid, t_event=8.0, post=4.0, pre=3.0):
@@ -81,12 +86,13 @@ def test_uploader_retries_with_backoff_and_resumes_through_a_flaky_link(tmp_path
     try:
         key = new_user_key()
         clip = _clip(tmp_path, src, key, "flaky-1")
-        up = Uploader(cloud.url, cloud.cert, chunk_bytes=2048, backoff_base_s=0.01, backoff_max_s=0.1, seed=1).start()
+        up = Uploader(cloud.url, cloud.cert, token=cloud.device_token, chunk_bytes=2048, backoff_base_s=0.01,
+                      backoff_max_s=0.1, seed=1).start()
         up.enqueue(clip)
         assert up.wait_idle(60)
         up.stop()
         assert not up.failed and up.retries >= 3 and "flaky-1" in up.completed
-        ts = CloudClient(cloud.url, cloud.cert).download_clip("flaky-1", key)
+        ts = CloudClient(cloud.url, cloud.cert, token=cloud.user_token).download_clip("flaky-1", key)
         times = decode_ts(ts)
         assert times[0] == pytest.approx(5.0, abs=1e-4) and len(times) == 70       # 5.0 .. 11.9
     finally:
@@ -103,7 +109,7 @@ def test_uploader_picks_substream_on_a_slow_uplink(tmp_path, start_cloud):
     fast = start_cloud(tmp_path / "fast")
     try:
         for c, want in ((cloud, "sub"), (fast, "main")):
-            up = Uploader(c.url, c.cert, chunk_bytes=16384).start()
+            up = Uploader(c.url, c.cert, token=c.device_token, chunk_bytes=16384).start()
             assert up.choose_stream(rates) == "main"                          # nothing measured yet
             clip = _clip(tmp_path / want, main, new_user_key(), f"probe-{want}", t_event=2.0, post=0.5,
                          pre=1.0)
@@ -123,7 +129,8 @@ def test_upload_resumes_after_the_cloud_process_is_killed(tmp_path, start_cloud)
     clip = _clip(tmp_path, main, key, "resume-1", t_event=6.0, post=2.0, pre=5.0)
     total = sum(s.bytes for s in clip.segments)
     first = start_cloud(tmp_path / "c", "--throttle-bps", str(total / 3))     # ~3 s to upload
-    up = Uploader(first.url, first.cert, chunk_bytes=4096, backoff_base_s=0.05, backoff_max_s=0.3).start()
+    up = Uploader(first.url, first.cert, token=first.device_token, chunk_bytes=4096, backoff_base_s=0.05,
+                  backoff_max_s=0.3).start()
     up.enqueue(clip)
     deadline = time.monotonic() + 20
     while up.bytes_sent < total / 4 and time.monotonic() < deadline:        # a quarter is in the cloud
@@ -137,7 +144,7 @@ def test_upload_resumes_after_the_cloud_process_is_killed(tmp_path, start_cloud)
     assert up.wait_idle(60) and not up.failed and "resume-1" in up.completed
     up.stop()
     assert up.retries >= 1 and up.bytes_sent < total + 3 * 4096 + 4096       # resumed, not restarted
-    got = CloudClient(again.url, again.cert).download_clip("resume-1", key)
+    got = CloudClient(again.url, again.cert, token=again.user_token).download_clip("resume-1", key)
     assert decode_ts(got)[0] == pytest.approx(1.0, abs=1e-4)
 
 
@@ -152,7 +159,7 @@ def test_cloud_paths_refuse_event_ids_that_are_not_plain_names(tmp_path, eid):
 
 
 def test_cloud_put_with_dotdot_event_id_writes_nothing_outside_the_event_folder(cloud):
-    body = json.dumps({"event_id": "x", "start_wall_s": 1.0, "end_wall_s": 2.0, "key_uri": "camlab-key://0",
+    body = json.dumps({"event_id": "..", "start_wall_s": 1.0, "end_wall_s": 2.0, "key_uri": "camlab-key://0",
                        "complete": True}).encode()
     st, _, resp = _req(cloud, "PUT", "/v1/clips/../clip.json", body,
                        {"Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}"})
@@ -173,3 +180,83 @@ def test_cloud_answers_malformed_queries_with_400_not_500(cloud, path):
 def test_cloud_answers_unsupported_methods_with_405(cloud, method):
     st, hdr, _ = _req(cloud, method, "/v1/clips/ev1/clip.json")
     assert st == 405 and "GET" in hdr.get("Allow", "")
+
+
+def _clip_json(eid, **extra):
+    return json.dumps({"event_id": eid, "start_wall_s": 1000.0, "end_wall_s": 1010.0, "key_uri": "camlab-key://0",
+                       "complete": True, **extra}).encode()
+
+
+def _audit(cloud):
+    from device_sim.net.endpoint import AccessLog
+    return [e for e in AccessLog(cloud.state / "store" / "access_log.jsonl").entries() if e.get("service") == "cloud"]
+
+
+def test_cloud_refuses_requests_without_a_valid_credential_and_logs_them(cloud):
+    assert _put(cloud, "clip.json", _clip_json("ev1"), 0, len(_clip_json("ev1")))[0] == 201
+    assert _req(cloud, "POST", "/v1/push", b'{"event_id": "ev1"}')[0] == 202
+    reqs = [("GET", "/v1/push", b"", {}), ("GET", "/v1/timeline", b"", {}), ("GET", "/v1/clips/ev1/clip.json", b"", {}),
+            ("HEAD", "/v1/clips/ev1/clip.json", b"", {}), ("POST", "/v1/push", b'{"event_id": "ev2"}', {}),
+            ("PUT", "/v1/clips/ev1/clip.json", _clip_json("ev1", nonce=1), None)]
+    for token in (None, "0" * 32, "Basic YWxpY2U6eA=="):
+        for method, path, body, headers in reqs:
+            if headers is None:
+                headers = {"Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}"}
+            st, hdr, resp = _req(cloud, method, path, body, headers, token=token)
+            assert st == 401, (method, path, token, st, resp)
+            assert hdr.get("WWW-Authenticate", "").startswith("Bearer")
+    stored = json.loads((cloud.state / "store/clips/ev1/clip.json").read_bytes())
+    assert "nonce" not in stored                                       # nothing was replaced
+    refused = [e for e in _audit(cloud) if e["status"] == 401]
+    assert len(refused) == 3 * len(reqs) and {e["path"] for e in refused} >= {"/v1/push", "/v1/clips/ev1/clip.json"}
+
+
+def test_cloud_tenants_cannot_read_or_write_each_others_objects(cloud):
+    bob = cloud.tenant("bob")
+    body = _clip_json("ev-a", tenant="alice")
+    assert _put(cloud, "clip.json", body, 0, len(body), eid="ev-a")[0] == 201
+    assert _req(cloud, "POST", "/v1/push", b'{"event_id": "ev-a", "did": "forged"}')[0] == 202
+    bob_body = _clip_json("ev-b", tenant="bob")
+    assert _put(cloud, "clip.json", bob_body, 0, len(bob_body), eid="ev-b", token=bob["device_token"])[0] == 201
+    # the owner's app reads; the other tenant's app and camera are refused
+    assert json.loads(_req(cloud, "GET", "/v1/clips/ev-a/clip.json", token="user")[2])["tenant"] == "alice"
+    for tok in (bob["user_token"], bob["device_token"]):
+        st, _, resp = _req(cloud, "GET", "/v1/clips/ev-a/clip.json", token=tok)
+        assert st == 403 and b"alice" not in resp
+        assert _req(cloud, "HEAD", "/v1/clips/ev-a/clip.json", token=tok)[0] == 403
+    tl_bob = json.loads(_req(cloud, "GET", "/v1/timeline", token=bob["user_token"])[2])
+    assert [c["event_id"] for c in tl_bob] == ["ev-b"]
+    tl_alice = json.loads(_req(cloud, "GET", "/v1/timeline", token="user")[2])
+    assert [c["event_id"] for c in tl_alice] == ["ev-a"]
+    assert json.loads(_req(cloud, "GET", "/v1/push", token=bob["user_token"])[2]) == []
+    pushes = json.loads(_req(cloud, "GET", "/v1/push", token="user")[2])
+    assert [(p["event_id"], p["did"]) for p in pushes] == [("ev-a", cloud.did)]     # stamped with the real sender
+    # bob's camera may not replace alice's clip.json / playlist, nor add a segment to her event
+    evil = _clip_json("ev-a", tenant="bob")
+    assert _put(cloud, "clip.json", evil, 0, len(evil), eid="ev-a", token=bob["device_token"])[0] == 403
+    assert _put(cloud, "seg00009.ts", bytes(32), 0, 32, eid="ev-a", token=bob["device_token"])[0] == 403
+    assert json.loads((cloud.state / "store/clips/ev-a/clip.json").read_bytes())["tenant"] == "alice"
+    assert not (cloud.state / "store/clips/ev-a/seg00009.ts").exists()
+    # apps read, cameras write: alice's app may not upload, and may not post pushes
+    assert _put(cloud, "clip.json", body, 0, len(body), eid="ev-a2", token="user")[0] == 403
+    assert _req(cloud, "POST", "/v1/push", b'{"event_id": "ev-x"}', token="user")[0] == 403
+    refused = [e for e in _audit(cloud) if e["status"] == 403]
+    assert len(refused) == 8 and all(e["principal"] for e in refused)
+    assert {e["principal"] for e in refused} >= {f"device:{bob['did']}", "user:bob", "user:alice"}
+
+
+def test_cloud_follows_sharing_and_ownership_changes_at_once(cloud):
+    from device_sim.net.accounts import AccountStore
+    bob = cloud.tenant("bob")
+    body = _clip_json("ev-a")
+    assert _put(cloud, "clip.json", body, 0, len(body), eid="ev-a")[0] == 201
+    assert _req(cloud, "GET", "/v1/clips/ev-a/clip.json", token=bob["user_token"])[0] == 403
+    store = AccountStore(cloud.accounts)
+    store.share("alice", cloud.did, "bob", ("view",))
+    assert _req(cloud, "GET", "/v1/clips/ev-a/clip.json", token=bob["user_token"])[0] == 200
+    store.unshare("alice", cloud.did, "bob")
+    assert _req(cloud, "GET", "/v1/clips/ev-a/clip.json", token=bob["user_token"])[0] == 403
+    store.unbind("alice", cloud.did)           # an unbound camera belongs to nobody: no one reads, it writes nothing
+    assert _req(cloud, "GET", "/v1/clips/ev-a/clip.json", token="user")[0] == 403
+    assert _put(cloud, "clip.json", body, 0, len(body), eid="ev-a")[0] == 403
+    store.close()
