@@ -99,9 +99,9 @@ def run_isp(out: Path) -> tuple[dict, Section]:
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows))
     for ax in np.atleast_1d(axes).ravel():
         ax.axis("off")
-    for ax, name in zip(np.atleast_1d(axes).ravel(), names):
+    for i, (ax, name) in enumerate(zip(np.atleast_1d(axes).ravel(), names), 1):
         ax.imshow(_displayable(taps[name]), cmap="gray" if taps[name].ndim == 2 else None)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(f"{i}. {tap_title(name)}", fontsize=11)
     sheet = figure_png(fig)
     (out / "isp_contact_sheet.png").write_bytes(sheet)
     fig, ax = plt.subplots(figsize=(6, 3))
@@ -111,9 +111,23 @@ def run_isp(out: Path) -> tuple[dict, Section]:
     timing_png = figure_png(fig)
     sec = Section("ISP: raw -> NV12, stage by stage",
                   f"{path.name} (768x512, 14-bit RGGB, real Nikon raw crop) through the sc3336_day tuning. "
-                  "Each tile is a Pipeline tap.",
+                  "Each tile is a Pipeline tap, numbered in pipeline order (raw tiles shown as the Bayer mosaic, "
+                  "grey; Y and UV planes grey).",
                   figures=[("contact sheet of ISP stages", sheet), ("per-stage time", timing_png)])
     return {"frame": path.name, "stage_ms": res.timings_ms, "stages": names}, sec
+
+
+ISP_TAP_TITLES = {
+    "blc": "black level removed (raw)", "dpc": "defect pixels fixed (raw)", "lsc": "lens shading fixed (raw)",
+    "wb": "white balance (raw)", "demosaic": "demosaic (camera RGB)", "ccm": "colour matrix (sRGB linear)",
+    "tone": "gamma + tone curve (RGB)", "nr2d_y": "noise reduction (Y)", "nr2d_uv": "noise reduction (U of UV)",
+    "sharpen_y": "sharpened (Y)", "main_y": "main stream (Y)", "sub_y": "sub stream (Y)",
+}
+
+
+def tap_title(name: str) -> str:
+    """A Pipeline tap's name as a tile title a person can read (``nr2d_y`` -> ``noise reduction (Y)``)."""
+    return ISP_TAP_TITLES.get(name, name.replace("_", " "))
 
 
 def _with_levels(frame, meta):
@@ -155,6 +169,39 @@ def _history_plot(history: list[dict], keys: tuple[str, ...], title: str) -> byt
     return figure_png(fig)
 
 
+PLOT_CAPTIONS = {"pr_curves.png": "precision-recall per class (IoU 0.5, from MLflow)",
+                 "confusion_matrix.png": "confusion matrix (from MLflow)",
+                 "confusion.png": "confusion matrix (from MLflow)", "roc.png": "ROC curve (from MLflow)",
+                 "losses.png": "losses (from MLflow)", "loss.png": "loss (from MLflow)"}
+
+
+def mlflow_plots(run_id: str | None, folders: tuple[str, ...] = ("plots", "figures")) -> list[tuple[str, bytes]]:
+    """The PNG plots a training run logged to MLflow (PR curves, ROC, confusion matrix, losses), to embed in the
+    report beside its tables. A run without them (or no run) gives an empty list, never an error."""
+    if not run_id:
+        return []
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    tracking.configure()
+    client = MlflowClient()
+    figs = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for folder in folders:
+                for art in client.list_artifacts(run_id, folder):
+                    if art.is_dir or not art.path.endswith(".png"):
+                        continue
+                    local = Path(client.download_artifacts(run_id, art.path, tmp))
+                    name = Path(art.path).name
+                    figs.append((PLOT_CAPTIONS.get(name, f"{Path(name).stem.replace('_', ' ')} (from MLflow)"),
+                                 local.read_bytes()))
+    except Exception as exc:  # a missing store or run must not lose the report
+        _say(f"MLflow plots of run {run_id} not embedded: {type(exc).__name__}: {exc}")
+    return figs
+
+
 def train_detector(opts: DemoOptions, out: Path) -> tuple[dict, Section]:
     from camlab.data.splits import DEFAULT_FOLDERS, write_split
     from camlab.train.detector import load_train_config, train
@@ -176,20 +223,23 @@ def train_detector(opts: DemoOptions, out: Path) -> tuple[dict, Section]:
     cfg = load_train_config(opts.detector_config, overrides=overrides)
     res = train(cfg)
     classes = (res.eval or {}).get("classes", {})
-    rows = [(c, v.get("ap50"), v.get("ap50_95"), v.get("presence_recall"), v.get("presence_precision"),
-             v.get("fp_rate"), v.get("n_images"), v.get("n_boxes")) for c, v in classes.items()]
+    # AP, recall, precision and FP rate in percent everywhere in the report (the INT8 drop is in points of it)
+    rows = [(c, pct(v.get("ap50")), pct(v.get("ap50_95")), pct(v.get("presence_recall")),
+             pct(v.get("presence_precision")), pct(v.get("fp_rate")), v.get("n_images"), v.get("n_boxes"))
+            for c, v in classes.items()]
     hog = (res.eval or {}).get("anchors", {}).get("hog_person")
     if hog:
-        rows.append(("HOG person (anchor)", hog.get("ap50"), hog.get("ap50_95"), hog.get("presence_recall"),
-                     hog.get("presence_precision"), hog.get("fp_rate"), hog.get("n_images"), hog.get("n_boxes")))
+        rows.append(("HOG person (anchor)", pct(hog.get("ap50")), pct(hog.get("ap50_95")),
+                     pct(hog.get("presence_recall")), pct(hog.get("presence_precision")), pct(hog.get("fp_rate")),
+                     hog.get("n_images"), hog.get("n_boxes")))
     curve = _history_plot(res.history, ("loss", "train_loss", "val_loss", "map50", "mAP50"), "detector training")
     sec = Section("Detector training (demo budget)",
                   f"Validation split counts: {json.dumps(res.counts.get('val', res.counts)) if res.counts else 'n/a'}. "
                   "Demo budget: figures are far below the full-budget release model (make models).",
-                  figures=[("training curves", curve)] if curve else [],
+                  figures=([("training curves", curve)] if curve else []) + mlflow_plots(res.run_id),
                   tables=[("validation metrics (checkpoint, FP32)",
-                           ["class", "AP50", "AP50:95", "presence recall", "presence precision", "FP rate",
-                            "images", "boxes"], rows)])
+                           ["class", "AP50 (%)", "AP50:95 (%)", "presence recall (%)", "presence precision (%)",
+                            "FP rate (%)", "images", "boxes"], rows)])
     return {"checkpoint": str(res.checkpoint), "run_id": res.run_id, "metrics": res.metrics, "eval": res.eval,
             "counts": res.counts}, sec
 
@@ -205,18 +255,21 @@ def train_cry(opts: DemoOptions, out: Path) -> tuple[dict, Section]:
     m = res.metrics or {}
     keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "false_alarms_per_hour", "onset_to_alarm_s",
             "n_cry", "n_nocry")
-    rows = [(k, m.get(f"val_clip_{k}", m.get(k))) for k in keys if f"val_clip_{k}" in m or k in m]
+    as_pct = {"accuracy", "precision", "recall", "f1", "roc_auc"}
+    rows = [(f"{k} (%)" if k in as_pct else k,
+             pct(m.get(f"val_clip_{k}", m.get(k))) if k in as_pct else m.get(f"val_clip_{k}", m.get(k)))
+            for k in keys if f"val_clip_{k}" in m or k in m]
     hist = m.get("history") if isinstance(m.get("history"), list) else []
     curve = _history_plot(hist, ("loss", "train_loss", "val_loss", "val_f1", "f1"), "cry training")
     sec = Section("Cry detector training (demo budget)", "Validation split by recording UUID.",
-                  figures=[("training curves", curve)] if curve else [],
+                  figures=([("training curves", curve)] if curve else []) + mlflow_plots(res.run_id),
                   tables=[("validation metrics (checkpoint, FP32)", ["metric", "value"], rows)])
     return {"checkpoint": str(res.checkpoint), "run_id": res.run_id, "metrics": _jsonable(m)}, sec
 
 
 # -- 3. export + validate -------------------------------------------------------------------------------------------
 def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str]) -> tuple[dict, Section]:
-    from camlab.contract.manifest import load_bundle
+    from camlab.contract.manifest import device_files, load_bundle
     from camlab.deploy.chips import load_chip
     from camlab.deploy.export import export_checkpoint
     from camlab.deploy.validate import validate_bundle
@@ -236,7 +289,8 @@ def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str
         cost = {**cost_all, **(cost_all.get("per_chip", {}).get(opts.chip, {}))}
         metrics = manifest.get("metrics", {})
         drop = _metric_drop(kind, metrics)
-        flash = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and p.name != "model_fp32.onnx")
+        # what the camera stores: the device files (INT8 model + manifest), as device_sim's flash figure counts them
+        flash = sum((bundle / rel).stat().st_size for rel in device_files(manifest))
         total_flash += flash
         entry = {"bundle": str(bundle), "violations": len(violations), "violation_list": violations[:20],
                  "npu_latency_ms_est": _first(cost, "npu_latency_ms"),
@@ -247,10 +301,13 @@ def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str
                  "flash_bytes": flash, "metrics": _jsonable(metrics), "cost": cost}
         results[kind] = entry
         rows.append((kind, entry["npu_latency_ms_est"], entry["peak_activation_mb"], drop, len(violations),
-                     round(flash / 1e6, 3)))
+                     mib(flash)))
         fig_rows.append((kind, metrics))
-    results["flash_mb"] = round(total_flash / 1e6, 3)
-    results["chip"] = {"name": opts.chip, "flash_data_mb": _mb(getattr(chip, "flash_partition_bytes", None))}
+    # one flash figure everywhere: the bundles' device files in MiB against the data partition in MiB
+    results["flash_bytes"] = total_flash
+    results["flash_mib"] = mib(total_flash)
+    results["chip"] = {"name": opts.chip, "flash_partition_bytes": getattr(chip, "flash_partition_bytes", None),
+                       "flash_data_mib": mib(getattr(chip, "flash_partition_bytes", None))}
     rknn_dir = settings.project_root() / ".venv-rknn"
     results["rknn"] = "ran (see manifest oracle fields)" if rknn_dir.is_dir() else \
         "skipped: .venv-rknn not installed (run `make rknn`)"
@@ -259,7 +316,9 @@ def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str
                   figures=[(f"FP32 vs INT8 ({k})", p) for k, p in
                            ((k, _fp32_int8_plot(k, m)) for k, m in fig_rows) if p],
                   tables=[("bundles", ["model", "NPU latency est. (ms)", "peak activations (MB)",
-                                       "INT8 metric drop (points)", "violations", "flash (MB)"], rows),
+                                       "INT8 drop (percentage points)", "violations",
+                                       f"flash: device files (MiB, of {results['chip']['flash_data_mib']:g} MiB)"],
+                           rows),
                           ("FP32 vs INT8 agreement, measured in this run (camlab/deploy/fidelity.py)",
                            ["model", "output cosine (min)", "FP32 / INT8 detections", "detection agreement",
                             "strict (no score tolerance)", "presence decisions equal"],
@@ -302,6 +361,16 @@ def _first(d: dict, *keys: str):
     return None
 
 
+def pct(v):
+    """A fraction (0-1) as percent, 2 decimals; None stays None."""
+    return round(100.0 * v, 2) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def mib(v):
+    """Bytes -> MiB (2^20), 3 decimals; None stays None."""
+    return round(v / 2**20, 3) if isinstance(v, (int, float)) else None
+
+
 def _mb(v):
     return round(v / 1e6, 3) if isinstance(v, (int, float)) else None
 
@@ -340,7 +409,8 @@ def _fp32_int8_plot(kind: str, metrics: dict) -> bytes | None:
     ax.bar(x - 0.2, [fp32[k] for k in keys], 0.4, label="FP32")
     ax.bar(x + 0.2, [int8[k] for k in keys], 0.4, label="INT8")
     ax.set_xticks(x, keys, rotation=30, ha="right", fontsize=8)
-    ax.set_title(f"{kind}: FP32 vs INT8 (same split)")
+    ax.set_ylabel("%")
+    ax.set_title(f"{kind}: FP32 vs INT8 (same split, %)")
     ax.legend()
     return figure_png(fig)
 
@@ -370,9 +440,10 @@ def run_device(opts: DemoOptions, out: Path, bundles: list[str]) -> tuple[dict, 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         report = pool.submit(_scenario_in_this_process, bundles, str(scenario), opts.chip, str(out / "device_sim"),
                              str(_data_root()), opts.scenario_seconds, tuple(opts.main_size)).result()
-    keys = ("real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps", "main_stream_height",
-            "sub_stream_fps")
-    rows = [(k, report.get(k)) for k in keys]
+    labels = {"real_time_factor": "real-time factor (x)", "event_latency_p95_ms": "capture -> event p95 (ms)",
+              "ai_fps": "AI frame rate (fps)", "main_stream_fps": "main stream (fps)",
+              "main_stream_height": "main stream height (px)", "sub_stream_fps": "sub stream (fps)"}
+    rows = [(label, report.get(k)) for k, label in labels.items()]
     figures = _device_plots(report)
     sec = Section("device_sim: the simulated camera", f"Scenario {opts.scenario} on the {opts.chip} NPU model. "
                   f"Full device report: {out / 'device_sim' / 'report.html'}.",
@@ -380,10 +451,13 @@ def run_device(opts: DemoOptions, out: Path, bundles: list[str]) -> tuple[dict, 
     if isinstance(report.get("accuracy"), dict):
         acc = report["accuracy"]
         per = acc.get("per_class", acc)
-        arow = [(c, v.get("precision"), v.get("recall"), v.get("false_events_per_hour"), v.get("time_to_detect_s"))
+        arow = [(c, v.get("gt_events"), v.get("true_positive"), v.get("false_positive"), pct(v.get("precision")),
+                 pct(v.get("recall")), v.get("time_to_detect_s_mean"))
                 for c, v in per.items() if isinstance(v, dict)]
-        sec.tables.append(("event-level accuracy vs ground truth",
-                           ["class", "precision", "recall", "false events / h", "time to detect (s)"], arow))
+        sec.tables.append((f"event-level accuracy vs ground truth (false events per hour, all classes: "
+                           f"{acc.get('false_events_per_hour')})",
+                           ["class", "ground-truth events", "true positives", "false positives", "precision (%)",
+                            "recall (%)", "time to detect, mean (s)"], arow))
     return _jsonable(report), sec
 
 
@@ -526,7 +600,7 @@ def run_demo(opts: DemoOptions) -> DemoResult:
         results["device_sim"], sec = _step("device_sim scenario", results, lambda: run_device(opts, out, bundles))
         sections.append(sec)
 
-        chip_profile = {"flash_data_mb": results["export"]["chip"]["flash_data_mb"]}
+        chip_profile = {"flash_data_mib": results["export"]["chip"]["flash_data_mib"]}
         checks = evaluate(budget, results, chip_profile)
         budget_rows = [(c.name, c.metric, c.value, c.bound, c.unit, c.reason, c.status) for c in checks]
         results["budget"] = [c.__dict__ for c in checks]

@@ -90,7 +90,7 @@ def test_the_default_budget_reads_what_the_demo_writes():
                    "output_cosine": {"logits": 0.9998}}
     det_metrics = {"task_metric": "mAP50", "fp32": {"mAP50": 3.1}, "int8": {"mAP50": 0.54}}
     results = {
-        "export": {"flash_mb": 1.2,
+        "export": {"flash_mib": 1.2,
                    "detector": {"npu_latency_ms_est": 1.4, "peak_activation_mb": 0.43, "violations": 0,
                                 "int8_metric_drop": 2.56, "fp32_metric": _task_metric(det_metrics, "fp32"),
                                 "fidelity": {"output_cosine_min": 0.9989, "detections": 38,
@@ -98,14 +98,14 @@ def test_the_default_budget_reads_what_the_demo_writes():
                    "cry": {"violations": 0, "int8_metric_drop": 0.0, "fp32_metric": 92.0,
                            "fidelity": _fidelity("cry", None, cry_metrics)}},
         "device_sim": {"real_time_factor": 1.1, "event_latency_p95_ms": 17.0, "ai_fps": 14.8}}
-    checks = evaluate(load_budget(), results, {"flash_data_mb": 4.0})
+    checks = evaluate(load_budget(), results, {"flash_data_mib": 8.0})
     by_name = {c.name: c for c in checks}
     assert by_name["detector INT8 mAP50 drop"].status == "NOT ASSESSED"
     assert [c.name for c in checks if c.status == "FAIL"] == []
     assert verdict(checks) == "PASS", verdict_line(checks)
     results["export"]["detector"]["fp32_metric"] = 54.9
     results["export"]["detector"]["fidelity"]["detection_agreement"] = 0.6
-    line = verdict_line(evaluate(load_budget(), results, {"flash_data_mb": 4.0}))
+    line = verdict_line(evaluate(load_budget(), results, {"flash_data_mib": 8.0}))
     assert line == ("budget: FAIL (detector INT8 mAP50 drop: 2.56 points > 1; "
                     "detector INT8 detection agreement: 0.6 < 0.9)")
 
