@@ -15,7 +15,8 @@ report.json keys
   ``capture_to_sub_encode``, ``capture_to_ai_result``, ``capture_to_event``, ``cry_window_to_event``.
 - ``npu``: utilisation, jobs, dropped per model, queue waits (:mod:`device_sim.hal.npu`).
 - ``memory``: rows {component, allocated_bytes, plan_bytes} vs the seed camera's 128 MB plan (MEMORY_PLAN).
-- ``flash``: bytes of the bundles' device files (INT8 model + manifest) on the data partition vs the chip profile's ``flash_partition_bytes``.
+- ``flash``: bytes of the bundles' device files (INT8 model + manifest) on the data partition vs the chip profile's
+  ``flash_partition_bytes`` (report.html shows it as one figure in MiB against the partition).
 - ``accuracy``: per class {gt_events, detected, true_positive, false_positive, precision, recall,
   time_to_detect_s_mean/max}, ``false_events_per_hour``, matching rule and ground-truth counts.
 - ``audio``: ERLE of the AEC in dB over talk-back periods, speech blocks, Opus bytes.
@@ -163,13 +164,182 @@ def plots(report: dict, series: dict) -> dict[str, str]:
     return out
 
 
-def _table(rows: list[dict]) -> str:
+# -- human units ------------------------------------------------------------------------------------------------------
+def fmt_bytes(n) -> str:
+    """Bytes with a binary prefix: ``8 MiB``, ``2.52 MiB``, ``75.9 KiB``, ``512 B``; ``—`` when unknown."""
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return "—"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def fmt_num(v, unit: str = "", digits: int = 4) -> str:
+    """A number with its unit (``17.3 ms``), ``—`` when missing; booleans as yes/no."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if not isinstance(v, (int, float)):
+        return "—" if v is None else str(v)
+    text = f"{v:.{digits}g}"
+    return f"{text} {unit}".strip() if unit else text
+
+
+def fmt_pct(fraction, digits: int = 3) -> str:
+    """A fraction (0-1) as a percentage: ``31.5 %``."""
+    return "—" if not isinstance(fraction, (int, float)) else f"{100 * fraction:.{digits}g} %"
+
+
+def _device_bounds() -> dict[str, tuple[str, float, str]]:
+    """The demo budget's device_sim checks (camlab/configs/budget.yaml): figure -> (op, bound, unit)."""
+    try:
+        from camlab.budget import load_budget
+
+        out = {}
+        for c in load_budget().checks:
+            if c.metric.startswith("device_sim.") and (c.max is not None or c.min is not None):
+                out[c.metric.split(".", 1)[1]] = ("<=", c.max, c.unit) if c.max is not None else (">=", c.min, c.unit)
+        return out
+    except Exception:  # an edited budget file must not lose the camera's report
+        return {}
+
+
+def _within(value, op: str, bound) -> str:
+    if not isinstance(value, (int, float)) or not isinstance(bound, (int, float)):
+        return "—"
+    return "within" if (value <= bound if op == "<=" else value >= bound) else "OUTSIDE"
+
+
+def headline_rows(report: dict) -> list[list[str]]:
+    """[figure, value, bound, within/OUTSIDE] for the run's headline figures, bounds beside them."""
+    cfg = report.get("config") or {}
+    budget = _device_bounds()
+    spec = [("real-time factor", "real_time_factor", "x", budget.get("real_time_factor", (">=", 1.0, "x"))),
+            ("capture -> event p95", "event_latency_p95_ms", "ms",
+             budget.get("event_latency_p95_ms", ("<=", 150.0, "ms"))),
+            ("AI frame rate", "ai_fps", "fps", budget.get("ai_fps", (">=", 10.0, "fps"))),
+            ("main stream", "main_stream_fps", "fps", (">=", cfg.get("main_fps"), "fps")),
+            ("sub stream", "sub_stream_fps", "fps", (">=", cfg.get("sub_fps"), "fps")),
+            ("CPU, all components", "cpu_budget_total", "cores", ("<=", report.get("cpu_cores"), "cores"))]
+    rows = []
+    for label, key, unit, (op, bound, bunit) in spec:
+        value = report.get(key)
+        btext = f"{op} {fmt_num(bound, bunit or unit)}" if isinstance(bound, (int, float)) else "—"
+        rows.append([label, fmt_num(value, unit), btext, _within(value, op, bound)])
+    if report.get("main_stream_height"):
+        rows.insert(4, ["main stream size", f"{report.get('main_stream_width', '?')}x{report['main_stream_height']}",
+                        "—", "—"])
+    return rows
+
+
+def flash_line(flash: dict) -> str:
+    """The one flash figure: the bundles' device files against the data partition."""
+    used, cap = flash.get("used_bytes"), flash.get("partition_bytes")
+    verdict = "fits" if flash.get("fits") else "DOES NOT FIT"
+    return (f"bundles' device files (INT8 model + manifest): {fmt_bytes(used)} of the {fmt_bytes(cap)} data "
+            f"partition ({fmt_pct(flash.get('fraction'))}): {verdict}")
+
+
+def _event_details(e: dict) -> str:
+    skip = {"siid", "eiid", "service", "event", "capture_time_s", "emit_time_s"}
+    parts = []
+    for k, v in e.items():
+        if k in skip or isinstance(v, (dict, list)):
+            continue
+        parts.append(f"{k.replace('_', ' ')} {fmt_num(v) if isinstance(v, (int, float)) else v}")
+    return ", ".join(parts)
+
+
+def _html_table(headers: list[str], rows: list[list]) -> str:
     if not rows:
         return "<p>none</p>"
-    cols = list(rows[0])
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows)
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr" + (" class='out'" if "OUTSIDE" in r or "DOES NOT FIT" in r else "") + ">"
+                   + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def report_html(report: dict, imgs: dict[str, str] | None = None) -> str:
+    """The report as a page a person reads: units on every figure (MiB, ms, %), bounds beside them, no JSON."""
+    npu, flash, audio = report.get("npu") or {}, report.get("flash") or {}, report.get("audio") or {}
+    acc, streams = report.get("accuracy") or {}, report.get("streams") or {}
+    cores = report.get("cpu_cores")
+    parts = [f"<h1>device_sim budget report: {html.escape(str(report.get('scenario')))}</h1>",
+             f"<p>chip {html.escape(str(report.get('chip')))} · {fmt_num(report.get('duration_s'), 's')} simulated"
+             f" · host wall time {fmt_num(report.get('wall_s'), 's')}</p>",
+             "<h2>headline figures against their bounds</h2>",
+             _html_table(["figure", "value", "bound", "result"], headline_rows(report)),
+             "<h2>latency per hop</h2>",
+             _html_table(["hop", "p50", "p95", "p99", "samples"],
+                         [[k.replace("_", " "), fmt_num(v.get("p50"), "ms"), fmt_num(v.get("p95"), "ms"),
+                           fmt_num(v.get("p99"), "ms"), v.get("n", 0)]
+                          for k, v in (report.get("latency_ms") or {}).items()]),
+             f"<h2>CPU budget ({fmt_num(cores)} cores)</h2>",
+             _html_table(["component", "core-seconds per second", "share of the cores"],
+                         [[k.replace("_", " "), fmt_num(v, digits=3),
+                           fmt_pct(v / cores) if isinstance(cores, (int, float)) and cores else "—"]
+                          for k, v in (report.get("cpu_budget") or {}).items()]),
+             "<h2>NPU</h2>",
+             _html_table(["figure", "value", "bound", "result"], [
+                 ["load", fmt_pct(npu.get("utilisation")), "<= 100 %", _within(npu.get("utilisation"), "<=", 1.0)],
+                 ["jobs", fmt_num(npu.get("jobs")), "—", "—"],
+                 ["submitted per model", ", ".join(f"{k} {v}" for k, v in (npu.get("submitted") or {}).items())
+                  or "none", "—", "—"],
+                 ["dropped", sum((npu.get("dropped") or {}).values()), "0", _within(
+                     sum((npu.get("dropped") or {}).values()), "<=", 0)],
+                 ["queue wait mean / max", f"{fmt_num(npu.get('queue_wait_ms_mean'), 'ms')} / "
+                  f"{fmt_num(npu.get('queue_wait_ms_max'), 'ms')}", "—", "—"],
+                 ["deepest queue", fmt_num(npu.get("max_queue")), "—", "—"]]),
+             "<h2>memory against the 128 MiB plan</h2>",
+             _html_table(["component", "allocated", "plan (bound)", "used of plan", "result"],
+                         [[str(m.get("component")).replace("_", " "), fmt_bytes(m.get("allocated_bytes")),
+                           fmt_bytes(m.get("plan_bytes")),
+                           fmt_pct(m.get("fraction_of_plan")),
+                           _within(m.get("allocated_bytes"), "<=", m.get("plan_bytes")) if m.get("note") == ""
+                           else m.get("note")]
+                          for m in report.get("memory") or []]),
+             "<h2>flash</h2>", f"<p>{html.escape(flash_line(flash))}</p>" if flash else "<p>none</p>",
+             "<h2>event accuracy</h2>",
+             _html_table(["class", "ground-truth events", "detected", "true positives", "false positives",
+                          "duplicates", "precision", "recall", "time to detect, mean", "time to detect, max"],
+                         [[c, v.get("gt_events"), v.get("detected"), v.get("true_positive"), v.get("false_positive"),
+                           v.get("duplicates"), fmt_pct(v.get("precision")), fmt_pct(v.get("recall")),
+                           fmt_num(v.get("time_to_detect_s_mean"), "s"), fmt_num(v.get("time_to_detect_s_max"), "s")]
+                          for c, v in (acc.get("per_class") or {}).items()]),
+             f"<p>false events per hour: {fmt_num(acc.get('false_events_per_hour'))}; rule: "
+             f"{html.escape(str(acc.get('rule', '—')))}</p>",
+             "<h2>audio</h2>",
+             _html_table(["figure", "value"], [
+                 ["AEC echo return loss enhancement (talk-back)", fmt_num(audio.get("erle_db"), "dB")],
+                 ["talk-back", fmt_num(audio.get("talkback_s"), "s")],
+                 ["speech blocks", fmt_num(audio.get("speech_blocks"))],
+                 ["cry windows scored", fmt_num(audio.get("cry_windows"))],
+                 ["Opus output", fmt_bytes(audio.get("opus_bytes"))]]) if audio else "",
+             "<h2>streams</h2>",
+             _html_table(["figure", "value"], [
+                 *[[f"{name} stream", f"{fmt_num(streams.get(name + '_kbps'), 'kbit/s')} "
+                                      f"({fmt_bytes(streams.get(name + '_bytes'))})"] for name in ("main", "sub")],
+                 ["snapshots", fmt_num(streams.get("snapshots"))],
+                 ["event clips", len(streams.get("clips") or [])]]) if streams else ""]
+    titles = {"latency": "latency per hop (ms)", "cpu": "CPU budget per component (core-seconds per second)",
+              "timeline": "lighting, exposure and night mode over time (green: AI events)"}
+    for name, uri in (imgs or {}).items():
+        title = titles.get(name, name)
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{uri}'>")
+    parts.append("<h2>events</h2>")
+    parts.append(_html_table(["capture time", "emitted", "delay", "service", "event", "details"],
+                             [[fmt_num(e.get("capture_time_s"), "s"), fmt_num(e.get("emit_time_s"), "s"),
+                               fmt_num(1000 * (e["emit_time_s"] - e["capture_time_s"]), "ms", 3)
+                               if isinstance(e.get("emit_time_s"), (int, float))
+                               and isinstance(e.get("capture_time_s"), (int, float)) else "—",
+                               e.get("service"), e.get("event"), _event_details(e)]
+                              for e in report.get("events", [])]))
+    parts.append("<p>Every figure in machine-readable form: report.json beside this page; each event as emitted: "
+                 "events.jsonl.</p>")
+    style = "<style>body{font-family:sans-serif;max-width:980px}table{border-collapse:collapse}" \
+            "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}tr.out td{color:#900;font-weight:600}</style>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>" + "\n".join(parts)
+            + "</body></html>\n")
 
 
 def write_report(report: dict, series: dict, out_dir: Path) -> tuple[Path, Path]:
@@ -177,28 +347,6 @@ def write_report(report: dict, series: dict, out_dir: Path) -> tuple[Path, Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     jpath = out_dir / "report.json"
     atomic_write_json(jpath, report)
-    imgs = plots(report, series)
-    head_keys = ["real_time_factor", "event_latency_p95_ms", "ai_fps", "main_stream_fps", "main_stream_height",
-                 "sub_stream_fps", "cpu_budget_total"]
-    parts = [f"<h1>device_sim budget report: {html.escape(str(report.get('scenario')))}</h1>",
-             _table([{k: report.get(k) for k in head_keys}]),
-             "<h2>latency (ms)</h2>", _table([{"hop": k, **v} for k, v in report.get("latency_ms", {}).items()]),
-             "<h2>CPU budget (core-s/s)</h2>", _table([{"component": k, "core_s_per_s": v}
-                                                      for k, v in report.get("cpu_budget", {}).items()]),
-             "<h2>NPU</h2>", _table([report.get("npu", {})]),
-             "<h2>memory vs 128 MB plan</h2>", _table(report.get("memory", [])),
-             "<h2>flash</h2>", _table([{k: v for k, v in report.get("flash", {}).items() if k != "bundles"}]),
-             "<h2>event accuracy</h2>",
-             _table([{"class": c, **v} for c, v in report.get("accuracy", {}).get("per_class", {}).items()]),
-             f"<p>false events per hour: {report.get('accuracy', {}).get('false_events_per_hour')}</p>",
-             "<h2>audio</h2>", _table([report.get("audio", {})])]
-    for name, uri in imgs.items():
-        parts.append(f"<h2>{name}</h2><img alt='{name}' src='{uri}'>")
-    parts.append("<h2>events</h2><pre>" + html.escape("\n".join(json.dumps(e) for e in report.get("events", [])))
-                 + "</pre>")
-    style = "<style>body{font-family:sans-serif;max-width:980px}table{border-collapse:collapse}" \
-            "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}</style>"
     hpath = out_dir / "report.html"
-    atomic_write_text(hpath, f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>"
-                      + "\n".join(parts) + "</body></html>\n")
+    atomic_write_text(hpath, report_html(report, plots(report, series)))
     return jpath, hpath
