@@ -317,7 +317,7 @@ def export_and_validate(opts: DemoOptions, out: Path, checkpoints: dict[str, str
                            ((k, _fp32_int8_plot(k, m)) for k, m in fig_rows) if p],
                   tables=[("bundles", ["model", "NPU latency est. (ms)", "peak activations (MB)",
                                        "INT8 drop (percentage points)", "violations",
-                                       f"flash: device files (MiB, of {results['chip']['flash_data_mib']:g} MiB)"],
+                                       f"flash: device files (MiB, of {results['chip']['flash_data_mib']} MiB)"],
                            rows),
                           ("FP32 vs INT8 agreement, measured in this run (camlab/deploy/fidelity.py)",
                            ["model", "output cosine (min)", "FP32 / INT8 detections", "detection agreement",
