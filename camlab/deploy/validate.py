@@ -295,11 +295,11 @@ def validate_model(model_or_path, chip: ChipProfile | str, *, flash_bytes: int |
 
 def validate_bundle(bundle_dir: str | Path, chip: ChipProfile | str) -> Report:
     """Load a bundle (schema + sha256), check the manifest against the graph, then run the checklist."""
-    from camlab.contract.manifest import load_bundle
+    from camlab.contract.manifest import device_files, load_bundle
     from camlab.deploy.quantize import load_onnx
 
     b = load_bundle(bundle_dir, verify=True)
-    flash = sum(e["bytes"] for e in b.manifest["files"].values()) + (b.root / "manifest.json").stat().st_size
+    flash = sum((b.root / rel).stat().st_size for rel in device_files(b.manifest))   # what the partition carries
     model_path = b.model_path("int8")
     model = load_onnx(model_path)
     rep = validate_model(model, chip, flash_bytes=flash)

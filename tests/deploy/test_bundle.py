@@ -208,3 +208,12 @@ def test_flash_figures_count_only_what_the_camera_stores(bundle):
     assert flash_use([bundle], {"flash_partition_bytes": 8 << 20})["used_bytes"] == on_device
     with tarfile.open(fileobj=io.BytesIO(bundle_tar(bundle))) as tar:
         assert sorted(tar.getnames()) == ["manifest.json", "model.onnx"]
+
+
+def test_validate_bundle_flash_is_what_the_camera_stores(bundle):
+    """The flash budget of `camlab validate` counts the INT8 model + manifest, not the host-only FP32 reference and
+    calibration set (the release detector read 11.0 MB > 8 MiB there while the partition held 2.35 MB)."""
+    from camlab.deploy.validate import validate_bundle
+
+    on_device = (bundle / "model.onnx").stat().st_size + (bundle / "manifest.json").stat().st_size
+    assert validate_bundle(bundle, "rv1106").cost["flash_bytes"] == on_device
