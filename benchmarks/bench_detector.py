@@ -54,9 +54,9 @@ def _slim(ev: dict) -> dict:
 def teacher_thresholds(teacher, train_samples: list) -> tuple[dict, dict]:
     """The teacher's presence thresholds by the same rule as ours (training split, <= 2 % FP, federated)."""
     from camlab.data.classes import CLASSES
-    from camlab.eval.detection import image_class_scores, pick_thresholds
+    from camlab.eval.detection import calibration_scores, pick_thresholds
 
-    present, best, known = image_class_scores(teacher, train_samples)
+    present, best, known, _ = calibration_scores(teacher, train_samples)
     thr, rep = pick_thresholds(present, best, TARGET_FP * 0.75, floor=0.05, fp_limited=CLASSES, known=known)
     return dict(zip(CLASSES, thr)), rep
 

@@ -25,7 +25,7 @@ MAP_SCORE_THRESHOLD = 0.01     # detections kept for AP (the curve needs the low
 HOG_PRESENCE_THRESHOLD = 0.5   # HOG SVM margin counted as "person present"
 HOG_SCALE = 1.1                # image-pyramid step of detectMultiScale (window 64x128, stride 8)
 METRIC_KEYS = ("ap50", "ap50_95", "presence_recall", "presence_precision", "fp_rate", "n_images", "n_boxes",
-               "n_scored_images", "presence_accuracy")
+               "n_scored_images", "presence_accuracy", "empty_scene_fp_rate", "n_empty_scenes")
 
 Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
@@ -158,6 +158,67 @@ def load_model_any(model: str | Path, variant: str = "int8") -> tuple[Predictor,
     return pred, io_, {"checkpoint": str(path), "mlflow_run_id": meta.get("mlflow_run_id")}
 
 
+EMPTY_SCENE_MIN_AREA = 0.3     # share of the frame an empty-scene crop must cover
+EMPTY_SCENE_MARGIN = 0.02      # clearance around every labelled box (normalized), loose boxes included
+
+
+def empty_scene_box(boxes: np.ndarray, *, margin: float = EMPTY_SCENE_MARGIN,
+                    min_area: float = EMPTY_SCENE_MIN_AREA) -> tuple[float, float, float, float] | None:
+    """The largest full-height or full-width strip of a frame (normalized x0, y0, x1, y1) clear of every box.
+
+    An image whose source labels a class exhaustively shows no object of that class outside its boxes, so the
+    strip is an empty scene of the same camera, lighting and clutter: the false-positive population a camera
+    alert meets most (a frame of the porch with nobody on it). One strip per image holding objects; None when
+    the image has no box (the whole image is already a negative) or no strip covers ``min_area``."""
+    if len(boxes) == 0:
+        return None
+    best: tuple[float, tuple[float, float, float, float]] | None = None
+    for axis in (0, 1):   # 0: vertical strips between boxes' x-extents; 1: horizontal strips between y-extents
+        spans = sorted((max(0.0, float(b[axis]) - margin), min(1.0, float(b[axis + 2]) + margin)) for b in boxes)
+        edge, gaps = 0.0, []
+        for lo, hi in spans:
+            if lo > edge:
+                gaps.append((edge, lo))
+            edge = max(edge, hi)
+        if edge < 1.0:
+            gaps.append((edge, 1.0))
+        for lo, hi in gaps:
+            box = (lo, 0.0, hi, 1.0) if axis == 0 else (0.0, lo, 1.0, hi)
+            if hi - lo >= min_area and (best is None or hi - lo > best[0]):
+                best = (hi - lo, box)
+    return None if best is None else best[1]
+
+
+def crop_rgb(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    x0, y0, x1, y1 = int(round(box[0] * w)), int(round(box[1] * h)), int(round(box[2] * w)), int(round(box[3] * h))
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1])
+
+
+def empty_scene_scores(model: Any, samples: list, *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Highest detection score per class (N, C) on each image's empty-scene strip (:func:`empty_scene_box`), and
+    which classes the strip is known to be empty of (N, C): the classes its source labels."""
+    from camlab.data.render import read_rgb
+    from camlab.train.common import progress
+
+    detect = _detector_fn(model)
+    best, known = [], []
+    for s in progress(samples, desc="empty scenes", enabled=show_progress):
+        box = empty_scene_box(s.boxes)
+        if box is None:
+            continue
+        try:
+            rgb = read_rgb(s.image)
+        except InputFileError:
+            continue
+        det = detect(crop_rgb(rgb, box))
+        best.append([float(det.scores[det.classes == c].max()) if np.any(det.classes == c) else 0.0
+                     for c in range(len(CLASSES))])
+        known.append(list(s.labelled))
+    n = len(CLASSES)
+    return np.asarray(best, np.float32).reshape(-1, n), np.asarray(known, bool).reshape(-1, n)
+
+
 def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per image and class: (ground truth present (N, C) bool, highest detection score (N, C), 0 if none,
@@ -189,6 +250,20 @@ def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
     n = len(CLASSES)
     return (np.asarray(present, bool).reshape(-1, n), np.asarray(best, np.float32).reshape(-1, n),
             np.asarray(known, bool).reshape(-1, n))
+
+
+def calibration_scores(model: Any, samples: list, *, show_progress: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(present, best, known) rows for :func:`pick_thresholds`: every image, then every empty-scene strip
+    (:func:`empty_scene_scores`, no class present, known for the classes its source labels); and the strip count.
+
+    About a hundred person-free images alone put the 2 % point on the second-highest of them (one bottle that looks
+    like a standing figure moved the release threshold from 0.51 to 0.63); the strips add the empty scenes of every
+    source that labels the class, the CCTV frames among them."""
+    present, best, known = image_class_scores(model, samples, show_progress=show_progress)
+    e_best, e_known = empty_scene_scores(model, samples, show_progress=show_progress)
+    return (np.concatenate([present, np.zeros_like(e_known)]), np.concatenate([best, e_best]),
+            np.concatenate([known, e_known]), len(e_best))
 
 
 def _detector_fn(model: Any) -> Callable[[np.ndarray], Any]:
@@ -443,6 +518,15 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
     skipped: list[dict] = []
     kept = []
     pred_present, hog_present, records = [], [], []
+    empty_fire: list[list[bool]] = []       # per empty-scene strip: class fired
+    empty_known: list[list[bool]] = []      # per strip: classes its source labels (known to be absent)
+    empty_hog: list[bool] = []
+
+    def run(rgb: np.ndarray):
+        if detect_direct is not None:
+            return detect_direct(rgb)
+        x, lb = preprocess(rgb, in_spec)
+        return postprocess(predict(x), decode, lb, score_threshold=MAP_SCORE_THRESHOLD)
     hog_desc = None
     if hog:
         import cv2
@@ -465,11 +549,16 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
             gt["annotations"].append({"id": ann_id, "image_id": img_id, "category_id": int(lab) + 1,
                                       "bbox": [float(b[0]), float(b[1]), bw, bh], "area": bw * bh, "iscrowd": 0})
             ann_id += 1
-        if detect_direct is not None:
-            det = detect_direct(rgb)
-        else:
-            x, lb = preprocess(rgb, in_spec)
-            det = postprocess(predict(x), decode, lb, score_threshold=MAP_SCORE_THRESHOLD)
+        det = run(rgb)
+        strip = empty_scene_box(s.boxes)
+        if strip is not None:
+            crop = crop_rgb(rgb, strip)
+            det_e = run(crop)
+            empty_fire.append([bool(np.any((det_e.classes == c) & (det_e.scores >= thr[c])))
+                               for c in range(len(CLASSES))])
+            empty_known.append(list(s.labelled))
+            if hog_desc is not None:
+                empty_hog.append(bool(np.any(hog_detect(crop, hog_desc)[1] >= HOG_PRESENCE_THRESHOLD)))
         for b, sc, c in zip(det.boxes, det.scores, det.classes):
             dets.append({"image_id": img_id, "category_id": int(c) + 1, "score": float(sc),
                          "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
@@ -485,6 +574,8 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
         raise InputFileError(f"evaluation: every image was unreadable ({len(skipped)} skipped, first: "
                              f"{skipped[0]['file'] if skipped else '-'})")
     pred_present_a = np.asarray(pred_present, bool).reshape(-1, len(CLASSES))
+    empty_fire_a = np.asarray(empty_fire, bool).reshape(-1, len(CLASSES))
+    empty_known_a = np.asarray(empty_known, bool).reshape(-1, len(CLASSES))
     out: dict[str, Any] = {"classes": {}, "classes_naive": {}, "anchors": {}}
     curves = {}
     accuracy = {}
@@ -494,8 +585,13 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
         block, curve = _class_metrics(gt, dets, kept, pred_present_a[:, ci], ci, known)
         out["classes"][name] = block
         accuracy[name] = block.pop("_accuracy")
+        n_empty = int(empty_known_a[:, ci].sum())
+        block["empty_scene_fp_rate"] = float(empty_fire_a[empty_known_a[:, ci], ci].mean()) if n_empty else None
+        block["n_empty_scenes"] = n_empty
         naive, _ = _class_metrics(gt, dets, kept, pred_present_a[:, ci], ci, np.ones(len(kept), bool))
         naive.pop("_accuracy")
+        naive["empty_scene_fp_rate"] = float(empty_fire_a[:, ci].mean()) if len(empty_fire_a) else None
+        naive["n_empty_scenes"] = len(empty_fire_a)        # naive: every strip counts, labelled or not
         out["classes_naive"][name] = naive
         if curve:
             curves[name] = curve
@@ -520,6 +616,10 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
         pres = {"presence_accuracy": block.pop("_accuracy")}
         out["anchors"]["hog_person"] = block
         out["anchors"]["hog_person"]["presence_threshold"] = HOG_PRESENCE_THRESHOLD
+        hog_known = empty_known_a[:, 0]
+        block["empty_scene_fp_rate"] = (float(np.asarray(empty_hog, bool)[hog_known].mean())
+                                        if hog_known.any() else None)
+        block["n_empty_scenes"] = int(hog_known.sum())
         accuracy["hog_person"] = pres["presence_accuracy"]
         if curve:
             curves["hog_person"] = curve
@@ -540,7 +640,11 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
                        "federated": "class c scored only on images whose source labels c "
                                     "(datasets/label_sets.yaml); classes_naive scores every image",
                        "map_score_threshold": MAP_SCORE_THRESHOLD,
-                       "presence": "image has >= 1 detection of the class at or above presence_thresholds"}
+                       "presence": "image has >= 1 detection of the class at or above presence_thresholds",
+                       "empty_scene_fp_rate": "share of empty-scene strips (the largest full-height or full-width "
+                                              f"strip, >= {EMPTY_SCENE_MIN_AREA:.0%} of the frame, clear of every "
+                                              "labelled box, of each image holding objects) where the class "
+                                              "fires; strips count for the classes their source labels"}
     if details:
         out["details"] = {"pr_curves": curves,
                           "confusion": {"labels": list(CLASSES) + ["background"],

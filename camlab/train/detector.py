@@ -54,9 +54,10 @@ class OptimConfig:
 @dataclass(frozen=True)
 class CalibrateConfig:
     """Presence operating points, picked after training on the *training* split (validation stays unseen): the
-    classes in ``fp_limited`` get the lowest score whose false-positive rate on the images without that class is
-    <= ``target_fp_rate`` (a person alert must not fire on an empty scene); the others the score of highest
-    presence accuracy (:func:`camlab.eval.detection.pick_thresholds`)."""
+    classes in ``fp_limited`` get the lowest score whose false-positive rate on the images without that class and
+    on the empty-scene strips of every image (:func:`camlab.eval.detection.calibration_scores`; both only where the
+    source labels the class) is <= ``target_fp_rate`` (a person alert must not fire on an empty scene); the others
+    the score of highest presence accuracy (:func:`camlab.eval.detection.pick_thresholds`)."""
     enabled: bool = True
     target_fp_rate: float = 0.015
     fp_limited: tuple[str, ...] = ("person",)
@@ -270,20 +271,21 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
     model_config (atomically); returns the calibration report."""
     import dataclasses
 
-    from camlab.eval.detection import image_class_scores, pick_thresholds
+    from camlab.eval.detection import calibration_scores, pick_thresholds
     from camlab.models.detector import load_checkpoint as load_model
     from camlab.train.checkpoint import load_checkpoint, save_checkpoint
 
     c = cfg.calibrate
     samples = _subset(samples, c.max_images, cfg.seed + 2)
     model, _ = load_model(path)
-    present, best, known = image_class_scores(model, samples, show_progress=show_progress)
+    present, best, known, n_strips = calibration_scores(model, samples, show_progress=show_progress)
     thresholds, report = pick_thresholds(present, best, c.target_fp_rate, floor=c.floor, fp_limited=c.fp_limited,
                                          known=known)
     ck = load_checkpoint(path, expect_kind=KIND)
     mc = dataclasses.replace(model.config, class_score_thresholds=tuple(thresholds)).to_dict()
     meta = dict(ck["meta"])
-    meta["calibration"] = {"split": "train", "n_images": int(len(present)), "target_fp_rate": c.target_fp_rate,
+    meta["calibration"] = {"split": "train", "n_images": int(len(samples)), "n_empty_scene_strips": n_strips,
+                           "target_fp_rate": c.target_fp_rate,
                            "fp_limited": list(c.fp_limited), "classes": report}
     save_checkpoint(path, kind=KIND, model_config=mc, state_dict=ck["state_dict"], meta=meta,
                     optimizer=ck.get("optimizer"), epoch=int(ck["epoch"]), step=int(ck.get("step", 0)))

@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_detection_contract import encode_oracle  # noqa: E402
 
 
-def _oracle(samples, io_, drop_class=None, extra_person=False):
-    """predict fn that knows the ground truth of each preprocessed input (looked up by its bytes)."""
+def _oracle(samples, io_, drop_class=None, extra_person=False, strips_fire=False):
+    """predict fn that knows the ground truth of each preprocessed input (looked up by its bytes); any other input
+    (an empty-scene strip) gets no detection, or a person (``strips_fire``)."""
     from camlab.data.render import read_rgb
 
     table = {}
@@ -32,7 +33,9 @@ def _oracle(samples, io_, drop_class=None, extra_person=False):
         if extra_person and len(s.labels) == 0:
             boxes, labels = np.array([[10, 10, 40, 120]], np.float32), np.array([0])
         table[x.tobytes()] = encode_oracle(boxes, labels, io_)
-    return lambda x: table[x.tobytes()]
+    other = encode_oracle(*((np.array([[10, 10, 40, 120]], np.float32), np.array([0])) if strips_fire
+                            else (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))), io_)
+    return lambda x: table.get(x.tobytes(), other)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,44 @@ def test_missed_class_and_false_alarms_are_counted(folder):
     assert res["classes"]["person"]["fp_rate"] == pytest.approx(n_empty / n_neg_person)
     assert res["classes"]["person"]["presence_precision"] < 1.0
     assert res["classes"]["pet"]["ap50"] == pytest.approx(1.0)
+
+
+def test_empty_scene_strips_count_false_positives(folder):
+    """Every image holding objects contributes its largest object-free strip as an empty scene of the classes its
+    source labels; a detector that fires a person there scores empty_scene_fp_rate 1.0, one that does not 0.0."""
+    from camlab.eval.detection import empty_scene_box
+
+    io_ = manifest_io(DetectorConfig())
+    samples, _ = resolve_data([folder])
+    n_strips = sum(empty_scene_box(s.boxes) is not None for s in samples)
+    assert 0 < n_strips < len(samples)
+    quiet = evaluate(_oracle(samples, io_), [folder], io_spec=io_, hog=False)["classes"]["person"]
+    loud = evaluate(_oracle(samples, io_, strips_fire=True), [folder], io_spec=io_, hog=False)["classes"]["person"]
+    assert quiet["n_empty_scenes"] == loud["n_empty_scenes"] == n_strips
+    assert quiet["empty_scene_fp_rate"] == 0.0 and loud["empty_scene_fp_rate"] == 1.0
+    assert quiet["ap50"] == loud["ap50"]   # the whole-image figures are untouched by the strips
+
+
+def test_empty_scene_box_is_clear_of_every_box():
+    from camlab.eval.detection import empty_scene_box
+
+    assert empty_scene_box(np.zeros((0, 4), np.float32)) is None          # no object: the image is the negative
+    assert empty_scene_box(np.array([[0.0, 0.0, 0.9, 1.0]])) is None      # nothing left that is large enough
+    left = empty_scene_box(np.array([[0.6, 0.2, 0.8, 0.9]]))
+    assert left == pytest.approx((0.0, 0.0, 0.58, 1.0))                   # the widest gap, 0.02 clear of the box
+    between = empty_scene_box(np.array([[0.0, 0.1, 0.1, 0.5], [0.7, 0.1, 1.0, 0.5]]))
+    assert between == pytest.approx((0.12, 0.0, 0.68, 1.0))               # the gap between them (0.56 > 0.48 below)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        xy = np.sort(rng.uniform(0, 1, (3, 2, 2)), axis=1)
+        boxes = np.stack([xy[:, 0, 0], xy[:, 0, 1], xy[:, 1, 0], xy[:, 1, 1]], 1)
+        strip = empty_scene_box(boxes)
+        if strip is not None:
+            sx0, sy0, sx1, sy1 = strip
+            assert (sx1 - sx0) * (sy1 - sy0) >= 0.3 - 1e-9
+            for x0, y0, x1, y1 in boxes:   # no overlap with any box grown by the margin
+                assert sx1 <= x0 - 0.02 + 1e-9 or sx0 >= x1 + 0.02 - 1e-9 or sy1 <= y0 - 0.02 + 1e-9 \
+                    or sy0 >= y1 + 0.02 - 1e-9
 
 
 def test_hog_anchor_and_bad_input(folder, tmp_path):
