@@ -287,7 +287,11 @@ class Mux:
         if f.frag_count == 1:
             msg = f.payload
         else:
-            parts = st.partial.setdefault(f.msg_seq, {})
+            count, parts = st.partial.setdefault(f.msg_seq, (f.frag_count, {}))
+            if count != f.frag_count:                    # fragments of one message must agree on how many there are
+                del st.partial[f.msg_seq]
+                raise PacketError(f"{ch.name} message {f.msg_seq}: fragment says {f.frag_count} fragments, "
+                                  f"an earlier one said {count}")
             parts[f.frag_idx] = f.payload
             if len(st.partial) > 64:
                 st.partial.popitem(last=False)           # forget the oldest incomplete message

@@ -138,6 +138,24 @@ def verify_role(env: dict, role: str, root_signed: dict, now: float) -> dict:
     return env["signed"]
 
 
+def check_root_structure(root: dict) -> None:
+    """A root's ``keys`` (keyid -> {"public": hex}) and ``roles`` (each with a ``keyids`` list and an integer
+    ``threshold`` >= 1, for every role) are what verification indexes: anything else is a MetadataError."""
+    keys, roles = root.get("keys"), root.get("roles")
+    if not isinstance(keys, dict) or not all(isinstance(k, dict) and isinstance(k.get("public"), str)
+                                             for k in keys.values()):
+        raise MetadataError("root metadata field 'keys' must map key ids to {'public': hex}")
+    if not isinstance(roles, dict):
+        raise MetadataError("root metadata field 'roles' must be an object")
+    for role in ROLES:
+        spec = roles.get(role)
+        if not isinstance(spec, dict) or not isinstance(spec.get("keyids"), list) \
+                or not all(isinstance(k, str) for k in spec["keyids"]) \
+                or type(spec.get("threshold")) is not int or spec["threshold"] < 1:
+            raise MetadataError(f"root metadata role {role!r} needs a 'keyids' list of strings and an integer "
+                                f"'threshold' >= 1")
+
+
 def verify_root_rotation(trusted_root: dict, new_env: dict) -> dict:
     """A new root version N+1: signed by a threshold of the trusted root's keys and of its own keys."""
     new = new_env["signed"]
@@ -147,6 +165,7 @@ def verify_root_rotation(trusted_root: dict, new_env: dict) -> dict:
     old_spec = trusted_root["roles"]["root"]
     if count_valid_signatures(new_env, trusted_root["keys"], old_spec["keyids"]) < old_spec["threshold"]:
         raise MetadataError("new root is not signed by a threshold of the trusted root keys")
+    check_root_structure(new)
     new_spec = new["roles"]["root"]
     if count_valid_signatures(new_env, new["keys"], new_spec["keyids"]) < new_spec["threshold"]:
         raise MetadataError("new root is not signed by a threshold of its own root keys")

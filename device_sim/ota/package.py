@@ -148,9 +148,12 @@ def model_package(name: str, version: str, hardware_id: str, bundle_dir: Path) -
 
 def untar_bundle(tar_bytes: bytes) -> dict[str, bytes]:
     out = {}
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r") as tar:
-        for member in tar.getmembers():
-            if not member.isfile() or "/" in member.name or member.name.startswith("."):
-                raise PackageError(f"model bundle holds a disallowed entry {member.name!r}")
-            out[member.name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r") as tar:
+            for member in tar.getmembers():
+                if not member.isfile() or "/" in member.name or member.name.startswith("."):
+                    raise PackageError(f"model bundle holds a disallowed entry {member.name!r}")
+                out[member.name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:  # truncated or corrupt archive
+        raise PackageError(f"model bundle tar is truncated or corrupt: {exc}") from None
     return out

@@ -135,6 +135,8 @@ def probe_mp4(path, *, decode: bool = True) -> dict:
             if not c.streams.video:
                 raise InputFileError(f"{path}: no video stream")
             st = c.streams.video[0]
+            if decode and st.codec_context is None:
+                raise InputFileError(f"{path}: video stream has no decoder (unknown or corrupt codec parameters)")
             meta = dict(c.metadata)
             frames = decoded = 0
             first = end = None

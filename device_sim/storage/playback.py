@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import math
 import re
 import ssl
 from dataclasses import dataclass
@@ -57,7 +58,13 @@ def parse_playlist(text: str) -> tuple[list[PlaylistEntry], bool]:
             key_uri = attrs.get("URI", "").strip('"')
             iv = parse_iv_attr(attrs["IV"]) if "IV" in attrs else None
         elif ln.startswith("#EXTINF:"):
-            dur = float(ln[8:].split(",")[0])
+            try:
+                dur = float(ln[8:].split(",")[0])
+            except ValueError:
+                dur = math.nan
+            if not (math.isfinite(dur) and dur >= 0):
+                raise CamlabError(f"playlist: #EXTINF duration {ln[8:].split(',')[0][:32]!r} is not a finite "
+                                  f"number of seconds >= 0")
         elif ln == "#EXT-X-ENDLIST":
             ended = True
         elif not ln.startswith("#"):
