@@ -56,7 +56,7 @@ def parse_request(buf: bytes) -> dict:
     obj = parse_json_object(buf, "mqtt request", MAX_COMMAND)
     if not isinstance(obj.get("id"), int) or isinstance(obj.get("id"), bool):
         raise PacketError("mqtt request.id: expected an integer")
-    if obj.get("method") not in METHOD_PERMISSION:
+    if not isinstance(obj.get("method"), str) or obj["method"] not in METHOD_PERMISSION:
         raise PacketError(f"mqtt request.method: expected one of {sorted(METHOD_PERMISSION)}")
     if "params" not in obj:
         raise PacketError("mqtt request.params: missing")

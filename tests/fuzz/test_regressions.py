@@ -75,3 +75,13 @@ def test_fragments_disagreeing_on_their_count_are_a_packet_error():
     run(frame(2, 3))
     with pytest.raises(PacketError, match="fragment"):
         run(frame(1, 2))
+
+
+def test_mqtt_request_method_that_is_not_a_string_is_a_packet_error():
+    from device_sim.net.mqtt import parse_request
+    from device_sim.net.packets import PacketError
+    data = _input("p2p", "crash-mqtt-method-not-a-string")
+    with pytest.raises(PacketError, match="method"):
+        parse_request(data[1:])
+    with pytest.raises(PacketError, match="method"):
+        parse_request(b'{"id": 1, "method": {"a": 1}, "params": []}')
