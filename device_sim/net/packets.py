@@ -344,7 +344,7 @@ def parse_signal(body: bytes) -> dict:
     """Rendezvous message: JSON object with a known ``type`` and string/dict fields of bounded size."""
     obj = parse_json_object(body, "signal", MAX_SIGNAL)
     t = obj.get("type")
-    if t not in SIGNAL_TYPES:
+    if not isinstance(t, str) or t not in SIGNAL_TYPES:
         raise PacketError(f"signal.type: expected one of {sorted(SIGNAL_TYPES)}, got {t!r}")
     for key in ("did", "account", "conn_id", "sig", "reason"):
         if key in obj and (not isinstance(obj[key], str) or len(obj[key]) > 256):

@@ -85,3 +85,12 @@ def test_mqtt_request_method_that_is_not_a_string_is_a_packet_error():
         parse_request(data[1:])
     with pytest.raises(PacketError, match="method"):
         parse_request(b'{"id": 1, "method": {"a": 1}, "params": []}')
+
+
+def test_signal_type_that_is_not_a_string_is_a_packet_error():
+    from device_sim.net.packets import PacketError, parse_signal
+    data = _input("p2p", "crash-signal-type-not-a-string")
+    with pytest.raises(PacketError, match="signal.type"):
+        parse_signal(data[1:])
+    with pytest.raises(PacketError, match="signal.type"):
+        parse_signal(b'{"type": ["connect"]}')
