@@ -112,6 +112,9 @@ def parse_envelope(data: bytes, role: str) -> dict:
     if not isinstance(env, dict) or not isinstance(env.get("signed"), dict) \
             or not isinstance(env.get("signatures"), list):
         raise MetadataError(f"{role} metadata lacks 'signed'/'signatures'")
+    if not all(isinstance(e, dict) and isinstance(e.get("keyid"), str) and isinstance(e.get("sig"), str)
+               for e in env["signatures"]):
+        raise MetadataError(f"{role} metadata 'signatures' must be a list of {{keyid, sig}} strings")
     signed = env["signed"]
     if signed.get("_type") != role:
         raise MetadataError(f"{role} metadata has _type {signed.get('_type')!r}")

@@ -57,6 +57,7 @@ MAX_FILE = 64 * 1024 * 1024
 MAX_JSON = 64 * 1024
 OWNER_FILE = ".owner"          # in each event folder: the DID of the device that created it
 TOKEN_RE = re.compile(r"^Bearer ([0-9a-f]{32})$")
+DECIMAL_RE = re.compile(r"[0-9]{1,19}")      # a Content-Length: ASCII decimal digits
 
 
 def enroll_tenant(accounts_db: Path, account: str, device_dir: Path) -> dict:
@@ -260,7 +261,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _read_body(self, limit: int) -> bytes:
         n = self.headers.get("Content-Length")
-        if n is None or not n.isdigit():
+        if n is None or not DECIMAL_RE.fullmatch(n):       # ASCII digits only: "10\u00b9".isdigit() is True
             raise BadRequest(411, "Content-Length header required (a decimal byte count)")
         n = int(n)
         if n > limit:
@@ -306,7 +307,7 @@ class Handler(BaseHTTPRequestHandler):
             fn()
         except BadRequest as exc:
             cl = self.headers.get("Content-Length", "0")
-            unread = not self._body_done and (not cl.isdigit() or int(cl) > 0)
+            unread = not self._body_done and (not DECIMAL_RE.fullmatch(cl) or int(cl) > 0)
             if exc.status in (400, 411, 413) or unread:    # a refused request's body may still be on the wire
                 self.close_connection = True
                 exc.headers = {**exc.headers, "Connection": "close"}

@@ -94,3 +94,23 @@ def test_signal_type_that_is_not_a_string_is_a_packet_error():
         parse_signal(data[1:])
     with pytest.raises(PacketError, match="signal.type"):
         parse_signal(b'{"type": ["connect"]}')
+
+
+def test_signature_entries_that_are_not_objects_are_a_metadata_error():
+    from device_sim.ota.metadata import MetadataError, parse_envelope
+    data = _input("tuf", "crash-signature-not-an-object")
+    with pytest.raises(MetadataError, match="signatures"):
+        parse_envelope(data[1:], "root")
+    for sigs in ([1], [{"keyid": ["x"], "sig": "AA=="}], [{"keyid": "ab", "sig": 5}]):
+        env = {"signed": {"_type": "timestamp", "version": 1, "expires": "2030-01-01T00:00:00Z"}, "signatures": sigs}
+        with pytest.raises(MetadataError, match="signatures"):
+            parse_envelope(json.dumps(env).encode(), "timestamp")
+
+
+def test_cloud_content_length_with_a_unicode_digit_is_a_400():
+    """'10\u00b9' passes str.isdigit() but not int(): the handler must answer 4xx, not raise."""
+    from tests.fuzz.targets import cloud_http
+    one, _ = cloud_http.setup()
+    one(_input("cloud_http", "crash-content-length-superscript-digit"))
+    for cl in ("\u00b2", "\u0663", "1\u00b9"):        # superscript two, Arabic-Indic three
+        one(f"POST /v1/push HTTP/1.1\r\nAuthorization: Bearer @DEV@\r\nContent-Length: {cl}\r\n\r\n{{}}".encode())
