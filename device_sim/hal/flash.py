@@ -8,6 +8,10 @@ a cut while writing one leaves the other valid.
 
 Every write goes through :class:`Flash`; a :class:`PowerCutPlan` makes the Nth write stop after a random prefix and
 raise :class:`PowerCut` — the fault-injection harness uses it to cut power at thousands of points.
+
+Test hook: :attr:`Flash.on_write` (default None: writes are unchanged). When set, every raw write lands its first half,
+fsyncs it, calls ``on_write(WriteInProgress)`` while the file is still open, then writes the rest — so a harness can
+SIGKILL a real process at a known point inside a write (``faults.kill9_trial``) instead of after a guessed delay.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from camlab.io_utils import fsync_dir
 
@@ -51,20 +55,44 @@ class PowerCutPlan:
         return None
 
 
+@dataclass(frozen=True)
+class WriteInProgress:
+    """What :attr:`Flash.on_write` is told mid-write: write number ``index`` (0-based, the numbering PowerCutPlan
+    uses) of ``total`` bytes to ``path`` (``what`` names it); ``landed`` of them are on flash (fsynced) so far and
+    ``path`` is ``size`` bytes long."""
+    index: int
+    what: str
+    path: Path
+    landed: int
+    total: int
+    size: int
+
+
 class Flash:
     """The camera's flash as files under ``root``."""
 
-    def __init__(self, root: Path, cut_plan: PowerCutPlan | None = None):
+    def __init__(self, root: Path, cut_plan: PowerCutPlan | None = None,
+                 on_write: Callable[[WriteInProgress], None] | None = None):
         self.root = Path(root)
         self.cuts = cut_plan or PowerCutPlan()
         self.data = self.root / "data"
+        self.on_write = on_write    # test hook (see the module docstring); None in production
 
     # -- raw writes (the only way anything reaches flash) ---------------------------------------------------------
     def _raw_write(self, path: Path, data: bytes, mode: str, what: str) -> None:
         """Write (or append) ``data`` durably; under a planned cut only a prefix lands and PowerCut is raised."""
         keep = self.cuts.before_write(len(data))
+        body = data if keep is None else data[:keep]
         with open(path, mode) as fh:
-            fh.write(data if keep is None else data[:keep])
+            if self.on_write is not None:   # test hook: stop halfway, durably, and say so
+                half = len(body) // 2
+                fh.write(body[:half])
+                fh.flush()
+                os.fsync(fh.fileno())
+                self.on_write(WriteInProgress(self.cuts.writes - 1, what, path, half, len(data),
+                                              os.fstat(fh.fileno()).st_size))
+                body = body[half:]
+            fh.write(body)
             fh.flush()
             os.fsync(fh.fileno())
         if keep is not None:

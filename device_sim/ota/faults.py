@@ -4,23 +4,23 @@ Invariant (checked after every boot, independently of the boot loader's own logi
 a target signed in the repository's metadata history (never an unsigned or half-written slot), and some slot always
 boots (no brick). After the cut, the device keeps booting and running the updater until it is idle; the final state
 must be the new version committed (healthy firmware) or the old one (unhealthy firmware rolled back).
-Also: real ``kill -9`` of a child process running the updater (:func:`kill9_trial`).
+Also: real ``kill -9`` of a child process running the updater, inside a chosen flash write (:func:`kill9_trial`).
 """
 from __future__ import annotations
 
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from device_sim.hal.flash import PARTS, Flash, PowerCut, PowerCutPlan
+from device_sim.hal.flash import PARTS, Flash, PowerCut, PowerCutPlan, WriteInProgress
 from device_sim.ota import bootloader
 from device_sim.ota.client import DirTransport
 from device_sim.ota.package import delta_package, full_package, sha256
@@ -154,20 +154,79 @@ def run_power_cuts(n: int, seed: int = 1, work: Path | None = None, healthy_upda
     return report
 
 
-def kill9_trial(fleet: Fleet, dev: Path, delay_s: float) -> None:
-    """Run the updater in a child process and SIGKILL it after ``delay_s`` (a real, unannounced power cut)."""
+def kill9_trial(fleet: Fleet, dev: Path, at_write: int, timeout_s: float = 60.0) -> dict | None:
+    """Run one boot + updater step in a child process and SIGKILL it while it is inside flash write ``at_write``.
+
+    A real, unannounced power cut at a known point, not after a guessed delay: the child's :attr:`Flash.on_write`
+    hook lands half of that write (fsynced), reports it as one JSON line on stdout and blocks; the parent checks
+    that the child still holds the file open, kills it with SIGKILL and returns what was in progress:
+    ``index, what, path, landed, total, size`` (from the hook: :class:`~device_sim.hal.flash.WriteInProgress`),
+    ``open_at_kill`` (the child had ``path`` open when killed; None without /proc), ``returncode`` and
+    ``size_after`` (``path``'s size after the kill). None if the step ended without reaching that write.
+    Write numbers are those of :func:`step_writes` on a fresh clone of the same fleet.
+    """
     code = ("import sys; from pathlib import Path; from device_sim.ota import faults; "
-            "faults._child_update(Path(sys.argv[1]), Path(sys.argv[2]))")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(fleet.root), str(dev)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay_s)
-    if proc.poll() is None:
+            "faults._child_update(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(fleet.root), str(dev), str(at_write)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+        if not ready:
+            raise TimeoutError(f"updater child reached no write {at_write} within {timeout_s:.0f} s")
+        line = proc.stdout.readline()
+        if not line:                       # the step finished (or failed) before that write
+            proc.wait()
+            return None
+        info = json.loads(line)
+        path = Path(info["path"])
+        info["open_at_kill"] = _holds_open(proc.pid, path)
         os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+        info["returncode"] = proc.wait()
+        info["size_after"] = path.stat().st_size if path.exists() else None
+        return info
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            pipe.close()
 
 
-def _child_update(fleet_root: Path, dev: Path) -> None:
-    fleet = Fleet(fleet_root, Repository(fleet_root / "repo"), fleet_root / "factory")
-    flash = Flash(dev)
+def _holds_open(pid: int, path: Path) -> bool | None:
+    """Whether process ``pid`` has ``path`` open (Linux /proc); None where that cannot be seen."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        links = [os.readlink(fd) for fd in fds.iterdir()]
+    except OSError:
+        return None
+    return str(path.resolve()) in links
+
+
+def _update_step(fleet: Fleet, flash: Flash) -> None:
     booted = bootloader.boot(flash)
     Updater(flash, DirTransport(fleet.repo.root), HW, booted).step()
+
+
+def step_writes(fleet: Fleet, dev: Path) -> list[WriteInProgress]:
+    """Clone a fresh device to ``dev`` and list the flash writes of one boot + updater step (what
+    :func:`kill9_trial` numbers), as seen mid-write by the :attr:`Flash.on_write` hook."""
+    flash = fleet.clone_device(dev)
+    seen: list[WriteInProgress] = []
+    flash.on_write = seen.append
+    _update_step(fleet, flash)
+    return seen
+
+
+def _child_update(fleet_root: Path, dev: Path, kill_at: int | None = None) -> None:
+    fleet = Fleet(fleet_root, Repository(fleet_root / "repo"), fleet_root / "factory")
+    flash = Flash(dev)
+    if kill_at is not None:
+        def hold(w: WriteInProgress) -> None:
+            if w.index != kill_at:
+                return
+            print(json.dumps({"index": w.index, "what": w.what, "path": str(w.path), "landed": w.landed,
+                              "total": w.total, "size": w.size}), flush=True)
+            sys.stdin.read()               # blocks until the parent's SIGKILL
+            os._exit(3)                    # stdin closed: the parent is gone; never finish the write
+        flash.on_write = hold
+    _update_step(fleet, flash)

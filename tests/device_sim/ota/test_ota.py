@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -10,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.hal.flash import Flash, PowerCut, PowerCutPlan
+from device_sim.hal.flash import PARTS, Flash, PowerCut, PowerCutPlan
 from device_sim.ota import bootloader, faults
 from device_sim.ota.attacks import ATTACKS
 from device_sim.ota.client import DirTransport, HttpsTransport
-from device_sim.ota.package import model_package, parse
+from device_sim.ota.package import model_package, parse, sha256
 from device_sim.ota.updater import ModelStore, Updater
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -88,15 +89,51 @@ def test_env_survives_a_cut_while_it_is_written(tmp_path):
     assert flash.read_env() == before
 
 
-def test_kill9_of_a_real_updater_process_never_bricks(tmp_path):
+def _write_kind(w) -> str:
+    if w.path.name.endswith(".tmp"):
+        return "atomic file"          # temp + fsync + rename
+    if w.path.suffix == ".part":
+        return "download"
+    if w.what.startswith("env"):
+        return "boot env"
+    return "partition"
+
+
+def test_kill9_inside_a_flash_write_never_bricks(tmp_path):
+    """SIGKILL a real updater process while it is inside a flash write (it says so through Flash.on_write and
+    waits), one write of each kind, then power on until idle: the kill tore that write and the device still ends on
+    a good, signed slot."""
     fleet = faults.Fleet.create(tmp_path / "fleet")
-    for i, delay in enumerate((0.05, 0.2, 0.4, 0.7, 1.0)):
+    writes = faults.step_writes(fleet, tmp_path / "dry-run")
+    by_kind: dict[str, list] = {}
+    for w in writes:
+        by_kind.setdefault(_write_kind(w), []).append(w)
+    assert set(by_kind) == {"atomic file", "download", "boot env", "partition"}, [w.what for w in writes]
+    chosen = [by_kind["atomic file"][0], by_kind["download"][0], by_kind["boot env"][0],   # env: slot invalidated
+              by_kind["partition"][0], by_kind["partition"][len(by_kind["partition"]) // 2],
+              by_kind["boot env"][-1]]                                                   # env: trial armed
+    for i, w in enumerate(chosen):
         dev = tmp_path / f"dev{i}"
         fleet.clone_device(dev)
-        faults.kill9_trial(fleet, dev, delay)
+        k = faults.kill9_trial(fleet, dev, w.index)
+        assert k is not None, f"the update step never reached write {w.index} ({w.what})"
+        assert k["index"] == w.index and k["what"] == w.what
+        # the kill landed inside the write: the child had the file open, half of the write was on flash, and the
+        # other half never arrived
+        assert k["returncode"] == -signal.SIGKILL, k
+        assert k["open_at_kill"] is not False, k
+        assert 0 < k["landed"] < k["total"], k
+        assert k["size_after"] == k["size"], k
+        if _write_kind(w) == "atomic file":   # never renamed into place
+            assert Path(k["path"]).exists()
         report = faults.CutReport()
-        assert faults.power_on_until_idle(Flash(dev), fleet, report) == "1.1.0"
+        flash = Flash(dev)
+        assert faults.power_on_until_idle(flash, fleet, report) == "1.1.0", w.what
         assert report.bricks == 0 and report.unsigned_boots == 0
+        env = flash.read_env()
+        booted = bootloader.boot(flash)
+        assert env["trial"] is None and booted.slot == env["active"] and env["slots"][booted.slot]["state"] == "good"
+        assert {p: sha256(flash.read_partition(booted.slot, p)) for p in PARTS} in fleet.signed_images
 
 
 def test_key_rotation_is_followed_and_old_keys_lose_power(tmp_path):
