@@ -11,7 +11,7 @@ from device_sim.media.packets import EncodedPacket
 from device_sim.net import p2p
 from device_sim.net.channels import Mux
 from device_sim.net.endpoint import AccessLog, CommandError, DeviceEndpoint, LiveHub, accept_session, open_session
-from device_sim.net.packets import Channel
+from device_sim.net.packets import Channel, FrameKind, parse_frame
 from device_sim.net.session import DeviceHandshake, HandshakeError
 from device_sim.spec.service import SpecService
 
@@ -202,19 +202,50 @@ def test_congestion_drops_video_not_commands_and_priorities(cloud, tmp_path):
         dev_task = asyncio.create_task(accept_session(b, DeviceHandshake(dev, store), rate_bps=2e6))
         app = await open_session(a, users["alice"], dev.did, store.device_public_key(dev.did), rate_bps=2e6)
         mux: Mux = await dev_task
+        # trace what the camera puts on the link, in order; hold_video stands for "the link is busy with a video
+        # fragment": a video fragment waits at the wire until it is set
+        wire: list[Channel] = []          # channel of every DATA frame the camera sends
+        released = [1 << 30]               # len(wire) when the held video fragment was let go
+        at_reply = {}                      # video bytes queued when the ping reply went out
+        hold_video = asyncio.Event()
+        hold_video.set()
+        emit, send_reliable = mux._emit, mux.send_reliable
+
+        async def traced_emit(frame: bytes) -> None:
+            f = parse_frame(frame)
+            if f.kind is FrameKind.DATA:
+                if f.channel is Channel.VIDEO:
+                    await hold_video.wait()
+                if f.channel is Channel.COMMAND and "video_queued" not in at_reply and len(wire) >= released[0]:
+                    at_reply["video_queued"] = mux._queued_bytes[Channel.VIDEO]
+                wire.append(f.channel)
+            await emit(frame)
+
+        reply_queued = asyncio.Event()
+
+        async def traced_send_reliable(channel: Channel, payload: bytes) -> None:
+            await send_reliable(channel, payload)
+            if channel is Channel.COMMAND:
+                reply_queued.set()
+
+        mux._emit, mux.send_reliable = traced_emit, traced_send_reliable
         ep = DeviceEndpoint(mux, dev.did, store, LiveHub(), AccessLog(tmp_path / "log.jsonl"), spec=SpecService())
         ep_task = asyncio.create_task(ep.run())
         await app.request("live_start")
         # 2 Mbit/s link, 30 fps of 40 kB frames = 9.6 Mbit/s offered: the camera must drop video
         sent = 0
-        t0 = asyncio.get_running_loop().time()
         for i in range(60):
             ep.push_media(EncodedPacket("main", i / 30, bytes([i]) * 40000, keyframe=(i % 15 == 0)))
             sent += 1
             if i == 30:
-                rtt0 = asyncio.get_running_loop().time()
-                await app.request("ping")           # commands overtake queued video
-                ping_s = asyncio.get_running_loop().time() - rtt0
+                # a command arrives while video is queued and a video fragment is on the wire
+                hold_video.clear()
+                reply_queued.clear()
+                ping = asyncio.create_task(app.request("ping"))
+                await reply_queued.wait()
+                released[0] = len(wire)
+                hold_video.set()
+                await ping
             await asyncio.sleep(1 / 30)
         got = []
         while True:
@@ -225,15 +256,19 @@ def test_congestion_drops_video_not_commands_and_priorities(cloud, tmp_path):
         dropped = mux.stats[Channel.VIDEO].dropped
         await app.close()
         ep_task.cancel()
-        return sent, got, dropped, ping_s, asyncio.get_running_loop().time() - t0
+        return sent, got, dropped, wire, released[0], at_reply
 
-    sent, got, dropped, ping_s, elapsed = run(main())
+    sent, got, dropped, wire, released, at_reply = run(main())
     assert got and got[0].keyframe
     assert dropped > 0 and len(got) < sent and len(got) + dropped <= sent
     # every delivered frame either is a keyframe or follows the frame before it (no broken reference chain)
     for prev, cur in zip(got, got[1:]):
         assert cur.keyframe or cur.data[0] == prev.data[0] + 1
-    assert ping_s < 0.1, ping_s            # pre-emption at fragment boundaries
+    # pre-emption at fragment boundaries: once the link is free, the ping reply goes after at most the one video
+    # fragment that was already on its way, ahead of the video queued before the ping (none was queued after it)
+    reply_at = wire.index(Channel.COMMAND, released)
+    assert wire[released:reply_at] in ([], [Channel.VIDEO]), wire[released:reply_at + 1]
+    assert at_reply["video_queued"] > 0, at_reply
 
 
 def test_services_survive_garbage_and_refuse_forgeries(cloud, services, tmp_path):
