@@ -40,6 +40,15 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
+async def _until(cond, what: str, polls: int = 500) -> None:
+    """Wait for an event the test can observe (``cond()`` true); the bound only stops a broken run."""
+    for _ in range(polls):
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
 def test_direct_and_relay_paths_live_view_and_watching_property(cloud, services, tmp_path):
     agent, spec, _, _ = _agent(cloud, services, tmp_path)
 
@@ -48,7 +57,7 @@ def test_direct_and_relay_paths_live_view_and_watching_property(cloud, services,
         await asyncio.wait_for(agent.registered.wait(), 5)
         for force_relay, path in ((False, "direct"), (True, "relay")):
             r = await _connect(cloud, services, "alice", force_relay=force_relay)
-            assert r.path == path and r.connect_ms < 3000
+            assert r.path == path               # connect times are figures for benchmarks/bench_network.py
             s = r.session
             assert (await s.request("ping"))["did"] == cloud[1].did
             assert spec.get("camera-control", "watching") is False
@@ -98,16 +107,17 @@ def test_authorisation_on_every_request(cloud, services, tmp_path):
             with pytest.raises(CommandError, match="not authorised"):
                 await bob.request(op, **args)
         # talk-back audio without an authorised talk session is dropped
+        bob_ep = next(ep for ep in agent.endpoints if ep.account == "bob")
         for i in range(5):
             bob.send_talk(b"voice", i * 0.02)
-        await asyncio.sleep(0.3)
-        assert talk == []
+        await _until(lambda: bob_ep.counters["talk_rejected"] == 5, "bob's 5 talk units reach the camera")
+        assert talk == [] and bob_ep.counters["talk_units"] == 0
         # the owner revokes the share: the very next request is refused, live view stops at the next keyframe
         store.unshare("alice", dev.did, "bob")
         with pytest.raises(CommandError, match="not authorised"):
             await bob.request("spec_get", params=[{"siid": 2, "piid": 7}])
         agent.hub.publish(EncodedPacket("main", 2.0, b"k" * 100, keyframe=True))
-        await asyncio.sleep(0.2)
+        await _until(lambda: not bob_ep.live, "bob's live view stops at the keyframe")
         assert spec.get("camera-control", "watching") is False
         # alice (owner) may talk; her audio reaches the speaker
         alice = (await _connect(cloud, services, "alice")).session
@@ -115,10 +125,7 @@ def test_authorisation_on_every_request(cloud, services, tmp_path):
         assert spec.get("camera-control", "watching") is True
         for i in range(5):
             alice.send_talk(b"hi", i * 0.02)
-        for _ in range(50):
-            if len(talk) == 5:
-                break
-            await asyncio.sleep(0.02)
+        await _until(lambda: len(talk) == 5, "alice's 5 talk units reach the speaker")
         assert [a for a, _ in talk] == ["alice"] * 5
         await alice.request("talk_stop")
         with pytest.raises(CommandError, match="unknown op"):
