@@ -416,6 +416,18 @@ def _fp32_int8_plot(kind: str, metrics: dict) -> bytes | None:
 
 
 # -- 4. device_sim --------------------------------------------------------------------------------------------------
+def _device_report_bounds() -> tuple[tuple[str, str, float, str], ...]:
+    """The budget's device_sim checks as (figure, op, bound, unit) rows for device_sim's report.html."""
+    from camlab.budget import load_budget
+
+    rows = []
+    for c in load_budget().checks:
+        if c.metric.startswith("device_sim.") and (c.max is not None or c.min is not None):
+            op, bound = ("<=", c.max) if c.max is not None else (">=", c.min)
+            rows.append((c.metric.split(".", 1)[1], op, float(bound), c.unit))
+    return tuple(rows)
+
+
 def _scenario_in_this_process(bundles: list[str], scenario: str, chip: str, out_dir: str, data_root: str,
                               duration_s: float | None, main_size: tuple[int, int]) -> dict:
     """Worker of :func:`run_device` (module level so a spawned process can import it)."""
@@ -423,7 +435,7 @@ def _scenario_in_this_process(bundles: list[str], scenario: str, chip: str, out_
 
     from device_sim.camera import CameraSettings, run_scenario
 
-    camera = CameraSettings(main_size=main_size, venc_async=True)
+    camera = CameraSettings(main_size=main_size, venc_async=True, report_bounds=_device_report_bounds())
     report = run_scenario(bundles, scenario, chip, out_dir, data_root=data_root, duration_s=duration_s,
                           settings=camera)
     report["host_process"] = {"pid": os.getpid(), "torch_loaded": "torch" in sys.modules}

@@ -59,6 +59,9 @@ class CameraSettings:
     # main-stream encoder in its own thread, one frame in flight (a SoC's VENC runs beside its ISP). The wall
     # real-time factor then counts the overlap; the per-component CPU split is only exact when False (sequential)
     venc_async: bool = False
+    # (figure, "<=" | ">=", bound, unit) rows shown beside report.html's headline figures (the demo passes its
+    # budget's device_sim checks); empty: the camera's own defaults
+    report_bounds: tuple[tuple[str, str, float, str], ...] = ()
 
     def __post_init__(self):
         for name in ("main_fps", "sub_fps", "ai_fps"):
@@ -587,7 +590,7 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
         "day_night": {"switches": ircut.switches},
         "storage": storage,
         "events": events,
-        "config": {"main_size": list(cs.main_size), "main_fps": cs.main_fps, "sub_size": list(cs.sub_size),
+        "config": {"report_bounds": [list(b) for b in cs.report_bounds], "main_size": list(cs.main_size), "main_fps": cs.main_fps, "sub_size": list(cs.sub_size),
                    "sub_fps": cs.sub_fps, "ai_fps": cs.ai_fps, "clock": cs.clock, "timing": cs.timing, "isp_fast": isp.fast,
                    "main_codec": cs.main_codec, "sub_codec": cs.sub_codec, "venc_async": cs.venc_async},
     }

@@ -63,3 +63,14 @@ def test_report_has_units_and_bounds_and_no_raw_data():
 def test_write_report_files(tmp_path):
     jpath, hpath = write_report(REPORT, {}, tmp_path)
     assert jpath.is_file() and "device_sim budget report: porch" in hpath.read_text()
+
+
+def test_bounds_handed_in_by_the_caller_replace_the_defaults():
+    """device_sim is firmware and imports no workbench budget: the demo hands its bounds in (CameraSettings)."""
+    from device_sim.budgets.report import headline_rows
+
+    rep = {"real_time_factor": 1.5, "config": {"report_bounds": [["real_time_factor", ">=", 2.0, "x"]]}}
+    row = next(r for r in headline_rows(rep) if r[0] == "real-time factor")
+    assert "2" in row[2] and row[3] == "OUTSIDE"
+    row = next(r for r in headline_rows({"real_time_factor": 1.5, "config": {}}) if r[0] == "real-time factor")
+    assert row[3] == "within"   # the camera's own default bound, >= 1.0
