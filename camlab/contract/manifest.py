@@ -120,8 +120,6 @@ def verify_files(bundle_dir: Path, manifest: dict, *, device: bool = False) -> N
     """
     bundle_dir = Path(bundle_dir)
     required = set(device_files(manifest)) - {MANIFEST_NAME} if device else set(manifest["files"])
-    for rel in sorted(required - set(manifest["files"])):
-        raise InputFileError(f"{bundle_dir / MANIFEST_NAME}: 'model_files' names {rel!r}, which 'files' does not list")
     for rel, entry in manifest["files"].items():
         path = bundle_dir / rel
         if rel not in required and not path.exists():

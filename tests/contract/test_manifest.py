@@ -135,3 +135,22 @@ def test_cry_manifest_requires_cry_decode(bundle):
     _write(root, cry)
     with pytest.raises(InputFileError, match="field 'decode'"):
         mf.load_bundle(root)
+
+
+def test_device_copy_needs_the_int8_model_that_model_files_names(tmp_path):
+    """A camera-side copy holds model.onnx + manifest; model_files must name a listed file, which must be there."""
+    model = b"int8"
+    import hashlib
+
+    files = {"model.onnx": {"bytes": len(model), "sha256": hashlib.sha256(model).hexdigest(), "role": "model_int8"},
+             "model_fp32.onnx": {"bytes": 3, "sha256": "0" * 64, "role": "model_fp32"}}
+    m = _detector_manifest(files)
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(InputFileError, match="model.onnx: listed in manifest 'files' but missing"):
+        mf.load_bundle(tmp_path, device=True)
+    (tmp_path / "model.onnx").write_bytes(model)
+    assert mf.load_bundle(tmp_path, device=True).name == "detector"   # the FP32 reference may stay on the host
+    m["model_files"]["int8"] = "other.onnx"
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(InputFileError, match="field 'model_files.int8': 'other.onnx' is not listed in 'files'"):
+        mf.load_bundle(tmp_path, device=True)
