@@ -281,6 +281,98 @@ def _speed_with_wait_policy(policy: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# ------------------------------------------------------------------ real raw frames, no ground truth (issue 15)
+REAL_RAWS = (  # (file under CAMLAB_DATA, read_raw keyword arguments); black/white levels as the demo and tests read them
+    ("raw/DSC_1339_768x512_rggb.raw", dict(width=768, height=512, bits=14, pattern="RGGB", black_level=600,
+                                           white_level=15520, wb_gains=(1.949, 1.0, 1.344))),
+    ("raw/openisp_1920x1080_rggb_10bit.raw", dict(width=1920, height=1080, bits=10, pattern="RGGB")),
+    ("raw/colorchart.dng", {}),
+)
+IMMERKAER_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.709 luma of display RGB in [0, 1], scaled so its mean is 0.5 (exposure-neutral: renders with different
+    brightness are compared at the same mean level)."""
+    y = np.asarray(rgb, np.float32)[..., :3] @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    return y * (0.5 / max(float(y.mean()), 1e-6))
+
+
+def noise_sigma_immerkaer(y: np.ndarray) -> float:
+    """Immerkaer, "Fast Noise Variance Estimation", CVIU 64(2), 1996: sigma = sqrt(pi/2) / (6 (W-2)(H-2)) sum |y * N|
+    with N the difference of two Laplacians (insensitive to edges and smooth ramps)."""
+    import cv2
+    r = cv2.filter2D(np.asarray(y, np.float32), -1, IMMERKAER_KERNEL, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    return float(np.sqrt(np.pi / 2.0) * np.abs(r).sum() / (6.0 * r.shape[0] * r.shape[1]))
+
+
+def tenengrad(y: np.ndarray) -> float:
+    """Mean Sobel gradient magnitude (Tenengrad; Krotkov, IJCV 1(3), 1987): detail and edge contrast, which noise
+    also raises, so it is read beside the noise figure."""
+    import cv2
+    y = np.asarray(y, np.float32)
+    gx, gy = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.sqrt(gx * gx + gy * gy)[1:-1, 1:-1].mean())
+
+
+def _no_reference(rgb: np.ndarray) -> dict:
+    y = luma(rgb)
+    sigma, grad = noise_sigma_immerkaer(y), tenengrad(y)
+    return {"noise_sigma": round(sigma, 5), "tenengrad": round(grad, 4), "tenengrad_per_noise": round(grad / sigma, 2)}
+
+
+def _ours_render(frame) -> np.ndarray:
+    """Our ISP as ``camlab isp run --fast`` renders a user's raw: shipped day tuning, frame size kept."""
+    from camlab.isp.pipeline import Pipeline, load_tuning
+    cfg = load_tuning("sc3336_day")
+    w, h = (frame.width // 2) * 2, (frame.height // 2) * 2
+    cfg = dataclasses.replace(cfg, scale=dataclasses.replace(cfg.scale, main=(w, h), fit="stretch"))
+    return np.asarray(Pipeline(cfg, fast=True).run(frame, rgb=True).rgb, np.float32)
+
+
+def _rawpy_render(dng: Path, fbdd: bool) -> np.ndarray:
+    """LibRaw as a user runs it: AHD, camera WB, sRGB output with its auto-brightness (FBDD Full + one median pass
+    when ``fbdd``)."""
+    import rawpy
+    args = dict(demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD, use_camera_wb=True, output_bps=16, user_flip=0)
+    if fbdd:
+        args.update(fbdd_noise_reduction=rawpy.FBDDNoiseReductionMode.Full, median_filter_passes=1)
+    with rawpy.imread(str(dng)) as raw:
+        return raw.postprocess(**args).astype(np.float32) / 65535.0
+
+
+def real_raw_no_reference(data_root: Path | None = None) -> dict:
+    """Our ISP vs LibRaw on the real raw frames of ``../shared/data/raw`` (no ground truth exists for them): noise
+    sigma and Tenengrad on exposure-normalised luma, same frame, same black/white levels and WB for both."""
+    from camlab import settings
+    from camlab.sensor.raw_io import read_raw, write_dng
+
+    root = Path(data_root) if data_root is not None else settings.data_root()
+    frames: dict = {}
+    with tempfile.TemporaryDirectory(prefix="camlab_bench_isp_nr_") as tmp:
+        for rel, kwargs in REAL_RAWS:
+            path = root / rel
+            if not path.is_file():
+                frames[rel] = {"skipped": f"{path} not found"}
+                continue
+            kwargs = dict(kwargs)
+            wb = kwargs.pop("wb_gains", None)
+            frame = read_raw(path, **kwargs)
+            if wb is not None:
+                frame = dataclasses.replace(frame, wb_gains=wb)
+            dng = path if path.suffix.lower() == ".dng" else write_dng(frame, Path(tmp) / (path.stem + ".dng"))
+            frames[rel] = {"size": [frame.width, frame.height], "bits": frame.bits,
+                           "ours": _no_reference(_ours_render(frame)),
+                           "rawpy_ahd": _no_reference(_rawpy_render(dng, False)),
+                           "rawpy_ahd_fbdd": _no_reference(_rawpy_render(dng, True))}
+    return {"real_raw_no_reference": frames,
+            "real_raw_no_reference_note": (
+                "no ground truth for these frames: noise sigma (Immerkaer 1996) and Tenengrad (mean Sobel magnitude) "
+                "of BT.709 luma scaled to mean 0.5, ours (shipped sc3336_day tuning, fast path, its own AWB/AE) vs "
+                "LibRaw (AHD, camera WB, sRGB, auto-brightness; and with FBDD Full + 1 median pass). Lower noise at "
+                "similar Tenengrad is the better render; tone curves differ, so read them together, not as a score")}
+
+
 def run() -> dict:
     from benchmarks.demosaic_quality import demosaic_quality
 
@@ -298,6 +390,7 @@ def run() -> dict:
     result.update(awb_accuracy())
     dq = demosaic_quality(N_IMAGES)
     result.update(dq)
+    result.update(real_raw_no_reference())
     return result
 
 
