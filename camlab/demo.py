@@ -172,7 +172,8 @@ def _history_plot(history: list[dict], keys: tuple[str, ...], title: str) -> byt
 PLOT_CAPTIONS = {"pr_curves.png": "precision-recall per class (IoU 0.5, from MLflow)",
                  "confusion_matrix.png": "confusion matrix (from MLflow)",
                  "confusion.png": "confusion matrix (from MLflow)", "roc.png": "ROC curve (from MLflow)",
-                 "losses.png": "losses (from MLflow)", "loss.png": "loss (from MLflow)"}
+                 "losses.png": "losses (from MLflow)", "loss.png": "loss (from MLflow)",
+                 "alarm_rate_by_group.png": "cry alarm rate per clip group: which sounds fool the model (from MLflow)"}
 
 
 def mlflow_plots(run_id: str | None, folders: tuple[str, ...] = ("plots", "figures")) -> list[tuple[str, bytes]]:

@@ -160,6 +160,27 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], title: str = "Confusio
     return fig
 
 
+def plot_group_alarm_rates(by_group: dict, title: str = "Alarm rate by group"):
+    """``camlab.eval.audio.group_summary`` output -> horizontal bars: recall for cry groups (green), false-alarm share
+    for no-cry groups (red), each labelled with alarms / clips, so a user sees which sounds fool the model."""
+    import matplotlib.pyplot as plt  # headless default backend is Agg; notebooks keep their inline backend
+
+    names = list(by_group)
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(names) + 1.2), dpi=100)
+    for i, name in enumerate(names):
+        g = by_group[name]
+        ax.barh(i, g["alarm_rate"], color="tab:green" if g["label"] else "tab:red")
+        ax.text(min(g["alarm_rate"], 0.85) + 0.01, i, f"{g['alarms']}/{g['clips']}", va="center", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("share of clips that alarm (cry: recall; no cry: false alarms)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_losses(history: list[dict], keys: Iterable[str], title: str = "training"):
     """Per-epoch history rows -> a line plot of ``keys``."""
     import matplotlib.pyplot as plt  # headless default backend is Agg; notebooks keep their inline backend

@@ -310,8 +310,8 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
     from camlab import tracking
     from camlab.eval.audio import binary_metrics, evaluate, roc_curve
     from camlab.train.checkpoint import save_checkpoint
-    from camlab.train.common import (flatten_params, log_figure, plot_confusion, plot_losses, progress,
-                                     seed_everything, set_threads)
+    from camlab.train.common import (flatten_params, log_figure, plot_confusion, plot_group_alarm_rates, plot_losses,
+                                     progress, seed_everything, set_threads)
 
     b = cfg.train
     if b.distill_weight > 0:
@@ -432,6 +432,9 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
             metrics["val_nocry_hours"] = res["details"]["nocry_hours"]
             metrics["val_false_alarms"] = res["details"]["false_alarms"]
             metrics["val_false_alarms_per_hour_upper95"] = res["details"]["false_alarms_per_hour_upper95"]
+            metrics["val_clip_by_group"] = res["by_group"]
+            log_figure(plot_group_alarm_rates(metrics["val_clip_by_group"], "Validation clips: alarm rate by group"),
+                       "figures/alarm_rate_by_group.png")
             curves["clips"] = (*roc_curve(res["scores"], res["labels"]), res["roc_auc"])
             conf, conf_title = res["confusion"], "validation clips (alarm rule)"
             if "yamnet" in res["anchors"]:

@@ -70,7 +70,10 @@ def test_train_learns_and_logs(synth_root, tmp_path):
     assert run.data.params["train.epochs"] == "4" and "val_window_f1" in run.data.metrics
     assert run.data.metrics["hard_windows_scored"] > 64   # mining ran at the epoch-3 pool refresh
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(res.run_id, "figures")}
-    assert {"figures/roc.png", "figures/confusion.png", "figures/loss.png"} <= arts
+    assert {"figures/roc.png", "figures/confusion.png", "figures/loss.png", "figures/alarm_rate_by_group.png"} <= arts
+    groups = m["val_clip_by_group"]   # per folder: which sounds fool the model (issue 20)
+    assert sum(g["clips"] for g in groups.values()) == m["val_clip_n_cry"] + m["val_clip_n_nocry"]
+    assert all(0 <= g["alarm_rate"] <= 1 and g["label"] in (0, 1) for g in groups.values())
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(res.run_id, "checkpoint")] == ["checkpoint/cry.pt"]
     assert "operating_point.json" in {a.path for a in mlflow.MlflowClient().list_artifacts(res.run_id)}
 
