@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "camlab.commands.detector",
     "camlab.commands.deploy",
     "camlab.commands.demo",
+    "camlab.commands.tune",
 ]
 
 GROUPS = {

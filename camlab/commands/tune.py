@@ -1,0 +1,71 @@
+"""``camlab tune isp``: search the ISP tuning with Optuna (Akiba et al., KDD 2019) against ground truth (PSNR),
+colour accuracy (CIEDE2000) or the release detector, trials in an RDB store shared by worker processes (Tseng et al.,
+SIGGRAPH 2019; Mosleh et al., CVPR 2020). The work is in :mod:`camlab.isp.tune`; this module only parses."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(cli) -> None:
+    p = cli.root.add_parser("tune", help="automatic tuning (Optuna studies)", description="automatic tuning")
+    sub = p.add_subparsers(dest="tune_what", metavar="WHAT")
+    sub.required = True
+    t = sub.add_parser(
+        "isp", help="search the ISP tuning file against an objective",
+        description="Black-box search of the ISP tuning (NR strengths and radii, 3D-DNR blend and motion thresholds, "
+                    "sharpening amount/coring, CCM saturation, tone curve, demosaic method) with Optuna. Trials are "
+                    "kept in an RDB store: run the same command on other machines against one PostgreSQL URL and "
+                    "their workers join the study (--worker-only on all but one). The chosen tuning is written as a "
+                    "new YAML (never over a shipped one) and compared with the base tuning on held-out images.")
+    t.add_argument("--objective", choices=("psnr", "deltaE", "detection"), default=None,
+                   help="psnr: display PSNR vs unprocessed ground truth (default); deltaE: CIEDE2000 on the colour "
+                        "chart DNG; detection: release detector person AP50 on night renders")
+    t.add_argument("--trials", type=int, default=None, help="total trials the study should hold (default 40)")
+    t.add_argument("--storage", default=None, help="RDB URL of the study (default sqlite:///tune.db)")
+    t.add_argument("--study", dest="study_name", default=None, help="study name (default isp-<objective>-iso<ISO>)")
+    t.add_argument("--workers", type=int, default=None, help="local worker processes (default 1)")
+    t.add_argument("--space", default=None, help="search-space YAML (default camlab/isp/tune/default_space.yaml)")
+    t.add_argument("--iso", type=float, default=None, help="sensor ISO of the test frames (default 3200)")
+    t.add_argument("--base", default=None, help="tuning to start from and compare with (default sc3336_day)")
+    t.add_argument("--sampler", choices=("tpe", "cmaes", "nsga2"), default=None, help="Optuna sampler (default tpe)")
+    t.add_argument("--multi-objective", action="store_true", default=None,
+                   help="add the fast path's CPU ms per frame as a second objective (Pareto front)")
+    t.add_argument("--images", dest="n_tune_images", type=int, default=None, help="tuning images (default 12)")
+    t.add_argument("--heldout", dest="n_heldout_images", type=int, default=None,
+                   help="held-out images for the final check (default 24)")
+    t.add_argument("--detection-images", dest="n_detection_images", type=int, default=None,
+                   help="detection objective: validation images searched on (default 12)")
+    t.add_argument("--detector", default=None, help="detector bundle dir or checkpoint (default: newest release)")
+    t.add_argument("--max-side", dest="max_side", type=int, default=None, help="image long side (default 256)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--out", default=None, help="tuned YAML (default camlab/isp/tuning/sc3336_night_tuned.yaml)")
+    t.add_argument("--config", default=None, help="TuneConfig YAML (flags override it)")
+    t.add_argument("--no-mlflow", dest="mlflow", action="store_false", default=None, help="do not log to MLflow")
+    t.add_argument("--worker-only", dest="worker_only", action="store_true", default=None,
+                   help="only run trials (an extra machine); no tuned YAML, held-out check or MLflow")
+    t.add_argument("--json", default=None, help="also write the summary as JSON here")
+    t.set_defaults(func=_tune_isp)
+
+
+FIELDS = ("objective", "trials", "storage", "study_name", "workers", "space", "iso", "base", "sampler",
+          "multi_objective", "n_tune_images", "n_heldout_images", "n_detection_images", "detector", "max_side",
+          "seed", "out", "mlflow", "worker_only")
+
+
+def _tune_isp(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from camlab.io_utils import atomic_write_text
+    from camlab.isp.tune.study import load_tune_config, tune
+
+    cfg = load_tune_config(args.config, **{k: getattr(args, k) for k in FIELDS})
+    result = tune(cfg)
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
+    if not cfg.worker_only:
+        h = result["heldout"]
+        metric = {"psnr": "psnr_db", "deltaE": "delta_e_mean", "detection": "person_ap50"}[cfg.objective]
+        print(f"[tune] {result['tuned_yaml']}: held-out {metric} {h['shipped'].get(metric)} -> "
+              f"{h['tuned'].get(metric)} over {cfg.base}; fast-path CPU x{result['cpu_cost_ratio_tuned_vs_shipped']}")
+    return 0

@@ -1,0 +1,336 @@
+"""What ISP auto-tuning measures: quality against ground truth, colour accuracy, detection, fast-path CPU cost.
+
+- **PSNR/SSIM** (display space, :mod:`camlab.isp.quality`): real images unprocessed into raw Bayer frames at a
+  chosen ISO (Brooks et al., CVPR 2019; :func:`camlab.sensor.unprocess.unprocess`), rendered by the fused fast path
+  with what a calibrated camera knows fixed (as-shot WB and CCM, exposure, the truth's sRGB transfer, no S-curve).
+  Each scene is a short pan (``frames`` frames, ``motion_px`` pixels apart, fresh noise each) so 3D-DNR and its
+  motion thresholds are measured, ghosts included; the last frame is scored against its own truth. SSIM: Wang,
+  Bovik, Sheikh, Simoncelli, IEEE TIP 13(4), 2004 (Gaussian window 11/1.5, on luma).
+- **CIEDE2000** (Sharma, Wu, Dalal, Color Res. Appl. 30(1), 2005; ``colour.delta_E``) of the 24 ColorChecker
+  patches of the real ``raw/colorchart.dng`` against the X-Rite reference (``colour``'s "ColorChecker24 - After
+  November 2014", D50 -> D65 Bradford), after one exposure scale fitted on the six neutral patches' luminance.
+- **Detection**: the release detector's federated person AP50 and presence recall/FP rate at the bundle's own
+  operating point (:func:`camlab.eval.detection.evaluate`; the INT8 bundle of ``make models`` by default) on
+  validation images rendered through the candidate tuning at a night gain.
+- **Cost**: fused fast-path process CPU ms per 1280x720 frame on one numba thread (3D-DNR state kept).
+
+The search around these measurements is Optuna's (Akiba et al., KDD 2019); searching ISP parameters against such
+losses follows Tseng et al., SIGGRAPH 2019 and Mosleh et al., CVPR 2020.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from camlab.errors import InputFileError
+
+# ColorChecker patch centres in colorchart.dng (fractions of the developed frame's width/height), row-major from
+# dark skin to black, read off the developed frame (fronto-parallel chart, lower half of the Passport)
+CHART_X = tuple(x / 944 for x in (388, 447, 506, 564, 623, 683))
+CHART_Y = tuple(y / 591 for y in (318, 370, 422, 475))
+CHART_HALF = 0.011          # half-size of the averaged square, fraction of the frame width
+COST_SIZE = (1280, 720)
+
+
+# ---------------------------------------------------------------------------------------------------- scenes
+@dataclass(frozen=True)
+class Scene:
+    """A short pan over one real image: raw frames (oldest first) and the last frame's truth."""
+
+    name: str
+    frames: tuple
+    truth: Any
+
+
+def resize_even(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """uint8 RGB resized so the long side is at most ``max_side``, both sides even."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    nw, nh = max(16, int(w * s) // 2 * 2), max(16, int(h * s) // 2 * 2)
+    if (nw, nh) == (w, h):
+        return rgb
+    return cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+def make_scene(name: str, rgb: np.ndarray, iso: float, seed: int, frames: int = 3, motion_px: int = 2) -> Scene:
+    """Unprocess ``frames`` crops of ``rgb`` shifted by ``motion_px`` (even) pixels each, with one illuminant,
+    camera matrix and exposure and independent noise, at ``iso``."""
+    from camlab.sensor.unprocess import unprocess
+
+    step = int(motion_px) // 2 * 2
+    h, w = rgb.shape[:2]
+    cw = (w - step * (frames - 1)) // 2 * 2
+    out, truth, first = [], None, None
+    for k in range(frames):
+        crop = np.ascontiguousarray(rgb[:, k * step:k * step + cw])
+        rng = np.random.default_rng([seed, k])
+        if first is None:
+            frame, truth = unprocess(crop, rng, iso=iso, pattern="RGGB", bits=12)
+            first = truth
+        else:
+            frame, truth = unprocess(crop, rng, iso=iso, pattern="RGGB", bits=12, illuminant=first.wb_gains,
+                                     ccm=first.ccm, exposure_gain=first.exposure_gain)
+        out.append(frame)
+    return Scene(name, tuple(out), truth)
+
+
+def quality_scenes(names_images: Sequence[tuple[str, np.ndarray]], iso: float, *, max_side: int, frames: int,
+                   motion_px: int, seed: int) -> list[Scene]:
+    """:func:`make_scene` for each (name, uint8 RGB), seeded per image."""
+    return [make_scene(n, resize_even(img, max_side), iso, seed + 101 * i, frames, motion_px)
+            for i, (n, img) in enumerate(names_images)]
+
+
+def harness_config(cfg, truth, width: int, height: int):
+    """The candidate tuning with what a calibrated camera knows fixed for a ground-truth comparison: as-shot WB and
+    CCM (the candidate's saturation kept), the truth's exposure as digital gain, sRGB transfer without S-curve, no
+    lens shading (unprocessing has none), AE off, output at the frame's size."""
+    from camlab.isp.stages.gain import GainParams
+    from camlab.isp.stages.scale import ScaleParams
+
+    return dataclasses.replace(
+        cfg, mono=False, lsc=dataclasses.replace(cfg.lsc, enabled=False),
+        gain=GainParams(gain=float(truth.exposure_gain)), wb=dataclasses.replace(cfg.wb, mode="as_shot"),
+        ccm=dataclasses.replace(cfg.ccm, enabled=True, matrix=None),
+        tone=dataclasses.replace(cfg.tone, enabled=True, contrast=0.0, exposure_bias=1.0, gamma="srgb"),
+        ae=dataclasses.replace(cfg.ae, enabled=False),
+        scale=ScaleParams(main=(width, height), sub=(width // 2 // 2 * 2, height // 2 // 2 * 2), fit="stretch"))
+
+
+def render_scene(cfg, scene: Scene) -> np.ndarray:
+    """Display RGB (H, W, 3) float32 of the scene's last frame through the fast path with 3D-DNR state."""
+    from camlab.isp.pipeline import Pipeline
+
+    f0 = scene.frames[-1]
+    pipe = Pipeline(harness_config(cfg, scene.truth, f0.width // 2 * 2, f0.height // 2 * 2), fast=True)
+    state = pipe.new_state()
+    res = None
+    for k, fr in enumerate(scene.frames):
+        res = pipe.run(fr, state, rgb=k == len(scene.frames) - 1)
+    return res.rgb
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004) of two display images in [0, 1], on BT.709 luma, Gaussian window 11 / 1.5."""
+    import cv2
+
+    w = np.array([0.2126, 0.7152, 0.0722], np.float64)
+    x, y = np.asarray(a, np.float64) @ w, np.asarray(b, np.float64) @ w
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+
+    def blur(z):
+        return cv2.GaussianBlur(z, (11, 11), 1.5)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(m[5:-5, 5:-5].mean())
+
+
+def quality(cfg, scenes: Sequence[Scene]) -> dict[str, Any]:
+    """Mean display PSNR (dB) and SSIM of ``cfg`` over ``scenes`` (8-pixel border left out), with per-image PSNR."""
+    from camlab.isp.quality import DEFAULT_BORDER, psnr, to_display
+
+    ps, ss = [], []
+    for sc in scenes:
+        out = render_scene(cfg, sc)
+        t = sc.truth
+        ref = to_display(t.camera_rgb, t.wb_gains, t.ccm, t.exposure_gain)[:out.shape[0], :out.shape[1]]
+        ps.append(psnr(out, ref, border=DEFAULT_BORDER))
+        b = DEFAULT_BORDER
+        ss.append(ssim(out[b:-b, b:-b], ref[b:-b, b:-b]))
+    return {"psnr_db": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_db_per_image": [round(v, 3) for v in ps],
+            "n_images": len(scenes)}
+
+
+# ---------------------------------------------------------------------------------------------------- colour chart
+def chart_reference_lab() -> np.ndarray:
+    """(24, 3) CIE L*a*b* (D65) of the X-Rite ColorChecker 24 (after November 2014), Bradford-adapted from D50."""
+    import colour
+
+    cc = colour.CCS_COLOURCHECKERS["ColorChecker24 - After November 2014"]
+    xyz = colour.xyY_to_XYZ(np.array(list(cc.data.values())))
+    d65 = colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"]["D65"]
+    xyz65 = colour.chromatic_adaptation(xyz, colour.xy_to_XYZ(cc.illuminant), colour.xy_to_XYZ(d65),
+                                        method="Von Kries", transform="Bradford")
+    return colour.XYZ_to_Lab(xyz65, d65)
+
+
+def chart_patches(rgb: np.ndarray) -> np.ndarray:
+    """(24, 3) mean display RGB of the chart patches of a developed colorchart.dng frame."""
+    h, w = rgb.shape[:2]
+    r = max(2, int(CHART_HALF * w))
+    out = []
+    for fy in CHART_Y:
+        for fx in CHART_X:
+            cx, cy = int(fx * w), int(fy * h)
+            out.append(rgb[cy - r:cy + r, cx - r:cx + r].reshape(-1, 3).mean(axis=0))
+    return np.asarray(out, np.float64)
+
+
+def chart_delta_e(cfg, frame) -> dict[str, Any]:
+    """Mean and max CIEDE2000 of the candidate tuning on the colour-chart frame (exposure fitted on the neutrals)."""
+    import colour
+
+    from camlab.isp.pipeline import Pipeline
+    from camlab.isp.stages.scale import ScaleParams
+    from camlab.sensor.unprocess import srgb_to_linear
+
+    w, h = frame.width // 2 * 2, frame.height // 2 * 2
+    c = dataclasses.replace(cfg, mono=False, ae=dataclasses.replace(cfg.ae, enabled=False),
+                            scale=ScaleParams(main=(w, h), sub=(w // 4 * 2, h // 4 * 2), fit="stretch"))
+    rgb = Pipeline(c, fast=True).run(frame, rgb=True).rgb
+    lin = srgb_to_linear(chart_patches(rgb).astype(np.float32)).astype(np.float64)
+    d65 = colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"]["D65"]
+    xyz = colour.RGB_to_XYZ(lin, colour.RGB_COLOURSPACES["sRGB"], illuminant=d65, apply_cctf_decoding=False)
+    ref = chart_reference_lab()
+    ref_y = colour.Lab_to_XYZ(ref, d65)[18:, 1]
+    k = float(np.sum(ref_y * xyz[18:, 1]) / max(np.sum(xyz[18:, 1] ** 2), 1e-12))  # least squares on neutrals
+    de = colour.delta_E(colour.XYZ_to_Lab(xyz * k, d65), ref, method="CIE 2000")
+    return {"delta_e_mean": float(np.mean(de)), "delta_e_max": float(np.max(de)), "exposure_scale": k,
+            "n_patches": int(de.size)}
+
+
+def load_chart_frame(path: str | Path | None = None):
+    """The colour-chart DNG (``$CAMLAB_DATA/raw/colorchart.dng`` by default) as a RawFrame."""
+    from camlab import settings
+    from camlab.sensor.raw_io import read_raw
+
+    p = Path(path) if path is not None else settings.data_root() / "raw" / "colorchart.dng"
+    if not p.is_file():
+        raise InputFileError(f"{p}: colour-chart DNG not found (the deltaE objective needs it)")
+    return read_raw(p)
+
+
+# ---------------------------------------------------------------------------------------------------- detection
+@dataclass
+class DetectionSet:
+    """Validation samples (person-labelling sources) as uint8 RGB at ``max_side``, with the detector to score."""
+
+    samples: list
+    images: list
+    predict: Any
+    io_spec: dict
+    iso: float
+    seed: int
+    model: str = ""
+
+
+def release_model() -> Path:
+    """The newest detector bundle of ``make models`` (its INT8 model is what the camera runs; ~10x faster on the CPU
+    than the PyTorch checkpoint it was exported from), else the release checkpoint ``out/detector/full/best.pt``."""
+    from camlab import settings
+    from camlab.train import detector
+
+    root = settings.exports_root() / "detector"
+    bundles = sorted(d for d in root.iterdir() if (d / "manifest.json").is_file()) if root.is_dir() else []
+    if bundles:
+        return bundles[-1]
+    out = Path(detector.load_train_config("detector_full").out_dir)
+    return (out if out.is_absolute() else settings.project_root() / out) / "best.pt"
+
+
+def detection_set(n: int, offset: int, iso: float, *, model: str | Path | None = None, max_side: int = 384,
+                  seed: int = 0) -> DetectionSet:
+    """``n`` validation images of the split manifest whose source labels persons, from position ``offset`` of a
+    deterministic interleave (tuning and held-out sets take disjoint offsets); ``model``: a bundle directory (its
+    INT8 model) or a checkpoint, :func:`release_model` by default."""
+    from camlab import settings
+    from camlab.data.render import read_rgb
+    from camlab.eval.detection import load_model_any, resolve_data
+
+    ckpt = Path(model) if model is not None else release_model()
+    if not ckpt.exists():
+        raise InputFileError(f"{ckpt}: detector bundle/checkpoint not found (run make models, or give --detector)")
+    samples, _ = resolve_data([str(settings.project_root() / "datasets" / "detector_split.json")])
+    persons = sorted((s for s in samples if s.labelled[0]), key=lambda s: str(s.image))
+    with_p = [s for s in persons if s.has(0)]
+    without = [s for s in persons if not s.has(0)]
+    mixed = [s for pair in zip(with_p, without) for s in pair] + with_p[len(without):] + without[len(with_p):]
+    stride = max(1, len(mixed) // max(1, (offset + n) * 2))
+    pick = mixed[::stride][offset:offset + n]
+    if len(pick) < n:
+        raise InputFileError(f"detection objective: only {len(pick)} validation images available, {n} asked")
+    predict, io_, _ = load_model_any(ckpt)
+    return DetectionSet(pick, [resize_even(read_rgb(s.image), max_side) for s in pick], predict, io_, iso, seed,
+                        str(ckpt))
+
+
+def detection(cfg, ds: DetectionSet) -> dict[str, Any]:
+    """Person AP50 (federated), presence recall and FP rate of the release detector on ``ds`` rendered with ``cfg``
+    (colour mode, analog gain from the ISO, 3D-DNR off: stills), read back through NV12 as the AI path sees it."""
+    import cv2
+
+    from camlab.eval.detection import evaluate
+    from camlab.isp.pipeline import Pipeline
+    from camlab.isp.stages.csc import nv12_to_rgb
+    from camlab.isp.stages.scale import ScaleParams
+    from camlab.sensor.noise import gain_from_iso
+    from camlab.sensor.unprocess import unprocess
+
+    gain = gain_from_iso(ds.iso)
+    with tempfile.TemporaryDirectory(prefix="camlab_tune_det_") as tmp:
+        rendered = []
+        for i, (s, img) in enumerate(zip(ds.samples, ds.images)):
+            frame, _ = unprocess(img, np.random.default_rng([ds.seed, i]), gain=gain)
+            h, w = img.shape[:2]
+            c = dataclasses.replace(cfg, mono=False, ae=dataclasses.replace(cfg.ae, enabled=False),
+                                    scale=ScaleParams(main=(w, h), sub=(w, h), fit="stretch"))
+            pipe = Pipeline(c, fast=True)
+            out = nv12_to_rgb(pipe.run(frame).main_nv12, c.csc.matrix, c.csc.range)
+            path = Path(tmp) / f"{i:04d}.png"
+            cv2.imwrite(str(path), np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)[..., ::-1])
+            rendered.append(dataclasses.replace(s, image=path))
+        ev = evaluate(ds.predict, rendered, io_spec=ds.io_spec, hog=False)
+    p = ev["classes"]["person"]
+    return {"person_ap50": float(p["ap50"] or 0.0), "person_recall": p["presence_recall"],
+            "person_fp_rate": p["fp_rate"], "map50": ev["map50"], "n_images": ev["n_images"],
+            "presence_threshold": ev["presence_thresholds"]["person"]}
+
+
+# ---------------------------------------------------------------------------------------------------- cost
+def cost_frame(rgb: np.ndarray, iso: float, seed: int = 11):
+    """A 1280x720 raw frame (a real image resized, unprocessed at ``iso``) to time the fast path on."""
+    import cv2
+
+    from camlab.sensor.unprocess import unprocess
+
+    big = cv2.resize(rgb, COST_SIZE, interpolation=cv2.INTER_CUBIC)
+    frame, _ = unprocess(big, np.random.default_rng(seed), iso=iso, pattern="RGGB", bits=12, exposure_s=1 / 30)
+    return frame
+
+
+def fast_path_cpu_ms(cfg, frame, repeats: int = 5, threads: int = 1) -> float:
+    """Median process CPU ms per frame of the fused fast path on ``threads`` numba threads (3D-DNR state kept,
+    two warm-up frames)."""
+    import numba
+
+    from camlab.isp.pipeline import Pipeline
+    from camlab.isp.stages.scale import ScaleParams
+
+    c = dataclasses.replace(cfg, ae=dataclasses.replace(cfg.ae, enabled=False),
+                            scale=dataclasses.replace(cfg.scale, main=(frame.width, frame.height), fit="stretch")
+                            if isinstance(cfg.scale, ScaleParams) else cfg.scale)
+    pipe = Pipeline(c, fast=True)
+    prev = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        state = pipe.new_state()
+        pipe.run(frame, state)
+        pipe.run(frame, state)
+        ms = []
+        for _ in range(repeats):
+            c0 = time.process_time()
+            pipe.run(frame, state)
+            ms.append((time.process_time() - c0) * 1e3)
+    finally:
+        numba.set_num_threads(prev)
+    return float(np.median(ms))

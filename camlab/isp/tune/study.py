@@ -1,0 +1,471 @@
+"""The ISP tuning study: Optuna samplers over the tuning file, trials in an RDB store shared by worker processes.
+
+Optuna (Akiba, Sano, Yanase, Ohta, Koyama, KDD 2019) does the search and the bookkeeping: TPE (default), CMA-ES
+(Hansen's evolution strategy via the ``cmaes`` package; categorical fields fall back to independent sampling) or
+NSGA-II / multi-objective TPE when the fast path's CPU cost is a second objective. Trials live in an RDB store
+(``sqlite:///tune.db`` by default, a 30 s SQLite lock timeout; ``postgresql://...`` for many machines): every worker
+process opens the same study with ``load_if_exists`` and calls ``study.optimize`` until the study holds ``trials``
+trials (:class:`optuna.study.MaxTrialsCallback`), so workers on other machines join by running the same command.
+Nothing here searches or schedules on its own. The loop of black-box ISP tuning against image-quality and
+downstream losses follows Tseng et al., SIGGRAPH 2019 and Mosleh et al., CVPR 2020.
+
+After the trials: the chosen trial (single objective: the best; multi-objective: the best quality on the Pareto
+front whose cost stays within ``cost_margin`` of the shipped tuning's) is written as a new tuning YAML (never over a
+shipped one) that :func:`camlab.isp.pipeline.load_tuning` loads; shipped and tuned are measured on the tuning images
+and on held-out images the search never saw; MLflow gets the study's best trials.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from camlab.errors import CamlabError, ConfigError
+
+Objective = Literal["psnr", "deltaE", "detection"]
+DEFAULT_OUT = "camlab/isp/tuning/sc3336_night_tuned.yaml"
+MAXIMIZE = {"psnr": True, "deltaE": False, "detection": True}
+METRIC = {"psnr": "psnr_db", "deltaE": "delta_e_mean", "detection": "person_ap50"}
+
+
+class StorageError(CamlabError):
+    """The study's RDB storage URL cannot be opened."""
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """A tuning study (``camlab tune isp``; every field has a CLI flag or comes from ``--config FILE``)."""
+
+    objective: Objective = "psnr"
+    trials: int = 40                     # the study stops when it holds this many trials (all workers together)
+    storage: str = "sqlite:///tune.db"
+    study_name: str | None = None        # default isp-<objective>-iso<iso>
+    workers: int = 1                     # local worker processes
+    iso: float = 3200.0
+    base: str = "sc3336_day"             # tuning the search starts from and is compared with ("shipped")
+    sampler: Literal["tpe", "cmaes", "nsga2"] = "tpe"
+    multi_objective: bool = False        # second objective: fast-path CPU ms per 1280x720 frame (minimised)
+    cost_margin: float = 0.10            # multi-objective pick: cost within +10 % of the shipped tuning's
+    space: str | None = None             # search-space YAML (default camlab/isp/tune/default_space.yaml)
+    n_tune_images: int = 12              # quality images the search sees
+    n_heldout_images: int = 24           # quality images it never sees (the held-out check)
+    max_side: int = 256                  # quality images are resized to this long side
+    frames: int = 3                      # frames per scene (3D-DNR), panned by motion_px
+    motion_px: int = 2
+    n_detection_images: int = 12         # detection objective: validation images the search sees
+    n_detection_heldout: int = 0         # held-out detection images (any objective; 0 = skip unless detection)
+    detector: str | None = None          # bundle dir or checkpoint (default: newest release bundle)
+    seed: int = 0
+    out: str = DEFAULT_OUT
+    mlflow: bool = True
+    mlflow_top_k: int = 5
+    worker_only: bool = False            # run trials only (extra machines); no YAML, held-out check or MLflow
+
+    def __post_init__(self):
+        for name in ("trials", "workers", "n_tune_images", "n_heldout_images", "frames", "n_detection_images"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 100 <= self.iso <= 102400:
+            raise ValueError(f"iso must be in 100..102400, got {self.iso}")
+        if not 32 <= self.max_side <= 4096:
+            raise ValueError(f"max_side must be in 32..4096, got {self.max_side}")
+        if self.motion_px < 0 or self.cost_margin < 0 or self.n_detection_heldout < 0:
+            raise ValueError("motion_px, cost_margin and n_detection_heldout must be >= 0")
+
+    @property
+    def name(self) -> str:
+        return self.study_name or f"isp-{self.objective}-iso{int(self.iso)}"
+
+
+def load_tune_config(source=None, **overrides) -> TuneConfig:
+    """A TuneConfig from a YAML path/mapping/None with CLI ``overrides`` (None values ignored)."""
+    from camlab.config import load_config
+
+    try:
+        return load_config(TuneConfig, source, overrides={k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise ConfigError(f"tune config: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------------- storage
+def open_storage(url: str):
+    """An Optuna RDBStorage for ``url`` (SQLite: 30 s lock timeout); StorageError in one line when unreachable."""
+    import optuna
+
+    if "://" not in url:
+        raise StorageError(f"storage {url!r}: expected an RDB URL such as sqlite:///tune.db or "
+                           "postgresql://user:pass@host/db")
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if str(path) not in ("", ":memory:") and not path.parent.resolve().is_dir():
+            raise StorageError(f"storage {url}: folder {path.parent} does not exist")
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}}
+    else:
+        kwargs = {"pool_pre_ping": True}
+        if url.startswith(("postgresql", "mysql")):
+            kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=False)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind become one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"storage {url}: cannot open it ({type(exc).__name__}: {first})") from None
+
+
+def make_sampler(cfg: TuneConfig, rank: int = 0):
+    """The Optuna sampler of ``cfg`` (seeded per worker rank, so parallel workers do not repeat each other)."""
+    import optuna
+
+    seed = cfg.seed + 1000 * rank
+    if cfg.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if cfg.sampler == "cmaes":
+        if cfg.multi_objective:
+            raise ConfigError("--sampler cmaes is single-objective; use tpe or nsga2 with --multi-objective")
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
+
+
+def directions(cfg: TuneConfig) -> list[str]:
+    d = ["maximize" if MAXIMIZE[cfg.objective] else "minimize"]
+    return d + ["minimize"] if cfg.multi_objective else d
+
+
+def create_study(cfg: TuneConfig, storage, rank: int = 0):
+    """Create (or join) the study named ``cfg.name`` in ``storage``; a study of another kind is refused."""
+    import optuna
+
+    study = optuna.create_study(storage=storage, study_name=cfg.name, directions=directions(cfg),
+                                sampler=make_sampler(cfg, rank), load_if_exists=True)
+    if [d.name.lower() for d in study.directions] != directions(cfg):
+        raise ConfigError(f"study {cfg.name} exists with directions "
+                          f"{[d.name.lower() for d in study.directions]}; give another --study name")
+    return study
+
+
+# ---------------------------------------------------------------------------------------------------- measurement
+class Evaluator:
+    """The data one measurement needs (built once per worker process) and the measurement itself."""
+
+    def __init__(self, cfg: TuneConfig, *, heldout: bool = False, with_cost: bool = False,
+                 with_detection: bool | None = None, with_chart: bool | None = None):
+        from camlab.isp.quality import load_quality_images
+        from camlab.isp.tune import objectives as ob
+
+        self.cfg = cfg
+        self.heldout = heldout
+        self.scenes = []
+        need_quality = cfg.objective == "psnr" or heldout
+        self.n_images = cfg.n_heldout_images if heldout else cfg.n_tune_images
+        if need_quality:
+            imgs = load_quality_images(cfg.n_tune_images + cfg.n_heldout_images)
+            part = imgs[cfg.n_tune_images:] if heldout else imgs[:cfg.n_tune_images]
+            self.scenes = ob.quality_scenes(part, cfg.iso, max_side=cfg.max_side, frames=cfg.frames,
+                                            motion_px=cfg.motion_px, seed=cfg.seed + (50_000 if heldout else 0))
+        chart = with_chart if with_chart is not None else (cfg.objective == "deltaE" or heldout)
+        self.chart = ob.load_chart_frame() if chart else None
+        det = with_detection if with_detection is not None else (
+            cfg.objective == "detection" and not heldout or heldout and (cfg.n_detection_heldout > 0
+                                                                          or cfg.objective == "detection"))
+        self.detection = None
+        if det:
+            n = (cfg.n_detection_heldout or cfg.n_detection_images) if heldout else cfg.n_detection_images
+            self.detection = ob.detection_set(n, cfg.n_detection_images if heldout else 0, cfg.iso,
+                                              model=cfg.detector, seed=cfg.seed + (7 if heldout else 0))
+        self.cost_frame = None
+        if with_cost:
+            img = load_quality_images(1)[0][1]
+            self.cost_frame = ob.cost_frame(img, cfg.iso)
+
+    def measure(self, tuning) -> dict[str, Any]:
+        """Every measurement this evaluator holds data for, on ``tuning`` (a PipelineConfig)."""
+        from camlab.isp.tune import objectives as ob
+
+        out: dict[str, Any] = {}
+        if self.scenes:
+            out.update(ob.quality(tuning, self.scenes))
+        if self.chart is not None:
+            out.update(ob.chart_delta_e(tuning, self.chart))
+        if self.detection is not None:
+            out.update(ob.detection(tuning, self.detection))
+        return out
+
+    def cost_ms(self, tuning, repeats: int = 5) -> float:
+        from camlab.isp.tune import objectives as ob
+
+        return ob.fast_path_cpu_ms(tuning, self.cost_frame, repeats=repeats)
+
+
+def base_tuning(cfg: TuneConfig):
+    from camlab.isp.pipeline import load_tuning
+
+    return load_tuning(cfg.base)
+
+
+# ---------------------------------------------------------------------------------------------------- workers
+def _objective(cfg: TuneConfig, space, base, ev: Evaluator):
+    import optuna
+
+    from camlab.isp.tune.space import apply, suggest
+
+    key = METRIC[cfg.objective]
+
+    def objective(trial):
+        params = suggest(trial, space)
+        try:
+            cand = apply(base, params)
+        except (ValueError, CamlabError) as exc:  # a joint constraint (e.g. motion_lo >= motion_hi)
+            raise optuna.TrialPruned(f"invalid combination: {exc}") from None
+        t0 = time.perf_counter()
+        m = ev.measure(cand)
+        trial.set_user_attr("eval_s", round(time.perf_counter() - t0, 3))
+        for k, v in m.items():
+            if isinstance(v, (int, float)) and v is not None and math.isfinite(float(v)):
+                trial.set_user_attr(k, float(v))
+        if cfg.multi_objective:
+            cost = ev.cost_ms(cand)
+            trial.set_user_attr("cpu_ms", cost)
+            return float(m[key]), cost
+        return float(m[key])
+
+    return objective
+
+
+def run_worker(cfg: TuneConfig, rank: int = 0, numba_threads: int | None = None) -> int:
+    """One worker: join the study and optimise until it holds ``cfg.trials`` trials. Returns trials run here."""
+    import optuna
+
+    from camlab.isp.tune.space import load_space
+
+    if numba_threads:
+        import numba
+
+        numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = base_tuning(cfg)
+    space = load_space(cfg.space, cfg.objective, base)
+    study = create_study(cfg, open_storage(cfg.storage), rank)
+    ev = Evaluator(cfg, with_cost=cfg.multi_objective)
+    before = len(study.trials)
+    if before >= cfg.trials:
+        return 0
+    stop = optuna.study.MaxTrialsCallback(cfg.trials, states=None)
+    study.optimize(_objective(cfg, space, base, ev), n_trials=cfg.trials, callbacks=[stop], gc_after_trial=False)
+    return len(study.trials) - before
+
+
+def _worker_main(cfg_dict: dict, rank: int, numba_threads: int | None) -> None:
+    run_worker(TuneConfig(**cfg_dict), rank, numba_threads)
+
+
+def run_workers(cfg: TuneConfig) -> float:
+    """Run ``cfg.workers`` worker processes (spawned; one numba thread each when more than one) on the study and
+    wait; returns the wall time in seconds. A worker that fails makes this raise."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    threads = 1 if cfg.workers > 1 else None
+    t0 = time.perf_counter()
+    procs = [ctx.Process(target=_worker_main, args=(dataclasses.asdict(cfg), r, threads), name=f"tune-worker-{r}")
+             for r in range(cfg.workers)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    wall = time.perf_counter() - t0
+    bad = [p.name for p in procs if p.exitcode != 0]
+    if bad:
+        raise CamlabError(f"tune: worker process(es) {', '.join(bad)} failed (exit codes "
+                          f"{[p.exitcode for p in procs]})")
+    return wall
+
+
+# ---------------------------------------------------------------------------------------------------- results
+def choose_trial(study, cfg: TuneConfig, shipped_cost: float | None = None):
+    """Single objective: the best trial. Multi-objective: the best-quality Pareto trial whose CPU cost is within
+    ``cost_margin`` of ``shipped_cost`` (the cheapest Pareto trial when none is)."""
+    import optuna
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise CamlabError(f"study {cfg.name}: no completed trial")
+    if not cfg.multi_objective:
+        return study.best_trial
+    sign = 1.0 if MAXIMIZE[cfg.objective] else -1.0
+    front = study.best_trials
+    ok = [t for t in front if shipped_cost is None or t.values[1] <= shipped_cost * (1 + cfg.cost_margin)]
+    if ok:
+        return max(ok, key=lambda t: sign * t.values[0])
+    return min(front, key=lambda t: t.values[1])
+
+
+def shipped_paths() -> set[Path]:
+    from camlab.isp.pipeline import TUNING_DIR
+
+    return {p.resolve() for p in TUNING_DIR.glob("*.yaml") if not p.stem.endswith("_tuned")}
+
+
+def out_path(cfg: TuneConfig) -> Path:
+    """The tuned YAML's path (relative paths resolve against the project); a shipped tuning is refused."""
+    from camlab import settings
+
+    p = Path(cfg.out)
+    p = p if p.is_absolute() else settings.project_root() / p
+    if p.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"--out {cfg.out}: the tuned file must end in .yaml")
+    if p.resolve() in shipped_paths():
+        raise ConfigError(f"--out {cfg.out}: refusing to overwrite a shipped tuning; write a new file "
+                          f"(e.g. {DEFAULT_OUT})")
+    if not p.parent.is_dir():
+        raise ConfigError(f"--out {cfg.out}: folder {p.parent} does not exist")
+    return p
+
+
+def write_tuned(tuning, path: Path, header: list[str]) -> Path:
+    """Write ``tuning`` (a PipelineConfig) as YAML with a comment header, atomically; checks it loads back."""
+    import yaml
+
+    from camlab.config import to_dict
+    from camlab.io_utils import atomic_write_text
+    from camlab.isp.pipeline import load_tuning
+
+    text = "".join(f"# {h}\n" for h in header) + yaml.safe_dump(to_dict(tuning), sort_keys=False)
+    atomic_write_text(path, text)
+    if load_tuning(path) != tuning:
+        raise CamlabError(f"{path}: the written tuning does not load back to the same config")
+    return path
+
+
+def _round(d: dict) -> dict:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def compare(cfg: TuneConfig, shipped, tuned, *, cost_repeats: int = 5, cost_rounds: int = 3) -> dict[str, Any]:
+    """Shipped vs tuned on the tuning images and on the held-out images, and the fast path's CPU cost ratio
+    (alternating shipped/tuned ``cost_rounds`` times in this process)."""
+    tune_ev = Evaluator(cfg, with_chart=False, with_detection=cfg.objective == "detection")
+    held_ev = Evaluator(cfg, heldout=True, with_cost=True)
+    out: dict[str, Any] = {}
+    for label, ev in (("tune_set", tune_ev), ("heldout", held_ev)):
+        s, t = ev.measure(shipped), ev.measure(tuned)
+        block = {"shipped": _round({k: v for k, v in s.items() if not isinstance(v, list)}),
+                 "tuned": _round({k: v for k, v in t.items() if not isinstance(v, list)})}
+        for k in ("psnr_db", "ssim", "delta_e_mean", "person_ap50", "person_recall"):
+            if k in s and k in t and s[k] is not None and t[k] is not None:
+                block[f"{k}_gain"] = round(float(t[k]) - float(s[k]), 4)
+        if "psnr_db_per_image" in s:
+            gains = np.asarray(t["psnr_db_per_image"]) - np.asarray(s["psnr_db_per_image"])
+            block["psnr_db_gain_per_image_min"] = round(float(gains.min()), 3)
+            block["images_improved"] = int(np.sum(gains > 0))
+        out[label] = block
+    cs, ct = [], []
+    for _ in range(cost_rounds):
+        cs.append(held_ev.cost_ms(shipped, cost_repeats))
+        ct.append(held_ev.cost_ms(tuned, cost_repeats))
+    out["cpu_ms_1280x720_shipped"] = round(float(np.median(cs)), 3)
+    out["cpu_ms_1280x720_tuned"] = round(float(np.median(ct)), 3)
+    out["cpu_cost_ratio_tuned_vs_shipped"] = round(float(np.median(ct) / np.median(cs)), 4)
+    return out
+
+
+def log_mlflow(cfg: TuneConfig, study, chosen, summary: dict, tuned_path: Path) -> str | None:
+    """One MLflow run for the study (config, held-out figures, tuned YAML) with nested runs for its best trials."""
+    import optuna
+
+    from camlab import tracking
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    sign = -1.0 if MAXIMIZE[cfg.objective] else 1.0
+    best = sorted(done, key=lambda t: sign * t.values[0])[:cfg.mlflow_top_k]
+    import mlflow
+
+    with tracking.run("isp_tune", run_name=cfg.name, tags={"objective": cfg.objective, "study": cfg.name}) as run:
+        mlflow.log_params({k: v for k, v in dataclasses.asdict(cfg).items() if v is not None})
+        flat = {}
+        for part in ("tune_set", "heldout"):
+            for k, v in summary.get(part, {}).items():
+                if isinstance(v, (int, float)):
+                    flat[f"{part}.{k}"] = v
+                elif isinstance(v, dict):
+                    flat.update({f"{part}.{k}.{kk}": vv for kk, vv in v.items() if isinstance(vv, (int, float))
+                                 and vv is not None})
+        flat["cpu_cost_ratio"] = summary.get("cpu_cost_ratio_tuned_vs_shipped", float("nan"))
+        flat["n_trials"] = len(study.trials)
+        mlflow.log_metrics(flat)
+        mlflow.log_artifact(str(tuned_path))
+        for rank, t in enumerate(best):
+            with tracking.run("isp_tune", run_name=f"{cfg.name}-trial{t.number}", nested=True,
+                              tags={"trial": t.number, "rank": rank, "chosen": t.number == chosen.number}):
+                mlflow.log_params(t.params)
+                mlflow.log_metrics({f"value{i}": v for i, v in enumerate(t.values)} |
+                                   {k: v for k, v in t.user_attrs.items() if isinstance(v, (int, float))})
+        return run.info.run_id
+
+
+def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
+    """Run the study (``cfg.workers`` processes) and, unless ``worker_only``, write the tuned YAML, compare it with
+    the shipped tuning on tuning and held-out images and log to MLflow. Every input is checked before a trial runs."""
+    import optuna
+
+    from camlab.isp.tune.space import load_space, space_table
+
+    base = base_tuning(cfg)
+    space = load_space(cfg.space, cfg.objective, base)          # unknown names / out-of-domain ranges
+    storage = open_storage(cfg.storage)                         # unreachable storage
+    path = None if cfg.worker_only else out_path(cfg)           # never over a shipped tuning
+    make_sampler(cfg)
+    study = create_study(cfg, storage)
+    log(f"[tune] study {cfg.name} in {cfg.storage}: {len(study.trials)} trials so far, target {cfg.trials}, "
+        f"{cfg.workers} worker process(es), {len(space)} parameters, objective {cfg.objective} at ISO {cfg.iso:g}")
+    wall = run_workers(cfg)
+    study = optuna.load_study(study_name=cfg.name, storage=storage)
+    states = [t.state for t in study.trials]
+    result: dict[str, Any] = {
+        "study": cfg.name, "storage": cfg.storage, "objective": cfg.objective, "iso": cfg.iso, "base": cfg.base,
+        "sampler": cfg.sampler, "multi_objective": cfg.multi_objective, "workers": cfg.workers,
+        "wall_s": round(wall, 2), "n_trials": len(study.trials),
+        "n_complete": sum(s == optuna.trial.TrialState.COMPLETE for s in states),
+        "n_pruned": sum(s == optuna.trial.TrialState.PRUNED for s in states),
+        "space": space_table(space)}
+    log(f"[tune] {result['n_complete']} complete / {result['n_trials']} trials in {wall:.1f} s")
+    if cfg.worker_only:
+        return result
+    shipped_cost = None
+    if cfg.multi_objective:
+        shipped_cost = Evaluator(cfg, with_cost=True, with_chart=False, with_detection=False).cost_ms(base)
+        result["shipped_cpu_ms_in_study"] = round(shipped_cost, 3)
+    chosen = choose_trial(study, cfg, shipped_cost)
+    from camlab.isp.tune.space import apply
+
+    name = Path(path).stem
+    tuned = dataclasses.replace(apply(base, chosen.params), name=name)
+    result["chosen_trial"] = {"number": chosen.number, "values": [round(v, 4) for v in chosen.values],
+                              "params": {k: (round(v, 4) if isinstance(v, float) else v)
+                                         for k, v in chosen.params.items()}}
+    result.update(compare(cfg, dataclasses.replace(base), tuned))
+    metric = METRIC[cfg.objective]
+    header = [f"{name}: ISP tuning searched by `camlab tune isp` (camlab.isp.tune, Optuna {optuna.__version__})",
+              f"from {cfg.base}, objective {cfg.objective} at ISO {cfg.iso:g}, study {cfg.name}, trial {chosen.number}",
+              f"held-out {metric}: shipped {result['heldout']['shipped'].get(metric)} -> tuned "
+              f"{result['heldout']['tuned'].get(metric)}; fast-path CPU ratio "
+              f"{result['cpu_cost_ratio_tuned_vs_shipped']}",
+              "Every key is a field of camlab.isp.pipeline.PipelineConfig (loads with load_tuning)."]
+    write_tuned(tuned, path, header)
+    result["tuned_yaml"] = str(path)
+    if cfg.mlflow:
+        result["mlflow_run_id"] = log_mlflow(cfg, study, chosen, result, path)
+    return result
+
+
+__all__ = ["TuneConfig", "StorageError", "load_tune_config", "open_storage", "make_sampler", "create_study",
+           "Evaluator", "run_worker", "run_workers", "choose_trial", "out_path", "write_tuned", "compare",
+           "log_mlflow", "tune"]
