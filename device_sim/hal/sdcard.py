@@ -14,6 +14,12 @@ raises ``ENOENT``); ``READ_ONLY`` (the write-protect switch: reads work, writes 
 superblock ``.sdcard`` no longer parses or its checksum fails: every access raises ``EIO`` until :meth:`format`);
 ``UNFORMATTED`` (a card with no superblock). :meth:`probe` re-derives the state from what is on the "card", as card
 detection and mount would, so a corruption made behind the HAL's back is found.
+
+Every change a writer makes on the card (``open_write``, ``replace``, ``unlink``, ``makedirs``, ``rmdir``,
+``fsync_dir``, :meth:`CardFile.fsync`) goes through ``card.fs``: the plain OS by default, or
+:class:`device_sim.storage.powerloss.PowerLossLayer`, which keeps the durable image beside the files and at a power
+cut drops or tears what was not synced (strict POSIX: a directory entry is durable once its folder is fsynced).
+``makedirs`` fsyncs the parent of every folder it creates, so a new hour folder survives a cut.
 """
 from __future__ import annotations
 
@@ -53,11 +59,43 @@ def _superblock_bytes(label: str, capacity: int, cluster: int) -> bytes:
     return json.dumps({"fs": body, "sha256": hashlib.sha256(raw.encode()).hexdigest()}).encode()
 
 
+class OsLayer:
+    """The plain OS: what a card without fault injection does."""
+
+    dead = False
+
+    def open_new(self, path: Path):
+        return open(path, "w+b")
+
+    def fsync_file(self, fh) -> None:
+        fh.flush()
+        os.fsync(fh.fileno())
+
+    def replace(self, src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+
+    def unlink(self, path: Path) -> None:
+        os.unlink(path)
+
+    def mkdir(self, path: Path) -> None:
+        os.mkdir(path)
+
+    def rmdir(self, path: Path) -> None:
+        os.rmdir(path)
+
+    def fsync_dir(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class SdCard:
     """A size-limited card under ``base`` (created and formatted on first use when ``format_if_blank``)."""
 
     def __init__(self, base: Path, capacity_bytes: int, *, cluster_bytes: int = 32 * 1024,
-                 label: str = "CAMLAB", format_if_blank: bool = True):
+                 label: str = "CAMLAB", format_if_blank: bool = True, fs=None):
         if capacity_bytes <= 0:
             raise CamlabError(f"sdcard: capacity_bytes must be > 0, got {capacity_bytes}")
         if cluster_bytes <= 0 or cluster_bytes & (cluster_bytes - 1):
@@ -66,6 +104,7 @@ class SdCard:
         self.capacity_bytes = int(capacity_bytes)
         self.cluster_bytes = int(cluster_bytes)
         self.label = label
+        self.fs = fs if fs is not None else OsLayer()
         self._lock = threading.RLock()
         self._write_protect = False
         self._state = CardState.UNFORMATTED
@@ -221,9 +260,39 @@ class SdCard:
         """A new file on the card whose growth is charged against the capacity."""
         root = self.require(write=True)
         p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
+        self.makedirs(p.parent.relative_to(root))
         self.used_bytes()
         return CardFile(self, p)
+
+    def makedirs(self, rel: str | Path) -> Path:
+        """Create the folder ``rel`` and its missing parents, each made durable (its parent fsynced)."""
+        root = self.require(write=True)
+        target = root / rel
+        missing = []
+        d = target
+        while d != root and not d.is_dir():
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            try:
+                self.fs.mkdir(d)
+            except FileExistsError:
+                continue
+            self.fs.fsync_dir(d.parent)
+        return target
+
+    def replace(self, src_rel: str | Path, dst_rel: str | Path) -> None:
+        """rename(2) on the card (durable once :meth:`fsync_dir` of the folder returns)."""
+        root = self.require(write=True)
+        self.fs.replace(root / src_rel, root / dst_rel)
+
+    def fsync_dir(self, rel: str | Path = ".") -> None:
+        root = self.require(write=True)
+        self.fs.fsync_dir(root / rel)
+
+    def rmdir(self, rel: str | Path) -> None:
+        root = self.require(write=True)
+        self.fs.rmdir(root / rel)
 
     def _charge(self, old_size: int, new_size: int, name: str) -> None:
         """Charge a file's growth against the capacity (shared by every open writer)."""
@@ -241,14 +310,22 @@ class SdCard:
         p = root / rel
         freed = 0
         if p.is_dir():
-            for f in p.rglob("*"):
-                if f.is_file():
-                    freed += self.clusters(f.stat().st_size)
-            shutil.rmtree(p)
+            for dirpath, dirnames, filenames in os.walk(p, topdown=False):
+                for f in filenames:
+                    fp = Path(dirpath) / f
+                    freed += self.clusters(fp.lstat().st_size)
+                    self.fs.unlink(fp)
+                for d in dirnames:
+                    if (Path(dirpath) / d).is_symlink():
+                        self.fs.unlink(Path(dirpath) / d)
+                    else:
+                        self.fs.rmdir(Path(dirpath) / d)
+                        freed += self.cluster_bytes
+            self.fs.rmdir(p)
             freed += self.cluster_bytes
-        elif p.exists():
-            freed = self.clusters(p.stat().st_size)
-            p.unlink()
+        elif p.exists() or p.is_symlink():
+            freed = self.clusters(p.lstat().st_size)
+            self.fs.unlink(p)
         with self._lock:
             self._used_scan = max(0, self._used_scan - freed)
         return freed
@@ -260,7 +337,7 @@ class CardFile:
     def __init__(self, card: SdCard, path: Path):
         self.card = card
         self.name = str(path)
-        self._fh = open(path, "w+b")
+        self._fh = card.fs.open_new(path)
         self._size = 0
 
     def _check(self) -> None:
@@ -292,8 +369,7 @@ class CardFile:
 
     def fsync(self) -> None:
         self._check()
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self.card.fs.fsync_file(self._fh)
 
     def seekable(self) -> bool:
         return True

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from camlab.errors import InputFileError
-from device_sim.hal.sdcard import SdCard
+from device_sim.hal.sdcard import OsLayer, SdCard
 from device_sim.storage.index import Index
 from device_sim.storage.mux import probe_mp4
 from device_sim.storage.reconcile import reconcile, recording_files
-from device_sim.storage.recorder import Recorder
+from device_sim.storage.recorder import Recorder, partial_name
 from device_sim.storage.retention import Retention
 from device_sim.storage.synth import SyntheticSource
 
@@ -175,4 +175,242 @@ def run_power_cuts(base: Path, n_cuts: int, *, seed: int = 0, capacity: int = 3_
             epoch = float(int(epoch)) + 1.0
         finally:
             index.close()
+    return rep
+
+
+# ---- power loss: unsynced writes dropped or torn (device_sim.storage.powerloss) ------------------------------------
+class NoFsyncRecorder(Recorder):
+    """Mutant: closes a minute without fsync of the file or of its folder (rename, then the index row)."""
+
+    def _finish(self) -> None:
+        cur = self._cur
+        if cur is None:
+            return
+        self.card.require(write=True)
+        cur.mux.close()
+        cur.fh.close()
+        self._cur = None
+        self.card.replace(partial_name(cur.final_rel), cur.final_rel)
+        size = (self.card.mount_point / cur.final_rel).stat().st_size
+        self.index.add(cur.final_rel, cur.start_wall, cur.end_wall, bytes=size, frames=cur.mux.frames)
+        self._last_minute_bytes = max(self._last_minute_bytes, size)
+
+
+class RowBeforeRenameRecorder(Recorder):
+    """Mutant: writes the index row before the rename (fsyncs otherwise as the real recorder does)."""
+
+    def _finish(self) -> None:
+        cur = self._cur
+        if cur is None:
+            return
+        self.card.require(write=True)
+        cur.mux.close()
+        cur.fh.fsync()
+        cur.fh.close()
+        self._cur = None
+        size = (self.card.mount_point / partial_name(cur.final_rel)).stat().st_size
+        self.index.add(cur.final_rel, cur.start_wall, cur.end_wall, bytes=size, frames=cur.mux.frames)
+        self.card.replace(partial_name(cur.final_rel), cur.final_rel)
+        self.card.fsync_dir(Path(cur.final_rel).parent)
+        self._last_minute_bytes = max(self._last_minute_bytes, size)
+
+
+RECORDERS = {"real": Recorder, "no_fsync": NoFsyncRecorder, "row_before_rename": RowBeforeRenameRecorder}
+
+
+def _intervals_len(iv: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(iv):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def lost_footage(fed: tuple[float, float], rows: list, tol: float = 1e-3) -> tuple[float, float]:
+    """(lost seconds, of which holes) of the footage fed in ``fed`` = (start, end) that no index row covers; a hole
+    is lost footage before the last covered instant (the tail after it is the minute in flight)."""
+    a, b = fed
+    cov = [(max(a, r.start_s), min(b, r.end_s)) for r in rows if r.end_s > a and r.start_s < b]
+    lost = max(0.0, (b - a) - _intervals_len(cov))
+    tail = b - max([e for _, e in cov], default=a)
+    return lost, lost - tail if lost > tail + tol else 0.0
+
+
+@dataclass
+class PowerLossReport:
+    recorder: str = "real"
+    power_cuts: int = 0
+    cuts_by_kind: dict = field(default_factory=lambda: {"write": 0, "fsync": 0, "namespace": 0})
+    recovery_cuts: int = 0
+    files_torn: int = 0                  # files whose unsynced writes were cut part-way (dropped / torn)
+    files_lost_at_cut: int = 0           # files present at the cut the durable image lacks (names not yet durable)
+    # BEFORE reconcile (what the recorder itself guarantees): an indexed file is whole
+    pre_indexed_missing: int = 0
+    pre_indexed_corrupt: int = 0
+    pre_unindexed: int = 0               # final files without a row (reconcile's job, allowed)
+    pre_partials: int = 0
+    # what reconcile had to do
+    repaired: int = 0
+    discarded: int = 0
+    quarantined: int = 0
+    indexed_orphans: int = 0
+    dropped_rows: int = 0
+    # AFTER reconcile
+    corrupt_files: int = 0
+    unindexed_files: int = 0
+    missing_files: int = 0
+    partial_left: int = 0
+    overlapping: int = 0
+    lost_s: float = 0.0                  # footage fed but not on the card after reconcile, all cuts
+    max_lost_s: float = 0.0
+    hole_s: float = 0.0                  # of it, lost in the middle (not the tail in flight at the cut)
+    cuts_with_holes: int = 0
+    lost_per_cut: list = field(default_factory=list)   # (lost s, the operation cut, partials discarded, boot s)
+    final_files: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def violations(self) -> int:
+        return (self.pre_indexed_missing + self.pre_indexed_corrupt + self.corrupt_files + self.unindexed_files
+                + self.missing_files + self.partial_left + self.overlapping + self.cuts_with_holes)
+
+    @property
+    def ok(self) -> bool:
+        return self.violations == 0 and self.max_lost_s <= 61.0
+
+
+def _check_indexed(card: SdCard, index: Index) -> tuple[list[str], list[str]]:
+    """Indexed files that are missing / that do not decode (whatever the index says exists must be whole)."""
+    root = card.require()
+    missing, corrupt = [], []
+    for rec in index.all():
+        f = root / rec.path
+        if not f.is_file():
+            missing.append(rec.path)
+            continue
+        try:
+            info = probe_mp4(f, decode=True)
+            if info["frames"] < rec.frames:
+                corrupt.append(rec.path)
+        except InputFileError:
+            corrupt.append(rec.path)
+    return missing, corrupt
+
+
+def run_power_loss(base: Path, n_cuts: int, *, seed: int = 0, recorder: str = "real", capacity: int = 3_000_000,
+                   max_boot_s: float = 150.0, recovery_cut_fraction: float = 0.2, tear: bool = True,
+                   src: SyntheticSource | None = None, stop_after_failures: int | None = None,
+                   fsync_interval_s: float = 5.0) -> PowerLossReport:
+    """Record on a card behind :class:`~device_sim.storage.powerloss.PowerLossLayer`, cut the power ``n_cuts`` times
+    (each boot records up to ``max_boot_s`` simulated seconds, the cut lands inside a write, an fsync or a namespace
+    operation), drop/tear what was not durable, check the index BEFORE reconcile (an indexed file must be whole),
+    reconcile (``recovery_cut_fraction`` of the boots cut the power inside the reconcile too, then reconcile again),
+    check AFTER, and count the footage lost (holes in the middle included). ``recorder``: 'real' or a mutant of
+    :data:`RECORDERS`. The recorder fsyncs every ``fsync_interval_s`` of media time (its default on the camera), so
+    a cut may lose that much of the minute in flight plus the GOP being written."""
+    from device_sim.storage.powerloss import KINDS, PowerCut, PowerLossLayer
+    if recorder not in RECORDERS:
+        raise ValueError(f"run_power_loss: recorder must be one of {sorted(RECORDERS)}, got {recorder!r}")
+    if n_cuts < 0 or max_boot_s <= 0:
+        raise ValueError("run_power_loss: n_cuts must be >= 0 and max_boot_s > 0")
+    rng = random.Random(seed)
+    src = src or SyntheticSource(64, 64, fps=10, gop=10)
+    rep = PowerLossReport(recorder=recorder)
+    epoch = 1_763_769_600.0
+    card = SdCard(Path(base), capacity)
+    for cut in range(n_cuts):
+        layer = PowerLossLayer(card.mount_point, tear=tear)
+        card.fs = layer
+        index = Index(card.mount_point / INDEX_REL)
+        now = [0.0]
+        rec = RECORDERS[recorder](card, index, Retention(card, index), info=src.info, epoch_base=epoch,
+                                  fsync_interval_s=fsync_interval_s, clock=lambda: now[0])
+        rec.stats.keep_history = False
+        kind = rng.choices(KINDS, weights=(0.4, 0.2, 0.4))[0]
+        n_pkts = int(rng.uniform(0.2, 1.0) * max_boot_s * src.fps)
+        # the cut: past a random point of the boot, inside the next operations of the chosen kind
+        last_fed = epoch
+        for i in range(n_pkts):
+            if i == n_pkts // 2:
+                layer.arm(kind, rng.randint(0, 3 if kind != "write" else 40))
+            try:
+                pkt = src.packet(i)
+                now[0] = pkt.pts_s
+                rec.write(pkt)
+            except PowerCut:
+                break
+            if layer.dead:
+                break
+            last_fed = epoch + pkt.pts_s + pkt.duration_s
+        else:                                       # the armed op never came: cut at the next one of any kind
+            layer.arm("namespace")
+            try:
+                rec.close()
+            except PowerCut:
+                pass
+        rep.power_cuts += 1
+        rep.cuts_by_kind[kind] += 1
+        index.close()
+        crash = layer.crash(rng)
+        rep.files_torn += crash.files_torn
+        rep.files_lost_at_cut += crash.files_lost
+        card.fs = OsLayer()
+        index = Index(card.mount_point / INDEX_REL)
+        try:
+            missing, corrupt = _check_indexed(card, index)
+            finals, partials = recording_files(card.mount_point)
+            rep.pre_indexed_missing += len(missing)
+            rep.pre_indexed_corrupt += len(corrupt)
+            rep.pre_unindexed += len(set(finals) - index.paths())
+            rep.pre_partials += len(partials)
+            if missing or corrupt:
+                rep.failures.append(f"cut {cut} ({crash.cut_op}) before reconcile: indexed missing {missing}, "
+                                    f"indexed corrupt {corrupt}")
+            if rng.random() < recovery_cut_fraction:           # the power goes again during the recovery
+                rlayer = PowerLossLayer(card.mount_point, tear=tear)
+                rlayer.arm(rng.choice(KINDS), rng.randint(0, 3))
+                card.fs = rlayer
+                try:
+                    reconcile(card, index)
+                except PowerCut:
+                    pass
+                index.close()
+                rlayer.crash(rng)
+                card.fs = OsLayer()
+                index = Index(card.mount_point / INDEX_REL)
+                rep.recovery_cuts += 1
+            r = reconcile(card, index)
+            rep.repaired += len(r.repaired)
+            rep.discarded += len(r.discarded)
+            rep.quarantined += len(r.quarantined)
+            rep.indexed_orphans += len(r.indexed_orphans)
+            rep.dropped_rows += len(r.dropped_rows)
+            chk = check_card(card, index)
+            rep.corrupt_files += len(chk.corrupt)
+            rep.unindexed_files += len(chk.unindexed)
+            rep.missing_files += len(chk.missing)
+            rep.partial_left += len(chk.partial_left)
+            rep.overlapping += len(chk.overlapping)
+            rep.final_files = chk.files
+            if not chk.ok:
+                rep.failures.append(f"cut {cut} ({crash.cut_op}) after reconcile: {chk}")
+            rows = [r for r in index.all() if r.kind == "minute"]
+            lost, holes = lost_footage((epoch, last_fed), rows)
+            rep.lost_per_cut.append((round(lost, 1), crash.cut_op, len(r.discarded), round(last_fed - epoch, 1)))
+            rep.lost_s += lost
+            rep.max_lost_s = max(rep.max_lost_s, lost)
+            if holes > 0:
+                rep.hole_s += holes
+                rep.cuts_with_holes += 1
+                rep.failures.append(f"cut {cut} ({crash.cut_op}): {holes:.1f} s lost in the middle")
+            ends = [r.end_s for r in rows]
+            epoch = float(int(max(ends + [last_fed]))) + 2.0    # the camera reboots and records on
+        finally:
+            index.close()
+        if stop_after_failures is not None and len(rep.failures) >= stop_after_failures:
+            break
+    rep.lost_s = round(rep.lost_s, 2)
+    rep.hole_s = round(rep.hole_s, 2)
     return rep

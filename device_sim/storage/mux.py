@@ -86,8 +86,11 @@ class StreamTemplate:
 class PacketMuxer:
     """Remux one video stream into ``target`` (path or file object) as ``fmt`` ("mp4" fragmented, or "mpegts")."""
 
-    def __init__(self, target, fmt: str, template: StreamTemplate, *, metadata: dict | None = None):
-        options = MP4_FRAGMENTED if fmt == "mp4" else {}
+    def __init__(self, target, fmt: str, template: StreamTemplate, *, metadata: dict | None = None,
+                 flush_packets: bool = False):
+        options = dict(MP4_FRAGMENTED) if fmt == "mp4" else {}
+        if flush_packets:            # hand each fragment to ``target`` at once (no 32 KiB buffer inside FFmpeg)
+            options["flush_packets"] = "1"
         self.fmt = fmt
         self.template = template
         self.container = av.open(target, "w", format=fmt, options=options)

@@ -11,6 +11,7 @@ recording exists and decodes, and every recording file under ``YYYY/`` is indexe
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,8 +20,7 @@ from pathlib import Path
 import av
 
 from camlab.errors import InputFileError
-from camlab.io_utils import fsync_dir
-from device_sim.hal.sdcard import SdCard
+from device_sim.hal.sdcard import CardError, SdCard
 from device_sim.storage.index import Index, UnsafeCardPath, card_file
 from device_sim.storage.mux import TIME_BASE, probe_mp4
 from device_sim.storage.recorder import (META_PREFIX, PARTIAL_SUFFIX, final_name_of_partial, free_final_name)
@@ -36,6 +36,7 @@ class ReconcileReport:
     indexed_orphans: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     dropped_rows: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)      # partials left for later: no room for their repair
 
     @property
     def changed(self) -> bool:
@@ -94,8 +95,8 @@ def repair_partial(card: SdCard, index: Index, rel: str) -> str | None:
             done = _already_repaired(root, rel, start_wall)
             if done is not None:                # a crash hit the previous repair after its rename
                 c.close()
-                src.unlink()
-                fsync_dir(src.parent)
+                card.unlink(rel)
+                card.fsync_dir(Path(rel).parent)
                 return done
             st = c.streams.video[0]
             try:
@@ -110,30 +111,37 @@ def repair_partial(card: SdCard, index: Index, rel: str) -> str | None:
             if packets:
                 final_rel = free_final_name(root, final_name_of_partial(rel), own_partial=True)
                 tmp = root / (final_rel + ".repair")
-                with av.open(str(tmp), "w", format="mp4") as out:
-                    out.metadata["comment"] = f"{META_PREFIX}{start_wall:.6f}"
-                    ost = out.add_stream_from_template(st)
-                    ost.time_base = TIME_BASE
-                    for data, pts, dts, dur, key, tb in packets:
-                        p = av.Packet(data)
-                        p.pts, p.dts, p.duration, p.time_base, p.is_keyframe, p.stream = pts, dts, dur, tb, key, ost
-                        out.mux(p)
+                fh = card.open_write(final_rel + ".repair")      # through the card: a cut here loses it too
+                try:
+                    with av.open(fh, "w", format="mp4") as out:
+                        out.metadata["comment"] = f"{META_PREFIX}{start_wall:.6f}"
+                        ost = out.add_stream_from_template(st)
+                        ost.time_base = TIME_BASE
+                        for data, pts, dts, dur, key, tb in packets:
+                            p = av.Packet(data)
+                            p.pts, p.dts, p.duration, p.time_base, p.is_keyframe, p.stream = (pts, dts, dur, tb,
+                                                                                               key, ost)
+                            out.mux(p)
+                    fh.fsync()
+                finally:
+                    fh.close()
                 info = probe_mp4(tmp)
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, root / final_rel)
-                fsync_dir((root / final_rel).parent)
+                card.replace(final_rel + ".repair", final_rel)
+                card.fsync_dir(Path(final_rel).parent)
                 end = start_wall + float(info["end_s"] - info["first_s"])
                 index.add(final_rel, start_wall, end, bytes=(root / final_rel).stat().st_size, frames=info["frames"])
-                src.unlink()
-                fsync_dir(src.parent)
+                card.unlink(rel)
+                card.fsync_dir(Path(rel).parent)
                 return final_rel
+    except CardError as exc:
+        if exc.errno == errno.ENOSPC:                   # no room for the repaired copy: keep the partial for later
+            raise
     except (av.error.FFmpegError, InputFileError, OSError, ValueError, IndexError):
         pass                                            # unreadable: discarded below
-    for leftover in (src, root / (final_name_of_partial(rel) + ".repair")):
-        if leftover.exists():
-            leftover.unlink()
-    fsync_dir(src.parent)
+    for leftover in (rel, final_name_of_partial(rel) + ".repair"):
+        if (root / leftover).exists():
+            card.unlink(leftover)
+    card.fsync_dir(Path(rel).parent)
     return None
 
 
@@ -146,8 +154,12 @@ def reconcile(card: SdCard, index: Index, *, in_flight: str | None = None) -> Re
         if rel == in_flight:
             continue
         for stale in root.glob(rel.rsplit("/", 1)[0] + "/*.repair"):
-            stale.unlink()
-        new = repair_partial(card, index, rel)
+            card.unlink(stale.relative_to(root))
+        try:
+            new = repair_partial(card, index, rel)
+        except CardError:                               # ENOSPC: the partial stays for the next reconcile
+            rep.deferred.append(rel)
+            continue
         (rep.repaired.append(new) if new else rep.discarded.append(rel))
     indexed = index.paths()
     for rel in finals:
@@ -160,10 +172,10 @@ def reconcile(card: SdCard, index: Index, *, in_flight: str | None = None) -> Re
             index.add(rel, start, end, bytes=(root / rel).stat().st_size, frames=info["frames"])
             rep.indexed_orphans.append(rel)
         except InputFileError:
-            q = root / QUARANTINE
-            q.mkdir(exist_ok=True)
-            os.replace(root / rel, q / rel.replace("/", "_"))
-            fsync_dir(q)
+            card.makedirs(QUARANTINE)
+            card.replace(rel, f"{QUARANTINE}/{rel.replace('/', '_')}")
+            card.fsync_dir(QUARANTINE)
+            card.fsync_dir(Path(rel).parent)
             rep.quarantined.append(rel)
     for rec in index.all():
         try:

@@ -9,8 +9,9 @@ API (the camera's composition root calls these)::
     rec.write(packet)      # EncodedPacket of the recorded stream ("main" by default); other streams are ignored
     rec.close()            # finalise the minute in flight
 
-A minute is written to ``.MM.mp4.partial`` in its folder, and on rotation: muxer close, fsync, rename to ``MM.mp4``,
-folder fsync, then the index row (so an indexed file is always whole). A new minute starts at the first keyframe
+A minute is written to ``.MM.mp4.partial`` in its folder (created, folder fsynced, so the file's periodic fsyncs
+keep its footage through a power cut), and on rotation: muxer close, fsync, rename to ``MM.mp4``, folder fsync, then
+the index row (so an indexed file is always whole). A new minute starts at the first keyframe
 whose wall time falls in a new minute; if ``MM.mp4`` already exists (a restart within the same minute) the next free
 ``MM-1.mp4``, ``MM-2.mp4``... is used. The wall start time is stored in the MP4's ``comment`` tag
 (``camlab start_s=<UNIX s>``) so a file found without its index row can be re-indexed exactly.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,6 @@ from typing import Callable
 import av
 
 from camlab.errors import CamlabError
-from camlab.io_utils import fsync_dir
 from device_sim.hal.sdcard import CardError, CardFile, CardState, SdCard
 from device_sim.media.packets import EncodedPacket, StreamInfo
 from device_sim.storage.index import Index
@@ -91,11 +90,12 @@ class Recorder:
     def __init__(self, card: SdCard, index: Index, retention: Retention | None = None, *,
                  stream: str = "main", info: StreamInfo | None = None, epoch_base: float | None = None,
                  fsync_interval_s: float = 5.0, on_error: Callable[[BaseException], None] | None = None,
-                 min_free_per_minute: int = 0):
+                 min_free_per_minute: int = 0, clock: Callable[[], float] | None = None):
         self.card, self.index, self.retention = card, index, retention
         self.stream, self.info = stream, info
         self.epoch_base = epoch_base
         self.fsync_interval_s = fsync_interval_s
+        self.clock = clock or time.monotonic      # paces the periodic fsync (a simulation passes its media clock)
         self.on_error = on_error
         self.stats = RecorderStats()
         self._cur: _Minute | None = None
@@ -125,9 +125,9 @@ class Recorder:
                 key = int(wall // 60)
                 if self._cur is None or key != self._cur.minute_key:
                     self._rotate(pkt, wall, key)
-                elif time.monotonic() - self._cur.last_sync >= self.fsync_interval_s:
+                elif self.clock() - self._cur.last_sync >= self.fsync_interval_s:
                     self._cur.fh.fsync()
-                    self._cur.last_sync = time.monotonic()
+                    self._cur.last_sync = self.clock()
             if self._cur is None:
                 self.stats.dropped_packets += 1
                 return
@@ -165,11 +165,14 @@ class Recorder:
         final_rel = free_final_name(root, minute_relpath(wall))
         fh = self.card.open_write(partial_name(final_rel))
         try:
-            mux = PacketMuxer(fh, "mp4", self._template, metadata={"comment": f"{META_PREFIX}{wall:.6f}"})
+            self.card.fsync_dir(Path(final_rel).parent)   # the partial's name is durable: its fsyncs keep footage
+            mux = PacketMuxer(fh, "mp4", self._template, metadata={"comment": f"{META_PREFIX}{wall:.6f}"},
+                              flush_packets=True)      # what is fsynced is every fragment muxed so far
         except Exception:
             fh.close()
             raise
         self._cur = _Minute(final_rel, fh, mux, wall, key)
+        self._cur.last_sync = self.clock()
 
     def _finish(self) -> None:
         cur = self._cur
@@ -180,8 +183,8 @@ class Recorder:
         cur.fh.fsync()
         cur.fh.close()
         self._cur = None
-        os.replace(root / partial_name(cur.final_rel), root / cur.final_rel)
-        fsync_dir((root / cur.final_rel).parent)
+        self.card.replace(partial_name(cur.final_rel), cur.final_rel)
+        self.card.fsync_dir(Path(cur.final_rel).parent)
         size = (root / cur.final_rel).stat().st_size
         self.index.add(cur.final_rel, cur.start_wall, cur.end_wall, bytes=size, frames=cur.mux.frames)
         self._last_minute_bytes = max(self._last_minute_bytes, size)

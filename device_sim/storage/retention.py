@@ -8,7 +8,6 @@ recorder calls :meth:`Retention.ensure` before each new minute and on ``ENOSPC``
 from __future__ import annotations
 
 import errno
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,14 +74,17 @@ class Retention:
             return 0
         root = self.card.require(write=True)
         parent = (root / rel).parent
+        if parent.is_dir():                        # the unlink is durable (else it comes back after a cut)
+            self.card.fsync_dir(parent.relative_to(root))
         while parent != root:                      # drop emptied YYYY/MM/DD/HH folders
             try:
-                os.rmdir(parent)
+                self.card.rmdir(parent.relative_to(root))
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
                     break
                 raise
             parent = parent.parent
+            self.card.fsync_dir(parent.relative_to(root))
         return freed
 
     def _drain_quarantine(self, free: int, target: int) -> int:
