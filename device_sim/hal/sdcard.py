@@ -250,7 +250,15 @@ class SdCard:
         return total
 
     def free_bytes(self) -> int:
-        return max(0, self.capacity_bytes - self.used_bytes())
+        """Free bytes: the card's capacity less what is used, and never more than the file system under the mount
+        point has left (a card image or a small tmpfs fills up before the accounting says so)."""
+        free = max(0, self.capacity_bytes - self.used_bytes())
+        try:
+            st = os.statvfs(self.mount_point)
+            free = min(free, st.f_bavail * st.f_frsize)
+        except OSError:
+            pass
+        return free
 
     # ---- I/O --------------------------------------------------------------------------------------------------
     def path(self, rel: str | Path) -> Path:
@@ -351,7 +359,12 @@ class CardFile:
         end = self._fh.tell() + len(data)
         if end > self._size:
             self.card._charge(self._size, end, self.name)
-        n = self._fh.write(data)
+        try:
+            n = self._fh.write(data)
+        except OSError as exc:           # the file system under the card is full (or failing): a card error
+            if isinstance(exc, CardError) or exc.errno is None:
+                raise
+            raise CardError(exc.errno, f"sd card: {os.strerror(exc.errno)}", self.name) from exc
         self._size = max(self._size, self._fh.tell())
         return n
 

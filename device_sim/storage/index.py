@@ -1,7 +1,9 @@
 """SQLite index of the card's footage for timeline queries and retention (WAL journal, synchronous=FULL).
 
 SQLite write-ahead logging (https://www.sqlite.org/wal.html): a power cut loses at most the transaction in flight and
-never leaves a torn index. Rows are written only after the file they name is durable (fsync + rename), so a crash
+never leaves a torn index. On a full card (the index lives on it) a write fails with SQLITE_FULL, rolled back by
+SQLite; it is raised as :class:`IndexFull`, a :class:`CardError` with errno ``ENOSPC``, so the recorder treats it as
+the card being full (retention, then a retry) and the rows already stored stay. Rows are written only after the file they name is durable (fsync + rename), so a crash
 can leave a file without a row (found and indexed by :func:`device_sim.storage.reconcile.reconcile`) but never a row
 pointing at a half-written file.
 
@@ -10,12 +12,15 @@ overlapping an event window), ``TIER_PROTECTED`` 2 (clips the user protected).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from camlab.errors import InputFileError
+from device_sim.hal.sdcard import CardError
 
 TIER_CONTINUOUS, TIER_EVENT, TIER_PROTECTED = 0, 1, 2
 
@@ -36,6 +41,23 @@ CREATE TABLE IF NOT EXISTS event_windows (
     event_id TEXT PRIMARY KEY, start_s REAL NOT NULL, end_s REAL NOT NULL, type TEXT
 );
 """
+
+
+class IndexFull(CardError):
+    """SQLITE_FULL: the card has no room for the index to grow (errno ENOSPC). The transaction was rolled back:
+    rows already stored are intact."""
+
+
+@contextlib.contextmanager
+def _full_is_enospc(db_path: Path, what: str):
+    try:
+        yield
+    except sqlite3.Error as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or (code is None and "full" in str(exc)):
+            raise IndexFull(errno.ENOSPC, f"sd card full: the index could not {what} (SQLITE_FULL: {exc}); rows "
+                            "already stored are intact", str(db_path)) from exc
+        raise
 
 
 class UnsafeCardPath(InputFileError):
@@ -104,7 +126,7 @@ class Index:
     def add(self, path: str, start_s: float, end_s: float, *, bytes: int, frames: int, kind: str = "minute",
             tier: int | None = None, event_id: str | None = None) -> Recording:
         """Index a durable file; its tier is raised to EVENT when it overlaps a known event window."""
-        with self._lock:
+        with self._lock, _full_is_enospc(self.db_path, f"add {path}"):
             if tier is None:
                 hit = self._db.execute("SELECT 1 FROM event_windows WHERE start_s < ? AND end_s > ? LIMIT 1",
                                        (end_s, start_s)).fetchone()
@@ -114,7 +136,7 @@ class Index:
             return Recording(path, kind, start_s, end_s, tier, bytes, frames, event_id)
 
     def remove(self, path: str) -> None:
-        with self._lock:
+        with self._lock, _full_is_enospc(self.db_path, f"remove {path}"):
             self._db.execute("DELETE FROM recordings WHERE path = ?", (path,))
 
     def get(self, path: str) -> Recording | None:
@@ -137,13 +159,13 @@ class Index:
 
     def mark_event(self, event_id: str, start_s: float, end_s: float, type: str | None = None) -> int:
         """Remember an event window and raise overlapping footage to TIER_EVENT; returns rows raised."""
-        with self._lock:
+        with self._lock, _full_is_enospc(self.db_path, f"mark event {event_id}"):
             self._db.execute("INSERT OR REPLACE INTO event_windows VALUES (?,?,?,?)", (event_id, start_s, end_s, type))
             cur = self._db.execute("UPDATE recordings SET tier = ? WHERE tier < ? AND start_s < ? AND end_s > ?",
                                    (TIER_EVENT, TIER_EVENT, end_s, start_s))
             return cur.rowcount
 
     def protect(self, path: str, on: bool = True) -> None:
-        with self._lock:
+        with self._lock, _full_is_enospc(self.db_path, f"protect {path}"):
             self._db.execute("UPDATE recordings SET tier = ? WHERE path = ?",
                              (TIER_PROTECTED if on else TIER_EVENT, path))

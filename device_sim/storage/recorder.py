@@ -32,7 +32,7 @@ import av
 from camlab.errors import CamlabError
 from device_sim.hal.sdcard import CardError, CardFile, CardState, SdCard
 from device_sim.media.packets import EncodedPacket, StreamInfo
-from device_sim.storage.index import Index
+from device_sim.storage.index import Index, IndexFull
 from device_sim.storage.mux import PacketMuxer, StreamTemplate
 from device_sim.storage.retention import Retention
 
@@ -74,6 +74,8 @@ class RecorderStats:
     abandoned: int = 0
     errors: list[str] = field(default_factory=list)
     keep_history: bool = True
+    index_full: int = 0                 # SQLITE_FULL answers of the index (the card full)
+    unindexed: list[str] = field(default_factory=list)   # whole minutes left for reconcile to index (index full)
 
 
 class _Minute:
@@ -186,10 +188,31 @@ class Recorder:
         self.card.replace(partial_name(cur.final_rel), cur.final_rel)
         self.card.fsync_dir(Path(cur.final_rel).parent)
         size = (root / cur.final_rel).stat().st_size
-        self.index.add(cur.final_rel, cur.start_wall, cur.end_wall, bytes=size, frames=cur.mux.frames)
+        self._index_add(cur.final_rel, cur.start_wall, cur.end_wall, size, cur.mux.frames)
         self._last_minute_bytes = max(self._last_minute_bytes, size)
         if self.stats.keep_history:
             self.stats.closed.append((cur.final_rel, cur.start_wall, cur.end_wall))
+
+    def _index_add(self, rel: str, start: float, end: float, size: int, frames: int) -> None:
+        """The row of a durable minute; on SQLITE_FULL (the index is on the full card) free space and retry once,
+        else leave the file unindexed for reconcile (it is whole and named: nothing is lost) and report it."""
+        try:
+            self.index.add(rel, start, end, bytes=size, frames=frames)
+            return
+        except IndexFull as exc:
+            self.stats.index_full += 1
+            self.stats.errors.append(f"ENOSPC: {exc}")
+            log.warning("recorder: %s", exc)
+            if self.on_error is not None:
+                self.on_error(exc)
+            if self.retention is None:
+                self.stats.unindexed.append(rel)
+                return
+        try:
+            self.retention.ensure(need_bytes=4 * max(self._last_minute_bytes, self.card.cluster_bytes))
+            self.index.add(rel, start, end, bytes=size, frames=frames)
+        except IndexFull:
+            self.stats.unindexed.append(rel)
 
     def _card_failed(self, exc: CardError) -> None:
         cur, self._cur = self._cur, None
@@ -199,7 +222,10 @@ class Recorder:
                 cur.mux.container.close()
             except Exception:   # the muxer may be mid-error; the partial file is left for reconcile
                 pass
-            cur.fh.close()
+            try:
+                cur.fh.close()
+            except OSError:     # its buffered tail cannot reach a full or gone card: reconcile repairs the rest
+                pass
         self.stats.errors.append(f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc}")
         if exc.errno == errno.ENOSPC and self.retention is not None:
             try:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_sim.hal.sdcard import SdCard
-from device_sim.storage.index import TIER_CONTINUOUS, TIER_EVENT, TIER_PROTECTED, Index, UnsafeCardPath, card_file
+from device_sim.storage.index import (TIER_CONTINUOUS, TIER_EVENT, TIER_PROTECTED, Index, IndexFull, UnsafeCardPath,
+                                      card_file)
 
 QUARANTINE = ".quarantine"
 
@@ -56,8 +57,7 @@ class Retention:
                         self.index.remove(rec.path)
                         self.stats.refused.append(rec.path)
                         continue
-                    freed = self._delete(rec.path)
-                    self.index.remove(rec.path)
+                    freed = self._forget(rec.path)
                     self.stats.deleted.append((rec.path, tier))
                     self.stats.freed_bytes += freed
                     free += freed
@@ -66,6 +66,18 @@ class Retention:
             if free >= target:
                 break
         return self.card.free_bytes()
+
+    def _forget(self, rel: str) -> int:
+        """Drop the row, then the file (a cut in between leaves a whole file without a row, which reconcile indexes
+        again; never a row without its file). On SQLITE_FULL the row cannot go first (deleting needs room in the
+        WAL): the file goes first to make the room."""
+        try:
+            self.index.remove(rel)
+        except IndexFull:
+            freed = self._delete(rel)
+            self.index.remove(rel)
+            return freed
+        return self._delete(rel)
 
     def _delete(self, rel: str) -> int:
         try:
