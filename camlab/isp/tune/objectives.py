@@ -3,8 +3,9 @@
 - **PSNR/SSIM** (display space, :mod:`camlab.isp.quality`): real images unprocessed into raw Bayer frames at a
   chosen ISO (Brooks et al., CVPR 2019; :func:`camlab.sensor.unprocess.unprocess`), rendered by the fused fast path
   with what a calibrated camera knows fixed (as-shot WB and CCM, exposure, the truth's sRGB transfer, no S-curve).
-  Each scene is a short pan (``frames`` frames, ``motion_px`` pixels apart, fresh noise each) so 3D-DNR and its
-  motion thresholds are measured, ghosts included; the last frame is scored against its own truth. SSIM: Wang,
+  Each scene is a short clip from a fixed camera (``frames`` frames, fresh noise each) in which the central box
+  slides ``motion_px`` pixels per frame, so 3D-DNR's static blend and its motion thresholds are both measured,
+  ghosts included; the last frame is scored against its own truth. SSIM: Wang,
   Bovik, Sheikh, Simoncelli, IEEE TIP 13(4), 2004 (Gaussian window 11/1.5, on luma).
 - **CIEDE2000** (Sharma, Wu, Dalal, Color Res. Appl. 30(1), 2005; ``colour.delta_E``) of the 24 ColorChecker
   patches of the real ``raw/colorchart.dng`` against the X-Rite reference (``colour``'s "ColorChecker24 - After
@@ -60,23 +61,33 @@ def resize_even(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
 
 
-def make_scene(name: str, rgb: np.ndarray, iso: float, seed: int, frames: int = 3, motion_px: int = 2) -> Scene:
-    """Unprocess ``frames`` crops of ``rgb`` shifted by ``motion_px`` (even) pixels each, with one illuminant,
-    camera matrix and exposure and independent noise, at ``iso``."""
+def moving_box(rgb: np.ndarray, k: int, motion_px: int) -> np.ndarray:
+    """Frame ``k`` of a fixed camera's view of ``rgb`` in which the central box (middle third of both axes) slides
+    right by ``motion_px`` pixels per frame over the static rest: a person walking past a security camera."""
+    if k == 0 or motion_px == 0:
+        return np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    y0, y1, x0, x1 = h // 3, 2 * h // 3, w // 3, 2 * w // 3
+    d = min(k * motion_px, x0)
+    out = rgb.copy()
+    out[y0:y1, x0:x1] = rgb[y0:y1, x0 - d:x1 - d]
+    return out
+
+
+def make_scene(name: str, rgb: np.ndarray, iso: float, seed: int, frames: int = 4, motion_px: int = 4) -> Scene:
+    """``frames`` raw frames of ``rgb`` seen by a fixed camera with a moving central box (:func:`moving_box`), one
+    illuminant, camera matrix and exposure, independent noise, at ``iso``."""
     from camlab.sensor.unprocess import unprocess
 
-    step = int(motion_px) // 2 * 2
-    h, w = rgb.shape[:2]
-    cw = (w - step * (frames - 1)) // 2 * 2
     out, truth, first = [], None, None
     for k in range(frames):
-        crop = np.ascontiguousarray(rgb[:, k * step:k * step + cw])
+        img = moving_box(rgb, k, motion_px)
         rng = np.random.default_rng([seed, k])
         if first is None:
-            frame, truth = unprocess(crop, rng, iso=iso, pattern="RGGB", bits=12)
+            frame, truth = unprocess(img, rng, iso=iso, pattern="RGGB", bits=12)
             first = truth
         else:
-            frame, truth = unprocess(crop, rng, iso=iso, pattern="RGGB", bits=12, illuminant=first.wb_gains,
+            frame, truth = unprocess(img, rng, iso=iso, pattern="RGGB", bits=12, illuminant=first.wb_gains,
                                      ccm=first.ccm, exposure_gain=first.exposure_gain)
         out.append(frame)
     return Scene(name, tuple(out), truth)

@@ -23,6 +23,9 @@ DEFAULT_SPACE_FILE = Path(__file__).resolve().parent / "default_space.yaml"
 #: fields the PSNR harness fixes to the ground truth's rendering (plain sRGB transfer, no S-curve)
 PSNR_PINNED: tuple[str, ...] = ("tone.", "wb.", "gain.", "blc.", "lsc.", "scale.", "csc.", "ae.", "noise.", "stats.")
 MAX_CORNERS = 512
+#: domains of searchable fields whose stage dataclass does not check them itself (inclusive; None = open)
+EXTRA_DOMAIN: dict[str, tuple[float | None, float | None]] = {"ccm.saturation": (0.0, None),
+                                                              "nr3d.motion_hi": (0.0, None)}
 
 
 class SearchSpaceError(ConfigError):
@@ -133,6 +136,10 @@ def check_domain(space: SearchSpace, base) -> None:
     by_stage: dict[str, list[Param]] = {}
     for p in space.values():
         by_stage.setdefault(p.stage, []).append(p)
+        lo, hi = EXTRA_DOMAIN.get(p.name, (None, None))
+        if p.kind != "categorical" and ((lo is not None and p.spec.low < lo) or (hi is not None and p.spec.high > hi)):
+            raise SearchSpaceError(f"search space: {p.name} range {p.spec.low}..{p.spec.high} is outside the "
+                                   f"{p.stage} stage's valid domain [{lo}, {'inf' if hi is None else hi}]")
     for stage, params in by_stage.items():
         grids = [[(p, v) for v in _values(p)] for p in params]
         n = 1

@@ -55,8 +55,8 @@ class TuneConfig:
     n_tune_images: int = 12              # quality images the search sees
     n_heldout_images: int = 24           # quality images it never sees (the held-out check)
     max_side: int = 256                  # quality images are resized to this long side
-    frames: int = 3                      # frames per scene (3D-DNR), panned by motion_px
-    motion_px: int = 2
+    frames: int = 4                      # frames per scene (fixed camera, 3D-DNR state kept)
+    motion_px: int = 4                   # the scene's central box moves this far per frame
     n_detection_images: int = 12         # detection objective: validation images the search sees
     n_detection_heldout: int = 0         # held-out detection images (any objective; 0 = skip unless detection)
     detector: str | None = None          # bundle dir or checkpoint (default: newest release bundle)
@@ -290,6 +290,35 @@ def run_workers(cfg: TuneConfig) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- results
+def base_params(space, base) -> dict[str, Any]:
+    """The base tuning's values of the searched fields that lie inside the space (a warm start)."""
+    out = {}
+    for name, p in space.items():
+        v = getattr(getattr(base, p.stage), p.field)
+        if p.kind == "categorical":
+            if str(v) in [str(c) for c in p.spec.choices]:
+                out[name] = v
+        elif p.spec.low <= v <= p.spec.high:
+            out[name] = v
+    return out
+
+
+def enqueue_base(study, space, base) -> None:
+    """Queue the base (shipped) tuning as the study's first trial: the search starts from what ships, and in a
+    multi-objective study its CPU cost is measured under the same load as every other trial."""
+    study.enqueue_trial(base_params(space, base), user_attrs={"base": True})
+
+
+def shipped_trial(study):
+    """The study's completed trial of the base tuning, or None."""
+    import optuna
+
+    for t in study.trials:
+        if t.user_attrs.get("base") and t.state == optuna.trial.TrialState.COMPLETE:
+            return t
+    return None
+
+
 def choose_trial(study, cfg: TuneConfig, shipped_cost: float | None = None):
     """Single objective: the best trial. Multi-objective: the best-quality Pareto trial whose CPU cost is within
     ``cost_margin`` of ``shipped_cost`` (the cheapest Pareto trial when none is)."""
@@ -424,6 +453,8 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
     path = None if cfg.worker_only else out_path(cfg)           # never over a shipped tuning
     make_sampler(cfg)
     study = create_study(cfg, storage)
+    if not study.trials and not cfg.worker_only:
+        enqueue_base(study, space, base)
     log(f"[tune] study {cfg.name} in {cfg.storage}: {len(study.trials)} trials so far, target {cfg.trials}, "
         f"{cfg.workers} worker process(es), {len(space)} parameters, objective {cfg.objective} at ISO {cfg.iso:g}")
     wall = run_workers(cfg)
@@ -440,8 +471,12 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
     if cfg.worker_only:
         return result
     shipped_cost = None
+    ship = shipped_trial(study)
+    if ship is not None:
+        result["base_trial"] = {"number": ship.number, "values": [round(v, 4) for v in ship.values]}
     if cfg.multi_objective:
-        shipped_cost = Evaluator(cfg, with_cost=True, with_chart=False, with_detection=False).cost_ms(base)
+        shipped_cost = ship.values[1] if ship is not None else \
+            Evaluator(cfg, with_cost=True, with_chart=False, with_detection=False).cost_ms(base)
         result["shipped_cpu_ms_in_study"] = round(shipped_cost, 3)
     chosen = choose_trial(study, cfg, shipped_cost)
     from camlab.isp.tune.space import apply

@@ -1,0 +1,204 @@
+"""``camlab tune isp`` (issue 18): the search space is checked against the stages before any trial, bad storage is
+one line, the study runs in worker processes on one SQLite store, the tuned YAML loads and never replaces a shipped
+tuning, and the measurements move the way the physics says."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from camlab.cli import main
+from camlab.isp.pipeline import TUNING_DIR, load_tuning
+from camlab.isp.tune import objectives as ob
+from camlab.isp.tune.space import SearchSpaceError, load_space
+from camlab.isp.tune.study import StorageError, TuneConfig, open_storage
+
+TINY = ["--images", "2", "--heldout", "2", "--max-side", "96", "--no-mlflow"]
+
+
+def _run(argv, capsys):
+    code = main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _space(tmp_path, text: str) -> Path:
+    p = tmp_path / "space.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("nr2d.strenght_y: {low: 1, high: 5}\n", "unknown parameter 'nr2d.strenght_y'"),
+    ("denoise.strength: {low: 1, high: 5}\n", "unknown parameter 'denoise.strength'"),
+    ("nr2d.radius_y: {low: 1, high: 9}\n", "outside the nr2d stage's valid domain"),
+    ("sharpen.amount: {low: -0.5, high: 1}\n", "outside the sharpen stage's valid domain"),
+    ("tone.contrast: {low: 0.0, high: 1.5}\n", "outside the tone stage's valid domain"),
+    ("nr3d.motion_lo: {low: 0.5, high: 5}\nnr3d.motion_hi: {low: 3, high: 8}\n", "nr3d stage's valid domain"),
+    ("ccm.saturation: {low: -1, high: 1}\n", "outside the ccm stage's valid domain"),
+    ("demosaic.method: {choices: [bilinear, ahd]}\n", "unknown method 'ahd'"),
+    ("nr2d.radius_y: {low: 1.5, high: 3}\n", "integer field"),
+    ("nr2d.strength_y: {low: 5, high: 1}\n", "need low < high"),
+    ("nr2d.strength_y: {low: 1, high: 5, step: 1}\n", "step"),
+])
+def test_bad_space_is_one_line_before_any_trial(tmp_path, capsys, text, expect):
+    db = tmp_path / "t.db"
+    code, out, err = _run(["tune", "isp", "--trials", "3", "--storage", f"sqlite:///{db}", "--iso", "3200",
+                           "--space", str(_space(tmp_path, text)), "--objective", "deltaE",
+                           "--out", str(tmp_path / "x_tuned.yaml"), *TINY], capsys)
+    assert code == 2
+    assert expect in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not db.exists(), "the storage was touched before the space was checked"
+
+
+def test_psnr_refuses_tone_keys_its_harness_pins(tmp_path):
+    with pytest.raises(SearchSpaceError, match="cannot be searched with --objective psnr"):
+        load_space(_space(tmp_path, "tone.contrast: {low: 0, high: 0.3}\n"), "psnr", load_tuning("sc3336_day"))
+    assert "tone.contrast" not in load_space(None, "psnr", load_tuning("sc3336_day"))
+    assert "tone.contrast" in load_space(None, "deltaE", load_tuning("sc3336_day"))
+
+
+@pytest.mark.parametrize("url, expect", [
+    ("postgresql://camlab:pw@127.0.0.1:1/tune", "cannot open it"),
+    ("sqlite:////nonexistent_dir_camlab/tune.db", "does not exist"),
+    ("tune.db", "expected an RDB URL"),
+    ("nosuchdb://x/y", "cannot open it"),
+])
+def test_unreachable_storage_is_one_line(tmp_path, capsys, url, expect):
+    with pytest.raises(StorageError, match=expect):
+        open_storage(url)
+    code, out, err = _run(["tune", "isp", "--trials", "3", "--storage", url, "--out",
+                           str(tmp_path / "x_tuned.yaml"), *TINY], capsys)
+    assert code == 2 and expect in err and err.count("\n") == 1, err
+
+
+def test_shipped_tuning_is_never_overwritten(tmp_path, capsys):
+    shipped = TUNING_DIR / "sc3336_day.yaml"
+    before = shipped.read_bytes()
+    code, _, err = _run(["tune", "isp", "--trials", "2", "--storage", f"sqlite:///{tmp_path / 't.db'}",
+                         "--out", str(shipped), *TINY], capsys)
+    assert code == 2 and "refusing to overwrite a shipped tuning" in err
+    assert shipped.read_bytes() == before
+
+
+def test_two_workers_share_one_sqlite_study_and_write_a_loadable_tuning(tmp_path, capsys, shared_data):
+    import optuna
+
+    db, out, js = tmp_path / "t.db", tmp_path / "night_tuned.yaml", tmp_path / "r.json"
+    code, o, err = _run(["tune", "isp", "--trials", "6", "--workers", "2", "--storage", f"sqlite:///{db}",
+                         "--iso", "3200", "--out", str(out), "--json", str(js), "--multi-objective", *TINY], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="isp-psnr-iso3200", storage=f"sqlite:///{db}")
+    assert 6 <= len(study.trials) <= 7              # MaxTrialsCallback: at most one extra per extra worker
+    base = study.trials[0]
+    assert base.user_attrs["base"] is True and base.params["nr2d.strength_y"] == 5.0  # warm start = shipped
+    r = json.loads(js.read_text())
+    tuned = load_tuning(out)                         # the existing loader reads it
+    assert tuned.name == "night_tuned"
+    for k, v in r["chosen_trial"]["params"].items():
+        stage, field = k.split(".")
+        got = getattr(getattr(tuned, stage), field)
+        assert got == v or abs(got - v) < 1e-3
+    for part in ("tune_set", "heldout"):
+        assert np.isfinite(r[part]["shipped"]["psnr_db"]) and np.isfinite(r[part]["tuned"]["psnr_db"])
+        assert r[part]["psnr_db_gain"] == pytest.approx(r[part]["tuned"]["psnr_db"] - r[part]["shipped"]["psnr_db"],
+                                                        abs=1e-3)
+    assert r["heldout"]["shipped"]["n_images"] == 2 and 0 < r["cpu_cost_ratio_tuned_vs_shipped"] < 10
+    assert "delta_e_mean" in r["heldout"]["tuned"]
+    # the search never saw the held-out images: the tuning set is images [0, 2), held-out [2, 4)
+    assert r["tune_set"]["shipped"]["psnr_db"] != r["heldout"]["shipped"]["psnr_db"]
+
+
+def test_mlflow_logs_the_best_trials(tmp_path, capsys, shared_data):
+    import mlflow
+
+    from camlab.isp.tune.study import tune
+
+    cfg = TuneConfig(trials=4, storage=f"sqlite:///{tmp_path / 't.db'}", n_tune_images=2, n_heldout_images=2,
+                     max_side=96, out=str(tmp_path / "m_tuned.yaml"), mlflow_top_k=3, study_name="mlflow-test")
+    r = tune(cfg, log=lambda *_: None)
+    from camlab import tracking
+
+    tracking.configure()
+    runs = mlflow.search_runs(experiment_names=["isp_tune"], filter_string="tags.study = 'mlflow-test'")
+    parent = runs[runs["run_id"] == r["mlflow_run_id"]]
+    assert len(parent) == 1
+    children = mlflow.search_runs(experiment_names=["isp_tune"],
+                                  filter_string=f"tags.mlflow.parentRunId = '{r['mlflow_run_id']}'")
+    assert len(children) == 3
+    assert children["metrics.psnr_db"].notna().all()
+
+
+def test_quality_measures_noise_reduction_and_3d_dnr(shared_data):
+    import dataclasses
+
+    from camlab.isp.quality import load_quality_images
+
+    imgs = load_quality_images(2)
+    scenes = ob.quality_scenes(imgs, 3200, max_side=128, frames=4, motion_px=4, seed=0)
+    base = load_tuning("sc3336_day")
+    q = ob.quality(base, scenes)["psnr_db"]
+    no_nr = dataclasses.replace(base, nr2d=dataclasses.replace(base.nr2d, enabled=False),
+                                nr3d=dataclasses.replace(base.nr3d, enabled=False))
+    assert ob.quality(no_nr, scenes)["psnr_db"] < q - 1.0      # at ISO 3200 NR is worth more than a dB
+    no_3d = dataclasses.replace(base, nr3d=dataclasses.replace(base.nr3d, enabled=False))
+    assert ob.quality(no_3d, scenes)["psnr_db"] < q            # the 4-frame clip lets 3D-DNR help
+    assert ob.quality(base, scenes)["psnr_db"] == q            # deterministic
+
+
+def test_moving_box_moves_only_the_centre():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (30, 60, 3), dtype=np.uint8)
+    f2 = ob.moving_box(img, 2, 3)
+    assert np.array_equal(f2[:10], img[:10]) and np.array_equal(f2[:, :20], img[:, :20])
+    assert np.array_equal(f2[10:20, 20:40], img[10:20, 14:34])
+
+
+def test_ssim_bounds():
+    rng = np.random.default_rng(1)
+    a = np.repeat(np.linspace(0.2, 0.8, 48, dtype=np.float32)[None, :, None], 48, axis=0).repeat(3, axis=2)
+    assert ob.ssim(a, a) == pytest.approx(1.0)
+    s1, s2 = (ob.ssim(a, np.clip(a + rng.normal(0, sd, a.shape), 0, 1)) for sd in (0.02, 0.1))
+    assert 1.0 > s1 > s2 and s2 < 0.5
+
+
+def test_chart_patches_read_the_patch_centres():
+    import colour
+
+    ref = ob.chart_reference_lab()
+    assert ref.shape == (24, 3)
+    # a frame painted with the reference sRGB values at the patch centres
+    d65 = colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"]["D65"]
+    srgb = colour.XYZ_to_sRGB(colour.Lab_to_XYZ(ref, d65))
+    h, w = 591, 944
+    img = np.zeros((h, w, 3), np.float64)
+    r = int(ob.CHART_HALF * w) + 2
+    for i, (fy, fx) in enumerate((fy, fx) for fy in ob.CHART_Y for fx in ob.CHART_X):
+        img[int(fy * h) - r:int(fy * h) + r, int(fx * w) - r:int(fx * w) + r] = srgb[i]
+    assert np.allclose(ob.chart_patches(img), srgb, atol=1e-9)
+
+
+def test_chart_delta_e_on_the_real_dng(shared_data):
+    import dataclasses
+
+    frame = ob.load_chart_frame(shared_data / "raw" / "colorchart.dng")
+    base = load_tuning("sc3336_day")
+    d = ob.chart_delta_e(base, frame)
+    assert d["n_patches"] == 24 and 0 < d["delta_e_mean"] < 30
+    grey = dataclasses.replace(base, ccm=dataclasses.replace(base.ccm, saturation=0.0))
+    assert ob.chart_delta_e(grey, frame)["delta_e_mean"] > d["delta_e_mean"] + 3
+
+
+def test_detection_objective_on_a_release_bundle(tmp_path, shared_data):
+    from camlab import settings
+
+    bundles = sorted((settings.project_root() / "exports" / "detector").glob("*/manifest.json"))
+    if not bundles:
+        pytest.skip("no release detector bundle (make models)")
+    ds = ob.detection_set(3, 0, 3200, model=bundles[-1].parent, max_side=160)
+    r = ob.detection(load_tuning("sc3336_day"), ds)
+    assert r["n_images"] == 3 and 0.0 <= r["person_ap50"] <= 1.0
+    held = ob.detection_set(3, 3, 3200, model=bundles[-1].parent, max_side=160)
+    assert not {str(s.image) for s in ds.samples} & {str(s.image) for s in held.samples}
