@@ -1,6 +1,7 @@
 """Storage bench: power cuts, 24 h on a full card, notification and clip-to-cloud latency, IV reuse.
 
-Writes ``benchmarks/results/storage.json`` with ``power_cuts``, ``corrupt_files``, ``unindexed_files``,
+Writes ``benchmarks/results/storage.json`` with ``power_loss`` (cuts on the power-loss layer, the real recorder
+and two mutants that must fail), ``card_full_tmpfs`` (real ENOSPC and SQLITE_FULL), ``power_cuts`` (kill -9), ``corrupt_files``, ``unindexed_files``,
 ``max_gap_s_full_card``, ``notify_p95_ms``, ``clip_cloud_p95_s``, ``iv_reuse`` and the anchors measured in the same
 run (a bare HTTPS POST round trip for the notification; the post-roll length, the floor under clip latency).
 
@@ -40,6 +41,61 @@ def _power_cuts(tmp: Path, n: int) -> dict:
             "overlapping_files": rep.overlapping, "minutes_repaired": rep.repaired,
             "minutes_discarded": rep.discarded, "orphans_indexed": rep.indexed_orphans,
             "max_lost_s_per_cut": round(rep.max_lost_s, 2), "power_cut_wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def _loss_summary(rep) -> dict:
+    return {"recorder": rep.recorder, "cuts": rep.power_cuts, "cuts_by_kind": rep.cuts_by_kind,
+            "recovery_cuts": rep.recovery_cuts, "files_torn_at_cut": rep.files_torn,
+            "files_lost_at_cut": rep.files_lost_at_cut,
+            "before_reconcile": {"indexed_missing": rep.pre_indexed_missing, "indexed_corrupt": rep.pre_indexed_corrupt,
+                                 "unindexed_files": rep.pre_unindexed, "partial_files": rep.pre_partials},
+            "reconcile": {"repaired": rep.repaired, "discarded": rep.discarded, "quarantined": rep.quarantined,
+                          "orphans_indexed": rep.indexed_orphans, "rows_dropped": rep.dropped_rows},
+            "after_reconcile": {"corrupt_files": rep.corrupt_files, "unindexed_files": rep.unindexed_files,
+                                "missing_files": rep.missing_files, "partial_files_left": rep.partial_left,
+                                "overlapping_files": rep.overlapping},
+            "footage_lost_min": round(rep.lost_s / 60, 2), "max_lost_s_per_cut": round(rep.max_lost_s, 2),
+            "holes_min": round(rep.hole_s / 60, 2), "cuts_with_holes": rep.cuts_with_holes,
+            "violations": rep.violations, "passed": rep.ok, "first_failures": rep.failures[:3]}
+
+
+def _power_loss(tmp: Path, n: int, n_mutant: int) -> dict:
+    """Power cuts on the power-loss layer (unsynced writes dropped/torn, names durable after the folder's fsync),
+    the real recorder and the two mutants (each must FAIL)."""
+    from device_sim.storage.faults import run_power_loss
+    from device_sim.storage.synth import SyntheticSource
+    src = SyntheticSource(64, 64, fps=10, gop=10)
+    t0 = time.perf_counter()
+    real = _loss_summary(run_power_loss(tmp / "loss-real", n, seed=2026, src=src))
+    real["wall_s"] = round(time.perf_counter() - t0, 1)
+    mutants = {}
+    for name in ("no_fsync", "row_before_rename"):
+        t0 = time.perf_counter()
+        mutants[name] = _loss_summary(run_power_loss(tmp / f"loss-{name}", n_mutant, seed=2026, src=src,
+                                                     recorder=name))
+        mutants[name]["wall_s"] = round(time.perf_counter() - t0, 1)
+    return {"power_loss": real, "power_loss_cuts": real["cuts"], "power_loss_violations": real["violations"],
+            "power_loss_max_lost_s": real["max_lost_s_per_cut"], "power_loss_holes_min": real["holes_min"],
+            "power_loss_mutants": mutants,
+            "power_loss_mutants_failing": sum(not m["passed"] for m in mutants.values()),
+            "power_loss_mutants_total": len(mutants)}
+
+
+def _card_full_tmpfs(trials: int) -> dict:
+    from device_sim.storage.cardfull import run_card_full, tmpfs_available
+    if not tmpfs_available():
+        return {"card_full_tmpfs": None, "card_full_tmpfs_note": "no unprivileged tmpfs (unshare -rm) here"}
+    t0 = time.perf_counter()
+    r = run_card_full(size_bytes=4_000_000, trials=trials, minutes=45.0, seed=2026)
+    tr = r["trials"]
+    return {"card_full_tmpfs": r, "card_full_trials": len(tr),
+            "card_full_escaped_exceptions": sum(t["escaped"] is not None for t in tr),
+            "card_full_stored_minutes_lost": sum(len(t["stored_minutes_lost"]) for t in tr),
+            "card_full_check_failures": sum(not t["check_ok"] for t in tr),
+            "card_full_enospc_seen": sum(t["enospc_errors"] for t in tr),
+            "card_full_sqlite_full_seen": sum(t["index_full"] for t in tr) + int(r["index_probe"]["index_full_raised"]),
+            "card_full_recording_at_end": sum(t["recording_at_end"] for t in tr),
+            "card_full_wall_s": round(time.perf_counter() - t0, 1)}
 
 
 def _full_card(tmp: Path, hours: float) -> dict:
@@ -233,10 +289,19 @@ def _iv_bulk(tmp: Path, n_clips: int) -> dict:
     return {"iv_bulk_segments": audit["segments"], "iv_bulk_reuse": audit["iv_reuse"], "iv_audit_bulk": audit}
 
 
-def run(power_cuts: int = 500, full_card_hours: float = 24.0, n_events: int = 12) -> dict:
+def run(power_cuts: int | None = None, full_card_hours: float = 24.0, n_events: int = 12,
+        power_loss_cuts: int | None = None, mutant_cuts: int | None = None, card_full_trials: int = 4) -> dict:
+    """Counts default from the environment (``BENCH_STORAGE_KILL_CUTS`` 150, ``BENCH_STORAGE_LOSS_CUTS`` 300,
+    ``BENCH_STORAGE_MUTANT_CUTS`` 60) so a run stays within minutes on the shared machine."""
+    power_cuts = power_cuts if power_cuts is not None else int(os.environ.get("BENCH_STORAGE_KILL_CUTS", 150))
+    power_loss_cuts = (power_loss_cuts if power_loss_cuts is not None
+                       else int(os.environ.get("BENCH_STORAGE_LOSS_CUTS", 300)))
+    mutant_cuts = mutant_cuts if mutant_cuts is not None else int(os.environ.get("BENCH_STORAGE_MUTANT_CUTS", 60))
     with tempfile.TemporaryDirectory(prefix="bench_storage_") as d:
         tmp = Path(d)
         out = {}
+        out.update(_power_loss(tmp, power_loss_cuts, mutant_cuts))
+        out.update(_card_full_tmpfs(card_full_trials))
         out.update(_power_cuts(tmp, power_cuts))
         out.update(_full_card(tmp, full_card_hours))
         out.update(_events(tmp, n_events, pre_s=5.0, post_s=8.0))
@@ -250,6 +315,17 @@ def run(power_cuts: int = 500, full_card_hours: float = 24.0, n_events: int = 12
         out["iv_control_reuse"] = control["iv_reuse"]
         out["iv_control_note"] = ("clips made with a ledger stuck on one IV, through the same audit: reuse must be "
                                   "counted (> 0) for iv_reuse = 0 to mean anything")
+    out["notes_power_loss"] = (
+        "power_loss: in-process cuts on device_sim.storage.powerloss.PowerLossLayer: the cut lands inside a write "
+        "(40%), an fsync (20%) or a namespace op (40%: create/rename/unlink/mkdir/rmdir/folder fsync); data not "
+        "fsynced is dropped or torn (a random prefix of pending writes survives, the next one cut at a 512 B sector); "
+        "a name is durable only after its folder's fsync; 20% of boots cut the power inside reconcile too. The index "
+        "is checked BEFORE reconcile (an indexed file must exist and decode) and after; footage lost = fed seconds no "
+        "index row covers after reconcile, holes = the part of it before the last covered instant. The recorder "
+        "fsyncs every 5 s of media time. SQLite is outside the layer: with synchronous=FULL a commit is durable "
+        "when it returns and no cut lands inside a SQLite call. Mutants: no_fsync (no fsync of file or folder), "
+        "row_before_rename (index row before the rename). card_full_tmpfs: a 4 MB tmpfs in a user namespace (real "
+        "ENOSPC / SQLITE_FULL), a foreign file fills it at a random moment or between a rename and its index row.")
     out["notes"] = ("2-core shared machine, other engineers' jobs running: timings are noisy. Power cuts are SIGKILL "
                     "of a forked recording child at seeded random times (30% also tear the in-flight file at a random "
                     "byte, ignoring fsync: the worst case, hence up to a whole in-flight minute lost; 20% also SIGKILL "

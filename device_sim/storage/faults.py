@@ -396,7 +396,8 @@ def run_power_loss(base: Path, n_cuts: int, *, seed: int = 0, recorder: str = "r
             rep.final_files = chk.files
             if not chk.ok:
                 rep.failures.append(f"cut {cut} ({crash.cut_op}) after reconcile: {chk}")
-            rows = [r for r in index.all() if r.kind == "minute"]
+            bad = set(chk.corrupt) | set(chk.missing)           # a row over a broken file keeps no footage
+            rows = [r for r in index.all() if r.kind == "minute" and r.path not in bad]
             lost, holes = lost_footage((epoch, last_fed), rows)
             rep.lost_per_cut.append((round(lost, 1), crash.cut_op, len(r.discarded), round(last_fed - epoch, 1)))
             rep.lost_s += lost
