@@ -134,8 +134,21 @@ def _detector(tmp: Path) -> list[str]:
     return bad
 
 
+def _isp_tune(tmp: Path) -> list[str]:
+    """bench_isp_tune's tiny study at ISO 3200 vs 800: the held-out PSNR figures must move with the sensor gain."""
+    from benchmarks import bench_isp_tune
+
+    base = bench_isp_tune.smoke_figures(tmp / "a", 3200.0)
+    mutated = bench_isp_tune.smoke_figures(tmp / "b", 800.0)
+    return check("isp_tune", base, mutated, ["heldout_psnr_db_shipped", "heldout_psnr_db_tuned"]) + [
+        f"isp_tune.{k}: not a finite number ({base.get(k)!r})" for k in ("heldout_psnr_gain_db",
+                                                                          "cpu_cost_ratio_tuned_vs_shipped")
+        if not _finite(base.get(k))]
+
+
 CASES: dict[str, Callable[[Path], list[str]]] = {"isp": _isp, "device_sim": _device_sim, "ota": _ota,
-                                                 "storage": _storage, "network": _network, "detector": _detector}
+                                                 "storage": _storage, "network": _network, "detector": _detector,
+                                                 "isp_tune": _isp_tune}
 
 
 def _others() -> list[str]:
