@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,13 @@ class CameraSettings:
     # (figure, "<=" | ">=", bound, unit) rows shown beside report.html's headline figures (the demo passes its
     # budget's device_sim checks); empty: the camera's own defaults
     report_bounds: tuple[tuple[str, str, float, str], ...] = ()
+    # how the elements run: "serial" (one thread, in the former loop's order), "threaded" (one worker per element,
+    # bounded queues between them), "auto": serial on the simulated clock, threaded on the real-time clock
+    pipeline: str = "auto"
+    # threaded pipeline: nice increment of the main-stream VENC (its worker and x265's pool). The ISP, AI and audio
+    # keep the cores first; when the host cannot carry everything the main stream drops frames (counted) instead
+    # of delaying events
+    venc_nice: int = 5
 
     def __post_init__(self):
         for name in ("main_fps", "sub_fps", "ai_fps"):
@@ -76,6 +84,8 @@ class CameraSettings:
             raise ValueError("main_size must be even")
         if self.timing not in ("device", "host") or self.clock not in ("sim", "real"):
             raise ValueError("timing must be 'device' or 'host' and clock 'sim' or 'real'")
+        if self.pipeline not in ("auto", "serial", "threaded"):
+            raise ValueError(f"pipeline must be 'auto', 'serial' or 'threaded', got {self.pipeline!r}")
 
 
 def _rss() -> int:
@@ -121,20 +131,6 @@ def load_chip(chip: str) -> dict:
     return data
 
 
-@dataclass
-class _Stats:
-    main_frames: int = 0
-    sub_frames: int = 0
-    ai_runs: int = 0
-    ai_offered: int = 0
-    ai_gated: int = 0
-    ai_dropped: int = 0
-    cry_windows: int = 0
-    snapshots: int = 0
-    clips: list = field(default_factory=list)
-    bytes: dict = field(default_factory=lambda: {"main": 0, "sub": 0, "audio": 0, "jpeg": 0})
-
-
 def _build_audio(sc, root: Path, n: int, seed: int):
     """Near-end sound field and the talk-back signal, whole-scenario arrays at 16 kHz, and cry durations."""
     from device_sim.hal.mic import at_level, load_audio
@@ -166,6 +162,364 @@ def _build_audio(sc, root: Path, n: int, seed: int):
     return near, talk, talk_spans, cry_dur
 
 
+class Camera:
+    """The simulated camera as a media pipeline, built from its settings; ``run()`` streams the scenario once.
+
+    Composition (device_sim.pipeline.elements; queue capacity and policy in brackets)::
+
+        SensorSource ──raw [2, drop newest]──► IspNode ──main [2, drop newest]──► Encoder main (H.265) ─┐
+          ▲ AE/IR-cut of the previous frame      │ ──sub [2, drop newest]──► Encoder sub (H.264)        │ packets
+          └──────────────────────────────────────┤ ──sub [1, drop oldest]──► AiScheduler ──┐            ▼
+                                                  └─ night-mode event ───────────────────►  EventRouter  RingBuffer
+        AudioChain (AEC/NS/AGC, Opus, cry model) ─ opus packets ─────────────────────────────────┼──────► [64, block]
+                                                 └─ cry event ─────────────────────────────►  [256, block]  │  │
+        EventRouter ─► Uplink (on_event: MQTT notify) · Encoder JPEG (snapshot) · clip request ─► RingBuffer  │  │
+        RingBuffer ─► Recorder (TF card, ``record_sd``) · ClipMaker (HLS clips, ``clips_dir``) ◄──────────────┘──┘
+
+    ``settings.pipeline``: ``serial`` runs the elements on one thread in the former loop's order (the simulated
+    clock's default: a fixed seed gives the same events), ``threaded`` one worker per element (the real-time
+    clock's default). Everything is validated before the first frame (scenario files, bundles, chip).
+    """
+
+    def __init__(self, bundles, scenario, chip: str, *, settings: CameraSettings | None = None, data_root=None,
+                 duration_s: float | None = None, record_sd=None, sd_capacity_bytes: int = 1 << 30, on_event=None,
+                 clips_dir=None):
+        from device_sim import scenario as scn
+        from device_sim.ai.cry import CryFrontEnd
+        from device_sim.ai.motion import MotionDetector
+        from device_sim.ai.scheduler import Scheduler, load_models
+        from device_sim.budgets import Budgets
+        from device_sim.hal.ircut import IrCutHAL
+        from device_sim.hal.npu import NpuModel
+        from device_sim.hal.sensor import SensorHAL, SensorSpec
+        from device_sim.media.encoder import StreamConfig, VideoEncoder
+        from device_sim.media.isp import IspAdapter
+        from device_sim.media.ringbuffer import RingBuffer
+        from device_sim.pipeline import elements as el
+        from device_sim.spec.events import EventDebouncer
+
+        cs = self.settings = settings or CameraSettings()
+        # ------------------------------------------------------------ validate everything before the run
+        if duration_s is not None and not (np.isfinite(duration_s) and duration_s > 0):
+            raise ConfigError(f"--duration: duration must be > 0 seconds, got {duration_s:g}")
+        origin = str(scenario) if isinstance(scenario, (str, Path)) else "scenario"
+        if isinstance(scenario, scn.Scenario):
+            sc = scenario
+        else:
+            if isinstance(scenario, (str, Path)) and not Path(scenario).is_file():
+                raise InputFileError(f"--scenario {scenario}: file not found")
+            sc = scn.load_scenario(scenario)
+        root = scn.resolve_root(sc, data_root)
+        scn.validate(sc, root, origin)
+        self.chip, self.chip_profile = chip, load_chip(chip)
+        if not bundles:
+            raise InputFileError("no --bundle given")
+        self.rss = {"start": _rss()}
+        self.models = load_models(list(bundles), chip)
+        self.rss["ai"] = _rss() - self.rss["start"]
+        det, cry = self.models.get("detection"), self.models.get("cry")
+        self.sc, self.duration = sc, float(duration_s or sc.duration_s)
+        self.threaded = cs.pipeline == "threaded" or (cs.pipeline == "auto" and cs.clock == "real")
+
+        # ------------------------------------------------------------ hardware and media blocks
+        W, H = cs.main_size
+        self.hw = SOC_MEDIA_PIXEL_RATE.get(chip) if cs.timing == "device" else None
+        self.budgets = Budgets()
+        self.sensor = SensorHAL(sc, root, SensorSpec(width=W, height=H), seed=sc.seed)
+        self.ircut = IrCutHAL()
+        r0 = _rss()
+        self.isp = IspAdapter(main_size=cs.main_size, sub_size=cs.sub_size,
+                              privacy_polygons=[z.polygon for z in sc.zones if z.kind == "privacy"])
+        self.rss["isp_init"] = _rss() - r0
+        r0 = _rss()
+        from camlab.isp.three_a.daynight import DayNightController
+        from device_sim.pipeline.core import thread_ids
+        self.daynight = DayNightController(t0_s=0.0)
+        self.ircut.led_equiv_lux = self.daynight.p.ir_led_level
+        tids = thread_ids()
+        self.enc_main = VideoEncoder(StreamConfig("main", cs.main_codec, W, H, cs.main_fps, cs.main_bitrate,
+                                                  gop=int(2 * cs.main_fps), threads=cs.encoder_threads))
+        venc_threads = thread_ids() - tids
+        self.enc_sub = VideoEncoder(StreamConfig("sub", cs.sub_codec, cs.sub_size[0], cs.sub_size[1], cs.sub_fps,
+                                                 cs.sub_bitrate, gop=int(2 * cs.sub_fps), threads=cs.encoder_threads))
+        self.rss["encoder"] = _rss() - r0
+        self.ring = RingBuffer(cs.ring_seconds)
+        self.sd_recorder = self.sd_index = self.clip_maker = None
+        if record_sd is not None:
+            from device_sim.hal.sdcard import SdCard
+            from device_sim.storage.index import Index
+            from device_sim.storage.recorder import Recorder
+            card = SdCard(Path(record_sd), sd_capacity_bytes)
+            self.sd_index = Index(card.mount_point / ".index" / "index.db")
+            # wall clock of pts 0: a fixed epoch (2025-11-22T00:00:00Z) keeps recordings reproducible
+            self.sd_recorder = Recorder(card, self.sd_index, info=self.enc_main.info, epoch_base=1_763_769_600.0)
+        if clips_dir is not None:
+            from device_sim.storage.clips import ClipMaker
+            from device_sim.storage.crypto import UserKey
+            self.clip_maker = ClipMaker(Path(clips_dir), UserKey(np.random.default_rng(sc.seed + 9).bytes(16)),
+                                        pre_roll_s=5.0, post_roll_s=5.0, segment_s=4.0, infos=[self.enc_main.info])
+        mic, echo, ref_pcm = self._boot_audio(root)
+        self.npu = NpuModel(chip, max_queue=cs.npu_max_queue)
+        sched = Scheduler(self.models, self.npu)
+        self.motion = MotionDetector()
+        self.cry_fe = CryFrontEnd(cry.bundle.features, cry.bundle.decode, str(cry.bundle.root)) if cry else None
+        self.timeline = {"t": [], "lux": [], "exposure_ms": [], "gain": [], "night": []}
+        n_frames = int(round(self.duration * cs.main_fps))
+        control = {"exposure": 1 / 60, "gain": 1.0}          # AE registers, latched at frame start
+        # boot: linearise the scene in both filter states and compile the ISP kernels before the clock starts
+        self.sensor.scene_linear(0.0, True)
+        r0 = _rss()
+        self.isp.warm_up(self.sensor.capture(0.0, scn.lux_at(sc, 0.0), control["exposure"], control["gain"]))
+        self.rss["isp"] = self.rss["isp_init"] + max(0, _rss() - r0)
+
+        # ------------------------------------------------------------ the pipeline
+        from device_sim.clock import make_clock
+        from device_sim.pipeline.core import SerialRunner, ThreadedRunner
+        self.clock = make_clock(cs.clock)    # the clock's zero is set again in run(): the sensor starts streaming
+        ctx = self.ctx = el.Context(self.clock, self.budgets, self.hw,
+                                    ThreadedRunner.cpu_time if self.threaded else SerialRunner.cpu_time,
+                                    self.threaded)
+        npu_lock = threading.Lock()          # one NPU: detector and cry jobs are submitted one at a time
+        self.src = el.SensorSource(ctx, self.sensor, sc, self.ircut, self.daynight.p, control, cs.main_fps, n_frames)
+        self.isp_node = el.IspNode(ctx, self.isp, self.daynight, self.ircut, control, cs.main_size, cs.sub_fps,
+                                   cs.ai_fps if det is not None else None, self.timeline)
+        self.main = el.Encoder(ctx, "main", self.enc_main, cs.main_size, "encode_main", "capture_to_encode",
+                               one_in_flight=cs.venc_async and not self.threaded, nice=cs.venc_nice,
+                               library_threads=venc_threads)
+        self.sub = el.Encoder(ctx, "sub", self.enc_sub, cs.sub_size, "encode_sub", "capture_to_sub_encode")
+        self.jpeg = el.JpegEncoder(ctx, cs.snapshot_quality)
+        self.ring_node = el.RingBuffer(ctx, self.ring, cs.ring_seconds)
+        self.recorder = el.Recorder(ctx, self.sd_recorder) if self.sd_recorder is not None else None
+        self.clips = el.ClipMaker(ctx, self.clip_maker, self.enc_main.info) if self.clip_maker is not None else None
+        self.ai = el.AiScheduler(ctx, det, sched, npu_lock, self.motion, EventDebouncer(),
+                                 [z for z in sc.zones if z.kind == "detect"], cs.motion_gate, cs.sub_size[1])
+        self.router = el.EventRouter(ctx)
+        self.uplink = el.Uplink(ctx, on_event)
+        self.audio_node = el.AudioChain(ctx, mic, echo, ref_pcm, self.audio, self.cry_fe, sched, npu_lock,
+                                        self.n_audio, self.recs)
+        # links
+        self.src.isp = self.isp_node
+        self.isp_node.enc_main, self.isp_node.enc_sub, self.isp_node.ai = self.main, self.sub, self.ai
+        self.isp_node.router = self.ai.router = self.audio_node.router = self.router
+        self.main.downstream = self.audio_node.ring = self.router.ring = self.ring_node
+        self.ring_node.recorder, self.ring_node.clips = self.recorder, self.clips
+        self.router.uplink, self.router.jpeg = self.uplink, self.jpeg
+        # upstream first: the order end-of-stream travels in
+        self.workers = [e for e in (self.isp_node, self.main, self.sub, self.ai, self.router, self.uplink,
+                                    self.jpeg, self.ring_node, self.recorder, self.clips) if e is not None]
+
+    def _boot_audio(self, root: Path):
+        """Microphone and speaker signals of the whole run; the boot chime converges the AEC before streaming."""
+        from device_sim.hal.mic import MicHAL
+        from device_sim.hal.speaker import SpeakerHAL
+        from device_sim.media.audio import BLOCK, AudioChain, AudioChainConfig
+        sc, cs = self.sc, self.settings
+        n = self.n_audio = int(round(self.duration * 16000))
+        near, talk, self.talk_spans, self.cry_dur = _build_audio(sc, root, n, sc.seed)
+        speaker = SpeakerHAL(seed=sc.seed)
+        emitted = speaker.play(talk) if talk.any() else np.zeros(n)
+        echo = speaker.echo(emitted) if talk.any() else np.zeros(n)
+        mic = MicHAL(near, seed=sc.seed)
+        r0 = _rss()
+        self.audio = AudioChain(AudioChainConfig(aec=cs.talkback_aec))
+        self.rss["audio"] = _rss() - r0
+        ref_pcm = (np.clip(emitted, -1, 32767 / 32768) * 32768).astype(np.int16)
+        chime = speaker.play(np.random.default_rng(sc.seed + 5).standard_normal(32000) * 0.1)
+        chime_mic = MicHAL(np.zeros(32000), seed=sc.seed + 6)
+        chime_echo = speaker.echo(chime)
+        chime_ref = (np.clip(chime, -1, 32767 / 32768) * 32768).astype(np.int16)
+        self.audio.prime((chime_mic.read(i, BLOCK, chime_echo[i:i + BLOCK]) for i in range(0, 32000, BLOCK)),
+                         (chime_ref[i:i + BLOCK] for i in range(0, 32000, BLOCK)))
+        self.recs = {k: np.zeros(n, np.int16) for k in ("mic", "aec", "clean")}
+        return mic, echo, ref_pcm
+
+    # ---------------------------------------------------------------------------------------------------- run
+    def run(self) -> dict:
+        """Stream the scenario once (boot is done); returns the report dict."""
+        from device_sim.clock import make_clock
+        from device_sim.pipeline.core import SerialRunner, ThreadedRunner, renice
+        cs = self.settings
+        threads = _thread_budget()
+        self.ctx.clock = self.clock = make_clock(cs.clock)      # the sensor starts streaming now
+        self.load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        try:
+            if self.threaded:
+                runner = ThreadedRunner(self.workers, self.clock.now)
+                self.src.runner = self.audio_node.runner = runner
+                runner.start(self.workers)
+                if self.main.nice:
+                    runner.niced["x265_pool"] = renice(self.main.library_threads, self.main.nice)
+                audio = threading.Thread(target=self.audio_node.stream, name="cam-audio", daemon=True)
+                audio.start()
+                self.src.stream()
+                audio.join()
+                runner.stop(self.workers)
+                threads["report"]["niced_threads"] = dict(runner.niced)
+                if runner.errors:
+                    name, exc = runner.errors[0]
+                    raise exc
+            else:
+                runner = SerialRunner([self.src, self.audio_node, *self.workers])
+                fps = cs.main_fps
+                for k in range(self.src.n_frames):
+                    if not self.clock.simulated:
+                        self.clock.sleep_until(k / fps)
+                    runner.push(self.audio_node, min(self.n_audio, int(round((k + 1) / fps * 16000))))
+                    runner.push(self.src, k)
+                if not self.clock.simulated:
+                    self.clock.sleep_until(self.duration)  # the last frame period ends at ``duration``
+                for e in self.workers:
+                    runner.finish(e)
+        finally:
+            _restore_threads(threads)
+        self.wall = time.perf_counter() - wall0
+        self.cpu_total = time.process_time() - cpu0
+        self.threads = threads
+        return self.report()
+
+    # ---------------------------------------------------------------------------------------------------- report
+    def pipeline_figures(self) -> dict:
+        """Per stage: buffers handled, drops, CPU (core-s per simulated s), queue depth; queue depth over time."""
+        d = self.duration
+        stages, depth = {}, {}
+        for e in (self.src, self.audio_node, *self.workers):
+            s = e.stats()
+            s["cpu_per_s"] = round(e.cpu_s / d, 4)
+            s["dropped"] = s.get("queue", {}).get("dropped", 0)
+            stages[e.name] = s
+            if e.inbox is not None and e.inbox.depth_samples:
+                smp = e.inbox.depth_samples
+                step = max(1, len(smp) // 400)
+                depth[e.name] = [[round(t, 3), n] for t, n in smp[::step]]
+        stages["sensor"].update({"late_frames_skipped": self.src.late, "dropped": self.src.late})
+        return {"runner": "threaded" if self.threaded else "serial", "stages": stages,
+                "drops": {k: v["dropped"] for k, v in stages.items()},
+                "queue_depth": depth,
+                "cpu_method": "thread_time of each element's worker (library pools -- numba OpenMP, x265 WPP -- "
+                              "are in cpu_budget_total only)" if self.threaded else
+                              "process_time while the element ran (one element at a time)"}
+
+    def report(self) -> dict:
+        from device_sim import scenario as scn
+        from device_sim.budgets.report import event_accuracy, flash_use, memory_table, percentiles
+        from device_sim.media.audio import BLOCK, erle_db
+        cs, st, duration = self.settings, self.ctx.counters, self.duration
+        W, H = cs.main_size
+        load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        events = self.router.events
+        gt = scn.ground_truth(self.sc, cs.main_fps, W / H, self.sensor.sprite_aspects, self.cry_dur)
+        gt = [g for g in gt if g.start_s < duration]
+        ai_events = [e for e in events if e["service"] == "ai-detection"]
+        accuracy = event_accuracy(ai_events, gt, duration)
+        erle = None
+        audio_pos = self.audio_node.pos
+        if self.talk_spans:
+            # far-end-only samples (the canceller was adapted on the boot chime)
+            idx = np.concatenate([np.arange(s, e) for s, e in self.talk_spans] + [np.zeros(0, int)])
+            idx = idx[idx < audio_pos].astype(int)
+            if idx.size:
+                erle = round(erle_db(self.recs["mic"][idx], self.recs["aec"][idx]), 2)
+        storage = None
+        if self.recorder is not None or self.clips is not None:
+            storage = {}
+        if self.clips is not None:
+            storage["clips"] = [{"event_id": c.event_id, "dir": str(c.dir), "segments": len(c.segments),
+                                 "start_pts_s": round(c.start_pts_s, 3), "end_pts_s": round(c.end_pts_s, 3),
+                                 "complete": c.complete, "errors": list(c.errors)} for c in self.clips.done]
+        if self.recorder is not None:
+            rows = self.sd_index.all()
+            storage.update({"files": [r.path for r in rows], "frames": sum(r.frames for r in rows),
+                            "dropped_packets": self.sd_recorder.stats.dropped_packets,
+                            "errors": list(self.sd_recorder.stats.errors)})
+        cpu_budget = {k: round(v / duration, 4) for k, v in sorted(self.budgets.cpu_s.items())}
+        lat = {k: percentiles(v) for k, v in self.budgets.latency_ms.items()}
+        ev_lat = lat.get("capture_to_event", {}).get("p95")
+        rtf, rtf_note = self._real_time_factor()
+        allocated = {
+            "isp": self.isp.buffer_bytes(W * H * 2),
+            "encoder": self.rss["encoder"],
+            "ring_buffer": self.ring.peak_bytes,
+            "ai_tensors": sum(m.input_bytes + m.output_bytes + int(m.bundle.manifest["cost"]["peak_activation_bytes"])
+                              for m in self.models.values()),
+            "audio": 4 * BLOCK * 2 + (self.cry_fe.cfg.window_samples * 4 * 2 if self.cry_fe else 0),
+        }
+        async_note = ("venc_async: the encoder thread's CPU falls inside the other components' windows (process "
+                      "CPU time), so encode_main is not listed and the split is approximate; cpu_budget_total is "
+                      "exact") if cs.venc_async and not self.threaded else None
+        if self.threaded:
+            async_note = ("threaded pipeline: each component's CPU is the thread time of its worker; library "
+                          "thread pools (numba OpenMP, x265 WPP) are counted in cpu_budget_total only")
+        return {
+            "scenario": self.sc.name, "chip": self.chip, "duration_s": duration,
+            "real_time_factor": rtf, "real_time_factor_note": rtf_note,
+            "event_latency_p95_ms": ev_lat,
+            "ai_fps": round(st.ai_runs / duration, 3),
+            "ai_fps_offered": round(st.ai_offered / duration, 3),
+            "main_stream_fps": round(st.main_frames / duration, 3), "main_stream_height": H,
+            "main_stream_width": W,
+            "sub_stream_fps": round(st.sub_frames / duration, 3),
+            "cpu_budget": cpu_budget, "cpu_budget_total": round(self.cpu_total / duration, 4),
+            "cpu_budget_note": async_note,
+            "cpu_cores": os.cpu_count(), "wall_s": round(self.wall, 3),
+            "real_time_factor_cpu": round((os.cpu_count() or 1) * duration / self.cpu_total, 4)
+            if self.cpu_total > 0 else None,
+            "load_average": {"start": self.load_start, "end": load_end},
+            "threads": self.threads["report"],
+            "latency_ms": lat,
+            "latency_model": ("device: ISP/VENC at the SoC's hardware pixel rate, NPU from the manifest cost, CPU "
+                              "hops measured on the host" if self.hw else "host: every hop measured on the host, "
+                              "NPU modelled") if self.clock.simulated else
+                             "real clock: every hop is the camera clock when it finished (NPU work on the host)",
+            "npu": self.npu.summary(duration),
+            "pipeline": self.pipeline_figures(),
+            "memory": memory_table(allocated),
+            "memory_method": {"isp": "nbytes of raw + NV12 outputs + temporal state + fast-path work buffers",
+                              "encoder": "RSS growth while the encoders were opened (/proc/self/statm)",
+                              "ring_buffer": "peak packet bytes held", "ai_tensors": "input + output tensors + "
+                              "manifest cost.peak_activation_bytes", "audio": "DSP blocks + cry window buffers"},
+            "flash": flash_use([m.bundle.root for m in self.models.values()], self.chip_profile),
+            "accuracy": accuracy,
+            "ground_truth": [{"label": g.label, "start_s": round(g.start_s, 3), "end_s": round(g.end_s, 3),
+                              "source": g.source} for g in gt],
+            "audio": {"erle_db": erle, "talkback_s": round(sum(e - s for s, e in self.talk_spans) / 16000, 3),
+                      "opus_bytes": st.bytes["audio"], "speech_blocks": self.audio.speech_blocks,
+                      "cry_windows": st.cry_windows, "cry_scores": self.audio_node.cry_scores},
+            "streams": {"main_bytes": st.bytes["main"], "sub_bytes": st.bytes["sub"],
+                        "main_kbps": round(8 * st.bytes["main"] / duration / 1000, 1),
+                        "sub_kbps": round(8 * st.bytes["sub"] / duration / 1000, 1),
+                        "snapshots": st.snapshots, "jpeg_bytes": st.bytes["jpeg"], "clips": st.clips},
+            "ai": {"offered": st.ai_offered, "gated_by_motion": st.ai_gated, "runs": st.ai_runs,
+                   "dropped": st.ai_dropped, "bundles": {t: str(m.bundle.root) for t, m in self.models.items()}},
+            "day_night": {"switches": self.ircut.switches},
+            "storage": storage,
+            "events": events,
+            "config": {"report_bounds": [list(b) for b in cs.report_bounds], "main_size": list(cs.main_size),
+                       "main_fps": cs.main_fps, "sub_size": list(cs.sub_size), "sub_fps": cs.sub_fps,
+                       "ai_fps": cs.ai_fps, "clock": cs.clock, "timing": cs.timing, "isp_fast": self.isp.fast,
+                       "main_codec": cs.main_codec, "sub_codec": cs.sub_codec, "venc_async": cs.venc_async,
+                       "pipeline": "threaded" if self.threaded else "serial"},
+        }
+
+    def _real_time_factor(self) -> tuple[float | None, str]:
+        """Simulated clock: simulated s per host wall s. Real clock: the rate frames left the main encoder over
+        the rate the sensor delivered them -- (frames out / fps) / (first to last frame out + one period); 1.0
+        when the camera keeps up, below when it falls behind or drops main-stream frames."""
+        if self.clock.simulated:
+            return (round(self.duration / self.wall, 4) if self.wall > 0 else None,
+                    "simulated seconds per host wall second of the whole run")
+        out = sorted(self.ctx.frames_out)
+        fps = self.settings.main_fps
+        if len(out) < 2:
+            return 0.0, "real clock: fewer than two main-stream frames came out"
+        rate = (len(out) / fps) / (out[-1] - out[0] + 1.0 / fps)
+        return (round(min(1.0, rate), 4),
+                f"real clock: (main frames encoded / fps) / (first to last frame out of the encoder + one frame "
+                f"period), {rate:.4f} measured, capped at 1 (a camera cannot run ahead of its sensor: above 1 is "
+                f"the jitter of the first and last frame's latency); 1.0 = kept up, below = fell behind or dropped "
+                f"main-stream frames; wall_s is the whole run including the end-of-stream flush")
+
+
 def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSettings | None = None,
                  data_root=None, duration_s: float | None = None, write: bool = True,
                  record_sd=None, sd_capacity_bytes: int = 1 << 30, on_event=None, clips_dir=None) -> dict:
@@ -179,422 +533,11 @@ def run_scenario(bundles, scenario, chip: str, out_dir, *, settings: CameraSetti
     ``clips_dir``: every AI event also becomes an encrypted HLS clip (ring-buffer pre-roll + post-roll of the main
     stream) through :mod:`device_sim.storage.clips`.
     """
-    from device_sim import scenario as scn
-    from device_sim.ai.cry import CryFrontEnd
-    from device_sim.ai.motion import MotionDetector
-    from device_sim.ai.postprocess import detections as decode_detections
-    from device_sim.ai.preprocess import detector_input
-    from device_sim.ai.scheduler import Scheduler, load_models
-    from device_sim.ai.zones import zone_of
-    from device_sim.budgets import Budgets
-    from device_sim.budgets.report import event_accuracy, flash_use, memory_table, percentiles, write_report
-    from device_sim.clock import make_clock
-    from device_sim.hal.ircut import IrCutHAL
-    from device_sim.hal.mic import MicHAL
-    from device_sim.hal.npu import NpuModel
-    from device_sim.hal.sensor import SensorHAL, SensorSpec
-    from device_sim.hal.speaker import SpeakerHAL
-    from device_sim.media.audio import BLOCK, AudioChain, AudioChainConfig, erle_db
-    from device_sim.media.encoder import StreamConfig, VideoEncoder, jpeg_snapshot
-    from device_sim.media.ringbuffer import RingBuffer
-    from device_sim.spec.events import EventDebouncer, detection_event, make_event
-
-    cs = settings or CameraSettings()
-    # ---------------------------------------------------------------- validate everything before the run
-    if duration_s is not None and not (np.isfinite(duration_s) and duration_s > 0):
-        raise ConfigError(f"--duration: duration must be > 0 seconds, got {duration_s:g}")
-    origin = str(scenario) if isinstance(scenario, (str, Path)) else "scenario"
-    if isinstance(scenario, scn.Scenario):
-        sc = scenario
-    else:
-        if isinstance(scenario, (str, Path)) and not Path(scenario).is_file():
-            raise InputFileError(f"--scenario {scenario}: file not found")
-        sc = scn.load_scenario(scenario)
-    root = scn.resolve_root(sc, data_root)
-    scn.validate(sc, root, origin)
-    chip_profile = load_chip(chip)
-    if not bundles:
-        raise InputFileError("no --bundle given")
-    rss = {"start": _rss()}
-    models = load_models(list(bundles), chip)
-    rss["ai"] = _rss() - rss["start"]
-    det = models.get("detection")
-    cry = models.get("cry")
-    duration = float(duration_s or sc.duration_s)
-
-    # ---------------------------------------------------------------- wire the camera
-    W, H = cs.main_size
-    hw = SOC_MEDIA_PIXEL_RATE.get(chip) if cs.timing == "device" else None
-    latency_model = ("device: ISP/VENC at the SoC's hardware pixel rate, NPU from the manifest cost, CPU hops "
-                     "measured on the host" if hw else "host: every hop measured on the host, NPU modelled")
-
-    def hw_time(kind: str, pixels: int, measured_s: float) -> float:
-        return pixels / hw[kind] if hw else measured_s
-    budgets = Budgets()
-    privacy = [z.polygon for z in sc.zones if z.kind == "privacy"]
-    detect_zones = [z for z in sc.zones if z.kind == "detect"]
-    sensor = SensorHAL(sc, root, SensorSpec(width=W, height=H), seed=sc.seed)
-    ircut = IrCutHAL()
-    from device_sim.media.isp import IspAdapter
-    r0 = _rss()
-    isp = IspAdapter(main_size=cs.main_size, sub_size=cs.sub_size, privacy_polygons=privacy)
-    rss["isp_init"] = _rss() - r0
-    r0 = _rss()
-    from camlab.isp.three_a.daynight import DayNightController
-    daynight = DayNightController(t0_s=0.0)
-    ircut.led_equiv_lux = daynight.p.ir_led_level
-    enc_main = VideoEncoder(StreamConfig("main", cs.main_codec, W, H, cs.main_fps, cs.main_bitrate,
-                                         gop=int(2 * cs.main_fps), threads=cs.encoder_threads))
-    enc_sub = VideoEncoder(StreamConfig("sub", cs.sub_codec, cs.sub_size[0], cs.sub_size[1], cs.sub_fps,
-                                        cs.sub_bitrate, gop=int(2 * cs.sub_fps), threads=cs.encoder_threads))
-    rss["encoder"] = _rss() - r0
-    ring = RingBuffer(cs.ring_seconds)
-    recorder = None
-    if record_sd is not None:
-        from device_sim.hal.sdcard import SdCard
-        from device_sim.storage.index import Index
-        from device_sim.storage.recorder import Recorder
-        card = SdCard(Path(record_sd), sd_capacity_bytes)
-        sd_index = Index(card.mount_point / ".index" / "index.db")
-        # wall clock of pts 0: a fixed epoch (2025-11-22T00:00:00Z) keeps recordings reproducible
-        recorder = Recorder(card, sd_index, info=enc_main.info, epoch_base=1_763_769_600.0)
-    clip_maker, clip_sessions, clips_done = None, [], []
-    if clips_dir is not None:
-        from device_sim.storage.clips import ClipMaker
-        from device_sim.storage.crypto import UserKey
-        clip_maker = ClipMaker(Path(clips_dir), UserKey(np.random.default_rng(sc.seed + 9).bytes(16)),
-                               pre_roll_s=5.0, post_roll_s=5.0, segment_s=4.0, infos=[enc_main.info])
-    n_audio = int(round(duration * 16000))
-    near, talk, talk_spans, cry_dur = _build_audio(sc, root, n_audio, sc.seed)
-    speaker = SpeakerHAL(seed=sc.seed)
-    emitted = speaker.play(talk) if talk.any() else np.zeros(n_audio)
-    echo = speaker.echo(emitted) if talk.any() else np.zeros(n_audio)
-    mic = MicHAL(near, seed=sc.seed)
-    r0 = _rss()
-    audio = AudioChain(AudioChainConfig(aec=cs.talkback_aec))
-    rss["audio"] = _rss() - r0
-    ref_pcm = (np.clip(emitted, -1, 32767 / 32768) * 32768).astype(np.int16)
-    # boot chime (2 s of shaped noise through the speaker) converges the AEC before the first frame
-    chime = speaker.play(np.random.default_rng(sc.seed + 5).standard_normal(32000) * 0.1)
-    chime_mic = MicHAL(np.zeros(32000), seed=sc.seed + 6)
-    chime_echo = speaker.echo(chime)
-    chime_ref = (np.clip(chime, -1, 32767 / 32768) * 32768).astype(np.int16)
-    audio.prime((chime_mic.read(i, BLOCK, chime_echo[i:i + BLOCK]) for i in range(0, 32000, BLOCK)),
-                (chime_ref[i:i + BLOCK] for i in range(0, 32000, BLOCK)))
-    mic_rec = np.zeros(n_audio, np.int16)
-    aec_rec = np.zeros(n_audio, np.int16)
-    clean_rec = np.zeros(n_audio, np.int16)
-    npu = NpuModel(chip, max_queue=cs.npu_max_queue)
-    sched = Scheduler(models, npu)
-    motion = MotionDetector()
-    debounce = EventDebouncer()
-    cry_fe = CryFrontEnd(cry.bundle.features, cry.bundle.decode, str(cry.bundle.root)) if cry else None
-    events: list[dict] = []
-    st = _Stats()
-    timeline = {"t": [], "lux": [], "exposure_ms": [], "gain": [], "night": []}
-    det_classes = list(det.bundle.decode["classes"]) if det else []
-
-    ae_exposure, ae_gain = 1 / 60, 1.0
-    n_frames = int(round(duration * cs.main_fps))
-    audio_pos = 0
-    next_sub_t = 0.0
-    next_ai_t = 0.0
-    last_main = None
-    cry_scores: list[tuple[float, float]] = []
-    # boot: linearise the scene in both filter states and compile the ISP kernels before the clock starts
-    sensor.scene_linear(0.0, True)
-    r0 = _rss()
-    isp.warm_up(sensor.capture(0.0, scn.lux_at(sc, 0.0), ae_exposure, ae_gain))
-    rss["isp"] = rss["isp_init"] + max(0, _rss() - r0)
-    threads = _thread_budget()
-    clock = make_clock(cs.clock)   # the sensor starts streaming now, after boot (a real clock's zero is here)
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    wall0 = time.perf_counter()
-    cpu0 = time.process_time()
-
-    def ai_event_media(t_ev: float) -> None:
-        """Snapshot, pre-event run from the ring buffer and (optionally) an encrypted clip for the last event."""
-        if last_main is not None:
-            with budgets.cpu("jpeg_snapshot"):
-                st.bytes["jpeg"] += len(jpeg_snapshot(last_main, cs.snapshot_quality))
-            st.snapshots += 1
-        clip = ring.since(t_ev - cs.ring_seconds)
-        st.clips.append({"event_t": round(t_ev, 3), "packets": len(clip),
-                         "pre_s": round(t_ev - clip[0].pts_s, 3) if clip else 0.0})
-        if clip_maker is not None:
-            with budgets.cpu("storage_clips"):
-                clip_sessions.append(clip_maker.start(events[-1], clip, enc_main.info))
-
-    def encode_main(nv12, t, t_isp):
-        c0 = time.perf_counter()
-        pkts = enc_main.encode(nv12, t)
-        enc_s = time.perf_counter() - c0
-        return pkts, t, t_isp, enc_s, (None if clock.simulated else clock.now())
-
-    def main_done(pkts, t, t_isp, enc_s, t_real):
-        """Main-stream packets of the frame captured at ``t``: ring buffer, TF card, event clips, latency stamp."""
-        for p in pkts:
-            ring.push(p)
-            st.bytes["main"] += len(p.data)
-        if recorder is not None:
-            with budgets.cpu("storage_record"):
-                for p in pkts:
-                    recorder.write(p)
-        if clip_sessions:
-            with budgets.cpu("storage_clips"):
-                for sess in list(clip_sessions):
-                    if not all([sess.add(p) for p in pkts]):
-                        clips_done.append(sess.finish())
-                        clip_sessions.remove(sess)
-        st.main_frames += 1
-        budgets.stamp("capture_to_encode", t, (t_isp + hw_time("venc", W * H, enc_s)) if t_real is None else t_real)
-
-    venc, pending = None, None
-    if cs.venc_async:
-        from concurrent.futures import ThreadPoolExecutor
-        venc = ThreadPoolExecutor(max_workers=1, thread_name_prefix="venc")
-
-    def emit(ev: dict):
-        events.append(ev)
-        if on_event is not None:
-            on_event(ev)
-        if ev["service"] == "ai-detection":
-            budgets.stamp("capture_to_event", ev["capture_time_s"], ev["emit_time_s"])
-
-    for k in range(n_frames):
-        t = k / cs.main_fps
-        t_next = (k + 1) / cs.main_fps
-        if not clock.simulated:
-            clock.sleep_until(t)
-        # ------------------------------------------------ audio up to the end of this frame period
-        end = min(n_audio, int(round(t_next * 16000)))
-        while audio_pos + BLOCK <= end:
-            s = audio_pos
-            with budgets.cpu("audio_aec_ns_agc"):
-                blk = mic.read(s, BLOCK, echo[s:s + BLOCK])
-                a_out, clean = audio.process(blk, ref_pcm[s:s + BLOCK])
-            mic_rec[s:s + BLOCK], aec_rec[s:s + BLOCK], clean_rec[s:s + BLOCK] = blk, a_out, clean
-            with budgets.cpu("audio_opus"):
-                for p in audio.opus.encode(clean, s / 16000):
-                    ring.push(p)
-                    st.bytes["audio"] += len(p.data)
-            if cry_fe is not None:
-                with budgets.cpu("cry_features"):
-                    c0 = time.perf_counter()
-                    windows = list(cry_fe.push(clean.astype(np.float32) / 32768.0))
-                    feat_s = time.perf_counter() - c0
-                for x, end_sample in windows:
-                    st.cry_windows += 1
-                    t_win = end_sample / 16000
-                    with budgets.cpu("npu_host_onnxruntime"):
-                        outs, job = sched.infer("cry", x, t_win + feat_s)
-                    if outs is None:
-                        continue
-                    prob = cry_fe.probability(outs[0])
-                    cry_scores.append((round(t_win, 3), round(prob, 4)))
-                    if cry_fe.alarm.update(prob, t_win):
-                        t_emit = job.end_s
-                        budgets.stamp("cry_window_to_event", t_win, t_emit)
-                        emit(make_event("ai-detection", "cry", t_win, t_emit, confidence=prob, zone="audio"))
-                        ai_event_media(t_win)
-            audio_pos += BLOCK
-        # ------------------------------------------------ 3A decisions from the previous frame
-        lux = scn.lux_at(sc, t)
-        ir_mode = ircut.night
-        # ------------------------------------------------ sensor
-        with budgets.cpu("sensor_model"):
-            c0 = time.perf_counter()
-            eff_lux = lux * daynight.p.ir_passband_gain if ir_mode else lux
-            raw = sensor.capture(t, eff_lux, ae_exposure, ae_gain, ir_mode=ir_mode, ir_lux=ircut.ir_lux)
-        # ------------------------------------------------ ISP
-        with budgets.cpu("isp"):
-            c0 = time.perf_counter()
-            out = isp.run(raw, ir_mode)
-            isp_s = time.perf_counter() - c0
-        t_isp = (t + hw_time("isp", W * H, isp_s)) if clock.simulated else clock.now()
-        budgets.stamp("capture_to_isp", t, t_isp)
-        ae = out.stats.get("ae", {})
-        prev_total = ae_exposure * ae_gain
-        ae_exposure = float(ae.get("exposure_s", ae_exposure))
-        ae_gain = float(ae.get("analog_gain", ae_gain))   # the ISP applies its digital gain itself
-        if abs(np.log((ae_exposure * ae_gain) / prev_total)) > 0.15:
-            motion.reset_background()          # an AE step is not motion
-        brightness = out.stats.get("brightness")
-        if brightness is not None and np.isfinite(brightness):
-            dec = daynight.update(t, float(brightness))
-            if ircut.set_night(dec.mode == "night", t):
-                isp.carry_ae(ir_mode, dec.mode == "night")
-                motion.reset_background()
-                emit(make_event("camera-control", "night-mode-changed", t, t_isp, night=dec.mode == "night"))
-        timeline["t"].append(t)
-        timeline["lux"].append(max(lux, 1e-3))
-        timeline["exposure_ms"].append(1000 * ae_exposure)
-        timeline["gain"].append(ae_gain)
-        timeline["night"].append(int(ircut.night))
-        # ------------------------------------------------ main stream
-        if venc is None:
-            with budgets.cpu("encode_main"):
-                main_done(*encode_main(out.main_nv12, t, t_isp))
-        else:
-            # the VENC encodes frame k while the loop renders and processes frame k+1 (one frame in flight)
-            if pending is not None:
-                main_done(*pending.result())
-            pending = venc.submit(encode_main, out.main_nv12, t, t_isp)
-        last_main = out.main_nv12
-        # ------------------------------------------------ substream, motion, AI
-        if t + 1e-9 >= next_sub_t:
-            next_sub_t += 1.0 / cs.sub_fps
-            with budgets.cpu("encode_sub"):
-                c0 = time.perf_counter()
-                for p in enc_sub.encode(out.sub_nv12, t):
-                    st.bytes["sub"] += len(p.data)
-                sub_s = time.perf_counter() - c0
-            st.sub_frames += 1
-            budgets.stamp("capture_to_sub_encode", t, (t_isp + hw_time("venc", cs.sub_size[0] * cs.sub_size[1], sub_s))
-                          if clock.simulated else clock.now())
-            with budgets.cpu("motion"):
-                moving = motion.update(out.sub_nv12, cs.sub_size[1], t)
-            if moving and (not events or events[-1].get("event") != "motion-detected"
-                           or t - events[-1]["capture_time_s"] > motion.cfg.hold_s):
-                emit(make_event("motion-detection", "motion-detected", t, t_isp, area=motion.active_fraction))
-            if det is not None and t + 1e-9 >= next_ai_t:
-                next_ai_t += 1.0 / cs.ai_fps
-                st.ai_offered += 1
-                if cs.motion_gate and not motion.gate_open(t):
-                    st.ai_gated += 1
-                    for c in det_classes:
-                        debounce.update(c, False, t)
-                else:
-                    with budgets.cpu("ai_preprocess"):
-                        c0 = time.perf_counter()
-                        x, lb = detector_input(out.sub_nv12, det.bundle.input)
-                        pre_s = time.perf_counter() - c0
-                    t_submit = t_isp + pre_s if clock.simulated else clock.now()
-                    with budgets.cpu("npu_host_onnxruntime"):
-                        outs, job = sched.infer("detection", x, t_submit)
-                    if outs is None:
-                        st.ai_dropped += 1
-                    else:
-                        st.ai_runs += 1
-                        with budgets.cpu("ai_postprocess"):
-                            c0 = time.perf_counter()
-                            dets = decode_detections(det.output_names, outs, det.bundle.decode, lb)
-                            post_s = time.perf_counter() - c0
-                        t_done = job.end_s + post_s
-                        budgets.stamp("capture_to_ai_result", t, t_done)
-                        best: dict[str, object] = {}
-                        for d in dets:
-                            if d.label not in best or d.score > best[d.label].score:
-                                best[d.label] = d
-                        for c in det_classes:
-                            if debounce.update(c, c in best, t):
-                                d = best[c]
-                                zone = zone_of(d.box, detect_zones)
-                                if zone == "" and detect_zones:
-                                    continue
-                                emit(detection_event(c, d.score, zone, d.box, t, t_done))
-                                ai_event_media(t)
-    if pending is not None:
-        main_done(*pending.result())
-    if venc is not None:
-        venc.shutdown(wait=True)
-    if not clock.simulated:
-        clock.sleep_until(duration)    # the last frame period ends at ``duration``, as the sensor's would
-    for p in enc_main.flush():
-        st.bytes["main"] += len(p.data)
-        if recorder is not None:
-            recorder.write(p)
-    for sess in clip_sessions:
-        clips_done.append(sess.finish())
-    storage = None
-    if recorder is not None or clip_maker is not None:
-        storage = {}
-    if clip_maker is not None:
-        storage["clips"] = [{"event_id": c.event_id, "dir": str(c.dir), "segments": len(c.segments),
-                             "start_pts_s": round(c.start_pts_s, 3), "end_pts_s": round(c.end_pts_s, 3),
-                             "complete": c.complete, "errors": list(c.errors)} for c in clips_done]
-    if recorder is not None:
-        recorder.close()
-        rows = sd_index.all()
-        storage.update({"files": [r.path for r in rows], "frames": sum(r.frames for r in rows),
-                        "dropped_packets": recorder.stats.dropped_packets, "errors": list(recorder.stats.errors)})
-    wall = time.perf_counter() - wall0
-    cpu_total = time.process_time() - cpu0
-    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    _restore_threads(threads)
-
-    # ---------------------------------------------------------------- score and report
-    gt = scn.ground_truth(sc, cs.main_fps, W / H, sensor.sprite_aspects, cry_dur)
-    gt = [g for g in gt if g.start_s < duration]
-    ai_events = [e for e in events if e["service"] == "ai-detection"]
-    accuracy = event_accuracy(ai_events, gt, duration)
-    erle = None
-    if talk_spans:
-        # far-end-only samples (the canceller was adapted on the boot chime)
-        idx = np.concatenate([np.arange(s, e) for s, e in talk_spans] + [np.zeros(0, int)])
-        idx = idx[idx < audio_pos].astype(int)
-        if idx.size:
-            erle = round(erle_db(mic_rec[idx], aec_rec[idx]), 2)
-    cpu_budget = {k: round(v / duration, 4) for k, v in sorted(budgets.cpu_s.items())}
-    lat = {k: percentiles(v) for k, v in budgets.latency_ms.items()}
-    ev_lat = lat.get("capture_to_event", {}).get("p95")
-    raw_bytes = W * H * 2
-    # buffers actually held: numpy buffers of the ISP (raw in, NV12 out, temporal state, the fast path's work
-    # buffers), the encoders' native allocations (RSS growth while they were opened), the ring buffer's peak packet
-    # bytes, the AI tensors (inputs, outputs, the manifest's peak activations), audio blocks and the cry window
-    allocated = {
-        "isp": isp.buffer_bytes(raw_bytes),
-        "encoder": rss["encoder"],
-        "ring_buffer": ring.peak_bytes,
-        "ai_tensors": sum(m.input_bytes + m.output_bytes + int(m.bundle.manifest["cost"]["peak_activation_bytes"])
-                          for m in models.values()),
-        "audio": 4 * BLOCK * 2 + (cry_fe.cfg.window_samples * 4 * 2 if cry_fe else 0),
-    }
-    report = {
-        "scenario": sc.name, "chip": chip, "duration_s": duration,
-        "real_time_factor": round(duration / wall, 4) if wall > 0 else None,
-        "event_latency_p95_ms": ev_lat,
-        "ai_fps": round(st.ai_runs / duration, 3),
-        "ai_fps_offered": round(st.ai_offered / duration, 3),
-        "main_stream_fps": round(st.main_frames / duration, 3), "main_stream_height": H,
-        "main_stream_width": W,
-        "sub_stream_fps": round(st.sub_frames / duration, 3),
-        "cpu_budget": cpu_budget, "cpu_budget_total": round(cpu_total / duration, 4),
-        "cpu_budget_note": None if venc is None else "venc_async: the encoder thread's CPU falls inside the other "
-                           "components' windows (process CPU time), so encode_main is not listed and the split "
-                           "is approximate; cpu_budget_total is exact",
-        "cpu_cores": os.cpu_count(), "wall_s": round(wall, 3),
-        "real_time_factor_cpu": round((os.cpu_count() or 1) * duration / cpu_total, 4) if cpu_total > 0 else None,
-        "load_average": {"start": load_start, "end": load_end},
-        "threads": threads["report"],
-        "latency_ms": lat, "latency_model": latency_model,
-        "npu": npu.summary(duration),
-        "memory": memory_table(allocated),
-        "memory_method": {"isp": "nbytes of raw + NV12 outputs + temporal state + fast-path work buffers",
-                          "encoder": "RSS growth while the encoders were opened (/proc/self/statm)",
-                          "ring_buffer": "peak packet bytes held", "ai_tensors": "input + output tensors + "
-                          "manifest cost.peak_activation_bytes", "audio": "DSP blocks + cry window buffers"},
-        "flash": flash_use([m.bundle.root for m in models.values()], chip_profile),
-        "accuracy": accuracy,
-        "ground_truth": [{"label": g.label, "start_s": round(g.start_s, 3), "end_s": round(g.end_s, 3),
-                          "source": g.source} for g in gt],
-        "audio": {"erle_db": erle, "talkback_s": round(sum(e - s for s, e in talk_spans) / 16000, 3),
-                  "opus_bytes": st.bytes["audio"], "speech_blocks": audio.speech_blocks,
-                  "cry_windows": st.cry_windows, "cry_scores": cry_scores},
-        "streams": {"main_bytes": st.bytes["main"], "sub_bytes": st.bytes["sub"],
-                    "main_kbps": round(8 * st.bytes["main"] / duration / 1000, 1),
-                    "sub_kbps": round(8 * st.bytes["sub"] / duration / 1000, 1),
-                    "snapshots": st.snapshots, "jpeg_bytes": st.bytes["jpeg"], "clips": st.clips},
-        "ai": {"offered": st.ai_offered, "gated_by_motion": st.ai_gated, "runs": st.ai_runs,
-               "dropped": st.ai_dropped, "bundles": {t: str(m.bundle.root) for t, m in models.items()}},
-        "day_night": {"switches": ircut.switches},
-        "storage": storage,
-        "events": events,
-        "config": {"report_bounds": [list(b) for b in cs.report_bounds], "main_size": list(cs.main_size), "main_fps": cs.main_fps, "sub_size": list(cs.sub_size),
-                   "sub_fps": cs.sub_fps, "ai_fps": cs.ai_fps, "clock": cs.clock, "timing": cs.timing, "isp_fast": isp.fast,
-                   "main_codec": cs.main_codec, "sub_codec": cs.sub_codec, "venc_async": cs.venc_async},
-    }
+    from device_sim.budgets.report import write_report
+    cam = Camera(bundles, scenario, chip, settings=settings, data_root=data_root, duration_s=duration_s,
+                 record_sd=record_sd, sd_capacity_bytes=sd_capacity_bytes, on_event=on_event, clips_dir=clips_dir)
+    report = cam.run()
     if write:
-        write_report(report, {"latency_ms": dict(budgets.latency_ms), "timeline": timeline}, Path(out_dir))
-        (Path(out_dir) / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+        write_report(report, {"latency_ms": dict(cam.budgets.latency_ms), "timeline": cam.timeline}, Path(out_dir))
+        (Path(out_dir) / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in report["events"]))
     return report

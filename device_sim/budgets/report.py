@@ -21,6 +21,11 @@ report.json keys
   time_to_detect_s_mean/max}, ``false_events_per_hour``, matching rule and ground-truth counts.
 - ``audio``: ERLE of the AEC in dB over talk-back periods, speech blocks, Opus bytes.
 - ``events``: the emitted events (MIoT shape, :mod:`device_sim.spec.events`); ``config``: run settings.
+- ``pipeline`` (issue 17, device_sim.camera.Camera): ``runner`` (serial | threaded); ``stages``: per element
+  {handled, cpu_s, cpu_per_s, busy_s, dropped, queue: {capacity, policy, pushed, dropped, max_depth, mean_depth,
+  producer_blocked_s}}; ``drops``: {stage: buffers dropped}; ``queue_depth``: {stage: [[camera clock s, depth]]};
+  the hops ``capture_to_ring`` and ``capture_to_notify`` complete the chains capture -> ISP -> encode -> ring and
+  capture -> AI -> event -> notify in ``latency_ms``.
 """
 from __future__ import annotations
 
@@ -144,6 +149,9 @@ def plots(report: dict, series: dict) -> dict[str, str]:
         ax.legend()
         ax.set_title("CPU budget per component")
         out["cpu"] = _png(fig)
+    pipe = report.get("pipeline") or {}
+    if pipe.get("stages"):
+        out["pipeline"] = _pipeline_png(report, pipe)
     tl = series.get("timeline")
     if tl:
         fig, ax = plt.subplots(figsize=(7, 3))
@@ -162,6 +170,69 @@ def plots(report: dict, series: dict) -> dict[str, str]:
         ax.set_title("lighting, AE and night mode (green: AI events)")
         out["timeline"] = _png(fig)
     return out
+
+
+HOP_CHAINS = (("video", ("capture_to_isp", "capture_to_encode", "capture_to_ring")),
+              ("events", ("capture_to_ai_result", "capture_to_event", "capture_to_notify")))
+
+
+def _pipeline_png(report: dict, pipe: dict) -> str:
+    """Four panels: queue depth over time, drops per stage, CPU per stage, latency per hop along both chains."""
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(2, 2, figsize=(10, 6.4))
+    ax = axs[0][0]
+    for name, pts in (pipe.get("queue_depth") or {}).items():
+        if pts:
+            t, d = zip(*pts)
+            ax.step(t, d, where="post", label=name, lw=0.9)
+    ax.set_xlabel("camera clock (s)")
+    ax.set_ylabel("buffers waiting")
+    ax.set_title(f"queue depth over time ({pipe.get('runner')} runner)")
+    ax.legend(fontsize=6, ncol=2)
+    stages = pipe["stages"]
+    names = list(stages)
+    ax = axs[0][1]
+    drops = [stages[n].get("dropped", 0) for n in names]
+    ax.barh(names, drops, color=["#c33" if v else "#999" for v in drops])
+    ax.set_xlabel("buffers dropped")
+    ax.set_title(f"drops per stage (total {sum(drops)})")
+    ax.tick_params(labelsize=7)
+    ax = axs[1][0]
+    ax.barh(names, [stages[n].get("cpu_per_s", 0.0) for n in names])
+    ax.set_xlabel("core-seconds per second")
+    ax.set_title("CPU per stage")
+    ax.tick_params(labelsize=7)
+    ax = axs[1][1]
+    lat = report.get("latency_ms") or {}
+    labels, p50, p95 = [], [], []
+    for chain, hops in HOP_CHAINS:
+        for h in hops:
+            if h in lat and lat[h].get("n"):
+                labels.append(f"{chain}: {h.replace('capture_to_', '-> ')}")
+                p50.append(lat[h]["p50"])
+                p95.append(lat[h]["p95"])
+    y = np.arange(len(labels))
+    ax.barh(y - 0.2, p50, height=0.4, label="p50")
+    ax.barh(y + 0.2, p95, height=0.4, label="p95")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms after capture")
+    ax.set_title("latency per hop: capture -> ISP -> encode -> ring; -> AI -> event -> notify")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def pipeline_rows(pipe: dict, duration_s) -> list[list[str]]:
+    """[stage, handled, dropped, CPU, queue (capacity, policy), deepest, mean depth] per pipeline stage."""
+    rows = []
+    for name, s in (pipe.get("stages") or {}).items():
+        q = s.get("queue") or {}
+        rows.append([name.replace("_", " "), fmt_num(s.get("handled")), fmt_num(s.get("dropped", 0)),
+                     fmt_num(s.get("cpu_per_s"), "core-s/s", 3),
+                     f"{q['capacity']}, {q['policy'].replace('_', ' ')}" if q else "source",
+                     fmt_num(q.get("max_depth")) if q else "—", fmt_num(q.get("mean_depth"), digits=3) if q else "—"])
+    return rows
 
 
 # -- human units ------------------------------------------------------------------------------------------------------
@@ -261,6 +332,12 @@ def report_html(report: dict, imgs: dict[str, str] | None = None) -> str:
                          [[k.replace("_", " "), fmt_num(v.get("p50"), "ms"), fmt_num(v.get("p95"), "ms"),
                            fmt_num(v.get("p99"), "ms"), v.get("n", 0)]
                           for k, v in (report.get("latency_ms") or {}).items()]),
+             *([f"<h2>pipeline stages ({html.escape(str((report.get('pipeline') or {}).get('runner')))} "
+                f"runner)</h2>",
+                _html_table(["stage", "buffers handled", "dropped", "CPU", "queue (capacity, when full)",
+                             "deepest", "mean depth"], pipeline_rows(report["pipeline"], report.get("duration_s"))),
+                f"<p>{html.escape(str(report['pipeline'].get('cpu_method', '')))}</p>"]
+              if report.get("pipeline") else []),
              f"<h2>CPU budget ({fmt_num(cores)} cores)</h2>",
              _html_table(["component", "core-seconds per second", "share of the cores"],
                          [[k.replace("_", " "), fmt_num(v, digits=3),
@@ -309,7 +386,8 @@ def report_html(report: dict, imgs: dict[str, str] | None = None) -> str:
                  ["snapshots", fmt_num(streams.get("snapshots"))],
                  ["event clips", len(streams.get("clips") or [])]]) if streams else ""]
     titles = {"latency": "latency per hop (ms)", "cpu": "CPU budget per component (core-seconds per second)",
-              "timeline": "lighting, exposure and night mode over time (green: AI events)"}
+              "timeline": "lighting, exposure and night mode over time (green: AI events)",
+              "pipeline": "pipeline: queue depth over time, drops, CPU per stage, latency per hop"}
     for name, uri in (imgs or {}).items():
         title = titles.get(name, name)
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{uri}'>")
