@@ -35,22 +35,35 @@ class PowerCut(Exception):
 
 @dataclass
 class PowerCutPlan:
-    """Cut power at write number ``at`` (0-based), keeping a random prefix of that write. ``at=None``: never."""
-    at: int | None = None
+    """Cut power at write number ``at`` (0-based; an int, or several write numbers for repeated cuts in one
+    update), keeping a random prefix of that write. ``at=None``: never. Writes are counted across boots as long as
+    the same plan stays on the :class:`Flash`."""
+    at: int | tuple[int, ...] | list[int] | None = None
     seed: int = 0
     writes: int = 0
     fired: bool = False
+    fired_count: int = 0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        if self.at is None:
+            self._points: set[int] = set()
+        elif isinstance(self.at, int):
+            self._points = {self.at}
+        else:
+            self._points = {int(a) for a in self.at}
+        if any(a < 0 for a in self._points):
+            raise ValueError(f"power cut plan: write numbers must be >= 0, got {sorted(self._points)}")
 
     def before_write(self, size: int) -> int | None:
         """Bytes to write before the cut, or None to write everything."""
         n = self.writes
         self.writes += 1
-        if self.at is not None and n == self.at and not self.fired:
+        if n in self._points:
+            self._points.discard(n)
             self.fired = True
+            self.fired_count += 1
             return self.rng.randint(0, max(0, size - 1)) if size else 0
         return None
 
@@ -72,16 +85,24 @@ class Flash:
     """The camera's flash as files under ``root``."""
 
     def __init__(self, root: Path, cut_plan: PowerCutPlan | None = None,
-                 on_write: Callable[[WriteInProgress], None] | None = None):
+                 on_write: Callable[[WriteInProgress], None] | None = None, chunk: int = 16 * 1024):
+        if chunk <= 0:
+            raise ValueError(f"flash: chunk must be > 0, got {chunk}")
+        self.chunk = chunk          # partition write granularity (an erase block: 16 KiB NOR .. 128 KiB NAND)
         self.root = Path(root)
         self.cuts = cut_plan or PowerCutPlan()
         self.data = self.root / "data"
         self.on_write = on_write    # test hook (see the module docstring); None in production
+        self.phase = ""             # harness label ("boot", "update", "trial boot"...) recorded with each cut
+        self.cut_log: list[tuple[str, str]] = []    # (phase, what) of every write a planned cut interrupted
+        self.write_log: list[tuple[str, str]] | None = None   # (phase, what) of every write, when a list
 
     # -- raw writes (the only way anything reaches flash) ---------------------------------------------------------
     def _raw_write(self, path: Path, data: bytes, mode: str, what: str) -> None:
         """Write (or append) ``data`` durably; under a planned cut only a prefix lands and PowerCut is raised."""
         keep = self.cuts.before_write(len(data))
+        if self.write_log is not None:
+            self.write_log.append((self.phase, what))
         body = data if keep is None else data[:keep]
         with open(path, mode) as fh:
             if self.on_write is not None:   # test hook: stop halfway, durably, and say so
@@ -96,6 +117,7 @@ class Flash:
             fh.flush()
             os.fsync(fh.fileno())
         if keep is not None:
+            self.cut_log.append((self.phase, what))
             raise PowerCut(f"power cut while writing {what} ({keep}/{len(data)} bytes)")
 
     def _write(self, path: Path, data: bytes, atomic: bool) -> None:
@@ -116,13 +138,36 @@ class Flash:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._raw_write(path, data, "ab", rel)
 
-    def write_partition(self, slot: str, part: str, image: bytes, chunk: int = 16 * 1024) -> None:
+    def write_partition(self, slot: str, part: str, image: bytes, chunk: int | None = None) -> None:
         """Raw in-place partition write in chunks (not atomic: that is what slot states are for)."""
+        chunk = chunk or self.chunk
+        w = self.open_partition(slot, part)
+        for off in range(0, len(image), chunk):
+            w(image[off:off + chunk])
+
+    def open_partition(self, slot: str, part: str):
+        """Erase a partition and return ``write(piece)``, which appends ``piece`` to it (one flash write, a power-cut
+        point, seen by :attr:`on_write`): a streamed image (a delta patch applied as it is read) goes to flash
+        piece by piece and is never whole in memory."""
         path = self.partition_path(slot, part)
         with open(path, "wb"):
             pass  # erase
-        for off in range(0, len(image), chunk):
-            self._raw_write(path, image[off:off + chunk], "ab", f"{part}_{slot} at offset {off}")
+        off = [0]
+
+        def write(piece: bytes) -> None:
+            self._raw_write(path, piece, "ab", f"{part}_{slot} at offset {off[0]}")
+            off[0] += len(piece)
+        return write
+
+    def hash_partition(self, slot: str, part: str) -> str:
+        """sha256 of a partition, read in chunks."""
+        h = hashlib.sha256()
+        path = self.partition_path(slot, part)
+        if path.exists():
+            with open(path, "rb") as fh:
+                while piece := fh.read(1 << 20):
+                    h.update(piece)
+        return h.hexdigest()
 
     # -- reads ----------------------------------------------------------------------------------------------------
     def partition_path(self, slot: str, part: str) -> Path:

@@ -55,11 +55,13 @@ class Fleet:
     signed_images: list[dict] = field(default_factory=list)
 
     @classmethod
-    def create(cls, root: Path, healthy_update: bool = True, offer_delta: bool = True) -> "Fleet":
+    def create(cls, root: Path, healthy_update: bool = True, offer_delta: bool = True, rootfs_kb: int = 256,
+               kernel_kb: int = 64, change_kb: int = 8) -> "Fleet":
         root.mkdir(parents=True, exist_ok=True)
         repo = Repository.create(root / "repo")
-        v1 = synthetic_firmware("1.0.0")
-        v2 = synthetic_firmware("1.1.0", healthy=healthy_update)
+        v1 = synthetic_firmware("1.0.0", rootfs_kb=rootfs_kb, kernel_kb=kernel_kb, change_kb=change_kb)
+        v2 = synthetic_firmware("1.1.0", healthy=healthy_update, rootfs_kb=rootfs_kb, kernel_kb=kernel_kb,
+                                change_kb=change_kb)
         repo.add_target("fw-1.0.0.full", full_package("1.0.0", HW, v1["kernel"], v1["rootfs"]))
         repo.add_target("fw-1.1.0.full", full_package("1.1.0", HW, v2["kernel"], v2["rootfs"]))
         if offer_delta:
@@ -72,9 +74,23 @@ class Fleet:
         signed = [{p: sha256(img[p]) for p in PARTS} for img in (v1, v2)]
         return cls(root, repo, root / "factory", signed)
 
-    def clone_device(self, dest: Path) -> Flash:
+    def clone_device(self, dest: Path, chunk: int = 16 * 1024) -> Flash:
         shutil.copytree(self.factory, dest)
-        return Flash(dest)
+        return Flash(dest, chunk=chunk)
+
+
+class ArmFirstUpdater(Updater):
+    """Mutant: arms the trial boot of the standby slot BEFORE writing it (the slot is bootable while half-written;
+    the boot loader's hash check then marks it bad, and the update is lost for good)."""
+
+    def _install(self, name, entry, env, write) -> None:
+        standby = bootloader.other(self.booted.slot)
+        slots = dict(env["slots"])
+        env = self._arm_trial(name, entry, env, slots, standby)
+        write(standby)
+
+
+UPDATERS = {"real": Updater, "arm_trial_first": ArmFirstUpdater}
 
 
 @dataclass
@@ -85,6 +101,19 @@ class CutReport:
     boots: int = 0
     final_versions: dict = field(default_factory=dict)
     cut_sites: dict = field(default_factory=dict)
+    trials: int = 0
+    no_settle: int = 0                  # still not idle after max_boots: a failure
+    wrong_final: int = 0                # ended on another version than expected (e.g. a healthy update lost)
+    cuts_by_phase: dict = field(default_factory=dict)   # "boot"/"update"/"trial boot"/"trial update" -> cuts
+    cuts_by_write: dict = field(default_factory=dict)   # download / patch / partition / env / file -> cuts
+    trials_with_repeated_cuts: int = 0
+    cuts_during_trial: int = 0          # cuts while the trial slot was booting or being committed
+    cuts_inside_patch: int = 0          # cuts inside the streamed delta patch (a write of the standby partition)
+    failures: list = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return self.bricks + self.unsigned_boots + self.no_settle + self.wrong_final
 
 
 def _check_boot(flash: Flash, result: bootloader.BootResult, fleet: Fleet, report: CutReport) -> None:
@@ -93,10 +122,13 @@ def _check_boot(flash: Flash, result: bootloader.BootResult, fleet: Fleet, repor
         report.unsigned_boots += 1
 
 
-def power_on_until_idle(flash: Flash, fleet: Fleet, report: CutReport, max_boots: int = 12) -> str:
+def power_on_until_idle(flash: Flash, fleet: Fleet, report: CutReport, max_boots: int = 12,
+                        updater: type[Updater] = Updater, transport=None) -> str:
     """Boot, run the updater, reboot when it asks; cuts raise PowerCut and simply lead to the next power-on."""
-    transport = DirTransport(fleet.repo.root)
+    transport = transport or DirTransport(fleet.repo.root)
     for _ in range(max_boots):
+        env = flash.read_env() or {}
+        flash.phase = "trial boot" if env.get("trial") else "boot"
         try:
             booted = bootloader.boot(flash)
         except bootloader.Bricked:
@@ -106,8 +138,9 @@ def power_on_until_idle(flash: Flash, fleet: Fleet, report: CutReport, max_boots
             continue
         report.boots += 1
         _check_boot(flash, booted, fleet, report)
+        flash.phase = "trial update" if booted.trial else "update"
         try:
-            step = Updater(flash, transport, HW, booted).step()
+            step = updater(flash, transport, HW, booted).step()
         except PowerCut:
             continue
         except UpdateRejected:
@@ -117,37 +150,91 @@ def power_on_until_idle(flash: Flash, fleet: Fleet, report: CutReport, max_boots
     return "no-settle"
 
 
-def count_writes(fleet: Fleet, work: Path) -> int:
-    """Writes a clean update performs (the space the cut points are drawn from)."""
-    flash = fleet.clone_device(work / "count")
+def count_writes(fleet: Fleet, work: Path, chunk: int = 16 * 1024, phases: bool = False):
+    """Writes a clean update performs (the space the cut points are drawn from), trial boot and commit included;
+    with ``phases``, also the write numbers made while the trial slot boots or commits."""
+    flash = fleet.clone_device(work / "count", chunk=chunk)
+    flash.write_log = []
     power_on_until_idle(flash, fleet, CutReport())
     n = flash.cuts.writes
+    trial = [i for i, (phase, _) in enumerate(flash.write_log) if phase.startswith("trial")]
     shutil.rmtree(work / "count")
-    return n
+    return (n, trial) if phases else n
 
 
-def run_power_cuts(n: int, seed: int = 1, work: Path | None = None, healthy_update: bool = True) -> CutReport:
-    """``n`` trials, each with one power cut at a random write of the update, then power-on until idle.
+def _write_class(what: str, phase: str) -> str:
+    if what.startswith("env"):
+        return "boot env"
+    if what.startswith("data/ota/") and what.endswith(".part"):
+        return "download"
+    if what.startswith(("kernel_", "rootfs_")):
+        return "partition"
+    return "file"
 
-    Trials alternate between a repository offering a delta (download, bsdiff patch, write) and one offering only
-    the full package (longer download and write), so cuts land across download, write, patch and flag flips.
+
+def run_power_cuts(n: int, seed: int = 1, work: Path | None = None, healthy_update: bool = True, *,
+                   cuts_per_update: int | tuple[int, int] = 1, rootfs_kb: int = 256, kernel_kb: int = 64,
+                   change_kb: int = 8, chunk: int = 16 * 1024, updater: str = "real",
+                   max_boots: int | None = None, trial_cut_fraction: float = 0.2) -> CutReport:
+    """``n`` trials, each with ``cuts_per_update`` power cuts (an int, or a (lo, hi) range drawn per trial) at
+    random writes of the update (download, the streamed delta patch, the full write, env flips, the trial boot and
+    its commit; ``trial_cut_fraction`` of the trials put their first cut on a write of the trial boot or commit),
+    then power-on until idle.
+
+    Trials alternate between a repository offering a delta (download, bsdiff patch streamed to flash) and one
+    offering only the full package. Every trial must end on the expected version (1.1.0 for a healthy update,
+    1.0.0 for an unhealthy one): a brick, an unsigned boot, "no-settle" (not idle after ``max_boots``) or another
+    final version is a failure (:attr:`CutReport.failed`). ``updater``: 'real' or a mutant of :data:`UPDATERS`.
     """
+    if updater not in UPDATERS:
+        raise ValueError(f"run_power_cuts: updater must be one of {sorted(UPDATERS)}, got {updater!r}")
+    lo, hi = (cuts_per_update, cuts_per_update) if isinstance(cuts_per_update, int) else cuts_per_update
+    if n < 0 or not 1 <= lo <= hi:
+        raise ValueError(f"run_power_cuts: n >= 0 and 1 <= cuts_per_update expected, got {n}, {cuts_per_update}")
     work = Path(work or tempfile.mkdtemp(prefix="ota-cuts-"))
-    fleets = [Fleet.create(work / "fleet-delta", healthy_update=healthy_update, offer_delta=True),
-              Fleet.create(work / "fleet-full", healthy_update=healthy_update, offer_delta=False)]
-    totals = [count_writes(f, work) for f in fleets]
+    sizes = {"rootfs_kb": rootfs_kb, "kernel_kb": kernel_kb, "change_kb": change_kb}
+    fleets = [Fleet.create(work / "fleet-delta", healthy_update=healthy_update, offer_delta=True, **sizes),
+              Fleet.create(work / "fleet-full", healthy_update=healthy_update, offer_delta=False, **sizes)]
+    counted = [count_writes(f, work, chunk, phases=True) for f in fleets]
+    totals = [c[0] for c in counted]
+    expected = "1.1.0" if healthy_update else "1.0.0"
     rng = random.Random(seed)
     report = CutReport()
     for i in range(n):
         fleet, total = fleets[i % 2], totals[i % 2]
         dev = work / f"dev{i}"
-        flash = fleet.clone_device(dev)
-        at = rng.randrange(total)
-        flash.cuts = PowerCutPlan(at=at, seed=rng.randrange(1 << 30))
-        version = power_on_until_idle(flash, fleet, report)
-        report.power_cuts += int(flash.cuts.fired)
+        flash = fleet.clone_device(dev, chunk=chunk)
+        k = rng.randint(lo, hi)
+        # the first cut in the clean run's writes; later ones spread over what the retries write after it
+        trial_writes = counted[i % 2][1]
+        if trial_writes and rng.random() < trial_cut_fraction:      # aim at the trial boot / commit writes
+            first = rng.choice(trial_writes)
+        else:
+            first = rng.randrange(total)
+        points = sorted({first} | {first + 1 + rng.randrange(total) for _ in range(k - 1)})
+        flash.cuts = PowerCutPlan(at=points, seed=rng.randrange(1 << 30))
+        version = power_on_until_idle(flash, fleet, report, max_boots=max_boots or 12 + 2 * hi,
+                                      updater=UPDATERS[updater])
+        report.trials += 1
+        report.power_cuts += flash.cuts.fired_count
+        report.trials_with_repeated_cuts += flash.cuts.fired_count > 1
+        for phase, what in flash.cut_log:
+            report.cuts_by_phase[phase] = report.cuts_by_phase.get(phase, 0) + 1
+            wc = _write_class(what, phase)
+            if wc == "partition" and i % 2 == 0 and phase == "update":
+                wc = "delta patch (streamed)"
+                report.cuts_inside_patch += 1
+            report.cuts_by_write[wc] = report.cuts_by_write.get(wc, 0) + 1
+            report.cuts_during_trial += phase.startswith("trial")
         report.final_versions[version] = report.final_versions.get(version, 0) + 1
-        site = f"{'delta' if i % 2 == 0 else 'full'}:{at}"
+        if version == "no-settle":
+            report.no_settle += 1
+        elif version not in (expected, "bricked"):
+            report.wrong_final += 1
+        if version != expected:
+            report.failures.append(f"trial {i} ({'delta' if i % 2 == 0 else 'full'}, cuts at {points}, "
+                                   f"{flash.cut_log}): ended on {version}, expected {expected}")
+        site = f"{'delta' if i % 2 == 0 else 'full'}:{first}"
         report.cut_sites[site] = report.cut_sites.get(site, 0) + 1
         shutil.rmtree(dev)
     shutil.rmtree(work, ignore_errors=True)

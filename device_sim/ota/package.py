@@ -8,6 +8,7 @@ executable code" (bsdiff, 2003) via bsdiff4; a patched image is accepted only if
 """
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bsdiff4
+import numpy as np
 
 MAGIC = b"CAMOTA1\n"
 MAX_HEADER = 64 * 1024
@@ -122,6 +124,106 @@ def apply(pkg: Package, running: dict[str, bytes]) -> dict[str, bytes]:
             raise PackageError(f"part {part.name!r} produces an image whose sha256 differs from the signed one")
         out[part.name] = image
     return out
+
+
+def _offtin(b: bytes) -> int:
+    """bsdiff's 64-bit integer: little-endian magnitude, sign in the top bit of the last byte."""
+    v = int.from_bytes(b[:7] + bytes([b[7] & 0x7F]), "little")
+    return -v if b[7] & 0x80 else v
+
+
+class _Bz2Reader:
+    """Read exactly n bytes at a time from a bz2 stream held in ``data[start:end]`` (decompressed on demand)."""
+
+    def __init__(self, data: bytes, start: int, end: int, what: str):
+        self._d = bz2.BZ2Decompressor()
+        self._src = memoryview(data)[start:end]
+        self._pos = 0
+        self._buf = bytearray()
+        self.what = what
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            if self._d.eof:
+                raise PackageError(f"bsdiff4 patch: {self.what} block ends early (truncated or corrupt patch)")
+            if self._d.needs_input:
+                if self._pos >= len(self._src):
+                    raise PackageError(f"bsdiff4 patch: {self.what} block truncated")
+                feed = self._src[self._pos:self._pos + 65536]
+                self._pos += len(feed)
+            else:
+                feed = b""
+            try:
+                self._buf += self._d.decompress(bytes(feed), max_length=max(65536, n - len(self._buf)))
+            except (OSError, EOFError, ValueError) as exc:
+                raise PackageError(f"bsdiff4 patch: {self.what} block is not bz2 data ({exc})") from None
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+
+def stream_patch(old_path: Path, patch: bytes, write, chunk: int = 64 * 1024,
+                 max_size: int = 1 << 31) -> tuple[str, int]:
+    """Apply a bsdiff4 patch (format BSDIFF40) to the image at ``old_path`` and hand the new image to ``write`` in
+    pieces of at most ``chunk`` bytes as it is produced: the old image is read by seeks, the diff and extra blocks are
+    decompressed as needed, so nothing image-sized is ever held in memory (the output goes straight to flash).
+    Returns (sha256 hex, size) of the image written; raises PackageError on a malformed patch."""
+    if len(patch) < 32 or patch[:7] != b"BSDIFF4":
+        raise PackageError("bsdiff4 patch: bad magic")
+    len_control, len_diff, new_size = (_offtin(patch[8 + 8 * i:16 + 8 * i]) for i in range(3))
+    if min(len_control, len_diff, new_size) < 0 or new_size > max_size or 32 + len_control + len_diff > len(patch):
+        raise PackageError("bsdiff4 patch: header sizes out of range")
+    ctrl = _Bz2Reader(patch, 32, 32 + len_control, "control")
+    diff = _Bz2Reader(patch, 32 + len_control, 32 + len_control + len_diff, "diff")
+    extra = _Bz2Reader(patch, 32 + len_control + len_diff, len(patch), "extra")
+    h = hashlib.sha256()
+    out = bytearray()
+    written = 0
+    old_pos = 0
+
+    def emit(data: bytes) -> None:
+        nonlocal out, written
+        out += data
+        while len(out) >= chunk:
+            piece = bytes(out[:chunk])
+            del out[:chunk]
+            h.update(piece)
+            write(piece)
+            written += len(piece)
+
+    with open(old_path, "rb") as old:
+        old_size = old.seek(0, 2)
+        produced = 0
+        while produced < new_size:
+            x, y, z = (_offtin(ctrl.read(8)) for _ in range(3))
+            if x < 0 or y < 0 or produced + x + y > new_size:
+                raise PackageError("bsdiff4 patch: control entry runs past the new image")
+            done = 0
+            while done < x:                          # diff: new = old + diff (bytewise, mod 256)
+                n = min(chunk, x - done)
+                d = np.frombuffer(diff.read(n), dtype=np.uint8)
+                o = np.zeros(n, dtype=np.uint8)
+                lo = old_pos + done
+                if 0 <= lo < old_size or 0 <= lo + n - 1 < old_size:    # only the part of old that exists adds
+                    a, b = max(lo, 0), min(lo + n, old_size)
+                    old.seek(a)
+                    o[a - lo:b - lo] = np.frombuffer(old.read(b - a), dtype=np.uint8)
+                emit((d + o).tobytes())
+                done += n
+            old_pos += x
+            produced += x
+            done = 0
+            while done < y:                          # extra: new bytes copied as they are
+                n = min(chunk, y - done)
+                emit(extra.read(n))
+                done += n
+            produced += y
+            old_pos += z
+    if out:
+        h.update(bytes(out))
+        write(bytes(out))
+        written += len(out)
+    return h.hexdigest(), written
 
 
 def bundle_tar(bundle_dir: Path, files: tuple[str, ...] | None = None) -> bytes:

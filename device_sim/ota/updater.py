@@ -20,7 +20,7 @@ from device_sim.ota import bootloader
 from device_sim.ota.client import NotFound
 from device_sim.ota.metadata import (MAX_METADATA_BYTES, MetadataError, parse_envelope, sha256_hex, verify_role,
                                      verify_root_rotation)
-from device_sim.ota.package import PackageError, apply, parse, untar_bundle
+from device_sim.ota.package import PackageError, apply, parse, stream_patch, untar_bundle
 
 log = logging.getLogger("device_sim.ota")
 MAX_PACKAGE_BYTES = 256 * 1024 * 1024
@@ -194,31 +194,74 @@ class Updater:
             package = parse(self.download(name, entry))
             if package.version != entry["custom"]["version"] or package.hardware_id != self.hw:
                 raise UpdateRejected(f"{name}: package header does not match its signed metadata")
-            images = apply(package, self.flash.slot_images(self.booted.slot))
-            if images_signed := entry["custom"].get("images"):
-                if {k: sha256_hex(v) for k, v in images.items()} != images_signed:
-                    raise UpdateRejected(f"{name}: produced images differ from the signed ones")
+            if {p.name for p in package.parts} != set(PARTS):
+                raise UpdateRejected(f"{name}: package does not carry every partition ({sorted(PARTS)})")
+            images = None
+            if package.kind == "delta":      # streamed into the standby slot below, never whole in RAM
+                for part in package.parts:
+                    if self.flash.hash_partition(self.booted.slot, part.name) != part.base_sha256:
+                        raise PackageError(f"delta part {part.name!r} was made for another base image")
+            else:
+                images = apply(package, {})
+                if images_signed := entry["custom"].get("images"):
+                    if {k: sha256_hex(v) for k, v in images.items()} != images_signed:
+                        raise UpdateRejected(f"{name}: produced images differ from the signed ones")
         except (MetadataError, PackageError, UpdateRejected) as exc:
             log.error("update rejected: %s", exc)
             raise UpdateRejected(str(exc)) from None
-        self._write_standby(name, entry, images, env)
+        if images is None:
+            self._write_standby_streamed(name, entry, package, env)
+        else:
+            self._write_standby(name, entry, images, env)
         (self.flash.root / f"data/ota/{name}.part").unlink(missing_ok=True)
         return Step("reboot", f"{name} written to slot {bootloader.other(self.booted.slot)}, trial armed")
 
     def _write_standby(self, name: str, entry: dict, images: dict[str, bytes], env: dict) -> None:
+        def write(standby: str) -> dict[str, str]:
+            for part in PARTS:
+                self.flash.write_partition(standby, part, images[part])
+            return {part: sha256_hex(images[part]) for part in PARTS}
+        self._install(name, entry, env, write)
+
+    def _write_standby_streamed(self, name: str, entry: dict, package, env: dict) -> None:
+        """A delta: each part's bsdiff4 patch is applied while it is read and written to the standby partition in
+        flash-write pieces (:func:`~device_sim.ota.package.stream_patch`); the running slot is the patch's base."""
+        signed = entry["custom"].get("images") or {}
+
+        def write(standby: str) -> dict[str, str]:
+            out = {}
+            for part in package.parts:
+                sha, _ = stream_patch(self.flash.partition_path(self.booted.slot, part.name), part.payload,
+                                      self.flash.open_partition(standby, part.name), chunk=self.flash.chunk)
+                if sha != part.image_sha256 or (signed and sha != signed.get(part.name)):
+                    raise UpdateRejected(f"{name}: patched {part.name} differs from the signed image; slot "
+                                         f"{standby} left invalid")
+                out[part.name] = sha
+            return out
+        try:
+            self._install(name, entry, env, write)
+        except PackageError as exc:
+            log.error("update rejected: %s", exc)
+            raise UpdateRejected(str(exc)) from None
+
+    def _install(self, name: str, entry: dict, env: dict, write) -> None:
+        """Mark the standby slot 'writing' (never bootable while touched), ``write(standby)`` -> image hashes, read
+        back and verify, then arm the trial boot."""
         standby = bootloader.other(self.booted.slot)
         slots = dict(env["slots"])
         slots[standby] = {"state": "writing"}
         env = self.flash.write_env({**env, "slots": slots, "trial": None})   # invalidate before touching it
-        for part in PARTS:
-            self.flash.write_partition(standby, part, images[part])
+        expect = write(standby)
         for part in PARTS:  # verify after write
-            if sha256_hex(self.flash.read_partition(standby, part)) != sha256_hex(images[part]):
+            if self.flash.hash_partition(standby, part) != expect[part]:
                 raise UpdateRejected(f"read-back of {part}_{standby} does not match; slot left invalid")
+        self._arm_trial(name, entry, env, slots, standby)
+
+    def _arm_trial(self, name: str, entry: dict, env: dict, slots: dict, standby: str) -> dict:
         targets_env = self._state()["targets_env"]
         slots[standby] = {"state": "trial", "version": entry["custom"]["version"], "target": name,
                           "targets_env": targets_env}
-        self.flash.write_env({**env, "slots": slots, "trial": {"slot": standby, "tries_left": TRIAL_BOOTS}})
+        return self.flash.write_env({**env, "slots": slots, "trial": {"slot": standby, "tries_left": TRIAL_BOOTS}})
 
     def _finish_trial(self, env: dict) -> Step:
         slot = self.booted.slot
