@@ -155,23 +155,80 @@ def _timed_update(work: Path, offer_delta: bool) -> float:
         proc.wait()
 
 
-def run() -> dict:
+def _cut_summary(r, wall_s: float) -> dict:
+    return {"trials": r.trials, "power_cuts": r.power_cuts, "failed_trials": r.failed, "bricks": r.bricks,
+            "unsigned_boots": r.unsigned_boots, "no_settle": r.no_settle, "wrong_final_version": r.wrong_final,
+            "final_versions": r.final_versions, "boots_checked": r.boots, "cuts_by_phase": r.cuts_by_phase,
+            "cuts_by_write": r.cuts_by_write, "cuts_inside_patch": r.cuts_inside_patch,
+            "cuts_during_trial_boot_or_commit": r.cuts_during_trial,
+            "trials_with_repeated_cuts": r.trials_with_repeated_cuts, "distinct_cut_sites": len(r.cut_sites),
+            "first_failures": r.failures[:3], "wall_s": round(wall_s, 1)}
+
+
+def _power_cuts(work: Path) -> dict:
+    """Trial counts from the environment: ``BENCH_OTA_CUT_TRIALS`` (320 KB image, default 500),
+    ``BENCH_OTA_BIG_TRIALS`` (10 MB image, default 40), ``BENCH_OTA_MUTANT_TRIALS`` (default 60)."""
     from device_sim.ota import faults
+    n_small = int(os.environ.get("BENCH_OTA_CUT_TRIALS", 500))
+    n_big = int(os.environ.get("BENCH_OTA_BIG_TRIALS", 40))
+    n_mut = int(os.environ.get("BENCH_OTA_MUTANT_TRIALS", 60))
+    out = {}
+    t0 = time.perf_counter()
+    small = faults.run_power_cuts(n_small, seed=2026, work=work / "cuts", cuts_per_update=(1, 3))
+    out["power_cuts_small_image"] = _cut_summary(small, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    bad = faults.run_power_cuts(max(10, n_small // 10), seed=2027, work=work / "cuts-unhealthy",
+                                healthy_update=False, cuts_per_update=(1, 3))
+    out["power_cuts_unhealthy_update"] = _cut_summary(bad, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    big = faults.run_power_cuts(n_big, seed=2028, work=work / "cuts-big", cuts_per_update=(1, 3),
+                                rootfs_kb=8 * 1024, kernel_kb=2 * 1024, change_kb=256, chunk=128 * 1024)
+    out["power_cuts_full_size_image"] = {**_cut_summary(big, time.perf_counter() - t0),
+                                         "image_bytes": None, "flash_write_chunk_bytes": 128 * 1024}
+    fw = faults.synthetic_firmware("1.0.0", rootfs_kb=8 * 1024, kernel_kb=2 * 1024, change_kb=256)
+    out["power_cuts_full_size_image"]["image_bytes"] = sum(len(v) for v in fw.values())
+    t0 = time.perf_counter()
+    mut = faults.run_power_cuts(n_mut, seed=2029, work=work / "cuts-mutant", updater="arm_trial_first")
+    out["power_cuts_mutant_arm_trial_first"] = {**_cut_summary(mut, time.perf_counter() - t0),
+                                                "must_fail": True, "failed": mut.failed > 0}
+    runs = [small, bad, big]
+    out.update({"power_cuts": sum(r.power_cuts for r in runs), "power_cut_trials": sum(r.trials for r in runs),
+                "power_cut_failures": sum(r.failed for r in runs), "bricks": sum(r.bricks for r in runs),
+                "unsigned_boots": sum(r.unsigned_boots for r in runs), "no_settle": sum(r.no_settle for r in runs),
+                "wrong_final_version": sum(r.wrong_final for r in runs),
+                "cuts_inside_patch": sum(r.cuts_inside_patch for r in runs),
+                "cuts_during_trial_boot_or_commit": sum(r.cuts_during_trial for r in runs),
+                "final_versions": {"healthy_small": small.final_versions, "unhealthy_small": bad.final_versions,
+                                   "healthy_full_size": big.final_versions},
+                "boots_checked": sum(r.boots for r in runs),
+                "mutant_arm_trial_first_failed_trials": mut.failed, "mutants_failing": int(mut.failed > 0),
+                "mutants_total": 1})
+    return out
+
+
+def run() -> dict:
     from device_sim.ota.attacks import ATTACKS
 
     logging.getLogger("device_sim.ota").setLevel(logging.CRITICAL)
-    work = Path(tempfile.mkdtemp(prefix="bench-ota-"))
+    shm = Path("/dev/shm")          # the flash model's durability is the cut plan's, so tmpfs only saves time
+    work = Path(tempfile.mkdtemp(prefix="bench-ota-", dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
     try:
         t0 = time.perf_counter()
-        cuts = faults.run_power_cuts(1000, seed=2026, work=work / "cuts")
+        cuts = _power_cuts(work)
         cuts_s = time.perf_counter() - t0
         attack_results = {name: fn(work / f"attack-{name}") for name, fn in ATTACKS.items()}
         model = model_update(work / "model")
         delta_s = _timed_update(work / "delta", offer_delta=True)
         full_s = _timed_update(work / "full", offer_delta=False)
         return {
-            "power_cuts": cuts.power_cuts, "bricks": cuts.bricks, "unsigned_boots": cuts.unsigned_boots,
-            "boots_checked": cuts.boots, "distinct_cut_sites": len(cuts.cut_sites), "power_cut_run_s": round(cuts_s, 1),
+            **cuts, "power_cut_run_s": round(cuts_s, 1),
+            "power_cut_notes": "each trial: 1-3 power cuts at random flash writes of one update (20% aimed at the "
+                               "trial boot / commit writes), a cut keeps a random prefix of the write in flight; "
+                               "then power-on until idle (max 18 boots). A trial fails on a brick, a boot of an "
+                               "unsigned slot, no-settle, or a final version other than the expected one (1.1.0 "
+                               "healthy, 1.0.0 unhealthy). Delta trials apply the bsdiff4 patch streamed into the "
+                               "standby partition (cuts inside the patch). Mutant arm_trial_first arms the trial "
+                               "before writing the slot and must fail.",
             "attacks_tested": len(attack_results),
             "attacks_rejected": sum(ok for ok, _ in attack_results.values()),
             "attacks": {name: {"rejected": ok, "reason": why} for name, (ok, why) in attack_results.items()},
