@@ -249,6 +249,24 @@ def release_model() -> Path:
     return (out if out.is_absolute() else settings.project_root() / out) / "best.pt"
 
 
+def detection_order(samples: list) -> list:
+    """A deterministic order of the validation samples whose source labels persons: every third a person-free image
+    (so the FP rate is measured), the others images with persons spread evenly over the sorted list."""
+    persons = sorted((s for s in samples if s.labelled[0]), key=lambda s: str(s.image))
+    with_p = [s for s in persons if s.has(0)]
+    without = [s for s in persons if not s.has(0)]
+    stride = max(1, len(with_p) // max(1, 2 * len(without)))
+    pos = iter(with_p[::stride])
+    neg = iter(without)
+    out = []
+    for j in range(3 * len(without)):
+        nxt = next(neg if j % 3 == 2 else pos, None)
+        if nxt is None:
+            break
+        out.append(nxt)
+    return out
+
+
 def detection_set(n: int, offset: int, iso: float, *, model: str | Path | None = None, max_side: int = 384,
                   seed: int = 0) -> DetectionSet:
     """``n`` validation images of the split manifest whose source labels persons, from position ``offset`` of a
@@ -262,14 +280,11 @@ def detection_set(n: int, offset: int, iso: float, *, model: str | Path | None =
     if not ckpt.exists():
         raise InputFileError(f"{ckpt}: detector bundle/checkpoint not found (run make models, or give --detector)")
     samples, _ = resolve_data([str(settings.project_root() / "datasets" / "detector_split.json")])
-    persons = sorted((s for s in samples if s.labelled[0]), key=lambda s: str(s.image))
-    with_p = [s for s in persons if s.has(0)]
-    without = [s for s in persons if not s.has(0)]
-    mixed = [s for pair in zip(with_p, without) for s in pair] + with_p[len(without):] + without[len(with_p):]
-    stride = max(1, len(mixed) // max(1, (offset + n) * 2))
-    pick = mixed[::stride][offset:offset + n]
+    order = detection_order(samples)
+    pick = order[offset:offset + n]
     if len(pick) < n:
-        raise InputFileError(f"detection objective: only {len(pick)} validation images available, {n} asked")
+        raise InputFileError(f"detection objective: only {len(order)} validation images in the person-labelled "
+                             f"interleave, {offset + n} asked")
     predict, io_, _ = load_model_any(ckpt)
     return DetectionSet(pick, [resize_even(read_rgb(s.image), max_side) for s in pick], predict, io_, iso, seed,
                         str(ckpt))
@@ -303,7 +318,9 @@ def detection(cfg, ds: DetectionSet) -> dict[str, Any]:
         ev = evaluate(ds.predict, rendered, io_spec=ds.io_spec, hog=False)
     p = ev["classes"]["person"]
     return {"person_ap50": float(p["ap50"] or 0.0), "person_recall": p["presence_recall"],
-            "person_fp_rate": p["fp_rate"], "map50": ev["map50"], "n_images": ev["n_images"],
+            "person_fp_rate": p["fp_rate"], "person_empty_scene_fp_rate": p.get("empty_scene_fp_rate"),
+            "n_person_free_images": int(p["n_scored_images"] - p["n_images"]),
+            "n_empty_scenes": p.get("n_empty_scenes"), "map50": ev["map50"], "n_images": ev["n_images"],
             "presence_threshold": ev["presence_thresholds"]["person"]}
 
 

@@ -65,6 +65,7 @@ class TuneConfig:
     mlflow: bool = True
     mlflow_top_k: int = 5
     worker_only: bool = False            # run trials only (extra machines); no YAML, held-out check or MLflow
+    images_root: str | None = None       # quality images folder (default $CAMLAB_DATA/images)
 
     def __post_init__(self):
         for name in ("trials", "workers", "n_tune_images", "n_heldout_images", "frames", "n_detection_images"):
@@ -148,6 +149,10 @@ def create_study(cfg: TuneConfig, storage, rank: int = 0):
 
 
 # ---------------------------------------------------------------------------------------------------- measurement
+def _root(cfg: TuneConfig) -> Path | None:
+    return Path(cfg.images_root) if cfg.images_root else None
+
+
 class Evaluator:
     """The data one measurement needs (built once per worker process) and the measurement itself."""
 
@@ -162,7 +167,7 @@ class Evaluator:
         need_quality = cfg.objective == "psnr" or heldout
         self.n_images = cfg.n_heldout_images if heldout else cfg.n_tune_images
         if need_quality:
-            imgs = load_quality_images(cfg.n_tune_images + cfg.n_heldout_images)
+            imgs = load_quality_images(cfg.n_tune_images + cfg.n_heldout_images, _root(cfg))
             part = imgs[cfg.n_tune_images:] if heldout else imgs[:cfg.n_tune_images]
             self.scenes = ob.quality_scenes(part, cfg.iso, max_side=cfg.max_side, frames=cfg.frames,
                                             motion_px=cfg.motion_px, seed=cfg.seed + (50_000 if heldout else 0))
@@ -178,7 +183,7 @@ class Evaluator:
                                               model=cfg.detector, seed=cfg.seed + (7 if heldout else 0))
         self.cost_frame = None
         if with_cost:
-            img = load_quality_images(1)[0][1]
+            img = load_quality_images(1, _root(cfg))[0][1]
             self.cost_frame = ob.cost_frame(img, cfg.iso)
 
     def measure(self, tuning) -> dict[str, Any]:
@@ -262,13 +267,13 @@ def _worker_main(cfg_dict: dict, rank: int, numba_threads: int | None) -> None:
     run_worker(TuneConfig(**cfg_dict), rank, numba_threads)
 
 
-def run_workers(cfg: TuneConfig) -> float:
-    """Run ``cfg.workers`` worker processes (spawned; one numba thread each when more than one) on the study and
-    wait; returns the wall time in seconds. A worker that fails makes this raise."""
+def run_workers(cfg: TuneConfig, numba_threads: int | None = None) -> float:
+    """Run ``cfg.workers`` worker processes (spawned; ``numba_threads`` each, default one when more than one worker)
+    on the study and wait; returns the wall time in seconds. A worker that fails makes this raise."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    threads = 1 if cfg.workers > 1 else None
+    threads = numba_threads if numba_threads is not None else (1 if cfg.workers > 1 else None)
     t0 = time.perf_counter()
     procs = [ctx.Process(target=_worker_main, args=(dataclasses.asdict(cfg), r, threads), name=f"tune-worker-{r}")
              for r in range(cfg.workers)]
@@ -388,7 +393,8 @@ def compare(cfg: TuneConfig, shipped, tuned, *, cost_repeats: int = 5, cost_roun
         s, t = ev.measure(shipped), ev.measure(tuned)
         block = {"shipped": _round({k: v for k, v in s.items() if not isinstance(v, list)}),
                  "tuned": _round({k: v for k, v in t.items() if not isinstance(v, list)})}
-        for k in ("psnr_db", "ssim", "delta_e_mean", "person_ap50", "person_recall"):
+        for k in ("psnr_db", "ssim", "delta_e_mean", "person_ap50", "person_recall", "person_fp_rate",
+                  "person_empty_scene_fp_rate"):
             if k in s and k in t and s[k] is not None and t[k] is not None:
                 block[f"{k}_gain"] = round(float(t[k]) - float(s[k]), 4)
         if "psnr_db_per_image" in s:
