@@ -19,6 +19,15 @@ size then runs once more with the main-stream encoder in its own thread (``venc_
 SoC's VENC beside its ISP): the top-level ``real_time_factor`` is that run's wall RTF
 (``real_time_factor_sequential``: the sequential run's), ``cpu_budget`` the sequential run's exact split.
 
+Issue 17 (``real_clock``): the camera as a pipeline on the real-time clock, as a user runs it
+(``python -m device_sim run --clock real``): ``demo_garden`` at the default 1920x1080 @ 20 H.265 main stream,
+640x360 @ 15 H.264 substream, the detector at 15 fps while the motion gate is open and the audio chain, with the
+bundles above (the release detector from ``make models``), twice in the same bench run: ``pipelined`` (one worker
+thread per element, bounded queues that drop and count) and ``serial`` (the same elements on one thread in the order
+of the former single loop, paced by the real clock). Per run: ``real_time_factor`` (main-stream frames out / frames
+the sensor delivered, over the time they took; capped at 1.0, ``frame_rate_ratio`` uncapped), capture -> event and
+capture -> AI result latencies, drops per stage, CPU per stage and the 1-min load average at start/end.
+
 Issue 15: bundles are looked for in ``$CAMLAB_EXPORTS``, ``exports/`` and ``out/demo/exports`` (``bundles.identity``:
 path, model.onnx sha256 and the manifest's NPU cost); ``npu_utilisation`` is jobs x those manifest costs (null with
 the reason when only the probe bundles exist); ``ai_fps_wall`` is detector inferences per host wall-clock second (the
@@ -223,6 +232,54 @@ def event_latencies_ms(events: list[dict]) -> list[float]:
 
 
 MIN_EVENTS = 30
+REAL_CLOCK_SCENARIO = ROOT / "datasets" / "scenarios" / "demo_garden.yaml"
+
+
+def real_clock_run(bundles: list[Path], chip: str, out: Path, pipeline: str, duration: float) -> dict:
+    """One real-clock run of the default camera (1080p20 H.265 + 640x360 H.264 + AI + audio) on demo_garden."""
+    from device_sim.camera import CameraSettings, run_scenario
+    rep = run_scenario(bundles, REAL_CLOCK_SCENARIO, chip, out, settings=CameraSettings(clock="real",
+                       pipeline=pipeline), duration_s=duration)
+    lat = rep["latency_ms"]
+    pipe = rep["pipeline"]
+    ev = latency_stats(event_latencies_ms([e for e in rep["events"] if e["service"] == "ai-detection"]))
+
+    def hop(name: str) -> dict:
+        return {k: lat.get(name, {}).get(k) for k in ("p50", "p95", "n")}
+    return {"runner": pipe["runner"], "real_time_factor": rep["real_time_factor"],
+            "frame_rate_ratio": pipe["frame_rate_ratio"], "wall_s": rep["wall_s"],
+            "main_stream_fps": rep["main_stream_fps"], "sub_stream_fps": rep["sub_stream_fps"],
+            "ai_fps": rep["ai_fps"], "ai_offered": rep["ai"]["offered"], "ai_runs": rep["ai"]["runs"],
+            "ai_event_latency_ms": ev, "event_latency_p95_ms": ev["p95"],
+            "capture_to_ai_result_ms": hop("capture_to_ai_result"), "capture_to_isp_ms": hop("capture_to_isp"),
+            "capture_to_encode_ms": hop("capture_to_encode"), "capture_to_notify_ms": hop("capture_to_notify"),
+            "events": [(e["event"], e["capture_time_s"], round(1000 * (e["emit_time_s"] - e["capture_time_s"]), 1))
+                       for e in rep["events"] if e["service"] == "ai-detection"],
+            "drops": pipe["drops"], "drops_total": sum(pipe["drops"].values()),
+            "cpu_per_stage": {k: v["cpu_per_s"] for k, v in pipe["stages"].items()},
+            "cpu_budget_total": rep["cpu_budget_total"], "load_average": rep["load_average"],
+            "threads": rep["threads"]}
+
+
+def real_clock_comparison(bundles: list[Path], chip: str, tmp: Path, duration: float | None) -> dict:
+    """The pipelined and the serial camera on the real clock, one after the other in this bench run."""
+    runs = {"pipelined": real_clock_run(bundles, chip, tmp / "real_pipelined", "threaded", duration),
+            "serial": real_clock_run(bundles, chip, tmp / "real_serial", "serial", duration)}
+    p = runs["pipelined"]
+    p95 = p["event_latency_p95_ms"]
+    return {"scenario": REAL_CLOCK_SCENARIO.name, "duration_s": duration or "scenario (24 s)",
+            "camera": "1920x1080 @ 20 H.265 main + 640x360 @ 15 H.264 sub + detector at 15 fps (motion-gated) + "
+                      "audio (AEC/NS/AGC, Opus" + (", cry model)" if any("cry" in str(b) for b in bundles) else ")"),
+            **runs,
+            "target_met": {"rtf_ge_1": bool(p["real_time_factor"] >= 1.0),
+                           "event_p95_le_150ms": None if p95 is None else bool(p95 <= 150.0),
+                           "ai_result_p95_le_150ms": bool((p["capture_to_ai_result_ms"]["p95"] or 1e9) <= 150.0),
+                           "no_main_stream_drops": p["drops"].get("encode_main", 0) == 0
+                           and p["main_stream_fps"] >= 19.9},
+            "note": "a shared 2-core host: the other tenants' load (load_average) takes cores from the camera; "
+                    "real_time_factor is capped at 1.0 (a camera cannot run ahead of its sensor), frame_rate_ratio "
+                    "is the measured value; capture->event p95 is over few events (see ai_event_latency_ms.n), "
+                    "capture_to_ai_result_ms covers every detector run"}
 
 
 def run() -> dict:
@@ -303,6 +360,10 @@ def run() -> dict:
         "npu_jobs": npu["jobs"],
         "npu_note": probe_reason or "jobs x the bundles' manifest npu_latency_ms on the chip / simulated seconds"})
     b1080 = runs["1080p"]["cpu_budget"]
+    rc = real_clock_comparison(bundles, chip, tmp, 4.0 if small else None)
+    out.update({"real_clock": rc,
+                "real_time_factor_real_clock": {k: rc[k]["real_time_factor"] for k in ("pipelined", "serial")},
+                "event_latency_p95_ms_real_clock": {k: rc[k]["event_latency_p95_ms"] for k in ("pipelined", "serial")}})
     out.update({"headline": head, "real_time_factor": asy["real_time_factor"],
                 "real_time_factor_sequential": top["real_time_factor"],
                 "real_time_factor_cpu": top["real_time_factor_cpu"], "load_average": asy["load_average"],

@@ -66,10 +66,10 @@ class CameraSettings:
     # how the elements run: "serial" (one thread, in the former loop's order), "threaded" (one worker per element,
     # bounded queues between them), "auto": serial on the simulated clock, threaded on the real-time clock
     pipeline: str = "auto"
-    # threaded pipeline: nice increment of the main-stream VENC (its worker and x265's pool). The ISP, AI and audio
-    # keep the cores first; when the host cannot carry everything the main stream drops frames (counted) instead
-    # of delaying events
-    venc_nice: int = 5
+    # threaded pipeline: nice increment of the main-stream VENC (its worker and x265's threads), so the ISP, AI and
+    # audio keep the cores first and the main stream drops frames (counted) instead of delaying events. Default 0:
+    # on a host shared with other niced jobs a niced encoder starves (measured 0.9 vs 3.6 fps at load 5)
+    venc_nice: int = 0
 
     def __post_init__(self):
         for name in ("main_fps", "sub_fps", "ai_fps"):
@@ -237,8 +237,11 @@ class Camera:
         self.daynight = DayNightController(t0_s=0.0)
         self.ircut.led_equiv_lux = self.daynight.p.ir_led_level
         tids = thread_ids()
+        # threaded pipeline: the VENC is one worker among the others (ISP, AI, audio have their own), so x265 gets
+        # one thread instead of a WPP pool over every core that would fight them for the cores
+        venc_threads_n = cs.encoder_threads or (1 if self.threaded else 0)
         self.enc_main = VideoEncoder(StreamConfig("main", cs.main_codec, W, H, cs.main_fps, cs.main_bitrate,
-                                                  gop=int(2 * cs.main_fps), threads=cs.encoder_threads))
+                                                  gop=int(2 * cs.main_fps), threads=venc_threads_n))
         venc_threads = thread_ids() - tids
         self.enc_sub = VideoEncoder(StreamConfig("sub", cs.sub_codec, cs.sub_size[0], cs.sub_size[1], cs.sub_fps,
                                                  cs.sub_bitrate, gop=int(2 * cs.sub_fps), threads=cs.encoder_threads))
@@ -393,7 +396,9 @@ class Camera:
                 step = max(1, len(smp) // 400)
                 depth[e.name] = [[round(t, 3), n] for t, n in smp[::step]]
         stages["sensor"].update({"late_frames_skipped": self.src.late, "dropped": self.src.late})
+        ratio = getattr(self, "frame_rate_ratio", None)
         return {"runner": "threaded" if self.threaded else "serial", "stages": stages,
+                "frame_rate_ratio": None if ratio is None else round(ratio, 4),
                 "drops": {k: v["dropped"] for k, v in stages.items()},
                 "queue_depth": depth,
                 "cpu_method": "thread_time of each element's worker (library pools -- numba OpenMP, x265 WPP -- "
@@ -512,7 +517,7 @@ class Camera:
         fps = self.settings.main_fps
         if len(out) < 2:
             return 0.0, "real clock: fewer than two main-stream frames came out"
-        rate = (len(out) / fps) / (out[-1] - out[0] + 1.0 / fps)
+        rate = self.frame_rate_ratio = (len(out) / fps) / (out[-1] - out[0] + 1.0 / fps)
         return (round(min(1.0, rate), 4),
                 f"real clock: (main frames encoded / fps) / (first to last frame out of the encoder + one frame "
                 f"period), {rate:.4f} measured, capped at 1 (a camera cannot run ahead of its sensor: above 1 is "
