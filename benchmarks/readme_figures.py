@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results"
 # sections (heading text up to the first space or bracket) whose tables are checked; extend the list to add more
-SECTIONS = ["ISP", "device_sim", "Storage", "Network", "OTA", "Detector", "INT8"]
+SECTIONS = ["ISP", "device_sim", "Storage", "Network", "OTA", "Detector", "INT8", "Cry"]
 _NUM = re.compile(r"(?<![\w.x×])[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w.x×])|(?<![\w.x×,])[-−]?\d+(?:\.\d+)?(?![\w.x×,])")
 
 

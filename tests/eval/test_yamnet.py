@@ -77,3 +77,15 @@ def test_missing_teacher_is_one_line_naming_the_make_target():
     with pytest.raises(InputFileError) as err:
         package_model_zip("camlab_no_such_yamnet_package")
     assert "`make venv`" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_top_classes_name_what_yamnet_hears():
+    from camlab.eval.yamnet import class_names, top_classes
+
+    assert len(class_names()) == 521 and class_names()[20] == "Baby cry, infant cry"
+    t = np.arange(int(2.5 * 16000)) / 16000.0
+    sine = 0.3 * np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)
+    top = top_classes(sine, 3)
+    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+    assert "Sine wave" in [name for name, _ in top], top
+    assert "Baby cry, infant cry" not in [name for name, _ in top_classes(np.zeros(8000, np.float32), 5)]
