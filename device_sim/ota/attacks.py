@@ -1,45 +1,134 @@
 """The OTA threat catalogue as executable scenarios (TUF specification §1.5 attacks), shared by tests and bench.
 
 Each attack sets up a compromised server/mirror against a factory-fresh device and reports whether the device
-refused it with its running slot untouched (same version, same images, still booting).
+refused it with its running slot untouched (same version, same images, still booting). The device talks HTTPS to
+a :class:`Mirror` on loopback (the OTA service's handler behind TLS), as in the field.
 """
 from __future__ import annotations
 
 import json
 import shutil
+import ssl
+import threading
 import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
 from device_sim.hal.flash import PARTS, Flash
 from device_sim.ota import bootloader
-from device_sim.ota.client import DirTransport
+from device_sim.ota.client import HttpsTransport, TransportError
 from device_sim.ota.faults import HW, Fleet, synthetic_firmware
 from device_sim.ota.metadata import SigningKey, iso_utc, sign
 from device_sim.ota.package import Part, build, delta_package, full_package, sha256
 from device_sim.ota.updater import Updater, UpdateRejected
 
 
-class _Endless(DirTransport):
-    """A mirror that keeps sending bytes past the signed length."""
+class Mirror:
+    """A (possibly malicious) HTTPS mirror of a repository folder, in a thread on loopback: the OTA service's own
+    request handler (:func:`device_sim.services.ota_server.make_handler`) behind TLS with the service certificate,
+    so the device talks to it with the :class:`HttpsTransport` it uses in the field.
 
-    def fetch(self, path: str, max_bytes: int, offset: int = 0) -> bytes:
-        data = super().fetch(path, max_bytes, offset)
-        return data + b"\0" * (max_bytes - len(data)) if path.startswith("targets/") else data
+    ``mode``: None (honest), ``"trickle"`` (paths under ``trickle_prefix`` answer 200 with a huge Content-Length and
+    then one byte every ``trickle_s`` seconds, forever: TUF's slow-retrieval attack), ``"endless"`` (targets are
+    followed by zeros past their signed length: endless data). ``deadline_s``: the device transport's per-request
+    deadline."""
+
+    def __init__(self, repo_root: Path, mode: str | None = None, *, trickle_prefix: str = "targets/",
+                 trickle_s: float = 0.05, deadline_s: float = 30.0):
+        if mode not in (None, "trickle", "endless"):
+            raise ValueError(f"mirror: mode must be None, 'trickle' or 'endless', got {mode!r}")
+        self.repo_root, self.mode = Path(repo_root), mode
+        self.trickle_prefix, self.trickle_s, self.deadline_s = trickle_prefix, trickle_s, deadline_s
+        self.trickled_bytes = 0
+        self.requests: list[str] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "Mirror":
+        from device_sim.services.ota_server import make_handler
+        from device_sim.services.tls import ensure_certificate
+        cert, key = ensure_certificate(self.repo_root / "tls", "camlab-ota")
+        mirror = self
+
+        class Handler(make_handler(self.repo_root)):
+            def log_message(self, fmt, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 (http.server API)
+                path = self.path.lstrip("/")
+                mirror.requests.append(path)
+                if mirror.mode == "trickle" and path.startswith(mirror.trickle_prefix):
+                    return self._trickle()
+                if mirror.mode == "endless" and path.startswith("targets/"):
+                    return self._endless(path)
+                return super().do_GET()
+
+            def _trickle(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(1 << 40))
+                self.end_headers()
+                self.close_connection = True
+                until = time.monotonic() + 300
+                try:
+                    while time.monotonic() < until and not mirror._stop.is_set():
+                        self.wfile.write(b" ")
+                        mirror.trickled_bytes += 1
+                        time.sleep(mirror.trickle_s)
+                except OSError:
+                    pass                          # the device gave up
+
+            def _endless(self, path: str) -> None:
+                f = mirror.repo_root / path
+                if not f.is_file() or "/" in path[len("targets/"):]:
+                    return self._send(404, b"not found\n")
+                rng = self.headers.get("Range") or "bytes=0-"
+                start = int(rng[6:-1]) if rng.startswith("bytes=") and rng[6:-1].isdigit() else 0
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(1 << 40))
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    self.wfile.write(f.read_bytes()[start:])
+                    while not mirror._stop.is_set():
+                        self.wfile.write(bytes(65536))
+                except OSError:
+                    pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.cafile = cert
+        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+        self.transport = HttpsTransport(self.url, cafile=cert, deadline_s=self.deadline_s)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
 
 
-def _attempt(fleet: Fleet, dev: Path, transport=None) -> tuple[bool, str]:
-    """Run one update attempt; True if the device refused and its running slot is untouched."""
+def _attempt(fleet: Fleet, dev: Path, transport=None, mode: str | None = None) -> tuple[bool, str]:
+    """Run one update attempt over HTTPS (a :class:`Mirror` of the fleet's repository, ``mode`` for a malicious
+    one; or ``transport``); True if the device refused and its running slot is untouched."""
+    if transport is None:
+        with Mirror(fleet.repo.root, mode) as m:
+            return _attempt(fleet, dev, m.transport)
     flash = fleet.clone_device(dev)
     before = {s: {p: sha256(flash.read_partition(s, p)) for p in PARTS} for s in ("a", "b")}
     booted = bootloader.boot(flash)
     try:
-        step = Updater(flash, transport or DirTransport(fleet.repo.root), HW, booted).step()
+        step = Updater(flash, transport, HW, booted).step()
         if step.action == "reboot":
             after_boot = bootloader.boot(flash)
             return False, f"device accepted the update and booted {after_boot.version}"
         refused, why = step.action == "none", step.detail
-    except UpdateRejected as exc:
+    except (UpdateRejected, TransportError) as exc:
         refused, why = True, str(exc)
     after = {p: sha256(flash.read_partition(booted.slot, p)) for p in PARTS}
     untouched = after == before[booted.slot] and bootloader.boot(flash).version == "1.0.0"
@@ -87,7 +176,8 @@ def rollback_metadata(work: Path) -> tuple[bool, str]:
     fleet.repo.add_target("fw-1.1.0.full", full_package("1.1.0", HW, v2["kernel"], v2["rootfs"]))
     dev = work / "rollback-dev"
     flash = fleet.clone_device(dev)
-    Updater(flash, DirTransport(fleet.repo.root), HW, bootloader.boot(flash)).refresh_metadata()  # sees new versions
+    with Mirror(fleet.repo.root) as m:                                           # the device sees new versions
+        Updater(flash, m.transport, HW, bootloader.boot(flash)).refresh_metadata()
     for role, data in old.items():
         (fleet.repo.meta_dir / f"{role}.json").write_bytes(data)
     shutil.rmtree(fleet.factory)
@@ -116,7 +206,7 @@ def endless_data(work: Path) -> tuple[bool, str]:
     fleet = _fleet(work, "endless")
     v2 = synthetic_firmware("1.1.0")
     fleet.repo.add_target("fw-1.1.0.full", full_package("1.1.0", HW, v2["kernel"], v2["rootfs"]))
-    return _attempt(fleet, work / "endless-dev", _Endless(fleet.repo.root))
+    return _attempt(fleet, work / "endless-dev", mode="endless")
 
 
 def mix_and_match(work: Path) -> tuple[bool, str]:

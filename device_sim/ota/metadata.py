@@ -85,17 +85,21 @@ def sign(signed: dict, keys: list[SigningKey]) -> dict:
 
 
 def count_valid_signatures(envelope: dict, keys: dict[str, dict], keyids: list[str]) -> int:
-    """Distinct authorised keys whose signature over ``signed`` verifies."""
+    """Distinct authorised keys whose signature over ``signed`` verifies. Distinct means distinct *keys*: a root
+    that lists one public key under several key ids (tuf-conformance ``test_duplicate_keys_root``) counts it once."""
     payload = canonical(envelope["signed"])
-    good = set()
+    good: set[bytes] = set()
     for entry in envelope.get("signatures", []):
         kid = entry.get("keyid")
-        if kid not in keyids or kid in good or kid not in keys:
+        if kid not in keyids or kid not in keys:
             continue
         try:
-            pub = Ed25519PublicKey.from_public_bytes(bytes.fromhex(keys[kid]["public"]))
-            pub.verify(base64.b64decode(entry.get("sig", ""), validate=True), payload)
-            good.add(kid)
+            raw = bytes.fromhex(keys[kid]["public"])
+            if raw in good:
+                continue
+            Ed25519PublicKey.from_public_bytes(raw).verify(base64.b64decode(entry.get("sig", ""), validate=True),
+                                                           payload)
+            good.add(raw)
         except (InvalidSignature, ValueError, TypeError):
             continue
     return len(good)

@@ -80,6 +80,14 @@ class Updater:
             except NotFound:
                 break
             new = verify_root_rotation(root, parse_envelope(data, "root"))
+            if any(new["roles"][r] != root["roles"][r] for r in ("timestamp", "snapshot")):
+                # fast-forward recovery (TUF §5.3.11): timestamp/snapshot keys rotated -> forget the trusted
+                # timestamp and snapshot (and the targets version they vouched for), persisted BEFORE the new root
+                # so a cut between the two cannot leave the high-water marks of the compromised keys in force
+                state = {k: v for k, v in state.items()
+                         if k not in ("timestamp_version", "snapshot_version", "targets_version")}
+                self._save_state(state)
+                log.info("timestamp/snapshot keys rotated: trusted timestamp and snapshot versions reset")
             self.flash.write_file("boot/root.json", json.dumps(new, sort_keys=True).encode())
             log.info("trusted root rotated to version %d", new["version"])
             root = new
