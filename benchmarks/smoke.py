@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-OTHER_BENCHES = ("bench_export", "bench_cry")
+OTHER_BENCHES: tuple[str, ...] = ()   # benches whose smoke lives in the module (a smoke() entry)
 
 
 def _finite(v) -> bool:
@@ -146,9 +146,67 @@ def _isp_tune(tmp: Path) -> list[str]:
         if not _finite(base.get(k))]
 
 
+def _export(tmp: Path) -> list[str]:
+    """bench_export's figures of an untrained cry CNN (toolchain-legal 64 x 96 input) at two widths."""
+    import torch
+
+    from benchmarks import bench_export
+    from camlab.config import to_dict
+    from camlab.contract.audio_features import FeatureConfig
+    from camlab.models import cry
+    from camlab.train.checkpoint import save_checkpoint
+
+    def fig(stem: int, channels: list[int], tag: str) -> dict:
+        torch.manual_seed(0)
+        cfg = cry.CryModelConfig(stem_channels=stem, channels=channels, features=FeatureConfig(n_mels=64, window_s=0.982))
+        path = tmp / f"cry_{tag}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, kind="cry", model_config=to_dict(cfg), state_dict=cry.build_model(cfg).state_dict(),
+                        meta={})
+        r = bench_export._one("cry", tmp / tag, (path, "smoke, untrained"), evaluate=False)
+        return {"macs": r["macs"], "params": r["params"], "flash_bytes": r["flash_bytes"],
+                "peak_activation_bytes": r["peak_activation_bytes"],
+                "npu_latency_ms_rv1106": r["npu_latency_ms_est"]["rv1106"]}
+    (tmp / "a").mkdir(parents=True, exist_ok=True)
+    (tmp / "b").mkdir(parents=True, exist_ok=True)
+    return check("export", fig(16, [16, 32], "a"), fig(32, [32, 64], "b"),
+                 ["macs", "params", "flash_bytes", "peak_activation_bytes", "npu_latency_ms_rv1106"])
+
+
+def _cry(tmp: Path) -> list[str]:
+    """bench_cry's figures (clip ROC-AUC, false-alarm bound, long-stream rate) of a seeded untrained model on
+    synthetic clips; the mutated set has longer clips and louder noise (under the cries too)."""
+    import numpy as np
+    import torch
+
+    from camlab.eval.audio import (EvalSet, as_scorer, long_household_stream, long_stream_false_alarms,
+                                   metrics_from_probs, stream_probabilities)
+    from camlab.models import cry
+
+    torch.manual_seed(0)
+    scorer = as_scorer(cry.build_model(cry.CryModelConfig(stem_channels=16, channels=[16, 32])).eval())
+    t = np.arange(16000 * 3) / 16000.0
+    cries = [(tmp / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * (380 + 25 * i) * t) * (1 + np.sin(2 * np.pi * 2 * t)))
+              .astype(np.float32)) for i in range(4)]
+
+    def fig(seconds: float, level: float) -> dict:
+        rng = np.random.default_rng(1)
+        noise = [(tmp / f"n{i}.wav", (level * rng.standard_normal(int(16000 * seconds))).astype(np.float32))
+                 for i in range(4)]
+        noisy_cries = [(p, (x + level * rng.standard_normal(len(x))).astype(np.float32)) for p, x in cries]
+        data = EvalSet(cry=noisy_cries, nocry=noise, skipped=[])
+        m = metrics_from_probs(stream_probabilities(scorer, data), scorer.alarm)
+        variants, summary = long_household_stream(data, 0.01)
+        ls = long_stream_false_alarms(scorer, variants, summary)
+        return {"roc_auc": m["roc_auc"], "false_alarms_per_hour_upper95": m["false_alarms_per_hour_upper95"],
+                "long_stream_per_hour_upper95": ls["per_hour_upper95"], "long_stream_hours": ls["hours"]}
+    return check("cry", fig(3.0, 0.05), fig(5.0, 1.0), ["roc_auc", "false_alarms_per_hour_upper95",
+                                                        "long_stream_per_hour_upper95", "long_stream_hours"])
+
+
 CASES: dict[str, Callable[[Path], list[str]]] = {"isp": _isp, "device_sim": _device_sim, "ota": _ota,
                                                  "storage": _storage, "network": _network, "detector": _detector,
-                                                 "isp_tune": _isp_tune}
+                                                 "isp_tune": _isp_tune, "export": _export, "cry": _cry}
 
 
 def _others() -> list[str]:
