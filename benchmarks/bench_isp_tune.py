@@ -1,7 +1,7 @@
 """ISP auto-tuning benchmark (issue 18): tuned vs shipped at ISO 3200 on held-out images, and 2 vs 1 workers.
 
 Optuna (Akiba et al., KDD 2019) searches the tuning (:mod:`camlab.isp.tune`; Tseng et al., SIGGRAPH 2019; Mosleh et
-al., CVPR 2020) from the shipped ``sc3336_day`` (enqueued as trial 0):
+al., CVPR 2020) from the shipped ``sc3336_day`` (measured first and added as trial 0):
 - **quality study**: display PSNR against unprocessed ground truth (4-frame fixed-camera clips with a moving box, so
   3D-DNR counts) on ``N_TUNE`` images, multi-objective with the fast path's CPU ms per 1280x720 frame; the chosen
   trial is the best PSNR within +10 % of the shipped tuning's in-study cost. Written to

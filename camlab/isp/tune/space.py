@@ -179,6 +179,22 @@ def load_space(path: str | Path | None, objective: str, base) -> SearchSpace:
     return space
 
 
+def distributions(space: SearchSpace) -> dict[str, Any]:
+    """The Optuna distributions :func:`suggest` samples from (to add a trial measured elsewhere)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        s = p.spec
+        if p.kind == "float":
+            out[name] = FloatDistribution(float(s.low), float(s.high), log=s.log)
+        elif p.kind == "int":
+            out[name] = IntDistribution(int(s.low), int(s.high), log=s.log)
+        else:
+            out[name] = CategoricalDistribution(list(s.choices))
+    return out
+
+
 def suggest(trial, space: SearchSpace) -> dict[str, Any]:
     """Ask an Optuna trial for one value of every parameter."""
     out: dict[str, Any] = {}
@@ -211,4 +227,4 @@ def space_table(space: SearchSpace) -> list[dict[str, Any]]:
 
 
 __all__ = ["ParamSpec", "Param", "SearchSpace", "SearchSpaceError", "load_space", "resolve", "check_domain",
-           "suggest", "apply", "space_table", "DEFAULT_SPACE_FILE"]
+           "suggest", "distributions", "apply", "space_table", "DEFAULT_SPACE_FILE"]

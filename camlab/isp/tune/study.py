@@ -308,10 +308,26 @@ def base_params(space, base) -> dict[str, Any]:
     return out
 
 
-def enqueue_base(study, space, base) -> None:
-    """Queue the base (shipped) tuning as the study's first trial: the search starts from what ships, and in a
-    multi-objective study its CPU cost is measured under the same load as every other trial."""
-    study.enqueue_trial(base_params(space, base), user_attrs={"base": True})
+def add_base_trial(study, cfg: TuneConfig, space, base):
+    """Measure the base (shipped) tuning here and add it to the study as a completed trial, so the search starts
+    from what ships and the multi-objective pick has its cost. (Optuna's ``enqueue_trial`` is not used: two SQLite
+    workers can pop the same waiting trial.) Returns the frozen trial."""
+    import optuna
+
+    from camlab.isp.tune.space import distributions
+
+    params = base_params(space, base)
+    dists = {k: v for k, v in distributions(space).items() if k in params}
+    ev = Evaluator(cfg, with_cost=cfg.multi_objective)
+    m = ev.measure(base)
+    values = [float(m[METRIC[cfg.objective]])]
+    if cfg.multi_objective:
+        values.append(ev.cost_ms(base))
+    attrs = {"base": True, **{k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and v is not None}}
+    if cfg.multi_objective:
+        attrs["cpu_ms"] = values[1]
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values, user_attrs=attrs))
+    return study.trials[-1]
 
 
 def shipped_trial(study):
@@ -459,8 +475,8 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
     path = None if cfg.worker_only else out_path(cfg)           # never over a shipped tuning
     make_sampler(cfg)
     study = create_study(cfg, storage)
-    if not study.trials and not cfg.worker_only:
-        enqueue_base(study, space, base)
+    if shipped_trial(study) is None:
+        add_base_trial(study, cfg, space, base)
     log(f"[tune] study {cfg.name} in {cfg.storage}: {len(study.trials)} trials so far, target {cfg.trials}, "
         f"{cfg.workers} worker process(es), {len(space)} parameters, objective {cfg.objective} at ISO {cfg.iso:g}")
     wall = run_workers(cfg)
@@ -508,5 +524,5 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
 
 
 __all__ = ["TuneConfig", "StorageError", "load_tune_config", "open_storage", "make_sampler", "create_study",
-           "Evaluator", "run_worker", "run_workers", "choose_trial", "out_path", "write_tuned", "compare",
+           "Evaluator", "add_base_trial", "run_worker", "run_workers", "choose_trial", "out_path", "write_tuned", "compare",
            "log_mlflow", "tune"]
