@@ -16,7 +16,11 @@ whose wall time falls in a new minute; if ``MM.mp4`` already exists (a restart w
 ``MM-1.mp4``, ``MM-2.mp4``... is used. The wall start time is stored in the MP4's ``comment`` tag
 (``camlab start_s=<UNIX s>``) so a file found without its index row can be re-indexed exactly.
 Card errors (removed, write-protected, corrupt, full) never raise out of :meth:`Recorder.write`: the minute in flight
-is abandoned (left for reconcile), retention runs on ``ENOSPC``, and recording resumes at the next keyframe.
+is abandoned (left for reconcile), retention runs on ``ENOSPC``, and recording resumes at the next keyframe. When the
+index (on the same card) cannot grow, SQLite's SQLITE_FULL arrives as :class:`~device_sim.storage.index.IndexFull`
+(ENOSPC): the whole minute keeps its file, ``on_error`` hears it, retention makes room and the row is retried once
+(else reconcile indexes the file later). Power cuts on a layer that drops unsynced writes:
+:mod:`device_sim.storage.powerloss` and :func:`device_sim.storage.faults.run_power_loss`.
 """
 from __future__ import annotations
 
