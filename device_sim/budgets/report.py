@@ -181,14 +181,20 @@ def _pipeline_png(report: dict, pipe: dict) -> str:
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(2, 2, figsize=(10, 6.4))
     ax = axs[0][0]
+    lines = 0
     for name, pts in (pipe.get("queue_depth") or {}).items():
         if pts:
             t, d = zip(*pts)
             ax.step(t, d, where="post", label=name, lw=0.9)
+            lines += 1
     ax.set_xlabel("camera clock (s)")
     ax.set_ylabel("buffers waiting")
     ax.set_title(f"queue depth over time ({pipe.get('runner')} runner)")
-    ax.legend(fontsize=6, ncol=2)
+    if lines:
+        ax.legend(fontsize=6, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "serial runner: each buffer is handled as it is pushed, no queue builds up",
+                ha="center", va="center", fontsize=8, transform=ax.transAxes)
     stages = pipe["stages"]
     names = list(stages)
     ax = axs[0][1]
