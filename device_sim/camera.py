@@ -339,7 +339,7 @@ class Camera:
     def run(self) -> dict:
         """Stream the scenario once (boot is done); returns the report dict."""
         from device_sim.clock import make_clock
-        from device_sim.pipeline.core import SerialRunner, ThreadedRunner, renice
+        from device_sim.pipeline.core import SerialRunner, ThreadedRunner, renice, threads_cpu_s
         cs = self.settings
         threads = _thread_budget()
         self.ctx.clock = self.clock = make_clock(cs.clock)      # the sensor starts streaming now
@@ -349,6 +349,7 @@ class Camera:
             if self.threaded:
                 runner = ThreadedRunner(self.workers, self.clock.now)
                 self.src.runner = self.audio_node.runner = runner
+                x265_cpu0 = threads_cpu_s(self.main.library_threads)
                 runner.start(self.workers)
                 if self.main.nice:
                     runner.niced["x265_pool"] = renice(self.main.library_threads, self.main.nice)
@@ -358,6 +359,7 @@ class Camera:
                 audio.join()
                 runner.stop(self.workers)
                 threads["report"]["niced_threads"] = dict(runner.niced)
+                self.library_cpu = {"x265_pool": threads_cpu_s(self.main.library_threads) - x265_cpu0}
                 if runner.errors:
                     name, exc = runner.errors[0]
                     raise exc
@@ -395,9 +397,18 @@ class Camera:
                 step = max(1, len(smp) // 400)
                 depth[e.name] = [[round(t, 3), n] for t, n in smp[::step]]
         stages["sensor"].update({"late_frames_skipped": self.src.late, "dropped": self.src.late})
+        library = None
+        if self.threaded:
+            # CPU outside the elements' own threads: x265's WPP pool (its thread ids are known), and the rest of the
+            # process (numba's OpenMP team of the ISP/sensor kernels, the main thread, library pools)
+            x265 = getattr(self, "library_cpu", {}).get("x265_pool", 0.0)
+            own = sum(e.cpu_s for e in (self.src, self.audio_node, *self.workers))
+            library = {"x265_pool_of_encode_main": round(x265 / d, 4),
+                       "other_threads": round(max(0.0, self.cpu_total - own - x265) / d, 4)}
         ratio = getattr(self, "frame_rate_ratio", None)
         return {"runner": "threaded" if self.threaded else "serial", "stages": stages,
                 "frame_rate_ratio": None if ratio is None else round(ratio, 4),
+                "library_cpu_per_s": library,
                 "drops": {k: v["dropped"] for k, v in stages.items()},
                 "queue_depth": depth,
                 "cpu_method": "thread_time of each element's worker (library pools -- numba OpenMP, x265 WPP -- "

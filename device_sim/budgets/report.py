@@ -24,6 +24,8 @@ report.json keys
 - ``pipeline`` (issue 17, device_sim.camera.Camera): ``runner`` (serial | threaded); ``stages``: per element
   {handled, cpu_s, cpu_per_s, busy_s, dropped, queue: {capacity, policy, pushed, dropped, max_depth, mean_depth,
   producer_blocked_s}}; ``drops``: {stage: buffers dropped}; ``queue_depth``: {stage: [[camera clock s, depth]]};
+  ``library_cpu_per_s`` (threaded): x265's pool and the process's other threads (numba OpenMP, main thread);
+  ``frame_rate_ratio`` (real clock): main frames out over frames in, uncapped;
   the hops ``capture_to_ring`` and ``capture_to_notify`` complete the chains capture -> ISP -> encode -> ring and
   capture -> AI -> event -> notify in ``latency_ms``.
 """
@@ -204,9 +206,12 @@ def _pipeline_png(report: dict, pipe: dict) -> str:
     ax.set_title(f"drops per stage (total {sum(drops)})")
     ax.tick_params(labelsize=7)
     ax = axs[1][0]
-    ax.barh(names, [stages[n].get("cpu_per_s", 0.0) for n in names])
+    lib = pipe.get("library_cpu_per_s") or {}
+    cpu_names = names + [f"({k.replace('_', ' ')})" for k in lib]
+    ax.barh(cpu_names, [stages[n].get("cpu_per_s", 0.0) for n in names] + list(lib.values()),
+            color=["C0"] * len(names) + ["#aaa"] * len(lib))
     ax.set_xlabel("core-seconds per second")
-    ax.set_title("CPU per stage")
+    ax.set_title("CPU per stage (grey: library threads)")
     ax.tick_params(labelsize=7)
     ax = axs[1][1]
     lat = report.get("latency_ms") or {}
@@ -342,7 +347,9 @@ def report_html(report: dict, imgs: dict[str, str] | None = None) -> str:
                 f"runner)</h2>",
                 _html_table(["stage", "buffers handled", "dropped", "CPU", "queue (capacity, when full)",
                              "deepest", "mean depth"], pipeline_rows(report["pipeline"], report.get("duration_s"))),
-                f"<p>{html.escape(str(report['pipeline'].get('cpu_method', '')))}</p>"]
+                f"<p>{html.escape(str(report['pipeline'].get('cpu_method', '')))}"
+                + "".join(f"; {html.escape(k.replace('_', ' '))}: {fmt_num(v, 'core-s/s', 3)}"
+                          for k, v in (report["pipeline"].get("library_cpu_per_s") or {}).items()) + "</p>"]
               if report.get("pipeline") else []),
              f"<h2>CPU budget ({fmt_num(cores)} cores)</h2>",
              _html_table(["component", "core-seconds per second", "share of the cores"],

@@ -245,6 +245,20 @@ def renice(tids, increment: int) -> int:
     return done
 
 
+def threads_cpu_s(tids) -> float:
+    """CPU seconds (user + system) of these threads so far (Linux /proc/self/task/<tid>/stat), 0 for gone ones."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{int(tid)}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])          # utime, stime (fields 14 and 15 of stat(5))
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / tick
+
+
 def thread_ids() -> set[int]:
     """Native ids of this process's threads (Linux /proc/self/task), empty elsewhere."""
     try:
