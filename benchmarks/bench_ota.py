@@ -168,12 +168,12 @@ def _cut_summary(r, wall_s: float) -> dict:
 
 
 def _power_cuts(work: Path) -> dict:
-    """Trial counts from the environment: ``BENCH_OTA_CUT_TRIALS`` (320 KB image, default 500),
-    ``BENCH_OTA_BIG_TRIALS`` (10 MB image, default 40), ``BENCH_OTA_MUTANT_TRIALS`` (default 60)."""
+    """Trial counts from the environment: ``BENCH_OTA_CUT_TRIALS`` (320 KB image, default 1000),
+    ``BENCH_OTA_BIG_TRIALS`` (10 MB image, default 100), ``BENCH_OTA_MUTANT_TRIALS`` (default 100)."""
     from device_sim.ota import faults
-    n_small = int(os.environ.get("BENCH_OTA_CUT_TRIALS", 500))
-    n_big = int(os.environ.get("BENCH_OTA_BIG_TRIALS", 40))
-    n_mut = int(os.environ.get("BENCH_OTA_MUTANT_TRIALS", 60))
+    n_small = int(os.environ.get("BENCH_OTA_CUT_TRIALS", 1000))
+    n_big = int(os.environ.get("BENCH_OTA_BIG_TRIALS", 100))
+    n_mut = int(os.environ.get("BENCH_OTA_MUTANT_TRIALS", 100))
     out = {}
     t0 = time.perf_counter()
     small = faults.run_power_cuts(n_small, seed=2026, work=work / "cuts", cuts_per_update=(1, 3))

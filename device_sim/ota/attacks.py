@@ -94,8 +94,13 @@ class Mirror:
                 except OSError:
                     pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address) -> None:
+                pass        # a device that read its max_bytes and hung up mid-answer is not an error
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
         self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
