@@ -267,6 +267,28 @@ def _worker_main(cfg_dict: dict, rank: int, numba_threads: int | None) -> None:
     run_worker(TuneConfig(**cfg_dict), rank, numba_threads)
 
 
+def _base_main(cfg_dict: dict) -> None:
+    import optuna
+
+    from camlab.isp.tune.space import load_space
+
+    cfg = TuneConfig(**cfg_dict)
+    base = base_tuning(cfg)
+    study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage))
+    add_base_trial(study, cfg, load_space(cfg.space, cfg.objective, base), base)
+
+
+def _in_worker_process(target, cfg: TuneConfig) -> None:
+    """Run ``target(asdict(cfg))`` in a spawned process like a worker's (same imports and thread setup)."""
+    import multiprocessing as mp
+
+    proc = mp.get_context("spawn").Process(target=target, args=(dataclasses.asdict(cfg),), name="tune-base")
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise CamlabError(f"tune: measuring the base tuning failed (exit code {proc.exitcode})")
+
+
 def run_workers(cfg: TuneConfig, numba_threads: int | None = None) -> float:
     """Run ``cfg.workers`` worker processes (spawned; ``numba_threads`` each, default one when more than one worker)
     on the study and wait; returns the wall time in seconds. A worker that fails makes this raise."""
@@ -476,7 +498,7 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
     make_sampler(cfg)
     study = create_study(cfg, storage)
     if shipped_trial(study) is None:
-        add_base_trial(study, cfg, space, base)
+        _in_worker_process(_base_main, cfg)     # measured where the trials are: a fresh spawned process
     log(f"[tune] study {cfg.name} in {cfg.storage}: {len(study.trials)} trials so far, target {cfg.trials}, "
         f"{cfg.workers} worker process(es), {len(space)} parameters, objective {cfg.objective} at ISO {cfg.iso:g}")
     wall = run_workers(cfg)
