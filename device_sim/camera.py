@@ -1,16 +1,20 @@
-"""The camera's composition root: wires HAL -> media -> AI -> events -> budgets, and runs a scenario.
+"""The camera's composition root: builds the media pipeline from its settings and runs a scenario through it.
 
-Nothing else in device_sim wires subsystems together. One main loop steps the sensor at the main-stream frame rate
-(the sensor's VTS), and at each step: the microphone's 10 ms blocks up to that time go through AEC/NS/AGC into
-Opus and the cry model; the sensor renders a raw frame at the exposure/gain the AE set after the previous frame;
-the ISP makes NV12 main + sub (privacy-masked); the main stream is encoded every frame, the substream at its own
-rate, the detector at ``ai_fps`` while the motion gate is open; events are debounced and stamped with the capture
-time of their frame. With the simulated clock every hop's time is ``capture time + measured host time`` of the
-hops before it (the NPU's time comes from its model, not from onnxruntime on the host); with the real-time clock
-the loop paces itself on the host clock. ``run_scenario`` is the entry point (``python -m device_sim run`` and
-``make demo`` call it). The sensor is read out at the main stream's size (a 1280x720 main stream uses the sensor's
-binned 720p readout mode, so the ISP never processes pixels the streams do not carry), and the libraries' thread
-pools are sized for the host's cores while the loop runs (:func:`_thread_budget`).
+Nothing else in device_sim wires subsystems together. :class:`Camera` builds the elements of
+:mod:`device_sim.pipeline.elements` (sensor, ISP + 3A, H.265/H.264/JPEG encoders, ring buffer, recorder, clip maker,
+AI scheduler, event router, uplink, audio chain) and joins them with bounded queues (:mod:`device_sim.pipeline.core`);
+the composition is the diagram in its docstring. Per frame: the microphone's 10 ms blocks go through AEC/NS/AGC into
+Opus and the cry model; the sensor renders a raw frame at the exposure/gain the AE set after the previous frame; the
+ISP makes NV12 main + sub (privacy-masked); the main stream is encoded every frame, the substream at its own rate,
+the detector at ``ai_fps`` while the motion gate is open; events are debounced and stamped with the capture time of
+their frame. With the simulated clock the elements run serially in that order (a fixed seed gives the same events)
+and every hop's time is ``capture time + measured host time`` of the hops before it (the NPU's time comes from its
+model, not from onnxruntime on the host); with the real-time clock each element runs on its own thread, paced by the
+sensor, and a stage that cannot keep up drops buffers at its queue (counted per stage in the report's ``pipeline``).
+``run_scenario`` is the entry point (``python -m device_sim run`` and ``make demo`` call it). The sensor is read out
+at the main stream's size (a 1280x720 main stream uses the sensor's binned 720p readout mode, so the ISP never
+processes pixels the streams do not carry), and the libraries' thread pools are sized for the host's cores while the
+camera runs (:func:`_thread_budget`).
 """
 from __future__ import annotations
 

@@ -554,7 +554,7 @@ class AudioChain(Element):
         """Real clock: process what the microphone has delivered so far, every ``period_s``, to the end."""
         from device_sim.media.audio import BLOCK
         clock = self.ctx.clock
-        while self.pos + BLOCK <= self.n:
+        while self.pos + BLOCK <= self.n and not self.runner.errors:
             end = min(self.n, int(clock.now() * 16000))
             if end - self.pos >= BLOCK:
                 self.runner.call(self, self.handle, end)
