@@ -38,6 +38,7 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: venv sysdeps
+	bash scripts/system_deps.sh --data
 	$(BIN)/python -m benchmarks.run
 
 # every bench on tiny inputs, each key present, finite and moved by a mutated input (< 5 min); also run by make test

@@ -139,6 +139,11 @@ def recording_group(path: Path) -> tuple[str, str]:
         voice = path.parts[i + 1] if len(path.parts) > i + 2 else "sounds"
         rel = "/".join(path.parts[i + 2:-1] + (name,))
         return "asterisk", f"asterisk:{voice}/{rel}"
+    if "tuxpaint" in parts and "stamps" in parts:
+        # one group per stamp: its sound and its spoken descriptions in every language stay on one side
+        stamp = name.split("_desc")[0]
+        rel = "/".join(path.parts[parts.index("stamps") + 1:-1] + (stamp,))
+        return "tuxpaint", "tuxpaint:" + rel
     return "other", "other:" + name
 
 
@@ -151,6 +156,9 @@ def group_folder(clip: "Clip") -> str:
     if clip.source == "asterisk":
         i = [p.lower() for p in parts].index("sounds")
         return "asterisk_" + (parts[i + 1] if len(parts) > i + 2 else "sounds")
+    if clip.source == "tuxpaint":
+        spoken = "_desc" in clip.path.stem or "symbols" in [p.lower() for p in parts]
+        return "tuxpaint_spoken" if spoken else "tuxpaint_sound_effects"
     if clip.source == "other":
         return clip.path.parent.name or "other"
     return clip.source
@@ -161,6 +169,9 @@ def _layout_name(clip: "Clip") -> str:
     if clip.source == "asterisk":
         i = [p.lower() for p in clip.path.parts].index("sounds")
         return "_".join(clip.path.parts[i + 2:])
+    if clip.source == "tuxpaint":   # stamp names repeat across categories
+        i = [p.lower() for p in clip.path.parts].index("stamps")
+        return "_".join(clip.path.parts[i + 1:])
     return clip.path.name
 
 
@@ -204,7 +215,7 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
     for extra in extra_negatives:
         if not Path(extra).is_dir():
             raise InputFileError(f"{extra}: hard-negative folder missing; `make sysdeps` installs the Debian speech "
-                                 "and music packages (scripts/system_deps.sh)")
+                                 "and music packages, `bash scripts/system_deps.sh --data` the Tux Paint stamps")
         folders.append((0, Path(extra)))
     for label, folder in folders:
         for path in _files(folder):
@@ -685,3 +696,43 @@ def duration_hours(clips) -> float:
 __all__ = ["AudioDataConfig", "AugmentConfig", "Clip", "SplitIndex", "WindowSampler", "band_limit", "build_index",
            "calibration_windows", "group_folder", "index_for", "load_audio", "negative_weights", "read_audio",
            "resample", "split_dir", "write_split_dir"]
+
+
+# ------------------------------------------------------------------------- sources read from Debian packages
+#: ``tuxpaint-stamps-default`` (GPL-2, Bill Kendrick et al.): the stamps' sound effects (animals, household
+#: appliances, instruments) and their spoken descriptions in ~15 languages, 3.1 h; a hard-negative source of the
+#: ``cry_household`` recipe (read in place for training, not redistributed).
+TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
+#: ``hedgewars-data`` (sounds GFDL-1.3): 15 voice packs of short expressive vocalisations (laughs, "ow", "nooo",
+#: screams, taunts) and the game's sound effects. No recipe reads it: it is the source held out of every training
+#: to measure false alarms on sounds the model never heard (read for measurement, not redistributed).
+HEDGEWARS_SOUNDS = Path("/usr/share/games/hedgewars/Data/Sounds")
+PACKAGE_HINT = "install it with `bash scripts/system_deps.sh --data` (done by `make models` and `make bench`)"
+
+
+def _package_files(root: Path, what: str) -> list[Path]:
+    if not root.is_dir():
+        raise InputFileError(f"{root}: {what} not installed; " + PACKAGE_HINT)
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTS and p.is_file())
+
+
+def tuxpaint_groups(root: str | Path = TUXPAINT_STAMPS) -> dict[str, list[Path]]:
+    """Tux Paint's stamp audio as two groups: ``tuxpaint_sound_effects`` (the stamps' own sounds) and
+    ``tuxpaint_spoken`` (``*_desc*`` descriptions and the spoken letters/numbers under ``symbols/``)."""
+    root = Path(root)
+    files = _package_files(root, "Tux Paint stamps (Debian tuxpaint-stamps-default)")
+    spoken = [p for p in files if "_desc" in p.stem or p.relative_to(root).parts[0] == "symbols"]
+    said = set(spoken)
+    return {"tuxpaint_sound_effects": [p for p in files if p not in said], "tuxpaint_spoken": spoken}
+
+
+def hedgewars_groups(root: str | Path = HEDGEWARS_SOUNDS) -> dict[str, list[Path]]:
+    """Hedgewars' sounds as three groups: ``hedgewars_laughs`` (each voice pack's ``Laugh*``), ``hedgewars_voices``
+    (every other vocalisation under ``voices/``) and ``hedgewars_effects`` (the game's other sounds)."""
+    root = Path(root)
+    files = _package_files(root, "Hedgewars sounds (Debian hedgewars-data)")
+    voices = [p for p in files if p.relative_to(root).parts[0] == "voices"]
+    laughs = [p for p in voices if p.stem.lower().startswith("laugh")]
+    voiced = set(voices)
+    return {"hedgewars_laughs": laughs, "hedgewars_voices": [p for p in voices if p not in set(laughs)],
+            "hedgewars_effects": [p for p in files if p not in voiced]}

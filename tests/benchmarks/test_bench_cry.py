@@ -36,7 +36,7 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
         "data": {"root": str(root), "val_fraction": 0.4},
         "train": {"epochs": 1, "windows_per_epoch": 32, "batch_size": 16, "val_windows": 16},
         "model": {"stem_channels": 16, "channels": [16]}})
-    out = run(res.checkpoint, long_hours=0.05, int8=False)
+    out = run(res.checkpoint, long_hours=0.05, int8=False, held_out_groups={"synthetic": {"laughs": sorted(laugh.glob("*.flac"))}})
     long = out["long_stream"]["ours"]
     assert long["total_hours"] >= 0.05 and long["unique_hours"] < long["total_hours"]
     assert long["per_hour_upper95"] > long["per_hour"]
@@ -47,3 +47,6 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
     assert y["tuned_on"]["split"] == "training" and y["tuned_on"]["cry_clips"] >= 1 and [2, 3] in y["tuned_on"]["rules"]
     assert set(out["targets_met"]) and out["targets"] == TARGETS and out["int8"] == {"skipped": "int8=False"}
     assert out["onset_miss_rate"] is not None and out["inputs"]["checkpoint_sha256"]
+    held = out["held_out_sources"]["synthetic"]
+    assert held["groups"] == {"laughs": 10} and held["ours"]["laughs"]["files"] == 10
+    assert held["ours"]["pooled"]["hours"] == pytest.approx(30 / 3600) and "yamnet_tuned" in held

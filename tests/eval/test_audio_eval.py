@@ -307,3 +307,64 @@ def test_recall_at_equal_precision_and_metrics_from_probs(eval_dir):
     full = evaluate(sc, eval_dir, anchors=False, full=True)
     assert m["f1"] == full["f1"] and m["false_alarms"] == full["details"]["false_alarms"]
     assert m["onset_to_alarm_s"] == full["onset_to_alarm_s"] and m["onset_missed"] == 0
+
+
+def test_held_out_source_streams_chunks_and_names_the_file_that_alarms(eval_dir, tmp_path):
+    """A held-out source is streamed file after file in chunks (state reset between chunks): the trap tone alarms
+    once and is named, for every scorer given; unreadable files are listed as skipped, hours count only audio."""
+    from camlab.eval.audio import held_out_source_false_alarms
+
+    nocry = sorted((eval_dir / "nocry").glob("n*.wav")) + [eval_dir / "nocry" / "zz_trap.flac",
+                                                           eval_dir / "nocry" / "six.wav"]
+    res = held_out_source_false_alarms({"a": ToneOracle(), "b": ToneOracle()}, {"g": nocry}, chunk_s=8.0)
+    for key in ("a", "b"):
+        g = res[key]["g"]
+        assert g["files"] == 5 and g["hours"] == pytest.approx(23 / 3600, rel=1e-3)
+        assert g["false_alarms"] == 1 and g["alarm_files"] == [str(eval_dir / "nocry" / "zz_trap.flac")]
+        assert len(g["skipped"]) == 1 and "six.wav" in g["skipped"][0] and "channels" in g["skipped"][0]
+        assert g["per_hour_upper95"] > g["per_hour"] == pytest.approx(1 / g["hours"])
+
+
+def test_tuxpaint_groups_split_sound_effects_from_speech(tmp_path):
+    from camlab.data.audio import tuxpaint_groups
+
+    root = tmp_path / "stamps"
+    for rel in ("animals/cats/cat.ogg", "animals/cats/cat_desc_fr.ogg", "symbols/math/0.ogg",
+                "household/kettle.ogg", "household/kettle.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"")
+    g = tuxpaint_groups(root)
+    assert [p.name for p in g["tuxpaint_sound_effects"]] == ["cat.ogg", "kettle.ogg"]
+    assert sorted(p.name for p in g["tuxpaint_spoken"]) == ["0.ogg", "cat_desc_fr.ogg"]
+    with pytest.raises(InputFileError, match="system_deps.sh --data"):
+        tuxpaint_groups(tmp_path / "absent")
+
+
+def test_hedgewars_groups_put_laughs_apart(tmp_path):
+    from camlab.data.audio import hedgewars_groups
+
+    root = tmp_path / "Sounds"
+    for rel in ("voices/Pirate/Laugh.ogg", "voices/Pirate/Ow1.ogg", "voices/Robot/Laugh.ogg", "explosion.ogg"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"")
+    g = hedgewars_groups(root)
+    assert [p.parent.name for p in g["hedgewars_laughs"]] == ["Pirate", "Robot"]
+    assert [p.name for p in g["hedgewars_voices"]] == ["Ow1.ogg"] and [p.name for p in g["hedgewars_effects"]] == [
+        "explosion.ogg"]
+
+
+def test_no_training_recipe_reads_a_held_out_source():
+    """The held-out source measures generalisation only if no cry recipe trains or calibrates on it."""
+    from pathlib import Path
+
+    import yaml
+
+    from camlab.data.audio import HEDGEWARS_SOUNDS
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "camlab" / "train" / "configs").glob("cry*.yaml"))
+    assert configs
+    for cfg in configs:
+        data = yaml.safe_load(cfg.read_text()).get("data") or {}
+        folders = [str(data.get("root") or "")] + [str(p) for p in data.get("extra_negatives") or []]
+        assert not any(f and (Path(f) == HEDGEWARS_SOUNDS or HEDGEWARS_SOUNDS in Path(f).parents
+                              or Path(f) in HEDGEWARS_SOUNDS.parents) for f in folders), cfg
