@@ -107,6 +107,10 @@ def test_two_workers_share_one_sqlite_study_and_write_a_loadable_tuning(tmp_path
                                                         abs=1e-3)
     assert r["heldout"]["shipped"]["n_images"] == 2 and 0 < r["cpu_cost_ratio_tuned_vs_shipped"] < 10
     assert "delta_e_mean" in r["heldout"]["tuned"]
+    # multi-objective pick: the first re-timed Pareto candidate within +10 % CPU, else the shipped trial 0
+    rows = r["retimed_candidates"]
+    ok = [row["number"] for row in rows if row["retimed_cost_ratio"] <= 1.10]
+    assert r["chosen_trial"]["number"] == (ok[0] if ok else 0)
     # the search never saw the held-out images: the tuning set is images [0, 2), held-out [2, 4)
     assert r["tune_set"]["shipped"]["psnr_db"] != r["heldout"]["shipped"]["psnr_db"]
 

@@ -10,7 +10,7 @@ Nothing here searches or schedules on its own. The loop of black-box ISP tuning 
 downstream losses follows Tseng et al., SIGGRAPH 2019 and Mosleh et al., CVPR 2020.
 
 After the trials: the chosen trial (single objective: the best; multi-objective: the best quality on the Pareto
-front whose cost stays within ``cost_margin`` of the shipped tuning's) is written as a new tuning YAML (never over a
+front whose cost, re-timed against the shipped tuning in one process, stays within ``cost_margin``) is written as a new tuning YAML (never over a
 shipped one) that :func:`camlab.isp.pipeline.load_tuning` loads; shipped and tuned are measured on the tuning images
 and on held-out images the search never saw; MLflow gets the study's best trials.
 """
@@ -380,6 +380,37 @@ def choose_trial(study, cfg: TuneConfig, shipped_cost: float | None = None):
     return min(front, key=lambda t: t.values[1])
 
 
+def retimed_choice(study, cfg: TuneConfig, base, space, top: int = 6, rounds: int = 3):
+    """Multi-objective pick with the cost checked again: the ``top`` best-quality Pareto trials whose in-study cost
+    is within 1.5x the bound are re-timed against the base tuning in this process (alternating, ``rounds`` times);
+    the best-quality one whose re-timed ratio is within ``cost_margin`` wins, else the base trial (no change).
+    Only CPU cost is re-measured: quality on held-out images plays no part in the choice."""
+    from camlab.isp.tune.space import apply
+
+    ship = shipped_trial(study)
+    bound = 1 + cfg.cost_margin
+    sign = 1.0 if MAXIMIZE[cfg.objective] else -1.0
+    ref = ship.values[1] if ship is not None else None
+    front = sorted(study.best_trials, key=lambda t: -sign * t.values[0])
+    cands = [t for t in front if ref is None or t.values[1] <= 1.5 * bound * ref][:top]
+    ev = Evaluator(cfg, with_cost=True, with_chart=False, with_detection=False)
+    if ev.cost_frame is None:
+        raise CamlabError("tune: no cost frame")
+    rows = []
+    for t in cands:
+        cand = apply(base, t.params)
+        ratios = []
+        for _ in range(rounds):
+            b = ev.cost_ms(base)
+            ratios.append(ev.cost_ms(cand) / b)
+        ratio = float(np.median(ratios))
+        rows.append({"number": t.number, "values": [round(v, 4) for v in t.values], "retimed_cost_ratio": round(ratio, 4)})
+        if ratio <= bound:
+            return t, rows
+    fallback = ship if ship is not None else min(front, key=lambda t: t.values[1])
+    return fallback, rows
+
+
 def shipped_paths() -> set[Path]:
     from camlab.isp.pipeline import TUNING_DIR
 
@@ -522,8 +553,12 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
         shipped_cost = ship.values[1] if ship is not None else \
             Evaluator(cfg, with_cost=True, with_chart=False, with_detection=False).cost_ms(base)
         result["shipped_cpu_ms_in_study"] = round(shipped_cost, 3)
-    chosen = choose_trial(study, cfg, shipped_cost)
     from camlab.isp.tune.space import apply
+
+    if cfg.multi_objective:
+        chosen, result["retimed_candidates"] = retimed_choice(study, cfg, base, space)
+    else:
+        chosen = choose_trial(study, cfg, shipped_cost)
 
     name = Path(path).stem
     tuned = dataclasses.replace(apply(base, chosen.params), name=name)
@@ -546,5 +581,5 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
 
 
 __all__ = ["TuneConfig", "StorageError", "load_tune_config", "open_storage", "make_sampler", "create_study",
-           "Evaluator", "add_base_trial", "run_worker", "run_workers", "choose_trial", "out_path", "write_tuned", "compare",
-           "log_mlflow", "tune"]
+           "Evaluator", "add_base_trial", "retimed_choice", "run_worker", "run_workers", "choose_trial", "out_path",
+           "write_tuned", "compare", "log_mlflow", "tune"]
