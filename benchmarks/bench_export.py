@@ -2,7 +2,7 @@
 rv1106 compile (CPU layers, cycles), cost model, onnxruntime CPU latency FP32 vs INT8 measured in the same run.
 
 Checkpoints: ``$CAMLAB_DETECTOR_CKPT`` / ``$CAMLAB_CRY_CKPT``, else the release checkpoints of ``make models`` (the
-``detector_full`` and ``cry_teacher`` recipes' output folders); with none, a seeded untrained model is exported and
+``detector_full`` recipe's and ``camlab.train.cry.RELEASE_RECIPE``'s output folders); with none, a seeded untrained model is exported and
 the entry says so (``checkpoint_origin``; its metric drop is then meaningless).
 """
 from __future__ import annotations
@@ -57,8 +57,7 @@ def _release_checkpoint(kind: str) -> Path:
         return (out if out.is_absolute() else settings.project_root() / out) / "best.pt"
     from camlab.train import cry
 
-    out = Path(cry.load_train_config("cry_teacher").output_dir)
-    return (out if out.is_absolute() else settings.project_root() / out) / "cry.pt"
+    return cry.release_checkpoint()
 
 
 def _cry_toolchain_shape(tmp: Path) -> tuple[Path, str]:

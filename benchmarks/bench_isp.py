@@ -282,7 +282,8 @@ def _speed_with_wait_policy(policy: str) -> dict:
 
 
 # ------------------------------------------------------------------ real raw frames, no ground truth (issue 15)
-REAL_RAWS = (  # (file under CAMLAB_DATA, read_raw keyword arguments); black/white levels as the demo and tests read them
+# (file under CAMLAB_DATA, read_raw keyword arguments); black/white levels as the demo and the tests read them
+REAL_RAWS = (
     ("raw/DSC_1339_768x512_rggb.raw", dict(width=768, height=512, bits=14, pattern="RGGB", black_level=600,
                                            white_level=15520, wb_gains=(1.949, 1.0, 1.344))),
     ("raw/openisp_1920x1080_rggb_10bit.raw", dict(width=1920, height=1080, bits=10, pattern="RGGB")),

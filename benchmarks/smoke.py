@@ -158,7 +158,8 @@ def _export(tmp: Path) -> list[str]:
 
     def fig(stem: int, channels: list[int], tag: str) -> dict:
         torch.manual_seed(0)
-        cfg = cry.CryModelConfig(stem_channels=stem, channels=channels, features=FeatureConfig(n_mels=64, window_s=0.982))
+        cfg = cry.CryModelConfig(stem_channels=stem, channels=channels,
+                                 features=FeatureConfig(n_mels=64, window_s=0.982))
         path = tmp / f"cry_{tag}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, kind="cry", model_config=to_dict(cfg), state_dict=cry.build_model(cfg).state_dict(),

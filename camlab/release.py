@@ -33,7 +33,7 @@ def main(chip: str = "rv1106") -> int:
                            "epochs": len(det.history),
                            "this_invocation_min": round((time.perf_counter() - t0) / 60, 1)}
         t1 = time.perf_counter()
-        cr = cry.train(cry.load_train_config("cry_teacher"))   # issue 20 recipe: hard negatives + YAMNet teacher
+        cr = cry.train(cry.load_train_config(cry.RELEASE_RECIPE))
         out["cry"] = {"checkpoint": str(cr.checkpoint), "metrics": cr.metrics,
                       "train_min": round((time.perf_counter() - t1) / 60, 1)}
         for kind, ckpt in (("detector", det.checkpoint), ("cry", cr.checkpoint)):

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the demo need (real broker, browser, NAT tools). Installs only what is missing.
-# --data adds the sound sources only release training and the benchmarks read (~300 MB): tuxpaint-stamps-default
-# (GPL-2; hard negatives of the cry_household recipe) and hedgewars-data (sounds GFDL-1.3; held out of every recipe,
-# the cry benchmark's never-heard source).
+# --data adds the sound sources only the benchmarks read (~300 MB): tuxpaint-stamps-default (GPL-2) and hedgewars-data
+# (sounds GFDL-1.3), held out of every cry recipe: the cry benchmark's never-heard sources.
 set -uo pipefail
 PKGS=(mosquitto chromium iptables iproute2 libspeexdsp1
   asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav

@@ -700,14 +700,15 @@ __all__ = ["AudioDataConfig", "AugmentConfig", "Clip", "SplitIndex", "WindowSamp
 
 # ------------------------------------------------------------------------- sources read from Debian packages
 #: ``tuxpaint-stamps-default`` (GPL-2, Bill Kendrick et al.): the stamps' sound effects (animals, household
-#: appliances, instruments) and their spoken descriptions in ~15 languages, 3.1 h; a hard-negative source of the
-#: ``cry_household`` recipe (read in place for training, not redistributed).
+#: appliances, instruments) and their spoken descriptions in ~15 languages, 3.1 h. Held out of the release recipe (a
+#: 2026-12-05 trial with it as hard negatives, grouped by stamp as :func:`recording_group` does, made validation
+#: worse), so it measures false alarms on a source the model never heard (read in place, not redistributed).
 TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 #: ``hedgewars-data`` (sounds GFDL-1.3): 15 voice packs of short expressive vocalisations (laughs, "ow", "nooo",
-#: screams, taunts) and the game's sound effects. No recipe reads it: it is the source held out of every training
-#: to measure false alarms on sounds the model never heard (read for measurement, not redistributed).
+#: screams, taunts) and the game's sound effects. No recipe reads it (a test checks): held out of every training to
+#: measure false alarms on sounds the model never heard (read for measurement, not redistributed).
 HEDGEWARS_SOUNDS = Path("/usr/share/games/hedgewars/Data/Sounds")
-PACKAGE_HINT = "install it with `bash scripts/system_deps.sh --data` (done by `make models` and `make bench`)"
+PACKAGE_HINT = "install it with `bash scripts/system_deps.sh --data` (done by `make bench`)"
 
 
 def _package_files(root: Path, what: str) -> list[Path]:

@@ -96,6 +96,17 @@ class TrainResult:
     val_dir: Path | None = None
 
 
+#: the recipe ``make models`` ships (issue 20: hard negatives + YAMNet teacher); benches and exports find its
+#: checkpoint through :func:`release_checkpoint`
+RELEASE_RECIPE = "cry_teacher"
+
+
+def release_checkpoint() -> Path:
+    """Where the release recipe leaves its checkpoint (``<output_dir>/cry.pt``, relative to the project root)."""
+    out = Path(load_train_config(RELEASE_RECIPE).output_dir)
+    return (out if out.is_absolute() else settings.project_root() / out) / "cry.pt"
+
+
 def load_train_config(source=None, overrides: dict | None = None) -> CryTrainConfig:
     """A YAML path, a mapping, a config name (``cry_demo``/``cry_full``) or None (defaults)."""
     if isinstance(source, str) and not source.endswith((".yaml", ".yml")) and (CONFIG_DIR / f"{source}.yaml").is_file():
