@@ -254,6 +254,7 @@ class PowerLossReport:
     # what reconcile had to do
     repaired: int = 0
     discarded: int = 0
+    deferred: int = 0                    # partials kept for later (their repair did not fit)
     quarantined: int = 0
     indexed_orphans: int = 0
     dropped_rows: int = 0
@@ -373,7 +374,7 @@ def run_power_loss(base: Path, n_cuts: int, *, seed: int = 0, recorder: str = "r
                 rlayer.arm(rng.choice(KINDS), rng.randint(0, 3))
                 card.fs = rlayer
                 try:
-                    reconcile(card, index)
+                    reconcile(card, index, retention=Retention(card, index))
                 except PowerCut:
                     pass
                 index.close()
@@ -381,9 +382,10 @@ def run_power_loss(base: Path, n_cuts: int, *, seed: int = 0, recorder: str = "r
                 card.fs = OsLayer()
                 index = Index(card.mount_point / INDEX_REL)
                 rep.recovery_cuts += 1
-            r = reconcile(card, index)
+            r = reconcile(card, index, retention=Retention(card, index))
             rep.repaired += len(r.repaired)
             rep.discarded += len(r.discarded)
+            rep.deferred += len(r.deferred)
             rep.quarantined += len(r.quarantined)
             rep.indexed_orphans += len(r.indexed_orphans)
             rep.dropped_rows += len(r.dropped_rows)

@@ -78,7 +78,7 @@ class StorageService:
             cap = self.card.capacity_bytes
             self.retention = Retention(self.card, self.index, low_water_bytes=int(cap * self.config.low_water_fraction),
                                        high_water_bytes=int(cap * self.config.high_water_fraction))
-            self.last_reconcile = reconcile(self.card, self.index)
+            self.last_reconcile = reconcile(self.card, self.index, retention=self.retention)
             self.recorder = Recorder(self.card, self.index, self.retention, stream=self.config.stream,
                                      info=self._info, epoch_base=self.epoch_base,
                                      fsync_interval_s=self.config.fsync_interval_s, on_error=self._on_card_error)

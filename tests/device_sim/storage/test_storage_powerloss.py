@@ -108,3 +108,58 @@ def test_power_loss_harness_fails_the_mutants(tmp_path, src, mutant):
 def test_run_power_loss_validates_its_input(tmp_path):
     with pytest.raises(ValueError, match="recorder must be one of"):
         run_power_loss(tmp_path, 1, recorder="nope")
+
+
+def _partial_with_torn_moof(tmp_path, src, capacity=50_000_000):
+    from device_sim.storage.index import Index
+    from device_sim.storage.recorder import Recorder
+    from device_sim.storage.reconcile import complete_boxes
+    card = SdCard(tmp_path, capacity)
+    index = Index(card.mount_point / ".index/index.db")
+    rec = Recorder(card, index, info=src.info, epoch_base=1_763_769_600.0)
+    for p in src.packets(0.0, 35.0):
+        rec.write(p)
+    rec._cur.fh.flush()
+    partial = card.mount_point / rec.in_flight
+    data = partial.read_bytes()
+    off, moofs = 0, []
+    while off + 8 <= len(data):                                      # top-level boxes: where is the last moof?
+        if data[off + 4:off + 8] == b"moof":
+            moofs.append(off)
+        off += int.from_bytes(data[off:off + 4], "big")
+    partial.write_bytes(data[:moofs[-1] + 104])                      # a cut 104 bytes into the last moof
+    assert complete_boxes(partial.read_bytes()) == moofs[-1]
+    return card, index, partial, moofs[-1]
+
+
+def test_a_torn_moof_at_the_tail_does_not_lose_the_minute(tmp_path, src):
+    """FFmpeg refuses a fragmented MP4 whose last few bytes are a torn moof: the repair must read the whole boxes
+    before it, not discard the minute (found by the power-loss harness: 60 s lost per such cut)."""
+    import av
+    from device_sim.storage.reconcile import reconcile
+    card, index, partial, whole = _partial_with_torn_moof(tmp_path, src)
+    with pytest.raises(av.error.FFmpegError):
+        av.open(str(partial))                               # what the repair used to do
+    rep = reconcile(card, index)
+    assert rep.repaired == ["2025/11/22/00/00.mp4"] and not rep.discarded
+    row = index.get("2025/11/22/00/00.mp4")
+    assert row.end_s - row.start_s >= 30.0                 # every whole fragment kept
+
+
+def test_a_repair_that_does_not_fit_keeps_the_partial_then_retention_makes_room(tmp_path, src):
+    from device_sim.storage.reconcile import reconcile
+    from device_sim.storage.retention import Retention
+    card, index, partial, _ = _partial_with_torn_moof(tmp_path, src, capacity=1_000_000)
+    old = card.open_write("2025/11/21/23/59.mp4")           # old footage, indexed, that retention may delete
+    old.write(bytes(150_000))
+    old.fsync()
+    old.close()
+    index.add("2025/11/21/23/59.mp4", 1_763_769_540.0, 1_763_769_600.0, bytes=150_000, frames=600)
+    junk = card.open_write("snapshots/junk.bin")
+    junk.write(bytes(card.free_bytes() - 40_000))          # no room left for the repaired copy
+    junk.close()
+    rep = reconcile(card, index)
+    assert rep.deferred == [str(partial.relative_to(card.mount_point))] and not rep.discarded
+    assert partial.exists()                                 # kept, never discarded for a card error
+    rep = reconcile(card, index, retention=Retention(card, index))
+    assert rep.repaired == ["2025/11/22/00/00.mp4"] and not partial.exists()
