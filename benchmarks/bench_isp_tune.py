@@ -156,10 +156,17 @@ def run() -> dict:
     quality_ok = bool(psnr_gain >= TARGETS["heldout_psnr_gain_db_min"] and cost_ok)
     det_ok = bool(det_points is not None and det_points >= TARGETS["detection_recall_gain_points_min"]
                   and h["detection_cpu_cost_ratio_tuned_vs_shipped"] <= TARGETS["cpu_cost_ratio_max"])
+    n_pos = int(dh["shipped"]["n_images"] - dh["shipped"]["n_person_free_images"])
+    gain_images = int(round((det_gain_d or 0.0) * n_pos))
+    h["detection_heldout_n_person_images"] = n_pos
+    h["detection_heldout_recall_gain_images"] = gain_images
+    # on so few person images one image is 100 / n_pos points: the detection route counts only when more than one
+    # image changed and the AP50 did not fall
+    det_solid = bool(det_ok and gain_images >= 2 and (dh.get("person_ap50_gain") or 0.0) >= 0.0)
     result["targets_met"] = {
         "quality (PSNR >= +1.0 dB held-out with cost within +10 %, or person recall >= +5 points with cost within "
-        "+10 %)": quality_ok or det_ok,
-        "psnr_route": quality_ok, "detection_route": det_ok,
+        "+10 %, the recall route only when >= 2 images changed and AP50 did not fall)": quality_ok or det_solid,
+        "psnr_route": quality_ok, "detection_route_as_worded": det_ok, "detection_route_beyond_noise": det_solid,
         "two_workers_le_0.6x": bool(h["two_vs_one_worker_wall_ratio"] <= TARGETS["two_worker_wall_ratio_max"])}
     result["protocol"] = {
         "quality": f"display PSNR/SSIM vs unprocessing truth (Brooks 2019), ISO {ISO:g}, 4-frame fixed-camera clips "
