@@ -241,10 +241,11 @@ class Camera:
         self.daynight = DayNightController(t0_s=0.0)
         self.ircut.led_equiv_lux = self.daynight.p.ir_led_level
         tids = thread_ids()
-        # x265 keeps its WPP pool over the cores in the threaded pipeline too: one x265 thread measured slower
-        # there (2.7 vs 3.6 main fps at load 5 on the shared 2-core host; CFS shares the cores per thread)
+        # threaded pipeline: x265 gets one thread (pools=1). Its WPP pool over both cores costs ~50 % more CPU per
+        # 1080p frame (measured 47-68 vs 44 ms here) for lower latency, and the other elements need those cycles
+        venc_threads_n = cs.encoder_threads or (1 if self.threaded else 0)
         self.enc_main = VideoEncoder(StreamConfig("main", cs.main_codec, W, H, cs.main_fps, cs.main_bitrate,
-                                                  gop=int(2 * cs.main_fps), threads=cs.encoder_threads))
+                                                  gop=int(2 * cs.main_fps), threads=venc_threads_n))
         venc_threads = thread_ids() - tids
         self.enc_sub = VideoEncoder(StreamConfig("sub", cs.sub_codec, cs.sub_size[0], cs.sub_size[1], cs.sub_fps,
                                                  cs.sub_bitrate, gop=int(2 * cs.sub_fps), threads=cs.encoder_threads))
