@@ -89,8 +89,8 @@ class PacketMuxer:
     def __init__(self, target, fmt: str, template: StreamTemplate, *, metadata: dict | None = None,
                  flush_packets: bool = False):
         options = dict(MP4_FRAGMENTED) if fmt == "mp4" else {}
-        if flush_packets:            # hand each fragment to ``target`` at once (no 32 KiB buffer inside FFmpeg)
-            options["flush_packets"] = "1"
+        if flush_packets:            # flush FFmpeg's I/O buffer after every packet (the mov muxer already writes
+            options["flush_packets"] = "1"    # each fragment at once here; this keeps the recorder's fsync honest)
         self.fmt = fmt
         self.template = template
         self.container = av.open(target, "w", format=fmt, options=options)
