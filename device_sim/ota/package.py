@@ -168,6 +168,8 @@ def stream_patch(old_path: Path, patch: bytes, write, chunk: int = 64 * 1024,
     pieces of at most ``chunk`` bytes as it is produced: the old image is read by seeks, the diff and extra blocks are
     decompressed as needed, so nothing image-sized is ever held in memory (the output goes straight to flash).
     Returns (sha256 hex, size) of the image written; raises PackageError on a malformed patch."""
+    if chunk <= 0:
+        raise ValueError(f"stream_patch: chunk must be > 0, got {chunk}")
     if len(patch) < 32 or patch[:7] != b"BSDIFF4":
         raise PackageError("bsdiff4 patch: bad magic")
     len_control, len_diff, new_size = (_offtin(patch[8 + 8 * i:16 + 8 * i]) for i in range(3))

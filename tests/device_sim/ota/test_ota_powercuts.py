@@ -46,6 +46,27 @@ def test_stream_patch_refuses_malformed_patches(tmp_path):
             stream_patch(tmp_path / "old", bad, lambda piece: None)
 
 
+def test_stream_patch_on_mutated_patches_raises_only_package_error(tmp_path):
+    rng = random.Random(9)
+    old = rng.randbytes(20_000)
+    new = bytearray(old)
+    new[100:200] = rng.randbytes(100)
+    good = bsdiff4.diff(old, bytes(new) + rng.randbytes(500))
+    (tmp_path / "old").write_bytes(old)
+    for _ in range(300):
+        p = bytearray(good)
+        for _ in range(rng.randint(1, 8)):
+            p[rng.randrange(len(p))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            p = p[: rng.randrange(len(p))]
+        try:
+            stream_patch(tmp_path / "old", bytes(p), lambda piece: None, chunk=4096)
+        except PackageError:
+            pass
+    with pytest.raises(ValueError, match="chunk"):
+        stream_patch(tmp_path / "old", good, lambda piece: None, chunk=0)
+
+
 def test_delta_update_never_holds_an_image_in_memory(tmp_path, monkeypatch):
     """The delta path neither reads the running slot whole nor patches in RAM (bsdiff4.patch / package.apply)."""
     fleet = faults.Fleet.create(tmp_path / "fleet")
