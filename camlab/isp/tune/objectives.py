@@ -43,7 +43,7 @@ COST_SIZE = (1280, 720)
 # ---------------------------------------------------------------------------------------------------- scenes
 @dataclass(frozen=True)
 class Scene:
-    """A short pan over one real image: raw frames (oldest first) and the last frame's truth."""
+    """A short fixed-camera clip of one real image: raw frames (oldest first) and the last frame's truth."""
 
     name: str
     frames: tuple

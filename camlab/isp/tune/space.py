@@ -14,7 +14,7 @@ import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_origin, get_type_hints
 
 from camlab.config import load_config, read_yaml
 from camlab.errors import ConfigError
@@ -68,7 +68,8 @@ def _stage_types() -> dict[str, type]:
     from camlab.isp.pipeline import PipelineConfig
 
     hints = get_type_hints(PipelineConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(PipelineConfig) if dataclasses.is_dataclass(hints[f.name])}
+    return {f.name: hints[f.name] for f in dataclasses.fields(PipelineConfig)
+            if dataclasses.is_dataclass(hints[f.name])}
 
 
 def _field_kind(tp: Any) -> Kind | None:

@@ -10,9 +10,9 @@ Nothing here searches or schedules on its own. The loop of black-box ISP tuning 
 downstream losses follows Tseng et al., SIGGRAPH 2019 and Mosleh et al., CVPR 2020.
 
 After the trials: the chosen trial (single objective: the best; multi-objective: the best quality on the Pareto
-front whose cost, re-timed against the shipped tuning in one process, stays within ``cost_margin``) is written as a new tuning YAML (never over a
-shipped one) that :func:`camlab.isp.pipeline.load_tuning` loads; shipped and tuned are measured on the tuning images
-and on held-out images the search never saw; MLflow gets the study's best trials.
+front whose cost, re-timed against the shipped tuning in one process, stays within ``cost_margin``) is written as a
+new tuning YAML (never over a shipped one) that :func:`camlab.isp.pipeline.load_tuning` loads; shipped and tuned are
+measured on the tuning images and on held-out images the search never saw; MLflow gets the study's best trials.
 """
 from __future__ import annotations
 
@@ -404,7 +404,8 @@ def retimed_choice(study, cfg: TuneConfig, base, space, top: int = 6, rounds: in
             b = ev.cost_ms(base)
             ratios.append(ev.cost_ms(cand) / b)
         ratio = float(np.median(ratios))
-        rows.append({"number": t.number, "values": [round(v, 4) for v in t.values], "retimed_cost_ratio": round(ratio, 4)})
+        rows.append({"number": t.number, "values": [round(v, 4) for v in t.values],
+                     "retimed_cost_ratio": round(ratio, 4)})
         if ratio <= bound:
             return t, rows
     fallback = ship if ship is not None else min(front, key=lambda t: t.values[1])
