@@ -74,6 +74,15 @@ def test_unreachable_storage_is_one_line(tmp_path, capsys, url, expect):
     assert code == 2 and expect in err and err.count("\n") == 1, err
 
 
+def test_missing_data_is_one_line_before_any_trial(tmp_path, capsys, monkeypatch):
+    (tmp_path / "nodata" / "audio").mkdir(parents=True)  # a data root without images/ and raw/
+    monkeypatch.setenv("CAMLAB_DATA", str(tmp_path / "nodata"))
+    db = tmp_path / "t.db"
+    code, _, err = _run(["tune", "isp", "--trials", "2", "--storage", f"sqlite:///{db}",
+                         "--out", str(tmp_path / "x_tuned.yaml"), *TINY], capsys)
+    assert code == 2 and "no quality images found" in err and err.count("\n") == 1, err
+
+
 def test_shipped_tuning_is_never_overwritten(tmp_path, capsys):
     shipped = TUNING_DIR / "sc3336_day.yaml"
     before = shipped.read_bytes()

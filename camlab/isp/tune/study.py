@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from camlab.errors import CamlabError, ConfigError
+from camlab.errors import CamlabError, ConfigError, InputFileError
 
 Objective = Literal["psnr", "deltaE", "detection"]
 DEFAULT_OUT = "camlab/isp/tuning/sc3336_night_tuned.yaml"
@@ -203,6 +203,24 @@ class Evaluator:
         from camlab.isp.tune import objectives as ob
 
         return ob.fast_path_cpu_ms(tuning, self.cost_frame, repeats=repeats)
+
+
+def check_inputs(cfg: TuneConfig) -> None:
+    """The data the study will read exists (quality images, colour chart, detector): InputFileError in one line
+    here, before any process is spawned or trial run."""
+    from camlab import settings
+    from camlab.isp.quality import quality_image_paths
+    from camlab.isp.tune import objectives as ob
+
+    quality_image_paths(cfg.n_tune_images + cfg.n_heldout_images, _root(cfg))
+    if cfg.objective == "deltaE" or not cfg.worker_only:
+        chart = settings.data_root() / "raw" / "colorchart.dng"
+        if not chart.is_file():
+            raise InputFileError(f"{chart}: colour-chart DNG not found (deltaE and the held-out check need it)")
+    if cfg.objective == "detection" or (cfg.n_detection_heldout and not cfg.worker_only):
+        model = Path(cfg.detector) if cfg.detector else ob.release_model()
+        if not model.exists():
+            raise InputFileError(f"{model}: detector bundle/checkpoint not found (make models, or --detector)")
 
 
 def base_tuning(cfg: TuneConfig):
@@ -527,6 +545,7 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
     space = load_space(cfg.space, cfg.objective, base)          # unknown names / out-of-domain ranges
     storage = open_storage(cfg.storage)                         # unreachable storage
     path = None if cfg.worker_only else out_path(cfg)           # never over a shipped tuning
+    check_inputs(cfg)                                           # images, chart, detector
     make_sampler(cfg)
     study = create_study(cfg, storage)
     if shipped_trial(study) is None:
