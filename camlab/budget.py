@@ -25,10 +25,12 @@ PASS, FAIL, NOT_ASSESSED = "PASS", "FAIL", "NOT ASSESSED"
 
 @dataclass(frozen=True)
 class AssessIf:
-    """Assess the check only when the figure at ``metric`` is at least ``min`` (``label`` names it in the reason)."""
+    """Assess the check only when the figure at ``metric`` is at least ``min`` (``label`` names it in the reason;
+    ``why``, when given, is the whole reason shown instead)."""
     metric: str
     min: float
     label: str = ""
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ def evaluate(budget: Budget, results: dict, chip_profile: dict | None = None) ->
             ok = value is not None and limit is not None and value <= limit
         if gate is not None and gate_value is not None and gate_value < gate.min:
             label = gate.label or gate.metric
-            status, reason = NOT_ASSESSED, f"not assessed at demo scale ({label} {gate_value:.3g} < {gate.min:g})"
+            status, reason = NOT_ASSESSED, gate.why or \
+                f"not assessed at demo scale ({label} {gate_value:.3g} < {gate.min:g})"
         elif ok:
             status, reason = PASS, ""
         elif value is None:

@@ -473,6 +473,7 @@ class Camera:
         return {
             "scenario": self.sc.name, "chip": self.chip, "duration_s": duration,
             "real_time_factor": rtf, "real_time_factor_note": rtf_note,
+            "real_clock": 0 if self.clock.simulated else 1,   # 0: the wall rate above is the simulator's speed
             "event_latency_p95_ms": ev_lat,
             "ai_fps": round(st.ai_runs / duration, 3),
             "ai_fps_offered": round(st.ai_offered / duration, 3),

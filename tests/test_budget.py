@@ -120,3 +120,26 @@ def test_budget_metrics_have_readable_mlflow_names():
                                    "budget.rtf.pass": 0.0, "budget.rtf.value": 0.85, "budget.rtf.assessed": 1.0}
     names = mlflow_metrics(evaluate(load_budget(), {}, {}))
     assert "budget.detector_int8_map50_drop.pass" in names and not any("budget_0" in k for k in names)
+
+
+def test_real_time_factor_is_judged_only_on_the_real_clock():
+    """The simulated clock's wall rate is the simulator's speed on the host: NOT ASSESSED there, with the reason;
+    on the real-time clock the same figure decides; a report without the clock field is judged as before."""
+    from camlab.budget import verdict_line
+
+    base = {"export": {"flash_mib": 1.2, "detector": {"npu_latency_ms_est": 1.4, "peak_activation_mb": 0.43,
+                                                      "violations": 0, "int8_metric_drop": 0.1, "fp32_metric": 50.0,
+                                                      "fidelity": {"output_cosine_min": 0.999, "detections": 40,
+                                                                   "detection_agreement": 0.97}},
+                       "cry": {"violations": 0, "int8_metric_drop": 0.0, "fidelity": {"output_cosine_min": 0.999}}}}
+    def rtf_check(device: dict):
+        res = evaluate(load_budget(), {**base, "device_sim": device}, {"flash_data_mib": 8.0})
+        return next(c for c in res if c.name == "device_sim real-time factor"), res
+    sim = {"real_time_factor": 0.9167, "real_clock": 0, "event_latency_p95_ms": 26.2, "ai_fps": 14.8}
+    c, res = rtf_check(sim)
+    assert c.status == "NOT ASSESSED" and "simulated clock" in c.reason
+    assert verdict_line(res).startswith("budget: PASS")
+    c, res = rtf_check({**sim, "real_clock": 1})
+    assert c.status == "FAIL" and verdict_line(res).startswith("budget: FAIL (device_sim real-time factor")
+    c, _ = rtf_check({k: v for k, v in sim.items() if k != "real_clock"})
+    assert c.status == "FAIL"
