@@ -324,10 +324,8 @@ def _no_reference(rgb: np.ndarray) -> dict:
 
 def _ours_render(frame) -> np.ndarray:
     """Our ISP as ``camlab isp run --fast`` renders a user's raw: shipped day tuning, frame size kept."""
-    from camlab.isp.pipeline import Pipeline, load_tuning
-    cfg = load_tuning("sc3336_day")
-    w, h = (frame.width // 2) * 2, (frame.height // 2) * 2
-    cfg = dataclasses.replace(cfg, scale=dataclasses.replace(cfg.scale, main=(w, h), fit="stretch"))
+    from camlab.isp.pipeline import Pipeline, at_frame_size, load_tuning
+    cfg = at_frame_size(load_tuning("sc3336_day"), frame.width, frame.height)
     return np.asarray(Pipeline(cfg, fast=True).run(frame, rgb=True).rgb, np.float32)
 
 

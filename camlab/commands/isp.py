@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from camlab.errors import CamlabError
     from camlab.io_utils import atomic_write_bytes
-    from camlab.isp.pipeline import Pipeline, load_tuning
+    from camlab.isp.pipeline import Pipeline, at_frame_size, load_tuning
     from camlab.sensor.raw_io import read_raw
 
     out = Path(args.out)
@@ -82,10 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         print("camlab: warning: no --black given: black level 0 DN assumed; a sensor with a pedestal (most have one, "
               "e.g. 64 DN at 10 bits, 256 at 12) renders hazy and colour-shifted", file=sys.stderr)
     if not args.scale_to_main:
-        from dataclasses import replace
-
-        w, h = (frame.width // 2) * 2, (frame.height // 2) * 2
-        cfg = replace(cfg, scale=replace(cfg.scale, main=(w, h), fit="stretch"))
+        cfg = at_frame_size(cfg, frame.width, frame.height)
     result = Pipeline(cfg, fast=args.fast).run(frame, rgb=suffix == ".png", taps=bool(args.taps))
     h_main, w_main = result.main_nv12.shape[0] * 2 // 3, result.main_nv12.shape[1]
     if suffix == ".png":

@@ -358,6 +358,13 @@ class Pipeline:
         return y, uv
 
 
+def at_frame_size(cfg: PipelineConfig, width: int, height: int) -> PipelineConfig:
+    """The tuning with its main stream at a frame's own size (evened for 4:2:0), stretched: how a still from a
+    user's raw is developed (``camlab isp run`` without ``--scale-to-main``)."""
+    w, h = (int(width) // 2) * 2, (int(height) // 2) * 2
+    return replace(cfg, scale=replace(cfg.scale, main=(w, h), fit="stretch"))
+
+
 def run_file(path, config=None, **read_kwargs) -> IspResult:
     """Read a raw file with the sensor readers and run the pipeline on it (a still: no temporal state)."""
     from camlab.sensor.raw_io import read_raw
@@ -367,5 +374,6 @@ def run_file(path, config=None, **read_kwargs) -> IspResult:
     return Pipeline(cfg).run(frame, rgb=True)
 
 
-__all__ = ["Pipeline", "PipelineConfig", "IspResult", "IspState", "StatsParams", "load_tuning", "run_file",
+__all__ = ["Pipeline", "PipelineConfig", "IspResult", "IspState", "StatsParams", "load_tuning", "at_frame_size",
+           "run_file",
            "cfa_tile", "rgb_tile", "tile_to_full"]
