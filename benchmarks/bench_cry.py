@@ -99,10 +99,6 @@ def _laughter_rate(groups: dict) -> dict:
     return {"groups": sorted(hit), "clips": n, "alarm_rate": sum(v["alarms"] for v in hit.values()) / n if n else None}
 
 
-HELD_OUT_SOURCES = {"tuxpaint": ("tuxpaint_groups", "TUXPAINT_STAMPS", "tuxpaint-stamps-default", "GPL-2"),
-                    "hedgewars": ("hedgewars_groups", "HEDGEWARS_SOUNDS", "hedgewars-data", "sounds GFDL-1.3")}
-
-
 def held_out_source(scorers: dict, yamnet, groups: dict) -> dict:
     """False alarms of each scorer on ``groups`` of a source no training or calibration saw: per group and pooled,
     with the exact Poisson bound; the files that alarm are named by what YAMNet hears in them."""
@@ -124,7 +120,7 @@ def held_out_source(scorers: dict, yamnet, groups: dict) -> dict:
 
 
 def held_out_sources(scorers: dict, yamnet, trained_on, only: dict | None = None) -> dict:
-    """:func:`held_out_source` for every package source in :data:`HELD_OUT_SOURCES` that the checkpoint's recipe
+    """:func:`held_out_source` for every Debian package source (Tux Paint, Hedgewars) that the checkpoint's recipe
     did not train on (``trained_on``: its extra-negative folders); a source it trained on, or one not installed,
     is listed with the reason instead. ``only``: ``{name: groups}`` to measure instead (tests)."""
     from camlab.data import audio
@@ -132,15 +128,16 @@ def held_out_sources(scorers: dict, yamnet, trained_on, only: dict | None = None
 
     if only is not None:
         return {name: held_out_source(scorers, yamnet, groups) for name, groups in only.items()}
-    trained = {str(Path(p).resolve()) for p in trained_on}
+    sources = {"tuxpaint": (audio.tuxpaint_groups, audio.TUXPAINT_STAMPS, "tuxpaint-stamps-default", "GPL-2"),
+               "hedgewars": (audio.hedgewars_groups, audio.HEDGEWARS_SOUNDS, "hedgewars-data", "sounds GFDL-1.3")}
+    trained = {Path(p).resolve() for p in trained_on}
     out: dict = {}
-    for name, (fn, root_attr, package, licence) in HELD_OUT_SOURCES.items():
-        root = getattr(audio, root_attr)
-        if str(root.resolve()) in trained:
+    for name, (groups_of, root, package, licence) in sources.items():
+        if root.resolve() in trained:
             out[name] = {"skipped": f"{root} is a training source of this checkpoint's recipe: not held out"}
             continue
         try:
-            groups = getattr(audio, fn)()
+            groups = groups_of()
         except InputFileError as exc:
             out[name] = {"skipped": str(exc)}
             continue
@@ -153,7 +150,7 @@ def held_out_sources(scorers: dict, yamnet, trained_on, only: dict | None = None
 def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HOURS, int8: bool = True,
         held_out_groups: dict | None = None) -> dict:
     """The benchmark result dict (``checkpoint``: default the newest under ``out/cry``; ``held_out_groups``:
-    ``{source: {group: files}}`` measured instead of the package sources of :data:`HELD_OUT_SOURCES`)."""
+    ``{source: {group: files}}`` measured instead of the Debian package sources of :func:`held_out_sources`)."""
     import numpy as np
 
     from camlab.contract.audio_features import CryAlarm

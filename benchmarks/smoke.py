@@ -166,15 +166,13 @@ def _export(tmp: Path) -> list[str]:
         cfg = cry.CryModelConfig(stem_channels=stem, channels=channels,
                                  features=FeatureConfig(n_mels=64, window_s=0.982))
         path = tmp / f"cry_{tag}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        (tmp / tag).mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, kind="cry", model_config=to_dict(cfg), state_dict=cry.build_model(cfg).state_dict(),
                         meta={})
         r = bench_export._one("cry", tmp / tag, (path, "smoke, untrained"), evaluate=False)
         return {"macs": r["macs"], "params": r["params"], "flash_bytes": r["flash_bytes"],
                 "peak_activation_bytes": r["peak_activation_bytes"],
                 "npu_latency_ms_rv1106": r["npu_latency_ms_est"]["rv1106"]}
-    (tmp / "a").mkdir(parents=True, exist_ok=True)
-    (tmp / "b").mkdir(parents=True, exist_ok=True)
     return check("export", fig(16, [16, 32], "a"), fig(32, [32, 64], "b"),
                  ["macs", "params", "flash_bytes", "peak_activation_bytes", "npu_latency_ms_rv1106"])
 

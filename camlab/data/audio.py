@@ -139,11 +139,6 @@ def recording_group(path: Path) -> tuple[str, str]:
         voice = path.parts[i + 1] if len(path.parts) > i + 2 else "sounds"
         rel = "/".join(path.parts[i + 2:-1] + (name,))
         return "asterisk", f"asterisk:{voice}/{rel}"
-    if "tuxpaint" in parts and "stamps" in parts:
-        # one group per stamp: its sound and its spoken descriptions in every language stay on one side
-        stamp = name.split("_desc")[0]
-        rel = "/".join(path.parts[parts.index("stamps") + 1:-1] + (stamp,))
-        return "tuxpaint", "tuxpaint:" + rel
     return "other", "other:" + name
 
 
@@ -156,9 +151,6 @@ def group_folder(clip: "Clip") -> str:
     if clip.source == "asterisk":
         i = [p.lower() for p in parts].index("sounds")
         return "asterisk_" + (parts[i + 1] if len(parts) > i + 2 else "sounds")
-    if clip.source == "tuxpaint":
-        spoken = "_desc" in clip.path.stem or "symbols" in [p.lower() for p in parts]
-        return "tuxpaint_spoken" if spoken else "tuxpaint_sound_effects"
     if clip.source == "other":
         return clip.path.parent.name or "other"
     return clip.source
@@ -169,9 +161,6 @@ def _layout_name(clip: "Clip") -> str:
     if clip.source == "asterisk":
         i = [p.lower() for p in clip.path.parts].index("sounds")
         return "_".join(clip.path.parts[i + 2:])
-    if clip.source == "tuxpaint":   # stamp names repeat across categories
-        i = [p.lower() for p in clip.path.parts].index("stamps")
-        return "_".join(clip.path.parts[i + 1:])
     return clip.path.name
 
 
@@ -215,7 +204,7 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
     for extra in extra_negatives:
         if not Path(extra).is_dir():
             raise InputFileError(f"{extra}: hard-negative folder missing; `make sysdeps` installs the Debian speech "
-                                 "and music packages, `bash scripts/system_deps.sh --data` the Tux Paint stamps")
+                                 "and music packages (scripts/system_deps.sh)")
         folders.append((0, Path(extra)))
     for label, folder in folders:
         for path in _files(folder):
@@ -700,9 +689,9 @@ __all__ = ["AudioDataConfig", "AugmentConfig", "Clip", "SplitIndex", "WindowSamp
 
 # ------------------------------------------------------------------------- sources read from Debian packages
 #: ``tuxpaint-stamps-default`` (GPL-2, Bill Kendrick et al.): the stamps' sound effects (animals, household
-#: appliances, instruments) and their spoken descriptions in ~15 languages, 3.1 h. Held out of the release recipe (a
-#: 2026-12-05 trial with it as hard negatives, grouped by stamp as :func:`recording_group` does, made validation
-#: worse), so it measures false alarms on a source the model never heard (read in place, not redistributed).
+#: appliances, instruments) and their spoken descriptions in ~15 languages, 3.1 h. Held out of every recipe (a
+#: 2026-12-05 trial with it as hard negatives made validation worse), so it measures false alarms on a source the
+#: model never heard (read in place, not redistributed).
 TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 #: ``hedgewars-data`` (sounds GFDL-1.3): 15 voice packs of short expressive vocalisations (laughs, "ow", "nooo",
 #: screams, taunts) and the game's sound effects. No recipe reads it (a test checks): held out of every training to
