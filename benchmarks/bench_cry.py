@@ -149,7 +149,7 @@ def held_out_sources(scorers: dict, yamnet, trained_on, only: dict | None = None
 
 def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HOURS, int8: bool = True,
         held_out_groups: dict | None = None) -> dict:
-    """The benchmark result dict (``checkpoint``: default the newest under ``out/cry``; ``held_out_groups``:
+    """The benchmark result dict (``checkpoint``: default :func:`default_checkpoint`; ``held_out_groups``:
     ``{source: {group: files}}`` measured instead of the Debian package sources of :func:`held_out_sources`)."""
     import numpy as np
 

@@ -104,7 +104,7 @@ def run() -> dict:
     from camlab.train.detector import _subset
 
     smoke = os.environ.get("CAMLAB_BENCH_SMOKE") == "1"
-    cfg = detector.load_train_config("detector_full")
+    cfg = detector.load_train_config(detector.RELEASE_RECIPE)
     manifest = detector.detector_manifest_path(cfg)
     val, _ = load_split(manifest, "val")
     train, _ = load_split(manifest, "train")
@@ -155,7 +155,7 @@ def smoke_figures(bundle: Path, n_images: int = 12) -> dict:
     from camlab.train import detector
     from camlab.train.detector import _subset
 
-    val, _ = load_split(detector.detector_manifest_path(detector.load_train_config("detector_full")), "val")
+    val, _ = load_split(detector.detector_manifest_path(detector.load_train_config(detector.RELEASE_RECIPE)), "val")
     ev = evaluate_bundle(bundle, _subset(val, n_images, 1), "int8", hog=True)
     person = ev["classes"]["person"]
     return {"int8_map50": ev["map50"], "person_ap50": person["ap50"] or 0.0,

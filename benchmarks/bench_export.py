@@ -48,13 +48,10 @@ def _checkpoint(kind: str, tmp: Path) -> tuple[Path, str]:
 
 def _release_checkpoint(kind: str) -> Path:
     """Where ``make models`` leaves the release checkpoint of ``kind``."""
-    from camlab import settings
-
     if kind == "detector":
         from camlab.train import detector
 
-        out = Path(detector.load_train_config("detector_full").out_dir)
-        return (out if out.is_absolute() else settings.project_root() / out) / "best.pt"
+        return detector.release_checkpoint()
     from camlab.train import cry
 
     return cry.release_checkpoint()

@@ -26,7 +26,7 @@ def main(chip: str = "rv1106") -> int:
     t0 = time.perf_counter()
     out: dict = {"chip": chip, "data_root": str(settings.data_root()), "git_commit": tracking.git_commit()}
     with tracking.run("release", run_name="make-models"):
-        det = detector.train(detector.load_train_config("detector_full"))
+        det = detector.train(detector.load_train_config(detector.RELEASE_RECIPE))
         det_eval = det.eval if det.eval is not None else _evaluate_detector(det.checkpoint)
         out["detector"] = {"checkpoint": str(det.checkpoint), "eval": det_eval, "counts": det.counts,
                            "train_min": round(sum(r.get("epoch_s", 0.0) for r in det.history) / 60, 1),
@@ -61,7 +61,7 @@ def _evaluate_detector(checkpoint) -> dict:
     from camlab.eval.detection import evaluate
     from camlab.train import detector
 
-    cfg = detector.load_train_config("detector_full")
+    cfg = detector.load_train_config(detector.RELEASE_RECIPE)
     _, val, _ = detector.load_data(cfg)
     ev = evaluate(str(checkpoint), val, hog=cfg.eval_hog, show_progress=True)
     return {k: v for k, v in ev.items() if k != "details"}

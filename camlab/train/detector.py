@@ -105,6 +105,16 @@ class TrainResult:
 CONFIG_DIR = Path(__file__).with_name("configs")
 
 
+#: the recipe ``make models`` ships; benches, exports and the ISP tuner find its checkpoint via release_checkpoint()
+RELEASE_RECIPE = "detector_full"
+
+
+def release_checkpoint() -> Path:
+    """Where the release recipe leaves its best checkpoint (``<out_dir>/best.pt``, relative to the project root)."""
+    out = Path(load_train_config(RELEASE_RECIPE).out_dir)
+    return (out if out.is_absolute() else settings.project_root() / out) / "best.pt"
+
+
 def load_train_config(source: Any = None, overrides: dict | None = None) -> DetectorTrainConfig:
     """A YAML path, a built-in name (``detector_demo``, ``detector_full``), a mapping, or None (defaults)."""
     from camlab.config import load_config

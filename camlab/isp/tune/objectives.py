@@ -246,8 +246,7 @@ def release_model() -> Path:
     bundles = sorted(d for d in root.iterdir() if (d / "manifest.json").is_file()) if root.is_dir() else []
     if bundles:
         return bundles[-1]
-    out = Path(detector.load_train_config("detector_full").out_dir)
-    return (out if out.is_absolute() else settings.project_root() / out) / "best.pt"
+    return detector.release_checkpoint()
 
 
 def detection_order(samples: list) -> list:
