@@ -124,7 +124,7 @@ def _rawpy_display(dng: Path, truth, fbdd: bool, extra: dict | None = None) -> n
     return to_display(cam, truth.wb_gains, truth.ccm, truth.exposure_gain)
 
 
-def pipeline_quality(n_images: int = N_IMAGES, isos=(100, 800)) -> dict:
+def pipeline_quality(n_images: int = N_IMAGES, isos=(100, 800), images_root: Path | None = None) -> dict:
     from camlab.isp.pipeline import Pipeline
     from camlab.isp.quality import DEFAULT_BORDER, load_quality_images, psnr, to_display
     from camlab.sensor.raw_io import write_dng
@@ -132,7 +132,7 @@ def pipeline_quality(n_images: int = N_IMAGES, isos=(100, 800)) -> dict:
 
     from camlab.sensor.noise import NoiseModel
 
-    images = load_quality_images(n_images + 1)
+    images = load_quality_images(n_images + 1, images_root)
     tune_name, tune_img = images[-1]
     images = images[:-1]
     assert tune_name not in {n for n, _ in images}, "the rawpy tuning image must not be a test image"

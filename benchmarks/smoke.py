@@ -44,18 +44,25 @@ def _isp(tmp: Path) -> list[str]:
         cal = bench_isp.calibrated_noise_model(isos=(100, 800), size=96, sensor_noise=noise)
         return {"calibrated_shot_1": cal.shot_1}
     bad = check("isp", fig(None), fig(NoiseModel(shot_1=2.0 / 9000.0)), ["calibrated_shot_1"])
-    q100 = bench_isp.pipeline_quality(1, isos=(100,))["pipeline_psnr_iso100_db"]
-    q800 = bench_isp.pipeline_quality(1, isos=(800,))["pipeline_psnr_iso800_db"]
+    from camlab import settings
+
+    images = settings.data_or_demo("images")   # a clone without ../shared: the demo slice's photos
+    q100 = bench_isp.pipeline_quality(1, isos=(100,), images_root=images)["pipeline_psnr_iso100_db"]
+    q800 = bench_isp.pipeline_quality(1, isos=(800,), images_root=images)["pipeline_psnr_iso800_db"]
     return bad + check("isp", q100, q800, ["ours", "ours_oracle_noise", "rawpy", "rawpy_best"])
 
 
 def _device_sim(tmp: Path) -> list[str]:
     from benchmarks import bench_device_sim as b
+    from camlab import settings
     from device_sim.camera import CameraSettings, run_scenario
+
+    # a clone without ../shared: the demo scenario, whose stills the demo slice holds
+    scenario = b.SCENARIO if settings.has_full_data() else b.REAL_CLOCK_SCENARIO
 
     def fig(npu_ms: float, tag: str) -> dict:
         bundles = [b.probe_detector_bundle(tmp / f"det{tag}", npu_ms=npu_ms), b.probe_cry_bundle(tmp / f"cry{tag}")]
-        rep = run_scenario(bundles, b.SCENARIO, "rv1106", tmp / f"run{tag}", settings=CameraSettings(
+        rep = run_scenario(bundles, scenario, "rv1106", tmp / f"run{tag}", settings=CameraSettings(
             main_size=(640, 360), sub_size=(320, 180)), duration_s=3.0, write=False)
         return {"npu_utilisation": rep["npu"]["utilisation"], "ai_fps_wall": rep["ai"]["runs"] / rep["wall_s"],
                 "wall_s": rep["wall_s"]}
