@@ -53,6 +53,7 @@ mlflow: venv
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --default-artifact-root ./mlartifacts --host 127.0.0.1 --port 5000
 
 models: venv sysdeps
+	bash scripts/system_deps.sh --train-audio
 	$(BIN)/camlab models
 
 rknn: .venv-rknn/.installed

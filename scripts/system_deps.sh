@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the demo need (real broker, browser, NAT tools). Installs only what is missing.
 # --data adds the sound sources only the benchmarks read (~300 MB): tuxpaint-stamps-default (GPL-2) and hedgewars-data
-# (sounds GFDL-1.3), held out of every cry recipe: the cry benchmark's never-heard sources.
+# (sounds GFDL-1.3), held out of every cry recipe: the cry benchmark's never-heard sources; it implies --train-audio.
+# --train-audio adds the game/desktop sound effects the release cry recipe trains on as negatives (~500 MB download;
+# camlab/data/packaged_audio.py lists them with their licences; used for training only, never redistributed).
 set -uo pipefail
 PKGS=(mosquitto chromium iptables iproute2 libspeexdsp1
   asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav
   asterisk-core-sounds-ru-wav asterisk-moh-opsound-wav)
-[ "${1:-}" = "--data" ] && PKGS+=(tuxpaint-stamps-default hedgewars-data)
+TRAIN_AUDIO=(supertux-data colobot-common-sounds extremetuxracer-data frozen-bubble-data sound-theme-freedesktop
+  warzone2100-data gcompris-qt-data)
+[ "${1:-}" = "--train-audio" ] && PKGS+=("${TRAIN_AUDIO[@]}")
+[ "${1:-}" = "--data" ] && PKGS+=(tuxpaint-stamps-default hedgewars-data "${TRAIN_AUDIO[@]}")
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

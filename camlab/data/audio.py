@@ -6,7 +6,9 @@ sides), negatives ESC-50 (Piczak, ACM MM 2015; grouped by fold-clip id), Speech 
 (Warden, arXiv:1804.03209; long background files split in contiguous time blocks, digits grouped by speaker).
 Hard negatives read in place from Debian packages (``AudioDataConfig.extra_negatives``, installed by
 ``scripts/system_deps.sh``; CC BY-SA 3.0): the Asterisk prompts (real speech, 5 voices / languages, 8 kHz, grouped
-by voice and prompt) and the Asterisk music on hold (long tracks, split in time like the background recordings).
+by voice and prompt) and the Asterisk music on hold (long tracks, split in time like the background recordings);
+``@packaged`` names the sound effects of seven Debian game/desktop packages (:mod:`camlab.data.packaged_audio`,
+grouped by package and file).
 
 Bandwidth: every clip is passed through ``band_limit_hz`` (8 kHz, the Donate-a-Cry rate) before anything else, so
 positives and negatives share one bandwidth; the features also stop below 4 kHz (``FeatureConfig.fmax``).
@@ -26,6 +28,7 @@ import numpy as np
 
 from camlab import settings
 from camlab.contract.audio_features import FeatureConfig, FeatureExtractor
+from camlab.data.packaged_audio import resolve_negative_folder
 from camlab.errors import InputFileError
 
 SAMPLE_RATE = 16000
@@ -99,7 +102,7 @@ class Clip:
 
     path: Path
     label: int            # 1 cry, 0 no cry
-    source: str           # donateacry | esc50 | background | digits | other
+    source: str           # donateacry | esc50 | background | digits | asterisk | moh | packaged | other
     group: str            # recordings that must stay on one side of the split
     start_s: float = 0.0
     end_s: float | None = None
@@ -134,6 +137,9 @@ def recording_group(path: Path) -> tuple[str, str]:
         return "background", "background:" + name
     if "asterisk" in parts and "moh" in parts:
         return "moh", "moh:" + name
+    if "packaged_audio" in parts and parts.index("packaged_audio") + 2 < len(parts):
+        package = path.parts[parts.index("packaged_audio") + 1]
+        return "packaged", f"packaged:{package}/{name}"
     if "asterisk" in parts and "sounds" in parts:
         i = parts.index("sounds")
         voice = path.parts[i + 1] if len(path.parts) > i + 2 else "sounds"
@@ -151,6 +157,8 @@ def group_folder(clip: "Clip") -> str:
     if clip.source == "asterisk":
         i = [p.lower() for p in parts].index("sounds")
         return "asterisk_" + (parts[i + 1] if len(parts) > i + 2 else "sounds")
+    if clip.source == "packaged":
+        return "packaged_" + clip.path.parent.name
     if clip.source == "other":
         return clip.path.parent.name or "other"
     return clip.source
@@ -202,6 +210,7 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
     skipped: list[str] = []
     folders = [(1, cry_dir), (0, house_dir)]
     for extra in extra_negatives:
+        extra = resolve_negative_folder(extra)
         if not Path(extra).is_dir():
             raise InputFileError(f"{extra}: hard-negative folder missing; `make sysdeps` installs the Debian speech "
                                  "and music packages (scripts/system_deps.sh)")
