@@ -11,7 +11,10 @@ and an operating point chosen by the same rule-picker as ours (:func:`camlab.eva
 same limits, our threshold grid extended below 0.5 to its own score scale, our k-of-n grid plus shorter rules for its 2x
 longer hop) on training-split streams (a seeded subset of training cries, all training no-cry audio);
 plus each side's recall at the other's precision (thresholds picked on validation: an oracle figure for both).
-INT8: the checkpoint exported for rv1106 (exact QDQ arithmetic) on the same clips. Wall time: shared 2-core CPU.
+INT8: the checkpoint exported for rv1106 (exact QDQ arithmetic) on the same clips. Previous release recipes
+(:data:`PREVIOUS_RECIPES`) whose checkpoints exist here are scored on the same validation clips and held-out sources
+in the same run (``previous_releases``), so a change of recipe shows what it bought and what it cost.
+Wall time: shared 2-core CPU.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ YAMNET_CRY_CLIPS = 120        # training cries YAMNet's operating point is chose
 # YAMNet's class-20 sigmoid sits far below 0.5 on many cries (521 classes share the evidence): with our grid alone its
 # pick hit the grid's floor (0.5, 1 of 1), so its grid also spans its own scale below 0.5
 YAMNET_LOW_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4)
+# recipes shipped before the release one (newest first): each is an anchor measured beside it when trained here
+PREVIOUS_RECIPES = ("cry_teacher",)
 
 
 def yamnet_thresholds(ours) -> list[float]:
@@ -147,6 +152,44 @@ def held_out_sources(scorers: dict, yamnet, trained_on, only: dict | None = None
     return out
 
 
+def _held_out_counts(held: dict) -> dict:
+    """Per source and group: files, hours and false alarms of the scorer ``ours`` (no file lists)."""
+    return {src: ({"skipped": h["skipped"]} if "ours" not in h else
+                  {g: {k: v[k] for k in ("files", "hours", "false_alarms") if k in v} for g, v in h["ours"].items()})
+            for src, h in held.items()}
+
+
+def previous_releases(val, val_dir: Path, yamnet, current: Path, recipes=PREVIOUS_RECIPES) -> dict:
+    """Each previous release recipe's checkpoint on the same validation clips (its own operating point) and on the
+    held-out package sources it did not train on; a recipe not trained here is listed with the command that trains
+    it."""
+    from camlab import settings
+    from camlab.eval.audio import as_scorer, metrics_from_probs, stream_probabilities
+    from camlab.models.cry import load_checkpoint
+    from camlab.train.cry import load_train_config
+
+    out: dict = {}
+    for name in recipes:
+        folder = Path(load_train_config(name).output_dir)
+        path = (folder if folder.is_absolute() else settings.project_root() / folder) / "cry.pt"
+        if not path.is_file():
+            out[name] = {"skipped": f"{path}: not trained here (camlab train cry --config {name})"}
+            continue
+        if path.resolve() == Path(current).resolve():
+            out[name] = {"skipped": "it is the checkpoint under test"}
+            continue
+        model, meta = load_checkpoint(path)
+        sc = as_scorer(model)
+        m = metrics_from_probs(stream_probabilities(sc, val), sc.alarm)
+        extra = (meta.get("train_config", {}).get("data") or {}).get("extra_negatives") or ()
+        out[name] = {"checkpoint": str(path), "checkpoint_sha256": sha256_file(path),
+                     **{k: m[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "false_alarms",
+                                          "onset_to_alarm_s", "onset_miss_rate")},
+                     "decode": m["decode"], "by_group": _groups(val, m["scores"], sc.alarm.threshold, val_dir),
+                     "held_out_sources": _held_out_counts(held_out_sources({"ours": sc}, yamnet, extra))}
+    return out
+
+
 def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HOURS, int8: bool = True,
         held_out_groups: dict | None = None) -> dict:
     """The benchmark result dict (``checkpoint``: default :func:`default_checkpoint`; ``held_out_groups``:
@@ -230,6 +273,9 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
         threshold=tuned_alarm.threshold, k=tuned_alarm.k, n=tuned_alarm.n)}, yam, data_cfg.extra_negatives,
         held_out_groups)
     walls["held_out_source"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    previous = previous_releases(val, val_dir, yam, ckpt) if held_out_groups is None else {}
+    walls["previous_releases"] = time.perf_counter() - t0
 
     # INT8 bundle of the same checkpoint on the same clips
     int8_res: dict = {"skipped": "int8=False"}
@@ -293,6 +339,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
                                             "max_onset_to_alarm_s": tcfg.max_onset_to_alarm_s},
                                "by_group_tuned": groups["yamnet_tuned"], "by_group_fixed": groups["yamnet_fixed"]}},
         "equal_precision": equal_p,
+        "previous_releases": previous,
         "int8": int8_res,
         "checkpoint": str(ckpt), "trained_demo_budget_here": trained,
         "train_config": tcfg.run_name,

@@ -96,9 +96,9 @@ class TrainResult:
     val_dir: Path | None = None
 
 
-#: the recipe ``make models`` ships (issue 20: hard negatives + YAMNet teacher); benches and exports find its
-#: checkpoint through :func:`release_checkpoint`
-RELEASE_RECIPE = "cry_teacher"
+#: the recipe ``make models`` ships (issue 20: hard negatives, packaged sound effects, YAMNet teacher); benches and
+#: exports find its checkpoint through :func:`release_checkpoint`
+RELEASE_RECIPE = "cry_sfx"
 
 
 def release_checkpoint() -> Path:

@@ -50,3 +50,21 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
     held = out["held_out_sources"]["synthetic"]
     assert held["groups"] == {"laughs": 10} and held["ours"]["laughs"]["files"] == 10
     assert held["ours"]["pooled"]["hours"] == pytest.approx(30 / 3600) and "yamnet_tuned" in held
+
+
+def test_previous_releases_name_the_recipe_that_is_not_trained_here(tmp_path, monkeypatch):
+    """A previous release recipe without a checkpoint here is listed with the command that trains it, and the
+    checkpoint under test is never its own anchor."""
+    from benchmarks.bench_cry import previous_releases
+    from camlab.train import cry
+
+    monkeypatch.setenv("CAMLAB_ROOT", str(tmp_path))
+    monkeypatch.setattr("camlab.settings.project_root", lambda: tmp_path)
+    res = previous_releases(None, tmp_path, None, tmp_path / "x.pt", recipes=("cry_teacher",))
+    assert "camlab train cry --config cry_teacher" in res["cry_teacher"]["skipped"]
+    ckpt = tmp_path / "out" / "cry" / "teacher" / "cry.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not read")
+    assert previous_releases(None, tmp_path, None, ckpt, recipes=("cry_teacher",)) == {
+        "cry_teacher": {"skipped": "it is the checkpoint under test"}}
+    assert cry.RELEASE_RECIPE not in __import__("benchmarks.bench_cry", fromlist=["x"]).PREVIOUS_RECIPES
