@@ -215,3 +215,32 @@ def test_detection_objective_on_a_release_bundle(tmp_path, shared_data):
     assert r["n_images"] == 3 and 0.0 <= r["person_ap50"] <= 1.0
     held = ob.detection_set(3, 3, 3200, model=bundles[-1].parent, max_side=160)
     assert not {str(s.image) for s in ds.samples} & {str(s.image) for s in held.samples}
+
+
+def _child_thread_env(q) -> None:
+    import os
+
+    q.put({k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+
+
+def test_worker_processes_get_their_thread_count_in_the_openmp_env(monkeypatch):
+    """A worker limited to one thread must not keep an OpenMP pool spinning on the other core: measured on the
+    2-core VM, one 'one-thread' worker burned 1.94 cores for no speed-up, so two workers could not beat one.
+    The limit is in the environment the spawned worker starts with (set before numpy and numba load)."""
+    import multiprocessing as mp
+    import os
+
+    from camlab.isp.tune.study import worker_thread_env
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    with worker_thread_env(1):
+        p = ctx.Process(target=_child_thread_env, args=(q,))
+        p.start()
+    got = q.get(timeout=60)
+    p.join(60)
+    assert got == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert os.environ["OMP_NUM_THREADS"] == "7"          # the parent's environment is restored
+    with worker_thread_env(None):                          # no limit asked: the environment is left alone
+        assert os.environ["OMP_NUM_THREADS"] == "7"

@@ -16,8 +16,10 @@ measured on the tuning images and on held-out images the search never saw; MLflo
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +309,32 @@ def _in_worker_process(target, cfg: TuneConfig) -> None:
         raise CamlabError(f"tune: measuring the base tuning failed (exit code {proc.exitcode})")
 
 
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def worker_thread_env(threads: int | None):
+    """Processes spawned inside get ``threads`` OpenMP/BLAS threads through their starting environment (they read it
+    when numpy and numba load, before any worker code runs); ``None`` leaves the environment alone.
+
+    Why: ``numba.set_num_threads`` limits numba's own parallel loops only. Without this a "one-thread" worker kept an
+    OpenMP pool spinning on the second core (1.94 cores busy, no faster), so two workers on 2 cores could not beat
+    one (wall ratio 0.90; 0.50 with the pool limited)."""
+    if threads is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: str(int(threads)) for k in THREAD_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_workers(cfg: TuneConfig, numba_threads: int | None = None) -> float:
     """Run ``cfg.workers`` worker processes (spawned; ``numba_threads`` each, default one when more than one worker)
     on the study and wait; returns the wall time in seconds. A worker that fails makes this raise."""
@@ -317,8 +345,9 @@ def run_workers(cfg: TuneConfig, numba_threads: int | None = None) -> float:
     t0 = time.perf_counter()
     procs = [ctx.Process(target=_worker_main, args=(dataclasses.asdict(cfg), r, threads), name=f"tune-worker-{r}")
              for r in range(cfg.workers)]
-    for p in procs:
-        p.start()
+    with worker_thread_env(threads):
+        for p in procs:
+            p.start()
     try:
         for p in procs:
             p.join()
