@@ -163,15 +163,13 @@ def previous_releases(val, val_dir: Path, yamnet, current: Path, recipes=PREVIOU
     """Each previous release recipe's checkpoint on the same validation clips (its own operating point) and on the
     held-out package sources it did not train on; a recipe not trained here is listed with the command that trains
     it."""
-    from camlab import settings
     from camlab.eval.audio import as_scorer, metrics_from_probs, stream_probabilities
     from camlab.models.cry import load_checkpoint
-    from camlab.train.cry import load_train_config
+    from camlab.train.cry import recipe_checkpoint
 
     out: dict = {}
     for name in recipes:
-        folder = Path(load_train_config(name).output_dir)
-        path = (folder if folder.is_absolute() else settings.project_root() / folder) / "cry.pt"
+        path = recipe_checkpoint(name)
         if not path.is_file():
             out[name] = {"skipped": f"{path}: not trained here (camlab train cry --config {name})"}
             continue

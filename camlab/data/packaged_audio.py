@@ -42,7 +42,7 @@ from camlab.errors import InputFileError
 
 AUDIO_SUFFIXES = (".wav", ".ogg", ".oga", ".flac")
 INSTALL_HINT = "`make models` installs them (scripts/system_deps.sh --train-audio)"
-# Stored in this many files: a re-run that finds them all skips the copy (checked, not trusted: see packaged_folder).
+# written last, after every file: its presence means a finished gathering, so a re-run skips the copy
 MARKER = ".complete"
 
 

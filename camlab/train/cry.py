@@ -101,10 +101,15 @@ class TrainResult:
 RELEASE_RECIPE = "cry_sfx"
 
 
-def release_checkpoint() -> Path:
-    """Where the release recipe leaves its checkpoint (``<output_dir>/cry.pt``, relative to the project root)."""
-    out = Path(load_train_config(RELEASE_RECIPE).output_dir)
+def recipe_checkpoint(recipe: str) -> Path:
+    """Where a built-in recipe leaves its checkpoint (``<output_dir>/cry.pt``, relative to the project root)."""
+    out = Path(load_train_config(recipe).output_dir)
     return (out if out.is_absolute() else settings.project_root() / out) / "cry.pt"
+
+
+def release_checkpoint() -> Path:
+    """Where the release recipe leaves its checkpoint."""
+    return recipe_checkpoint(RELEASE_RECIPE)
 
 
 def load_train_config(source=None, overrides: dict | None = None) -> CryTrainConfig:
