@@ -6,6 +6,13 @@ negative for category c only when its source labels c. camlab's training mix joi
 people only, vehicle photos vehicles only, pet photos pets only). A folder's label set comes from, in order: a
 ``label_set.txt`` in the folder or its parent (one class name per line), else the registry line of its source
 (``images/<source>/<split>`` -> ``<source>``). A folder with neither is refused, naming the folder and both files.
+
+LVIS's second flag, ``not_exhaustive_category_ids`` (section 3.2): a source may label a class without labelling
+every instance of it (a hobby CCTV set that boxes the people in focus and leaves passers-by, crowds and people at
+the frame edge unboxed). Its boxes stay positives, but a place without a box is not known to be free of the class:
+such an image is no negative for it, in training (loss masked where the model already sees the class,
+:mod:`camlab.train.detector_loss`), in threshold calibration and in the federated false-positive rates. A registry
+line declares it as ``source: {labels: [person], not_exhaustive: [person]}``.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ LOCAL_FILE = "label_set.txt"
 #: folder names that are splits of a source rather than a source (``coco128/train2017`` -> ``coco128``)
 SPLIT_NAMES = frozenset({"train", "valid", "val", "validation", "test", "trainval", "train2017", "val2017"})
 ALL_LABELLED: tuple[bool, ...] = (True,) * len(CLASSES)
+NONE_INCOMPLETE: tuple[bool, ...] = (False,) * len(CLASSES)
 
 
 def source_name(folder: str | Path) -> str:
@@ -31,8 +39,8 @@ def source_name(folder: str | Path) -> str:
     return p.parent.name if p.name.lower() in SPLIT_NAMES else p.name
 
 
-def _parse_classes(names: list, where: str) -> tuple[bool, ...]:
-    if not isinstance(names, list) or not names:
+def _parse_classes(names: list, where: str, allow_empty: bool = False) -> tuple[bool, ...]:
+    if not isinstance(names, list) or (not names and not allow_empty):
         raise ConfigError(f"{where}: expected a non-empty list of classes from {list(CLASSES)}")
     mask = [False] * len(CLASSES)
     for n in names:
@@ -43,8 +51,24 @@ def _parse_classes(names: list, where: str) -> tuple[bool, ...]:
     return tuple(mask)
 
 
+def _parse_entry(value, where: str) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """(labelled, not exhaustive) masks of one registry line: a class list, or {labels: [...], not_exhaustive: [...]}."""
+    if not isinstance(value, dict):
+        return _parse_classes(value, where), NONE_INCOMPLETE
+    unknown = set(value) - {"labels", "not_exhaustive"}
+    if unknown or "labels" not in value:
+        raise ConfigError(f"{where}: expected `[classes]` or `{{labels: [classes], not_exhaustive: [classes]}}`, "
+                          f"got keys {sorted(map(str, value))}")
+    labelled = _parse_classes(value["labels"], f"{where}.labels")
+    incomplete = _parse_classes(value.get("not_exhaustive") or [], f"{where}.not_exhaustive", allow_empty=True)
+    stray = [c for c, i, l in zip(CLASSES, incomplete, labelled) if i and not l]
+    if stray:
+        raise ConfigError(f"{where}.not_exhaustive: {stray} not in labels (only a labelled class can be incomplete)")
+    return labelled, incomplete
+
+
 @lru_cache(maxsize=4)
-def _registry(path: str) -> dict[str, tuple[bool, ...]]:
+def _registry(path: str) -> dict[str, tuple[tuple[bool, ...], tuple[bool, ...]]]:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"{p}: label-set registry missing (one line per source: `name: [person, ...]`)")
@@ -54,11 +78,22 @@ def _registry(path: str) -> dict[str, tuple[bool, ...]]:
         raise ConfigError(f"{p}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping `source: [classes]`")
-    return {str(k): _parse_classes(v, f"{p}: {k}") for k, v in raw.items()}
+    return {str(k): _parse_entry(v, f"{p}: {k}") for k, v in raw.items()}
 
 
 def registry() -> dict[str, tuple[bool, ...]]:
-    return _registry(str(settings.project_root() / REGISTRY))
+    """Source -> which classes it labels."""
+    return {k: v[0] for k, v in _registry(str(settings.project_root() / REGISTRY)).items()}
+
+
+def incomplete_set(folder: str | Path) -> tuple[bool, ...]:
+    """Per class, whether the folder's source labels it but not every instance (LVIS ``not_exhaustive``): from its
+    registry line; a folder with a local ``label_set.txt`` or no registry line has none."""
+    folder = Path(folder)
+    if (folder / LOCAL_FILE).is_file() or (folder.parent / LOCAL_FILE).is_file():
+        return NONE_INCOMPLETE
+    entry = _registry(str(settings.project_root() / REGISTRY)).get(source_name(folder))
+    return entry[1] if entry is not None else NONE_INCOMPLETE
 
 
 def label_set(folder: str | Path, default: tuple[bool, ...] | None = None) -> tuple[bool, ...]:

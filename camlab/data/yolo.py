@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from camlab.data.classes import CLASSES, class_map_for, is_known_name
-from camlab.data.label_sets import label_set
+from camlab.data.label_sets import incomplete_set, label_set
 from camlab.errors import InputFileError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -35,13 +35,20 @@ class Sample:
     #: per class, whether the image's source labels it exhaustively (camlab.data.label_sets); where it does not,
     #: the image is neither a positive nor a negative for that class beyond its own boxes
     labelled: tuple[bool, ...] = (True,) * len(CLASSES)
+    #: per class, labelled but not every instance boxed (LVIS ``not_exhaustive``): the boxes are positives, the
+    #: rest of the image is not known to be free of the class
+    incomplete: tuple[bool, ...] = (False,) * len(CLASSES)
 
     def has(self, cls: int) -> bool:
         return bool(np.any(self.labels == cls))
 
+    def exhaustive(self, cls: int) -> bool:
+        """True when every object of ``cls`` in the image is boxed (its source labels ``cls`` exhaustively)."""
+        return bool(self.labelled[cls]) and not bool(self.incomplete[cls])
+
     def negative_for(self, cls: int) -> bool:
-        """True when the image is known to hold no object of ``cls`` (its source labels ``cls``; none here)."""
-        return bool(self.labelled[cls]) and not self.has(cls)
+        """True when the image is known to hold no object of ``cls`` (exhaustively labelled for it; none here)."""
+        return self.exhaustive(cls) and not self.has(cls)
 
 
 @dataclass
@@ -177,6 +184,7 @@ def load_yolo_folder(folder: str | Path, *, strict: bool = False, dataset: str |
     if not images:
         raise InputFileError(f"{folder / 'images'}: empty folder; expected {'/'.join(IMAGE_EXTS)} images")
     labelled = label_set(folder)
+    incomplete = incomplete_set(folder)
     samples: list[Sample] = []
     for img in images:
         bad = _image_readable_header(img)
@@ -205,7 +213,7 @@ def load_yolo_folder(folder: str | Path, *, strict: bool = False, dataset: str |
         report.n_dropped_boxes += int(np.sum(mapped < 0)) - int(sum(1 for i in ids if i in unknown_ids))
         keep = mapped >= 0
         s = Sample(image=img, boxes=boxes[keep], labels=mapped[keep], source=source_id(img.stem), dataset=dataset,
-                   labelled=labelled)
+                   labelled=labelled, incomplete=incomplete)
         for c in s.labels:
             report.boxes_per_class[CLASSES[c]] += 1
         report.n_images += 1

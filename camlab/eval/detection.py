@@ -214,7 +214,7 @@ def empty_scene_scores(model: Any, samples: list, *, show_progress: bool = False
         det = detect(crop_rgb(rgb, box))
         best.append([float(det.scores[det.classes == c].max()) if np.any(det.classes == c) else 0.0
                      for c in range(len(CLASSES))])
-        known.append(list(s.labelled))
+        known.append([s.exhaustive(c) for c in range(len(CLASSES))])
     n = len(CLASSES)
     return np.asarray(best, np.float32).reshape(-1, n), np.asarray(known, bool).reshape(-1, n)
 
@@ -222,7 +222,7 @@ def empty_scene_scores(model: Any, samples: list, *, show_progress: bool = False
 def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per image and class: (ground truth present (N, C) bool, highest detection score (N, C), 0 if none,
-    class labelled by the image's source (N, C) bool: federated labels).
+    class labelled exhaustively by the image's source (N, C) bool: federated labels, LVIS ``not_exhaustive``).
 
     The camera's presence decision is ``max score >= threshold``; these two arrays are what a threshold is picked
     from. Unreadable images are skipped (they carry no decision)."""
@@ -246,7 +246,7 @@ def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
             row[c] = float(sel.max()) if len(sel) else 0.0
         best.append(row)
         present.append([s.has(c) for c in range(len(CLASSES))])
-        known.append(list(s.labelled))
+        known.append([s.exhaustive(c) for c in range(len(CLASSES))])
     n = len(CLASSES)
     return (np.asarray(present, bool).reshape(-1, n), np.asarray(best, np.float32).reshape(-1, n),
             np.asarray(known, bool).reshape(-1, n))
@@ -257,7 +257,8 @@ def calibration_scores(model: Any, samples: list, *, empty_scene_classes: Iterab
     """(present, best, known) rows for :func:`pick_thresholds`: every image, then every empty-scene strip
     (:func:`empty_scene_scores`, no class present, known for the ``empty_scene_classes`` its source labels); and
     the strip count. Strips serve only classes whose sources label them exhaustively to the edge of the frame:
-    vehicles_trafficcam leaves distant cars unlabelled, so its strips are no vehicle negatives (person only, default).
+    vehicles_trafficcam leaves distant cars unlabelled, so its strips are no vehicle negatives (person only, default);
+    a source marked ``not_exhaustive`` for a class (datasets/label_sets.yaml) gives no negatives of it at all.
 
     About a hundred person-free images alone put the 2 % point on the second-highest of them (one bottle that looks
     like a standing figure moved the release threshold from 0.51 to 0.63); the strips add the empty scenes of every
@@ -559,7 +560,7 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
             det_e = run(crop)
             empty_fire.append([bool(np.any((det_e.classes == c) & (det_e.scores >= thr[c])))
                                for c in range(len(CLASSES))])
-            empty_known.append(list(s.labelled))
+            empty_known.append([s.exhaustive(c) for c in range(len(CLASSES))])
             if hog_desc is not None:
                 empty_hog.append(bool(np.any(hog_detect(crop, hog_desc)[1] >= HOG_PRESENCE_THRESHOLD)))
         for b, sc, c in zip(det.boxes, det.scores, det.classes):
@@ -584,7 +585,7 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
     accuracy = {}
     for ci, name in enumerate(CLASSES):
         # federated: class c is scored only on images whose source labels c (LVIS, Gupta et al. 2019)
-        known = np.array([bool(s.labelled[ci]) or s.has(ci) for s in kept])
+        known = np.array([s.exhaustive(ci) or s.has(ci) for s in kept])
         block, curve = _class_metrics(gt, dets, kept, pred_present_a[:, ci], ci, known)
         out["classes"][name] = block
         accuracy[name] = block.pop("_accuracy")
@@ -605,14 +606,14 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
             in_src = names == src
             out["by_source"][src] = {"n_images": int(in_src.sum()), "classes": {}}
             for ci, name in enumerate(CLASSES):
-                known = in_src & np.array([bool(s.labelled[ci]) or s.has(ci) for s in kept])
+                known = in_src & np.array([s.exhaustive(ci) or s.has(ci) for s in kept])
                 if not known.any():
                     continue
                 block, _ = _class_metrics(gt, dets, kept, pred_present_a[:, ci], ci, known)
                 block.pop("_accuracy")
                 out["by_source"][src]["classes"][name] = block
     if hog_desc is not None:
-        known = np.array([bool(s.labelled[0]) or s.has(0) for s in kept])
+        known = np.array([s.exhaustive(0) or s.has(0) for s in kept])
         gt_hog = dict(gt, categories=[gt["categories"][0]],
                       annotations=[a for a in gt["annotations"] if a["category_id"] == 1])
         block, curve = _class_metrics(gt_hog, hog_dets, kept, np.asarray(hog_present, bool), 0, known)
@@ -641,13 +642,17 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
     out["model"] = desc
     out["protocol"] = {"ap": "pycocotools COCOeval bbox, per category, maxDets 100",
                        "federated": "class c scored only on images whose source labels c "
-                                    "(datasets/label_sets.yaml); classes_naive scores every image",
+                                    "(datasets/label_sets.yaml); a source marked not_exhaustive for c gives "
+                                    "no negatives of c (false-positive and empty-scene rates) but its images "
+                                    "with c count, unmatched detections included, for AP (stricter than LVIS, "
+                                    "which ignores them); classes_naive scores every image",
                        "map_score_threshold": MAP_SCORE_THRESHOLD,
                        "presence": "image has >= 1 detection of the class at or above presence_thresholds",
                        "empty_scene_fp_rate": "share of empty-scene strips (the largest full-height or full-width "
                                               f"strip, >= {EMPTY_SCENE_MIN_AREA:.0%} of the frame, clear of every "
                                               "labelled box, of each image holding objects) where the class "
-                                              "fires; strips count for the classes their source labels"}
+                                              "fires; strips count for the classes their source labels "
+                                              "exhaustively"}
     if details:
         out["details"] = {"pr_curves": curves,
                           "confusion": {"labels": list(CLASSES) + ["background"],

@@ -83,6 +83,8 @@ class DetectorTrainConfig:
     freeze_blocks: int = 0        # pretrained backbone: stem + this many blocks stay fixed
     pseudo_label_score: float = 0.0   # > 0: SSD-teacher boxes of a source's unlabelled classes at this score become
                                       # extra positives (camlab.data.pseudo); 0 = off
+    incomplete_ignore_score: float = 0.4  # a not-exhaustively labelled class (datasets/label_sets.yaml) gets no
+                                          # background loss where the model scores it >= this (detector_loss)
     model: DetectorConfig = field(default_factory=DetectorConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -229,6 +231,7 @@ class DetectionDataset:
         img = self._image(i, rng)
         boxes, labels = s.boxes, s.labels
         labelled = np.asarray(s.labelled, bool)
+        incomplete = np.asarray(s.incomplete, bool)
         m = self.cfg.model
         a = self.cfg.augment
         mosaic_on = self.epoch < self.cfg.optim.epochs - a.mosaic_off_last
@@ -243,13 +246,14 @@ class DetectionDataset:
             # a mosaic is a negative for a class only where every tile's source labels it (federated labels)
             for j in others:
                 labelled &= np.asarray(self.samples[j].labelled, bool)
+                incomplete |= np.asarray(self.samples[j].incomplete, bool)
         if self.aug is not None:
             img, boxes, labels = augment(self.aug, img, boxes, labels, self.cfg.augment, rng)
         lb_img, lb_boxes, _ = letterbox(img, boxes, m.input_width, m.input_height)
         x = torch.from_numpy(np.ascontiguousarray(lb_img.transpose(2, 0, 1))).float().div_(255.0)
         keep = ((lb_boxes[:, 2] - lb_boxes[:, 0]) >= 2) & ((lb_boxes[:, 3] - lb_boxes[:, 1]) >= 2)
         return x, {"boxes": torch.from_numpy(lb_boxes[keep]), "labels": torch.from_numpy(labels[keep]),
-                   "labelled": torch.from_numpy(labelled)}
+                   "labelled": torch.from_numpy(labelled), "incomplete": torch.from_numpy(incomplete & labelled)}
 
 
 def collate(batch):
@@ -463,7 +467,8 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
                 for g in opt.param_groups:
                     g["lr"] = lr * g.get("lr_mult", 1.0)
                 outputs = net(images)
-                loss, parts = detection_loss(outputs, targets, cfg.model.strides)
+                loss, parts = detection_loss(outputs, targets, cfg.model.strides,
+                                             ignore_score=cfg.incomplete_ignore_score)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optim.grad_clip > 0:

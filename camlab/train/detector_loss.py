@@ -5,7 +5,10 @@ tie-break); Li et al., "Generalized Focal Loss", NeurIPS 2020 (quality focal los
 cell is the IoU of its predicted box, so the score ranks boxes by localisation quality without a centerness
 branch); Gupta et al., "LVIS", CVPR 2019 (federated labels: a class's loss counts as a negative only in images
 whose source labels that class exhaustively, ``targets[i]["labelled"]``, or on a labelled object of another
-class); Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019 (box loss). Boxes are xyxy in
+class) and its ``not_exhaustive`` flag: where a source boxes a class without boxing every instance,
+``targets[i]["incomplete"]``, a cell off the boxes that the model already scores >= ``ignore_score`` for that class
+may be an unboxed object and gets no background loss (Niitani et al., "Sampling Techniques for Large-Scale Object
+Detection from Sparsely Annotated Objects", CVPR 2019: pseudo-label-guided sampling); Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019 (box loss). Boxes are xyxy in
 network-input pixels; the box decode is the one of :mod:`camlab.contract.detection`.
 """
 from __future__ import annotations
@@ -101,10 +104,12 @@ def flatten_outputs(outputs: tuple[torch.Tensor, ...]):
 
 
 def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict], strides: tuple[int, ...],
-                   box_weight: float = 2.0) -> tuple[torch.Tensor, dict[str, float]]:
+                   box_weight: float = 2.0, ignore_score: float = 0.4) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts for a batch; ``targets[i]``: {"boxes": (M, 4) input px, "labels": (M,), and
-    optionally "labelled": (C,) bool}. A class the image's source does not label contributes no negative loss
-    there, except on the cells of a labelled box of another class (an object has one class)."""
+    optionally "labelled": (C,) bool, "incomplete": (C,) bool}. A class the image's source does not label
+    contributes no negative loss there, except on the cells of a labelled box of another class (an object has one
+    class). A class it labels but not exhaustively ("incomplete") contributes no negative loss on the cells the
+    model scores >= ``ignore_score`` for it (possibly an unboxed object); its other cells stay negatives."""
     box_raw, cls_raw, shapes = flatten_outputs(outputs)
     B, P, C = cls_raw.shape
     points, st, _ = grid_points(shapes, strides, device=cls_raw.device)
@@ -133,6 +138,13 @@ def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict], strid
     # has one class, so the others are negatives there even when its source does not label them
     on_object = (cls_target > 0).any(dim=2, keepdim=True).to(cls_raw.dtype)
     weight = torch.maximum(known.expand(B, P, C), on_object.expand(B, P, C))
+    incomplete = torch.zeros(B, 1, C, dtype=torch.bool, device=cls_raw.device)
+    for i, tgt in enumerate(targets):
+        if "incomplete" in tgt:
+            incomplete[i, 0] = torch.as_tensor(tgt["incomplete"], dtype=torch.bool, device=cls_raw.device)
+    if bool(incomplete.any()):
+        maybe_object = incomplete & (cls_raw.detach().sigmoid() >= ignore_score) & (cls_target <= 0)
+        weight = weight * (~maybe_object).to(weight.dtype)
     loss_cls = quality_focal_loss(cls_raw, cls_target, weight=weight) / norm
     if pos_pred:
         giou = torch.cat(pos_pred)

@@ -144,3 +144,78 @@ def test_pseudo_labels_fill_only_unlabelled_classes(tmp_path, monkeypatch):
         assert np.array_equal(after.labels[after.labels == 2], before.labels[before.labels == 2])
     add_pseudo_labels(samples, Teacher(), 0.5)
     assert Teacher.calls == len(samples)                     # second pass read the cache
+
+
+def test_registry_line_can_mark_a_labelled_class_not_exhaustive(tmp_path, monkeypatch):
+    """LVIS ``not_exhaustive``: persons_cctv boxes people but leaves passers-by unboxed (issue 19 audit)."""
+    from camlab.data import label_sets
+
+    assert label_sets.incomplete_set("persons_cctv/train") == (True, False, False)
+    assert label_sets.incomplete_set("coco128/train2017") == (False, False, False)
+    reg = tmp_path / "datasets" / "label_sets.yaml"
+    reg.parent.mkdir()
+    monkeypatch.setattr(label_sets.settings, "project_root", lambda: tmp_path)
+    for bad, msg in [("cam: {labels: [person], not_exhaustive: [pet]}", "pet.*not in labels"),
+                     ("cam: {labels: [person], partial: [person]}", "expected"),
+                     ("cam: {not_exhaustive: [person]}", "expected"),
+                     ("cam: {labels: [person], not_exhaustive: [unicorn]}", "unicorn")]:
+        reg.write_text(bad + "\n")
+        label_sets._registry.cache_clear()
+        with pytest.raises(ConfigError, match=msg):
+            label_sets.label_set("cam")
+    reg.write_text("cam: {labels: [person, vehicle], not_exhaustive: [person]}\n")
+    label_sets._registry.cache_clear()
+    assert label_sets.label_set("cam/train") == (True, False, True)
+    assert label_sets.incomplete_set("cam/train") == (True, False, False)
+    label_sets._registry.cache_clear()
+
+
+def test_samples_of_a_not_exhaustive_source_are_no_negatives():
+    from camlab.data.yolo import Sample
+
+    s = Sample(image=Path("x.jpg"), boxes=np.zeros((0, 4), np.float32), labels=np.zeros(0, np.int64), source="x",
+               dataset="persons_cctv/train", labelled=(True, False, False), incomplete=(True, False, False))
+    assert not s.negative_for(0) and not s.exhaustive(0)
+    assert Sample(**{**s.__dict__, "incomplete": (False,) * 3}).negative_for(0)
+
+
+def _cls_outputs(person_logit: float, shapes=((16, 24), (8, 12), (4, 6))):
+    """Raw head outputs with every cell's person logit set (box outputs 0)."""
+    outs = []
+    for h, w in shapes:
+        outs.append(torch.zeros(1, 4, h, w, requires_grad=True))
+        c = torch.full((1, 3, h, w), -6.0)
+        c[:, 0] = person_logit
+        outs.append(c.requires_grad_(True))
+    return tuple(outs)
+
+
+@pytest.mark.parametrize("person_logit, ignored", [(2.0, True), (-2.0, False)])
+def test_confident_person_off_the_boxes_of_a_not_exhaustive_source_is_not_taught_as_background(person_logit, ignored):
+    """Where a source does not box every person, a cell the model already scores as a person (>= the ignore score)
+    may be an unboxed passer-by: no background loss there (Niitani et al., CVPR 2019, pseudo-label-guided
+    sampling). A low-scoring cell stays a negative, and an exhaustive source teaches every cell."""
+    from camlab.train.detector_loss import assign, detection_loss, grid_points
+
+    box = torch.tensor([[40.0, 40.0, 120.0, 100.0]])
+    shapes = [(16, 24), (8, 12), (4, 6)]
+    pts, st, _ = grid_points(shapes, (8, 16, 32))
+    off_box = assign(pts, st, box) < 0
+
+    def person_grad(incomplete):
+        outs = _cls_outputs(person_logit)
+        tgt = {"boxes": box, "labels": torch.tensor([0]), "labelled": torch.tensor([True, False, False])}
+        if incomplete is not None:
+            tgt["incomplete"] = torch.tensor(incomplete)
+        loss, _ = detection_loss(outs, [tgt], (8, 16, 32), ignore_score=0.4)
+        loss.backward()
+        return torch.cat([outs[i].grad[0, 0].flatten() for i in (1, 3, 5)])
+
+    g_incomplete = person_grad([True, False, False])
+    g_exhaustive = person_grad(None)
+    assert float(g_exhaustive[off_box].abs().min()) > 0               # exhaustive: background everywhere
+    if ignored:
+        assert float(g_incomplete[off_box].abs().max()) == 0.0
+    else:
+        assert torch.allclose(g_incomplete, g_exhaustive)
+    assert float(g_incomplete[~off_box].abs().min()) > 0               # the boxed person still learns

@@ -185,3 +185,39 @@ def test_release_targets_are_checked_against_measured_values():
     assert res["vehicle presence recall"]["met"] is None and res["pet FP rate"]["met"] is True
     table = verdict_table(res)
     assert "NOT MET" in table and "not measured" in table and len(table.splitlines()) == len(RELEASE_TARGETS)
+
+
+def test_a_not_exhaustive_source_gives_no_negatives_of_that_class(tmp_path, monkeypatch):
+    """A source that boxes people but not every person (LVIS not_exhaustive): a person fired on its empty strips or
+    person-free frames is no federated false positive (the naive figure keeps it), its persons still count for
+    recall, and calibration takes no negatives from it."""
+    from camlab.data import label_sets
+    from camlab.eval.detection import calibration_scores, empty_scene_box
+
+    root = make_yolo_folder(tmp_path / "cam" / "train", 16, negatives=4, seed=11, size=(256, 160))
+    (root / "label_set.txt").unlink()
+    reg = tmp_path / "datasets" / "label_sets.yaml"
+    reg.parent.mkdir()
+    reg.write_text("cam: {labels: [person, pet, vehicle], not_exhaustive: [person]}\n")
+    monkeypatch.setattr(label_sets.settings, "project_root", lambda: tmp_path)
+    label_sets._registry.cache_clear()
+    try:
+        io_ = manifest_io(DetectorConfig())
+        samples, _ = resolve_data([root])
+        assert all(s.incomplete == (True, False, False) for s in samples)
+        res = evaluate(_oracle(samples, io_, extra_person=True, strips_fire=True), [root], io_spec=io_, hog=False)
+        person, naive = res["classes"]["person"], res["classes_naive"]["person"]
+        assert person["fp_rate"] is None and person["n_empty_scenes"] == 0 and person["empty_scene_fp_rate"] is None
+        assert naive["fp_rate"] > 0 and naive["empty_scene_fp_rate"] == 1.0
+        assert person["presence_recall"] == 1.0 and person["n_images"] == sum(s.has(0) for s in samples)
+        assert res["classes"]["pet"]["n_empty_scenes"] == sum(empty_scene_box(s.boxes) is not None for s in samples)
+
+        class Fires:   # a whole-image detector that sees a person everywhere
+            thresholds = {"person": 0.5, "pet": 0.5, "vehicle": 0.5}
+
+            def detect(self, rgb):
+                return np.array([[1, 1, 20, 40]], np.float32), np.array([0.9], np.float32), np.array([0])
+        present, best, known, n_strips = calibration_scores(Fires(), samples)
+        assert n_strips > 0 and not known[:, 0][~present[:, 0]].any()     # no person negative at all
+    finally:
+        label_sets._registry.cache_clear()

@@ -254,7 +254,7 @@ def detection_order(samples: list) -> list:
     (so the FP rate is measured), the others images with persons spread evenly over the sorted list."""
     persons = sorted((s for s in samples if s.labelled[0]), key=lambda s: str(s.image))
     with_p = [s for s in persons if s.has(0)]
-    without = [s for s in persons if not s.has(0)]
+    without = [s for s in persons if s.negative_for(0)]   # known person-free (exhaustively labelled)
     stride = max(1, len(with_p) // max(1, 2 * len(without)))
     pos = iter(with_p[::stride])
     neg = iter(without)
