@@ -70,8 +70,9 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False) -> dict:
 
     out = {}
     for src in sources:
+        # resume None: a finished run left by an older commit must not stand in for this one's training
         overrides = {"data": {"exclude_sources": [src]}, "out_dir": f"out/detector/loso_{src}",
-                     "log_mlflow": False}
+                     "log_mlflow": False, "resume": None}
         if smoke:
             overrides.update({"out_dir": f"out/detector/loso_smoke_{src}", "resume": None,
                               "optim": {"epochs": 1, "max_steps": 2}, "render": {"enabled": False},
