@@ -56,7 +56,7 @@ def teacher_thresholds(teacher, train_samples: list) -> tuple[dict, dict]:
     from camlab.data.classes import CLASSES
     from camlab.eval.detection import calibration_scores, pick_thresholds
 
-    present, best, known, _ = calibration_scores(teacher, train_samples)
+    present, best, known, _, _ = calibration_scores(teacher, train_samples)
     thr, rep = pick_thresholds(present, best, TARGET_FP * 0.75, floor=0.05, fp_limited=CLASSES, known=known)
     return dict(zip(CLASSES, thr)), rep
 

@@ -195,28 +195,38 @@ def crop_rgb(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndar
     return np.ascontiguousarray(rgb[y0:y1, x0:x1])
 
 
-def empty_scene_scores(model: Any, samples: list, *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Highest detection score per class (N, C) on each image's empty-scene strip (:func:`empty_scene_box`), and
-    which classes the strip is known to be empty of (N, C): the classes its source labels."""
+def _score_rows(model: Any, samples: list, *, strips: bool, show_progress: bool = False) -> dict[str, np.ndarray]:
+    """One row per readable image (``strips``: per image's empty-scene strip) with the highest detection score per
+    class, ground truth present (whole images; a strip holds nothing), and whether its source labels each class
+    (``labelled``) and labels it exhaustively (``exhaustive``, LVIS ``not_exhaustive`` aside)."""
     from camlab.data.render import read_rgb
     from camlab.train.common import progress
 
     detect = _detector_fn(model)
-    best, known = [], []
-    for s in progress(samples, desc="empty scenes", enabled=show_progress):
-        box = empty_scene_box(s.boxes)
-        if box is None:
+    n = len(CLASSES)
+    rows: dict[str, list] = {"best": [], "present": [], "labelled": [], "exhaustive": []}
+    for s in progress(samples, desc="empty scenes" if strips else "class scores", enabled=show_progress):
+        box = empty_scene_box(s.boxes) if strips else None
+        if strips and box is None:
             continue
         try:
             rgb = read_rgb(s.image)
         except InputFileError:
             continue
-        det = detect(crop_rgb(rgb, box))
-        best.append([float(det.scores[det.classes == c].max()) if np.any(det.classes == c) else 0.0
-                     for c in range(len(CLASSES))])
-        known.append([s.exhaustive(c) for c in range(len(CLASSES))])
-    n = len(CLASSES)
-    return np.asarray(best, np.float32).reshape(-1, n), np.asarray(known, bool).reshape(-1, n)
+        det = detect(crop_rgb(rgb, box) if strips else rgb)
+        rows["best"].append([float(det.scores[det.classes == c].max()) if np.any(det.classes == c) else 0.0
+                             for c in range(n)])
+        rows["present"].append([False if strips else s.has(c) for c in range(n)])
+        rows["labelled"].append([bool(s.labelled[c]) for c in range(n)])
+        rows["exhaustive"].append([s.exhaustive(c) for c in range(n)])
+    return {k: np.asarray(v, np.float32 if k == "best" else bool).reshape(-1, n) for k, v in rows.items()}
+
+
+def empty_scene_scores(model: Any, samples: list, *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Highest detection score per class (N, C) on each image's empty-scene strip (:func:`empty_scene_box`), and
+    which classes the strip is known to be empty of (N, C): the classes its source labels exhaustively."""
+    r = _score_rows(model, samples, strips=True, show_progress=show_progress)
+    return r["best"], r["exhaustive"]
 
 
 def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
@@ -226,48 +236,40 @@ def image_class_scores(model: Any, samples: list, *, show_progress: bool = False
 
     The camera's presence decision is ``max score >= threshold``; these two arrays are what a threshold is picked
     from. Unreadable images are skipped (they carry no decision)."""
-    import torch
-
-    from camlab.contract.detection import postprocess, preprocess
-    from camlab.data.render import read_rgb
-    from camlab.train.common import progress
-
-    detect = _detector_fn(model)
-    present, best, known = [], [], []
-    for s in progress(samples, desc="class scores", enabled=show_progress):
-        try:
-            rgb = read_rgb(s.image)
-        except InputFileError:
-            continue
-        det = detect(rgb)
-        row = np.zeros(len(CLASSES), np.float32)
-        for c in range(len(CLASSES)):
-            sel = det.scores[det.classes == c]
-            row[c] = float(sel.max()) if len(sel) else 0.0
-        best.append(row)
-        present.append([s.has(c) for c in range(len(CLASSES))])
-        known.append([s.exhaustive(c) for c in range(len(CLASSES))])
-    n = len(CLASSES)
-    return (np.asarray(present, bool).reshape(-1, n), np.asarray(best, np.float32).reshape(-1, n),
-            np.asarray(known, bool).reshape(-1, n))
+    r = _score_rows(model, samples, strips=False, show_progress=show_progress)
+    return r["present"], r["best"], r["exhaustive"]
 
 
 def calibration_scores(model: Any, samples: list, *, empty_scene_classes: Iterable[str] = ("person",),
-                       show_progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                       show_progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, dict]:
     """(present, best, known) rows for :func:`pick_thresholds`: every image, then every empty-scene strip
-    (:func:`empty_scene_scores`, no class present, known for the ``empty_scene_classes`` its source labels); and
-    the strip count. Strips serve only classes whose sources label them exhaustively to the edge of the frame:
-    vehicles_trafficcam leaves distant cars unlabelled, so its strips are no vehicle negatives (person only, default);
-    a source marked ``not_exhaustive`` for a class (datasets/label_sets.yaml) gives no negatives of it at all.
+    (no class present, known for the ``empty_scene_classes`` its source labels); the strip count; and, per class,
+    where its negatives came from. Strips serve only classes whose sources label them exhaustively to the edge of
+    the frame: vehicles_trafficcam leaves distant cars unlabelled, so its strips are no vehicle negatives (person
+    only, default). A source marked ``not_exhaustive`` for a class (datasets/label_sets.yaml) gives no negatives of
+    it, unless no exhaustive source has any: then its frames and strips serve, and the class is reported as
+    ``"not exhaustive: FP rate over-counted, threshold errs high"`` (an unboxed person scored as a false positive
+    can only raise the threshold), never a threshold picked from no negatives at all.
 
     About a hundred person-free images alone put the 2 % point on the second-highest of them (one bottle that looks
     like a standing figure moved the release threshold from 0.51 to 0.63); the strips add the empty scenes of every
-    source that labels the class, the CCTV frames among them."""
-    present, best, known = image_class_scores(model, samples, show_progress=show_progress)
-    e_best, e_known = empty_scene_scores(model, samples, show_progress=show_progress)
-    e_known = e_known & np.array([c in set(empty_scene_classes) for c in CLASSES])
-    return (np.concatenate([present, np.zeros_like(e_known)]), np.concatenate([best, e_best]),
-            np.concatenate([known, e_known]), len(e_best))
+    source that labels the class."""
+    img = _score_rows(model, samples, strips=False, show_progress=show_progress)
+    strip = _score_rows(model, samples, strips=True, show_progress=show_progress)
+    on_strips = np.array([c in set(empty_scene_classes) for c in CLASSES])
+    present = np.concatenate([img["present"], strip["present"]])
+    exhaustive = np.concatenate([img["exhaustive"], strip["exhaustive"] & on_strips])
+    labelled = np.concatenate([img["labelled"], strip["labelled"] & on_strips])
+    known, source = exhaustive.copy(), {}
+    for c, name in enumerate(CLASSES):
+        if (exhaustive[:, c] & ~present[:, c]).any():
+            source[name] = "exhaustively labelled"
+        elif (labelled[:, c] & ~present[:, c]).any():
+            known[:, c] = labelled[:, c]
+            source[name] = "not exhaustive: FP rate over-counted, threshold errs high"
+        else:
+            source[name] = "none"
+    return present, np.concatenate([img["best"], strip["best"]]), known, len(strip["best"]), source
 
 
 def _detector_fn(model: Any) -> Callable[[np.ndarray], Any]:

@@ -293,8 +293,8 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
     c = cfg.calibrate
     samples = _subset(samples, c.max_images, cfg.seed + 2)
     model, _ = load_model(path)
-    present, best, known, n_strips = calibration_scores(model, samples, empty_scene_classes=c.empty_scene_classes,
-                                                        show_progress=show_progress)
+    present, best, known, n_strips, negatives = calibration_scores(
+        model, samples, empty_scene_classes=c.empty_scene_classes, show_progress=show_progress)
     thresholds, report = pick_thresholds(present, best, c.target_fp_rate, floor=c.floor, fp_limited=c.fp_limited,
                                          known=known)
     ck = load_checkpoint(path, expect_kind=KIND)
@@ -303,7 +303,7 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
     meta["calibration"] = {"split": "train", "n_images": int(len(samples)), "n_empty_scene_strips": n_strips,
                            "empty_scene_classes": list(c.empty_scene_classes),
                            "target_fp_rate": c.target_fp_rate,
-                           "fp_limited": list(c.fp_limited), "classes": report}
+                           "fp_limited": list(c.fp_limited), "negatives": negatives, "classes": report}
     save_checkpoint(path, kind=KIND, model_config=mc, state_dict=ck["state_dict"], meta=meta,
                     optimizer=ck.get("optimizer"), epoch=int(ck["epoch"]), step=int(ck.get("step", 0)))
     return meta["calibration"]

@@ -217,7 +217,39 @@ def test_a_not_exhaustive_source_gives_no_negatives_of_that_class(tmp_path, monk
 
             def detect(self, rgb):
                 return np.array([[1, 1, 20, 40]], np.float32), np.array([0.9], np.float32), np.array([0])
-        present, best, known, n_strips = calibration_scores(Fires(), samples)
-        assert n_strips > 0 and not known[:, 0][~present[:, 0]].any()     # no person negative at all
+        present, best, known, n_strips, negatives = calibration_scores(Fires(), samples)
+        # no exhaustive person negative: the not-exhaustive frames and strips serve, flagged as over-counting
+        assert n_strips > 0 and known[:, 0][~present[:, 0]].sum() == (~present[:, 0]).sum()
+        assert negatives["person"].startswith("not exhaustive") and negatives["pet"] == "exhaustively labelled"
+    finally:
+        label_sets._registry.cache_clear()
+
+
+def test_calibration_prefers_exhaustive_negatives(tmp_path, monkeypatch):
+    """With an exhaustively labelled source beside a not-exhaustive one, only the former gives person negatives."""
+    from camlab.data import label_sets
+    from camlab.eval.detection import calibration_scores, empty_scene_box
+
+    cam = make_yolo_folder(tmp_path / "cam" / "train", 8, negatives=3, seed=11, size=(256, 160))
+    (cam / "label_set.txt").unlink()
+    full = make_yolo_folder(tmp_path / "full" / "train", 8, negatives=3, seed=12, size=(256, 160))
+    reg = tmp_path / "datasets" / "label_sets.yaml"
+    reg.parent.mkdir()
+    reg.write_text("cam: {labels: [person, pet, vehicle], not_exhaustive: [person]}\n")
+    monkeypatch.setattr(label_sets.settings, "project_root", lambda: tmp_path)
+    label_sets._registry.cache_clear()
+    try:
+        samples, _ = resolve_data([cam, full])
+
+        class Fires:
+            thresholds = {"person": 0.5, "pet": 0.5, "vehicle": 0.5}
+
+            def detect(self, rgb):
+                return np.array([[1, 1, 20, 40]], np.float32), np.array([0.9], np.float32), np.array([0])
+        present, best, known, n_strips, negatives = calibration_scores(Fires(), samples)
+        full = [s for s in samples if s.dataset.startswith("full")]
+        full_negatives = sum(s.negative_for(0) for s in full) + sum(empty_scene_box(s.boxes) is not None for s in full)
+        assert negatives["person"] == "exhaustively labelled"
+        assert int((known[:, 0] & ~present[:, 0]).sum()) == full_negatives
     finally:
         label_sets._registry.cache_clear()
