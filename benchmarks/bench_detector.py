@@ -9,7 +9,9 @@ subset), so no threshold is read off the images it is scored on. Generalisation:
 ``detector_loso`` recipe trains without S (``data.exclude_sources``) and is scored on every image of S (both sides
 of the split: the model never saw S). Anchors: the teacher (MediaPipe SSD-MobileNetV2, Open Images V4; it was trained
 on other data, and COCO/Open Images photos may overlap some sources) and HOG (Dalal & Triggs, CVPR 2005).
-Env: ``CAMLAB_DETECTOR_BUNDLE`` (else the newest ``exports/detector/*``), ``CAMLAB_BENCH_LOSO=0`` skips the
+The previous release bundle (the newest older bundle in ``exports/detector`` with another model, or
+``CAMLAB_BENCH_PREVIOUS_DETECTOR``; ``none`` skips it) is scored on the same images under the same rules, so a change
+of recipe is judged within one run. Env: ``CAMLAB_DETECTOR_BUNDLE`` (else the newest ``exports/detector/*``), ``CAMLAB_BENCH_LOSO=0`` skips the
 leave-one-source-out training, ``CAMLAB_BENCH_LOSO_SOURCES=a,b`` picks the held-out sources (default: all three), ``CAMLAB_BENCH_SMOKE=1`` runs on a few images (figures meaningless).
 """
 from __future__ import annotations
@@ -38,6 +40,21 @@ def _newest_bundle() -> Path:
     if not found:
         raise InputFileError(f"{settings.exports_root() / 'detector'}: no detector bundle; run `make models`")
     return found[-1].parent
+
+
+def _previous_bundle(current: Path) -> Path | None:
+    """The release bundle before ``current``: the newest by mtime that is older and holds another model."""
+    from camlab import settings
+
+    env = os.environ.get("CAMLAB_BENCH_PREVIOUS_DETECTOR")
+    if env:
+        return None if env == "none" else Path(env)
+    mine = sha256_file(current / "model.onnx")
+    t_cur = (current / "manifest.json").stat().st_mtime
+    older = [m.parent for m in (settings.exports_root() / "detector").glob("*/manifest.json")
+             if m.stat().st_mtime < t_cur and (m.parent / "model.onnx").is_file()
+             and sha256_file(m.parent / "model.onnx") != mine]
+    return max(older, key=lambda p: (p / "manifest.json").stat().st_mtime) if older else None
 
 
 def _slim(ev: dict) -> dict:
@@ -126,6 +143,14 @@ def run() -> dict:
     out["fp32"] = {"map50": fp32["map50"], "classes": fp32["classes"]}
     out["int8_map50_drop_points"] = round(100 * (fp32["map50"] - ours["map50"]), 2)
     out["hog_person"] = ours["anchors"].get("hog_person")
+    previous = _previous_bundle(bundle)
+    if previous is not None:
+        prev = evaluate_bundle(previous, val, "int8", hog=False, by_source=True)
+        out["previous_release"] = {"bundle": str(previous), "model_onnx_sha256": sha256_file(previous / "model.onnx"),
+                                   **_slim(prev)}
+    else:
+        out["previous_release"] = {"skipped": "no older bundle with another model in exports/detector "
+                                              "(or CAMLAB_BENCH_PREVIOUS_DETECTOR=none)"}
 
     teacher_file = check_pretrained_file()
     teacher = SsdTeacher(teacher_file)
