@@ -187,12 +187,19 @@ def test_release_targets_are_checked_against_measured_values():
     assert "NOT MET" in table and "not measured" in table and len(table.splitlines()) == len(RELEASE_TARGETS)
 
 
-def test_a_not_exhaustive_source_gives_no_negatives_of_that_class(tmp_path, monkeypatch):
-    """A source that boxes people but not every person (LVIS not_exhaustive): a person fired on its empty strips or
-    person-free frames is no federated false positive (the naive figure keeps it), its persons still count for
-    recall, and calibration takes no negatives from it."""
+class _FiresPersonEverywhere:
+    """A whole-image detector (the SSD teacher's interface) that sees a person in every image and strip."""
+    thresholds = {"person": 0.5, "pet": 0.5, "vehicle": 0.5}
+
+    def detect(self, rgb):
+        return np.array([[1, 1, 20, 40]], np.float32), np.array([0.9], np.float32), np.array([0])
+
+
+@pytest.fixture
+def not_exhaustive_cam(tmp_path, monkeypatch):
+    """A registry under tmp_path declaring source ``cam`` labelled for all classes but not exhaustive for person;
+    yields the folder of its 'train' split."""
     from camlab.data import label_sets
-    from camlab.eval.detection import calibration_scores, empty_scene_box
 
     root = make_yolo_folder(tmp_path / "cam" / "train", 16, negatives=4, seed=11, size=(256, 160))
     (root / "label_set.txt").unlink()
@@ -201,55 +208,40 @@ def test_a_not_exhaustive_source_gives_no_negatives_of_that_class(tmp_path, monk
     reg.write_text("cam: {labels: [person, pet, vehicle], not_exhaustive: [person]}\n")
     monkeypatch.setattr(label_sets.settings, "project_root", lambda: tmp_path)
     label_sets._registry.cache_clear()
-    try:
-        io_ = manifest_io(DetectorConfig())
-        samples, _ = resolve_data([root])
-        assert all(s.incomplete == (True, False, False) for s in samples)
-        res = evaluate(_oracle(samples, io_, extra_person=True, strips_fire=True), [root], io_spec=io_, hog=False)
-        person, naive = res["classes"]["person"], res["classes_naive"]["person"]
-        assert person["fp_rate"] is None and person["n_empty_scenes"] == 0 and person["empty_scene_fp_rate"] is None
-        assert naive["fp_rate"] > 0 and naive["empty_scene_fp_rate"] == 1.0
-        assert person["presence_recall"] == 1.0 and person["n_images"] == sum(s.has(0) for s in samples)
-        assert res["classes"]["pet"]["n_empty_scenes"] == sum(empty_scene_box(s.boxes) is not None for s in samples)
-
-        class Fires:   # a whole-image detector that sees a person everywhere
-            thresholds = {"person": 0.5, "pet": 0.5, "vehicle": 0.5}
-
-            def detect(self, rgb):
-                return np.array([[1, 1, 20, 40]], np.float32), np.array([0.9], np.float32), np.array([0])
-        present, best, known, n_strips, negatives = calibration_scores(Fires(), samples)
-        # no exhaustive person negative: the not-exhaustive frames and strips serve, flagged as over-counting
-        assert n_strips > 0 and known[:, 0][~present[:, 0]].sum() == (~present[:, 0]).sum()
-        assert negatives["person"].startswith("not exhaustive") and negatives["pet"] == "exhaustively labelled"
-    finally:
-        label_sets._registry.cache_clear()
+    yield root
+    label_sets._registry.cache_clear()
 
 
-def test_calibration_prefers_exhaustive_negatives(tmp_path, monkeypatch):
-    """With an exhaustively labelled source beside a not-exhaustive one, only the former gives person negatives."""
-    from camlab.data import label_sets
+def test_a_not_exhaustive_source_gives_no_negatives_of_that_class(not_exhaustive_cam):
+    """A source that boxes people but not every person (LVIS not_exhaustive): a person fired on its empty strips or
+    person-free frames is no federated false positive (the naive figure keeps it), its persons still count for
+    recall, and calibration takes its frames only because no exhaustive source has a person negative."""
     from camlab.eval.detection import calibration_scores, empty_scene_box
 
-    cam = make_yolo_folder(tmp_path / "cam" / "train", 8, negatives=3, seed=11, size=(256, 160))
-    (cam / "label_set.txt").unlink()
-    full = make_yolo_folder(tmp_path / "full" / "train", 8, negatives=3, seed=12, size=(256, 160))
-    reg = tmp_path / "datasets" / "label_sets.yaml"
-    reg.parent.mkdir()
-    reg.write_text("cam: {labels: [person, pet, vehicle], not_exhaustive: [person]}\n")
-    monkeypatch.setattr(label_sets.settings, "project_root", lambda: tmp_path)
-    label_sets._registry.cache_clear()
-    try:
-        samples, _ = resolve_data([cam, full])
+    io_ = manifest_io(DetectorConfig())
+    samples, _ = resolve_data([not_exhaustive_cam])
+    assert all(s.incomplete == (True, False, False) for s in samples)
+    res = evaluate(_oracle(samples, io_, extra_person=True, strips_fire=True), [not_exhaustive_cam], io_spec=io_,
+                   hog=False)
+    person, naive = res["classes"]["person"], res["classes_naive"]["person"]
+    assert person["fp_rate"] is None and person["n_empty_scenes"] == 0 and person["empty_scene_fp_rate"] is None
+    assert naive["fp_rate"] > 0 and naive["empty_scene_fp_rate"] == 1.0
+    assert person["presence_recall"] == 1.0 and person["n_images"] == sum(s.has(0) for s in samples)
+    assert res["classes"]["pet"]["n_empty_scenes"] == sum(empty_scene_box(s.boxes) is not None for s in samples)
+    present, best, known, n_strips, negatives = calibration_scores(_FiresPersonEverywhere(), samples)
+    # no exhaustive person negative: the not-exhaustive frames and strips serve, flagged as over-counting
+    assert n_strips > 0 and known[:, 0][~present[:, 0]].sum() == (~present[:, 0]).sum()
+    assert negatives["person"].startswith("not exhaustive") and negatives["pet"] == "exhaustively labelled"
 
-        class Fires:
-            thresholds = {"person": 0.5, "pet": 0.5, "vehicle": 0.5}
 
-            def detect(self, rgb):
-                return np.array([[1, 1, 20, 40]], np.float32), np.array([0.9], np.float32), np.array([0])
-        present, best, known, n_strips, negatives = calibration_scores(Fires(), samples)
-        full = [s for s in samples if s.dataset.startswith("full")]
-        full_negatives = sum(s.negative_for(0) for s in full) + sum(empty_scene_box(s.boxes) is not None for s in full)
-        assert negatives["person"] == "exhaustively labelled"
-        assert int((known[:, 0] & ~present[:, 0]).sum()) == full_negatives
-    finally:
-        label_sets._registry.cache_clear()
+def test_calibration_prefers_exhaustive_negatives(not_exhaustive_cam, tmp_path):
+    """With an exhaustively labelled source beside a not-exhaustive one, only the former gives person negatives."""
+    from camlab.eval.detection import calibration_scores, empty_scene_box
+
+    full_root = make_yolo_folder(tmp_path / "full" / "train", 8, negatives=3, seed=12, size=(256, 160))
+    samples, _ = resolve_data([not_exhaustive_cam, full_root])
+    present, best, known, n_strips, negatives = calibration_scores(_FiresPersonEverywhere(), samples)
+    full = [s for s in samples if s.dataset.startswith("full")]
+    full_negatives = sum(s.negative_for(0) for s in full) + sum(empty_scene_box(s.boxes) is not None for s in full)
+    assert negatives["person"] == "exhaustively labelled"
+    assert int((known[:, 0] & ~present[:, 0]).sum()) == full_negatives
