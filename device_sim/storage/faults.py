@@ -153,7 +153,8 @@ def run_power_cuts(base: Path, n_cuts: int, *, seed: int = 0, capacity: int = 3_
             rep.recovery_kills += 1
         index = Index(root / INDEX_REL)
         try:
-            r = reconcile(card, index)
+            # the camera boots with retention: a repaired copy that does not fit frees the oldest footage first
+            r = reconcile(card, index, retention=Retention(card, index))
             rep.repaired += len(r.repaired)
             rep.discarded += len(r.discarded)
             rep.indexed_orphans += len(r.indexed_orphans)

@@ -83,6 +83,23 @@ def test_full_card_retention_tiers_and_no_gap(tmp_path, src):
     assert card.free_bytes() >= ret.low * 0.5 and check_card(card, index).ok
 
 
+def test_power_cuts_harness_boots_with_retention(tmp_path, src, monkeypatch):
+    """The harness's boot reconcile runs with retention, as the camera's does: without it a cut on a nearly full card
+    left the minute in flight unrepaired ('could not write the repair ... Error in PyAV callback', then ENOSPC) and
+    failed the invariant test below once, on a fast host that filled its 3 MB card (reconcile without retention
+    keeps such a partial by design: test_a_repair_that_does_not_fit_keeps_the_partial_then_retention_makes_room)."""
+    from device_sim.storage import faults
+
+    seen = []
+
+    def spy(card, index, **kw):
+        seen.append(kw.get("retention"))
+        return reconcile(card, index, **kw)
+    monkeypatch.setattr(faults, "reconcile", spy)
+    rep = run_power_cuts(tmp_path, 2, seed=7, src=src, torn_fraction=0.0, recovery_kill_fraction=0.0)
+    assert rep.power_cuts == 2 and len(seen) == 2 and all(isinstance(r, Retention) for r in seen)
+
+
 def test_power_cuts_harness_keeps_invariant(tmp_path, src):
     rep = run_power_cuts(tmp_path, 20, seed=7, src=src, torn_fraction=0.4, recovery_kill_fraction=0.3)
     assert rep.power_cuts == 20 and rep.recovery_kills > 0 and not rep.failures
