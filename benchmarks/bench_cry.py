@@ -129,13 +129,14 @@ def held_out_sources(scorers: dict, yamnet, trained_on, only: dict | None = None
     did not train on (``trained_on``: its extra-negative folders); a source it trained on, or one not installed,
     is listed with the reason instead. ``only``: ``{name: groups}`` to measure instead (tests)."""
     from camlab.data import audio
+    from camlab.data.packaged_audio import resolve_negative_folder
     from camlab.errors import InputFileError
 
     if only is not None:
         return {name: held_out_source(scorers, yamnet, groups) for name, groups in only.items()}
     sources = {"tuxpaint": (audio.tuxpaint_groups, audio.TUXPAINT_STAMPS, "tuxpaint-stamps-default", "GPL-2"),
                "hedgewars": (audio.hedgewars_groups, audio.HEDGEWARS_SOUNDS, "hedgewars-data", "sounds GFDL-1.3")}
-    trained = {Path(p).resolve() for p in trained_on}
+    trained = {Path(resolve_negative_folder(str(p))).resolve() for p in trained_on}
     out: dict = {}
     for name, (groups_of, root, package, licence) in sources.items():
         if root.resolve() in trained:

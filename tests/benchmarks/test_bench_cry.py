@@ -68,3 +68,16 @@ def test_previous_releases_name_the_recipe_that_is_not_trained_here(tmp_path, mo
     assert previous_releases(None, tmp_path, None, ckpt, recipes=("cry_teacher",)) == {
         "cry_teacher": {"skipped": "it is the checkpoint under test"}}
     assert cry.RELEASE_RECIPE not in __import__("benchmarks.bench_cry", fromlist=["x"]).PREVIOUS_RECIPES
+
+
+def test_held_out_sources_resolve_the_packaged_entry(monkeypatch, tmp_path):
+    """A recipe's ``"@packaged"`` negatives name the packaged-audio folder: a held-out source that lived there would
+    count as trained on (the entry used to be compared as the literal path '@packaged')."""
+    from benchmarks.bench_cry import held_out_sources
+    from camlab.data import audio, packaged_audio
+
+    monkeypatch.setattr(packaged_audio, "packaged_folder", lambda: tmp_path / "packaged")
+    monkeypatch.setattr(audio, "TUXPAINT_STAMPS", tmp_path / "packaged")
+    monkeypatch.setattr(audio, "HEDGEWARS_SOUNDS", tmp_path / "packaged")
+    out = held_out_sources({}, None, ["@packaged"])
+    assert set(out) == {"tuxpaint", "hedgewars"} and all("training source" in v["skipped"] for v in out.values())
