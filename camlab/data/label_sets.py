@@ -86,34 +86,36 @@ def registry() -> dict[str, tuple[bool, ...]]:
     return {k: v[0] for k, v in _registry(str(settings.project_root() / REGISTRY)).items()}
 
 
-def incomplete_set(folder: str | Path) -> tuple[bool, ...]:
-    """Per class, whether the folder's source labels it but not every instance (LVIS ``not_exhaustive``): from its
-    registry line; a folder with a local ``label_set.txt`` or no registry line has none."""
-    folder = Path(folder)
-    if (folder / LOCAL_FILE).is_file() or (folder.parent / LOCAL_FILE).is_file():
-        return NONE_INCOMPLETE
-    entry = _registry(str(settings.project_root() / REGISTRY)).get(source_name(folder))
-    return entry[1] if entry is not None else NONE_INCOMPLETE
-
-
-def label_set(folder: str | Path, default: tuple[bool, ...] | None = None) -> tuple[bool, ...]:
-    """Per class of :data:`CLASSES`, whether the folder's source labels it exhaustively. ``default`` is for
-    formats whose annotation scheme fixes the set (an Oxford-IIIT Pet folder labels the pet and nothing else)."""
+def declared_sets(folder: str | Path, default: tuple[bool, ...] | None = None
+                  ) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """(labelled, not exhaustive) masks of a folder, per class of :data:`CLASSES`: from a local ``label_set.txt``
+    (always exhaustive), else its source's registry line, else ``default`` (formats whose annotation scheme fixes
+    the set: an Oxford-IIIT Pet folder labels the pet and nothing else); a folder with none is refused."""
     folder = Path(folder)
     for cand in (folder / LOCAL_FILE, folder.parent / LOCAL_FILE):
         if cand.is_file():
             names = [ln.strip() for ln in cand.read_text(encoding="utf-8", errors="replace").splitlines()
                      if ln.strip() and not ln.lstrip().startswith("#")]
-            return _parse_classes(names, str(cand))
-    reg = registry()
+            return _parse_classes(names, str(cand)), NONE_INCOMPLETE
     src = source_name(folder)
-    if src in reg:
-        return reg[src]
+    entry = _registry(str(settings.project_root() / REGISTRY)).get(src)
+    if entry is not None:
+        return entry
     if default is not None:
-        return default
+        return default, NONE_INCOMPLETE
     raise InputFileError(f"{folder}: no declared label set (which classes does this source label exhaustively?); "
                          f"add `{src}: [person, pet, vehicle]` (only the labelled ones) to {REGISTRY} or write "
                          f"{folder / LOCAL_FILE} with one class per line")
+
+
+def label_set(folder: str | Path, default: tuple[bool, ...] | None = None) -> tuple[bool, ...]:
+    """Per class of :data:`CLASSES`, whether the folder's source labels it (:func:`declared_sets`)."""
+    return declared_sets(folder, default)[0]
+
+
+def incomplete_set(folder: str | Path) -> tuple[bool, ...]:
+    """Per class, whether the folder's source labels it but not every instance (LVIS ``not_exhaustive``)."""
+    return declared_sets(folder)[1]
 
 
 def describe(mask: tuple[bool, ...]) -> list[str]:

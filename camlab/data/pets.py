@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from camlab.data.classes import CLASSES, PET
-from camlab.data.label_sets import label_set
+from camlab.data.label_sets import declared_sets
 from camlab.data.yolo import IMAGE_EXTS, LoadReport, Sample, _image_readable_header
 from camlab.errors import InputFileError
 
@@ -55,7 +55,7 @@ def load_pets_folder(folder: str | Path, *, strict: bool = False, dataset: str |
         raise InputFileError(f"{folder}: not an Oxford-IIIT Pet folder (expected images/ and trimaps/)")
     dataset = dataset or f"{folder.parent.name}/{folder.name}"
     report = LoadReport(folder=str(folder))
-    labelled = label_set(folder, default=tuple(c == PET for c in range(len(CLASSES))))
+    labelled, incomplete = declared_sets(folder, default=tuple(c == PET for c in range(len(CLASSES))))
     images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not images:
         raise InputFileError(f"{folder / 'images'}: empty folder; expected .jpg images")
@@ -79,7 +79,7 @@ def load_pets_folder(folder: str | Path, *, strict: bool = False, dataset: str |
             continue
         x0, y0, x1, y1 = (float(np.clip(v, 0, 1)) for v in box)
         s = Sample(image=img, boxes=np.array([[x0, y0, x1, y1]], np.float32), labels=np.array([PET], np.int64),
-                   source=img.stem, dataset=dataset, labelled=labelled)
+                   source=img.stem, dataset=dataset, labelled=labelled, incomplete=incomplete)
         report.n_images += 1
         report.boxes_per_class[CLASSES[PET]] += 1
         samples.append(s)

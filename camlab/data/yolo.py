@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from camlab.data.classes import CLASSES, class_map_for, is_known_name
-from camlab.data.label_sets import incomplete_set, label_set
+from camlab.data.label_sets import declared_sets
 from camlab.errors import InputFileError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -183,8 +183,7 @@ def load_yolo_folder(folder: str | Path, *, strict: bool = False, dataset: str |
     images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not images:
         raise InputFileError(f"{folder / 'images'}: empty folder; expected {'/'.join(IMAGE_EXTS)} images")
-    labelled = label_set(folder)
-    incomplete = incomplete_set(folder)
+    labelled, incomplete = declared_sets(folder)
     samples: list[Sample] = []
     for img in images:
         bad = _image_readable_header(img)
