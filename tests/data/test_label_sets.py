@@ -146,12 +146,48 @@ def test_pseudo_labels_fill_only_unlabelled_classes(tmp_path, monkeypatch):
     assert Teacher.calls == len(samples)                     # second pass read the cache
 
 
+def test_pseudo_labels_fill_unboxed_instances_of_a_not_exhaustive_class(tmp_path, monkeypatch):
+    """A teacher vehicle away from every labelled vehicle in a not-exhaustive vehicle source becomes a positive; one
+    overlapping a labelled vehicle (IoU >= 0.3) does not; the class stays not exhaustive for negatives."""
+    import dataclasses
+
+    from camlab.contract.detection import box_iou
+    from camlab.data.pseudo import add_pseudo_labels
+
+    monkeypatch.setenv("CAMLAB_ROOT", str(tmp_path))
+    root = make_yolo_folder(tmp_path / "road" / "train", 3, negatives=0, seed=5)
+    (root / "label_set.txt").write_text("vehicle\n")
+    loaded, _ = load_yolo_folder(root)
+    samples = [dataclasses.replace(s, incomplete=(False, False, True)) for s in loaded]
+    unboxed = np.array([[0.02, 0.02, 0.12, 0.1]], np.float32)
+
+    class Teacher:   # one vehicle on top of each sample's first labelled box, one vehicle in a corner
+        sha256 = "test-teacher-incomplete"
+
+        def detect(self, rgb):
+            h, w = rgb.shape[:2]
+            s = next(x for x in samples if x.image.name == Teacher.current)
+            boxes = np.concatenate([s.boxes[:1] * 1.02, unboxed]) * [w, h, w, h]
+            return boxes.astype(np.float32), np.array([0.9, 0.8], np.float32)[-len(boxes):], np.array([2, 2])[-len(boxes):]
+
+    out = []
+    for s in samples:
+        Teacher.current = s.image.name
+        out += add_pseudo_labels([s], Teacher(), 0.5)[0]
+    for before, after in zip(samples, out):
+        clear = len(before.boxes) == 0 or box_iou(unboxed, before.boxes).max() < 0.3
+        assert len(after.boxes) == len(before.boxes) + int(clear)      # the overlapping copy is never added
+        assert after.incomplete == (False, False, True) and after.labelled == before.labelled
+    assert sum(len(a.boxes) - len(b.boxes) for b, a in zip(samples, out)) >= 1
+
+
 def test_registry_line_can_mark_a_labelled_class_not_exhaustive(tmp_path, monkeypatch):
     """LVIS ``not_exhaustive``: persons_cctv boxes people but leaves passers-by unboxed (issue 19 audit)."""
     from camlab.data import label_sets
 
     assert label_sets.incomplete_set("persons_cctv/train") == (True, False, False)
     assert label_sets.incomplete_set("coco128/train2017") == (False, False, False)
+    assert label_sets.incomplete_set("vehicles_openimages/train") == (False, False, True)
     reg = tmp_path / "datasets" / "label_sets.yaml"
     reg.parent.mkdir()
     monkeypatch.setattr(label_sets.settings, "project_root", lambda: tmp_path)
