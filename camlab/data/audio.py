@@ -35,6 +35,12 @@ SAMPLE_RATE = 16000
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus", ".caf", ".w64", ".rf64")
 # Debian-packaged real speech and music (scripts/system_deps.sh); read in place, never copied.
 SYSTEM_NEGATIVES = ("/usr/share/asterisk/sounds", "/usr/share/asterisk/moh")
+# Wesnoth's orchestral soundtrack (Debian wesnoth-1.16-music, GPL-2+, 41 tracks, 2.1 h, 44.1 kHz): strings, brass
+# and woodwinds held like a cry; read in place for training and measurement, never redistributed.
+MUSIC_NEGATIVES = "/usr/share/games/wesnoth/1.16/data/core/music"
+# Long no-cry files are split in time (the tail to validation), except music: a track's halves are one piece, so
+# validation music must be tracks that training never heard.
+WHOLE_TRACK_SOURCES = ("music",)
 UUID_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})-")
 MIN_DURATION_S = 0.1
 
@@ -102,7 +108,7 @@ class Clip:
 
     path: Path
     label: int            # 1 cry, 0 no cry
-    source: str           # donateacry | esc50 | background | digits | asterisk | moh | packaged | other
+    source: str           # donateacry | esc50 | background | digits | asterisk | moh | music | packaged | other
     group: str            # recordings that must stay on one side of the split
     start_s: float = 0.0
     end_s: float | None = None
@@ -137,6 +143,8 @@ def recording_group(path: Path) -> tuple[str, str]:
         return "background", "background:" + name
     if "asterisk" in parts and "moh" in parts:
         return "moh", "moh:" + name
+    if "wesnoth" in parts and "music" in parts:
+        return "music", "music:" + name
     if "packaged_audio" in parts and parts.index("packaged_audio") + 2 < len(parts):
         package = path.parts[parts.index("packaged_audio") + 1]
         return "packaged", f"packaged:{package}/{name}"
@@ -197,7 +205,7 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
 
     Groups go to one side by ``sha256(seed, group)``; files longer than ``long_file_s`` (the background recordings,
     one per noise type; music-on-hold tracks) are split in time instead: the last ``val_fraction`` of each is
-    validation. A missing ``extra_negatives`` folder is an error naming the install step.
+    validation (not music tracks: ``WHOLE_TRACK_SOURCES``). A missing ``extra_negatives`` folder is an error naming the install step.
     """
     import soundfile as sf
 
@@ -233,7 +241,7 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
             if dur < MIN_DURATION_S:
                 skipped.append(f"{path}: audio is {dur:.3f} s long; need at least {MIN_DURATION_S} s")
                 continue
-            if label == 0 and dur > long_file_s:
+            if label == 0 and dur > long_file_s and source not in WHOLE_TRACK_SOURCES:
                 cut = round(dur * (1.0 - val_fraction), 3)
                 train.append(Clip(path, 0, source, group, 0.0, cut))
                 val.append(Clip(path, 0, source, group, cut, None))

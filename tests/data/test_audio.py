@@ -319,6 +319,27 @@ def test_extra_negatives_are_grouped_split_and_laid_out_by_folder(tmp_path, monk
         build_index(root, 0.5, 0, extra_negatives=(str(tmp_path / "nowhere"),))
 
 
+def test_music_tracks_are_split_whole_not_in_time(tmp_path, monkeypatch):
+    """A music track's two halves are one piece: validation music must come from tracks training never heard."""
+    from camlab.data.audio import group_folder
+
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    root = _synthetic_root(tmp_path / "audio", n_cry=8, n_noise=4)
+    music = tmp_path / "usr" / "share" / "games" / "wesnoth" / "1.16" / "data" / "core" / "music"
+    music.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        sf.write(music / f"track{i}.ogg", (0.1 * rng.standard_normal(8000 * 40)).astype(np.float32), 8000)
+    assert recording_group(music / "track0.ogg") == ("music", "music:track0")
+    idx = build_index(root, 0.5, 0, extra_negatives=(str(music),))
+    train = [c for c in idx.train if c.source == "music"]
+    val = [c for c in idx.val if c.source == "music"]
+    assert len(train) + len(val) == 8 and train and val
+    assert all(c.start_s == 0.0 and c.end_s is None for c in train + val)
+    assert not {c.group for c in train} & {c.group for c in val}
+    assert group_folder(val[0]) == "music"
+
+
 def test_source_balanced_negative_weights():
     from camlab.data.audio import negative_weights
 
