@@ -37,6 +37,7 @@ AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", "
 SYSTEM_NEGATIVES = ("/usr/share/asterisk/sounds", "/usr/share/asterisk/moh")
 # Wesnoth's orchestral soundtrack (Debian wesnoth-1.16-music, GPL-2+, 41 tracks, 2.1 h, 44.1 kHz): strings, brass
 # and woodwinds held like a cry; read in place for training and measurement, never redistributed.
+MUSIC_PACKAGE = "wesnoth-1.16-music"
 MUSIC_NEGATIVES = "/usr/share/games/wesnoth/1.16/data/core/music"
 # Long no-cry files are split in time (the tail to validation), except music: a track's halves are one piece, so
 # validation music must be tracks that training never heard.
