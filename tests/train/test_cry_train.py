@@ -208,7 +208,7 @@ def test_stress_streams_extend_the_calibration_exposure():
     assert len(Loud.alarm.run(p, t)) == 6
 
 
-@pytest.mark.parametrize("name", ["cry_demo", "cry_full", "cry_hardneg", "cry_teacher", "cry_sfx"])
+@pytest.mark.parametrize("name", ["cry_demo", "cry_full", "cry_hardneg", "cry_teacher", "cry_sfx", "cry_music"])
 def test_shipped_configs_fit_the_model_budget(name):
     """Both shipped budgets build a model within the issue's limits (<= 60 k parameters, <= 5 M MACs per window)
     and pick nothing on validation (last-epoch weights)."""
