@@ -83,6 +83,7 @@ class DetectorTrainConfig:
     freeze_blocks: int = 0        # pretrained backbone: stem + this many blocks stay fixed
     pseudo_label_score: float = 0.0   # > 0: SSD-teacher boxes of a source's unlabelled classes at this score become
                                       # extra positives (camlab.data.pseudo); 0 = off
+    pseudo_label_not_exhaustive: bool = False  # also fill unboxed instances of a not-exhaustive class (IoU < 0.3)
     incomplete_ignore_score: float = 0.4  # a not-exhaustively labelled class (datasets/label_sets.yaml) gets no
                                           # background loss where the model scores it >= this (detector_loss)
     model: DetectorConfig = field(default_factory=DetectorConfig)
@@ -387,6 +388,7 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
         from camlab.models.pretrained import SsdTeacher
 
         fit_s, data_info["pseudo_labels"] = add_pseudo_labels(train_s, SsdTeacher(), cfg.pseudo_label_score,
+                                                              fill_not_exhaustive=cfg.pseudo_label_not_exhaustive,
                                                               show_progress=show)
     model = CamDet(cfg.model)
     n_params, n_macs = count_params(model), count_macs(model)
