@@ -98,7 +98,7 @@ class TrainResult:
 
 #: the recipe ``make models`` ships (issue 20: hard negatives, packaged sound effects, YAMNet teacher); benches and
 #: exports find its checkpoint through :func:`release_checkpoint`
-RELEASE_RECIPE = "cry_music"
+RELEASE_RECIPE = "cry_sfx"
 
 
 def recipe_checkpoint(recipe: str) -> Path:
