@@ -36,7 +36,8 @@ AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", "
 # Debian-packaged real speech and music (scripts/system_deps.sh); read in place, never copied.
 SYSTEM_NEGATIVES = ("/usr/share/asterisk/sounds", "/usr/share/asterisk/moh")
 # Wesnoth's orchestral soundtrack (Debian wesnoth-1.16-music, GPL-2+, 41 tracks, 2.1 h, 44.1 kHz): strings, brass
-# and woodwinds held like a cry; read in place for training and measurement, never redistributed.
+# and woodwinds held like a cry; read in place by the cry_music trial recipe, never redistributed
+# (`scripts/system_deps.sh --data` installs it).
 MUSIC_PACKAGE = "wesnoth-1.16-music"
 MUSIC_NEGATIVES = "/usr/share/games/wesnoth/1.16/data/core/music"
 # Long no-cry files are split in time (the tail to validation), except music: a track's halves are one piece, so
@@ -222,7 +223,8 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
         extra = resolve_negative_folder(extra)
         if not Path(extra).is_dir():
             raise InputFileError(f"{extra}: hard-negative folder missing; `make sysdeps` installs the Debian speech "
-                                 "and music packages (scripts/system_deps.sh)")
+                                 "and music-on-hold packages, `scripts/system_deps.sh --data` the Wesnoth music "
+                                 "(scripts/system_deps.sh)")
         folders.append((0, Path(extra)))
     for label, folder in folders:
         for path in _files(folder):
