@@ -207,7 +207,8 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
 
     Groups go to one side by ``sha256(seed, group)``; files longer than ``long_file_s`` (the background recordings,
     one per noise type; music-on-hold tracks) are split in time instead: the last ``val_fraction`` of each is
-    validation (not music tracks: ``WHOLE_TRACK_SOURCES``). A missing ``extra_negatives`` folder is an error naming the install step.
+    validation (not music tracks: ``WHOLE_TRACK_SOURCES``). A missing ``extra_negatives`` folder is an error naming
+    the install step.
     """
     import soundfile as sf
 

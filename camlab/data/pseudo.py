@@ -10,7 +10,8 @@ dropped. With ``fill_not_exhaustive``, a class the source labels but not exhaust
 passers-by, a second vehicle in a vehicle photo) gets the teacher's confident boxes too, where they overlap no labelled
 box (IoU < 0.3, so a teacher copy of a labelled instance is not added twice). With vehicles_openimages marked not
 exhaustive, 87 such vehicle boxes at score 0.5 came from 64 training images, and 24 of 24 drawn at random were real
-unboxed vehicles (inspected 2026-12-06); the retrain that used them did not beat the release (detector_full.yaml). Teacher outputs are cached per image under ``.cache/pseudo/`` (keyed by teacher hash, file and mtime).
+unboxed vehicles (inspected 2026-12-06); the retrain that used them did not beat the release (detector_full.yaml).
+Teacher outputs are cached per image under ``.cache/pseudo/`` (keyed by teacher hash, file and mtime).
 """
 from __future__ import annotations
 
