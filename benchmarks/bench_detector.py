@@ -11,11 +11,14 @@ of the split: the model never saw S). Anchors: the teacher (MediaPipe SSD-Mobile
 on other data, and COCO/Open Images photos may overlap some sources) and HOG (Dalal & Triggs, CVPR 2005).
 The previous release bundle (the newest older bundle in ``exports/detector`` with another model, or
 ``CAMLAB_BENCH_PREVIOUS_DETECTOR``; ``none`` skips it) is scored on the same images under the same rules, so a change
-of recipe is judged within one run. Env: ``CAMLAB_DETECTOR_BUNDLE`` (else the newest ``exports/detector/*``), ``CAMLAB_BENCH_LOSO=0`` skips the
-leave-one-source-out training, ``CAMLAB_BENCH_LOSO_SOURCES=a,b`` picks the held-out sources (default: all three), ``CAMLAB_BENCH_SMOKE=1`` runs on a few images (figures meaningless).
+of recipe is judged within one run. Env: ``CAMLAB_DETECTOR_BUNDLE`` (else the newest ``exports/detector/*``
+exported from the release checkpoint, or the newest of all when that checkpoint is not here), ``CAMLAB_BENCH_LOSO=0``
+skips the leave-one-source-out training, ``CAMLAB_BENCH_LOSO_SOURCES=a,b`` picks the held-out sources (default: all
+three), ``CAMLAB_BENCH_SMOKE=1`` runs on a few images (figures meaningless).
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -39,7 +42,24 @@ def _newest_bundle() -> Path:
     found = sorted((settings.exports_root() / "detector").glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise InputFileError(f"{settings.exports_root() / 'detector'}: no detector bundle; run `make models`")
+    # an ad-hoc export of another checkpoint (a trial) must not stand in for the release: prefer the newest bundle
+    # exported from the release checkpoint, when that checkpoint is here
+    from camlab.train import detector
+
+    ckpt = detector.release_checkpoint()
+    if ckpt.is_file():
+        sha = sha256_file(ckpt)
+        mine = [m for m in found if _manifest_checkpoint_sha(m) == sha]
+        if mine:
+            return mine[-1].parent
     return found[-1].parent
+
+
+def _manifest_checkpoint_sha(manifest: Path) -> str | None:
+    try:
+        return (json.loads(manifest.read_text()).get("provenance") or {}).get("checkpoint_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _previous_bundle(current: Path) -> Path | None:
@@ -190,6 +210,4 @@ def smoke_figures(bundle: Path, n_images: int = 12) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import json
-
     print(json.dumps(run(), indent=1, default=str))

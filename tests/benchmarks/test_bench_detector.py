@@ -29,3 +29,29 @@ def test_previous_bundle_is_the_newest_older_one_with_another_model(tmp_path, mo
     assert _previous_bundle(current) is None
     monkeypatch.setenv("CAMLAB_BENCH_PREVIOUS_DETECTOR", str(oldest))
     assert _previous_bundle(current) == oldest
+
+
+def test_default_bundle_is_the_newest_export_of_the_release_checkpoint(tmp_path, monkeypatch):
+    """An ad-hoc export of another checkpoint (a trial) made after the release must not become the benchmarked
+    release; without a release checkpoint here the newest bundle is taken, as before."""
+    import hashlib
+    import json
+
+    from benchmarks import bench_detector
+    from camlab.train import detector
+
+    monkeypatch.setenv("CAMLAB_EXPORTS", str(tmp_path))
+    monkeypatch.delenv("CAMLAB_DETECTOR_BUNDLE", raising=False)
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"release weights")
+    sha = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    old = _bundle(tmp_path, "a", b"v1", 1000.0)
+    release = _bundle(tmp_path, "b", b"v2", 2000.0)
+    trial = _bundle(tmp_path, "c", b"v3", 3000.0)
+    for d, s, t in ((old, "0" * 64, 1000.0), (release, sha, 2000.0), (trial, "f" * 64, 3000.0)):
+        (d / "manifest.json").write_text(json.dumps({"provenance": {"checkpoint_sha256": s}}))
+        os.utime(d / "manifest.json", (t, t))
+    monkeypatch.setattr(detector, "release_checkpoint", lambda: ckpt)
+    assert bench_detector._newest_bundle() == release
+    monkeypatch.setattr(detector, "release_checkpoint", lambda: tmp_path / "missing.pt")
+    assert bench_detector._newest_bundle() == trial
