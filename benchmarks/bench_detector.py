@@ -34,32 +34,17 @@ LOSO_SOURCES = ("persons_cctv", "coco128", "oxford_pets_more")
 
 def _newest_bundle() -> Path:
     from camlab import settings
+    from camlab.deploy.bundle import newest_bundle_of
     from camlab.errors import InputFileError
+    from camlab.train import detector
 
     env = os.environ.get("CAMLAB_DETECTOR_BUNDLE")
     if env:
         return Path(env)
-    found = sorted((settings.exports_root() / "detector").glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
-    if not found:
+    found = newest_bundle_of(settings.exports_root() / "detector", detector.release_checkpoint())
+    if found is None:
         raise InputFileError(f"{settings.exports_root() / 'detector'}: no detector bundle; run `make models`")
-    # an ad-hoc export of another checkpoint (a trial) must not stand in for the release: prefer the newest bundle
-    # exported from the release checkpoint, when that checkpoint is here
-    from camlab.train import detector
-
-    ckpt = detector.release_checkpoint()
-    if ckpt.is_file():
-        sha = sha256_file(ckpt)
-        mine = [m for m in found if _manifest_checkpoint_sha(m) == sha]
-        if mine:
-            return mine[-1].parent
-    return found[-1].parent
-
-
-def _manifest_checkpoint_sha(manifest: Path) -> str | None:
-    try:
-        return (json.loads(manifest.read_text()).get("provenance") or {}).get("checkpoint_sha256")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return found
 
 
 def _previous_bundle(current: Path) -> Path | None:

@@ -54,6 +54,32 @@ STAGES = ("release", "demo", "dev")
 STAGE_ALIASES = ("release", "demo")   # registry aliases: the newest bundle of that stage
 
 
+def newest_bundle_of(model_dir: Path, checkpoint: Path | None = None) -> Path | None:
+    """The newest bundle (by manifest mtime) under ``exports/<model>/``, preferring those exported from
+    ``checkpoint`` (manifest ``provenance.checkpoint_sha256``): an ad-hoc export of a trial checkpoint made after the
+    release must not stand in for the release. None when the folder holds no bundle."""
+    import json
+
+    from camlab.contract.manifest import sha256_file
+
+    found = sorted(Path(model_dir).glob(f"*/{MANIFEST_NAME}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        return None
+    if checkpoint is not None and Path(checkpoint).is_file():
+        sha = sha256_file(checkpoint)
+
+        def exported_from(manifest: Path) -> str | None:
+            try:
+                return (json.loads(manifest.read_text()).get("provenance") or {}).get("checkpoint_sha256")
+            except (OSError, ValueError, AttributeError):
+                return None
+
+        mine = [m for m in found if exported_from(m) == sha]
+        if mine:
+            return mine[-1].parent
+    return found[-1].parent
+
+
 def make_version(commit: str) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + (commit[:7] if commit != "unknown" else "nogit")
 

@@ -237,16 +237,14 @@ class DetectionSet:
 
 
 def release_model() -> Path:
-    """The newest detector bundle of ``make models`` (its INT8 model is what the camera runs; ~10x faster on the CPU
-    than the PyTorch checkpoint it was exported from), else the release checkpoint ``out/detector/full/best.pt``."""
+    """The newest detector bundle exported from the release checkpoint (its INT8 model is what the camera runs; ~10x
+    faster on the CPU than the checkpoint), else the newest bundle, else the release checkpoint itself."""
     from camlab import settings
+    from camlab.deploy.bundle import newest_bundle_of
     from camlab.train import detector
 
-    root = settings.exports_root() / "detector"
-    bundles = sorted(d for d in root.iterdir() if (d / "manifest.json").is_file()) if root.is_dir() else []
-    if bundles:
-        return bundles[-1]
-    return detector.release_checkpoint()
+    return newest_bundle_of(settings.exports_root() / "detector", detector.release_checkpoint()) \
+        or detector.release_checkpoint()
 
 
 def detection_order(samples: list) -> list:
