@@ -8,6 +8,7 @@ under a temporary name and renamed into place, so a crash never leaves a half bu
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -17,7 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from camlab.contract.manifest import MANIFEST_NAME, SCHEMA_VERSION, file_entry, load_bundle, validate_manifest
+from camlab.contract.manifest import (MANIFEST_NAME, SCHEMA_VERSION, file_entry, load_bundle, sha256_file,
+                                     validate_manifest)
 from camlab.errors import CamlabError
 from camlab.io_utils import atomic_write_json, fsync_dir
 
@@ -58,10 +60,6 @@ def newest_bundle_of(model_dir: Path, checkpoint: Path | None = None) -> Path | 
     """The newest bundle (by manifest mtime) under ``exports/<model>/``, preferring those exported from
     ``checkpoint`` (manifest ``provenance.checkpoint_sha256``): an ad-hoc export of a trial checkpoint made after the
     release must not stand in for the release. None when the folder holds no bundle."""
-    import json
-
-    from camlab.contract.manifest import sha256_file
-
     found = sorted(Path(model_dir).glob(f"*/{MANIFEST_NAME}"), key=lambda p: p.stat().st_mtime)
     if not found:
         return None
@@ -195,8 +193,6 @@ def build_bundle(req: BundleRequest) -> Path:
                            "tools": _tool_versions()},
         }
         if req.checkpoint is not None:
-            from camlab.contract.manifest import sha256_file
-
             manifest["provenance"].update(checkpoint=str(req.checkpoint),
                                           checkpoint_sha256=sha256_file(req.checkpoint))
         validate_manifest(manifest, str(tmp / MANIFEST_NAME))
