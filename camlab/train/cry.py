@@ -107,6 +107,16 @@ def recipe_checkpoint(recipe: str) -> Path:
     return (out if out.is_absolute() else settings.project_root() / out) / "cry.pt"
 
 
+def seed_checkpoint(recipe: str, seed: int) -> Path:
+    """Where ``recipe`` trained with ``seed`` leaves its checkpoint: the recipe's own folder for the seed its YAML
+    names, ``<output_dir>_s<seed>`` for any other (the seed sweep of ``benchmarks/bench_cry_select.py``)."""
+    cfg = load_train_config(recipe)
+    if int(seed) == int(cfg.train.seed):
+        return recipe_checkpoint(recipe)
+    out = Path(f"{cfg.output_dir.rstrip('/')}_s{int(seed)}")
+    return (out if out.is_absolute() else settings.project_root() / out) / "cry.pt"
+
+
 def release_checkpoint() -> Path:
     """Where the release recipe leaves its checkpoint."""
     return recipe_checkpoint(RELEASE_RECIPE)

@@ -1,0 +1,151 @@
+"""Cry release selection over seeds (issue 20): which recipe ships, decided on validation figures alone.
+
+One training of a recipe is one draw: two seeds of the same recipe moved the held-out Tux Paint speech alarms from 13
+to 3 (``camlab/train/configs/cry_music.yaml``), as large as any recipe change measured so far. So a recipe replaces
+the release only on the mean over :data:`SEEDS` trainings, scored on the same validation clips in one run, by a rule
+fixed before the scores were read (:func:`choose`):
+
+1. the recipe with the highest mean validation F1 over the seeds ships (tie: fewer mean validation false alarms);
+2. of its seeds, the one with the highest validation F1 (tie: fewer false alarms, then the lower seed).
+
+Each checkpoint is scored at its own operating point (picked on training streams by the recipe). The validation clips
+are the split of :data:`EVAL_RECIPE`, whose no-cry sources include every other recipe's (checked: each recipe's own
+validation files must be among them). The sources no recipe trained on (Tux Paint, Hedgewars) are measured for every
+checkpoint and reported, never used to choose: choosing on them would spoil them as a test.
+``release_is_choice`` says whether :data:`camlab.train.cry.RELEASE_RECIPE` and the seed its YAML names are the rule's
+choice. Checkpoints come from ``camlab.train.cry.seed_checkpoint``; a missing one is listed with the command that
+trains it and the rule then runs on the seeds present only when every recipe has all of them (else no choice).
+Wall time: shared 2-core CPU.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from camlab.contract.manifest import sha256_file
+
+NAME = "cry_select"
+RECIPES = ("cry_sfx", "cry_music")
+SEEDS = (0, 1, 2)
+EVAL_RECIPE = "cry_music"
+RULE = ("highest mean validation F1 over the seeds (tie: fewer mean validation false alarms); then its seed with the "
+        "highest validation F1 (tie: fewer false alarms, then the lower seed); held-out sources reported, not used")
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "false_alarms", "nocry_hours", "onset_miss_rate",
+           "onset_to_alarm_s")
+
+
+def choose(rows: dict[str, list[dict]]) -> dict:
+    """The rule of this module on ``{recipe: [{"seed", "f1", "false_alarms"}, ...]}`` (every recipe the same
+    seeds): ``{"recipe", "seed", "mean_f1", "mean_false_alarms"}`` of the choice."""
+    if not rows or any(not r for r in rows.values()):
+        raise ValueError("choose: every recipe needs at least one scored seed")
+    seeds = {name: sorted(int(r["seed"]) for r in rs) for name, rs in rows.items()}
+    if len({tuple(s) for s in seeds.values()}) != 1:
+        raise ValueError(f"choose: recipes were scored on different seeds: {seeds}")
+
+    def mean(rs, key):
+        return sum(float(r[key]) for r in rs) / len(rs)
+
+    recipe = max(rows, key=lambda n: (mean(rows[n], "f1"), -mean(rows[n], "false_alarms")))
+    best = max(rows[recipe], key=lambda r: (float(r["f1"]), -float(r["false_alarms"]), -int(r["seed"])))
+    return {"recipe": recipe, "seed": int(best["seed"]), "mean_f1": mean(rows[recipe], "f1"),
+            "mean_false_alarms": mean(rows[recipe], "false_alarms")}
+
+
+def _data_cfg(recipe: str):
+    from camlab.data.audio import AudioDataConfig
+    from camlab.train.cry import load_train_config
+
+    return AudioDataConfig(**{k: getattr(load_train_config(recipe).data, k)
+                              for k in ("root", "val_fraction", "split_seed", "extra_negatives")})
+
+
+def _relative_files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def eval_split() -> Path:
+    """The validation folder every checkpoint is scored on (:data:`EVAL_RECIPE`'s), after checking that it holds
+    each recipe's own validation files."""
+    from camlab.data.audio import split_dir
+
+    val_dir = split_dir("val", _data_cfg(EVAL_RECIPE))
+    have = _relative_files(val_dir)
+    for recipe in RECIPES:
+        own = split_dir("val", _data_cfg(recipe))
+        missing = _relative_files(own) - have
+        if missing:
+            raise RuntimeError(f"{recipe}: {len(missing)} of its validation files are not in {EVAL_RECIPE}'s split "
+                               f"(e.g. {sorted(missing)[0]}): the recipes cannot be compared on one set of clips")
+    return val_dir
+
+
+def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet) -> dict:
+    """One checkpoint at its own operating point on the validation clips, and on the sources it never heard."""
+    from benchmarks.bench_cry import _groups, _held_out_counts, held_out_sources
+    from camlab.eval.audio import as_scorer, metrics_from_probs, stream_probabilities
+    from camlab.models.cry import load_checkpoint
+
+    model, meta = load_checkpoint(path)
+    trained_seed = int(((meta.get("train_config") or {}).get("train") or {}).get("seed", -1))
+    if trained_seed != int(seed):
+        raise RuntimeError(f"{path}: trained with seed {trained_seed}, expected seed {seed}")
+    sc = as_scorer(model)
+    m = metrics_from_probs(stream_probabilities(sc, val), sc.alarm)
+    groups = _groups(val, m["scores"], sc.alarm.threshold, val_dir)
+    extra = (meta.get("train_config", {}).get("data") or {}).get("extra_negatives") or ()
+    held = _held_out_counts(held_out_sources({"ours": sc}, yamnet, extra))
+    pooled = {src: {"false_alarms": sum(g.get("false_alarms", 0) for g in h.values()),
+                    "files": sum(g.get("files", 0) for g in h.values())}
+              for src, h in held.items() if "skipped" not in h}
+    return {"seed": int(seed), "checkpoint": str(path), "checkpoint_sha256": sha256_file(path),
+            **{k: m[k] for k in METRICS}, "decode": m["decode"],
+            "music_alarms": groups.get("nocry/music", {}).get("alarms"),
+            "music_clips": groups.get("nocry/music", {}).get("clips"),
+            "nocry_clip_alarms": sum(g["alarms"] for g in groups.values() if g["label"] == 0),
+            "held_out_sources": held, "held_out_pooled": pooled}
+
+
+def _summary(rows: list[dict]) -> dict:
+    import numpy as np
+
+    out = {}
+    for key in ("f1", "accuracy", "recall", "precision", "false_alarms", "nocry_clip_alarms", "music_alarms"):
+        v = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
+        if v.size:
+            out[key] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+    return out
+
+
+def run(recipes=RECIPES, seeds=SEEDS) -> dict:
+    """Every (recipe, seed) checkpoint present on the same validation clips; the rule's choice when all are."""
+    from camlab.eval.audio import load_eval_dir
+    from camlab.eval.yamnet import default_scorer
+    from camlab.train.cry import RELEASE_RECIPE, load_train_config, seed_checkpoint
+
+    t0 = time.perf_counter()
+    val_dir = eval_split()
+    val = load_eval_dir(val_dir)
+    yamnet = default_scorer()
+    rows: dict[str, list[dict]] = {}
+    missing: list[str] = []
+    for recipe in recipes:
+        rows[recipe] = []
+        for seed in seeds:
+            path = seed_checkpoint(recipe, seed)
+            if not path.is_file():
+                missing.append(f"{path}: not trained here (camlab train cry --config <{recipe} with train.seed: "
+                               f"{seed}> --out {path.parent})")
+                continue
+            print(f"   {recipe} seed {seed}", flush=True)
+            rows[recipe].append(score_checkpoint(path, seed, val, val_dir, yamnet))
+    choice = None if missing else choose({r: v for r, v in rows.items()})
+    release = {"recipe": RELEASE_RECIPE, "seed": int(load_train_config(RELEASE_RECIPE).train.seed)}
+    return {"rule": RULE, "recipes": list(recipes), "seeds": list(seeds), "eval_recipe": EVAL_RECIPE,
+            "split": {"dir": str(val_dir), "n_cry": len(val.cry), "n_nocry": len(val.nocry),
+                      "skipped": len(val.skipped)},
+            "per_seed": rows, "summary": {r: _summary(v) for r, v in rows.items()}, "missing": missing,
+            "choice": choice, "release": release,
+            "release_is_choice": None if choice is None else (choice["recipe"], choice["seed"]) ==
+            (release["recipe"], release["seed"]),
+            "eval_wall_s": round(time.perf_counter() - t0, 1)}

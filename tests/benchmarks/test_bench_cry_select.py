@@ -1,0 +1,42 @@
+"""The cry release rule: mean validation F1 over seeds picks the recipe, the best validation seed within it."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench_cry_select import RECIPES, choose
+from camlab.train.cry import load_train_config, recipe_checkpoint, seed_checkpoint
+
+
+def _row(seed, f1, fa):
+    return {"seed": seed, "f1": f1, "false_alarms": fa}
+
+
+def test_the_recipe_with_the_best_mean_wins_not_the_best_single_seed():
+    rows = {"lucky": [_row(0, 0.95, 2), _row(1, 0.80, 2)],       # best single seed, worse mean
+            "steady": [_row(0, 0.90, 3), _row(1, 0.89, 1)]}
+    assert choose(rows) == {"recipe": "steady", "seed": 0, "mean_f1": pytest.approx(0.895),
+                            "mean_false_alarms": 2.0}
+
+
+def test_ties_go_to_fewer_false_alarms_then_the_lower_seed():
+    rows = {"a": [_row(0, 0.9, 4), _row(1, 0.9, 4)], "b": [_row(0, 0.9, 2), _row(1, 0.9, 2)]}
+    assert choose(rows)["recipe"] == "b"
+    assert choose(rows)["seed"] == 0
+    rows = {"a": [_row(0, 0.9, 4), _row(1, 0.9, 1)]}
+    assert choose(rows)["seed"] == 1
+
+
+def test_recipes_scored_on_different_seeds_are_not_compared():
+    with pytest.raises(ValueError, match="different seeds"):
+        choose({"a": [_row(0, 0.9, 1), _row(1, 0.9, 1)], "b": [_row(0, 0.9, 1)]})
+    with pytest.raises(ValueError, match="at least one"):
+        choose({"a": [_row(0, 0.9, 1)], "b": []})
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_seed_checkpoint_is_the_recipe_folder_for_its_own_seed_and_a_suffixed_one_otherwise(recipe):
+    own = int(load_train_config(recipe).train.seed)
+    assert seed_checkpoint(recipe, own) == recipe_checkpoint(recipe)
+    other = seed_checkpoint(recipe, own + 5)
+    assert other.name == "cry.pt"
+    assert other.parent.name == f"{recipe_checkpoint(recipe).parent.name}_s{own + 5}"
