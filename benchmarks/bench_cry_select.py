@@ -95,15 +95,21 @@ def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet) -> dict:
     groups = _groups(val, m["scores"], sc.alarm.threshold, val_dir)
     extra = (meta.get("train_config", {}).get("data") or {}).get("extra_negatives") or ()
     held = _held_out_counts(held_out_sources({"ours": sc}, yamnet, extra))
-    pooled = {src: {"false_alarms": sum(g.get("false_alarms", 0) for g in h.values()),
-                    "files": sum(g.get("files", 0) for g in h.values())}
-              for src, h in held.items() if "skipped" not in h}
+    pooled = pooled_counts(held)
     return {"seed": int(seed), "checkpoint": str(path), "checkpoint_sha256": sha256_file(path),
             **{k: m[k] for k in METRICS}, "decode": m["decode"],
             "music_alarms": groups.get("nocry/music", {}).get("alarms"),
             "music_clips": groups.get("nocry/music", {}).get("clips"),
             "nocry_clip_alarms": sum(g["alarms"] for g in groups.values() if g["label"] == 0),
             "held_out_sources": held, "held_out_pooled": pooled}
+
+
+def pooled_counts(held: dict) -> dict:
+    """Per held-out source: false alarms and files over its groups (the source's own ``pooled`` entry, a sum of
+    the same groups, left out), from ``bench_cry._held_out_counts`` output."""
+    return {src: {"false_alarms": sum(g.get("false_alarms", 0) for k, g in h.items() if k != "pooled"),
+                  "files": sum(g.get("files", 0) for k, g in h.items() if k != "pooled")}
+            for src, h in held.items() if "skipped" not in h}
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -114,6 +120,10 @@ def _summary(rows: list[dict]) -> dict:
         v = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
         if v.size:
             out[key] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+    for src in sorted({s for r in rows for s in r.get("held_out_pooled", {})}):
+        v = np.array([r["held_out_pooled"][src]["false_alarms"] for r in rows if src in r.get("held_out_pooled", {})],
+                     dtype=float)
+        out[f"held_out_{src}_false_alarms"] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
     return out
 
 

@@ -40,3 +40,13 @@ def test_seed_checkpoint_is_the_recipe_folder_for_its_own_seed_and_a_suffixed_on
     other = seed_checkpoint(recipe, own + 5)
     assert other.name == "cry.pt"
     assert other.parent.name == f"{recipe_checkpoint(recipe).parent.name}_s{own + 5}"
+
+
+def test_held_out_pooled_counts_each_group_once():
+    from benchmarks.bench_cry_select import pooled_counts
+
+    held = {"tuxpaint": {"speech": {"files": 10, "hours": 1.0, "false_alarms": 4},
+                         "effects": {"files": 5, "hours": 0.1, "false_alarms": 11},
+                         "pooled": {"false_alarms": 15, "hours": 1.1}},       # held_out_source's own sum
+            "hedgewars": {"skipped": "not installed"}}
+    assert pooled_counts(held) == {"tuxpaint": {"false_alarms": 15, "files": 15}}
