@@ -4,16 +4,16 @@
 # (sounds GFDL-1.3), held out of every cry recipe: the cry benchmark's never-heard sources; it implies --train-audio.
 # --train-audio adds the game/desktop sound effects the release cry recipe trains on as negatives (~500 MB download;
 # camlab/data/packaged_audio.py lists them with their licences; used for training only, never redistributed).
-# --data also adds the Wesnoth soundtrack (wesnoth-1.16-music, GPL-2+, 2.1 h of orchestral music, 153 MB) that the
-# cry_music trial recipe reads in place (camlab.data.audio.MUSIC_NEGATIVES).
+# --train-audio also adds the Wesnoth soundtrack (wesnoth-1.16-music, GPL-2+, 2.1 h of orchestral music, 153 MB) that the
+# release cry recipe (cry_music) reads in place (camlab.data.audio.MUSIC_NEGATIVES).
 set -uo pipefail
 PKGS=(mosquitto chromium iptables iproute2 libspeexdsp1
   asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav
   asterisk-core-sounds-ru-wav asterisk-moh-opsound-wav)
 TRAIN_AUDIO=(supertux-data colobot-common-sounds extremetuxracer-data frozen-bubble-data sound-theme-freedesktop
-  warzone2100-data gcompris-qt-data)
+  warzone2100-data gcompris-qt-data wesnoth-1.16-music)
 [ "${1:-}" = "--train-audio" ] && PKGS+=("${TRAIN_AUDIO[@]}")
-[ "${1:-}" = "--data" ] && PKGS+=(tuxpaint-stamps-default hedgewars-data wesnoth-1.16-music "${TRAIN_AUDIO[@]}")
+[ "${1:-}" = "--data" ] && PKGS+=(tuxpaint-stamps-default hedgewars-data "${TRAIN_AUDIO[@]}")
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -36,8 +36,8 @@ AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", "
 # Debian-packaged real speech and music (scripts/system_deps.sh); read in place, never copied.
 SYSTEM_NEGATIVES = ("/usr/share/asterisk/sounds", "/usr/share/asterisk/moh")
 # Wesnoth's orchestral soundtrack (Debian wesnoth-1.16-music, GPL-2+, 41 tracks, 2.1 h, 44.1 kHz): strings, brass
-# and woodwinds held like a cry; read in place by the cry_music trial recipe, never redistributed
-# (`scripts/system_deps.sh --data` installs it).
+# and woodwinds held like a cry; read in place by the cry_music release recipe, never redistributed
+# (`scripts/system_deps.sh --train-audio`, run by `make models`, installs it; `--data` too).
 MUSIC_PACKAGE = "wesnoth-1.16-music"
 MUSIC_NEGATIVES = "/usr/share/games/wesnoth/1.16/data/core/music"
 # Long no-cry files are split in time (the tail to validation), except music: a track's halves are one piece, so

@@ -96,9 +96,10 @@ class TrainResult:
     val_dir: Path | None = None
 
 
-#: the recipe ``make models`` ships (issue 20: hard negatives, packaged sound effects, YAMNet teacher); benches and
-#: exports find its checkpoint through :func:`release_checkpoint`
-RELEASE_RECIPE = "cry_sfx"
+#: the recipe ``make models`` ships (issue 20: hard negatives, packaged sound effects, music, YAMNet teacher; chosen
+#: over seeds by ``benchmarks/bench_cry_select.py``); benches and exports find its checkpoint through
+#: :func:`release_checkpoint`
+RELEASE_RECIPE = "cry_music"
 
 
 def recipe_checkpoint(recipe: str) -> Path:

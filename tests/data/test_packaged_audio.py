@@ -134,15 +134,17 @@ def test_the_real_gcompris_resource_yields_decodable_animal_sounds():
 
 
 def test_the_install_script_installs_every_packaged_source():
-    """scripts/system_deps.sh --train-audio is where the packages come from: it must list exactly these; --data adds
-    the music the cry_music trial recipe reads in place."""
+    """scripts/system_deps.sh --train-audio (run by make models) is where the packages come from: it must list
+    exactly these plus the music the release cry recipe reads in place; --data (make bench) implies it."""
     import re
 
-    from camlab.data.audio import MUSIC_PACKAGE
+    from camlab.data.audio import MUSIC_NEGATIVES, MUSIC_PACKAGE
+    from camlab.train.cry import RELEASE_RECIPE, load_train_config
 
     script = (Path(__file__).resolve().parents[2] / "scripts" / "system_deps.sh").read_text()
     m = re.search(r"TRAIN_AUDIO=\(([^)]*)\)", script)
     assert m, "scripts/system_deps.sh: no TRAIN_AUDIO=(...) list"
-    assert sorted(m.group(1).split()) == sorted(pa.PACKAGES)
+    assert MUSIC_NEGATIVES in load_train_config(RELEASE_RECIPE).data.extra_negatives
+    assert sorted(m.group(1).split()) == sorted([*pa.PACKAGES, MUSIC_PACKAGE])
     data = re.search(r'"--data" \] && PKGS\+=\(([^)]*)\)', script)
-    assert data and MUSIC_PACKAGE in data.group(1).split()
+    assert data and '"${TRAIN_AUDIO[@]}"' in data.group(1).split()
