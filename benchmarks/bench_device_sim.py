@@ -6,8 +6,8 @@ hops (preprocess, postprocess, cry features) as measured on this host): at the s
 both with the 640x360 H.264 substream at 15 fps and the detector on every substream frame (15 fps) while
 the motion gate is open. The top-level keys are the 1080p run's, unless
 its measured CPU budget exceeds the host cores, in which case they come from the 720p run (``fallback`` says so);
-``runs`` holds both. Bundles: the newest trained detector/cry bundles under ``exports/`` when they exist and list
-rv1106, otherwise the probe bundles built here (``bundles.kind``: a hand-written INT8 QDQ brightness detector and
+``runs`` holds both. Bundles: the release detector/cry bundles under ``exports/`` (each the newest valid export of its
+release checkpoint, else the newest valid bundle: :func:`_trained_bundles`) when they exist and list rv1106, otherwise the probe bundles built here (``bundles.kind``: a hand-written INT8 QDQ brightness detector and
 loudness cry model — valid bundles for timing the camera, not for accuracy). ``cpu_budget`` is host
 core-seconds per simulated second per component (time.process_time: CPU of every thread of the process while the
 component ran); ``real_time_factor`` is simulated seconds per host wall second of the whole simulation, sensor
@@ -186,21 +186,24 @@ def _bundle_roots() -> list[Path]:
 
 
 def _trained_bundles(chip: str) -> list[Path]:
-    """Newest detector and cry bundles listing ``chip`` from the first root of :func:`_bundle_roots` that has any."""
+    """The release detector and cry bundles listing ``chip`` (``camlab.deploy.bundle.newest_bundle_of``: the newest
+    valid export of each release checkpoint, else the newest valid bundle) from the first root of
+    :func:`_bundle_roots` that has any."""
     from camlab.contract.manifest import load_bundle
+    from camlab.deploy.bundle import newest_bundle_of
+    from camlab.train import cry, detector
+
+    def usable(d: Path) -> bool:
+        try:
+            return chip in load_bundle(d).chips
+        except Exception:   # an invalid or tampered bundle is not timed
+            return False
+
     for root in _bundle_roots():
-        found: dict[str, tuple[str, Path]] = {}
-        for m in root.glob("*/*/manifest.json"):
-            try:
-                b = load_bundle(m.parent)
-            except Exception:
-                continue
-            if chip not in b.chips:
-                continue
-            if b.task not in found or b.version > found[b.task][0]:
-                found[b.task] = (b.version, m.parent)
+        found = [b for model, ckpt in (("detector", detector.release_checkpoint()), ("cry", cry.release_checkpoint()))
+                 if (b := newest_bundle_of(root / model, ckpt, accept=usable)) is not None]
         if found:
-            return [p for _, p in found.values()]
+            return found
     return []
 
 

@@ -56,11 +56,15 @@ STAGES = ("release", "demo", "dev")
 STAGE_ALIASES = ("release", "demo")   # registry aliases: the newest bundle of that stage
 
 
-def newest_bundle_of(model_dir: Path, checkpoint: Path | None = None) -> Path | None:
+def newest_bundle_of(model_dir: Path, checkpoint: Path | None = None,
+                     accept: Callable[[Path], bool] | None = None) -> Path | None:
     """The newest bundle (by manifest mtime) under ``exports/<model>/``, preferring those exported from
     ``checkpoint`` (manifest ``provenance.checkpoint_sha256``): an ad-hoc export of a trial checkpoint made after the
-    release must not stand in for the release. None when the folder holds no bundle."""
+    release must not stand in for the release. ``accept(bundle_dir)``: only bundles it returns True for (e.g. valid
+    for a chip). None when the folder holds no (accepted) bundle."""
     found = sorted(Path(model_dir).glob(f"*/{MANIFEST_NAME}"), key=lambda p: p.stat().st_mtime)
+    if accept is not None:
+        found = [m for m in found if accept(m.parent)]
     if not found:
         return None
     if checkpoint is not None and Path(checkpoint).is_file():
