@@ -13,8 +13,8 @@ are the split of :data:`EVAL_RECIPE`, whose no-cry sources include every other r
 validation files must be among them). The sources no recipe trained on (Tux Paint, Hedgewars) are measured for every
 checkpoint and reported, never used to choose: choosing on them would spoil them as a test.
 ``release_is_choice`` says whether :data:`camlab.train.cry.RELEASE_RECIPE` and the seed its YAML names are the rule's
-choice. Checkpoints come from ``camlab.train.cry.seed_checkpoint``; a missing one is listed with the command that
-trains it and the rule then runs on the seeds present only when every recipe has all of them (else no choice).
+choice. Checkpoints come from ``camlab.train.cry.seed_checkpoint``; a missing one is listed with how to train it,
+and then no choice is made (the rule needs every recipe on every seed).
 Wall time: shared 2-core CPU.
 """
 from __future__ import annotations
@@ -149,7 +149,7 @@ def run(recipes=RECIPES, seeds=SEEDS) -> dict:
                 continue
             print(f"   {recipe} seed {seed}", flush=True)
             rows[recipe].append(score_checkpoint(path, seed, val, val_dir, yamnet))
-    choice = None if missing else choose({r: v for r, v in rows.items()})
+    choice = None if missing else choose(rows)
     release = {"recipe": RELEASE_RECIPE, "seed": int(load_train_config(RELEASE_RECIPE).train.seed)}
     return {"rule": RULE, "recipes": list(recipes), "seeds": list(seeds), "eval_recipe": EVAL_RECIPE,
             "split": {"dir": str(val_dir), "n_cry": len(val.cry), "n_nocry": len(val.nocry),
