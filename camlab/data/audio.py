@@ -224,8 +224,8 @@ def build_index(root: str | Path | None = None, val_fraction: float = 0.25, seed
         extra = resolve_negative_folder(extra)
         if not Path(extra).is_dir():
             raise InputFileError(f"{extra}: hard-negative folder missing; `make sysdeps` installs the Debian speech "
-                                 "and music-on-hold packages, `scripts/system_deps.sh --data` the Wesnoth music "
-                                 "(scripts/system_deps.sh)")
+                                 "and music-on-hold packages, `scripts/system_deps.sh --train-audio` (run by "
+                                 "`make models`) the sound effects and the Wesnoth music")
         folders.append((0, Path(extra)))
     for label, folder in folders:
         for path in _files(folder):

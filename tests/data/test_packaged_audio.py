@@ -148,3 +148,13 @@ def test_the_install_script_installs_every_packaged_source():
     assert sorted(m.group(1).split()) == sorted([*pa.PACKAGES, MUSIC_PACKAGE])
     data = re.search(r'"--data" \] && PKGS\+=\(([^)]*)\)', script)
     assert data and '"${TRAIN_AUDIO[@]}"' in data.group(1).split()
+
+
+def test_a_missing_negative_folder_names_the_step_that_installs_the_release_sources(tmp_path):
+    """The release recipe's music comes from --train-audio (make models), so the error must say so."""
+    from camlab.data.audio import build_index
+
+    (tmp_path / "infant_cry").mkdir()
+    (tmp_path / "household").mkdir()
+    with pytest.raises(InputFileError, match=r"absent_music: .*system_deps.sh --train-audio.*make models"):
+        build_index(tmp_path, extra_negatives=(str(tmp_path / "absent_music"),))
