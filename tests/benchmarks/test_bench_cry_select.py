@@ -50,3 +50,16 @@ def test_held_out_pooled_counts_each_group_once():
                          "pooled": {"false_alarms": 15, "hours": 1.1}},       # held_out_source's own sum
             "hedgewars": {"skipped": "not installed"}}
     assert pooled_counts(held) == {"tuxpaint": {"false_alarms": 15, "files": 15}}
+
+
+def test_a_checkpoint_trained_with_another_seed_is_refused_with_its_path(tmp_path):
+    from benchmarks.bench_cry_select import score_checkpoint
+    from camlab.config import to_dict
+    from camlab.models import cry
+    from camlab.train.checkpoint import save_checkpoint
+
+    cfg = cry.CryModelConfig()
+    path = save_checkpoint(tmp_path / "cry.pt", kind="cry", model_config=to_dict(cfg),
+                           state_dict=cry.build_model(cfg).state_dict(), meta={"train_config": {"train": {"seed": 1}}})
+    with pytest.raises(RuntimeError, match=r"cry\.pt: trained with seed 1, expected seed 2"):
+        score_checkpoint(path, 2, val=None, val_dir=tmp_path, yamnet=None)
