@@ -74,7 +74,12 @@ def crop_16x9(img: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.ra
 
 def augment(aug, img: np.ndarray, boxes: np.ndarray, labels: np.ndarray, cfg: AugmentConfig,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply the 16:9 crop (with probability) and the albumentations pipeline; boxes normalized xyxy."""
+    """Apply the 16:9 crop (with probability) and the albumentations pipeline; boxes normalized xyxy.
+
+    Every random draw follows ``rng``: albumentations keeps its own generator, which is reseeded from ``rng`` per
+    call, so a training sample is a pure function of its (seed, epoch, index) and a recipe trains bit for bit again.
+    """
+    aug.set_random_seed(int(rng.integers(2**31 - 1)))
     if rng.random() < cfg.crop_16x9_p:
         img, boxes, labels = crop_16x9(img, boxes, labels, rng, cfg.min_visibility)
     out = aug(image=img, bboxes=np.asarray(boxes, np.float32).reshape(-1, 4), labels=np.asarray(labels))

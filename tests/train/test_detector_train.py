@@ -99,3 +99,20 @@ def test_torchrun_two_processes(tmp_path):
     # DDP: 24 images / 2 ranks / batch 4 = 3 steps per epoch per rank
     assert ck["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+
+
+def test_same_recipe_trains_bit_for_bit(tmp_path):
+    """Two trainings of one config (augmentation on, one loader worker as the release recipe runs) end with the
+    same weights: a release figure must be reproducible by `make models`, not a draw (issue 19)."""
+    from camlab.train.detector import train
+
+    weights = []
+    for k in (1, 2):
+        cfg = _config(tmp_path, log_mlflow=False, workers=1, out_dir=str(tmp_path / f"out{k}"),
+                      optim={"epochs": 1, "batch_size": 8, "lr": 0.003, "max_steps": 3},
+                      augment={"mosaic_p": 0.5}, calibrate={"max_images": 8})
+        res = train(cfg)
+        weights.append(torch.load(res.checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
