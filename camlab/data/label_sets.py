@@ -13,9 +13,15 @@ the frame edge unboxed). Its boxes stay positives, but a place without a box is 
 such an image is no negative for it, in training (loss masked where the model already sees the class,
 :mod:`camlab.train.detector_loss`), in threshold calibration and in the federated false-positive rates. A registry
 line declares it as ``source: {labels: [person], not_exhaustive: [person]}``.
+
+A registry line may also declare ``display_aspect: "W:H"``: the aspect the source's pictures were taken at, when its
+exporter stretched them to another (Roboflow's "stretch to 640x640" of 16:9 CCTV video). Every reader then resizes
+the stored pixels back to that aspect (:func:`camlab.data.render.sample_rgb`), so the detector trains and is scored
+on the geometry the camera's 16:9 substream has; normalized boxes stay valid under that resize.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,24 +57,45 @@ def _parse_classes(names: list, where: str, allow_empty: bool = False) -> tuple[
     return tuple(mask)
 
 
-def _parse_entry(value, where: str) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
-    """(labelled, not exhaustive) masks of one registry line: a class list, or {labels: [...], not_exhaustive: [...]}."""
+@dataclass(frozen=True)
+class SourceEntry:
+    """One registry line: which classes the source labels, which of them not exhaustively, its display aspect."""
+    labelled: tuple[bool, ...]
+    incomplete: tuple[bool, ...] = NONE_INCOMPLETE
+    display_aspect: float | None = None     # width / height the pictures were taken at (None: as stored)
+
+
+def _parse_aspect(value, where: str) -> float:
+    parts = str(value).split(":") if isinstance(value, str) else []
+    try:
+        w, h = (float(p) for p in parts) if len(parts) == 2 else (0.0, 0.0)
+    except ValueError:
+        w = h = 0.0
+    if not (w > 0 and h > 0):
+        raise ConfigError(f"{where}: expected an aspect as \"W:H\" with W, H > 0 (e.g. \"16:9\"), got {value!r}")
+    return w / h
+
+
+def _parse_entry(value, where: str) -> SourceEntry:
+    """One registry line: a class list, or {labels: [...], not_exhaustive: [...], display_aspect: "W:H"}."""
     if not isinstance(value, dict):
-        return _parse_classes(value, where), NONE_INCOMPLETE
-    unknown = set(value) - {"labels", "not_exhaustive"}
+        return SourceEntry(_parse_classes(value, where))
+    unknown = set(value) - {"labels", "not_exhaustive", "display_aspect"}
     if unknown or "labels" not in value:
-        raise ConfigError(f"{where}: expected `[classes]` or `{{labels: [classes], not_exhaustive: [classes]}}`, "
-                          f"got keys {sorted(map(str, value))}")
+        raise ConfigError(f"{where}: expected `[classes]` or `{{labels: [classes], not_exhaustive: [classes], "
+                          f"display_aspect: \"W:H\"}}`, got keys {sorted(map(str, value))}")
     labelled = _parse_classes(value["labels"], f"{where}.labels")
     incomplete = _parse_classes(value.get("not_exhaustive") or [], f"{where}.not_exhaustive", allow_empty=True)
     stray = [c for c, i, l in zip(CLASSES, incomplete, labelled) if i and not l]
     if stray:
         raise ConfigError(f"{where}.not_exhaustive: {stray} not in labels (only a labelled class can be incomplete)")
-    return labelled, incomplete
+    aspect = value.get("display_aspect")
+    return SourceEntry(labelled, incomplete,
+                       None if aspect is None else _parse_aspect(aspect, f"{where}.display_aspect"))
 
 
 @lru_cache(maxsize=4)
-def _registry(path: str) -> dict[str, tuple[tuple[bool, ...], tuple[bool, ...]]]:
+def _registry(path: str) -> dict[str, SourceEntry]:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"{p}: label-set registry missing (one line per source: `name: [person, ...]`)")
@@ -83,7 +110,11 @@ def _registry(path: str) -> dict[str, tuple[tuple[bool, ...], tuple[bool, ...]]]
 
 def registry() -> dict[str, tuple[bool, ...]]:
     """Source -> which classes it labels."""
-    return {k: v[0] for k, v in _registry(str(settings.project_root() / REGISTRY)).items()}
+    return {k: v.labelled for k, v in _registry(str(settings.project_root() / REGISTRY)).items()}
+
+
+def _entry(folder: str | Path) -> SourceEntry | None:
+    return _registry(str(settings.project_root() / REGISTRY)).get(source_name(folder))
 
 
 def declared_sets(folder: str | Path, default: tuple[bool, ...] | None = None
@@ -98,9 +129,9 @@ def declared_sets(folder: str | Path, default: tuple[bool, ...] | None = None
                      if ln.strip() and not ln.lstrip().startswith("#")]
             return _parse_classes(names, str(cand)), NONE_INCOMPLETE
     src = source_name(folder)
-    entry = _registry(str(settings.project_root() / REGISTRY)).get(src)
+    entry = _entry(folder)
     if entry is not None:
-        return entry
+        return entry.labelled, entry.incomplete
     if default is not None:
         return default, NONE_INCOMPLETE
     raise InputFileError(f"{folder}: no declared label set (which classes does this source label exhaustively?); "
@@ -116,6 +147,17 @@ def label_set(folder: str | Path, default: tuple[bool, ...] | None = None) -> tu
 def incomplete_set(folder: str | Path) -> tuple[bool, ...]:
     """Per class, whether the folder's source labels it but not every instance (LVIS ``not_exhaustive``)."""
     return declared_sets(folder)[1]
+
+
+def display_aspect(folder: str | Path) -> float | None:
+    """Width / height the folder's pictures were taken at when its exporter stretched them (registry
+    ``display_aspect``), else None (shown as stored). A folder declaring itself in a ``label_set.txt`` is shown as
+    stored (that file holds classes only)."""
+    folder = Path(folder)
+    if (folder / LOCAL_FILE).is_file() or (folder.parent / LOCAL_FILE).is_file():
+        return None
+    entry = _entry(folder)
+    return None if entry is None else entry.display_aspect
 
 
 def describe(mask: tuple[bool, ...]) -> list[str]:

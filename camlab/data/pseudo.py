@@ -26,21 +26,23 @@ from camlab import settings
 from camlab.data.classes import CLASSES
 
 
-def _cache_file(image: Path, teacher_sha: str) -> Path:
+def _cache_file(image: Path, teacher_sha: str, aspect: float | None = None) -> Path:
     st = image.stat()
-    key = hashlib.sha256(f"{teacher_sha}:{image.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+    shown = "" if aspect is None else f":aspect={aspect:.6f}"   # the teacher saw the picture at that geometry
+    key = hashlib.sha256(f"{teacher_sha}:{image.resolve()}:{st.st_size}:{st.st_mtime_ns}{shown}".encode()).hexdigest()
     return settings.project_root() / ".cache" / "pseudo" / key[:2] / f"{key}.json"
 
 
-def teacher_boxes(image: Path, teacher) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(normalized xyxy boxes, scores, classes) of the teacher on one image (cached)."""
-    from camlab.data.render import read_rgb
+def teacher_boxes(sample, teacher) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(normalized xyxy boxes, scores, classes) of the teacher on one sample's picture as its camera framed it
+    (:func:`camlab.data.render.sample_rgb`; cached)."""
+    from camlab.data.render import sample_rgb
     from camlab.io_utils import atomic_write_json
-    cache = _cache_file(image, teacher.sha256)
+    cache = _cache_file(sample.image, teacher.sha256, sample.display_aspect)
     if cache.is_file():
         d = json.loads(cache.read_text())
     else:
-        rgb = read_rgb(image)
+        rgb = sample_rgb(sample)
         h, w = rgb.shape[:2]
         b, s, c = teacher.detect(rgb)
         keep = s >= 0.3
@@ -68,7 +70,7 @@ def add_pseudo_labels(samples: list, teacher, score: float = 0.5, *, fill_not_ex
         if not (unlabelled | incomplete).any():
             out.append(s)
             continue
-        b, sc, c = teacher_boxes(s.image, teacher)
+        b, sc, c = teacher_boxes(s, teacher)
         keep = (sc >= score) & (unlabelled | incomplete)[c] if len(c) else np.zeros(0, bool)
         b, c = b[keep], c[keep]
         if len(b) and len(s.boxes):

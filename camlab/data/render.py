@@ -104,6 +104,26 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def restore_aspect(rgb: np.ndarray, aspect: float | None) -> np.ndarray:
+    """The picture at ``aspect`` (width / height) again when an exporter stretched it: the longer side is shrunk
+    (area resampling), never a side upsampled; None, or an aspect already within half a pixel, returns ``rgb``."""
+    import cv2
+
+    if aspect is None:
+        return rgb
+    h, w = rgb.shape[:2]
+    nw, nh = (w, max(1, int(round(w / aspect)))) if w / h < aspect else (max(1, int(round(h * aspect))), h)
+    if (nw, nh) == (w, h):
+        return rgb
+    return cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+def sample_rgb(sample, path: str | Path | None = None) -> np.ndarray:
+    """RGB uint8 of a detection sample as its camera framed it: ``path`` (a rendering of it) or its image file,
+    resized back to the source's ``display_aspect`` (:mod:`camlab.data.label_sets`)."""
+    return restore_aspect(read_rgb(path if path is not None else sample.image), getattr(sample, "display_aspect", None))
+
+
 def even_size(rgb: np.ndarray, max_side: int) -> np.ndarray:
     """Resize to even width/height (the ISP's NV12 needs them), long side at most ``max_side``."""
     import cv2
@@ -236,10 +256,10 @@ def calibration_inputs(n: int, seed: int = 0, *, model_config: dict | None = Non
     cfg = DetectorConfig.from_dict(model_config) if model_config else DetectorConfig()
     spec = manifest_io(cfg)["inputs"][0]
     mpath = Path(manifest) if manifest else settings.detector_split_manifest()
-    images: list[Path] = []
+    images: list = []     # detection samples (display aspect known), or bare image paths of the demo slice
     if mpath.is_file():
         try:
-            images = [s.image for s in load_split(mpath, "train")[0]]
+            images = load_split(mpath, "train")[0]
         except InputFileError:  # a manifest of another data root: fall back to the demo slice below
             images = []
     if not images:  # a clone without ../shared/data: the embedded demo slice
@@ -252,11 +272,14 @@ def calibration_inputs(n: int, seed: int = 0, *, model_config: dict | None = Non
     rcfg = RenderConfig()
     out = np.empty((n, 3, cfg.input_height, cfg.input_width), np.float32)
     for i, idx in enumerate(picks):
-        img = images[int(idx)]
+        item = images[int(idx)]
+        img = item if isinstance(item, Path) else item.image
+        aspect = None if isinstance(item, Path) else item.display_aspect
         try:
             rgb = read_rgb(rendered(img, variant_params(img, i % rcfg.variants, rcfg, seed), rcfg))
         except ImportError:
             rgb = read_rgb(img)
+        rgb = restore_aspect(rgb, aspect)
         lb_img, _, _ = letterbox(rgb, np.zeros((0, 4), np.float32), cfg.input_width, cfg.input_height)
         out[i] = normalize(lb_img, spec)[0]
     return out

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from camlab.data.classes import CLASSES, class_map_for, is_known_name
-from camlab.data.label_sets import declared_sets
+from camlab.data.label_sets import declared_sets, display_aspect
 from camlab.errors import InputFileError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -38,6 +38,9 @@ class Sample:
     #: per class, labelled but not every instance boxed (LVIS ``not_exhaustive``): the boxes are positives, the
     #: rest of the image is not known to be free of the class
     incomplete: tuple[bool, ...] = (False,) * len(CLASSES)
+    #: width / height the picture was taken at when its exporter stretched it (registry ``display_aspect``);
+    #: read it with :func:`camlab.data.render.sample_rgb`, which restores that geometry
+    display_aspect: float | None = None
 
     def has(self, cls: int) -> bool:
         return bool(np.any(self.labels == cls))
@@ -184,6 +187,7 @@ def load_yolo_folder(folder: str | Path, *, strict: bool = False, dataset: str |
     if not images:
         raise InputFileError(f"{folder / 'images'}: empty folder; expected {'/'.join(IMAGE_EXTS)} images")
     labelled, incomplete = declared_sets(folder)
+    aspect = display_aspect(folder)
     samples: list[Sample] = []
     for img in images:
         bad = _image_readable_header(img)
@@ -212,7 +216,7 @@ def load_yolo_folder(folder: str | Path, *, strict: bool = False, dataset: str |
         report.n_dropped_boxes += int(np.sum(mapped < 0)) - int(sum(1 for i in ids if i in unknown_ids))
         keep = mapped >= 0
         s = Sample(image=img, boxes=boxes[keep], labels=mapped[keep], source=source_id(img.stem), dataset=dataset,
-                   labelled=labelled, incomplete=incomplete)
+                   labelled=labelled, incomplete=incomplete, display_aspect=aspect)
         for c in s.labels:
             report.boxes_per_class[CLASSES[c]] += 1
         report.n_images += 1

@@ -67,7 +67,7 @@ def detector_fidelity(bundle_dir: str | Path, data: Iterable[Any], max_images: i
     """FP32 vs INT8 of a detector bundle on ``data`` (YOLO folders or split manifests, see
     :func:`camlab.eval.detection.resolve_data`): output cosine, detection agreement, presence agreement."""
     from camlab.contract.detection import postprocess, preprocess, score_thresholds
-    from camlab.data.render import read_rgb
+    from camlab.data.render import sample_rgb
     from camlab.errors import InputFileError
     from camlab.eval.detection import load_model_any, resolve_data
 
@@ -85,7 +85,7 @@ def detector_fidelity(bundle_dir: str | Path, data: Iterable[Any], max_images: i
     same_presence = 0
     for s in samples:
         try:
-            rgb = read_rgb(s.image)
+            rgb = sample_rgb(s)
         except InputFileError:
             continue
         x, lb = preprocess(rgb, in_spec)

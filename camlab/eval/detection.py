@@ -199,7 +199,7 @@ def _score_rows(model: Any, samples: list, *, strips: bool, show_progress: bool 
     """One row per readable image (``strips``: per image's empty-scene strip) with the highest detection score per
     class, ground truth present (whole images; a strip holds nothing), and whether its source labels each class
     (``labelled``) and labels it exhaustively (``exhaustive``, LVIS ``not_exhaustive`` aside)."""
-    from camlab.data.render import read_rgb
+    from camlab.data.render import sample_rgb
     from camlab.train.common import progress
 
     detect = _detector_fn(model)
@@ -210,7 +210,7 @@ def _score_rows(model: Any, samples: list, *, strips: bool, show_progress: bool 
         if strips and box is None:
             continue
         try:
-            rgb = read_rgb(s.image)
+            rgb = sample_rgb(s)
         except InputFileError:
             continue
         det = detect(crop_rgb(rgb, box) if strips else rgb)
@@ -488,7 +488,7 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
     import torch
 
     from camlab.contract.detection import postprocess, preprocess, score_thresholds
-    from camlab.data.render import read_rgb
+    from camlab.data.render import sample_rgb
     from camlab.data.splits import count
     from camlab.train.common import progress
 
@@ -541,7 +541,7 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
     ann_id = 1
     for s in progress(samples, desc="evaluate", enabled=show_progress):
         try:
-            rgb = read_rgb(s.image)
+            rgb = sample_rgb(s)
         except InputFileError as exc:
             skipped.append({"file": str(s.image), "reason": str(exc)})
             continue

@@ -213,14 +213,14 @@ class DetectionDataset:
         self.epoch = epoch
 
     def _image(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        from camlab.data.render import read_rgb, rendered, variant_params
+        from camlab.data.render import rendered, sample_rgb, variant_params
 
         s = self.samples[i]
         r = self.cfg.render
         if self.train and r.enabled and rng.random() >= r.p_original:
             k = int(rng.integers(r.variants))
-            return read_rgb(rendered(s.image, variant_params(s.image, k, r, self.cfg.seed), r))
-        return read_rgb(s.image)
+            return sample_rgb(s, rendered(s.image, variant_params(s.image, k, r, self.cfg.seed), r))
+        return sample_rgb(s)
 
     def __getitem__(self, i: int):
         import torch

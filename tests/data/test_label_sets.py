@@ -256,3 +256,65 @@ def test_confident_person_off_the_boxes_of_a_not_exhaustive_source_is_not_taught
     else:
         assert torch.allclose(g_incomplete, g_exhaustive)
     assert float(g_incomplete[~off_box].abs().min()) > 0               # the boxed person still learns
+
+
+def test_registry_line_can_restore_an_exporters_stretch(tmp_path, monkeypatch):
+    """persons_cctv's exporter stretched 16:9 video frames to 640x640 (../shared/data/SOURCES.md): its registry line
+    declares `display_aspect: "16:9"`, the loader carries it on every sample, and every reader (training,
+    calibration, evaluation, teacher) sees the frame at that aspect, width kept, boxes unchanged (they are
+    normalized); a malformed aspect is refused naming the source and the field."""
+    import dataclasses
+
+    from camlab.data import label_sets
+    from camlab.data.render import sample_rgb
+
+    assert label_sets.display_aspect("persons_cctv/train") == pytest.approx(16 / 9)
+    assert label_sets.display_aspect("coco128/train2017") is None
+    tuning = label_sets.settings.project_root() / "camlab" / "isp" / "tuning"
+    reg = tmp_path / "datasets" / "label_sets.yaml"
+    reg.parent.mkdir()
+    monkeypatch.setattr(label_sets.settings, "project_root", lambda: tmp_path)
+    for bad in ('"16x9"', '"0:9"', "1.7", '"16:9:1"', '"-4:3"'):
+        reg.write_text(f'cam: {{labels: [person], display_aspect: {bad}}}\n')
+        label_sets._registry.cache_clear()
+        with pytest.raises(ConfigError, match=r"cam.*display_aspect.*W:H"):
+            label_sets.display_aspect("cam/train")
+    reg.write_text('cam: {labels: [person], display_aspect: "16:9"}\n')
+    label_sets._registry.cache_clear()
+    try:
+        root = make_yolo_folder(tmp_path / "cam" / "train", 3, negatives=0, seed=7, size=(160, 160))
+        (root / "label_set.txt").unlink()
+        samples, _ = load_yolo_folder(root)
+        assert label_sets.label_set("cam/train") == (True, False, False)
+        for s in samples:
+            assert s.display_aspect == pytest.approx(16 / 9)
+            rgb = sample_rgb(s)
+            assert rgb.shape == (90, 160, 3)           # 160x160 stored -> 160x90 shown, never upsampled
+            tall = dataclasses.replace(s, display_aspect=9 / 16)
+            assert sample_rgb(tall).shape == (160, 90, 3)
+            assert sample_rgb(dataclasses.replace(s, display_aspect=None)).shape == (160, 160, 3)
+
+        # the readers go through sample_rgb: the training set, a camera-domain rendering, the teacher
+        from camlab.data.pseudo import add_pseudo_labels
+        from camlab.train.detector import DetectionDataset, load_train_config
+
+        ds = DetectionDataset(samples, load_train_config({"render": {
+            "p_original": 0.0, "variants": 1, "day_tuning": str(tuning / "sc3336_day.yaml"),
+            "ir_tuning": str(tuning / "sc3336_ir.yaml")}}),
+                              train=False, seed=0)
+        assert ds._image(0, np.random.default_rng(0)).shape == (90, 160, 3)
+        ds.train = True     # the rendered variant (sensor + ISP at the stored size) is restored as well
+        assert ds._image(0, np.random.default_rng(0)).shape == (90, 160, 3)
+
+        class Teacher:
+            sha256 = "test-teacher-aspect"
+            shapes: list = []
+
+            def detect(self, rgb):
+                Teacher.shapes.append(rgb.shape)
+                return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+
+        add_pseudo_labels(samples, Teacher(), 0.5)
+        assert Teacher.shapes == [(90, 160, 3)] * len(samples)
+    finally:
+        label_sets._registry.cache_clear()

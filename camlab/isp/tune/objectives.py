@@ -271,7 +271,7 @@ def detection_set(n: int, offset: int, iso: float, *, model: str | Path | None =
     deterministic interleave (tuning and held-out sets take disjoint offsets); ``model``: a bundle directory (its
     INT8 model) or a checkpoint, :func:`release_model` by default."""
     from camlab import settings
-    from camlab.data.render import read_rgb
+    from camlab.data.render import sample_rgb
     from camlab.eval.detection import load_model_any, resolve_data
 
     ckpt = Path(model) if model is not None else release_model()
@@ -284,7 +284,7 @@ def detection_set(n: int, offset: int, iso: float, *, model: str | Path | None =
         raise InputFileError(f"detection objective: only {len(order)} validation images in the person-labelled "
                              f"interleave, {offset + n} asked")
     predict, io_, _ = load_model_any(ckpt)
-    return DetectionSet(pick, [resize_even(read_rgb(s.image), max_side) for s in pick], predict, io_, iso, seed,
+    return DetectionSet(pick, [resize_even(sample_rgb(s), max_side) for s in pick], predict, io_, iso, seed,
                         str(ckpt))
 
 
