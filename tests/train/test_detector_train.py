@@ -116,3 +116,19 @@ def test_same_recipe_trains_bit_for_bit(tmp_path):
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[1][name]), name
+
+
+def test_checkpoint_match_tells_a_reproduced_training_from_another(tmp_path):
+    """benchmarks.checkpoint_match: identical for a retraining of the same config, different for another seed."""
+    from benchmarks.checkpoint_match import compare
+    from camlab.train.detector import train
+
+    ckpts = []
+    for k, seed in ((1, 0), (2, 0), (3, 1)):
+        cfg = _config(tmp_path, log_mlflow=False, workers=0, seed=seed, out_dir=str(tmp_path / f"out{k}"),
+                      optim={"epochs": 1, "batch_size": 8, "lr": 0.003, "max_steps": 2}, calibrate={"max_images": 8})
+        ckpts.append(train(cfg).checkpoint)
+    same = compare(ckpts[0], ckpts[1])
+    assert same["identical"] and same["tensors_equal"] == same["tensors_a"] and same["max_abs_weight_diff"] == 0.0
+    other = compare(ckpts[0], ckpts[2])
+    assert not other["identical"] and other["max_abs_weight_diff"] > 0
