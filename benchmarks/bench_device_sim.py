@@ -110,9 +110,10 @@ def _write_bundle(root: Path, manifest: dict, chips: list[str], npu_ms: float) -
 
 
 def probe_detector_bundle(root: Path, chips=("rv1106",), size=(128, 96), npu_ms: float = 12.0,
-                          threshold: float = 0.6, classes=("person", "pet", "vehicle")) -> Path:
+                          threshold: float = 0.6, classes=("person", "pet", "vehicle"), box_px: int = 32) -> Path:
     """A valid INT8 QDQ detection bundle whose 'person' score is high where an 8x8 cell is brighter than
-    ``threshold`` (pet/vehicle never fire); boxes are 32x32 input px around the cell. Decodes with the contract."""
+    ``threshold`` (pet/vehicle never fire); boxes are ``box_px`` square input px around the cell. Decodes with the
+    contract."""
     from onnx import TensorProto, helper
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ def probe_detector_bundle(root: Path, chips=("rv1106",), size=(128, 96), npu_ms:
         bc[0] = -30.0 * threshold
         _qconv(nodes, inits, x, "cls_raw", wc, bc, 8)
         _qconv(nodes, inits, x, "box_raw", np.full((4, 3, 8, 8), 1e-4, np.float32),
-               np.full(4, np.log(2.0), np.float32), 8)
+               np.full(4, np.log(box_px / 16.0), np.float32), 8)
         nodes.append(helper.make_node("Identity", [_qdq(nodes, inits, "cls_raw", 16.0 / 127)], ["cls_s8"]))
         nodes.append(helper.make_node("Identity", [_qdq(nodes, inits, "box_raw", 2.0 / 127)], ["box_s8"]))
         inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, h, w])
