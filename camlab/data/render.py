@@ -274,12 +274,11 @@ def calibration_inputs(n: int, seed: int = 0, *, model_config: dict | None = Non
     for i, idx in enumerate(picks):
         item = images[int(idx)]
         img = item if isinstance(item, Path) else item.image
-        aspect = None if isinstance(item, Path) else item.display_aspect
         try:
-            rgb = read_rgb(rendered(img, variant_params(img, i % rcfg.variants, rcfg, seed), rcfg))
+            path = rendered(img, variant_params(img, i % rcfg.variants, rcfg, seed), rcfg)
         except ImportError:
-            rgb = read_rgb(img)
-        rgb = restore_aspect(rgb, aspect)
+            path = img
+        rgb = read_rgb(path) if isinstance(item, Path) else sample_rgb(item, path)
         lb_img, _, _ = letterbox(rgb, np.zeros((0, 4), np.float32), cfg.input_width, cfg.input_height)
         out[i] = normalize(lb_img, spec)[0]
     return out
