@@ -15,11 +15,13 @@ from benchmarks.run import RESULTS, machine
 
 
 def compare(a: str | Path, b: str | Path) -> dict:
-    """Tensor-by-tensor comparison of two camlab training checkpoints (``state_dict``, ``model_config``, ``meta``)."""
+    """Tensor-by-tensor comparison of two camlab training checkpoints (``state_dict``, ``model_config``, ``meta``),
+    loaded by :func:`camlab.train.checkpoint.load_checkpoint` (tensors and plain data only; a bad file is named)."""
     import torch
 
-    ca = torch.load(a, map_location="cpu", weights_only=False)
-    cb = torch.load(b, map_location="cpu", weights_only=False)
+    from camlab.train.checkpoint import load_checkpoint
+
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
     sa, sb = ca["state_dict"], cb["state_dict"]
     common = sorted(set(sa) & set(sb))
     equal = [k for k in common if sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k])]
@@ -38,12 +40,14 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print("usage: python -m benchmarks.checkpoint_match A.pt B.pt RESULT_NAME", file=sys.stderr)
         return 2
+    from camlab.errors import InputFileError
+
     a, b, name = argv
-    for p in (a, b):
-        if not Path(p).is_file():
-            print(f"{p}: checkpoint not found", file=sys.stderr)
-            return 2
-    out = {**compare(a, b), "machine": machine()}
+    try:
+        out = {**compare(a, b), "machine": machine()}
+    except InputFileError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"{'identical' if out['identical'] else 'DIFFERENT'}: {out['tensors_equal']}/{out['tensors_a']} tensors equal, "

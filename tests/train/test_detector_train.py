@@ -132,3 +132,15 @@ def test_checkpoint_match_tells_a_reproduced_training_from_another(tmp_path):
     assert same["identical"] and same["tensors_equal"] == same["tensors_a"] and same["max_abs_weight_diff"] == 0.0
     other = compare(ckpts[0], ckpts[2])
     assert not other["identical"] and other["max_abs_weight_diff"] > 0
+
+
+def test_checkpoint_match_names_a_bad_file(tmp_path, capsys):
+    from benchmarks.checkpoint_match import main
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert main([str(junk), str(tmp_path / "missing.pt"), "x"]) == 2
+    assert "junk.pt: not a readable camlab checkpoint" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.pt"), str(junk), "x"]) == 2
+    assert "missing.pt: checkpoint not found" in capsys.readouterr().err
+    assert main(["only-one.pt"]) == 2
