@@ -117,17 +117,22 @@ def _entry(folder: str | Path) -> SourceEntry | None:
     return _registry(str(settings.project_root() / REGISTRY)).get(source_name(folder))
 
 
+def _local_file(folder: Path) -> Path | None:
+    """The folder's own ``label_set.txt`` (in it or its parent), which takes precedence over the registry."""
+    return next((c for c in (folder / LOCAL_FILE, folder.parent / LOCAL_FILE) if c.is_file()), None)
+
+
 def declared_sets(folder: str | Path, default: tuple[bool, ...] | None = None
                   ) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
     """(labelled, not exhaustive) masks of a folder, per class of :data:`CLASSES`: from a local ``label_set.txt``
     (always exhaustive), else its source's registry line, else ``default`` (formats whose annotation scheme fixes
     the set: an Oxford-IIIT Pet folder labels the pet and nothing else); a folder with none is refused."""
     folder = Path(folder)
-    for cand in (folder / LOCAL_FILE, folder.parent / LOCAL_FILE):
-        if cand.is_file():
-            names = [ln.strip() for ln in cand.read_text(encoding="utf-8", errors="replace").splitlines()
-                     if ln.strip() and not ln.lstrip().startswith("#")]
-            return _parse_classes(names, str(cand)), NONE_INCOMPLETE
+    local = _local_file(folder)
+    if local is not None:
+        names = [ln.strip() for ln in local.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")]
+        return _parse_classes(names, str(local)), NONE_INCOMPLETE
     src = source_name(folder)
     entry = _entry(folder)
     if entry is not None:
@@ -153,8 +158,7 @@ def display_aspect(folder: str | Path) -> float | None:
     """Width / height the folder's pictures were taken at when its exporter stretched them (registry
     ``display_aspect``), else None (shown as stored). A folder declaring itself in a ``label_set.txt`` is shown as
     stored (that file holds classes only)."""
-    folder = Path(folder)
-    if (folder / LOCAL_FILE).is_file() or (folder.parent / LOCAL_FILE).is_file():
+    if _local_file(Path(folder)) is not None:
         return None
     entry = _entry(folder)
     return None if entry is None else entry.display_aspect
