@@ -97,11 +97,42 @@ def _false_alarm_clips(data, scores, threshold: float, root: Path, scorer) -> li
             for (p, x), s in zip(data.nocry, scores[n_cry:]) if s >= threshold]
 
 
-def _laughter_rate(groups: dict) -> dict:
-    """False-alarm share over no-cry groups whose name says laughter/babbling (none in the shipped data)."""
-    hit = {g: v for g, v in groups.items() if v["label"] == 0 and any(w in g.lower() for w in ("laugh", "babbl"))}
+def _laugh_groups(groups: dict, prefix: str = "") -> dict:
+    return {prefix + g: v for g, v in groups.items()
+            if v["label"] == 0 and any(w in g.lower() for w in ("laugh", "babbl"))}
+
+
+def _laughter_rate(groups: dict, held_out_data: dict | None = None) -> dict:
+    """False-alarm share, pooled, over the no-cry groups whose name says laughter/babbling: validation groups (none in
+    the shipped data) and the groups of every held-out data source (``held_out_data``, scored by ``ours``)."""
+    hit = _laugh_groups(groups)
+    for source, res in (held_out_data or {}).items():
+        if "ours" in res:
+            hit.update(_laugh_groups(res["ours"]["by_group"], f"held_out_data_sources.{source}:"))
     n = sum(v["clips"] for v in hit.values())
-    return {"groups": sorted(hit), "clips": n, "alarm_rate": sum(v["alarms"] for v in hit.values()) / n if n else None}
+    return {"groups": sorted(hit), "clips": n, "alarms": sum(v["alarms"] for v in hit.values()),
+            "alarm_rate": sum(v["alarms"] for v in hit.values()) / n if n else None,
+            "by_group": {g: v["alarm_rate"] for g, v in sorted(hit.items())}}
+
+
+def held_out_data_sources(scorers: dict, folders: dict) -> dict:
+    """Every clip of each held-out data source (:func:`camlab.data.audio.held_out_folders`: cry/ and nocry/ groups
+    that no recipe trains on) scored alone by each scorer at its own operating point, like the validation clips:
+    clip metrics, per-group alarm rates, the no-cry audio streamed for false alarms per hour and onset with misses."""
+    from camlab.eval.audio import load_eval_dir, metrics_from_probs, stream_probabilities
+
+    out = {}
+    for name, folder in folders.items():
+        data = load_eval_dir(folder)
+        note = folder / "SOURCE.md"
+        res: dict = {"folder": str(folder), "n_cry": len(data.cry), "n_nocry": len(data.nocry),
+                     "skipped": [[str(p), why] for p, why in data.skipped],
+                     "source": note.read_text().strip().splitlines()[0] if note.is_file() else None}
+        for key, scorer in scorers.items():
+            m = metrics_from_probs(stream_probabilities(scorer, data), scorer.alarm)
+            res[key] = {**_strip(m), "by_group": _groups(data, m["scores"], scorer.alarm.threshold, folder)}
+        out[name] = res
+    return out
 
 
 def held_out_source(scorers: dict, yamnet, groups: dict) -> dict:
@@ -196,7 +227,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
     import numpy as np
 
     from camlab.contract.audio_features import CryAlarm
-    from camlab.data.audio import AudioDataConfig, split_dir
+    from camlab.data.audio import AudioDataConfig, held_out_folders, split_dir
     from camlab.eval.audio import (EvalSet, as_scorer, choose_operating_point, load_eval_dir, long_household_stream,
                                    long_stream_false_alarms, metrics_from_probs, recall_at_precision,
                                    stream_probabilities)
@@ -273,6 +304,11 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
         held_out_groups)
     walls["held_out_source"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    held_data = held_out_data_sources({"ours": ours_sc, "yamnet_tuned": YamnetScorer(
+        threshold=tuned_alarm.threshold, k=tuned_alarm.k, n=tuned_alarm.n), "yamnet_fixed": yam},
+        held_out_folders(data_cfg.root))
+    walls["held_out_data_sources"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     previous = previous_releases(val, val_dir, yam, ckpt) if held_out_groups is None else {}
     walls["previous_releases"] = time.perf_counter() - t0
 
@@ -298,7 +334,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
     except Exception as exc:   # reported, not hidden
         int8_res = {"error": f"{type(exc).__name__}: {exc}"}
 
-    laugh = _laughter_rate(groups["ours"])
+    laugh = _laughter_rate(groups["ours"], held_data)
     if laugh["alarm_rate"] is None:   # no baby laughter anywhere: the held-out adult/cartoon laughs stand in
         hl = held.get("hedgewars", {}).get("ours", {}).get("hedgewars_laughs")
         if hl and hl["files"]:
@@ -329,6 +365,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
         "laughter_babbling": laugh,
         "long_stream": {"ours": long_ours, "yamnet_tuned": long_yam},
         "held_out_sources": held,
+        "held_out_data_sources": held_data,
         "anchors": {"yamnet": {"fixed_rule": _strip(y_fixed), "tuned_rule": _strip(y_tuned),
                                "tuned_on": {"cry_clips": int(len(pick)), "nocry_hours": tune_hours,
                                             "split": "training", "picker": "choose_operating_point",

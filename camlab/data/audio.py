@@ -20,6 +20,7 @@ an image-source model", JASA 124(1), 2008), and near-silence.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -704,7 +705,7 @@ def duration_hours(clips) -> float:
 
 
 __all__ = ["AudioDataConfig", "AugmentConfig", "Clip", "SplitIndex", "WindowSampler", "band_limit", "build_index",
-           "calibration_windows", "group_folder", "index_for", "load_audio", "negative_weights", "read_audio",
+           "calibration_windows", "group_folder", "held_out_folders", "index_for", "load_audio", "negative_weights", "read_audio",
            "resample", "split_dir", "write_split_dir"]
 
 
@@ -719,6 +720,32 @@ TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 #: measure false alarms on sounds the model never heard (read for measurement, not redistributed).
 HEDGEWARS_SOUNDS = Path("/usr/share/games/hedgewars/Data/Sounds")
 PACKAGE_HINT = "install it with `bash scripts/system_deps.sh --data` (done by `make bench`)"
+
+
+#: Whole sources the benchmarks score and no recipe ever trains on: ``<audio root>/held_out/<source>/`` and
+#: ``<folder>/<source>/`` for each folder in this setting (os.pathsep-separated), each source in the layout of
+#: ``camlab eval cry --data`` (``cry/<group>/`` and ``nocry/<group>/``). Training reads only ``infant_cry/``,
+#: ``household/`` and a recipe's ``extra_negatives``, so a source put here stays unheard.
+HELD_OUT_SETTING = "CAMLAB_CRY_HELD_OUT"
+
+
+def held_out_folders(root: str | Path | None = None) -> dict[str, Path]:
+    """``{source name: folder}`` of every held-out source (see :data:`HELD_OUT_SETTING`); a later root wins a name."""
+    roots = [audio_root(root) / "held_out"]
+    for entry in filter(None, os.environ.get(HELD_OUT_SETTING, "").split(os.pathsep)):
+        if not Path(entry).is_dir():
+            raise InputFileError(f"{HELD_OUT_SETTING}: {entry} is not a folder (expected folders of held-out sources)")
+        roots.append(Path(entry))
+    found: dict[str, Path] = {}
+    for base in roots:
+        if not base.is_dir():
+            continue
+        for source in sorted(p for p in base.iterdir() if p.is_dir()):
+            if not ((source / "cry").is_dir() and (source / "nocry").is_dir()):
+                raise InputFileError(f"{source}: a held-out source needs cry/ and nocry/ sub-folders (the layout of "
+                                     "`camlab eval cry --data`)")
+            found[source.name] = source
+    return found
 
 
 def _package_files(root: Path, what: str) -> list[Path]:

@@ -19,7 +19,8 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
     cry = root / "infant_cry" / "donateacry" / "hungry"
     house = root / "household" / "esc50_noise"
     laugh = root / "household" / "laughter"
-    for d in (cry, house, laugh):
+    held_cry, held_laugh = root / "held_out" / "src" / "cry" / "c", root / "held_out" / "src" / "nocry" / "baby_laugh"
+    for d in (cry, house, laugh, held_cry, held_laugh):
         d.mkdir(parents=True)
     rng = np.random.default_rng(0)
     t = np.arange(8000 * 3) / 8000
@@ -31,6 +32,10 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
                  16000)
         sf.write(laugh / f"l{i}.flac", (0.2 * np.sin(2 * np.pi * 700 * t) * (t % 0.3 < 0.1)).astype(np.float32),
                  8000)
+        if i < 3:
+            sf.write(held_cry / f"c{i}.flac", x.astype(np.float32), 8000)
+            sf.write(held_laugh / f"b{i}.flac", (0.3 * np.sin(2 * np.pi * 500 * t) * (t % 0.25 < 0.1)).astype(
+                np.float32), 8000)
     res = train("cry_demo", overrides={
         "output_dir": str(tmp_path / "ckpt"), "progress": False, "clip_eval": False, "calibrate_decode": False,
         "data": {"root": str(root), "val_fraction": 0.4},
@@ -41,7 +46,11 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
     assert long["total_hours"] >= 0.05 and long["unique_hours"] < long["total_hours"]
     assert long["per_hour_upper95"] > long["per_hour"]
     assert set(out["by_group"]) <= {"cry/donateacry_hungry", "nocry/esc50", "nocry/laughter"}
-    assert out["laughter_babbling"]["groups"] == ["nocry/laughter"]
+    assert out["laughter_babbling"]["groups"] == ["held_out_data_sources.src:nocry/baby_laugh", "nocry/laughter"]
+    assert out["laughter_babbling"]["clips"] == 3 + sum(v["clips"] for g, v in out["by_group"].items() if "laugh" in g)
+    src = out["held_out_data_sources"]["src"]
+    assert (src["n_cry"], src["n_nocry"]) == (3, 3) and set(src) >= {"ours", "yamnet_tuned", "yamnet_fixed"}
+    assert set(src["ours"]["by_group"]) == {"cry/c", "nocry/baby_laugh"} and src["ours"]["by_group"]["cry/c"]["clips"] == 3
     y = out["anchors"]["yamnet"]
     assert y["fixed_rule"]["decode"] == {"threshold": 0.5, "k": 2, "n": 3}
     assert y["tuned_on"]["split"] == "training" and y["tuned_on"]["cry_clips"] >= 1 and [2, 3] in y["tuned_on"]["rules"]

@@ -365,3 +365,31 @@ def test_index_skips_empty_multichannel_and_too_short_files_with_a_reason(tmp_pa
     reasons = "\n".join(idx.skipped)
     assert "9-1-A.wav: audio file is empty" in reasons and "9-2-A.wav: audio has 6 channels" in reasons
     assert "9-3-A.wav: audio is 0.013 s long" in reasons
+
+
+def test_held_out_folders_come_from_the_data_root_and_the_setting(tmp_path, monkeypatch):
+    """Whole sources no recipe trains on: every source folder under ``<audio root>/held_out`` and under each folder of
+    ``CAMLAB_CRY_HELD_OUT``, in the layout of ``camlab eval cry --data`` (cry/ and nocry/); a wrong layout or a
+    setting naming no folder is refused with the path named."""
+    import pytest
+
+    from camlab.data.audio import held_out_folders
+    from camlab.errors import InputFileError
+
+    root = tmp_path / "audio"
+    for sub in ("cry/a", "nocry/baby_laugh"):
+        (root / "held_out" / "laughs_src" / sub).mkdir(parents=True)
+    extra = tmp_path / "extra"
+    (extra / "other_src" / "cry").mkdir(parents=True)
+    (extra / "other_src" / "nocry").mkdir(parents=True)
+    monkeypatch.delenv("CAMLAB_CRY_HELD_OUT", raising=False)
+    assert held_out_folders(root) == {"laughs_src": root / "held_out" / "laughs_src"}
+    monkeypatch.setenv("CAMLAB_CRY_HELD_OUT", str(extra))
+    assert held_out_folders(root) == {"laughs_src": root / "held_out" / "laughs_src", "other_src": extra / "other_src"}
+    assert held_out_folders(tmp_path / "none") == {"other_src": extra / "other_src"}
+    (extra / "bad_src").mkdir()
+    with pytest.raises(InputFileError, match="bad_src.*cry/.*nocry/"):
+        held_out_folders(root)
+    monkeypatch.setenv("CAMLAB_CRY_HELD_OUT", str(tmp_path / "missing"))
+    with pytest.raises(InputFileError, match="CAMLAB_CRY_HELD_OUT.*missing"):
+        held_out_folders(root)
