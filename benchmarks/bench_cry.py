@@ -135,6 +135,26 @@ def held_out_data_sources(scorers: dict, folders: dict) -> dict:
     return out
 
 
+def teacher_head_diagnostic(model, ours_sc, val, ours_val_auc, held_data: dict) -> dict:
+    """Clip ROC-AUC of the training-only distillation head's "Baby cry" estimate
+    (:class:`camlab.eval.audio.TeacherHeadScorer`, same k-of-n clip score as ours) beside the deployed cry head's, on
+    the validation clips and each held-out data source: whether what the student learned from YAMNet separates
+    what its cry head confuses. Not deployed, no operating point: ranking only."""
+    from camlab.eval.audio import TeacherHeadScorer, load_eval_dir, metrics_from_probs, stream_probabilities
+
+    if not model.model_config.aux_outputs:
+        return {"skipped": "the checkpoint has no distillation head"}
+    head = TeacherHeadScorer(model, ours_sc.features, ours_sc.alarm)
+    out = {"what": "clip ROC-AUC, k-of-n clip score of each head's window probabilities; not a deployed output",
+           "validation": {"cry_head": ours_val_auc,
+                          "teacher_head": metrics_from_probs(stream_probabilities(head, val), head.alarm)["roc_auc"]}}
+    for name, res in held_data.items():
+        data = load_eval_dir(res["folder"])
+        out[name] = {"cry_head": res["ours"]["roc_auc"],
+                     "teacher_head": metrics_from_probs(stream_probabilities(head, data), head.alarm)["roc_auc"]}
+    return out
+
+
 def held_out_source(scorers: dict, yamnet, groups: dict) -> dict:
     """False alarms of each scorer on ``groups`` of a source no training or calibration saw: per group and pooled,
     with the exact Poisson bound; the files that alarm are named by what YAMNet hears in them."""
@@ -309,6 +329,9 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
         held_out_folders(data_cfg.root))
     walls["held_out_data_sources"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    teacher_head = teacher_head_diagnostic(model, ours_sc, val, ours["roc_auc"], held_data)
+    walls["teacher_head_diagnostic"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     previous = previous_releases(val, val_dir, yam, ckpt) if held_out_groups is None else {}
     walls["previous_releases"] = time.perf_counter() - t0
 
@@ -366,6 +389,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
         "long_stream": {"ours": long_ours, "yamnet_tuned": long_yam},
         "held_out_sources": held,
         "held_out_data_sources": held_data,
+        "teacher_head_diagnostic": teacher_head,
         "anchors": {"yamnet": {"fixed_rule": _strip(y_fixed), "tuned_rule": _strip(y_tuned),
                                "tuned_on": {"cry_clips": int(len(pick)), "nocry_hours": tune_hours,
                                             "split": "training", "picker": "choose_operating_point",

@@ -210,6 +210,30 @@ def onset_streams(data: EvalSet, noise_s: float = 4.0, snr_db: float = 10.0):
 
 
 # ------------------------------------------------------------------------------------------------------ evaluate
+class TeacherHeadScorer(TorchScorer):
+    """A diagnostic scorer: the training-only distillation head's estimate of the teacher's (YAMNet's) "Baby cry"
+    probability (``forward_aux``, column ``camlab.eval.yamnet.TEACHER_CLASSES`` order), not the deployed output. It
+    shows whether what the student learned from the teacher separates sources its cry head confuses."""
+
+    name = "teacher_head"
+
+    def __init__(self, model, features: FeatureConfig, alarm: CryAlarm, column: int = 0, batch: int = 256):
+        if not getattr(model, "model_config", None) or not model.model_config.aux_outputs:
+            raise ValueError("TeacherHeadScorer needs a model with a distillation head (model.aux_outputs > 0)")
+        super().__init__(model, features, alarm, batch)
+        self.column = column
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(windows), self.batch):
+                x = torch.from_numpy(self.fx.batch(windows[i:i + self.batch]))
+                out.append(self.model.forward_aux(x)[1][:, self.column].numpy())
+        return sigmoid(np.concatenate(out)) if out else np.zeros(0)
+
+
 def _stream_probs(scorer: Scorer, x: np.ndarray, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Window probabilities and end times of a stream, windows cut ``block`` at a time (hours of audio stream
     without holding every window in memory; the windows are exactly :func:`sliding_windows`')."""

@@ -40,7 +40,7 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
         "output_dir": str(tmp_path / "ckpt"), "progress": False, "clip_eval": False, "calibrate_decode": False,
         "data": {"root": str(root), "val_fraction": 0.4},
         "train": {"epochs": 1, "windows_per_epoch": 32, "batch_size": 16, "val_windows": 16},
-        "model": {"stem_channels": 16, "channels": [16]}})
+        "model": {"stem_channels": 16, "channels": [16], "aux_outputs": 7}})
     out = run(res.checkpoint, long_hours=0.05, int8=False, held_out_groups={"synthetic": {"laughs": sorted(laugh.glob("*.flac"))}})
     long = out["long_stream"]["ours"]
     assert long["total_hours"] >= 0.05 and long["unique_hours"] < long["total_hours"]
@@ -49,6 +49,9 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
     assert out["laughter_babbling"]["groups"] == ["held_out_data_sources.src:nocry/baby_laugh", "nocry/laughter"]
     assert out["laughter_babbling"]["clips"] == 3 + sum(v["clips"] for g, v in out["by_group"].items() if "laugh" in g)
     src = out["held_out_data_sources"]["src"]
+    head = out["teacher_head_diagnostic"]
+    assert head["validation"]["cry_head"] == out["roc_auc"] and head["src"]["cry_head"] == src["ours"]["roc_auc"]
+    assert 0.0 <= head["validation"]["teacher_head"] <= 1.0 and 0.0 <= head["src"]["teacher_head"] <= 1.0
     assert (src["n_cry"], src["n_nocry"]) == (3, 3) and set(src) >= {"ours", "yamnet_tuned", "yamnet_fixed"}
     assert set(src["ours"]["by_group"]) == {"cry/c", "nocry/baby_laugh"} and src["ours"]["by_group"]["cry/c"]["clips"] == 3
     y = out["anchors"]["yamnet"]

@@ -368,3 +368,28 @@ def test_no_training_recipe_reads_a_held_out_source():
         folders = [str(data.get("root") or "")] + [str(p) for p in data.get("extra_negatives") or []]
         assert not any(f and (Path(f) == HEDGEWARS_SOUNDS or HEDGEWARS_SOUNDS in Path(f).parents
                               or Path(f) in HEDGEWARS_SOUNDS.parents) for f in folders), cfg
+
+
+def test_teacher_head_scorer_reads_the_distillation_head():
+    """The diagnostic scorer gives sigmoid(forward_aux's teacher column), not the deployed cry output; a model
+    without a distillation head is refused."""
+    import numpy as np
+    import pytest
+    import torch
+
+    from camlab.contract.audio_features import CryAlarm, FeatureConfig, FeatureExtractor
+    from camlab.eval.audio import TeacherHeadScorer, TorchScorer
+    from camlab.models.cry import CryModelConfig, build_model
+
+    fc = FeatureConfig()
+    model = build_model(CryModelConfig(channels=(16,), aux_outputs=7, features=fc)).eval()
+    torch.nn.init.normal_(model.aux.weight, std=2.0)
+    windows = np.random.default_rng(0).standard_normal((5, fc.window_samples)).astype(np.float32) * 0.1
+    alarm = CryAlarm(0.5, 1, 1, 10.0, fc.hop_s)
+    got = TeacherHeadScorer(model, fc, alarm, column=2).probabilities(windows)
+    with torch.no_grad():
+        want = torch.sigmoid(model.forward_aux(torch.from_numpy(FeatureExtractor(fc).batch(windows)))[1][:, 2]).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert not np.allclose(got, TorchScorer(model, fc, alarm).probabilities(windows))
+    with pytest.raises(ValueError, match="distillation head"):
+        TeacherHeadScorer(build_model(CryModelConfig(channels=(16,), features=fc)), fc, alarm)
