@@ -658,30 +658,44 @@ def apply_rule(probs: dict, alarm: CryAlarm) -> dict:
             "streams_alarmed": len(probs["onsets"]) - m["onset_missed"], "streams": len(probs["onsets"])}
 
 
-def choose_operating_point(probs: dict, hop_s: float, *, max_fa_per_hour: float = 1.0, max_latency_s: float = 1.6,
-                           thresholds=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95), rules=((2, 3), (3, 4), (3, 3)),
-                           refractory_s: float = 10.0, f1_slack: float = 0.01) -> tuple[dict, list[dict]]:
-    """Pick (threshold, k, n) among rules meeting the false-alarm and latency limits: of those within ``f1_slack``
-    of the best clip F1, the highest threshold (then the largest k/n); fewest false alarms when none meets them. Meant for the training split: validation stays untouched."""
-    rows = []
-    for k, n in rules:
-        for th in thresholds:
-            r = apply_rule(probs, CryAlarm(threshold=th, k=k, n=n, refractory_s=refractory_s, hop_s=hop_s))
-            rows.append({"threshold": th, "k": k, "n": n, **r})
+def operating_point_rows(probs: dict, hop_s: float, *, thresholds=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+                         rules=((2, 3), (3, 4), (3, 3)), refractory_s: float = 10.0) -> list[dict]:
+    """:func:`apply_rule` for every (k, n) rule and threshold of the grid: one row each."""
+    return [{"threshold": th, "k": k, "n": n,
+             **apply_rule(probs, CryAlarm(threshold=th, k=k, n=n, refractory_s=refractory_s, hop_s=hop_s))}
+            for k, n in rules for th in thresholds]
+
+
+def pick_operating_point(rows: list[dict], *, max_fa_per_hour: float = 1.0, max_latency_s: float = 1.6,
+                         f1_slack: float = 0.01) -> dict:
+    """Among rows meeting the false-alarm and latency limits: of those within ``f1_slack`` of the best clip F1, the
+    strictest: highest teacher gate (rows from gated streams carry ``teacher_gate``), then highest threshold, then
+    largest k/n; fewest false alarms when none meets them. Meant for the training split: validation stays untouched."""
     def strictest(cands):   # within f1_slack of the best F1, the strictest rule: margin for unseen negatives
         top = max(r["f1"] for r in cands)
         return max((r for r in cands if r["f1"] >= top - f1_slack),
-                   key=lambda r: (r["threshold"], r["k"] / r["n"], r["f1"], -r["false_alarms_per_hour"]))
+                   key=lambda r: (r.get("teacher_gate", 0.0), r["threshold"], r["k"] / r["n"], r["f1"],
+                                  -r["false_alarms_per_hour"]))
 
     ok = [r for r in rows if r["false_alarms_per_hour"] is not None and r["false_alarms_per_hour"] <= max_fa_per_hour
           and r["onset_to_alarm_s"] is not None and r["onset_to_alarm_s"] <= max_latency_s]
     if ok:
-        return strictest(ok), rows
+        return strictest(ok)
     # none meets both: the fewest false alarms among rules still within the latency limit (if any), ties broken
     # the same way (strictest within f1_slack), not by grid order
     timely = [r for r in rows if r["onset_to_alarm_s"] is not None and r["onset_to_alarm_s"] <= max_latency_s
               and r["false_alarms_per_hour"] is not None] or [r for r in rows if r["false_alarms_per_hour"] is not None]
     if not timely:
-        return rows[0], rows
+        return rows[0]
     low = min(r["false_alarms_per_hour"] for r in timely)
-    return strictest([r for r in timely if r["false_alarms_per_hour"] == low]), rows
+    return strictest([r for r in timely if r["false_alarms_per_hour"] == low])
+
+
+def choose_operating_point(probs: dict, hop_s: float, *, max_fa_per_hour: float = 1.0, max_latency_s: float = 1.6,
+                           thresholds=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95), rules=((2, 3), (3, 4), (3, 3)),
+                           refractory_s: float = 10.0, f1_slack: float = 0.01) -> tuple[dict, list[dict]]:
+    """Pick (threshold, k, n) on one model's streams (:func:`operating_point_rows` then
+    :func:`pick_operating_point`); returns the pick and every row."""
+    rows = operating_point_rows(probs, hop_s, thresholds=thresholds, rules=rules, refractory_s=refractory_s)
+    return pick_operating_point(rows, max_fa_per_hour=max_fa_per_hour, max_latency_s=max_latency_s,
+                                f1_slack=f1_slack), rows

@@ -6,9 +6,15 @@ Zhang et al., "Hello Edge: Keyword Spotting on Microcontrollers", arXiv:1711.071
 Features are computed outside the graph (``camlab/contract/audio_features.py``); the graph holds only Conv, ReLU,
 MaxPool, GlobalAveragePool, Flatten and Gemm (BatchNorm is folded into the convolutions by :func:`load_checkpoint`),
 and ends at a raw logit (no Sigmoid): P(cry) = sigmoid(logit) is applied by the decoder on the CPU.
+
+Teacher gate (``teacher_gate`` > 0): the distillation head, trained to give YAMNet's "Baby cry" probability
+(Hinton et al., arXiv:1503.02531; :mod:`camlab.train.cry`), becomes a second opinion inside the graph: where its
+logit is below logit(gate), the cry logit loses ``GATE_DROP`` x (the shortfall, clipped to [0, 1]): a full veto one
+logit below the gate, none above it. Deployed cost: one Gemm row, Sub, Clip, Mul and Add on a single value.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +24,7 @@ from camlab.contract.audio_features import FeatureConfig
 KIND = "cry"
 MAX_MACS = 5_000_000
 MAX_PARAMS = 60_000
+GATE_DROP = 8.0   # logits a vetoed window loses: P 0.99 becomes 0.03
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class CryModelConfig:
     channels: tuple[int, ...] = (32, 64, 128)  # one depthwise-separable block each, 2x2 max-pool between blocks
     dropout: float = 0.1
     aux_outputs: int = 0                        # training-only head for the teacher's class scores (0 = none)
+    teacher_gate: float = 0.0                   # > 0: veto windows whose teacher-head P(cry) is below it (deployed)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
@@ -61,6 +69,10 @@ class CryModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.aux_outputs < 0:
             raise ValueError(f"aux_outputs must be >= 0, got {self.aux_outputs}")
+        if not 0.0 <= self.teacher_gate < 1.0:
+            raise ValueError(f"teacher_gate must be in [0, 1), got {self.teacher_gate}")
+        if self.teacher_gate and not self.aux_outputs:
+            raise ValueError("teacher_gate > 0 needs the distillation head (aux_outputs > 0)")
 
 
 def model_config_from_dict(d: dict | CryModelConfig) -> CryModelConfig:
@@ -98,8 +110,14 @@ def build_model(cfg: CryModelConfig | dict):
                 self.aux = nn.Linear(cin, cfg.aux_outputs)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.pool(self.features(x)).flatten(1)
-            return self.head(self.drop(x))
+            x = self.drop(self.pool(self.features(x)).flatten(1))
+            z = self.head(x)
+            gate = self.model_config.teacher_gate
+            if gate > 0:   # read at call time: training picks the gate after the weights are final
+                teacher = nn.functional.linear(x, self.aux.weight[:1], self.aux.bias[:1])
+                shortfall = torch.clamp(math.log(gate / (1.0 - gate)) - teacher, 0.0, 1.0)
+                z = z - GATE_DROP * shortfall
+            return z
 
         def forward_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """``(cry logits [N, 1], teacher-class logits [N, aux_outputs])`` (training only; the exported graph
@@ -137,8 +155,13 @@ def fold_batchnorm(model):
 
 
 def count_params(model) -> int:
-    """Parameters of the deployed graph (the training-only auxiliary head excluded)."""
-    return int(sum(p.numel() for name, p in model.named_parameters() if not name.startswith("aux.")))
+    """Parameters of the deployed graph: the auxiliary head excluded, but for its first row when the teacher gate
+    is on (that row is in the graph)."""
+    n = int(sum(p.numel() for name, p in model.named_parameters() if not name.startswith("aux.")))
+    cfg = getattr(model, "model_config", None)
+    if cfg is not None and cfg.teacher_gate > 0:
+        n += int(model.aux.weight.shape[1]) + 1
+    return n
 
 
 def count_macs(cfg: CryModelConfig | dict) -> int:
@@ -154,7 +177,7 @@ def count_macs(cfg: CryModelConfig | dict) -> int:
             h, w = h // 2, w // 2
         macs += h * w * cin * 9 + h * w * cin * cout
         cin = cout
-    return int(macs + cin)
+    return int(macs + cin * (2 if cfg.teacher_gate > 0 else 1))   # the gate's teacher row is a second Gemm row
 
 
 def manifest_io(model_config: CryModelConfig | dict) -> dict:

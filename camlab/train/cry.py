@@ -83,9 +83,18 @@ class CryTrainConfig:
     max_onset_to_alarm_s: float = 1.6
     decode_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
     decode_rules: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (3, 3))   # (k, n) candidates, k of the last n
+    # teacher-gate candidates (camlab.models.cry: veto windows whose distillation-head P(cry) is below the gate),
+    # picked with the threshold and rule on the same streams; (0.0,) = no gate
+    decode_gates: tuple[float, ...] = (0.0,)
     clip_eval: bool = True            # stream-evaluate the validation split at the end
     yamnet_anchor: bool = False       # ... and the YAMNet anchor on the same clips
     progress: bool = True
+
+    def __post_init__(self):
+        if not self.decode_gates or any(not 0.0 <= g < 1.0 for g in self.decode_gates):
+            raise ValueError(f"decode_gates must be a non-empty list of values in [0, 1), got {self.decode_gates}")
+        if any(g > 0 for g in self.decode_gates) and not self.model.aux_outputs:
+            raise ValueError("decode_gates above 0 need the distillation head (model.aux_outputs > 0)")
 
 
 @dataclass
@@ -196,7 +205,8 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
     from dataclasses import replace
 
     from camlab.data.audio import SAMPLE_RATE, clip_waveform, resample
-    from camlab.eval.audio import EvalSet, TorchScorer, choose_operating_point, stream_probabilities
+    from camlab.eval.audio import (EvalSet, TorchScorer, operating_point_rows, pick_operating_point,
+                                   stream_probabilities)
     from camlab.contract.audio_features import CryAlarm
     from camlab.models.cry import DecodeConfig
 
@@ -216,15 +226,20 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
                    skipped=[])
     fc = cfg.model.features
     d = cfg.model.decode
-    scorer = TorchScorer(model, fc, CryAlarm(d.threshold, d.k, d.n, d.refractory_s, fc.hop_s))
-    probs = stream_probabilities(scorer, data)
-    if cfg.calibration_stress:
-        probs = add_stress_streams(scorer, data, probs)
-    best, rows = choose_operating_point(probs, fc.hop_s, max_fa_per_hour=cfg.max_false_alarms_per_hour,
-                                        max_latency_s=cfg.max_onset_to_alarm_s, refractory_s=d.refractory_s,
-                                        thresholds=cfg.decode_thresholds, rules=cfg.decode_rules)
+    rows = []
+    for gate in cfg.decode_gates:
+        model.model_config = replace(cfg.model, teacher_gate=gate)
+        scorer = TorchScorer(model, fc, CryAlarm(d.threshold, d.k, d.n, d.refractory_s, fc.hop_s))
+        probs = stream_probabilities(scorer, data)
+        if cfg.calibration_stress:
+            probs = add_stress_streams(scorer, data, probs)
+        rows += [{**r, "teacher_gate": gate} for r in operating_point_rows(
+            probs, fc.hop_s, refractory_s=d.refractory_s, thresholds=cfg.decode_thresholds, rules=cfg.decode_rules)]
+    model.model_config = cfg.model
+    best = pick_operating_point(rows, max_fa_per_hour=cfg.max_false_alarms_per_hour,
+                                max_latency_s=cfg.max_onset_to_alarm_s)
     decode = DecodeConfig(threshold=best["threshold"], k=best["k"], n=best["n"], refractory_s=d.refractory_s)
-    return replace(cfg.model, decode=decode), rows
+    return replace(cfg.model, decode=decode, teacher_gate=best["teacher_gate"]), rows
 
 
 def add_stress_streams(scorer, data, probs: dict) -> dict:

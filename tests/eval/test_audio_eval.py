@@ -393,3 +393,19 @@ def test_teacher_head_scorer_reads_the_distillation_head():
     assert not np.allclose(got, TorchScorer(model, fc, alarm).probabilities(windows))
     with pytest.raises(ValueError, match="distillation head"):
         TeacherHeadScorer(build_model(CryModelConfig(channels=(16,), features=fc)), fc, alarm)
+
+
+def test_pick_operating_point_prefers_the_strictest_gate_within_the_f1_slack():
+    """Rows from teacher-gated streams compete with ungated ones: among rules meeting the limits and within the F1
+    slack, the highest gate wins (then threshold); a gate that costs more F1 than the slack does not."""
+    from camlab.eval.audio import pick_operating_point
+
+    def row(gate, th, f1, fa=0.5, onset=1.0):
+        return {"teacher_gate": gate, "threshold": th, "k": 3, "n": 4, "f1": f1, "false_alarms_per_hour": fa,
+                "onset_to_alarm_s": onset}
+
+    rows = [row(0.0, 0.9, 0.950), row(0.05, 0.8, 0.945), row(0.1, 0.9, 0.930), row(0.2, 0.9, 0.99, fa=3.0)]
+    assert pick_operating_point(rows, max_fa_per_hour=1.0, max_latency_s=1.6)["teacher_gate"] == 0.05
+    assert pick_operating_point(rows, max_fa_per_hour=1.0, max_latency_s=1.6, f1_slack=0.001)["teacher_gate"] == 0.0
+    plain = [{k: v for k, v in r.items() if k != "teacher_gate"} for r in rows[:1]]
+    assert pick_operating_point(plain, max_fa_per_hour=1.0, max_latency_s=1.6)["threshold"] == 0.9

@@ -135,3 +135,47 @@ def test_aux_head_is_training_only():
     assert main.shape == (3, 1) and aux.shape == (3, 7)
     torch.testing.assert_close(m(x), main)
     assert sum(p.numel() for p in m.parameters()) == count_params(m) + 32 * 7 + 7
+
+
+def test_teacher_gate_vetoes_windows_the_teacher_head_doubts(tmp_path):
+    """With ``teacher_gate`` g, a window keeps its cry logit where the distillation head's P(cry) >= g, loses
+    GATE_DROP logits one logit below it (linear in between); the gated graph is NPU ops only (one Gemm row, Sub,
+    Clip, Mul, Add), matches onnxruntime, and counts that row in params and MACs."""
+    import math
+    from dataclasses import replace
+
+    import onnx
+    import onnxruntime as ort
+
+    from camlab.deploy.chips import load_chip
+    from camlab.models.cry import GATE_DROP
+
+    base = CryModelConfig(channels=(16, 32), aux_outputs=7)
+    m = fold_batchnorm(_trained_like(base))
+    x = torch.randn(64, 1, 32, 96)
+    with torch.no_grad():
+        z, aux = m.forward_aux(x)
+        t = aux[:, :1]
+        gate = float(torch.sigmoid(t.median()))
+        m.model_config = replace(base, teacher_gate=gate)
+        gated = m(x)
+    shortfall = (math.log(gate / (1 - gate)) - t).clamp(0, 1)
+    torch.testing.assert_close(gated, z - GATE_DROP * shortfall)
+    assert bool((gated[t >= math.log(gate / (1 - gate))] == z[t >= math.log(gate / (1 - gate))]).all())
+    assert bool((gated < z).any())
+    assert count_params(m) == count_params(fold_batchnorm(build_model(base))) + 33
+    assert count_macs(m.model_config) == count_macs(base) + 32
+
+    path = tmp_path / "gated.onnx"
+    torch.onnx.export(m, (x[:1],), str(path), input_names=["features"], output_names=["logits"], opset_version=17,
+                      dynamo=False)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ops <= set(load_chip("rv1106").allowed_ops) | {"Constant"}, ops
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = np.concatenate([sess.run(None, {"features": x[i:i + 1].numpy()})[0] for i in range(16)])
+    np.testing.assert_allclose(out, gated[:16].numpy(), atol=1e-4)
+
+    with pytest.raises(ValueError, match="teacher_gate"):
+        CryModelConfig(teacher_gate=1.0, aux_outputs=7)
+    with pytest.raises(ValueError, match="distillation head"):
+        CryModelConfig(teacher_gate=0.05)

@@ -258,3 +258,27 @@ def test_distillation_run_needs_the_aux_head_and_caches_the_teacher(synth_root, 
     assert len(list((tmp_path / "cache" / "yamnet" / "teacher").glob("*.npy"))) == 2
     model, meta = load_checkpoint(res.checkpoint)
     assert meta["model_config"]["aux_outputs"] == 7 and model.aux.weight.shape == (7, 32)
+
+
+def test_teacher_gate_is_picked_with_the_operating_point_and_shipped(synth_root, tmp_path):
+    """``decode_gates``: the calibration streams are scored once per gate and the gate is picked with the threshold
+    and rule (strictest within the F1 slack); the checkpoint's model config carries it, so the exported graph vetoes
+    with it. Default (0.0,): no gate, the same pick as before."""
+    from camlab.models.cry import load_checkpoint
+    from camlab.train.cry import train
+
+    over = {"output_dir": str(tmp_path / "ckpt"), "progress": False, "clip_eval": False,
+            "data": {"root": str(synth_root), "val_fraction": 0.3},
+            "train": {"epochs": 1, "windows_per_epoch": 64, "pool_reuse": 1, "batch_size": 16, "val_windows": 32},
+            "model": {"stem_channels": 16, "channels": [16, 32], "aux_outputs": 7},
+            "decode_gates": [0.0, 0.3, 0.999]}
+    res = train("cry_demo", overrides=over)
+    model, meta = load_checkpoint(res.checkpoint)
+    gate = meta["model_config"]["teacher_gate"]
+    assert gate in (0.0, 0.3, 0.999) and model.model_config.teacher_gate == gate
+    import mlflow
+
+    grid = mlflow.artifacts.load_dict(f"runs:/{res.run_id}/operating_point.json")
+    assert {r["teacher_gate"] for r in grid["grid"]} == {0.0, 0.3, 0.999} and grid["chosen"]["threshold"] > 0
+    with pytest.raises(ConfigError, match="decode_gates"):
+        train("cry_demo", overrides={**over, "decode_gates": [1.5]})
