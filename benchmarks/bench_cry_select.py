@@ -10,8 +10,9 @@ fixed before the scores were read (:func:`choose`):
 
 Each checkpoint is scored at its own operating point (picked on training streams by the recipe). The validation clips
 are the split of :data:`EVAL_RECIPE`, whose no-cry sources include every other recipe's (checked: each recipe's own
-validation files must be among them). The sources no recipe trained on (Tux Paint, Hedgewars) are measured for every
-checkpoint and reported, never used to choose: choosing on them would spoil them as a test.
+validation files must be among them). The sources no recipe trained on (Tux Paint, Hedgewars and the held-out data
+folders of :func:`camlab.data.audio.held_out_folders`) are measured for every checkpoint and reported, never used to
+choose: choosing on them would spoil them as a test.
 ``release_is_choice`` says whether :data:`camlab.train.cry.RELEASE_RECIPE` and the seed its YAML names are the rule's
 choice. Checkpoints come from ``camlab.train.cry.seed_checkpoint``; a missing one is listed with how to train it,
 and then no choice is made (the rule needs every recipe on every seed).
@@ -25,7 +26,7 @@ from pathlib import Path
 from camlab.contract.manifest import sha256_file
 
 NAME = "cry_select"
-RECIPES = ("cry_sfx", "cry_music")
+RECIPES = ("cry_sfx", "cry_music", "cry_gate")
 SEEDS = (0, 1, 2)
 EVAL_RECIPE = "cry_music"
 RULE = ("highest mean validation F1 over the seeds (tie: fewer mean validation false alarms); then its seed with the "
@@ -82,7 +83,8 @@ def eval_split() -> Path:
 
 def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet) -> dict:
     """One checkpoint at its own operating point on the validation clips, and on the sources it never heard."""
-    from benchmarks.bench_cry import _groups, _held_out_counts, held_out_sources
+    from benchmarks.bench_cry import _groups, _held_out_counts, held_out_data_sources, held_out_sources
+    from camlab.data.audio import held_out_folders
     from camlab.eval.audio import as_scorer, metrics_from_probs, stream_probabilities
     from camlab.models.cry import load_checkpoint
 
@@ -96,12 +98,14 @@ def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet) -> dict:
     extra = (meta.get("train_config", {}).get("data") or {}).get("extra_negatives") or ()
     held = _held_out_counts(held_out_sources({"ours": sc}, yamnet, extra))
     pooled = pooled_counts(held)
+    data_sources = {name: res["ours"]["by_group"]
+                    for name, res in held_out_data_sources({"ours": sc}, held_out_folders()).items()}
     return {"seed": int(seed), "checkpoint": str(path), "checkpoint_sha256": sha256_file(path),
             **{k: m[k] for k in METRICS}, "decode": m["decode"],
             "music_alarms": groups.get("nocry/music", {}).get("alarms"),
             "music_clips": groups.get("nocry/music", {}).get("clips"),
             "nocry_clip_alarms": sum(g["alarms"] for g in groups.values() if g["label"] == 0),
-            "held_out_sources": held, "held_out_pooled": pooled}
+            "held_out_sources": held, "held_out_pooled": pooled, "held_out_data_sources": data_sources}
 
 
 def pooled_counts(held: dict) -> dict:
