@@ -49,14 +49,16 @@ class TorchScorer:
         self.fx = FeatureExtractor(features)
         self.batch = batch
 
+    def _logits(self, x):
+        return self.model(x).reshape(-1)
+
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         import torch
 
         out = []
         with torch.no_grad():
             for i in range(0, len(windows), self.batch):
-                x = torch.from_numpy(self.fx.batch(windows[i:i + self.batch]))
-                out.append(self.model(x).reshape(-1).numpy())
+                out.append(self._logits(torch.from_numpy(self.fx.batch(windows[i:i + self.batch]))).numpy())
         return sigmoid(np.concatenate(out)) if out else np.zeros(0)
 
 
@@ -223,15 +225,8 @@ class TeacherHeadScorer(TorchScorer):
         super().__init__(model, features, alarm, batch)
         self.column = column
 
-    def probabilities(self, windows: np.ndarray) -> np.ndarray:
-        import torch
-
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(windows), self.batch):
-                x = torch.from_numpy(self.fx.batch(windows[i:i + self.batch]))
-                out.append(self.model.forward_aux(x)[1][:, self.column].numpy())
-        return sigmoid(np.concatenate(out)) if out else np.zeros(0)
+    def _logits(self, x):
+        return self.model.forward_aux(x)[1][:, self.column]
 
 
 def _stream_probs(scorer: Scorer, x: np.ndarray, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
