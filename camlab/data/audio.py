@@ -705,8 +705,8 @@ def duration_hours(clips) -> float:
 
 
 __all__ = ["AudioDataConfig", "AugmentConfig", "Clip", "SplitIndex", "WindowSampler", "band_limit", "build_index",
-           "calibration_windows", "group_folder", "held_out_folders", "index_for", "load_audio", "negative_weights", "read_audio",
-           "resample", "split_dir", "write_split_dir"]
+           "calibration_windows", "group_folder", "held_out_folders", "index_for", "load_audio", "negative_weights",
+           "read_audio", "resample", "split_dir", "write_split_dir"]
 
 
 # ------------------------------------------------------------------------- sources read from Debian packages
