@@ -247,7 +247,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
     import numpy as np
 
     from camlab.contract.audio_features import CryAlarm
-    from camlab.data.audio import AudioDataConfig, held_out_folders, split_dir
+    from camlab.data.audio import held_out_folders, split_config, split_dir
     from camlab.eval.audio import (EvalSet, as_scorer, choose_operating_point, load_eval_dir, long_household_stream,
                                    long_stream_false_alarms, metrics_from_probs, recall_at_precision,
                                    stream_probabilities)
@@ -264,8 +264,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
         trained = True
     model, meta = load_checkpoint(ckpt)
     tcfg = load_train_config(meta.get("train_config") or {})
-    data_cfg = AudioDataConfig(**{k: v for k, v in (meta.get("train_config", {}).get("data") or {}).items()
-                                  if k in ("root", "val_fraction", "split_seed", "extra_negatives")})
+    data_cfg = split_config(meta.get("train_config", {}).get("data") or {})
     val_dir = split_dir("val", data_cfg)
     val = load_eval_dir(val_dir)
     ours_sc = as_scorer(model)

@@ -54,11 +54,10 @@ def choose(rows: dict[str, list[dict]]) -> dict:
 
 
 def _data_cfg(recipe: str):
-    from camlab.data.audio import AudioDataConfig
+    from camlab.data.audio import split_config
     from camlab.train.cry import load_train_config
 
-    return AudioDataConfig(**{k: getattr(load_train_config(recipe).data, k)
-                              for k in ("root", "val_fraction", "split_seed", "extra_negatives")})
+    return split_config(load_train_config(recipe).data)
 
 
 def _relative_files(root: Path) -> set[str]:

@@ -682,6 +682,17 @@ def _is_excerpt(path: Path, frames: int, rate: int) -> bool:
     return info.frames == frames and info.samplerate == rate and info.format == "FLAC"
 
 
+#: the fields of AudioDataConfig that decide which clips land on which side of the split (and nothing else)
+SPLIT_FIELDS = ("root", "val_fraction", "split_seed", "extra_negatives")
+
+
+def split_config(data: "AudioDataConfig | dict") -> AudioDataConfig:
+    """The split-deciding part of a recipe's data block (a config, or the dict a checkpoint's ``train_config``
+    stores): the same split, without the augmentation and sampling settings."""
+    get = data.get if isinstance(data, dict) else (lambda k, d=None: getattr(data, k, d))
+    return AudioDataConfig(**{k: get(k) for k in SPLIT_FIELDS if get(k) is not None})
+
+
 def split_dir(split: str = "val", data_cfg: AudioDataConfig | None = None) -> Path:
     """``write_split_dir`` into the cache (``cache_root()/audio/split-<split>-<recipe>``), reused when present."""
     data_cfg = data_cfg or AudioDataConfig()
@@ -706,7 +717,7 @@ def duration_hours(clips) -> float:
 
 __all__ = ["AudioDataConfig", "AugmentConfig", "Clip", "SplitIndex", "WindowSampler", "band_limit", "build_index",
            "calibration_windows", "group_folder", "held_out_folders", "index_for", "load_audio", "negative_weights",
-           "read_audio", "resample", "split_dir", "write_split_dir"]
+           "read_audio", "resample", "split_config", "split_dir", "write_split_dir"]
 
 
 # ------------------------------------------------------------------------- sources read from Debian packages

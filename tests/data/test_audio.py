@@ -393,3 +393,17 @@ def test_held_out_folders_come_from_the_data_root_and_the_setting(tmp_path, monk
     monkeypatch.setenv("CAMLAB_CRY_HELD_OUT", str(tmp_path / "missing"))
     with pytest.raises(InputFileError, match="CAMLAB_CRY_HELD_OUT.*missing"):
         held_out_folders(root)
+
+
+def test_split_config_keeps_only_what_decides_the_split():
+    """From a recipe's data config or from the dict a checkpoint stores, the same split fields and nothing else
+    (the bench and the release selection rebuild the validation split this one way)."""
+    from dataclasses import asdict
+
+    from camlab.data.audio import SPLIT_FIELDS, AudioDataConfig, split_config
+
+    cfg = AudioDataConfig(val_fraction=0.3, split_seed=4, extra_negatives=("/x",), positive_fraction=0.7)
+    a, b = split_config(cfg), split_config(asdict(cfg))
+    assert a == b
+    assert all(getattr(a, k) == getattr(cfg, k) for k in SPLIT_FIELDS)
+    assert a.positive_fraction == AudioDataConfig().positive_fraction != cfg.positive_fraction
