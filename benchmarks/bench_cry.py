@@ -110,20 +110,27 @@ def _laughter_rate(groups: dict, held_out_data: dict | None = None) -> dict:
         if "ours" in res:
             hit.update(_laugh_groups(res["ours"]["by_group"], f"held_out_data_sources.{source}:"))
     n = sum(v["clips"] for v in hit.values())
-    return {"groups": sorted(hit), "clips": n, "alarms": sum(v["alarms"] for v in hit.values()),
-            "alarm_rate": sum(v["alarms"] for v in hit.values()) / n if n else None,
+    alarms = sum(v["alarms"] for v in hit.values())
+    return {"groups": sorted(hit), "clips": n, "alarms": alarms, "alarm_rate": alarms / n if n else None,
             "by_group": {g: v["alarm_rate"] for g, v in sorted(hit.items())}}
 
 
-def held_out_data_sources(scorers: dict, folders: dict) -> dict:
-    """Every clip of each held-out data source (:func:`camlab.data.audio.held_out_folders`: cry/ and nocry/ groups
-    that no recipe trains on) scored alone by each scorer at its own operating point, like the validation clips:
-    clip metrics, per-group alarm rates, the no-cry audio streamed for false alarms per hour and onset with misses."""
-    from camlab.eval.audio import load_eval_dir, metrics_from_probs, stream_probabilities
+def load_held_out_sets(folders: dict) -> dict:
+    """``{source: (folder, EvalSet)}`` of the held-out data folders (:func:`camlab.data.audio.held_out_folders`),
+    read once for every scorer that measures them."""
+    from camlab.eval.audio import load_eval_dir
+
+    return {name: (folder, load_eval_dir(folder)) for name, folder in folders.items()}
+
+
+def held_out_data_sources(scorers: dict, sets: dict) -> dict:
+    """Every clip of each held-out data source (:func:`load_held_out_sets`: cry/ and nocry/ groups that no recipe
+    trains on) scored alone by each scorer at its own operating point, like the validation clips: clip metrics,
+    per-group alarm rates, the no-cry audio streamed for false alarms per hour and onset with misses."""
+    from camlab.eval.audio import metrics_from_probs, stream_probabilities
 
     out = {}
-    for name, folder in folders.items():
-        data = load_eval_dir(folder)
+    for name, (folder, data) in sets.items():
         note = folder / "SOURCE.md"
         res: dict = {"folder": str(folder), "n_cry": len(data.cry), "n_nocry": len(data.nocry),
                      "skipped": [[str(p), why] for p, why in data.skipped],
@@ -135,23 +142,21 @@ def held_out_data_sources(scorers: dict, folders: dict) -> dict:
     return out
 
 
-def teacher_head_diagnostic(model, ours_sc, val, ours_val_auc, held_data: dict) -> dict:
+def teacher_head_diagnostic(model, ours_sc, val, ours_val_auc, sets: dict, held_data: dict) -> dict:
     """Clip ROC-AUC of the training-only distillation head's "Baby cry" estimate
     (:class:`camlab.eval.audio.TeacherHeadScorer`, same k-of-n clip score as ours) beside the deployed cry head's, on
-    the validation clips and each held-out data source: whether what the student learned from YAMNet separates
-    what its cry head confuses. Not deployed, no operating point: ranking only."""
-    from camlab.eval.audio import TeacherHeadScorer, load_eval_dir, metrics_from_probs, stream_probabilities
+    the validation clips and each held-out data source (``sets``; the cry head's figure from ``held_data``): whether
+    what the student learned from YAMNet separates what its cry head confuses. Not deployed, no operating point:
+    ranking only."""
+    from camlab.eval.audio import TeacherHeadScorer, clip_roc_auc
 
     if not model.model_config.aux_outputs:
         return {"skipped": "the checkpoint has no distillation head"}
     head = TeacherHeadScorer(model, ours_sc.features, ours_sc.alarm)
     out = {"what": "clip ROC-AUC, k-of-n clip score of each head's window probabilities; not a deployed output",
-           "validation": {"cry_head": ours_val_auc,
-                          "teacher_head": metrics_from_probs(stream_probabilities(head, val), head.alarm)["roc_auc"]}}
-    for name, res in held_data.items():
-        data = load_eval_dir(res["folder"])
-        out[name] = {"cry_head": res["ours"]["roc_auc"],
-                     "teacher_head": metrics_from_probs(stream_probabilities(head, data), head.alarm)["roc_auc"]}
+           "validation": {"cry_head": ours_val_auc, "teacher_head": clip_roc_auc(head, val)}}
+    for name, (_, data) in sets.items():
+        out[name] = {"cry_head": held_data[name]["ours"]["roc_auc"], "teacher_head": clip_roc_auc(head, data)}
     return out
 
 
@@ -323,12 +328,12 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
         held_out_groups)
     walls["held_out_source"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    held_sets = load_held_out_sets(held_out_folders(data_cfg.root))
     held_data = held_out_data_sources({"ours": ours_sc, "yamnet_tuned": YamnetScorer(
-        threshold=tuned_alarm.threshold, k=tuned_alarm.k, n=tuned_alarm.n), "yamnet_fixed": yam},
-        held_out_folders(data_cfg.root))
+        threshold=tuned_alarm.threshold, k=tuned_alarm.k, n=tuned_alarm.n), "yamnet_fixed": yam}, held_sets)
     walls["held_out_data_sources"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    teacher_head = teacher_head_diagnostic(model, ours_sc, val, ours["roc_auc"], held_data)
+    teacher_head = teacher_head_diagnostic(model, ours_sc, val, ours["roc_auc"], held_sets, held_data)
     walls["teacher_head_diagnostic"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     previous = previous_releases(val, val_dir, yam, ckpt) if held_out_groups is None else {}

@@ -80,10 +80,10 @@ def eval_split() -> Path:
     return val_dir
 
 
-def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet) -> dict:
-    """One checkpoint at its own operating point on the validation clips, and on the sources it never heard."""
+def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet, held_sets: dict | None = None) -> dict:
+    """One checkpoint at its own operating point on the validation clips, and on the sources it never heard
+    (``held_sets``: :func:`benchmarks.bench_cry.load_held_out_sets`, read once for every checkpoint)."""
     from benchmarks.bench_cry import _groups, _held_out_counts, held_out_data_sources, held_out_sources
-    from camlab.data.audio import held_out_folders
     from camlab.eval.audio import as_scorer, metrics_from_probs, stream_probabilities
     from camlab.models.cry import load_checkpoint
 
@@ -98,7 +98,7 @@ def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet) -> dict:
     held = _held_out_counts(held_out_sources({"ours": sc}, yamnet, extra))
     pooled = pooled_counts(held)
     data_sources = {name: res["ours"]["by_group"]
-                    for name, res in held_out_data_sources({"ours": sc}, held_out_folders()).items()}
+                    for name, res in held_out_data_sources({"ours": sc}, held_sets or {}).items()}
     return {"seed": int(seed), "checkpoint": str(path), "checkpoint_sha256": sha256_file(path),
             **{k: m[k] for k in METRICS}, "decode": m["decode"],
             "music_alarms": groups.get("nocry/music", {}).get("alarms"),
@@ -132,6 +132,8 @@ def _summary(rows: list[dict]) -> dict:
 
 def run(recipes=RECIPES, seeds=SEEDS) -> dict:
     """Every (recipe, seed) checkpoint present on the same validation clips; the rule's choice when all are."""
+    from benchmarks.bench_cry import load_held_out_sets
+    from camlab.data.audio import held_out_folders
     from camlab.eval.audio import load_eval_dir
     from camlab.eval.yamnet import default_scorer
     from camlab.train.cry import RELEASE_RECIPE, load_train_config, seed_checkpoint
@@ -139,6 +141,7 @@ def run(recipes=RECIPES, seeds=SEEDS) -> dict:
     t0 = time.perf_counter()
     val_dir = eval_split()
     val = load_eval_dir(val_dir)
+    held_sets = load_held_out_sets(held_out_folders(_data_cfg(EVAL_RECIPE).root))
     yamnet = default_scorer()
     rows: dict[str, list[dict]] = {}
     missing: list[str] = []
@@ -151,7 +154,7 @@ def run(recipes=RECIPES, seeds=SEEDS) -> dict:
                                f"{seed}> --out {path.parent})")
                 continue
             print(f"   {recipe} seed {seed}", flush=True)
-            rows[recipe].append(score_checkpoint(path, seed, val, val_dir, yamnet))
+            rows[recipe].append(score_checkpoint(path, seed, val, val_dir, yamnet, held_sets))
     choice = None if missing else choose(rows)
     release = {"recipe": RELEASE_RECIPE, "seed": int(load_train_config(RELEASE_RECIPE).train.seed)}
     return {"rule": RULE, "recipes": list(recipes), "seeds": list(seeds), "eval_recipe": EVAL_RECIPE,

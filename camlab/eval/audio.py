@@ -633,11 +633,22 @@ def metrics_from_probs(probs: dict, alarm: CryAlarm, limit_s: float = 2.0) -> di
 
 
 # ------------------------------------------------------------------------------------------ operating-point sweep
+def clip_probabilities(scorer: Scorer, data: EvalSet) -> list[tuple[np.ndarray, int]]:
+    """``(window probabilities, label)`` of every clip, each streamed alone (cries first)."""
+    return [(_stream_probs(scorer, w)[0], 1) for _, w in data.cry] + \
+           [(_stream_probs(scorer, w)[0], 0) for _, w in data.nocry]
+
+
+def clip_roc_auc(scorer: Scorer, data: EvalSet) -> float | None:
+    """Threshold-free clip ROC-AUC of the scorer's k-of-n clip score (no stream, no operating point)."""
+    clips = clip_probabilities(scorer, data)
+    return roc_auc([scorer.alarm.clip_score(p) for p, _ in clips], [lab for _, lab in clips])
+
+
 def stream_probabilities(scorer: Scorer, data: EvalSet, noise_s: float = 4.0, snr_db: float = 10.0) -> dict:
     """Window probabilities of every clip, of the no-cry stream and of the onset streams (computed once, for
     re-running alarm rules cheaply)."""
-    clips = [(_stream_probs(scorer, w)[0], 1) for _, w in data.cry] + \
-            [(_stream_probs(scorer, w)[0], 0) for _, w in data.nocry]
+    clips = clip_probabilities(scorer, data)
     bed = np.concatenate([w for _, w in data.nocry])
     fa = _stream_probs(scorer, bed)
     onsets = [(*_stream_probs(scorer, s), onset) for s, onset in onset_streams(data, noise_s, snr_db)]
