@@ -227,15 +227,18 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
     fc = cfg.model.features
     d = cfg.model.decode
     rows = []
-    for gate in cfg.decode_gates:
-        model.model_config = replace(cfg.model, teacher_gate=gate)
-        scorer = TorchScorer(model, fc, CryAlarm(d.threshold, d.k, d.n, d.refractory_s, fc.hop_s))
-        probs = stream_probabilities(scorer, data)
-        if cfg.calibration_stress:
-            probs = add_stress_streams(scorer, data, probs)
-        rows += [{**r, "teacher_gate": gate} for r in operating_point_rows(
-            probs, fc.hop_s, refractory_s=d.refractory_s, thresholds=cfg.decode_thresholds, rules=cfg.decode_rules)]
-    model.model_config = cfg.model
+    try:
+        for gate in cfg.decode_gates:   # the graph reads its gate from model_config at call time
+            model.model_config = replace(cfg.model, teacher_gate=gate)
+            scorer = TorchScorer(model, fc, CryAlarm(d.threshold, d.k, d.n, d.refractory_s, fc.hop_s))
+            probs = stream_probabilities(scorer, data)
+            if cfg.calibration_stress:
+                probs = add_stress_streams(scorer, data, probs)
+            rows += [{**r, "teacher_gate": gate} for r in operating_point_rows(
+                probs, fc.hop_s, refractory_s=d.refractory_s, thresholds=cfg.decode_thresholds,
+                rules=cfg.decode_rules)]
+    finally:
+        model.model_config = cfg.model
     best = pick_operating_point(rows, max_fa_per_hour=cfg.max_false_alarms_per_hour,
                                 max_latency_s=cfg.max_onset_to_alarm_s)
     decode = DecodeConfig(threshold=best["threshold"], k=best["k"], n=best["n"], refractory_s=d.refractory_s)
