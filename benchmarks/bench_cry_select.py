@@ -16,17 +16,35 @@ choose: choosing on them would spoil them as a test.
 ``release_is_choice`` says whether :data:`camlab.train.cry.RELEASE_RECIPE` and the seed its YAML names are the rule's
 choice. Checkpoints come from ``camlab.train.cry.seed_checkpoint``; a missing one is listed with how to train it,
 and then no choice is made (the rule needs every recipe on every seed).
+A trial of one new recipe against the release need not retrain every recipe of the full comparison:
+``CAMLAB_CRY_SELECT_RECIPES=cry_music,cry_blend`` scores only those, by the same rule, and writes
+``results/cry_select_<recipes>.json`` so the full comparison's JSON stays as it was.
 Wall time: shared 2-core CPU.
 """
 from __future__ import annotations
 
 import time
+import os
 from pathlib import Path
 
 from camlab.contract.manifest import sha256_file
 
-NAME = "cry_select"
-RECIPES = ("cry_sfx", "cry_music", "cry_gate")
+ALL_RECIPES = ("cry_sfx", "cry_music", "cry_gate", "cry_blend")
+
+
+def recipes_from_env(value: str | None) -> tuple[tuple[str, ...], str]:
+    """(recipes, results name) for ``CAMLAB_CRY_SELECT_RECIPES``: every recipe and ``cry_select`` when unset, else
+    the named recipes (at least two, each a known one) and ``cry_select_<names>``."""
+    if not value:
+        return ALL_RECIPES, "cry_select"
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in ALL_RECIPES]
+    if unknown or len(set(names)) < 2:
+        raise ValueError(f"CAMLAB_CRY_SELECT_RECIPES: expected two or more of {', '.join(ALL_RECIPES)}, got {value!r}")
+    return names, "cry_select_" + "_".join(n.removeprefix("cry_") for n in names)
+
+
+RECIPES, NAME = recipes_from_env(os.environ.get("CAMLAB_CRY_SELECT_RECIPES"))
 SEEDS = (0, 1, 2)
 EVAL_RECIPE = "cry_music"
 RULE = ("highest mean validation F1 over the seeds (tie: fewer mean validation false alarms); then its seed with the "

@@ -11,6 +11,11 @@ Teacher gate (``teacher_gate`` > 0): the distillation head, trained to give YAMN
 (Hinton et al., arXiv:1503.02531; :mod:`camlab.train.cry`), becomes a second opinion inside the graph: where its
 logit is below logit(gate), the cry logit loses ``GATE_DROP`` x (the shortfall, clipped to [0, 1]): a full veto one
 logit below the gate, none above it. Deployed cost: one Gemm row, Sub, Clip, Mul and Add on a single value.
+
+Teacher blend (``teacher_blend`` b > 0): the deployed logit is (1 - b) x the cry head + b x the distillation head's
+"Baby cry" row, a logit-averaging ensemble of the label-trained and the teacher-trained head (Hinton et al., ibid.;
+Dietterich, "Ensemble Methods in Machine Learning", MCS 2000). Both are linear in the same embedding, so the blend is
+one Gemm row with blended weights: the deployed graph, its parameter count and its MACs are those of b = 0.
 """
 from __future__ import annotations
 
@@ -55,6 +60,7 @@ class CryModelConfig:
     dropout: float = 0.1
     aux_outputs: int = 0                        # training-only head for the teacher's class scores (0 = none)
     teacher_gate: float = 0.0                   # > 0: veto windows whose teacher-head P(cry) is below it (deployed)
+    teacher_blend: float = 0.0                  # > 0: logit = (1 - b) cry head + b teacher head (one blended row)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
@@ -73,6 +79,10 @@ class CryModelConfig:
             raise ValueError(f"teacher_gate must be in [0, 1), got {self.teacher_gate}")
         if self.teacher_gate and not self.aux_outputs:
             raise ValueError("teacher_gate > 0 needs the distillation head (aux_outputs > 0)")
+        if not 0.0 <= self.teacher_blend <= 1.0:
+            raise ValueError(f"teacher_blend must be in [0, 1], got {self.teacher_blend}")
+        if self.teacher_blend and not self.aux_outputs:
+            raise ValueError("teacher_blend > 0 needs the distillation head (aux_outputs > 0)")
 
 
 def model_config_from_dict(d: dict | CryModelConfig) -> CryModelConfig:
@@ -111,7 +121,10 @@ def build_model(cfg: CryModelConfig | dict):
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.drop(self.pool(self.features(x)).flatten(1))
-            z = self.head(x)
+            if self.model_config.teacher_blend > 0:
+                z = nn.functional.linear(x, *blended_head(self))
+            else:
+                z = self.head(x)
             gate = self.model_config.teacher_gate
             if gate > 0:   # read at call time: training picks the gate after the weights are final
                 teacher = nn.functional.linear(x, self.aux.weight[:1], self.aux.bias[:1])
@@ -128,6 +141,16 @@ def build_model(cfg: CryModelConfig | dict):
     net = CryNet()
     net.model_config = cfg
     return net
+
+
+def blended_head(model):
+    """(weight [1, C], bias [1]) of the deployed cry logit: the cry head, or with ``teacher_blend`` b > 0 the row
+    (1 - b) x cry head + b x the distillation head's "Baby cry" row (read at call time, like the gate)."""
+    b = float(model.model_config.teacher_blend)
+    if b <= 0:
+        return model.head.weight, model.head.bias
+    return ((1.0 - b) * model.head.weight + b * model.aux.weight[:1],
+            (1.0 - b) * model.head.bias + b * model.aux.bias[:1])
 
 
 def fold_batchnorm(model):

@@ -86,6 +86,9 @@ class CryTrainConfig:
     # teacher-gate candidates (camlab.models.cry: veto windows whose distillation-head P(cry) is below the gate),
     # picked with the threshold and rule on the same streams; (0.0,) = no gate
     decode_gates: tuple[float, ...] = (0.0,)
+    # teacher blend of the deployed logit (camlab.models.cry), fixed by the recipe and applied once the weights are
+    # final, before the operating point is picked: training and epoch selection see the plain cry head
+    decode_blend: float = 0.0
     clip_eval: bool = True            # stream-evaluate the validation split at the end
     yamnet_anchor: bool = False       # ... and the YAMNet anchor on the same clips
     progress: bool = True
@@ -95,6 +98,10 @@ class CryTrainConfig:
             raise ValueError(f"decode_gates must be a non-empty list of values in [0, 1), got {self.decode_gates}")
         if any(g > 0 for g in self.decode_gates) and not self.model.aux_outputs:
             raise ValueError("decode_gates above 0 need the distillation head (model.aux_outputs > 0)")
+        if not 0.0 <= self.decode_blend <= 1.0:
+            raise ValueError(f"decode_blend must be in [0, 1], got {self.decode_blend}")
+        if self.decode_blend > 0 and not self.model.aux_outputs:
+            raise ValueError("decode_blend above 0 needs the distillation head (model.aux_outputs > 0)")
 
 
 @dataclass
@@ -226,10 +233,11 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
                    skipped=[])
     fc = cfg.model.features
     d = cfg.model.decode
+    base = replace(cfg.model, teacher_blend=cfg.decode_blend)
     rows = []
     try:
-        for gate in cfg.decode_gates:   # the graph reads its gate from model_config at call time
-            model.model_config = replace(cfg.model, teacher_gate=gate)
+        for gate in cfg.decode_gates:   # the graph reads its gate and blend from model_config at call time
+            model.model_config = replace(base, teacher_gate=gate)
             scorer = TorchScorer(model, fc, CryAlarm(d.threshold, d.k, d.n, d.refractory_s, fc.hop_s))
             probs = stream_probabilities(scorer, data)
             if cfg.calibration_stress:
@@ -242,7 +250,7 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
     best = pick_operating_point(rows, max_fa_per_hour=cfg.max_false_alarms_per_hour,
                                 max_latency_s=cfg.max_onset_to_alarm_s)
     decode = DecodeConfig(threshold=best["threshold"], k=best["k"], n=best["n"], refractory_s=d.refractory_s)
-    return replace(cfg.model, decode=decode, teacher_gate=best["teacher_gate"]), rows
+    return replace(base, decode=decode, teacher_gate=best["teacher_gate"]), rows
 
 
 def add_stress_streams(scorer, data, probs: dict) -> dict:

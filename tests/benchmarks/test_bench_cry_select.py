@@ -26,6 +26,17 @@ def test_ties_go_to_fewer_false_alarms_then_the_lower_seed():
     assert choose(rows)["seed"] == 1
 
 
+def test_a_recipe_subset_from_the_environment_writes_its_own_results():
+    from benchmarks.bench_cry_select import ALL_RECIPES, recipes_from_env
+
+    assert recipes_from_env(None) == (ALL_RECIPES, "cry_select")
+    assert recipes_from_env("") == (ALL_RECIPES, "cry_select")
+    assert recipes_from_env("cry_music, cry_blend") == (("cry_music", "cry_blend"), "cry_select_music_blend")
+    for bad in ("cry_music", "cry_music,cry_music", "cry_music,cry_nope"):
+        with pytest.raises(ValueError, match="CAMLAB_CRY_SELECT_RECIPES"):
+            recipes_from_env(bad)
+
+
 def test_recipes_scored_on_different_seeds_are_not_compared():
     with pytest.raises(ValueError, match="different seeds"):
         choose({"a": [_row(0, 0.9, 1), _row(1, 0.9, 1)], "b": [_row(0, 0.9, 1)]})

@@ -179,3 +179,49 @@ def test_teacher_gate_vetoes_windows_the_teacher_head_doubts(tmp_path):
         CryModelConfig(teacher_gate=1.0, aux_outputs=7)
     with pytest.raises(ValueError, match="distillation head"):
         CryModelConfig(teacher_gate=0.05)
+
+
+def test_teacher_blend_is_one_blended_gemm_row(tmp_path):
+    """With ``teacher_blend`` b, the deployed logit is (1 - b) x cry head + b x the distillation head's first row;
+    the exported graph has the ops, initializer sizes and MACs of the plain model (the blend folds into one row),
+    and onnxruntime gives the blended logits."""
+    from dataclasses import replace
+
+    import onnx
+    import onnxruntime as ort
+
+    base = CryModelConfig(channels=(16, 32), aux_outputs=7)
+    m = fold_batchnorm(_trained_like(base))
+    x = torch.randn(32, 1, 32, 96)
+    with torch.no_grad():
+        z, aux = m.forward_aux(x)
+        m.model_config = replace(base, teacher_blend=0.5)
+        blended = m(x)
+        m.model_config = replace(base, teacher_blend=1.0)
+        teacher_only = m(x)
+    torch.testing.assert_close(blended, 0.5 * z + 0.5 * aux[:, :1])
+    torch.testing.assert_close(teacher_only, aux[:, :1])
+    assert not torch.allclose(blended, z)
+    m.model_config = replace(base, teacher_blend=0.5)
+    assert count_params(m) == count_params(fold_batchnorm(build_model(base)))
+    assert count_macs(m.model_config) == count_macs(base)
+
+    def export(model, name):
+        path = tmp_path / name
+        torch.onnx.export(model, (x[:1],), str(path), input_names=["features"], output_names=["logits"],
+                          opset_version=17, dynamo=False)
+        g = onnx.load(str(path)).graph
+        return path, sorted(n.op_type for n in g.node), sum(int(np.prod(i.dims)) for i in g.initializer)
+
+    plain = fold_batchnorm(_trained_like(base))
+    path, ops, size = export(m, "blend.onnx")
+    _, ops_plain, size_plain = export(plain, "plain.onnx")
+    assert ops == ops_plain and size == size_plain
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = np.concatenate([sess.run(None, {"features": x[i:i + 1].numpy()})[0] for i in range(8)])
+    np.testing.assert_allclose(out, blended[:8].numpy(), atol=1e-4)
+
+    with pytest.raises(ValueError, match="teacher_blend"):
+        CryModelConfig(teacher_blend=1.5, aux_outputs=7)
+    with pytest.raises(ValueError, match="distillation head"):
+        CryModelConfig(teacher_blend=0.5)

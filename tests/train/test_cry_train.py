@@ -282,3 +282,31 @@ def test_teacher_gate_is_picked_with_the_operating_point_and_shipped(synth_root,
     assert {r["teacher_gate"] for r in grid["grid"]} == {0.0, 0.3, 0.999} and grid["chosen"]["threshold"] > 0
     with pytest.raises(ConfigError, match="decode_gates"):
         train("cry_demo", overrides={**over, "decode_gates": [1.5]})
+
+
+def test_teacher_blend_is_applied_after_training_and_shipped(synth_root, tmp_path):
+    """``decode_blend``: the weights and the epoch choice are those of the plain recipe (the blend is applied once
+    they are final), the operating point is picked on the blended logit and the checkpoint carries the blend."""
+    import torch
+
+    from camlab.models.cry import load_checkpoint
+    from camlab.train.cry import train
+
+    over = {"progress": False, "clip_eval": False,
+            "data": {"root": str(synth_root), "val_fraction": 0.3},
+            "train": {"epochs": 1, "windows_per_epoch": 64, "pool_reuse": 1, "batch_size": 16, "val_windows": 32},
+            "model": {"stem_channels": 16, "channels": [16, 32], "aux_outputs": 7}}
+    plain = train("cry_demo", overrides={**over, "output_dir": str(tmp_path / "plain")})
+    blend = train("cry_demo", overrides={**over, "output_dir": str(tmp_path / "blend"), "decode_blend": 0.5})
+    m0, meta0 = load_checkpoint(plain.checkpoint)
+    m1, meta1 = load_checkpoint(blend.checkpoint)
+    assert meta0["model_config"]["teacher_blend"] == 0.0 and meta1["model_config"]["teacher_blend"] == 0.5
+    assert m1.model_config.teacher_blend == 0.5
+    s0, s1 = m0.state_dict(), m1.state_dict()
+    assert all(torch.equal(s0[k], s1[k]) for k in s0)
+    assert meta0["metrics"]["best_epoch"] == meta1["metrics"]["best_epoch"]
+    with pytest.raises(ConfigError, match="decode_blend"):
+        train("cry_demo", overrides={**over, "decode_blend": 1.5})
+    no_aux = {**over, "model": {"stem_channels": 16, "channels": [16, 32]}, "decode_blend": 0.5}
+    with pytest.raises(ConfigError, match="distillation head"):
+        train("cry_demo", overrides=no_aux)
