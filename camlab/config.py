@@ -3,6 +3,9 @@
 Unknown keys are rejected with their dotted name and the file; wrong types name the field and the expected type.
 Nested dataclasses, ``Literal``, ``Optional``/``X | None``, ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]`` and
 ``dict[str, X]`` are supported. One obvious place for loading any config in camlab and device_sim.
+A YAML file may start from another: ``base: other.yaml`` (a path relative to the file) loads that one first and
+deep-merges this file's keys over it (mappings merge, everything else is replaced), so a recipe that differs from
+another by two lines says only those.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def load_config(cls: type[T], source: str | Path | dict | None, *, overrides: di
     data: Any = {}
     if isinstance(source, (str, Path)):
         origin = str(source)
-        data = read_yaml(source) or {}
+        data = read_yaml_with_base(source)
     elif isinstance(source, dict):
         origin, data = "<dict>", source
     elif source is not None:
@@ -51,6 +54,28 @@ def load_config(cls: type[T], source: str | Path | dict | None, *, overrides: di
     if overrides:
         data = _deep_merge(data, overrides)
     return _build(cls, data, origin, "")
+
+
+def read_yaml_with_base(path: str | Path, _seen: tuple[Path, ...] = ()) -> Any:
+    """:func:`read_yaml`, resolving a top-level ``base:`` key (another YAML file, relative to this one) by loading it
+    first and deep-merging this file over it; a missing base or a cycle names the file."""
+    path = Path(path)
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict) or "base" not in data:
+        return data
+    ref = data.pop("base")
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(f"{path}: field 'base' must be the path of another YAML file, got {ref!r}")
+    parent = (path.parent / ref).resolve()
+    here = path.resolve()
+    if parent in _seen or parent == here:
+        raise ConfigError(f"{path}: 'base: {ref}' makes a cycle ({' -> '.join(str(p) for p in (*_seen, here, parent))})")
+    if not parent.is_file():
+        raise ConfigError(f"{path}: field 'base' names {ref}, which is not a file ({parent})")
+    inherited = read_yaml_with_base(parent, (*_seen, here))
+    if not isinstance(inherited, dict):
+        raise ConfigError(f"{parent}: expected a mapping at the top level (base of {path})")
+    return _deep_merge(inherited, data)
 
 
 def to_dict(obj: Any) -> Any:

@@ -117,6 +117,24 @@ def test_config_errors_name_the_file_and_field(tmp_path, text, needle):
     assert needle in str(exc.value) and str(path) in str(exc.value)
 
 
+def test_config_base_key_inherits_a_sibling_file_and_overrides_it(tmp_path):
+    """``base: other.yaml`` loads that file (relative to this one, recursively) and deep-merges this one over it."""
+    (tmp_path / "root.yaml").write_text("name: cam\nsize: [320, 192]\ninner: {gain: 2, mode: night}\ntags: [a]\n")
+    (tmp_path / "mid.yaml").write_text("base: root.yaml\ninner: {gain: 4}\n")
+    (tmp_path / "leaf.yaml").write_text("base: mid.yaml\ntags: [b, c]\n")
+    assert load_config(_Outer, tmp_path / "leaf.yaml") == _Outer("cam", (320, 192), _Inner(4.0, "night"), ["b", "c"])
+    (tmp_path / "gone.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="gone.yaml.*base.*nowhere.yaml"):
+        load_config(_Outer, tmp_path / "gone.yaml")
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(_Outer, tmp_path / "a.yaml")
+    (tmp_path / "num.yaml").write_text("base: 3\n")
+    with pytest.raises(ConfigError, match="num.yaml.*base"):
+        load_config(_Outer, tmp_path / "num.yaml")
+
+
 def test_atomic_write_replaces_whole_file(tmp_path):
     target = tmp_path / "state.json"
     atomic_write_json(target, {"a": 1})
