@@ -18,7 +18,8 @@ choice. Checkpoints come from ``camlab.train.cry.seed_checkpoint``; a missing on
 and then no choice is made (the rule needs every recipe on every seed).
 A trial of one new recipe against the release need not retrain every recipe of the full comparison:
 ``CAMLAB_CRY_SELECT_RECIPES=cry_music,cry_blend`` scores only those, by the same rule, and writes
-``results/cry_select_<recipes>.json`` so the full comparison's JSON stays as it was.
+``results/cry_select_<recipes>.json`` so the full comparison's JSON stays as it was; ``CAMLAB_CRY_SELECT_SEEDS=2``
+scores fewer seeds (every recipe the same ones).
 Wall time: shared 2-core CPU.
 """
 from __future__ import annotations
@@ -44,8 +45,21 @@ def recipes_from_env(value: str | None) -> tuple[tuple[str, ...], str]:
     return names, "cry_select_" + "_".join(n.removeprefix("cry_") for n in names)
 
 
+def seeds_from_env(value: str | None) -> tuple[int, ...]:
+    """The seeds of ``CAMLAB_CRY_SELECT_SEEDS`` (comma-separated non-negative integers), all three when unset."""
+    if not value:
+        return (0, 1, 2)
+    try:
+        seeds = tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"CAMLAB_CRY_SELECT_SEEDS: expected comma-separated seeds such as 0,1,2, got {value!r}")
+    return seeds
+
+
 RECIPES, NAME = recipes_from_env(os.environ.get("CAMLAB_CRY_SELECT_RECIPES"))
-SEEDS = (0, 1, 2)
+SEEDS = seeds_from_env(os.environ.get("CAMLAB_CRY_SELECT_SEEDS"))
 EVAL_RECIPE = "cry_music"
 RULE = ("highest mean validation F1 over the seeds (tie: fewer mean validation false alarms); then its seed with the "
         "highest validation F1 (tie: fewer false alarms, then the lower seed); held-out sources reported, not used")

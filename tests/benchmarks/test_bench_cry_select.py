@@ -37,6 +37,15 @@ def test_a_recipe_subset_from_the_environment_writes_its_own_results():
             recipes_from_env(bad)
 
 
+def test_seeds_from_the_environment():
+    from benchmarks.bench_cry_select import seeds_from_env
+
+    assert seeds_from_env(None) == (0, 1, 2) and seeds_from_env("2") == (2,) and seeds_from_env("1, 0") == (0, 1)
+    for bad in ("x", "-1", ","):
+        with pytest.raises(ValueError, match="CAMLAB_CRY_SELECT_SEEDS"):
+            seeds_from_env(bad)
+
+
 def test_recipes_scored_on_different_seeds_are_not_compared():
     with pytest.raises(ValueError, match="different seeds"):
         choose({"a": [_row(0, 0.9, 1), _row(1, 0.9, 1)], "b": [_row(0, 0.9, 1)]})
