@@ -79,6 +79,8 @@ class CryTrainConfig:
     calibration_cry_clips: int = 120  # cry clips (seeded subset of the training split) used for that
     max_false_alarms_per_hour: float = 1.0
     calibration_holdout: float = 0.0  # share of training no-cry groups kept out of training for the operating point
+    calibration_cry_holdout: float = 0.0  # share of training cry recordings kept out of training for it (0 = the
+    #                                       operating point meets training cries, which the model has fitted)
     calibration_stress: bool = False  # also stream re-mixes of that no-cry audio (quieter, louder, overlaid)
     max_onset_to_alarm_s: float = 1.6
     decode_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -98,6 +100,8 @@ class CryTrainConfig:
             raise ValueError(f"decode_gates must be a non-empty list of values in [0, 1), got {self.decode_gates}")
         if any(g > 0 for g in self.decode_gates) and not self.model.aux_outputs:
             raise ValueError("decode_gates above 0 need the distillation head (model.aux_outputs > 0)")
+        if not 0.0 <= self.calibration_cry_holdout < 1.0:
+            raise ValueError(f"calibration_cry_holdout must be in [0, 1), got {self.calibration_cry_holdout}")
         if not 0.0 <= self.decode_blend <= 1.0:
             raise ValueError(f"decode_blend must be in [0, 1], got {self.decode_blend}")
         if self.decode_blend > 0 and not self.model.aux_outputs:
@@ -206,9 +210,24 @@ def split_calibration_negatives(train_clips, fraction: float, seed: int = 0):
     return fit, held
 
 
-def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
-    """Choose the decode operating point on training-split streams: a cry subset plus the training no-cry audio
-    (``nocry``: the held-out calibration part when ``calibration_holdout`` > 0, else all of it)."""
+def split_calibration_cries(train_clips, fraction: float, seed: int = 0):
+    """``(clips to train on, held-out cry clips)``: a ``fraction`` of the training split's cry recordings (by a
+    seeded hash of the recording, another salt than the validation split's and the no-cry holdout's) is kept out of
+    training, so the operating point is picked on cries the model has not fitted, as a new baby's will be."""
+    from camlab.data.audio import _side
+
+    if fraction <= 0:
+        return list(train_clips), []
+    fit, held = [], []
+    for c in train_clips:
+        (held if c.label == 1 and _side(seed + 104729, c.group, fraction) == "val" else fit).append(c)
+    return fit, held
+
+
+def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None, cry=None):
+    """Choose the decode operating point on training-split streams: a cry subset (of ``cry``, the held-out
+    calibration cries when ``calibration_cry_holdout`` > 0, else of the training cries) plus the training no-cry
+    audio (``nocry``: the held-out calibration part when ``calibration_holdout`` > 0, else all of it)."""
     from dataclasses import replace
 
     from camlab.data.audio import SAMPLE_RATE, clip_waveform, resample
@@ -225,7 +244,7 @@ def _calibrate_decode(model, cfg: CryTrainConfig, index, rng, nocry=None):
         except InputFileError:   # the sampler skipped it too (undecodable, non-finite)
             return None
 
-    cries = [c for c in index.train if c.label == 1]
+    cries = list(cry) if cry else [c for c in index.train if c.label == 1]
     pick = np.sort(rng.permutation(len(cries))[:cfg.calibration_cry_clips])
     cry_w = [(cries[i].path, wave(cries[i])) for i in pick]
     no_w = [(c.path, wave(c)) for c in (nocry or [c for c in index.train if c.label == 0])]
@@ -384,6 +403,8 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
     counts = index.counts()
     fit_clips, calib_neg = split_calibration_negatives(index.train, cfg.calibration_holdout, cfg.data.split_seed)
     counts["calibration_holdout_nocry"] = len(calib_neg)
+    fit_clips, calib_cry = split_calibration_cries(fit_clips, cfg.calibration_cry_holdout, cfg.data.split_seed)
+    counts["calibration_holdout_cry"] = len(calib_cry)
     train_sampler = WindowSampler(fit_clips, cfg.data, fcfg)
     val_key = {"data": to_dict(cfg.data), "features": to_dict(fcfg), "n": b.val_windows, "seed": b.seed,
                "val": sorted(f"{c.path}|{c.start_s}" for c in index.val)}
@@ -462,7 +483,7 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
         model.eval()
         model_cfg = cfg.model
         if cfg.calibrate_decode:
-            model_cfg, op_rows = _calibrate_decode(model, cfg, index, rng, calib_neg or None)
+            model_cfg, op_rows = _calibrate_decode(model, cfg, index, rng, calib_neg or None, calib_cry or None)
             model.model_config = model_cfg
             mlflow.log_dict({"chosen": to_dict(model_cfg.decode), "grid": op_rows}, "operating_point.json")
         logits_val, val_loss = _window_eval(model, x_val, y_val)

@@ -141,6 +141,24 @@ def test_calibration_holdout_keeps_groups_apart():
     assert split_calibration_negatives(clips, 0.0) == (clips, [])
 
 
+def test_calibration_cry_holdout_keeps_recordings_apart():
+    """``calibration_cry_holdout``: whole cry recordings leave training for the operating point; no-cry clips stay."""
+    from pathlib import Path
+
+    from camlab.data.audio import Clip
+    from camlab.train.cry import split_calibration_cries
+
+    clips = [Clip(Path(f"r{i}-{t}.flac"), 1, "donateacry", f"cry:r{i}") for i in range(60) for t in range(3)]
+    clips += [Clip(Path(f"n{i}.ogg"), 0, "esc50", f"esc50:{i}") for i in range(20)]
+    fit, held = split_calibration_cries(clips, 0.25, seed=0)
+    assert all(c.label == 1 for c in held) and sum(c.label == 0 for c in fit) == 20
+    fit_groups, held_groups = {c.group for c in fit if c.label == 1}, {c.group for c in held}
+    assert not fit_groups & held_groups and len(fit_groups | held_groups) == 60
+    assert 8 <= len(held_groups) <= 24 and len(held) == 3 * len(held_groups)   # ~25 % of 60 recordings, whole
+    assert split_calibration_cries(clips, 0.0) == (clips, [])
+    assert split_calibration_cries(clips, 0.25, seed=1) != (fit, held)
+
+
 def test_operating_point_fallback_stays_within_latency():
     from camlab.eval.audio import choose_operating_point
 
@@ -286,7 +304,8 @@ def test_teacher_gate_is_picked_with_the_operating_point_and_shipped(synth_root,
 
 def test_teacher_blend_is_applied_after_training_and_shipped(synth_root, tmp_path):
     """``decode_blend``: the weights and the epoch choice are those of the plain recipe (the blend is applied once
-    they are final), the operating point is picked on the blended logit and the checkpoint carries the blend."""
+    they are final), the operating point is picked on the blended logit and the checkpoint carries the blend.
+    ``calibration_cry_holdout``: the held-out cry recordings are counted in the checkpoint's split."""
     import torch
 
     from camlab.models.cry import load_checkpoint
@@ -307,6 +326,11 @@ def test_teacher_blend_is_applied_after_training_and_shipped(synth_root, tmp_pat
     assert meta0["metrics"]["best_epoch"] == meta1["metrics"]["best_epoch"]
     with pytest.raises(ConfigError, match="decode_blend"):
         train("cry_demo", overrides={**over, "decode_blend": 1.5})
+    held = train("cry_demo", overrides={**over, "output_dir": str(tmp_path / "held"), "calibration_cry_holdout": 0.5})
+    _, meta2 = load_checkpoint(held.checkpoint)
+    assert meta2["split"]["calibration_holdout_cry"] > 0 and meta0["split"]["calibration_holdout_cry"] == 0
+    with pytest.raises(ConfigError, match="calibration_cry_holdout"):
+        train("cry_demo", overrides={**over, "calibration_cry_holdout": 1.0})
     no_aux = {**over, "model": {"stem_channels": 16, "channels": [16, 32]}, "decode_blend": 0.5}
     with pytest.raises(ConfigError, match="distillation head"):
         train("cry_demo", overrides=no_aux)
