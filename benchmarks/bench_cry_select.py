@@ -30,18 +30,21 @@ from pathlib import Path
 
 from camlab.contract.manifest import sha256_file
 
-ALL_RECIPES = ("cry_sfx", "cry_music", "cry_gate", "cry_blend")
+DEFAULT_RECIPES = ("cry_sfx", "cry_music", "cry_gate")   # the full comparison of results/cry_select.json
 
 
 def recipes_from_env(value: str | None) -> tuple[tuple[str, ...], str]:
-    """(recipes, results name) for ``CAMLAB_CRY_SELECT_RECIPES``: every recipe and ``cry_select`` when unset, else
-    the named recipes (at least two, each a known one) and ``cry_select_<names>``."""
+    """(recipes, results name) for ``CAMLAB_CRY_SELECT_RECIPES``: the default comparison and ``cry_select`` when
+    unset, else the named built-in cry recipes (two or more) and ``cry_select_<names>``."""
+    from camlab.train.cry import CONFIG_DIR
+
     if not value:
-        return ALL_RECIPES, "cry_select"
+        return DEFAULT_RECIPES, "cry_select"
     names = tuple(n.strip() for n in value.split(",") if n.strip())
-    unknown = [n for n in names if n not in ALL_RECIPES]
-    if unknown or len(set(names)) < 2:
-        raise ValueError(f"CAMLAB_CRY_SELECT_RECIPES: expected two or more of {', '.join(ALL_RECIPES)}, got {value!r}")
+    known = sorted(p.stem for p in CONFIG_DIR.glob("cry_*.yaml"))
+    unknown = [n for n in names if n not in known]
+    if unknown or len(set(names)) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"CAMLAB_CRY_SELECT_RECIPES: expected two or more of {', '.join(known)}, got {value!r}")
     return names, "cry_select_" + "_".join(n.removeprefix("cry_") for n in names)
 
 

@@ -27,10 +27,11 @@ def test_ties_go_to_fewer_false_alarms_then_the_lower_seed():
 
 
 def test_a_recipe_subset_from_the_environment_writes_its_own_results():
-    from benchmarks.bench_cry_select import ALL_RECIPES, recipes_from_env
+    from benchmarks.bench_cry_select import DEFAULT_RECIPES, recipes_from_env
 
-    assert recipes_from_env(None) == (ALL_RECIPES, "cry_select")
-    assert recipes_from_env("") == (ALL_RECIPES, "cry_select")
+    assert recipes_from_env(None) == (DEFAULT_RECIPES, "cry_select")
+    assert recipes_from_env("") == (DEFAULT_RECIPES, "cry_select")
+    assert recipes_from_env("cry_music,cry_cal,cry_blend_cal")[1] == "cry_select_music_cal_blend_cal"
     assert recipes_from_env("cry_music, cry_blend") == (("cry_music", "cry_blend"), "cry_select_music_blend")
     for bad in ("cry_music", "cry_music,cry_music", "cry_music,cry_nope"):
         with pytest.raises(ValueError, match="CAMLAB_CRY_SELECT_RECIPES"):
