@@ -32,7 +32,7 @@ YAMNET_CRY_CLIPS = 120        # training cries YAMNet's operating point is chose
 # pick hit the grid's floor (0.5, 1 of 1), so its grid also spans its own scale below 0.5
 YAMNET_LOW_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4)
 # recipes shipped before the release one (newest first): each is an anchor measured beside it when trained here
-PREVIOUS_RECIPES = ("cry_music", "cry_sfx", "cry_teacher")
+PREVIOUS_RECIPES = ("cry_sfx", "cry_teacher")
 
 
 def yamnet_thresholds(ours) -> list[float]:

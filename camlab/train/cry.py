@@ -119,7 +119,7 @@ class TrainResult:
 #: the recipe ``make models`` ships (issue 20: hard negatives, packaged sound effects, music, YAMNet teacher; chosen
 #: over seeds by ``benchmarks/bench_cry_select.py``); benches and exports find its checkpoint through
 #: :func:`release_checkpoint`
-RELEASE_RECIPE = "cry_cal"
+RELEASE_RECIPE = "cry_music"
 
 
 def recipe_checkpoint(recipe: str) -> Path:
