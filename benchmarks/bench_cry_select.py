@@ -24,8 +24,8 @@ Wall time: shared 2-core CPU.
 """
 from __future__ import annotations
 
-import time
 import os
+import time
 from pathlib import Path
 
 from camlab.contract.manifest import sha256_file
