@@ -5,7 +5,10 @@ device_sim/camera.py before the camera became a pipeline of components (issue 17
 scenario and its seed must match exactly: the event list (service, event, capture time, confidence, zone, box),
 frame, AI and NPU counts, encoded bytes of every stream, snapshots, clip pre-rolls, recorded frames, cry scores,
 day/night switches, the number of latency samples per hop and the scored accuracy. Emit times contain measured host
-time (pre/postprocess, cry features), so they are held to a tolerance instead.
+time (pre/postprocess, cry features), so they are held to a tolerance instead. Encoded byte counts (``*_bytes``) are
+held to 0.1 %: x265/libjpeg SIMD paths and the ISP's fused multiply-adds differ between host CPUs (the same commit
+gave a main stream of 1,579,788 bytes on one VM and 1,579,787 on another), while a change of encoder settings moves
+them by far more.
 
 Two scenarios: the synthetic walk of test_camera.py (probe bundles, person + cry + talk-back + privacy zone, TF-card
 recording and clips) and, when the release detector bundle is in ``exports/``, the demo garden at 640x360 through
@@ -25,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_suffix(".json")
 RELEASE_DETECTOR = ROOT / "exports" / "detector" / "20261205T181336Z-366ab59"
 EMIT_TOL_S = 0.15
+BYTES_REL_TOL = 1e-3
 
 # the synthetic world of test_camera.py (fixture imported, so both files test one scene)
 from tests.device_sim.test_camera import SMALL, world  # noqa: E402,F401
@@ -65,10 +69,30 @@ def _check(name: str, got: dict) -> None:
     # hops stamped since (the pipeline's capture->ring and capture->notify) are new keys, not differences
     got["latency_n"] = {k: v for k, v in got["latency_n"].items() if k in ref["latency_n"]}
     for key in ref:
-        assert got[key] == ref[key], f"{name}: {key} differs from the golden reference"
+        assert _same(got[key], ref[key]), f"{name}: {key} differs from the golden reference: {got[key]} != {ref[key]}"
     assert len(lat_got) == len(lat_ref)
     for a, b in zip(lat_got, lat_ref):
         assert a == pytest.approx(b, abs=EMIT_TOL_S)
+
+
+def _same(got, ref, key: str = "") -> bool:
+    """Equal, but for encoded byte counts (keys ending in ``_bytes``), which may differ by BYTES_REL_TOL."""
+    if isinstance(ref, dict):
+        return isinstance(got, dict) and got.keys() == ref.keys() and all(_same(got[k], ref[k], k) for k in ref)
+    if isinstance(ref, list):
+        return isinstance(got, list) and len(got) == len(ref) and all(_same(g, r, key) for g, r in zip(got, ref))
+    if key.endswith("_bytes") and isinstance(ref, (int, float)) and isinstance(got, (int, float)):
+        return got == pytest.approx(ref, rel=BYTES_REL_TOL)
+    return got == ref
+
+
+def test_golden_comparison_tolerates_a_byte_and_nothing_else():
+    ref = {"main_bytes": 1579788, "snapshots": 2, "clips": [{"bytes": 10, "jpeg_bytes": 5000}]}
+    assert _same({"main_bytes": 1579787, "snapshots": 2, "clips": [{"bytes": 10, "jpeg_bytes": 5001}]}, ref)
+    assert not _same({"main_bytes": 1579787, "snapshots": 3, "clips": [{"bytes": 10, "jpeg_bytes": 5000}]}, ref)
+    assert not _same({"main_bytes": 1600000, "snapshots": 2, "clips": [{"bytes": 10, "jpeg_bytes": 5000}]}, ref)
+    assert not _same({"main_bytes": 1579788, "snapshots": 2, "clips": [{"bytes": 11, "jpeg_bytes": 5000}]}, ref)
+    assert not _same({"main_bytes": 1579788, "snapshots": 2, "clips": []}, ref)
 
 
 @pytest.mark.slow
