@@ -99,14 +99,14 @@ def _relative_files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
 
 
-def eval_split() -> Path:
+def eval_split(recipes=RECIPES) -> Path:
     """The validation folder every checkpoint is scored on (:data:`EVAL_RECIPE`'s), after checking that it holds
-    each recipe's own validation files."""
+    each of ``recipes``' own validation files."""
     from camlab.data.audio import split_dir
 
     val_dir = split_dir("val", _data_cfg(EVAL_RECIPE))
     have = _relative_files(val_dir)
-    for recipe in RECIPES:
+    for recipe in recipes:
         own = split_dir("val", _data_cfg(recipe))
         missing = _relative_files(own) - have
         if missing:
@@ -174,7 +174,7 @@ def run(recipes=RECIPES, seeds=SEEDS) -> dict:
     from camlab.train.cry import RELEASE_RECIPE, load_train_config, seed_checkpoint
 
     t0 = time.perf_counter()
-    val_dir = eval_split()
+    val_dir = eval_split(recipes)
     val = load_eval_dir(val_dir)
     held_sets = load_held_out_sets(held_out_folders(_data_cfg(EVAL_RECIPE).root))
     yamnet = default_scorer()

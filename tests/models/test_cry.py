@@ -137,15 +137,24 @@ def test_aux_head_is_training_only():
     assert sum(p.numel() for p in m.parameters()) == count_params(m) + 32 * 7 + 7
 
 
+def _export_and_run(model, x, path, n: int):
+    """Export ``model`` (opset 17, TorchScript exporter) to ``path``; (ONNX graph, onnxruntime logits of x[:n])."""
+    import onnx
+    import onnxruntime as ort
+
+    torch.onnx.export(model, (x[:1],), str(path), input_names=["features"], output_names=["logits"], opset_version=17,
+                      dynamo=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = np.concatenate([sess.run(None, {"features": x[i:i + 1].numpy()})[0] for i in range(n)])
+    return onnx.load(str(path)).graph, out
+
+
 def test_teacher_gate_vetoes_windows_the_teacher_head_doubts(tmp_path):
     """With ``teacher_gate`` g, a window keeps its cry logit where the distillation head's P(cry) >= g, loses
     GATE_DROP logits one logit below it (linear in between); the gated graph is NPU ops only (one Gemm row, Sub,
     Clip, Mul, Add), matches onnxruntime, and counts that row in params and MACs."""
     import math
     from dataclasses import replace
-
-    import onnx
-    import onnxruntime as ort
 
     from camlab.deploy.chips import load_chip
     from camlab.models.cry import GATE_DROP
@@ -166,13 +175,9 @@ def test_teacher_gate_vetoes_windows_the_teacher_head_doubts(tmp_path):
     assert count_params(m) == count_params(fold_batchnorm(build_model(base))) + 33
     assert count_macs(m.model_config) == count_macs(base) + 32
 
-    path = tmp_path / "gated.onnx"
-    torch.onnx.export(m, (x[:1],), str(path), input_names=["features"], output_names=["logits"], opset_version=17,
-                      dynamo=False)
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    graph, out = _export_and_run(m, x, tmp_path / "gated.onnx", 16)
+    ops = {n.op_type for n in graph.node}
     assert ops <= set(load_chip("rv1106").allowed_ops) | {"Constant"}, ops
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = np.concatenate([sess.run(None, {"features": x[i:i + 1].numpy()})[0] for i in range(16)])
     np.testing.assert_allclose(out, gated[:16].numpy(), atol=1e-4)
 
     with pytest.raises(ValueError, match="teacher_gate"):
@@ -186,9 +191,6 @@ def test_teacher_blend_is_one_blended_gemm_row(tmp_path):
     the exported graph has the ops, initializer sizes and MACs of the plain model (the blend folds into one row),
     and onnxruntime gives the blended logits."""
     from dataclasses import replace
-
-    import onnx
-    import onnxruntime as ort
 
     base = CryModelConfig(channels=(16, 32), aux_outputs=7)
     m = fold_batchnorm(_trained_like(base))
@@ -206,19 +208,12 @@ def test_teacher_blend_is_one_blended_gemm_row(tmp_path):
     assert count_params(m) == count_params(fold_batchnorm(build_model(base)))
     assert count_macs(m.model_config) == count_macs(base)
 
-    def export(model, name):
-        path = tmp_path / name
-        torch.onnx.export(model, (x[:1],), str(path), input_names=["features"], output_names=["logits"],
-                          opset_version=17, dynamo=False)
-        g = onnx.load(str(path)).graph
-        return path, sorted(n.op_type for n in g.node), sum(int(np.prod(i.dims)) for i in g.initializer)
+    def ops_and_size(graph):
+        return sorted(n.op_type for n in graph.node), sum(int(np.prod(i.dims)) for i in graph.initializer)
 
-    plain = fold_batchnorm(_trained_like(base))
-    path, ops, size = export(m, "blend.onnx")
-    _, ops_plain, size_plain = export(plain, "plain.onnx")
-    assert ops == ops_plain and size == size_plain
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = np.concatenate([sess.run(None, {"features": x[i:i + 1].numpy()})[0] for i in range(8)])
+    graph, out = _export_and_run(m, x, tmp_path / "blend.onnx", 8)
+    plain_graph, _ = _export_and_run(fold_batchnorm(_trained_like(base)), x, tmp_path / "plain.onnx", 1)
+    assert ops_and_size(graph) == ops_and_size(plain_graph)
     np.testing.assert_allclose(out, blended[:8].numpy(), atol=1e-4)
 
     with pytest.raises(ValueError, match="teacher_blend"):
