@@ -5,8 +5,15 @@ to 3 (``camlab/train/configs/cry_music.yaml``), as large as any recipe change me
 the release only on the mean over :data:`SEEDS` trainings, scored on the same validation clips in one run, by a rule
 fixed before the scores were read (:func:`choose`):
 
+0. a checkpoint can ship only if its INT8 rv1106 bundle is within the deployment budgets
+   (:func:`benchmarks.bench_cry.int8_check`: the export accepts it for the chip, MACs within the limit, INT8 F1 drop
+   on the validation clips within ``bench_cry.TARGETS``); a recipe without such a seed is passed over;
 1. the recipe with the highest mean validation F1 over the seeds ships (tie: fewer mean validation false alarms);
-2. of its seeds, the one with the highest validation F1 (tie: fewer false alarms, then the lower seed).
+2. of its deployable seeds, the one with the highest validation F1 (tie: fewer false alarms, then the lower seed).
+
+Step 0 was added on 2026-12-06, after the rule had picked ``cry_cal`` seed 1, whose INT8 bundle then failed the
+F1-drop budget in ``bench_cry`` (``results/cry_trial_cal.json``): what ships is the INT8 bundle, so the rule checks it
+before it ranks; the choice names what it passed over (``passed_over``).
 
 Each checkpoint is scored at its own operating point (picked on training streams by the recipe). The validation clips
 are the split of :data:`EVAL_RECIPE`, whose no-cry sources include every other recipe's (checked: each recipe's own
@@ -61,31 +68,54 @@ def seeds_from_env(value: str | None) -> tuple[int, ...]:
     return seeds
 
 
-RECIPES, NAME = recipes_from_env(os.environ.get("CAMLAB_CRY_SELECT_RECIPES"))
-SEEDS = seeds_from_env(os.environ.get("CAMLAB_CRY_SELECT_SEEDS"))
+try:
+    RECIPES, NAME = recipes_from_env(os.environ.get("CAMLAB_CRY_SELECT_RECIPES"))
+    SEEDS = seeds_from_env(os.environ.get("CAMLAB_CRY_SELECT_SEEDS"))
+    ENV_ERROR: str | None = None
+except ValueError as _exc:   # benchmarks.run imports every bench: a bad value fails this one's run(), not the import
+    RECIPES, NAME, SEEDS, ENV_ERROR = DEFAULT_RECIPES, "cry_select", (0, 1, 2), str(_exc)
 EVAL_RECIPE = "cry_music"
-RULE = ("highest mean validation F1 over the seeds (tie: fewer mean validation false alarms); then its seed with the "
-        "highest validation F1 (tie: fewer false alarms, then the lower seed); held-out sources reported, not used")
+RULE = ("a checkpoint ships only if its INT8 rv1106 bundle is within the deployment budgets (bench_cry.int8_check: "
+        "exports for the chip, MACs, INT8 F1 drop on the validation clips); of the recipes with such a seed, the "
+        "highest mean validation F1 over all its seeds (tie: fewer mean validation false alarms); then its deployable "
+        "seed with the highest validation F1 (tie: fewer false alarms, then the lower seed); held-out sources "
+        "reported, not used")
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "false_alarms", "nocry_hours", "onset_miss_rate",
            "onset_to_alarm_s")
 
 
 def choose(rows: dict[str, list[dict]]) -> dict:
-    """The rule of this module on ``{recipe: [{"seed", "f1", "false_alarms"}, ...]}`` (every recipe the same
-    seeds): ``{"recipe", "seed", "mean_f1", "mean_false_alarms"}`` of the choice."""
+    """The rule of this module on ``{recipe: [{"seed", "f1", "false_alarms", "deployable"}, ...]}`` (every recipe
+    the same seeds): ``{"recipe", "seed", "mean_f1", "mean_false_alarms", "passed_over"}`` of the choice, where
+    ``passed_over`` lists what would have won but for the deployment budgets; recipe and seed are None when no
+    checkpoint is within them."""
     if not rows or any(not r for r in rows.values()):
         raise ValueError("choose: every recipe needs at least one scored seed")
     seeds = {name: sorted(int(r["seed"]) for r in rs) for name, rs in rows.items()}
     if len({tuple(s) for s in seeds.values()}) != 1:
         raise ValueError(f"choose: recipes were scored on different seeds: {seeds}")
+    if any("deployable" not in r for rs in rows.values() for r in rs):
+        raise ValueError("choose: every row needs 'deployable' (its INT8 bundle's budget check)")
 
     def mean(rs, key):
         return sum(float(r[key]) for r in rs) / len(rs)
 
-    recipe = max(rows, key=lambda n: (mean(rows[n], "f1"), -mean(rows[n], "false_alarms")))
-    best = max(rows[recipe], key=lambda r: (float(r["f1"]), -float(r["false_alarms"]), -int(r["seed"])))
-    return {"recipe": recipe, "seed": int(best["seed"]), "mean_f1": mean(rows[recipe], "f1"),
-            "mean_false_alarms": mean(rows[recipe], "false_alarms")}
+    def seed_rank(r):
+        return float(r["f1"]), -float(r["false_alarms"]), -int(r["seed"])
+
+    passed_over: list[dict] = []
+    for recipe in sorted(rows, key=lambda n: (mean(rows[n], "f1"), -mean(rows[n], "false_alarms")), reverse=True):
+        ok = [r for r in rows[recipe] if r["deployable"]]
+        if not ok:
+            passed_over.append({"recipe": recipe, "seed": None, "why": "no seed within the deployment budgets"})
+            continue
+        best = max(ok, key=seed_rank)
+        passed_over += [{"recipe": recipe, "seed": int(r["seed"]), "why": "outside the deployment budgets"}
+                        for r in sorted(rows[recipe], key=seed_rank, reverse=True)
+                        if not r["deployable"] and seed_rank(r) > seed_rank(best)]
+        return {"recipe": recipe, "seed": int(best["seed"]), "mean_f1": mean(rows[recipe], "f1"),
+                "mean_false_alarms": mean(rows[recipe], "false_alarms"), "passed_over": passed_over}
+    return {"recipe": None, "seed": None, "mean_f1": None, "mean_false_alarms": None, "passed_over": passed_over}
 
 
 def _data_cfg(recipe: str):
@@ -118,7 +148,7 @@ def eval_split(recipes=RECIPES) -> Path:
 def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet, held_sets: dict | None = None) -> dict:
     """One checkpoint at its own operating point on the validation clips, and on the sources it never heard
     (``held_sets``: :func:`benchmarks.bench_cry.load_held_out_sets`, read once for every checkpoint)."""
-    from benchmarks.bench_cry import _groups, _held_out_counts, held_out_data_sources, held_out_sources
+    from benchmarks.bench_cry import _groups, _held_out_counts, held_out_data_sources, held_out_sources, int8_check
     from camlab.eval.audio import as_scorer, metrics_from_probs, stream_probabilities
     from camlab.models.cry import load_checkpoint
 
@@ -128,6 +158,10 @@ def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet, held_set
         raise RuntimeError(f"{path}: trained with seed {trained_seed}, expected seed {seed}")
     sc = as_scorer(model)
     m = metrics_from_probs(stream_probabilities(sc, val), sc.alarm)
+    try:
+        int8 = int8_check(path, val, m["f1"])
+    except Exception as exc:   # a checkpoint the chip's export refuses cannot ship: recorded, not hidden
+        int8 = {"error": f"{type(exc).__name__}: {exc}", "within_budgets": False}
     groups = _groups(val, m["scores"], sc.alarm.threshold, val_dir)
     extra = (meta.get("train_config", {}).get("data") or {}).get("extra_negatives") or ()
     held = _held_out_counts(held_out_sources({"ours": sc}, yamnet, extra))
@@ -136,6 +170,9 @@ def score_checkpoint(path: Path, seed: int, val, val_dir: Path, yamnet, held_set
                     for name, res in held_out_data_sources({"ours": sc}, held_sets or {}).items()}
     return {"seed": int(seed), "checkpoint": str(path), "checkpoint_sha256": sha256_file(path),
             **{k: m[k] for k in METRICS}, "decode": m["decode"],
+            "int8": {k: int8[k] for k in ("f1", "f1_drop_points", "macs", "params", "chip", "budget_failures", "error")
+                     if k in int8},
+            "deployable": bool(int8["within_budgets"]),
             "music_alarms": groups.get("nocry/music", {}).get("alarms"),
             "music_clips": groups.get("nocry/music", {}).get("clips"),
             "nocry_clip_alarms": sum(g["alarms"] for g in groups.values() if g["label"] == 0),
@@ -158,6 +195,10 @@ def _summary(rows: list[dict]) -> dict:
         v = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
         if v.size:
             out[key] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+    drops = np.array([r["int8"]["f1_drop_points"] for r in rows if "f1_drop_points" in r.get("int8", {})], float)
+    if drops.size:
+        out["int8_f1_drop_points"] = {"mean": float(drops.mean()), "min": float(drops.min()), "max": float(drops.max())}
+    out["deployable_seeds"] = sum(bool(r.get("deployable")) for r in rows)
     for src in sorted({s for r in rows for s in r.get("held_out_pooled", {})}):
         v = np.array([r["held_out_pooled"][src]["false_alarms"] for r in rows if src in r.get("held_out_pooled", {})],
                      dtype=float)
@@ -173,6 +214,8 @@ def run(recipes=RECIPES, seeds=SEEDS) -> dict:
     from camlab.eval.yamnet import default_scorer
     from camlab.train.cry import RELEASE_RECIPE, load_train_config, seed_checkpoint
 
+    if ENV_ERROR:
+        raise ValueError(ENV_ERROR)
     t0 = time.perf_counter()
     val_dir = eval_split(recipes)
     val = load_eval_dir(val_dir)

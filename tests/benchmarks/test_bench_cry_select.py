@@ -7,15 +7,40 @@ from benchmarks.bench_cry_select import RECIPES, choose
 from camlab.train.cry import load_train_config, recipe_checkpoint, seed_checkpoint
 
 
-def _row(seed, f1, fa):
-    return {"seed": seed, "f1": f1, "false_alarms": fa}
+def _row(seed, f1, fa, deployable=True):
+    return {"seed": seed, "f1": f1, "false_alarms": fa, "deployable": deployable}
 
 
 def test_the_recipe_with_the_best_mean_wins_not_the_best_single_seed():
     rows = {"lucky": [_row(0, 0.95, 2), _row(1, 0.80, 2)],       # best single seed, worse mean
             "steady": [_row(0, 0.90, 3), _row(1, 0.89, 1)]}
     assert choose(rows) == {"recipe": "steady", "seed": 0, "mean_f1": pytest.approx(0.895),
-                            "mean_false_alarms": 2.0}
+                            "mean_false_alarms": 2.0, "passed_over": []}
+
+
+def test_a_seed_outside_the_deployment_budgets_cannot_ship():
+    """The INT8 bundle is what ships: the best validation seed is passed over when its bundle fails a budget."""
+    rows = {"a": [_row(0, 0.95, 2, deployable=False), _row(1, 0.93, 2)],
+            "b": [_row(0, 0.90, 2), _row(1, 0.90, 2)]}
+    got = choose(rows)
+    assert (got["recipe"], got["seed"]) == ("a", 1)
+    assert got["mean_f1"] == pytest.approx(0.94)          # the recipe's mean still counts every seed
+    assert got["passed_over"] == [{"recipe": "a", "seed": 0, "why": "outside the deployment budgets"}]
+
+
+def test_a_recipe_with_no_deployable_seed_is_passed_over_and_none_ships_when_no_recipe_has_one():
+    rows = {"a": [_row(0, 0.95, 2, deployable=False), _row(1, 0.93, 2, deployable=False)],
+            "b": [_row(0, 0.90, 2), _row(1, 0.80, 2, deployable=False)]}
+    got = choose(rows)
+    assert (got["recipe"], got["seed"]) == ("b", 0)
+    assert {"recipe": "a", "seed": None, "why": "no seed within the deployment budgets"} in got["passed_over"]
+    none = {"a": [_row(0, 0.95, 2, deployable=False)], "b": [_row(0, 0.9, 1, deployable=False)]}
+    assert choose(none)["recipe"] is None and choose(none)["seed"] is None
+
+
+def test_a_row_without_its_deployment_check_is_refused():
+    with pytest.raises(ValueError, match="deployable"):
+        choose({"a": [{"seed": 0, "f1": 0.9, "false_alarms": 1}]})
 
 
 def test_ties_go_to_fewer_false_alarms_then_the_lower_seed():
@@ -36,6 +61,23 @@ def test_a_recipe_subset_from_the_environment_writes_its_own_results():
     for bad in ("cry_music", "cry_music,cry_music", "cry_music,cry_nope"):
         with pytest.raises(ValueError, match="CAMLAB_CRY_SELECT_RECIPES"):
             recipes_from_env(bad)
+
+
+def test_a_malformed_environment_value_fails_this_bench_only_not_the_import(monkeypatch):
+    """benchmarks.run imports every bench module: a bad CAMLAB_CRY_SELECT_* must not stop the others."""
+    import importlib
+
+    import benchmarks.bench_cry_select as mod
+
+    monkeypatch.setenv("CAMLAB_CRY_SELECT_RECIPES", "cry_nope,cry_music")
+    try:
+        importlib.reload(mod)                               # no error at import
+        with pytest.raises(ValueError, match="CAMLAB_CRY_SELECT_RECIPES"):
+            mod.run()
+    finally:
+        monkeypatch.delenv("CAMLAB_CRY_SELECT_RECIPES")
+        importlib.reload(mod)
+    assert mod.NAME == "cry_select"
 
 
 def test_seeds_from_the_environment():
