@@ -104,6 +104,8 @@ def _target(value, bound, kind: str) -> dict:
 def run() -> dict:
     import optuna
 
+    from camlab.isp.tune.study import TuneConfig
+
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="camlab_isp_tune_") as d:
@@ -124,6 +126,9 @@ def run() -> dict:
         "heldout_psnr_gain_db": psnr_gain, "tune_set_psnr_gain_db": q["tune_set"]["psnr_db_gain"],
         "heldout_ssim_gain": qh["ssim_gain"], "heldout_delta_e_mean_shipped": qh["shipped"]["delta_e_mean"],
         "heldout_delta_e_mean_tuned": qh["tuned"]["delta_e_mean"],
+        "heldout_defect_sites": qh["shipped"].get("defect_sites"),
+        "heldout_defects_visible_shipped": qh["shipped"].get("defects_visible"),
+        "heldout_defects_visible_tuned": qh["tuned"].get("defects_visible"),
         "cpu_cost_ratio_tuned_vs_shipped": q["cpu_cost_ratio_tuned_vs_shipped"],
         "psnr_tuned_heldout_person_recall_gain_points": None if det_gain_q is None else round(100 * det_gain_q, 2),
         "detection_tuned_heldout_person_recall_gain_points": None if det_gain_d is None else round(100 * det_gain_d, 2),
@@ -172,7 +177,9 @@ def run() -> dict:
         "quality": f"display PSNR/SSIM vs unprocessing truth (Brooks 2019), ISO {ISO:g}, 4-frame fixed-camera clips "
                    "with the central box moving 4 px/frame, 3D-DNR state kept, last frame scored; images resized to "
                    f"256 px long side; tuning images = quality images [0, {N_TUNE}), held-out = [{N_TUNE}, "
-                   f"{N_TUNE + N_HELDOUT}) of camlab.isp.quality.quality_image_paths",
+                   f"{N_TUNE + N_HELDOUT}) of camlab.isp.quality.quality_image_paths; every scene's sensor has "
+                   f"{TuneConfig().defect_ppm:g} defective photosites per million (80 % hot, 20 % dead, fixed across "
+                   "the clip; camlab.isp.tune.objectives.with_defects), the same for shipped and tuned",
         "harness": "as-shot WB/CCM, exposure from the truth, sRGB transfer without S-curve, no LSC, AE off (what a "
                    "calibrated camera knows; the same for shipped and tuned)",
         "delta_e": "CIEDE2000 of the 24 ColorChecker patches of raw/colorchart.dng (real capture, its own noise) vs "
@@ -185,7 +192,9 @@ def run() -> dict:
                 "trial (the shipped one too) in a spawned worker process",
         "choice": "both studies multi-objective: of the best-quality Pareto trials (PSNR / person AP50), the first "
                   "whose CPU cost re-timed against the shipped tuning in one process (median of 3 alternating "
-                  "ratios) is within +10 % (retimed_candidates); the shipped trial when none is",
+                  "ratios) is within +10 % (retimed_candidates); the shipped trial when none is; only trials that "
+                  f"leave at most {100 * TuneConfig().defect_margin:g} % (at least 1) more defects visible on the "
+                  "tuning images than the shipped one take part (camlab.isp.tune.study.eligible_trials)",
         "detection_fp": "every third detection image is person-free (person-labelling sources), so the FP rate is "
                         "measured on few negatives (see n_person_free_images); the empty-scene strips give more",
         "scaling": f"{N_SCALING} single-objective PSNR trials per store, fresh SQLite files, workers spawned, one "

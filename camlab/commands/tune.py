@@ -37,6 +37,8 @@ def register(cli) -> None:
                    help="detection objective: validation images searched on (default 12)")
     t.add_argument("--detector", default=None, help="detector bundle dir or checkpoint (default: newest release)")
     t.add_argument("--max-side", dest="max_side", type=int, default=None, help="image long side (default 256)")
+    t.add_argument("--defect-ppm", dest="defect_ppm", type=float, default=None,
+                   help="defective photosites per million in the quality scenes (default 300)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--out", default=None, help="tuned YAML (default camlab/isp/tuning/sc3336_night_tuned.yaml)")
     t.add_argument("--config", default=None, help="TuneConfig YAML (flags override it)")
@@ -49,7 +51,7 @@ def register(cli) -> None:
 
 FIELDS = ("objective", "trials", "storage", "study_name", "workers", "space", "iso", "base", "sampler",
           "multi_objective", "n_tune_images", "n_heldout_images", "n_detection_images", "detector", "max_side",
-          "seed", "out", "mlflow", "worker_only")
+          "defect_ppm", "seed", "out", "mlflow", "worker_only")
 
 
 def _tune_isp(args: argparse.Namespace) -> int:

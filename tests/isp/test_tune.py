@@ -244,3 +244,87 @@ def test_worker_processes_get_their_thread_count_in_the_openmp_env(monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == "7"          # the parent's environment is restored
     with worker_thread_env(None):                          # no limit asked: the environment is left alone
         assert os.environ["OMP_NUM_THREADS"] == "7"
+
+
+def _flat_scene(ppm: float, seed: int = 3):
+    img = np.full((64, 96, 3), 120, np.uint8)
+    return ob.make_scene("flat", img, 800, seed, frames=3, motion_px=0, defect_ppm=ppm)
+
+
+def test_defective_photosites_are_fixed_in_the_sensor_and_counted():
+    clean, bad = _flat_scene(0.0), _flat_scene(2000.0)
+    ys, xs = bad.defects
+    assert ys.size == round(64 * 96 * 2000e-6) and len(set(zip(ys.tolist(), xs.tolist()))) == ys.size
+    assert clean.defects[0].size == 0
+    black = float(np.mean(bad.frames[0].black_level))
+    dead0 = bad.frames[0].data[ys, xs] == round(black)
+    for fc, fb in zip(clean.frames, bad.frames):           # the same sites, dead or hot, in every frame of the clip
+        diff = fb.data.astype(np.int64) != fc.data.astype(np.int64)
+        assert set(zip(*np.nonzero(diff))) <= set(zip(ys.tolist(), xs.tolist()))
+        assert np.array_equal(fb.data[ys, xs] == round(black), dead0)
+    vals = bad.frames[0].data[ys, xs].astype(float)
+    assert np.any(vals == round(black)) and np.any(vals > clean.frames[0].data[ys, xs].astype(float))
+
+
+def test_no_defects_leaves_the_scene_as_before():
+    img = np.random.default_rng(0).integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    a = ob.make_scene("x", img, 3200, 5, frames=2, motion_px=2)
+    b = ob.make_scene("x", img, 3200, 5, frames=2, motion_px=2, defect_ppm=0.0)
+    assert all(np.array_equal(f.data, g.data) for f, g in zip(a.frames, b.frames))
+
+
+def test_defects_visible_counts_sites_whose_neighbourhood_is_off():
+    ref = np.full((40, 40, 3), 0.5, np.float32)
+    out = ref.copy()
+    out[20, 20] = 0.9                                      # a hot pixel left in place
+    out[30, 12] += 0.05                                    # a small error: not visible
+    sites = (np.array([20, 30, 2]), np.array([21, 12, 2]))  # the last one lies in the border: not scored
+    assert ob.defects_visible(out, ref, sites, border=4) == 1
+
+
+def test_defect_correction_matters_in_the_harness(shared_data):
+    """Switching defect correction off must cost PSNR and show defects once the sensor has them."""
+    import dataclasses
+
+    from camlab.isp.quality import load_quality_images
+
+    scenes = ob.quality_scenes(load_quality_images(2), 3200, max_side=128, frames=2, motion_px=4, seed=0,
+                               defect_ppm=2000)
+    base = load_tuning("sc3336_day")
+    off = dataclasses.replace(base, dpc=dataclasses.replace(base.dpc, enabled=False))
+    q_on, q_off = ob.quality(base, scenes), ob.quality(off, scenes)
+    assert q_on["defect_sites"] == q_off["defect_sites"] > 0
+    assert q_off["defects_visible"] > q_on["defects_visible"] and q_off["psnr_db"] < q_on["psnr_db"]
+
+
+def _study_with(trials, multi: bool):
+    """An in-memory study: the base trial then (psnr, cpu_ms, defects_visible) candidates."""
+    import optuna
+
+    from camlab.isp.tune.study import TuneConfig, create_study
+
+    cfg = TuneConfig(multi_objective=multi, defect_margin=0.1)
+    study = create_study(cfg, optuna.storages.InMemoryStorage())
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for i, (q, cost, shown) in enumerate(trials):
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": i / 10}, distributions=dist, values=[q, cost] if multi else [q],
+            user_attrs={"defects_visible": float(shown), **({"base": True} if i == 0 else {})}))
+    return cfg, study
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_a_pick_may_not_buy_psnr_with_visible_defects(multi):
+    from camlab.isp.tune.study import choose_trial, defects_allowed
+
+    assert defects_allowed(40, 0.1) == 44 and defects_allowed(3, 0.1) == 4 and defects_allowed(0, 0.1) == 1
+    cfg, study = _study_with([(28.8, 10.0, 40), (29.6, 10.0, 90), (29.1, 10.2, 44), (29.0, 10.1, 30)], multi)
+    assert choose_trial(study, cfg, shipped_cost=10.0).number == 2     # 29.6 lets 90 defects show: out
+
+
+def test_pareto_front_of_the_eligible_trials_keeps_a_trial_the_guarded_one_dominated():
+    from camlab.isp.tune.study import eligible_trials, pareto_front
+
+    cfg, study = _study_with([(28.8, 10.0, 40), (29.5, 9.0, 90), (29.2, 9.5, 40)], True)
+    assert [t.number for t in pareto_front(study.trials, True)] == [1]
+    assert sorted(t.number for t in pareto_front(eligible_trials(study, cfg), True)) == [2]

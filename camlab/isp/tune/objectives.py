@@ -5,7 +5,11 @@
   with what a calibrated camera knows fixed (as-shot WB and CCM, exposure, the truth's sRGB transfer, no S-curve).
   Each scene is a short clip from a fixed camera (``frames`` frames, fresh noise each) in which the central box
   slides ``motion_px`` pixels per frame, so 3D-DNR's static blend and its motion thresholds are both measured,
-  ghosts included; the last frame is scored against its own truth. SSIM: Wang,
+  ghosts included; the last frame is scored against its own truth. Every scene's sensor carries fixed defective
+  photosites (``defect_ppm`` per million, 80 % hot, 20 % dead, the same sites in every frame; hot-pixel counts grow
+  with gain and shrinking pixels: Chapman et al., "Empirical formula for rates of hot pixel defects based on pixel
+  size, sensor area, and ISO", Proc. SPIE 8659, 2013), so a search cannot buy detail by switching defect
+  correction off: a defect left in place costs PSNR and is counted (``defects_visible``). SSIM: Wang,
   Bovik, Sheikh, Simoncelli, IEEE TIP 13(4), 2004 (Gaussian window 11/1.5, on luma).
 - **CIEDE2000** (Sharma, Wu, Dalal, Color Res. Appl. 30(1), 2005; ``colour.delta_E``) of the 24 ColorChecker
   patches of the real ``raw/colorchart.dng`` against the X-Rite reference (``colour``'s "ColorChecker24 - After
@@ -48,6 +52,7 @@ class Scene:
     name: str
     frames: tuple
     truth: Any
+    defects: tuple = ()        # (rows, cols) of the sensor's defective photosites (raw = display pixel coordinates)
 
 
 def resize_even(rgb: np.ndarray, max_side: int) -> np.ndarray:
@@ -75,9 +80,55 @@ def moving_box(rgb: np.ndarray, k: int, motion_px: int) -> np.ndarray:
     return out
 
 
-def make_scene(name: str, rgb: np.ndarray, iso: float, seed: int, frames: int = 4, motion_px: int = 4) -> Scene:
+HOT_SHARE = 0.8               # of the defective photosites; the rest are dead (stuck at black)
+HOT_EXCESS = (0.15, 0.9)      # a hot photosite's excess over its true value, fraction of the raw range
+DEFECT_VISIBLE = 0.1          # display error (max over the 3x3 around a site, channel mean) that leaves it visible
+
+
+def defect_sites(shape: tuple[int, int], ppm: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of ``round(H W ppm / 1e6)`` distinct photosites of a ``shape`` sensor (at least one if ppm > 0)."""
+    h, w = shape
+    n = int(round(h * w * ppm * 1e-6))
+    n = max(n, 1) if ppm > 0 else 0
+    flat = rng.choice(h * w, size=min(n, h * w), replace=False)
+    return (flat // w).astype(np.int64), (flat % w).astype(np.int64)
+
+
+def with_defects(frame, sites: tuple[np.ndarray, np.ndarray], rng: np.random.Generator):
+    """``frame`` with hot photosites (:data:`HOT_SHARE` of ``sites``, raised by :data:`HOT_EXCESS` of the raw range)
+    and dead ones (at the black level); ``rng`` draws which are hot and by how much, so the same seed gives the same
+    defects in every frame of a clip."""
+    ys, xs = sites
+    if ys.size == 0:
+        return frame
+    hot = rng.random(ys.size) < HOT_SHARE
+    excess = rng.uniform(*HOT_EXCESS, ys.size)
+    d = frame.data.astype(np.float64)
+    black = float(np.mean(frame.black_level))
+    white = float(frame.white_level)
+    d[ys, xs] = np.where(hot, np.minimum(white, d[ys, xs] + excess * (white - black)), black)
+    return dataclasses.replace(frame, data=np.round(d).astype(frame.data.dtype))
+
+
+def defects_visible(out: np.ndarray, ref: np.ndarray, sites: tuple, border: int) -> int:
+    """How many defect ``sites`` (away from the ``border``) still show: the largest channel-mean display error in
+    the 3x3 around the site exceeds :data:`DEFECT_VISIBLE`."""
+    if not len(sites) or sites[0].size == 0:
+        return 0
+    err = np.abs(out.astype(np.float32) - ref.astype(np.float32)).mean(axis=2)
+    h, w = err.shape
+    count = 0
+    for y, x in zip(*sites):
+        if border + 1 <= y < h - border - 1 and border + 1 <= x < w - border - 1:
+            count += int(err[y - 1:y + 2, x - 1:x + 2].max() > DEFECT_VISIBLE)
+    return count
+
+
+def make_scene(name: str, rgb: np.ndarray, iso: float, seed: int, frames: int = 4, motion_px: int = 4,
+               defect_ppm: float = 0.0) -> Scene:
     """``frames`` raw frames of ``rgb`` seen by a fixed camera with a moving central box (:func:`moving_box`), one
-    illuminant, camera matrix and exposure, independent noise, at ``iso``."""
+    illuminant, camera matrix and exposure, independent noise, at ``iso``; ``defect_ppm`` defective photosites per
+    million, fixed in the sensor (:func:`with_defects`)."""
     from camlab.sensor.unprocess import unprocess
 
     out, truth, first = [], None, None
@@ -91,13 +142,15 @@ def make_scene(name: str, rgb: np.ndarray, iso: float, seed: int, frames: int = 
             frame, truth = unprocess(img, rng, iso=iso, pattern="RGGB", bits=12, illuminant=first.wb_gains,
                                      ccm=first.ccm, exposure_gain=first.exposure_gain)
         out.append(frame)
-    return Scene(name, tuple(out), truth)
+    sites = defect_sites(out[0].data.shape, defect_ppm, np.random.default_rng([seed, 7919]))
+    out = [with_defects(f, sites, np.random.default_rng([seed, 7920])) for f in out]
+    return Scene(name, tuple(out), truth, sites)
 
 
 def quality_scenes(names_images: Sequence[tuple[str, np.ndarray]], iso: float, *, max_side: int, frames: int,
-                   motion_px: int, seed: int) -> list[Scene]:
+                   motion_px: int, seed: int, defect_ppm: float = 0.0) -> list[Scene]:
     """:func:`make_scene` for each (name, uint8 RGB), seeded per image."""
-    return [make_scene(n, resize_even(img, max_side), iso, seed + 101 * i, frames, motion_px)
+    return [make_scene(n, resize_even(img, max_side), iso, seed + 101 * i, frames, motion_px, defect_ppm)
             for i, (n, img) in enumerate(names_images)]
 
 
@@ -151,7 +204,7 @@ def quality(cfg, scenes: Sequence[Scene]) -> dict[str, Any]:
     """Mean display PSNR (dB) and SSIM of ``cfg`` over ``scenes`` (8-pixel border left out), with per-image PSNR."""
     from camlab.isp.quality import DEFAULT_BORDER, psnr, to_display
 
-    ps, ss = [], []
+    ps, ss, shown, sites = [], [], 0, 0
     for sc in scenes:
         out = render_scene(cfg, sc)
         t = sc.truth
@@ -159,8 +212,11 @@ def quality(cfg, scenes: Sequence[Scene]) -> dict[str, Any]:
         ps.append(psnr(out, ref, border=DEFAULT_BORDER))
         b = DEFAULT_BORDER
         ss.append(ssim(out[b:-b, b:-b], ref[b:-b, b:-b]))
+        if sc.defects:
+            shown += defects_visible(out, ref, sc.defects, b)
+            sites += int(sc.defects[0].size)
     return {"psnr_db": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_db_per_image": [round(v, 3) for v in ps],
-            "n_images": len(scenes)}
+            "n_images": len(scenes), "defect_sites": sites, "defects_visible": shown}
 
 
 # ---------------------------------------------------------------------------------------------------- colour chart

@@ -59,6 +59,8 @@ class TuneConfig:
     max_side: int = 256                  # quality images are resized to this long side
     frames: int = 4                      # frames per scene (fixed camera, 3D-DNR state kept)
     motion_px: int = 4                   # the scene's central box moves this far per frame
+    defect_ppm: float = 300.0            # defective photosites per million in every quality scene's sensor
+    defect_margin: float = 0.10          # a pick may leave this share more defects visible than the base (min 1)
     n_detection_images: int = 12         # detection objective: validation images the search sees
     n_detection_heldout: int = 0         # held-out detection images (any objective; 0 = skip unless detection)
     detector: str | None = None          # bundle dir or checkpoint (default: newest release bundle)
@@ -77,6 +79,10 @@ class TuneConfig:
             raise ValueError(f"iso must be in 100..102400, got {self.iso}")
         if not 32 <= self.max_side <= 4096:
             raise ValueError(f"max_side must be in 32..4096, got {self.max_side}")
+        if not 0.0 <= self.defect_margin <= 1.0:
+            raise ValueError(f"defect_margin must be in 0..1, got {self.defect_margin}")
+        if not 0.0 <= self.defect_ppm <= 10_000.0:
+            raise ValueError(f"defect_ppm must be in 0..10000, got {self.defect_ppm}")
         if self.motion_px < 0 or self.cost_margin < 0 or self.n_detection_heldout < 0:
             raise ValueError("motion_px, cost_margin and n_detection_heldout must be >= 0")
 
@@ -172,7 +178,8 @@ class Evaluator:
             imgs = load_quality_images(cfg.n_tune_images + cfg.n_heldout_images, _root(cfg))
             part = imgs[cfg.n_tune_images:] if heldout else imgs[:cfg.n_tune_images]
             self.scenes = ob.quality_scenes(part, cfg.iso, max_side=cfg.max_side, frames=cfg.frames,
-                                            motion_px=cfg.motion_px, seed=cfg.seed + (50_000 if heldout else 0))
+                                            motion_px=cfg.motion_px, seed=cfg.seed + (50_000 if heldout else 0),
+                                            defect_ppm=cfg.defect_ppm)
         chart = with_chart if with_chart is not None else (cfg.objective == "deltaE" or heldout)
         self.chart = ob.load_chart_frame() if chart else None
         det = with_detection if with_detection is not None else (
@@ -409,18 +416,47 @@ def shipped_trial(study):
     return None
 
 
-def choose_trial(study, cfg: TuneConfig, shipped_cost: float | None = None):
-    """Single objective: the best trial. Multi-objective: the best-quality Pareto trial whose CPU cost is within
-    ``cost_margin`` of ``shipped_cost`` (the cheapest Pareto trial when none is)."""
+def defects_allowed(base_visible: float, margin: float) -> float:
+    """Visible defects a pick may leave on the tuning images: the base tuning's plus ``margin`` of it, at least 1."""
+    return float(base_visible) + max(1.0, math.ceil(margin * float(base_visible)))
+
+
+def eligible_trials(study, cfg: TuneConfig) -> list:
+    """Completed trials that leave no more defective photosites visible than :func:`defects_allowed` over the base
+    trial (all completed trials when the study has no base trial or its scenes carry no defects): PSNR gained by
+    letting hot pixels through is not a tuning a camera can ship."""
     import optuna
 
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    ship = shipped_trial(study)
+    if ship is None or "defects_visible" not in ship.user_attrs:
+        return done
+    limit = defects_allowed(ship.user_attrs["defects_visible"], cfg.defect_margin)
+    return [t for t in done if t.user_attrs.get("defects_visible", 0.0) <= limit]
+
+
+def pareto_front(trials: list, maximize_first: bool) -> list:
+    """The trials no other trial beats on both quality (``values[0]``) and cost (``values[1]``, minimised)."""
+    sign = 1.0 if maximize_first else -1.0
+
+    def beats(a, b):
+        qa, qb = sign * a.values[0], sign * b.values[0]
+        return qa >= qb and a.values[1] <= b.values[1] and (qa > qb or a.values[1] < b.values[1])
+
+    return [t for t in trials if not any(beats(o, t) for o in trials if o is not t)]
+
+
+def choose_trial(study, cfg: TuneConfig, shipped_cost: float | None = None):
+    """Single objective: the best trial. Multi-objective: the best-quality Pareto trial whose CPU cost is within
+    ``cost_margin`` of ``shipped_cost`` (the cheapest Pareto trial when none is). Only :func:`eligible_trials`
+    (the defect guard) take part."""
+    done = eligible_trials(study, cfg)
     if not done:
         raise CamlabError(f"study {cfg.name}: no completed trial")
-    if not cfg.multi_objective:
-        return study.best_trial
     sign = 1.0 if MAXIMIZE[cfg.objective] else -1.0
-    front = study.best_trials
+    if not cfg.multi_objective:
+        return max(done, key=lambda t: sign * t.values[0])
+    front = pareto_front(done, MAXIMIZE[cfg.objective])
     ok = [t for t in front if shipped_cost is None or t.values[1] <= shipped_cost * (1 + cfg.cost_margin)]
     if ok:
         return max(ok, key=lambda t: sign * t.values[0])
@@ -429,7 +465,8 @@ def choose_trial(study, cfg: TuneConfig, shipped_cost: float | None = None):
 
 def retimed_choice(study, cfg: TuneConfig, base, space, top: int = 6, rounds: int = 3):
     """Multi-objective pick with the cost checked again: the ``top`` best-quality Pareto trials whose in-study cost
-    is within 1.5x the bound are re-timed against the base tuning in this process (alternating, ``rounds`` times);
+    is within 1.5x the bound (of the trials that pass the defect guard, :func:`eligible_trials`) are re-timed
+    against the base tuning in this process (alternating, ``rounds`` times);
     the best-quality one whose re-timed ratio is within ``cost_margin`` wins, else the base trial (no change).
     Only CPU cost is re-measured: quality on held-out images plays no part in the choice."""
     from camlab.isp.tune.space import apply
@@ -438,7 +475,7 @@ def retimed_choice(study, cfg: TuneConfig, base, space, top: int = 6, rounds: in
     bound = 1 + cfg.cost_margin
     sign = 1.0 if MAXIMIZE[cfg.objective] else -1.0
     ref = ship.values[1] if ship is not None else None
-    front = sorted(study.best_trials, key=lambda t: -sign * t.values[0])
+    front = sorted(pareto_front(eligible_trials(study, cfg), MAXIMIZE[cfg.objective]), key=lambda t: -sign * t.values[0])
     cands = [t for t in front if ref is None or t.values[1] <= 1.5 * bound * ref][:top]
     ev = Evaluator(cfg, with_cost=True, with_chart=False, with_detection=False)
     if ev.cost_frame is None:
