@@ -49,7 +49,8 @@ def test_bench_cry_on_a_tiny_root(tmp_path, monkeypatch):
 
     root, ckpt = _tiny_trained(tmp_path, monkeypatch)
     laugh = root / "household" / "laughter"
-    out = run(ckpt, long_hours=0.05, int8=False, held_out_groups={"synthetic": {"laughs": sorted(laugh.glob("*.flac"))}})
+    out = run(ckpt, long_hours=0.05, int8=False,
+              held_out_groups={"synthetic": {"laughs": sorted(laugh.glob("*.flac"))}})
     long = out["long_stream"]["ours"]
     assert long["total_hours"] >= 0.05 and long["unique_hours"] < long["total_hours"]
     assert long["per_hour_upper95"] > long["per_hour"]

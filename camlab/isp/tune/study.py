@@ -478,7 +478,8 @@ def retimed_choice(study, cfg: TuneConfig, base, space, top: int = 6, rounds: in
     bound = 1 + cfg.cost_margin
     sign = 1.0 if MAXIMIZE[cfg.objective] else -1.0
     ref = ship.values[1] if ship is not None else None
-    front = sorted(pareto_front(eligible_trials(study, cfg), MAXIMIZE[cfg.objective]), key=lambda t: -sign * t.values[0])
+    front = sorted(pareto_front(eligible_trials(study, cfg), MAXIMIZE[cfg.objective]),
+                   key=lambda t: -sign * t.values[0])
     cands = [t for t in front if ref is None or t.values[1] <= 1.5 * bound * ref][:top]
     ev = Evaluator(cfg, with_cost=True, with_chart=False, with_detection=False)
     if ev.cost_frame is None:
