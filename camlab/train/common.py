@@ -37,8 +37,13 @@ def set_threads(n: int) -> None:
 
 def progress(iterable: Iterable, *, desc: str, total: int | None = None, enabled: bool = True, **kw):
     """A tqdm bar on stderr when it is a terminal (or in a notebook); when it is not (a log file, CI), one line per
-    pass instead of hundreds of carriage-return updates. Nothing on non-main ranks or when ``enabled`` is False."""
-    from tqdm.auto import tqdm
+    pass instead of hundreds of carriage-return updates. Nothing on non-main ranks or when ``enabled`` is False.
+    Not ``tqdm.auto``: its asyncio class opens an iterator over ``iterable`` as soon as it is built, and a DataLoader
+    with workers starts them and prefetches batches for that iterator, which is then dropped."""
+    if _in_jupyter_kernel():
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm.std import tqdm
 
     stream = kw.get("file") or sys.stderr
     if enabled and not _interactive(stream):
@@ -54,7 +59,7 @@ def _in_jupyter_kernel() -> bool:
 
 
 def _interactive(stream: Any) -> bool:
-    """A terminal, or a Jupyter kernel (tqdm.auto draws a widget there)."""
+    """A terminal, or a Jupyter kernel (tqdm.notebook draws a widget there)."""
     if _in_jupyter_kernel():
         return True
     isatty = getattr(stream, "isatty", None)

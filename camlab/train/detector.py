@@ -269,6 +269,34 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+class EpochShuffle:
+    """The sample order of epoch ``e`` as a pure function of (seed, e): the ``e``-th pass of a ``RandomSampler`` whose
+    generator was seeded once with ``seed`` (the order every uninterrupted run before 2026-12-06 had), replayed from
+    the seed on each ``iter``. A ``RandomSampler`` shares one generator across passes, so a run resumed from
+    ``last.pt`` restarted its shuffles, and any extra iterator (tqdm.asyncio opens one eagerly, and a DataLoader
+    with workers draws its prefetch at once) moved every later epoch: the order then depended on how progress was
+    shown."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        import torch
+        from torch.utils.data import RandomSampler
+
+        g = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epoch):
+            for _ in RandomSampler(range(self.n), generator=g):
+                pass
+        return iter(list(RandomSampler(range(self.n), generator=g)))
+
+
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -352,7 +380,7 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
     the MLflow run id and the metrics."""
     import torch
     from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+    from torch.utils.data import DataLoader, DistributedSampler
 
     from camlab import tracking
     from camlab.config import to_dict
@@ -416,7 +444,7 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
 
     ds = DetectionDataset(fit_s, cfg, train=True, seed=cfg.seed + 7919 * info.rank)
     sampler = (DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed)
-               if info.enabled else RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed)))
+               if info.enabled else EpochShuffle(len(ds), cfg.seed))
     loader = DataLoader(ds, batch_size=cfg.optim.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers else None,
                         drop_last=len(ds) // info.world_size > cfg.optim.batch_size)
@@ -458,8 +486,7 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
                 break
             net.train()
             ds.set_epoch(epoch)
-            if info.enabled:
-                sampler.set_epoch(epoch)
+            sampler.set_epoch(epoch)
             sums: dict[str, float] = {}
             n_batches = 0
             t_ep = time.time()

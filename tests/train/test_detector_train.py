@@ -144,3 +144,69 @@ def test_checkpoint_match_names_a_bad_file(tmp_path, capsys):
     assert main([str(tmp_path / "missing.pt"), str(junk), "x"]) == 2
     assert "missing.pt: checkpoint not found" in capsys.readouterr().err
     assert main(["only-one.pt"]) == 2
+
+
+def test_a_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    """make models resumes an interrupted detector run from last.pt: the result must be the checkpoint an
+    uninterrupted run gives (the sampler's shuffle of the later epochs included), or the README's figures are not
+    what a restarted make models ships."""
+    from camlab.train import checkpoint, detector
+
+    base = _config(tmp_path, log_mlflow=False, workers=1, augment={"mosaic_p": 0.5}, calibrate={"max_images": 8},
+                   optim={"epochs": 3, "batch_size": 8, "lr": 0.003, "warmup_epochs": 0.5})
+    whole = detector.train(dict(base, out_dir=str(tmp_path / "whole")))
+
+    class Killed(Exception):
+        pass
+
+    real_save = checkpoint.save_checkpoint
+
+    def save_then_die(path, **kw):
+        real_save(path, **kw)
+        if Path(path).name == "last.pt":
+            raise Killed
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_die)   # train() imports it at call time
+    with pytest.raises(Killed):
+        detector.train(dict(base, out_dir=str(tmp_path / "cut")))          # dies once epoch 1 is saved
+    monkeypatch.setattr(checkpoint, "save_checkpoint", real_save)
+    resumed = detector.train(dict(base, out_dir=str(tmp_path / "cut"), resume="auto"))
+    a = torch.load(whole.checkpoint.parent / "last.pt", map_location="cpu", weights_only=False)
+    b = torch.load(resumed.checkpoint.parent / "last.pt", map_location="cpu", weights_only=False)
+    assert [r["train_loss"] for r in a["meta"]["history"]] == [r["train_loss"] for r in b["meta"]["history"]]
+    for name in a["state_dict"]:
+        assert torch.equal(a["state_dict"][name], b["state_dict"][name]), name
+
+
+def test_epoch_shuffle_is_the_old_order_and_ignores_extra_iterators():
+    """Epoch e's order is the e-th pass of a once-seeded RandomSampler (what uninterrupted runs always had), and a
+    second iterator in the same epoch (tqdm.asyncio opens one eagerly) neither changes it nor the next epoch's."""
+    from torch.utils.data import RandomSampler
+
+    from camlab.train.detector import EpochShuffle
+
+    g = torch.Generator().manual_seed(5)
+    old = [list(RandomSampler(range(11), generator=g)) for _ in range(4)]
+    sh = EpochShuffle(11, 5)
+    for e in range(4):
+        sh.set_epoch(e)
+        iter(sh)                                    # an iterator opened and dropped
+        assert list(sh) == old[e] and list(sh) == old[e]
+    assert len(sh) == 11 and sorted(old[3]) == list(range(11)) and old[0] != old[1]
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_progress_opens_one_iterator_per_pass(enabled):
+    from camlab.train.common import progress
+
+    class Counted:
+        opened = 0
+
+        def __iter__(self):
+            Counted.opened += 1
+            return iter(range(3))
+
+        def __len__(self):
+            return 3
+
+    assert list(progress(Counted(), desc="x", enabled=enabled)) == [0, 1, 2] and Counted.opened == 1
