@@ -271,7 +271,7 @@ def _worker_init(_worker_id: int) -> None:
 
 class EpochShuffle:
     """The sample order of epoch ``e`` as a pure function of (seed, e): the ``e``-th pass of a ``RandomSampler`` whose
-    generator was seeded once with ``seed`` (the order every uninterrupted run before 2026-12-06 had), replayed from
+    generator was seeded once with ``seed`` (the order an uninterrupted run logging to a file always had), replayed from
     the seed on each ``iter``. A ``RandomSampler`` shares one generator across passes, so a run resumed from
     ``last.pt`` restarted its shuffles, and any extra iterator (tqdm.asyncio opens one eagerly, and a DataLoader
     with workers draws its prefetch at once) moved every later epoch: the order then depended on how progress was
