@@ -328,3 +328,14 @@ def test_pareto_front_of_the_eligible_trials_keeps_a_trial_the_guarded_one_domin
     cfg, study = _study_with([(28.8, 10.0, 40), (29.5, 9.0, 90), (29.2, 9.5, 40)], True)
     assert [t.number for t in pareto_front(study.trials, True)] == [1]
     assert sorted(t.number for t in pareto_front(eligible_trials(study, cfg), True)) == [2]
+
+
+@pytest.mark.parametrize("flag, value", [("--defect-ppm", "-1"), ("--defect-ppm", "20000")])
+def test_bad_defect_density_is_one_line_before_any_trial(tmp_path, capsys, flag, value):
+    db = tmp_path / "t.db"
+    code, out, err = _run(["tune", "isp", "--trials", "3", "--storage", f"sqlite:///{db}", flag, value,
+                           "--out", str(tmp_path / "x_tuned.yaml"), *TINY], capsys)
+    assert code == 2 and "defect_ppm must be in 0..10000" in err and err.count("\n") == 1, err
+    assert not db.exists()
+    with pytest.raises(ValueError, match="defect_margin must be in 0..1"):
+        TuneConfig(defect_margin=1.5)
