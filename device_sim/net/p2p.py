@@ -54,6 +54,16 @@ aioice.ice.get_host_addresses = _host_addresses
 # connect budget. We start at 100 ms (still doubling, 7 tries) — a few extra small packets per connect.
 ICE_CHECK_RTO_S = 0.1
 HANDSHAKE_ON_PATH_S = 1.5     # no handshake over the nominated pair by then: one side lost ICE, go to the relay
+RELAY_BIND_S = 2.0            # the longest a side waits for the relay to accept its binding
+RELAY_HANDSHAKE_S = 3.0       # the app's handshake allowance at the relay once the camera can be there
+
+
+def camera_at_relay_by(answered_at: float, ice_deadline_s: float) -> float:
+    """Latest loop time the camera can reach the relay after answering an offer at ``answered_at``: its own ICE
+    deadline, then its wait for a handshake on a pair only it nominated, then its relay binding. The app's waits
+    are measured against this, not against its own clock alone: on a loaded camera ICE finishes late, and an app
+    that left each path on a fixed timer could leave the relay before the camera got there."""
+    return answered_at + ice_deadline_s + HANDSHAKE_ON_PATH_S + RELAY_BIND_S
 aioice.stun.RETRY_RTO = ICE_CHECK_RTO_S
 
 
@@ -136,7 +146,7 @@ class RelayTransport:
         self._keepalive: asyncio.Task | None = None
 
     @classmethod
-    async def bind(cls, params: dict, role: int, timeout: float = 2.0) -> "RelayTransport":
+    async def bind(cls, params: dict, role: int, timeout: float = RELAY_BIND_S) -> "RelayTransport":
         relay = (params["host"], params["port"])
         token = bytes.fromhex(params["token_device" if role else "token_app"])
         _, proto = await asyncio.get_running_loop().create_datagram_endpoint(_Datagrams, local_addr=("0.0.0.0", 0))
@@ -285,18 +295,28 @@ async def connect(app: AppIdentity, did: str, device_pub: bytes, rendezvous: tup
     if msg["type"] != "answer" or "answer" not in msg or "relay" not in msg:
         raise PacketError(f"rendezvous: expected an answer with a relay allocation, got {msg['type']!r}")
     t_answer = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    camera_by = camera_at_relay_by(loop.time(), ice_deadline_s)
     await _apply_remote(conn, msg["answer"])
     transport, path = await _ice_or_relay(conn, msg["relay"], 0, ice_deadline_s, force_relay)
     t_path = time.perf_counter()
+
+    def relay_wait() -> float:
+        return max(RELAY_HANDSHAKE_S, camera_by - loop.time() + RELAY_HANDSHAKE_S)
+
     try:
+        # on the direct path, wait until the camera's ICE deadline has passed and it has had its handshake window
+        direct_wait = max(HANDSHAKE_ON_PATH_S, camera_by - RELAY_BIND_S - loop.time())
         session = await open_session(transport, app, did, device_pub, rate_bps=rate_bps,
-                                     timeout=HANDSHAKE_ON_PATH_S if path == "direct" else 3.0)
+                                     timeout=direct_wait if path == "direct" else relay_wait())
     except TimeoutError:
+        if path != "direct":
+            raise
         # ICE nominated a pair on our side only (the camera gave up on ICE at its deadline): use the relay
         log.info("no handshake over the direct path; relay fallback")
         await transport.close()
-        transport, path = await RelayTransport.bind(msg["relay"], 0), "relay"
-        session = await open_session(transport, app, did, device_pub, rate_bps=rate_bps)
+        transport, path = await RelayTransport.bind(msg["relay"], 0, timeout=RELAY_BIND_S), "relay"
+        session = await open_session(transport, app, did, device_pub, rate_bps=rate_bps, timeout=relay_wait())
     t1 = time.perf_counter()
     return ConnectResult(session, path, (t1 - t0) * 1e3, (t_path - t_answer) * 1e3,
                          {"gather_ms": (t_gather - t0) * 1e3, "signal_ms": (t_answer - t_gather) * 1e3,

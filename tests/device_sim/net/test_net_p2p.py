@@ -85,6 +85,37 @@ def test_direct_and_relay_paths_live_view_and_watching_property(cloud, services,
     assert agent.paths == ["direct", "relay"]
 
 
+def test_a_camera_late_on_ice_still_meets_the_app(cloud, services, tmp_path, monkeypatch):
+    """A loaded camera finishes ICE seconds after the app, inside the deadline the app gave it. The app must keep
+    the direct path open until the camera could have answered there, and must not leave the relay before the camera
+    could reach it (the NAT lab flaked this way under load: the app gave up the direct path after 1.5 s and the relay
+    after 3 s more, while the camera was still inside its 5 s ICE deadline)."""
+    deadline_s, lag_s = 5.0, 3.5
+    real = p2p._ice_or_relay
+
+    async def late_camera(conn, relay, role, ice_deadline_s, force_relay):
+        out = await real(conn, relay, role, ice_deadline_s, force_relay)
+        if role == 1:
+            await asyncio.sleep(lag_s)
+        return out
+
+    monkeypatch.setattr(p2p, "_ice_or_relay", late_camera)
+    agent, _, _, _ = _agent(cloud, services, tmp_path)
+
+    async def main():
+        task = asyncio.create_task(agent.run())
+        await asyncio.wait_for(agent.registered.wait(), 5)
+        r = await _connect(cloud, services, "alice", ice_deadline_s=deadline_s)
+        assert (await r.session.request("ping"))["did"] == cloud[1].did
+        await r.session.close()
+        await agent.close()
+        task.cancel()
+        return r.path
+
+    assert run(main()) == "direct"
+    assert agent.paths == ["direct"]
+
+
 def test_authorisation_on_every_request(cloud, services, tmp_path):
     store, dev, users = cloud
     agent, spec, files, talk = _agent(cloud, services, tmp_path)
