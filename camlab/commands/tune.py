@@ -27,7 +27,8 @@ def register(cli) -> None:
     t.add_argument("--space", default=None, help="search-space YAML (default camlab/isp/tune/default_space.yaml)")
     t.add_argument("--iso", type=float, default=None, help="sensor ISO of the test frames (default 3200)")
     t.add_argument("--base", default=None, help="tuning to start from and compare with (default sc3336_day)")
-    t.add_argument("--sampler", choices=("tpe", "cmaes", "nsga2"), default=None, help="Optuna sampler (default tpe)")
+    t.add_argument("--sampler", choices=("tpe", "cmaes", "nsga2", "numbered"), default=None,
+                   help="Optuna sampler (default tpe; numbered: random draws fixed by trial number, for timing workers)")
     t.add_argument("--multi-objective", action="store_true", default=None,
                    help="add the fast path's CPU ms per frame as a second objective (Pareto front)")
     t.add_argument("--images", dest="n_tune_images", type=int, default=None, help="tuning images (default 12)")

@@ -339,3 +339,54 @@ def test_bad_defect_density_is_one_line_before_any_trial(tmp_path, capsys, flag,
     assert not db.exists()
     with pytest.raises(ValueError, match="defect_margin must be in 0..1"):
         TuneConfig(defect_margin=1.5)
+
+
+def test_numbered_sampler_gives_the_same_trials_whatever_the_workers():
+    """The scaling benchmark compares 1 and 2 workers on the same work: trial k's tuning depends on k only."""
+    import optuna
+
+    from camlab.isp.tune.study import make_sampler
+
+    def draw(trial):
+        return trial.suggest_float("x", 0, 1) + trial.suggest_int("n", 0, 100) + (trial.suggest_categorical(
+            "c", ["a", "b", "c"]) == "b")
+
+    cfg = TuneConfig(sampler="numbered", seed=3)
+    one = optuna.create_study(sampler=make_sampler(cfg, 0))
+    one.optimize(draw, n_trials=6)
+    storage = optuna.storages.InMemoryStorage()
+    workers = [optuna.create_study(storage=storage, study_name="s", load_if_exists=True,
+                                   sampler=make_sampler(cfg, rank)) for rank in (0, 1)]
+    for k in range(6):                                 # the two workers take turns on one store
+        workers[k % 2 if k < 3 else 1 - k % 2].optimize(draw, n_trials=1)
+    shared = optuna.load_study(study_name="s", storage=storage)
+    assert [t.params for t in shared.trials] == [t.params for t in one.trials]
+    assert len({t.params["x"] for t in one.trials}) == 6          # draws differ between trials
+    other = optuna.create_study(sampler=make_sampler(TuneConfig(sampler="numbered", seed=4), 0))
+    other.optimize(draw, n_trials=6)
+    assert [t.params for t in other.trials] != [t.params for t in one.trials]
+
+
+def test_sqlite_store_is_write_ahead_logged(tmp_path):
+    """Workers on one SQLite file read while one commits (WAL), and a commit still syncs (synchronous FULL)."""
+    import sqlite3
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'tune.db'}")
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2          # FULL
+    storage.engine.dispose()
+    with sqlite3.connect(tmp_path / "tune.db") as raw:                           # kept in the file
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.slow
+def test_scaling_bench_times_the_same_trials_with_one_and_two_workers(tmp_path, shared_data):
+    from benchmarks import bench_isp_tune as bench
+
+    assert bench.N_SCALING == TuneConfig().trials          # the bench times a study of the CLI's default size
+    r = bench.scaling(tmp_path, n_trials=3, rounds=1, n_tune_images=1, max_side=64, frames=2)
+    assert r["same_trials"] is True
+    assert all(c == [3] for c in r["scaling_trials_run"].values())
+    assert r["two_vs_one_worker_wall_ratio"] == pytest.approx(r["two_workers_wall_s"] / r["one_worker_wall_s"],
+                                                              abs=0.01)
+    assert r["tpe_two_vs_one_worker_wall_ratio"] > 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -28,6 +29,8 @@ from typing import Any, Literal
 import numpy as np
 
 from camlab.errors import CamlabError, ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
 
 Objective = Literal["psnr", "deltaE", "detection"]
 DEFAULT_OUT = "camlab/isp/tuning/sc3336_night_tuned.yaml"
@@ -50,7 +53,7 @@ class TuneConfig:
     workers: int = 1                     # local worker processes
     iso: float = 3200.0
     base: str = "sc3336_day"             # tuning the search starts from and is compared with ("shipped")
-    sampler: Literal["tpe", "cmaes", "nsga2"] = "tpe"
+    sampler: Literal["tpe", "cmaes", "nsga2", "numbered"] = "tpe"   # numbered: the same N draws for any workers
     multi_objective: bool = False        # second objective: fast-path CPU ms per 1280x720 frame (minimised)
     cost_margin: float = 0.10            # multi-objective pick: cost within +10 % of the shipped tuning's
     space: str | None = None             # search-space YAML (default camlab/isp/tune/default_space.yaml)
@@ -122,10 +125,23 @@ def open_storage(url: str):
         if url.startswith(("postgresql", "mysql")):
             kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=False)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=False)
+        if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
+            _sqlite_wal(storage)
+        return storage
     except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind become one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"storage {url}: cannot open it ({type(exc).__name__}: {first})") from None
+
+
+def _sqlite_wal(storage) -> None:
+    """Switch the SQLite file to write-ahead logging (kept in the file). Workers then read while one writes, and a
+    commit is one append + fsync of the log instead of a rollback journal's create, sync, delete; synchronous stays
+    FULL, so a committed trial survives a power cut (https://sqlite.org/wal.html)."""
+    with storage.engine.connect() as conn:
+        mode = conn.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()
+    if str(mode).lower() != "wal":
+        log.warning("storage: SQLite kept journal mode %s (WAL refused on this filesystem)", mode)
 
 
 def make_sampler(cfg: TuneConfig, rank: int = 0):
@@ -133,6 +149,8 @@ def make_sampler(cfg: TuneConfig, rank: int = 0):
     import optuna
 
     seed = cfg.seed + 1000 * rank
+    if cfg.sampler == "numbered":
+        return numbered_sampler(cfg.seed)
     if cfg.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if cfg.sampler == "cmaes":
@@ -140,6 +158,23 @@ def make_sampler(cfg: TuneConfig, rank: int = 0):
             raise ConfigError("--sampler cmaes is single-objective; use tpe or nsga2 with --multi-objective")
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
+
+
+def numbered_sampler(seed: int):
+    """Uniform random draws that depend only on (seed, trial number, parameter name), whichever worker asks: a study
+    of N trials evaluates the same N tunings with one worker or many. The scaling benchmark needs that, or it would
+    compare different work (each TPE worker draws its own trials, and they cost different times). Optuna's
+    ``enqueue_trial`` would give a fixed list too, but two SQLite workers can pop the same waiting trial."""
+    import zlib
+
+    import optuna
+
+    class NumberedRandomSampler(optuna.samplers.RandomSampler):
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            self._rng.rng.seed(zlib.crc32(f"{seed}:{trial.number}:{param_name}".encode()))
+            return super().sample_independent(study, trial, param_name, param_distribution)
+
+    return NumberedRandomSampler(seed)
 
 
 def directions(cfg: TuneConfig) -> list[str]:
