@@ -46,8 +46,9 @@ def _cfg(tmp: Path, tag: str, **kw):
     return TuneConfig(**base)
 
 
-def _trial_params(study) -> list[dict]:
-    return [t.params for t in sorted(study.trials, key=lambda t: t.number)]
+def _trial_params(study, n: int) -> list[dict]:
+    """The tunings of trials 0..n-1 (two workers may start one trial more than n before they see the count)."""
+    return [t.params for t in sorted(study.trials, key=lambda t: t.number)[:n]]
 
 
 def scaling(tmp: Path, n_trials: int = N_SCALING, rounds: int = SCALING_ROUNDS, **kw) -> dict:
@@ -74,7 +75,7 @@ def scaling(tmp: Path, n_trials: int = N_SCALING, rounds: int = SCALING_ROUNDS, 
             walls[key].append(run_workers(cfg, numba_threads=threads))
             study = optuna.load_study(study_name=cfg.name, storage=storage)
             counts[key].append(len(study.trials))
-            params[key].append(_trial_params(study))
+            params[key].append(_trial_params(study, n_trials))
     numbered = [p for k in ("1w", "1w_1thread", "2w") for p in params[k]]
     med = {k: float(np.median(v)) for k, v in walls.items()}
     return {"scaling_n_trials": n_trials, "scaling_rounds": rounds,

@@ -386,7 +386,9 @@ def test_scaling_bench_times_the_same_trials_with_one_and_two_workers(tmp_path, 
     assert bench.N_SCALING == TuneConfig().trials          # the bench times a study of the CLI's default size
     r = bench.scaling(tmp_path, n_trials=3, rounds=1, n_tune_images=1, max_side=64, frames=2)
     assert r["same_trials"] is True
-    assert all(c == [3] for c in r["scaling_trials_run"].values())
+    runs = r["scaling_trials_run"]
+    assert runs["1w"] == runs["1w_1thread"] == runs["1w_tpe"] == [3]
+    assert runs["2w"][0] in (3, 4) and runs["2w_tpe"][0] in (3, 4)   # a second worker may start one trial more
     assert r["two_vs_one_worker_wall_ratio"] == pytest.approx(r["two_workers_wall_s"] / r["one_worker_wall_s"],
                                                               abs=0.01)
     assert r["tpe_two_vs_one_worker_wall_ratio"] > 0
