@@ -9,11 +9,17 @@ fixed before the scores were read (:func:`choose`):
    (:func:`benchmarks.bench_cry.int8_check`: the export accepts it for the chip, MACs within the limit, INT8 F1 drop
    on the validation clips within ``bench_cry.TARGETS``); a recipe without such a seed is passed over;
 1. the recipe with the highest mean validation F1 over the seeds ships (tie: fewer mean validation false alarms);
-2. of its deployable seeds, the one with the highest validation F1 (tie: fewer false alarms, then the lower seed).
+2. of its deployable seeds, the one with the highest validation F1 (tie: fewer false alarms, then the lower seed);
+3. that pick replaces the release checkpoint (:data:`camlab.train.cry.RELEASE_RECIPE`, its YAML's seed) only if it is
+   no worse on validation F1 and no worse on validation false alarms, both scored in this run; else the release
+   stays (``kept_release``). When the release is not among the scored recipes the pick is not compared.
 
 Step 0 was added on 2026-12-06, after the rule had picked ``cry_cal`` seed 1, whose INT8 bundle then failed the
 F1-drop budget in ``bench_cry`` (``results/cry_trial_cal.json``): what ships is the INT8 bundle, so the rule checks it
-before it ranks; the choice names what it passed over (``passed_over``).
+before it ranks; the choice names what it passed over (``passed_over``). Step 3 was added the same evening, after
+the rule (steps 0-2) had picked ``cry_cal`` seed 2 (``results/cry_select_music_cal_blend_cal.json``): a recipe can
+win on its mean over seeds while the seed that would ship is below the release on F1 and raises more false alarms,
+which is what issue 20 is about. It was written after those figures were read; it only ever keeps what ships.
 
 Each checkpoint is scored at its own operating point (picked on training streams by the recipe). The validation clips
 are the split of :data:`EVAL_RECIPE`, whose no-cry sources include every other recipe's (checked: each recipe's own
@@ -78,17 +84,20 @@ EVAL_RECIPE = "cry_music"
 RULE = ("a checkpoint ships only if its INT8 rv1106 bundle is within the deployment budgets (bench_cry.int8_check: "
         "exports for the chip, MACs, INT8 F1 drop on the validation clips); of the recipes with such a seed, the "
         "highest mean validation F1 over all its seeds (tie: fewer mean validation false alarms); then its deployable "
-        "seed with the highest validation F1 (tie: fewer false alarms, then the lower seed); held-out sources "
-        "reported, not used")
+        "seed with the highest validation F1 (tie: fewer false alarms, then the lower seed); that pick replaces the "
+        "release checkpoint only if it is no worse on validation F1 and no worse on validation false alarms, scored "
+        "in the same run, else the release stays; held-out sources reported, not used")
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "false_alarms", "nocry_hours", "onset_miss_rate",
            "onset_to_alarm_s")
 
 
-def choose(rows: dict[str, list[dict]]) -> dict:
+def choose(rows: dict[str, list[dict]], release: dict | None = None) -> dict:
     """The rule of this module on ``{recipe: [{"seed", "f1", "false_alarms", "deployable"}, ...]}`` (every recipe
-    the same seeds): ``{"recipe", "seed", "mean_f1", "mean_false_alarms", "passed_over"}`` of the choice, where
-    ``passed_over`` lists what would have won but for the deployment budgets; recipe and seed are None when no
-    checkpoint is within them."""
+    the same seeds) and the release checkpoint ``{"recipe", "seed"}``: ``{"recipe", "seed", "mean_f1",
+    "mean_false_alarms", "passed_over", "ranked", "kept_release", "why"}`` of what ships. ``ranked`` is the pick of
+    steps 0-2, ``passed_over`` what would have won but for the deployment budgets; ``kept_release`` says whether step 3
+    kept the release instead (None when the release was not scored, and then the ranked pick stands). Recipe and seed
+    are None when no checkpoint is within the budgets."""
     if not rows or any(not r for r in rows.values()):
         raise ValueError("choose: every recipe needs at least one scored seed")
     seeds = {name: sorted(int(r["seed"]) for r in rs) for name, rs in rows.items()}
@@ -103,7 +112,14 @@ def choose(rows: dict[str, list[dict]]) -> dict:
     def seed_rank(r):
         return float(r["f1"]), -float(r["false_alarms"]), -int(r["seed"])
 
+    def result(recipe, seed, ranked, kept, why):
+        return {"recipe": recipe, "seed": seed,
+                "mean_f1": None if recipe is None else mean(rows[recipe], "f1"),
+                "mean_false_alarms": None if recipe is None else mean(rows[recipe], "false_alarms"),
+                "passed_over": passed_over, "ranked": ranked, "kept_release": kept, "why": why}
+
     passed_over: list[dict] = []
+    pick = None
     for recipe in sorted(rows, key=lambda n: (mean(rows[n], "f1"), -mean(rows[n], "false_alarms")), reverse=True):
         ok = [r for r in rows[recipe] if r["deployable"]]
         if not ok:
@@ -113,9 +129,30 @@ def choose(rows: dict[str, list[dict]]) -> dict:
         passed_over += [{"recipe": recipe, "seed": int(r["seed"]), "why": "outside the deployment budgets"}
                         for r in sorted(rows[recipe], key=seed_rank, reverse=True)
                         if not r["deployable"] and seed_rank(r) > seed_rank(best)]
-        return {"recipe": recipe, "seed": int(best["seed"]), "mean_f1": mean(rows[recipe], "f1"),
-                "mean_false_alarms": mean(rows[recipe], "false_alarms"), "passed_over": passed_over}
-    return {"recipe": None, "seed": None, "mean_f1": None, "mean_false_alarms": None, "passed_over": passed_over}
+        pick = (recipe, best)
+        break
+    if pick is None:
+        return result(None, None, None, None, "no checkpoint within the deployment budgets")
+    recipe, best = pick
+    ranked = {"recipe": recipe, "seed": int(best["seed"])}
+    rel = None if release is None else next(
+        (r for r in rows.get(release["recipe"], []) if int(r["seed"]) == int(release["seed"])), None)
+    if rel is None or not rel["deployable"]:
+        why = ("release not among the scored checkpoints" if rel is None
+               else "the release's own bundle is outside the deployment budgets")
+        return result(recipe, ranked["seed"], ranked, None, why)
+    if (recipe, ranked["seed"]) == (release["recipe"], int(release["seed"])):
+        return result(recipe, ranked["seed"], ranked, False, "the ranked pick is the release")
+    f1_ok = float(best["f1"]) >= float(rel["f1"])
+    fa_ok = float(best["false_alarms"]) <= float(rel["false_alarms"])
+    if f1_ok and fa_ok:
+        return result(recipe, ranked["seed"], ranked, False, "no worse than the release on validation F1 and false "
+                      "alarms")
+    lost = [f"F1 {float(best['f1']):.4f} < {float(rel['f1']):.4f}"] if not f1_ok else []
+    lost += [f"false alarms {best['false_alarms']} > {rel['false_alarms']}"] if not fa_ok else []
+    return result(release["recipe"], int(release["seed"]), ranked, True,
+                  f"ranked pick {recipe} seed {ranked['seed']} is worse than the release on validation: "
+                  + "; ".join(lost) + " (F1 and false alarms both must hold)")
 
 
 def _data_cfg(recipe: str):
@@ -233,8 +270,8 @@ def run(recipes=RECIPES, seeds=SEEDS) -> dict:
                 continue
             print(f"   {recipe} seed {seed}", flush=True)
             rows[recipe].append(score_checkpoint(path, seed, val, val_dir, yamnet, held_sets))
-    choice = None if missing else choose(rows)
     release = {"recipe": RELEASE_RECIPE, "seed": int(load_train_config(RELEASE_RECIPE).train.seed)}
+    choice = None if missing else choose(rows, release)
     return {"rule": RULE, "recipes": list(recipes), "seeds": list(seeds), "eval_recipe": EVAL_RECIPE,
             "split": {"dir": str(val_dir), "n_cry": len(val.cry), "n_nocry": len(val.nocry),
                       "skipped": len(val.skipped)},

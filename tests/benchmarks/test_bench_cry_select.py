@@ -15,7 +15,8 @@ def test_the_recipe_with_the_best_mean_wins_not_the_best_single_seed():
     rows = {"lucky": [_row(0, 0.95, 2), _row(1, 0.80, 2)],       # best single seed, worse mean
             "steady": [_row(0, 0.90, 3), _row(1, 0.89, 1)]}
     assert choose(rows) == {"recipe": "steady", "seed": 0, "mean_f1": pytest.approx(0.895),
-                            "mean_false_alarms": 2.0, "passed_over": []}
+                            "mean_false_alarms": 2.0, "passed_over": [], "ranked": {"recipe": "steady", "seed": 0},
+                            "kept_release": None, "why": "release not among the scored checkpoints"}
 
 
 def test_a_seed_outside_the_deployment_budgets_cannot_ship():
@@ -36,6 +37,33 @@ def test_a_recipe_with_no_deployable_seed_is_passed_over_and_none_ships_when_no_
     assert {"recipe": "a", "seed": None, "why": "no seed within the deployment budgets"} in got["passed_over"]
     none = {"a": [_row(0, 0.95, 2, deployable=False)], "b": [_row(0, 0.9, 1, deployable=False)]}
     assert choose(none)["recipe"] is None and choose(none)["seed"] is None
+
+
+def test_the_pick_replaces_the_release_only_when_no_worse_on_f1_and_on_false_alarms():
+    """Step 3: a recipe can win on its mean while its best seed is below the release checkpoint (2026-12-06:
+    cry_cal seed 2, F1 0.934 and 10 false alarms, against the release's 0.941 and 7). The release then stays."""
+    release = {"recipe": "music", "seed": 2}
+    rows = {"music": [_row(0, 0.92, 9), _row(1, 0.90, 4), _row(2, 0.941, 7)],
+            "cal": [_row(0, 0.917, 12), _row(1, 0.935, 7), _row(2, 0.934, 10)]}
+    got = choose(rows, release)
+    assert got["ranked"] == {"recipe": "cal", "seed": 1}
+    assert (got["recipe"], got["seed"]) == ("music", 2) and got["kept_release"] is True
+    assert "F1" in got["why"] and "false alarms" in got["why"]
+    assert got["mean_f1"] == pytest.approx((0.92 + 0.90 + 0.941) / 3)
+    better = {"music": rows["music"], "cal": [_row(0, 0.95, 5), _row(1, 0.94, 7), _row(2, 0.93, 9)]}
+    got = choose(better, release)
+    assert (got["recipe"], got["seed"]) == ("cal", 0) and got["kept_release"] is False
+    fewer_alarms_only = {"music": rows["music"], "cal": [_row(0, 0.941, 3), _row(1, 0.90, 9), _row(2, 0.90, 9)]}
+    assert choose(fewer_alarms_only, release)["kept_release"] is False      # equal F1, fewer alarms: ships
+    more_alarms = {"music": rows["music"], "cal": [_row(0, 0.99, 8), _row(1, 0.99, 9), _row(2, 0.99, 9)]}
+    assert choose(more_alarms, release)["kept_release"] is True             # better F1 cannot buy alarms
+
+
+def test_without_the_release_among_the_rows_the_pick_is_not_compared():
+    rows = {"a": [_row(0, 0.9, 1)], "b": [_row(0, 0.8, 1)]}
+    got = choose(rows, {"recipe": "music", "seed": 2})
+    assert (got["recipe"], got["seed"]) == ("a", 0) and got["kept_release"] is None
+    assert choose(rows)["kept_release"] is None
 
 
 def test_a_row_without_its_deployment_check_is_refused():
