@@ -56,13 +56,26 @@ STAGES = ("release", "demo", "dev")
 STAGE_ALIASES = ("release", "demo")   # registry aliases: the newest bundle of that stage
 
 
+def bundle_created(manifest: Path) -> tuple[str, str]:
+    """Sort key of a bundle's age: its manifest's ``model.created`` (UTC, ISO 8601) and then the bundle folder's name.
+    Not the file's mtime: a clone, copy or rsync rewrites mtimes in any order. A manifest without a readable
+    ``created`` falls back to its mtime, written the same way."""
+    try:
+        created = (json.loads(Path(manifest).read_text()).get("model") or {}).get("created")
+    except (OSError, ValueError, AttributeError):
+        created = None
+    if not isinstance(created, str) or not created:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(Path(manifest).stat().st_mtime))
+    return created, Path(manifest).parent.name
+
+
 def newest_bundle_of(model_dir: Path, checkpoint: Path | None = None,
                      accept: Callable[[Path], bool] | None = None) -> Path | None:
-    """The newest bundle (by manifest mtime) under ``exports/<model>/``, preferring those exported from
+    """The newest bundle (:func:`bundle_created`) under ``exports/<model>/``, preferring those exported from
     ``checkpoint`` (manifest ``provenance.checkpoint_sha256``): an ad-hoc export of a trial checkpoint made after the
     release must not stand in for the release. ``accept(bundle_dir)``: only bundles it returns True for (e.g. valid
     for a chip). None when the folder holds no (accepted) bundle."""
-    found = sorted(Path(model_dir).glob(f"*/{MANIFEST_NAME}"), key=lambda p: p.stat().st_mtime)
+    found = sorted(Path(model_dir).glob(f"*/{MANIFEST_NAME}"), key=bundle_created)
     if accept is not None:
         found = [m for m in found if accept(m.parent)]
     if not found:

@@ -217,3 +217,42 @@ def test_validate_bundle_flash_is_what_the_camera_stores(bundle):
 
     on_device = (bundle / "model.onnx").stat().st_size + (bundle / "manifest.json").stat().st_size
     assert validate_bundle(bundle, "rv1106").cost["flash_bytes"] == on_device
+
+
+def _fake_bundle(root, name: str, created: str, mtime: float, onnx: bytes = b"x"):
+    import json
+    import os
+
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "model.onnx").write_bytes(onnx)
+    (d / "manifest.json").write_text(json.dumps({"model": {"name": "detector", "version": name, "created": created}}))
+    os.utime(d / "manifest.json", (mtime, mtime))
+    return d
+
+
+def test_newest_bundle_is_the_last_created_not_the_last_touched(tmp_path):
+    """A clone, copy or rsync gives bundles new mtimes in any order: the manifest's creation time decides."""
+    from camlab.deploy.bundle import newest_bundle_of
+
+    old = _fake_bundle(tmp_path, "20261201T000000Z-aaaaaaa", "2026-12-01T00:00:00Z", mtime=2_000_000_000)
+    new = _fake_bundle(tmp_path, "20261205T000000Z-bbbbbbb", "2026-12-05T00:00:00Z", mtime=1_000_000_000)
+    assert newest_bundle_of(tmp_path) == new
+    assert newest_bundle_of(tmp_path, accept=lambda b: b != new) == old
+
+
+def test_previous_detector_release_is_the_one_created_before(tmp_path, monkeypatch):
+    from benchmarks import bench_detector
+    from camlab import settings
+
+    monkeypatch.delenv("CAMLAB_BENCH_PREVIOUS_DETECTOR", raising=False)
+    monkeypatch.setattr(settings, "exports_root", lambda: tmp_path)
+    root = tmp_path / "detector"
+    first = _fake_bundle(root, "a", "2026-12-01T00:00:00Z", mtime=3_000_000_000, onnx=b"1")
+    second = _fake_bundle(root, "b", "2026-12-03T00:00:00Z", mtime=2_000_000_000, onnx=b"2")
+    current = _fake_bundle(root, "c", "2026-12-05T00:00:00Z", mtime=1_000_000_000, onnx=b"3")
+    _fake_bundle(root, "d", "2026-12-06T00:00:00Z", mtime=500_000_000, onnx=b"4")        # made after: not previous
+    _fake_bundle(root, "e", "2026-12-04T00:00:00Z", mtime=500_000_000, onnx=b"3")        # the same model: skipped
+    assert bench_detector._previous_bundle(current) == second
+    assert bench_detector._previous_bundle(second) == first
+    assert bench_detector._previous_bundle(first) is None
