@@ -103,6 +103,12 @@ def test_two_workers_share_one_sqlite_study_and_write_a_loadable_tuning(tmp_path
     assert 6 <= len(study.trials) <= 7              # MaxTrialsCallback: at most one extra per extra worker
     base = study.trials[0]
     assert base.user_attrs["base"] is True and base.params["nr2d.strength_y"] == 5.0  # warm start = shipped
+    # the defect guard is an Optuna constraint, so TPE learns where it holds: visible defects minus the allowance
+    from camlab.isp.tune.study import defects_allowed
+    limit = defects_allowed(base.user_attrs["defects_visible"], TuneConfig().defect_margin)
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.constraints == {"defects_visible": t.user_attrs["defects_visible"] - limit}, t.number
     r = json.loads(js.read_text())
     tuned = load_tuning(out)                         # the existing loader reads it
     assert tuned.name == "night_tuned"

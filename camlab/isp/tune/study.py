@@ -277,7 +277,10 @@ def base_tuning(cfg: TuneConfig):
 
 
 # ---------------------------------------------------------------------------------------------------- workers
-def _objective(cfg: TuneConfig, space, base, ev: Evaluator):
+def _objective(cfg: TuneConfig, space, base, ev: Evaluator, defect_limit: float | None = None):
+    """The trial function. With ``defect_limit`` (the base trial's visible defects plus the allowance) each trial
+    carries the defect guard as an Optuna constraint (visible defects minus the limit, feasible at <= 0), so TPE and
+    NSGA-II learn where the guard holds instead of spending trials the pick will refuse."""
     import optuna
 
     from camlab.isp.tune.space import apply, suggest
@@ -296,6 +299,8 @@ def _objective(cfg: TuneConfig, space, base, ev: Evaluator):
         for k, v in m.items():
             if isinstance(v, (int, float)) and v is not None and math.isfinite(float(v)):
                 trial.set_user_attr(k, float(v))
+        if defect_limit is not None and m.get("defects_visible") is not None:
+            trial.set_constraint("defects_visible", float(m["defects_visible"]) - defect_limit)
         if cfg.multi_objective:
             cost = ev.cost_ms(cand)
             trial.set_user_attr("cpu_ms", cost)
@@ -324,7 +329,11 @@ def run_worker(cfg: TuneConfig, rank: int = 0, numba_threads: int | None = None)
     if before >= cfg.trials:
         return 0
     stop = optuna.study.MaxTrialsCallback(cfg.trials, states=None)
-    study.optimize(_objective(cfg, space, base, ev), n_trials=cfg.trials, callbacks=[stop], gc_after_trial=False)
+    ship = shipped_trial(study)
+    limit = None if ship is None or "defects_visible" not in ship.user_attrs else \
+        defects_allowed(ship.user_attrs["defects_visible"], cfg.defect_margin)
+    study.optimize(_objective(cfg, space, base, ev, limit), n_trials=cfg.trials, callbacks=[stop],
+                   gc_after_trial=False)
     return len(study.trials) - before
 
 
@@ -440,7 +449,12 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
     attrs = {"base": True, **{k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and v is not None}}
     if cfg.multi_objective:
         attrs["cpu_ms"] = values[1]
-    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values, user_attrs=attrs))
+    constraints = None
+    if "defects_visible" in attrs:           # the same constraint the trials carry (feasible by construction)
+        visible = attrs["defects_visible"]
+        constraints = {"defects_visible": visible - defects_allowed(visible, cfg.defect_margin)}
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values, user_attrs=attrs,
+                                              constraints=constraints))
     return study.trials[-1]
 
 
