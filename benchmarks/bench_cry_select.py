@@ -162,6 +162,18 @@ def _data_cfg(recipe: str):
     return split_config(load_train_config(recipe).data)
 
 
+def _require_full_audio() -> None:
+    """The choice ships a release: refuse the embedded demo slice, which the audio loaders fall back to when the
+    full data is absent (a worktree without ../shared/data once ran this bench on it without a word)."""
+    from camlab import settings
+    from camlab.data.audio import audio_root
+
+    root = audio_root(_data_cfg(EVAL_RECIPE).root).resolve()
+    if root == (settings.demo_data_root() / "audio").resolve():
+        raise ValueError(f"cry selection: the full audio data is not at {settings.data_root() / 'audio'} (only the "
+                         "demo slice is); set CAMLAB_DATA to the data root")
+
+
 def _relative_files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
 
@@ -253,6 +265,7 @@ def run(recipes=RECIPES, seeds=SEEDS) -> dict:
 
     if ENV_ERROR:
         raise ValueError(ENV_ERROR)
+    _require_full_audio()
     t0 = time.perf_counter()
     val_dir = eval_split(recipes)
     val = load_eval_dir(val_dir)

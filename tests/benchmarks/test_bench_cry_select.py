@@ -154,3 +154,15 @@ def test_a_checkpoint_trained_with_another_seed_is_refused_with_its_path(tmp_pat
                            state_dict=cry.build_model(cfg).state_dict(), meta={"train_config": {"train": {"seed": 1}}})
     with pytest.raises(RuntimeError, match=r"cry\.pt: trained with seed 1, expected seed 2"):
         score_checkpoint(path, 2, val=None, val_dir=tmp_path, yamnet=None)
+
+
+def test_the_selection_refuses_to_run_on_the_demo_slice(tmp_path, monkeypatch):
+    """A worktree without ../shared/data once ran this bench on the embedded demo audio (16 validation cries instead
+    of 101) without a word: the release choice must come from the full data or not at all."""
+    import benchmarks.bench_cry_select as mod
+    from camlab import settings
+
+    monkeypatch.delenv("CAMLAB_DATA", raising=False)
+    monkeypatch.setattr(settings, "data_root", lambda: tmp_path / "no-data")
+    with pytest.raises(ValueError, match="CAMLAB_DATA"):
+        mod.run()
