@@ -48,20 +48,19 @@ def _newest_bundle() -> Path:
 
 
 def _previous_bundle(current: Path) -> Path | None:
-    """The release bundle before ``current``: the newest created before it (``bundle_created``, not file mtimes) that
-    holds another model."""
+    """The release bundle before ``current``: the newest (``newest_bundle_of``) created before it that holds another
+    model."""
     from camlab import settings
-    from camlab.deploy.bundle import bundle_created
+    from camlab.deploy.bundle import bundle_created, newest_bundle_of
 
     env = os.environ.get("CAMLAB_BENCH_PREVIOUS_DETECTOR")
     if env:
         return None if env == "none" else Path(env)
     mine = sha256_file(current / "model.onnx")
     t_cur = bundle_created(current / "manifest.json")
-    older = [m.parent for m in (settings.exports_root() / "detector").glob("*/manifest.json")
-             if bundle_created(m) < t_cur and (m.parent / "model.onnx").is_file()
-             and sha256_file(m.parent / "model.onnx") != mine]
-    return max(older, key=lambda p: bundle_created(p / "manifest.json")) if older else None
+    return newest_bundle_of(settings.exports_root() / "detector",
+                            accept=lambda b: bundle_created(b / "manifest.json") < t_cur
+                            and (b / "model.onnx").is_file() and sha256_file(b / "model.onnx") != mine)
 
 
 def _slim(ev: dict) -> dict:

@@ -329,11 +329,8 @@ def run_worker(cfg: TuneConfig, rank: int = 0, numba_threads: int | None = None)
     if before >= cfg.trials:
         return 0
     stop = optuna.study.MaxTrialsCallback(cfg.trials, states=None)
-    ship = shipped_trial(study)
-    limit = None if ship is None or "defects_visible" not in ship.user_attrs else \
-        defects_allowed(ship.user_attrs["defects_visible"], cfg.defect_margin)
-    study.optimize(_objective(cfg, space, base, ev, limit), n_trials=cfg.trials, callbacks=[stop],
-                   gc_after_trial=False)
+    study.optimize(_objective(cfg, space, base, ev, defect_limit(study, cfg)), n_trials=cfg.trials,
+                   callbacks=[stop], gc_after_trial=False)
     return len(study.trials) - before
 
 
@@ -473,6 +470,15 @@ def defects_allowed(base_visible: float, margin: float) -> float:
     return float(base_visible) + max(1.0, math.ceil(margin * float(base_visible)))
 
 
+def defect_limit(study, cfg: TuneConfig) -> float | None:
+    """:func:`defects_allowed` over the study's base trial; None when it has no base trial or its scenes carry no
+    defects (then there is no guard)."""
+    ship = shipped_trial(study)
+    if ship is None or "defects_visible" not in ship.user_attrs:
+        return None
+    return defects_allowed(ship.user_attrs["defects_visible"], cfg.defect_margin)
+
+
 def eligible_trials(study, cfg: TuneConfig) -> list:
     """Completed trials that leave no more defective photosites visible than :func:`defects_allowed` over the base
     trial (all completed trials when the study has no base trial or its scenes carry no defects): PSNR gained by
@@ -480,10 +486,9 @@ def eligible_trials(study, cfg: TuneConfig) -> list:
     import optuna
 
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    ship = shipped_trial(study)
-    if ship is None or "defects_visible" not in ship.user_attrs:
+    limit = defect_limit(study, cfg)
+    if limit is None:
         return done
-    limit = defects_allowed(ship.user_attrs["defects_visible"], cfg.defect_margin)
     return [t for t in done if t.user_attrs.get("defects_visible", 0.0) <= limit]
 
 
