@@ -14,7 +14,8 @@ The previous release bundle (the newest older bundle in ``exports/detector`` wit
 of recipe is judged within one run. Env: ``CAMLAB_DETECTOR_BUNDLE`` (else the newest ``exports/detector/*``
 exported from the release checkpoint, or the newest of all when that checkpoint is not here), ``CAMLAB_BENCH_LOSO=0``
 skips the leave-one-source-out training, ``CAMLAB_BENCH_LOSO_SOURCES=a,b`` picks the held-out sources (default: all
-three), ``CAMLAB_BENCH_SMOKE=1`` runs on a few images (figures meaningless).
+three), ``CAMLAB_BENCH_LOSO_RECIPE`` trains them with a trial's LOSO recipe (default ``detector_loso``, the
+release recipe's), ``CAMLAB_BENCH_SMOKE=1`` runs on a few images (figures meaningless).
 """
 from __future__ import annotations
 
@@ -84,8 +85,9 @@ def teacher_thresholds(teacher, train_samples: list) -> tuple[dict, dict]:
     return dict(zip(CLASSES, thr)), rep
 
 
-def loso(sources=LOSO_SOURCES, *, smoke: bool = False) -> dict:
-    """Train the ``detector_loso`` recipe without each source and score it on that whole source."""
+def loso(sources=LOSO_SOURCES, *, smoke: bool = False, recipe: str = "detector_loso") -> dict:
+    """Train the ``recipe`` (``detector_loso``, the release recipe's short schedule, unless
+    ``$CAMLAB_BENCH_LOSO_RECIPE`` names a trial's) without each source and score it on that whole source."""
     from camlab.data.label_sets import source_name
     from camlab.data.splits import load_split
     from camlab.eval.detection import evaluate
@@ -94,14 +96,15 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False) -> dict:
     out = {}
     for src in sources:
         # resume None: a finished run left by an older commit must not stand in for this one's training
-        overrides = {"data": {"exclude_sources": [src]}, "out_dir": f"out/detector/loso_{src}",
+        out_dir = f"out/detector/loso_{src}" if recipe == "detector_loso" else f"out/detector/{recipe}_{src}"
+        overrides = {"data": {"exclude_sources": [src]}, "out_dir": out_dir,
                      "log_mlflow": False, "resume": None}
         if smoke:
             overrides.update({"out_dir": f"out/detector/loso_smoke_{src}", "resume": None,
                               "optim": {"epochs": 1, "max_steps": 2}, "render": {"enabled": False},
                               "data": {"exclude_sources": [src], "max_train_images": 32, "max_val_images": 8},
                               "calibrate": {"max_images": 16}})
-        cfg = detector.load_train_config("detector_loso", overrides)
+        cfg = detector.load_train_config(recipe, overrides)
         t0 = time.perf_counter()
         res = detector.train(cfg)
         held = []
@@ -111,8 +114,8 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False) -> dict:
         if smoke:
             held = held[:8]
         ev = evaluate(str(res.checkpoint), held, hog=True)
-        out[src] = {"checkpoint": str(res.checkpoint), "train_min": round((time.perf_counter() - t0) / 60, 1),
-                    "epochs": len(res.history), "trained_without": src, "n_images": ev["n_images"],
+        out[src] = {"recipe": recipe, "checkpoint": str(res.checkpoint),
+                    "train_min": round((time.perf_counter() - t0) / 60, 1), "epochs": len(res.history), "trained_without": src, "n_images": ev["n_images"],
                     "classes": ev["classes"], "classes_naive": ev["classes_naive"],
                     "hog_person": ev["anchors"].get("hog_person"), "presence_thresholds": ev["presence_thresholds"],
                     "note": "scored on every image of the held-out source (train and val sides)"}
@@ -170,7 +173,8 @@ def run() -> dict:
     if os.environ.get("CAMLAB_BENCH_LOSO", "1") != "0":
         chosen = os.environ.get("CAMLAB_BENCH_LOSO_SOURCES")
         sources = tuple(chosen.split(",")) if chosen else LOSO_SOURCES
-        out["loso"] = loso(sources[:1] if smoke else sources, smoke=smoke)
+        recipe = os.environ.get("CAMLAB_BENCH_LOSO_RECIPE", "detector_loso")
+        out["loso"] = loso(sources[:1] if smoke else sources, smoke=smoke, recipe=recipe)
         out["loso_sources_not_run"] = [s for s in LOSO_SOURCES if s not in out["loso"]]
     else:
         out["loso"] = {"skipped": "CAMLAB_BENCH_LOSO=0"}

@@ -86,12 +86,20 @@ class DetectorTrainConfig:
     pseudo_label_not_exhaustive: bool = False  # also fill unboxed instances of a not-exhaustive class (IoU < 0.3)
     incomplete_ignore_score: float = 0.4  # a not-exhaustively labelled class (datasets/label_sets.yaml) gets no
                                           # background loss where the model scores it >= this (detector_loss)
+    quality_target_power: float = 1.0     # a positive cell's class target is IoU**this: 1 = quality focal loss,
+                                          # < 1 leans the score towards presence (detector_loss)
+
     model: DetectorConfig = field(default_factory=DetectorConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.quality_target_power) <= 1.0:
+            raise ConfigError(f"quality_target_power: expected a number in [0, 1] (1 = IoU target, 0 = 1.0 target), "
+                              f"got {self.quality_target_power!r}")
 
 
 @dataclass
@@ -497,7 +505,8 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
                     g["lr"] = lr * g.get("lr_mult", 1.0)
                 outputs = net(images)
                 loss, parts = detection_loss(outputs, targets, cfg.model.strides,
-                                             ignore_score=cfg.incomplete_ignore_score)
+                                             ignore_score=cfg.incomplete_ignore_score,
+                                             quality_power=cfg.quality_target_power)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optim.grad_clip > 0:

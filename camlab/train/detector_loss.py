@@ -3,7 +3,10 @@
 Tian et al., "FCOS", ICCV 2019 (per-level size ranges, centre sampling with radius 1.5 strides, smallest-area
 tie-break); Li et al., "Generalized Focal Loss", NeurIPS 2020 (quality focal loss: the class target of a positive
 cell is the IoU of its predicted box, so the score ranks boxes by localisation quality without a centerness
-branch); Gupta et al., "LVIS", CVPR 2019 (federated labels: a class's loss counts as a negative only in images
+branch; ``quality_power`` < 1 raises that target to IoU**power, 0 giving the focal loss's plain 1.0 target of
+Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017: the camera's presence decision is the highest score in
+the frame, and with the plain IoU target a clearly recognised pet with a loose box scores no higher than a doubtful
+one with a tight box); Gupta et al., "LVIS", CVPR 2019 (federated labels: a class's loss counts as a negative only in images
 whose source labels that class exhaustively, ``targets[i]["labelled"]``, or on a labelled object of another
 class) and its ``not_exhaustive`` flag: where a source boxes a class without boxing every instance,
 ``targets[i]["incomplete"]``, a cell off the boxes that the model already scores >= ``ignore_score`` for that class
@@ -104,12 +107,16 @@ def flatten_outputs(outputs: tuple[torch.Tensor, ...]):
 
 
 def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict], strides: tuple[int, ...],
-                   box_weight: float = 2.0, ignore_score: float = 0.4) -> tuple[torch.Tensor, dict[str, float]]:
+                   box_weight: float = 2.0, ignore_score: float = 0.4, quality_power: float = 1.0
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts for a batch; ``targets[i]``: {"boxes": (M, 4) input px, "labels": (M,), and
     optionally "labelled": (C,) bool, "incomplete": (C,) bool}. A class the image's source does not label
     contributes no negative loss there, except on the cells of a labelled box of another class (an object has one
     class). A class it labels but not exhaustively ("incomplete") contributes no negative loss on the cells the
-    model scores >= ``ignore_score`` for it (possibly an unboxed object); its other cells stay negatives."""
+    model scores >= ``ignore_score`` for it (possibly an unboxed object); its other cells stay negatives.
+    A positive cell's class target is IoU**``quality_power`` (1: quality focal loss; 0: the plain 1.0 target)."""
+    if not 0.0 <= quality_power <= 1.0:
+        raise ValueError(f"quality_power must be in [0, 1] (1 = IoU target, 0 = 1.0 target), got {quality_power}")
     box_raw, cls_raw, shapes = flatten_outputs(outputs)
     B, P, C = cls_raw.shape
     points, st, _ = grid_points(shapes, strides, device=cls_raw.device)
@@ -127,7 +134,7 @@ def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict], strid
         pred = decode_boxes(box_raw[i, pos], points[pos], st[pos])
         gt = gtb[match[pos]]
         iou, giou = box_iou_aligned(pred, gt)
-        cls_target[i, pos, gtl[match[pos]]] = iou.detach().clamp(min=0.01)
+        cls_target[i, pos, gtl[match[pos]]] = iou.detach().clamp(min=0.01) ** quality_power
         pos_pred.append(giou)
     norm = max(num_pos, 1)
     known = torch.ones(B, 1, C, dtype=cls_raw.dtype, device=cls_raw.device)
