@@ -273,6 +273,21 @@ def int8_check(ckpt: Path, val, fp32_f1: float, chip: str = "rv1106") -> dict:
     return res
 
 
+def _check_split_is_the_checkpoints(ckpt: Path, meta: dict, val, data_cfg) -> None:
+    """Refuse to score validation clips other than those the checkpoint's training held out: without the full data
+    (a worktree with no ../shared/data) the audio loaders fall back to the embedded demo slice, and a release
+    checkpoint trained with 101 validation cries would be scored on 16 without a word."""
+    from camlab import settings
+    from camlab.data.audio import audio_root
+    from camlab.errors import InputFileError
+
+    recorded = ((meta.get("split") or {}).get("val") or {}).get("cry")
+    if recorded is not None and int(recorded) != len(val.cry):
+        raise InputFileError(f"{ckpt}: trained with {recorded} validation cries, but the split built from "
+                             f"{audio_root(data_cfg.root)} holds {len(val.cry)}: not the data it was trained on "
+                             f"(data root {settings.data_root()}); set CAMLAB_DATA to it")
+
+
 def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HOURS, int8: bool = True,
         held_out_groups: dict | None = None) -> dict:
     """The benchmark result dict (``checkpoint``: default :func:`default_checkpoint`; ``held_out_groups``:
@@ -300,6 +315,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
     data_cfg = split_config(meta.get("train_config", {}).get("data") or {})
     val_dir = split_dir("val", data_cfg)
     val = load_eval_dir(val_dir)
+    _check_split_is_the_checkpoints(ckpt, meta, val, data_cfg)
     ours_sc = as_scorer(model)
     walls = {}
 

