@@ -85,6 +85,22 @@ def teacher_thresholds(teacher, train_samples: list) -> tuple[dict, dict]:
     return dict(zip(CLASSES, thr)), rep
 
 
+def loso_config(src: str, recipe: str = "detector_loso", *, smoke: bool = False):
+    """The training config of the run without ``src``: ``recipe`` with the source excluded, its own output folder
+    (``out/detector/loso_<src>`` for the release recipe's, ``out/detector/<recipe>_<src>`` for a trial's) and no
+    resume (a finished run left by an older commit must not stand in for this one's training)."""
+    from camlab.train import detector
+
+    out_dir = f"out/detector/loso_{src}" if recipe == "detector_loso" else f"out/detector/{recipe}_{src}"
+    overrides = {"data": {"exclude_sources": [src]}, "out_dir": out_dir, "log_mlflow": False, "resume": None}
+    if smoke:
+        overrides.update({"out_dir": f"out/detector/loso_smoke_{src}",
+                          "optim": {"epochs": 1, "max_steps": 2}, "render": {"enabled": False},
+                          "data": {"exclude_sources": [src], "max_train_images": 32, "max_val_images": 8},
+                          "calibrate": {"max_images": 16}})
+    return detector.load_train_config(recipe, overrides)
+
+
 def loso(sources=LOSO_SOURCES, *, smoke: bool = False, recipe: str = "detector_loso") -> dict:
     """Train the ``recipe`` (``detector_loso``, the release recipe's short schedule, unless
     ``$CAMLAB_BENCH_LOSO_RECIPE`` names a trial's) without each source and score it on that whole source."""
@@ -95,16 +111,7 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False, recipe: str = "detector_l
 
     out = {}
     for src in sources:
-        # resume None: a finished run left by an older commit must not stand in for this one's training
-        out_dir = f"out/detector/loso_{src}" if recipe == "detector_loso" else f"out/detector/{recipe}_{src}"
-        overrides = {"data": {"exclude_sources": [src]}, "out_dir": out_dir,
-                     "log_mlflow": False, "resume": None}
-        if smoke:
-            overrides.update({"out_dir": f"out/detector/loso_smoke_{src}", "resume": None,
-                              "optim": {"epochs": 1, "max_steps": 2}, "render": {"enabled": False},
-                              "data": {"exclude_sources": [src], "max_train_images": 32, "max_val_images": 8},
-                              "calibrate": {"max_images": 16}})
-        cfg = detector.load_train_config(recipe, overrides)
+        cfg = loso_config(src, recipe, smoke=smoke)
         t0 = time.perf_counter()
         res = detector.train(cfg)
         held = []
@@ -115,7 +122,8 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False, recipe: str = "detector_l
             held = held[:8]
         ev = evaluate(str(res.checkpoint), held, hog=True)
         out[src] = {"recipe": recipe, "checkpoint": str(res.checkpoint),
-                    "train_min": round((time.perf_counter() - t0) / 60, 1), "epochs": len(res.history), "trained_without": src, "n_images": ev["n_images"],
+                    "train_min": round((time.perf_counter() - t0) / 60, 1), "epochs": len(res.history),
+                    "trained_without": src, "n_images": ev["n_images"],
                     "classes": ev["classes"], "classes_naive": ev["classes_naive"],
                     "hog_person": ev["anchors"].get("hog_person"), "presence_thresholds": ev["presence_thresholds"],
                     "note": "scored on every image of the held-out source (train and val sides)"}

@@ -55,3 +55,16 @@ def test_default_bundle_is_the_newest_export_of_the_release_checkpoint(tmp_path,
     assert bench_detector._newest_bundle() == release
     monkeypatch.setattr(detector, "release_checkpoint", lambda: tmp_path / "missing.pt")
     assert bench_detector._newest_bundle() == trial
+
+
+def test_loso_runs_train_the_named_recipe_without_the_source_in_their_own_folder():
+    from benchmarks.bench_detector import loso_config
+
+    release = loso_config("persons_cctv")
+    trial = loso_config("persons_cctv", "detector_loso_presence")
+    assert release.quality_target_power == 1.0 and trial.quality_target_power == 0.5
+    assert release.data.exclude_sources == trial.data.exclude_sources == ["persons_cctv"]
+    assert release.out_dir == "out/detector/loso_persons_cctv"
+    assert trial.out_dir == "out/detector/detector_loso_presence_persons_cctv"
+    assert release.resume is None and trial.resume is None and not trial.log_mlflow
+    assert release.optim.epochs == trial.optim.epochs == 6
