@@ -59,7 +59,7 @@ def test_power_outside_zero_to_one_is_refused():
         _person_grad_at(pos, _outputs_scoring(pos, iou), 1.5)
 
 
-def test_every_builtin_detector_recipe_loads_and_the_presence_trials_change_one_knob():
+def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
     import dataclasses
 
     from camlab.errors import ConfigError
@@ -68,10 +68,14 @@ def test_every_builtin_detector_recipe_loads_and_the_presence_trials_change_one_
     names = sorted(p.stem for p in CONFIG_DIR.glob("detector_*.yaml"))
     cfgs = {n: load_train_config(n) for n in names}
     assert cfgs["detector_full"].quality_target_power == 1.0        # the release recipe is plain QFL
-    for trial, base in (("detector_presence", "detector_full"), ("detector_loso_presence", "detector_loso")):
+    trials = {("detector_presence", "detector_full"): ("quality_target_power", 0.5),
+              ("detector_loso_presence", "detector_loso"): ("quality_target_power", 0.5),
+              ("detector_frozen13", "detector_full"): ("freeze_blocks", 13),
+              ("detector_loso_frozen13", "detector_loso"): ("freeze_blocks", 13)}
+    for (trial, base), (knob, value) in trials.items():
         a, b = dataclasses.asdict(cfgs[trial]), dataclasses.asdict(cfgs[base])
         changed = {k for k in a if a[k] != b[k]}
-        assert changed <= {"name", "out_dir", "quality_target_power"}, changed
-        assert a["quality_target_power"] == 0.5
+        assert changed <= {"name", "out_dir", knob}, (trial, changed)
+        assert a[knob] == value
     with pytest.raises(ConfigError, match="quality_target_power"):
         load_train_config("detector_full", overrides={"quality_target_power": -0.1})
