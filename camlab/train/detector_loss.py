@@ -6,8 +6,8 @@ cell is the IoU of its predicted box, so the score ranks boxes by localisation q
 branch; ``quality_power`` < 1 raises that target to IoU**power, 0 giving the focal loss's plain 1.0 target of
 Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017: the camera's presence decision is the highest score in
 the frame, and with the plain IoU target a clearly recognised pet with a loose box scores no higher than a doubtful
-one with a tight box); Gupta et al., "LVIS", CVPR 2019 (federated labels: a class's loss counts as a negative only in images
-whose source labels that class exhaustively, ``targets[i]["labelled"]``, or on a labelled object of another
+one with a tight box); Gupta et al., "LVIS", CVPR 2019 (federated labels: a class's loss counts as a negative only in
+images whose source labels that class exhaustively, ``targets[i]["labelled"]``, or on a labelled object of another
 class) and its ``not_exhaustive`` flag: where a source boxes a class without boxing every instance,
 ``targets[i]["incomplete"]``, a cell off the boxes that the model already scores >= ``ignore_score`` for that class
 may be an unboxed object and gets no background loss (Niitani et al., "Sampling Techniques for Large-Scale Object
