@@ -83,6 +83,8 @@ class DetectorTrainConfig:
     freeze_blocks: int = 0        # pretrained backbone: stem + this many blocks stay fixed
     pseudo_label_score: float = 0.0   # > 0: SSD-teacher boxes of a source's unlabelled classes at this score become
                                       # extra positives (camlab.data.pseudo); 0 = off
+    pseudo_label_class_scores: dict[str, float] = field(default_factory=dict)  # per-class teacher score overriding
+                                      # pseudo_label_score, e.g. {person: 0.4} (camlab.data.pseudo)
     pseudo_label_not_exhaustive: bool = False  # also fill unboxed instances of a not-exhaustive class (IoU < 0.3)
     incomplete_ignore_score: float = 0.4  # a not-exhaustively labelled class (datasets/label_sets.yaml) gets no
                                           # background loss where the model scores it >= this (detector_loss)
@@ -100,6 +102,9 @@ class DetectorTrainConfig:
         if not 0.0 <= float(self.quality_target_power) <= 1.0:
             raise ConfigError(f"quality_target_power: expected a number in [0, 1] (1 = IoU target, 0 = 1.0 target), "
                               f"got {self.quality_target_power!r}")
+        from camlab.data.pseudo import class_score_thresholds
+
+        class_score_thresholds(max(self.pseudo_label_score, 1e-6), self.pseudo_label_class_scores)  # one-line errors
 
 
 @dataclass
@@ -424,6 +429,7 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
         from camlab.models.pretrained import SsdTeacher
 
         fit_s, data_info["pseudo_labels"] = add_pseudo_labels(train_s, SsdTeacher(), cfg.pseudo_label_score,
+                                                              class_scores=cfg.pseudo_label_class_scores,
                                                               fill_not_exhaustive=cfg.pseudo_label_not_exhaustive,
                                                               show_progress=show)
     model = CamDet(cfg.model)

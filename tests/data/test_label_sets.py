@@ -146,6 +146,37 @@ def test_pseudo_labels_fill_only_unlabelled_classes(tmp_path, monkeypatch):
     assert Teacher.calls == len(samples)                     # second pass read the cache
 
 
+def test_pseudo_label_score_can_differ_per_class(tmp_path, monkeypatch):
+    """The teacher's person boxes are precise at a lower score than its vehicle boxes (coco128, 2026-12-07), so a
+    recipe may set the score per class: here a 0.4 person passes a person threshold of 0.35 and not the default
+    0.5; an unknown class name or a score outside (0, 1] is refused."""
+    from camlab.data.pseudo import add_pseudo_labels, class_score_thresholds
+    from camlab.errors import ConfigError as CE
+
+    monkeypatch.setenv("CAMLAB_ROOT", str(tmp_path))
+    root = make_yolo_folder(tmp_path / "road" / "train", 3, negatives=0, seed=5)
+    (root / "label_set.txt").write_text("vehicle\n")
+    samples, _ = load_yolo_folder(root)
+
+    class Teacher:   # a person at 0.4 in a corner no labelled vehicle covers
+        sha256 = "test-teacher-per-class"
+
+        def detect(self, rgb):
+            h, w = rgb.shape[:2]
+            return (np.array([[0.0, 0.0, 0.05, 0.05]]) * [w, h, w, h]).astype(np.float32), \
+                np.array([0.4], np.float32), np.array([0])
+
+    _, plain = add_pseudo_labels(samples, Teacher(), 0.5)
+    _, per_class = add_pseudo_labels(samples, Teacher(), 0.5, class_scores={"person": 0.35})
+    assert plain["boxes_added"]["person"] == 0
+    assert per_class["boxes_added"]["person"] == len(samples)
+    assert per_class["score_threshold"] == {"person": 0.35, "pet": 0.5, "vehicle": 0.5}
+    assert class_score_thresholds(0.5, {}).tolist() == [0.5, 0.5, 0.5]
+    for bad, msg in [({"unicorn": 0.4}, "unicorn"), ({"person": 0.0}, "person"), ({"pet": 1.5}, "pet")]:
+        with pytest.raises(CE, match=msg):
+            class_score_thresholds(0.5, bad)
+
+
 def test_pseudo_labels_fill_unboxed_instances_of_a_not_exhaustive_class(tmp_path, monkeypatch):
     """A teacher vehicle away from every labelled vehicle in a not-exhaustive vehicle source becomes a positive; one
     overlapping a labelled vehicle (IoU >= 0.3) does not; the class stays not exhaustive for negatives."""

@@ -71,7 +71,9 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
     trials = {("detector_presence", "detector_full"): ("quality_target_power", 0.5),
               ("detector_loso_presence", "detector_loso"): ("quality_target_power", 0.5),
               ("detector_frozen13", "detector_full"): ("freeze_blocks", 13),
-              ("detector_loso_frozen13", "detector_loso"): ("freeze_blocks", 13)}
+              ("detector_loso_frozen13", "detector_loso"): ("freeze_blocks", 13),
+              ("detector_person04", "detector_full"): ("pseudo_label_class_scores", {"person": 0.4}),
+              ("detector_loso_person04", "detector_loso"): ("pseudo_label_class_scores", {"person": 0.4})}
     for (trial, base), (knob, value) in trials.items():
         a, b = dataclasses.asdict(cfgs[trial]), dataclasses.asdict(cfgs[base])
         changed = {k for k in a if a[k] != b[k]}
@@ -79,3 +81,5 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
         assert a[knob] == value
     with pytest.raises(ConfigError, match="quality_target_power"):
         load_train_config("detector_full", overrides={"quality_target_power": -0.1})
+    with pytest.raises(ConfigError, match="pseudo_label_class_scores.*unicorn"):
+        load_train_config("detector_full", overrides={"pseudo_label_class_scores": {"unicorn": 0.4}})
