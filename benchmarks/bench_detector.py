@@ -207,5 +207,26 @@ def smoke_figures(bundle: Path, n_images: int = 12) -> dict:
             "hog_person_ap50": (ev["anchors"].get("hog_person") or {}).get("ap50") or 0.0}
 
 
+def loso_only(name: str) -> Path:
+    """Only the leave-one-source-out runs (``$CAMLAB_BENCH_LOSO_SOURCES``, ``$CAMLAB_BENCH_LOSO_RECIPE``), written to
+    ``benchmarks/results/<name>.json`` with the machine and commit: the first, cheapest check of a recipe trial,
+    whose rule needs the left-out person recall before the full recipe is worth training."""
+    from benchmarks.run import RESULTS, machine
+
+    start = machine()
+    chosen = os.environ.get("CAMLAB_BENCH_LOSO_SOURCES")
+    recipe = os.environ.get("CAMLAB_BENCH_LOSO_RECIPE", "detector_loso")
+    result = {"loso": loso(tuple(chosen.split(",")) if chosen else LOSO_SOURCES, recipe=recipe),
+              "machine": {**machine(), "at_start": start}, "git": start["git"]}
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return out
+
+
 if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(run(), indent=1, default=str))
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--loso-only":
+        print(loso_only(sys.argv[2]))
+    else:
+        print(json.dumps(run(), indent=1, default=str))
