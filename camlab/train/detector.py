@@ -85,6 +85,9 @@ class DetectorTrainConfig:
                                       # extra positives (camlab.data.pseudo); 0 = off
     pseudo_label_class_scores: dict[str, float] = field(default_factory=dict)  # per-class teacher score overriding
                                       # pseudo_label_score, e.g. {person: 0.4} (camlab.data.pseudo)
+    pseudo_negative_scores: dict[str, float] = field(default_factory=dict)  # teacher-verified negatives: an
+                                      # unlabelled class becomes known where the teacher's best score for it is
+                                      # below this, e.g. {person: 0.15} (camlab.data.pseudo.add_pseudo_negatives)
     pseudo_label_not_exhaustive: bool = False  # also fill unboxed instances of a not-exhaustive class (IoU < 0.3)
     incomplete_ignore_score: float = 0.4  # a not-exhaustively labelled class (datasets/label_sets.yaml) gets no
                                           # background loss where the model scores it >= this (detector_loss)
@@ -105,6 +108,7 @@ class DetectorTrainConfig:
         from camlab.data.pseudo import class_score_thresholds
 
         class_score_thresholds(max(self.pseudo_label_score, 1e-6), self.pseudo_label_class_scores)  # one-line errors
+        class_score_thresholds(1e-6, self.pseudo_negative_scores, field="pseudo_negative_scores")
 
 
 @dataclass
@@ -432,6 +436,12 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
                                                               class_scores=cfg.pseudo_label_class_scores,
                                                               fill_not_exhaustive=cfg.pseudo_label_not_exhaustive,
                                                               show_progress=show)
+    if cfg.pseudo_negative_scores:
+        from camlab.data.pseudo import add_pseudo_negatives
+        from camlab.models.pretrained import SsdTeacher
+
+        fit_s, data_info["pseudo_negatives"] = add_pseudo_negatives(fit_s, SsdTeacher(), cfg.pseudo_negative_scores,
+                                                                    show_progress=show)
     model = CamDet(cfg.model)
     n_params, n_macs = count_params(model), count_macs(model)
     if pretrained_file is not None:

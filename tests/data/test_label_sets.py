@@ -177,6 +177,47 @@ def test_pseudo_label_score_can_differ_per_class(tmp_path, monkeypatch):
             class_score_thresholds(0.5, bad)
 
 
+def test_teacher_verified_negatives_make_an_unlabelled_class_known_only_where_the_teacher_sees_none(tmp_path,
+                                                                                                     monkeypatch):
+    """A vehicle-only source: where the teacher's best person score is below the class's bound, the image becomes a
+    known person negative; where it scores a person above it, person stays unknown; the labelled class and a
+    not-exhaustive class are never touched; a class without a bound stays unknown."""
+    import dataclasses
+
+    from camlab.data.pseudo import add_pseudo_negatives
+
+    monkeypatch.setenv("CAMLAB_ROOT", str(tmp_path))
+    root = make_yolo_folder(tmp_path / "road" / "train", 4, negatives=0, seed=5)
+    (root / "label_set.txt").write_text("vehicle\n")
+    samples = [dataclasses.replace(s, labels=np.full_like(s.labels, 2)) for s in load_yolo_folder(root)[0]]
+    samples[3] = dataclasses.replace(samples[3], labelled=(True, False, True), incomplete=(True, False, False))
+    person_score = {samples[0].image.name: 0.12, samples[1].image.name: 0.6, samples[2].image.name: 0.0,
+                    samples[3].image.name: 0.0}
+
+    class Teacher:   # one person box at the score the test gives each picture (none when 0)
+        sha256 = "test-teacher-negatives"
+
+        def detect(self, rgb):
+            h, w = rgb.shape[:2]
+            sc = person_score[Teacher.current]
+            if sc == 0:
+                return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+            return (np.array([[0.1, 0.1, 0.3, 0.6]]) * [w, h, w, h]).astype(np.float32), \
+                np.array([sc], np.float32), np.array([0])
+
+    out = []
+    for s in samples:
+        Teacher.current = s.image.name
+        got, rep = add_pseudo_negatives([s], Teacher(), {"person": 0.15})
+        out += got
+    assert [o.labelled for o in out] == [(True, False, True), (False, False, True), (True, False, True),
+                                         (True, False, True)]
+    assert out[3].incomplete == (True, False, False)          # a not-exhaustive class is left as it was
+    assert all(np.array_equal(a.boxes, b.boxes) for a, b in zip(samples, out))
+    with pytest.raises(ConfigError, match="unicorn"):
+        add_pseudo_negatives(samples, Teacher(), {"unicorn": 0.1})
+
+
 def test_pseudo_labels_fill_unboxed_instances_of_a_not_exhaustive_class(tmp_path, monkeypatch):
     """A teacher vehicle away from every labelled vehicle in a not-exhaustive vehicle source becomes a positive; one
     overlapping a labelled vehicle (IoU >= 0.3) does not; the class stays not exhaustive for negatives."""

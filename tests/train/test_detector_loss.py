@@ -65,6 +65,7 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
     from camlab.errors import ConfigError
     from camlab.train.detector import CONFIG_DIR, load_train_config
 
+    NEG = {"person": 0.15, "pet": 0.1, "vehicle": 0.1}
     names = sorted(p.stem for p in CONFIG_DIR.glob("detector_*.yaml"))
     cfgs = {n: load_train_config(n) for n in names}
     assert cfgs["detector_full"].quality_target_power == 1.0        # the release recipe is plain QFL
@@ -73,7 +74,9 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
               ("detector_frozen13", "detector_full"): ("freeze_blocks", 13),
               ("detector_loso_frozen13", "detector_loso"): ("freeze_blocks", 13),
               ("detector_person04", "detector_full"): ("pseudo_label_class_scores", {"person": 0.4}),
-              ("detector_loso_person04", "detector_loso"): ("pseudo_label_class_scores", {"person": 0.4})}
+              ("detector_loso_person04", "detector_loso"): ("pseudo_label_class_scores", {"person": 0.4}),
+              ("detector_negatives", "detector_full"): ("pseudo_negative_scores", NEG),
+              ("detector_loso_negatives", "detector_loso"): ("pseudo_negative_scores", NEG)}
     for (trial, base), (knob, value) in trials.items():
         a, b = dataclasses.asdict(cfgs[trial]), dataclasses.asdict(cfgs[base])
         changed = {k for k in a if a[k] != b[k]}
@@ -83,3 +86,5 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
         load_train_config("detector_full", overrides={"quality_target_power": -0.1})
     with pytest.raises(ConfigError, match="pseudo_label_class_scores.*unicorn"):
         load_train_config("detector_full", overrides={"pseudo_label_class_scores": {"unicorn": 0.4}})
+    with pytest.raises(ConfigError, match="pseudo_negative_scores.*person"):
+        load_train_config("detector_full", overrides={"pseudo_negative_scores": {"person": 1.5}})
