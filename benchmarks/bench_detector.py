@@ -15,7 +15,8 @@ of recipe is judged within one run. Env: ``CAMLAB_DETECTOR_BUNDLE`` (else the ne
 exported from the release checkpoint, or the newest of all when that checkpoint is not here), ``CAMLAB_BENCH_LOSO=0``
 skips the leave-one-source-out training, ``CAMLAB_BENCH_LOSO_SOURCES=a,b`` picks the held-out sources (default: all
 three), ``CAMLAB_BENCH_LOSO_RECIPE`` trains them with a trial's LOSO recipe (default ``detector_loso``, the
-release recipe's), ``CAMLAB_BENCH_SMOKE=1`` runs on a few images (figures meaningless).
+release recipe's; with ``CAMLAB_BENCH_LOSO_REUSE=<recipe>`` a trial that changes only ``calibrate`` re-calibrates
+that recipe's finished runs instead of training), ``CAMLAB_BENCH_SMOKE=1`` runs on a few images (figures meaningless).
 """
 from __future__ import annotations
 
@@ -110,10 +111,17 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False, recipe: str = "detector_l
     from camlab.train import detector
 
     out = {}
+    reuse = os.environ.get("CAMLAB_BENCH_LOSO_REUSE")
     for src in sources:
         cfg = loso_config(src, recipe, smoke=smoke)
         t0 = time.perf_counter()
-        res = detector.train(cfg)
+        if reuse:      # a calibration trial: the weights of the ``reuse`` recipe's run, re-calibrated by ``recipe``
+            base = loso_config(src, reuse, smoke=smoke)
+            ckpt = detector._resolve(cfg.out_dir) / "best.pt"
+            detector.recalibrate(detector._resolve(base.out_dir) / "best.pt", ckpt, cfg, base)
+            res = detector.TrainResult(ckpt, ckpt, None, {}, [], None, {})
+        else:
+            res = detector.train(cfg)
         held = []
         for side in ("train", "val"):
             s, _ = load_split(detector.detector_manifest_path(cfg), side)
@@ -121,7 +129,7 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False, recipe: str = "detector_l
         if smoke:
             held = held[:8]
         ev = evaluate(str(res.checkpoint), held, hog=True)
-        out[src] = {"recipe": recipe, "checkpoint": str(res.checkpoint),
+        out[src] = {"recipe": recipe, "checkpoint": str(res.checkpoint), "weights_of": reuse or recipe,
                     "train_min": round((time.perf_counter() - t0) / 60, 1), "epochs": len(res.history),
                     "trained_without": src, "n_images": ev["n_images"],
                     "classes": ev["classes"], "classes_naive": ev["classes_naive"],

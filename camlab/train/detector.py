@@ -64,6 +64,9 @@ class CalibrateConfig:
     floor: float = 0.15
     max_images: int = 0           # 0 = the whole training split; else a seeded subset
     empty_scene_classes: tuple[str, ...] = ("person",)   # classes whose FP rate also counts empty-scene strips
+    teacher_negatives: dict[str, float] = field(default_factory=dict)  # also count as negatives of a class the
+    # images whose source leaves it unlabelled where the SSD teacher's best score for it is below this bound
+    # (camlab.data.pseudo.add_pseudo_negatives), e.g. {person: 0.15}; {} = the sources' label sets only
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class DetectorTrainConfig:
 
         class_score_thresholds(max(self.pseudo_label_score, 1e-6), self.pseudo_label_class_scores)  # one-line errors
         class_score_thresholds(1e-6, self.pseudo_negative_scores, field="pseudo_negative_scores")
+        class_score_thresholds(1e-6, self.calibrate.teacher_negatives, field="calibrate.teacher_negatives")
 
 
 @dataclass
@@ -326,6 +330,42 @@ def _architecture(model_config: dict) -> dict:
     return {k: v for k, v in model_config.items() if k != "class_score_thresholds"}
 
 
+def calibration_samples(train_s: list, cfg: DetectorTrainConfig, *, show_progress: bool = False) -> list:
+    """The training samples the operating points are picked on: the sources' label sets, plus, with
+    ``calibrate.teacher_negatives``, the teacher-verified negatives of the classes a source leaves unlabelled."""
+    if not cfg.calibrate.teacher_negatives:
+        return train_s
+    from camlab.data.pseudo import add_pseudo_negatives
+    from camlab.models.pretrained import SsdTeacher
+
+    return add_pseudo_negatives(train_s, SsdTeacher(), cfg.calibrate.teacher_negatives, show_progress=show_progress)[0]
+
+
+def only_calibration_differs(a: DetectorTrainConfig, b: DetectorTrainConfig) -> bool:
+    """True when two recipes train the same weights (everything but name, output, logging and ``calibrate`` equal)."""
+    import dataclasses
+
+    skip = {"name", "experiment", "out_dir", "resume", "log_mlflow", "progress", "calibrate"}
+    da, db = dataclasses.asdict(a), dataclasses.asdict(b)
+    return all(da[k] == db[k] for k in da if k not in skip)
+
+
+def recalibrate(source: Path, dest: Path, cfg: DetectorTrainConfig, trained_by: DetectorTrainConfig) -> dict:
+    """Copy the checkpoint ``source`` (trained by the recipe ``trained_by``) to ``dest`` and pick its operating
+    points as a training run of ``cfg`` would: the same weights when only ``calibrate`` differs between the two
+    recipes (training is bit-reproducible on one machine), so a calibration trial needs no retraining. Refused
+    otherwise."""
+    import shutil
+
+    if not only_calibration_differs(cfg, trained_by):
+        raise ConfigError(f"recalibrate: {cfg.name} and {trained_by.name} differ in more than calibrate; train "
+                          f"{cfg.name} instead")
+    train_s, _, _ = load_data(cfg, is_main=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
+    return calibrate_checkpoint(dest, calibration_samples(train_s, cfg), cfg)
+
+
 def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *, show_progress: bool = False
                          ) -> dict:
     """Pick per-class presence thresholds on ``samples`` (training split) and write them into the checkpoint's
@@ -349,7 +389,8 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
     meta["calibration"] = {"split": "train", "n_images": int(len(samples)), "n_empty_scene_strips": n_strips,
                            "empty_scene_classes": list(c.empty_scene_classes),
                            "target_fp_rate": c.target_fp_rate,
-                           "fp_limited": list(c.fp_limited), "negatives": negatives, "classes": report}
+                           "fp_limited": list(c.fp_limited), "negatives": negatives, "classes": report,
+                           "teacher_negatives": dict(c.teacher_negatives)}
     save_checkpoint(path, kind=KIND, model_config=mc, state_dict=ck["state_dict"], meta=meta,
                     optimizer=ck.get("optimizer"), epoch=int(ck["epoch"]), step=int(ck.get("step", 0)))
     return meta["calibration"]
@@ -575,7 +616,8 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
             ddp.barrier(info)
         ckpt_out = best_path if best_path.is_file() else last_path
         if info.is_main and cfg.calibrate.enabled and ckpt_out.is_file() and val_s is not None:
-            calib = calibrate_checkpoint(ckpt_out, train_s, cfg, show_progress=show)
+            calib = calibrate_checkpoint(ckpt_out, calibration_samples(train_s, cfg, show_progress=show), cfg,
+                                         show_progress=show)
             data_info["calibration"] = calib
             if val_s:
                 from camlab.eval.detection import evaluate

@@ -76,7 +76,11 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
               ("detector_person04", "detector_full"): ("pseudo_label_class_scores", {"person": 0.4}),
               ("detector_loso_person04", "detector_loso"): ("pseudo_label_class_scores", {"person": 0.4}),
               ("detector_negatives", "detector_full"): ("pseudo_negative_scores", NEG),
-              ("detector_loso_negatives", "detector_loso"): ("pseudo_negative_scores", NEG)}
+              ("detector_loso_negatives", "detector_loso"): ("pseudo_negative_scores", NEG),
+              ("detector_calneg", "detector_full"): ("calibrate", {**dataclasses.asdict(cfgs["detector_full"].calibrate),
+                                                                   "teacher_negatives": NEG}),
+              ("detector_loso_calneg", "detector_loso"): ("calibrate", {
+                  **dataclasses.asdict(cfgs["detector_loso"].calibrate), "teacher_negatives": NEG})}
     for (trial, base), (knob, value) in trials.items():
         a, b = dataclasses.asdict(cfgs[trial]), dataclasses.asdict(cfgs[base])
         changed = {k for k in a if a[k] != b[k]}
@@ -88,3 +92,19 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
         load_train_config("detector_full", overrides={"pseudo_label_class_scores": {"unicorn": 0.4}})
     with pytest.raises(ConfigError, match="pseudo_negative_scores.*person"):
         load_train_config("detector_full", overrides={"pseudo_negative_scores": {"person": 1.5}})
+    with pytest.raises(ConfigError, match="calibrate.teacher_negatives.*unicorn"):
+        load_train_config("detector_full", overrides={"calibrate": {"teacher_negatives": {"unicorn": 0.1}}})
+
+
+def test_recalibration_is_refused_unless_only_the_calibration_differs(tmp_path):
+    """A calibration trial may reuse a finished run's weights (training is bit-reproducible) only when the two
+    recipes train the same weights; anything else must be trained."""
+    from camlab.errors import ConfigError
+    from camlab.train.detector import load_train_config, only_calibration_differs, recalibrate
+
+    full, calneg = load_train_config("detector_full"), load_train_config("detector_calneg")
+    assert only_calibration_differs(calneg, full)
+    assert not only_calibration_differs(load_train_config("detector_negatives"), full)
+    with pytest.raises(ConfigError, match="differ in more than calibrate"):
+        recalibrate(tmp_path / "a.pt", tmp_path / "b.pt", load_train_config("detector_negatives"), full)
+    assert not (tmp_path / "b.pt").exists()
