@@ -117,7 +117,7 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False, recipe: str = "detector_l
         t0 = time.perf_counter()
         if reuse:      # a calibration trial: the weights of the ``reuse`` recipe's run, re-calibrated by ``recipe``
             base = loso_config(src, reuse, smoke=smoke)
-            ckpt = detector._resolve(cfg.out_dir) / "best.pt"
+            ckpt = detector._resolve(f"out/detector/{recipe}_from_{reuse}_{src}") / "best.pt"
             detector.recalibrate(detector._resolve(base.out_dir) / "best.pt", ckpt, cfg, base)
             res = detector.TrainResult(ckpt, ckpt, None, {}, [], None, {})
         else:
