@@ -274,18 +274,10 @@ def int8_check(ckpt: Path, val, fp32_f1: float, chip: str = "rv1106") -> dict:
 
 
 def _check_split_is_the_checkpoints(ckpt: Path, meta: dict, val, data_cfg) -> None:
-    """Refuse to score validation clips other than those the checkpoint's training held out: without the full data
-    (a worktree with no ../shared/data) the audio loaders fall back to the embedded demo slice, and a release
-    checkpoint trained with 101 validation cries would be scored on 16 without a word."""
-    from camlab import settings
-    from camlab.data.audio import audio_root
-    from camlab.errors import InputFileError
+    """:func:`camlab.data.audio.check_split_is_the_checkpoints` on the loaded validation set."""
+    from camlab.data.audio import check_split_is_the_checkpoints
 
-    recorded = ((meta.get("split") or {}).get("val") or {}).get("cry")
-    if recorded is not None and int(recorded) != len(val.cry):
-        raise InputFileError(f"{ckpt}: trained with {recorded} validation cries, but the split built from "
-                             f"{audio_root(data_cfg.root)} holds {len(val.cry)}: not the data it was trained on "
-                             f"(data root {settings.data_root()}); set CAMLAB_DATA to it")
+    check_split_is_the_checkpoints(ckpt, meta, len(val.cry), data_cfg)
 
 
 def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HOURS, int8: bool = True,

@@ -693,6 +693,19 @@ def split_config(data: "AudioDataConfig | dict") -> AudioDataConfig:
     return AudioDataConfig(**{k: get(k) for k in SPLIT_FIELDS if get(k) is not None})
 
 
+def check_split_is_the_checkpoints(checkpoint, meta: dict, n_val_cry: int, data_cfg: AudioDataConfig) -> None:
+    """Refuse to score validation clips other than those the checkpoint's training held out: without the full data
+    (a worktree with no ../shared/data) the loaders fall back to the embedded demo slice, and a release checkpoint
+    trained with 101 validation cries would be scored on 16 without a word."""
+    from camlab.errors import InputFileError
+
+    recorded = (((meta or {}).get("split") or {}).get("val") or {}).get("cry")
+    if recorded is not None and int(recorded) != int(n_val_cry):
+        raise InputFileError(f"{checkpoint}: trained with {recorded} validation cries, but the split built from "
+                             f"{audio_root(data_cfg.root)} holds {n_val_cry}: not the data it was trained on "
+                             f"(data root {settings.data_root()}); set CAMLAB_DATA to it")
+
+
 def split_dir(split: str = "val", data_cfg: AudioDataConfig | None = None) -> Path:
     """``write_split_dir`` into the cache (``cache_root()/audio/split-<split>-<recipe>``), reused when present."""
     data_cfg = data_cfg or AudioDataConfig()

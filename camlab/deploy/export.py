@@ -153,7 +153,7 @@ def export_checkpoint(checkpoint: str | Path, chip: str = "rv1106", out_dir: str
     meta = loaded[1] if isinstance(loaded, tuple) and len(loaded) > 1 else payload.get("meta", {})
     io_spec = mod.manifest_io(payload["model_config"])
     calib, holdout, source = calibration_for(kind, payload["model_config"], calib_count)
-    evaluator = evaluator_for(kind) if evaluate else None
+    evaluator = evaluator_for(kind, meta) if evaluate else None
     req = BundleRequest(model=model, io=io_spec, name=kind, task="detection" if kind == "detector" else "cry",
                         calibration=calib, holdout=holdout, calibration_source=source, chips=tuple(_chips_for(chip)),
                         target_chip=chip, out_root=Path(out_dir) if out_dir else settings.exports_root(),
@@ -200,8 +200,10 @@ def calibration_for(kind: str, model_config: dict, count: int | None = None, see
     return np.asarray(calib, np.float32), np.asarray(hold, np.float32), src
 
 
-def evaluator_for(kind: str):
-    """Evaluator(bundle_dir, variant) -> {metric, value (0-100), split, counts} using the eval modules."""
+def evaluator_for(kind: str, meta: dict | None = None):
+    """Evaluator(bundle_dir, variant) -> {metric, value (0-100), split, counts} using the eval modules. A cry
+    checkpoint's ``meta`` names the recipe's data (root, split fraction and seed, extra negatives): its validation
+    split is the one scored, as in ``benchmarks/bench_cry.py``; the default split otherwise."""
     if kind == "detector":
         def run(bundle_dir, variant):
             from camlab.eval import detection
@@ -224,15 +226,20 @@ def evaluator_for(kind: str):
     def run_cry(bundle_dir, variant):
         import tempfile
 
-        from camlab.data.audio import write_split_dir
+        from camlab.data.audio import audio_root, check_split_is_the_checkpoints, split_config, write_split_dir
         from camlab.eval import audio
 
+        data_cfg = split_config(((meta or {}).get("train_config") or {}).get("data") or {})
         with tempfile.TemporaryDirectory(prefix="camlab_cryval_") as tmp:
-            counts = write_split_dir("val", tmp)
+            counts = write_split_dir("val", tmp, data_cfg)
+            check_split_is_the_checkpoints(bundle_dir, meta, counts["cry"], data_cfg)
             res = audio.evaluate_bundle(bundle_dir, tmp, variant=variant)
+        extra = f"; extra negatives {', '.join(data_cfg.extra_negatives)}" if data_cfg.extra_negatives else ""
         return {"metric": "F1", "value": 100.0 * float(res["f1"]), "counts": counts,
                 "split": {"name": "val", "count": int(res.get("n_cry", 0)) + int(res.get("n_nocry", 0)),
-                          "description": "cry validation split (recording-grouped), camlab.data.audio"},
+                          "description": f"cry validation split of the checkpoint's recipe (recording-grouped, "
+                                         f"camlab.data.audio): {audio_root(data_cfg.root)}, val_fraction "
+                                         f"{data_cfg.val_fraction}, seed {data_cfg.split_seed}{extra}"},
                 "extra": {"precision": round(100 * res["precision"], 3), "recall": round(100 * res["recall"], 3)}}
     return run_cry
 

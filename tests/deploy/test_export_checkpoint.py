@@ -60,3 +60,39 @@ def test_cry_export_with_real_calibration_windows(shared_data, tmp_path, monkeyp
     assert m["validation"]["ssc377"]["violations"] == 0 and m["validation"]["rv1106"]["violations"] == 0
     assert m["metrics"]["output_cosine"]["logits"] > 0.99
     assert m["provenance"]["checkpoint_sha256"] and m["provenance"]["mlflow_run_id"] is None
+
+
+def test_cry_export_scores_the_validation_split_of_the_checkpoints_recipe(tmp_path, monkeypatch):
+    """The export's FP32/INT8 F1 must be read on the clips the checkpoint's recipe held out (its data root, split
+    fraction, seed and extra negatives, as recorded in the checkpoint), not on the default split: until 2026-12-07
+    the release cry bundle (cry_music: 101 cry / 971 no-cry validation clips) was scored on the default 137."""
+    import sys
+    from pathlib import Path
+
+    from camlab.data.audio import AudioDataConfig, index_for
+    from camlab.deploy import export
+    from camlab.eval import audio
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    from test_audio import _synthetic_root
+
+    monkeypatch.setenv("CAMLAB_CACHE", str(tmp_path / "cache"))
+    root = _synthetic_root(tmp_path / "audio", n_cry=8, n_noise=10)
+    seen = []
+
+    def spy(bundle_dir, data_dir, variant="int8"):   # records the clips the evaluator was given
+        d = Path(data_dir)
+        seen.append({"cry": sum(1 for _ in (d / "cry").rglob("*") if _.is_symlink() or _.is_file()),
+                     "nocry": sum(1 for _ in (d / "nocry").rglob("*") if _.is_symlink() or _.is_file())})
+        return {"f1": 1.0, "precision": 1.0, "recall": 1.0, "n_cry": seen[-1]["cry"], "n_nocry": seen[-1]["nocry"]}
+
+    monkeypatch.setattr(audio, "evaluate_bundle", spy)
+    meta = {"train_config": {"data": {"root": str(root), "val_fraction": 0.4, "split_seed": 3}}}
+    res = export.evaluator_for("cry", meta)(tmp_path, "fp32")
+    idx = index_for(AudioDataConfig(root=str(root), val_fraction=0.4, split_seed=3))
+    want = {"cry": sum(c.label for c in idx.val), "nocry": sum(1 - c.label for c in idx.val)}
+    assert seen == [want] and res["split"]["count"] == want["cry"] + want["nocry"]
+    assert str(root) in res["split"]["description"]
+    meta["split"] = {"val": {"cry": want["cry"] + 1}}          # trained on other data than this root holds
+    with pytest.raises(Exception, match="validation cries"):
+        export.evaluator_for("cry", meta)(tmp_path, "fp32")
