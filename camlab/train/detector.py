@@ -363,13 +363,16 @@ def recalibrate(source: Path, dest: Path, cfg: DetectorTrainConfig, trained_by: 
     train_s, _, _ = load_data(cfg, is_main=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, dest)
-    return calibrate_checkpoint(dest, calibration_samples(train_s, cfg), cfg)
+    return calibrate_checkpoint(dest, calibration_samples(train_s, cfg), cfg,
+                                extra={"recalibrated_from": str(source), "recipe": cfg.name,
+                                       "weights_trained_by": trained_by.name})
 
 
-def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *, show_progress: bool = False
-                         ) -> dict:
+def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *, show_progress: bool = False,
+                         extra: dict | None = None) -> dict:
     """Pick per-class presence thresholds on ``samples`` (training split) and write them into the checkpoint's
-    model_config (atomically); returns the calibration report."""
+    model_config (atomically); returns the calibration report (with ``extra``, e.g. where re-calibrated weights
+    came from)."""
     import dataclasses
 
     from camlab.eval.detection import calibration_scores, pick_thresholds
@@ -390,7 +393,7 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
                            "empty_scene_classes": list(c.empty_scene_classes),
                            "target_fp_rate": c.target_fp_rate,
                            "fp_limited": list(c.fp_limited), "negatives": negatives, "classes": report,
-                           "teacher_negatives": dict(c.teacher_negatives)}
+                           "teacher_negatives": dict(c.teacher_negatives), **(extra or {})}
     save_checkpoint(path, kind=KIND, model_config=mc, state_dict=ck["state_dict"], meta=meta,
                     optimizer=ck.get("optimizer"), epoch=int(ck["epoch"]), step=int(ck.get("step", 0)))
     return meta["calibration"]
