@@ -273,13 +273,6 @@ def int8_check(ckpt: Path, val, fp32_f1: float, chip: str = "rv1106") -> dict:
     return res
 
 
-def _check_split_is_the_checkpoints(ckpt: Path, meta: dict, val, data_cfg) -> None:
-    """:func:`camlab.data.audio.check_split_is_the_checkpoints` on the loaded validation set."""
-    from camlab.data.audio import check_split_is_the_checkpoints
-
-    check_split_is_the_checkpoints(ckpt, meta, len(val.cry), data_cfg)
-
-
 def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HOURS, int8: bool = True,
         held_out_groups: dict | None = None) -> dict:
     """The benchmark result dict (``checkpoint``: default :func:`default_checkpoint`; ``held_out_groups``:
@@ -287,7 +280,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
     import numpy as np
 
     from camlab.contract.audio_features import CryAlarm
-    from camlab.data.audio import held_out_folders, split_config, split_dir
+    from camlab.data.audio import check_split_is_the_checkpoints, held_out_folders, split_config, split_dir
     from camlab.eval.audio import (EvalSet, as_scorer, choose_operating_point, load_eval_dir, long_household_stream,
                                    long_stream_false_alarms, metrics_from_probs, recall_at_precision,
                                    stream_probabilities)
@@ -307,7 +300,7 @@ def run(checkpoint: str | Path | None = None, long_hours: float = LONG_STREAM_HO
     data_cfg = split_config(meta.get("train_config", {}).get("data") or {})
     val_dir = split_dir("val", data_cfg)
     val = load_eval_dir(val_dir)
-    _check_split_is_the_checkpoints(ckpt, meta, val, data_cfg)
+    check_split_is_the_checkpoints(ckpt, meta, len(val.cry), data_cfg)
     ours_sc = as_scorer(model)
     walls = {}
 

@@ -86,6 +86,14 @@ def teacher_thresholds(teacher, train_samples: list) -> tuple[dict, dict]:
     return dict(zip(CLASSES, thr)), rep
 
 
+def _loso_env() -> tuple[tuple[str, ...], str]:
+    """The held-out sources (``$CAMLAB_BENCH_LOSO_SOURCES``, default all three) and the LOSO recipe
+    (``$CAMLAB_BENCH_LOSO_RECIPE``, default the release recipe's ``detector_loso``)."""
+    chosen = os.environ.get("CAMLAB_BENCH_LOSO_SOURCES")
+    return (tuple(chosen.split(",")) if chosen else LOSO_SOURCES,
+            os.environ.get("CAMLAB_BENCH_LOSO_RECIPE", "detector_loso"))
+
+
 def loso_config(src: str, recipe: str = "detector_loso", *, smoke: bool = False):
     """The training config of the run without ``src``: ``recipe`` with the source excluded, its own output folder
     (``out/detector/loso_<src>`` for the release recipe's, ``out/detector/<recipe>_<src>`` for a trial's) and no
@@ -119,18 +127,19 @@ def loso(sources=LOSO_SOURCES, *, smoke: bool = False, recipe: str = "detector_l
             base = loso_config(src, reuse, smoke=smoke)
             ckpt = detector._resolve(f"out/detector/{recipe}_from_{reuse}_{src}") / "best.pt"
             detector.recalibrate(detector._resolve(base.out_dir) / "best.pt", ckpt, cfg, base)
-            res = detector.TrainResult(ckpt, ckpt, None, {}, [], None, {})
+            epochs = 0
         else:
             res = detector.train(cfg)
+            ckpt, epochs = res.checkpoint, len(res.history)
         held = []
         for side in ("train", "val"):
             s, _ = load_split(detector.detector_manifest_path(cfg), side)
             held += [x for x in s if source_name(x.dataset) == src]
         if smoke:
             held = held[:8]
-        ev = evaluate(str(res.checkpoint), held, hog=True)
-        out[src] = {"recipe": recipe, "checkpoint": str(res.checkpoint), "weights_of": reuse or recipe,
-                    "train_min": round((time.perf_counter() - t0) / 60, 1), "epochs": len(res.history),
+        ev = evaluate(str(ckpt), held, hog=True)
+        out[src] = {"recipe": recipe, "checkpoint": str(ckpt), "weights_of": reuse or recipe,
+                    "train_min": round((time.perf_counter() - t0) / 60, 1), "epochs": epochs,
                     "trained_without": src, "n_images": ev["n_images"],
                     "classes": ev["classes"], "classes_naive": ev["classes_naive"],
                     "hog_person": ev["anchors"].get("hog_person"), "presence_thresholds": ev["presence_thresholds"],
@@ -187,9 +196,7 @@ def run() -> dict:
                       "file_sha256": sha256_file(teacher_file), "calibration": {"n_train_images": n_cal, "classes": rep},
                       **_slim(tev)}
     if os.environ.get("CAMLAB_BENCH_LOSO", "1") != "0":
-        chosen = os.environ.get("CAMLAB_BENCH_LOSO_SOURCES")
-        sources = tuple(chosen.split(",")) if chosen else LOSO_SOURCES
-        recipe = os.environ.get("CAMLAB_BENCH_LOSO_RECIPE", "detector_loso")
+        sources, recipe = _loso_env()
         out["loso"] = loso(sources[:1] if smoke else sources, smoke=smoke, recipe=recipe)
         out["loso_sources_not_run"] = [s for s in LOSO_SOURCES if s not in out["loso"]]
     else:
@@ -222,9 +229,8 @@ def loso_only(name: str) -> Path:
     from benchmarks.run import RESULTS, machine
 
     start = machine()
-    chosen = os.environ.get("CAMLAB_BENCH_LOSO_SOURCES")
-    recipe = os.environ.get("CAMLAB_BENCH_LOSO_RECIPE", "detector_loso")
-    result = {"loso": loso(tuple(chosen.split(",")) if chosen else LOSO_SOURCES, recipe=recipe),
+    sources, recipe = _loso_env()
+    result = {"loso": loso(sources, recipe=recipe),
               "machine": {**machine(), "at_start": start}, "git": start["git"]}
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")

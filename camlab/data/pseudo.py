@@ -137,10 +137,8 @@ def add_pseudo_negatives(samples: list, teacher, max_scores: dict[str, float], *
     2026-12-07). Training only: calibration and evaluation keep the sources' own label sets."""
     from camlab.train.common import progress
 
-    thr = class_score_thresholds(1e-9, max_scores, field="pseudo_negative_scores")
-    bounded = np.zeros(len(CLASSES), bool)
-    for name in max_scores:
-        bounded[CLASSES.index(name)] = True
+    thr = class_score_thresholds(0.0, max_scores, field="pseudo_negative_scores")   # no bound: 0, never below
+    bounded = thr > 0
     made = {c: 0 for c in CLASSES}
     out = []
     for s in progress(samples, desc="teacher-verified negatives", enabled=show_progress):

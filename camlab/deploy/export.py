@@ -224,16 +224,14 @@ def evaluator_for(kind: str, meta: dict | None = None):
         return run
 
     def run_cry(bundle_dir, variant):
-        import tempfile
-
-        from camlab.data.audio import audio_root, check_split_is_the_checkpoints, split_config, write_split_dir
+        from camlab.data.audio import audio_root, check_split_is_the_checkpoints, split_config, split_dir
         from camlab.eval import audio
 
         data_cfg = split_config(((meta or {}).get("train_config") or {}).get("data") or {})
-        with tempfile.TemporaryDirectory(prefix="camlab_cryval_") as tmp:
-            counts = write_split_dir("val", tmp, data_cfg)
-            check_split_is_the_checkpoints(bundle_dir, meta, counts["cry"], data_cfg)
-            res = audio.evaluate_bundle(bundle_dir, tmp, variant=variant)
+        val_dir = split_dir("val", data_cfg)          # cached per recipe: FP32 and INT8 read the same folder
+        counts = {k: sum(1 for p in (val_dir / k).rglob("*") if p.is_file()) for k in ("cry", "nocry")}
+        check_split_is_the_checkpoints(bundle_dir, meta, counts["cry"], data_cfg)
+        res = audio.evaluate_bundle(bundle_dir, val_dir, variant=variant)
         extra = f"; extra negatives {', '.join(data_cfg.extra_negatives)}" if data_cfg.extra_negatives else ""
         return {"metric": "F1", "value": 100.0 * float(res["f1"]), "counts": counts,
                 "split": {"name": "val", "count": int(res.get("n_cry", 0)) + int(res.get("n_nocry", 0)),
