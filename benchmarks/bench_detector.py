@@ -240,7 +240,10 @@ def loso_only(name: str) -> Path:
 if __name__ == "__main__":  # pragma: no cover
     import sys
 
-    if len(sys.argv) == 3 and sys.argv[1] == "--loso-only":
+    if sys.argv[1:2] == ["--loso-only"]:
+        if len(sys.argv) != 3 or not sys.argv[2].replace("_", "").isalnum():
+            sys.exit("usage: python -m benchmarks.bench_detector --loso-only NAME (letters, digits, _; the result goes "
+                     "to benchmarks/results/NAME.json)")
         print(loso_only(sys.argv[2]))
     else:
         print(json.dumps(run(), indent=1, default=str))

@@ -360,6 +360,9 @@ def recalibrate(source: Path, dest: Path, cfg: DetectorTrainConfig, trained_by: 
     if not only_calibration_differs(cfg, trained_by):
         raise ConfigError(f"recalibrate: {cfg.name} and {trained_by.name} differ in more than calibrate; train "
                           f"{cfg.name} instead")
+    if not Path(source).is_file():
+        raise InputFileError(f"recalibrate: {source} not found; train {trained_by.name} first (its weights are "
+                             f"what {cfg.name} re-calibrates)")
     train_s, _, _ = load_data(cfg, is_main=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, dest)

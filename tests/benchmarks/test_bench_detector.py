@@ -68,3 +68,17 @@ def test_loso_runs_train_the_named_recipe_without_the_source_in_their_own_folder
     assert trial.out_dir == "out/detector/detector_loso_presence_persons_cctv"
     assert release.resume is None and trial.resume is None and not trial.log_mlflow
     assert release.optim.epochs == trial.optim.epochs == 6
+
+
+def test_loso_only_refuses_a_missing_or_unsafe_result_name():
+    """``--loso-only NAME`` writes benchmarks/results/NAME.json: no name, or one that would leave that folder, is a
+    one-line usage error before any training."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for args in (["--loso-only"], ["--loso-only", "../elsewhere"]):
+        r = subprocess.run([sys.executable, "-m", "benchmarks.bench_detector", *args], cwd=root, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode != 0 and r.stderr.strip().startswith("usage:"), (args, r.stderr[-300:])

@@ -99,7 +99,7 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
 def test_recalibration_is_refused_unless_only_the_calibration_differs(tmp_path):
     """A calibration trial may reuse a finished run's weights (training is bit-reproducible) only when the two
     recipes train the same weights; anything else must be trained."""
-    from camlab.errors import ConfigError
+    from camlab.errors import ConfigError, InputFileError
     from camlab.train.detector import load_train_config, only_calibration_differs, recalibrate
 
     full, calneg = load_train_config("detector_full"), load_train_config("detector_calneg")
@@ -108,3 +108,5 @@ def test_recalibration_is_refused_unless_only_the_calibration_differs(tmp_path):
     with pytest.raises(ConfigError, match="differ in more than calibrate"):
         recalibrate(tmp_path / "a.pt", tmp_path / "b.pt", load_train_config("detector_negatives"), full)
     assert not (tmp_path / "b.pt").exists()
+    with pytest.raises(InputFileError, match="a.pt not found; train detector_full first"):
+        recalibrate(tmp_path / "a.pt", tmp_path / "b.pt", calneg, full)
