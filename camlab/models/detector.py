@@ -5,7 +5,8 @@ regression, centre sampling); Lin et al., "Feature Pyramid Networks", CVPR 2017 
 upsampling). Backbone: a Conv3x3 stem then MobileNet-style depthwise-separable stages (3x3 depthwise only, ReLU,
 channels multiples of 16), or with ``backbone: mobilenetv2`` the pretrained MobileNetV2 trunk of
 :mod:`camlab.models.pretrained` (Sandler et al., CVPR 2018; ReLU6, 3x3 depthwise, widened to 16-channel
-multiples). Per stride 8/16/32 the graph ends in ``box_s{s}`` (1, 4, H, W) raw log-distances and
+multiples), or with ``mobilenetv2_pvb`` Intel's surveillance-trained MobileNetV2 trunk
+(:mod:`camlab.models.pretrained_ir`). Per stride 8/16/32 the graph ends in ``box_s{s}`` (1, 4, H, W) raw log-distances and
 ``cls_s{s}`` (1, C, H, W) raw logits; sigmoid, exp, decode and NMS run outside the graph in
 :mod:`camlab.contract.detection`, driven by :func:`manifest_io`'s ``decode`` block. Input: a static NCHW RGB
 frame letterboxed from the 640x360 substream (e.g. 320x192 ... 640x352), scaled to [0, 1].
@@ -33,7 +34,7 @@ class DetectorConfig:
     input_width: int = 320
     input_height: int = 192
     classes: tuple[str, ...] = CLASSES
-    backbone: str = "camdet"                          # "camdet" (from scratch) or "mobilenetv2" (pretrained trunk)
+    backbone: str = "camdet"   # "camdet" (from scratch), "mobilenetv2" / "mobilenetv2_pvb" (pretrained trunks)
     stem: int = 16
     widths: tuple[int, ...] = (32, 64, 128, 256)    # stages at strides 4, 8, 16, 32
     depths: tuple[int, ...] = (1, 2, 3, 2)
@@ -84,7 +85,10 @@ class DetectorConfig:
         return load_config(cls, dict(d))
 
 
-BACKBONES = ("camdet", "mobilenetv2")
+BACKBONES = ("camdet", "mobilenetv2", "mobilenetv2_pvb")
+#: pretrained MobileNetV2 trunks: MediaPipe's SSD (TFLite) and Intel's surveillance SSD (OpenVINO IR, whose
+#: first block keeps its expansion conv)
+MOBILENETV2_BACKBONES = ("mobilenetv2", "mobilenetv2_pvb")
 
 
 class CamDet(nn.Module):
@@ -96,10 +100,10 @@ class CamDet(nn.Module):
             config = DetectorConfig.from_dict(config)
         self.config = config
         c = config
-        if c.backbone == "mobilenetv2":
+        if c.backbone in MOBILENETV2_BACKBONES:
             from camlab.models.pretrained import MobileNetV2Backbone
 
-            self.backbone = MobileNetV2Backbone()
+            self.backbone = MobileNetV2Backbone(expand_first=c.backbone == "mobilenetv2_pvb")
             feat_channels = self.backbone.out_channels
         else:
             self.stem = ConvBNReLU(3, c.stem, 3, 2)
@@ -135,7 +139,7 @@ class CamDet(nn.Module):
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The stride 8, 16 and 32 backbone features."""
-        if self.config.backbone == "mobilenetv2":
+        if self.config.backbone in MOBILENETV2_BACKBONES:
             return self.backbone(x)
         x = self.stem(x)
         feats = []

@@ -339,10 +339,10 @@ class ConvAct(nn.Sequential):
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, hidden: int):
+    def __init__(self, cin: int, cout: int, stride: int, hidden: int, expand: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
-        if hidden != cin:
+        if hidden != cin or expand:
             layers.append(ConvAct(cin, hidden, 1))
         layers += [ConvAct(hidden, hidden, 3, stride, groups=hidden), ConvAct(hidden, cout, 1, act=False)]
         self.body = nn.Sequential(*layers)
@@ -355,11 +355,13 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2Backbone(nn.Module):
     """MobileNetV2 (width 1.0) up to the 320-channel stride-32 block; returns the stride 8, 16 and 32 features
-    (32, 96 and 320 channels). Input (N, 3, H, W) RGB in [0, 1] (the [-1, 1] scaling is folded into the stem)."""
+    (32, 96 and 320 channels). Input (N, 3, H, W) RGB in [0, 1] (the source's input scaling is folded into the
+    stem). ``expand_first``: the first block keeps a 1x1 expansion conv although it does not widen (Intel's
+    person-vehicle-bike-detection-2000 trunk, :mod:`camlab.models.pretrained_ir`)."""
 
     out_channels = (32, 96, 320)
 
-    def __init__(self):
+    def __init__(self, expand_first: bool = False):
         super().__init__()
         self.n_frozen = 0          # stem + this many blocks run without gradients (set by the trainer)
         self.stem = ConvAct(3, 32, 3, 2)
@@ -368,7 +370,8 @@ class MobileNetV2Backbone(nn.Module):
         cin, cin_orig = 32, 32
         for si, (t, c, c_orig, n, s) in enumerate(MOBILENETV2_STAGES):
             for i in range(n):
-                blocks.append(InvertedResidual(cin, c, s if i == 0 else 1, cin_orig * t))
+                blocks.append(InvertedResidual(cin, c, s if i == 0 else 1, cin_orig * t,
+                                               expand=expand_first and not blocks))
                 cin, cin_orig = c, c_orig
             if si in TAP_STAGES:
                 self.taps.append(len(blocks) - 1)

@@ -82,7 +82,7 @@ class DetectorTrainConfig:
     eval_hog: bool = False        # also run the HOG person anchor in the final evaluation
     log_mlflow: bool = True
     progress: bool = True
-    pretrained: str = ""          # backbone init for model.backbone=mobilenetv2 (models/pretrained/SOURCE.md)
+    pretrained: str = ""          # backbone init for model.backbone mobilenetv2[_pvb] (models/pretrained/SOURCE.md)
     freeze_blocks: int = 0        # pretrained backbone: stem + this many blocks stay fixed
     pseudo_label_score: float = 0.0   # > 0: SSD-teacher boxes of a source's unlabelled classes at this score become
                                       # extra positives (camlab.data.pseudo); 0 = off
@@ -403,14 +403,25 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
 
 
 def _check_pretrained(cfg: DetectorTrainConfig) -> Path | None:
-    """The hash-checked pretrained file when the config asks for one (None otherwise)."""
-    if cfg.freeze_blocks and cfg.model.backbone != "mobilenetv2":
-        raise ConfigError("freeze_blocks needs model.backbone: mobilenetv2")
+    """The hash-checked pretrained file when the config asks for one (None otherwise). ``mobilenetv2`` reads the
+    MediaPipe TFLite, ``mobilenetv2_pvb`` Intel's OpenVINO IR (``.xml`` beside its ``.bin``)."""
+    from camlab.models.detector import MOBILENETV2_BACKBONES
+
+    if cfg.freeze_blocks and cfg.model.backbone not in MOBILENETV2_BACKBONES:
+        raise ConfigError(f"freeze_blocks needs a pretrained backbone ({', '.join(MOBILENETV2_BACKBONES)})")
     if not cfg.pretrained:
         return None
-    if cfg.model.backbone != "mobilenetv2":
-        raise ConfigError(f"pretrained: {cfg.pretrained!r} needs model.backbone: mobilenetv2 "
+    if cfg.model.backbone not in MOBILENETV2_BACKBONES:
+        raise ConfigError(f"pretrained: {cfg.pretrained!r} needs model.backbone in {list(MOBILENETV2_BACKBONES)} "
                           f"(got {cfg.model.backbone!r})")
+    want = ".xml" if cfg.model.backbone == "mobilenetv2_pvb" else ".tflite"
+    if Path(cfg.pretrained).suffix != want:
+        raise ConfigError(f"pretrained: {cfg.pretrained!r} for model.backbone {cfg.model.backbone!r} must be a "
+                          f"{want} file")
+    if want == ".xml":
+        from camlab.models.pretrained_ir import check_ir_files
+
+        return check_ir_files(cfg.pretrained)[0]
     from camlab.models.pretrained import check_pretrained_file
 
     return check_pretrained_file(cfg.pretrained)
@@ -491,7 +502,11 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
                                                                     show_progress=show)
     model = CamDet(cfg.model)
     n_params, n_macs = count_params(model), count_macs(model)
-    if pretrained_file is not None:
+    if pretrained_file is not None and cfg.model.backbone == "mobilenetv2_pvb":
+        from camlab.models.pretrained_ir import load_ir_trunk_weights
+
+        data_info["pretrained"] = load_ir_trunk_weights(model.backbone, pretrained_file)
+    elif pretrained_file is not None:
         from camlab.models.pretrained import load_mobilenetv2_weights
 
         data_info["pretrained"] = load_mobilenetv2_weights(model.backbone, pretrained_file)

@@ -86,6 +86,13 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
         changed = {k for k in a if a[k] != b[k]}
         assert changed <= {"name", "out_dir", knob}, (trial, changed)
         assert a[knob] == value
+    # the pretrained start is one knob spread over two keys: the trunk's layout and its file
+    for trial, base in (("detector_pvb", "detector_full"), ("detector_loso_pvb", "detector_loso")):
+        a, b = dataclasses.asdict(cfgs[trial]), dataclasses.asdict(cfgs[base])
+        assert {k for k in a if a[k] != b[k]} <= {"name", "out_dir", "pretrained", "model"}, trial
+        assert {k for k in a["model"] if a["model"][k] != b["model"][k]} == {"backbone"}, trial
+        assert (a["model"]["backbone"], a["pretrained"]) == (
+            "mobilenetv2_pvb", "models/pretrained/person-vehicle-bike-detection-2000.xml"), trial
     with pytest.raises(ConfigError, match="quality_target_power"):
         load_train_config("detector_full", overrides={"quality_target_power": -0.1})
     with pytest.raises(ConfigError, match="pseudo_label_class_scores.*unicorn"):
