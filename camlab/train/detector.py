@@ -67,6 +67,10 @@ class CalibrateConfig:
     teacher_negatives: dict[str, float] = field(default_factory=dict)  # also count as negatives of a class the
     # images whose source leaves it unlabelled where the SSD teacher's best score for it is below this bound
     # (camlab.data.pseudo.add_pseudo_negatives), e.g. {person: 0.15}; {} = the sources' label sets only
+    presence_gate: tuple[str, ...] = ()   # classes whose image-level gate is fitted before the thresholds
+    # (camlab.train.presence_gate; () = no gate); L2 strength C and folds of its cross-fitting
+    presence_gate_c: float = 0.03
+    presence_gate_folds: int = 5
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,14 @@ class DetectorTrainConfig:
         class_score_thresholds(max(self.pseudo_label_score, 1e-6), self.pseudo_label_class_scores)  # one-line errors
         class_score_thresholds(1e-6, self.pseudo_negative_scores, field="pseudo_negative_scores")
         class_score_thresholds(1e-6, self.calibrate.teacher_negatives, field="calibrate.teacher_negatives")
+        cal = self.calibrate
+        unknown = [c for c in cal.presence_gate if c not in self.model.classes]
+        if unknown:
+            raise ConfigError(f"calibrate.presence_gate: unknown class(es) {unknown}; expected some of "
+                              f"{list(self.model.classes)}")
+        if cal.presence_gate and (not float(cal.presence_gate_c) > 0 or int(cal.presence_gate_folds) < 2):
+            raise ConfigError(f"calibrate.presence_gate_c must be > 0 and presence_gate_folds >= 2, got "
+                              f"{cal.presence_gate_c!r} and {cal.presence_gate_folds!r}")
 
 
 @dataclass
@@ -385,19 +397,36 @@ def calibrate_checkpoint(path: Path, samples: list, cfg: DetectorTrainConfig, *,
     c = cfg.calibrate
     samples = _subset(samples, c.max_images, cfg.seed + 2)
     model, _ = load_model(path)
-    present, best, known, n_strips, negatives = calibration_scores(
-        model, samples, empty_scene_classes=c.empty_scene_classes, show_progress=show_progress)
+    gate_report = None
+    if c.presence_gate:
+        from camlab.train.presence_gate import cross_fitted_scores, with_gate
+
+        model = with_gate(model)
+        parts, gate_report = cross_fitted_scores(
+            model, samples, tuple(c.presence_gate), c.presence_gate_c, c.presence_gate_folds, cfg.seed + 3,
+            lambda m, part: calibration_scores(m, part, empty_scene_classes=c.empty_scene_classes),
+            show_progress=show_progress)
+        present, best, known = (np.concatenate([p[k] for p in parts]) for k in range(3))
+        n_strips = sum(p[3] for p in parts)
+        negatives = parts[0][4]
+        if any(p[4] != negatives for p in parts):
+            negatives = {"folds": [p[4] for p in parts]}
+    else:
+        present, best, known, n_strips, negatives = calibration_scores(
+            model, samples, empty_scene_classes=c.empty_scene_classes, show_progress=show_progress)
     thresholds, report = pick_thresholds(present, best, c.target_fp_rate, floor=c.floor, fp_limited=c.fp_limited,
                                          known=known)
     ck = load_checkpoint(path, expect_kind=KIND)
     mc = dataclasses.replace(model.config, class_score_thresholds=tuple(thresholds)).to_dict()
+    state = model.state_dict() if gate_report is not None else ck["state_dict"]
     meta = dict(ck["meta"])
     meta["calibration"] = {"split": "train", "n_images": int(len(samples)), "n_empty_scene_strips": n_strips,
                            "empty_scene_classes": list(c.empty_scene_classes),
                            "target_fp_rate": c.target_fp_rate,
                            "fp_limited": list(c.fp_limited), "negatives": negatives, "classes": report,
-                           "teacher_negatives": dict(c.teacher_negatives), **(extra or {})}
-    save_checkpoint(path, kind=KIND, model_config=mc, state_dict=ck["state_dict"], meta=meta,
+                           "teacher_negatives": dict(c.teacher_negatives),
+                           **({"presence_gate": gate_report} if gate_report is not None else {}), **(extra or {})}
+    save_checkpoint(path, kind=KIND, model_config=mc, state_dict=state, meta=meta,
                     optimizer=ck.get("optimizer"), epoch=int(ck["epoch"]), step=int(ck.get("step", 0)))
     return meta["calibration"]
 
