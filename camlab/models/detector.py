@@ -153,8 +153,8 @@ class CamDet(nn.Module):
             feats.append(x)
         return feats[1:]
 
-    def forward_parts(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
-        """(the raw outputs without the presence gate, the gate's pooled input (B, D, 1, 1) or None)."""
+    def forward_parts(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, torch.Tensor]]:
+        """(the raw outputs without the presence gate, the stride-16 and stride-32 trunk features it reads)."""
         c3, c4, c5 = self.features(x)
         p5 = self.smooth[2](self.lateral[2](c5))
         p4 = self.smooth[1](self.lateral[1](c4) + self.up(p5))
@@ -163,43 +163,58 @@ class CamDet(nn.Module):
         for i, p in enumerate((p3, p4, p5)):
             h = self.heads[i](p)
             outs += [self.box_out[i](h), self.cls_out[i](h)]
-        return tuple(outs), (self.gate.pooled(c4, c5) if self.gate is not None else None)
+        return tuple(outs), (c4, c5)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, 3, H, W) in [0, 1] -> (box_s8, cls_s8, box_s16, cls_s16, box_s32, cls_s32) raw."""
-        outs, pooled = self.forward_parts(x)
-        if pooled is None:
+        outs, (c4, c5) = self.forward_parts(x)
+        if self.gate is None:
             return outs
-        h = self.gate(pooled)                 # (B, C, 1, 1) >= 0: one logit cut per class, broadcast over the cells
+        h = self.gate(c4, c5)                 # (B, C, 1, 1) >= 0: one logit cut per class, broadcast over the cells
         return tuple(o - h if k % 2 else o for k, o in enumerate(outs))
 
 
 class PresenceGate(nn.Module):
     """Image-level class context (Torralba, "Contextual priming for object detection", IJCV 2003): global average
-    and max pools of the stride-16 and stride-32 features, one 1x1 conv and a ReLU give a cut ``h >= 0`` per class,
-    subtracted from every cell's class logit of that class. It only suppresses: in an image the gate reads as
-    free of the class every box of it scores lower, and nothing is ever lifted, so background cells never rise
-    into detections (an additive gate that could also lift them collapsed box AP50 on the left-out source from
-    0.47 to 0.06). The decode stays the contract's (sigmoid of the class map), so a camera that thresholds the
-    highest box score gets the gated score. NPU ops only (GlobalAveragePool, MaxPool over the whole map, Concat,
-    Conv, Relu, Sub). The conv holds the *negated* fitted offset (``h = relu(-g)``, so the cut is ``min(g, 0)``);
-    zero weights = no gate; the weights come from a logistic fit after training (:mod:`camlab.train.presence_gate`)."""
+    and max pools of the stride-16 and stride-32 features, a linear map to one value per class and a ReLU give a
+    cut ``h >= 0`` per class, subtracted from every cell's class logit of that class. It only suppresses: in an
+    image the gate reads as free of the class every box of it scores lower, and nothing is ever lifted, so
+    background cells never rise into detections (an additive gate that could also lift them collapsed box AP50 on
+    the left-out source from 0.47 to 0.06). The decode stays the contract's (sigmoid of the class map), so a camera
+    that thresholds the highest box score gets the gated score.
+
+    The linear map is four 1x1 convs, one per pooled vector, summed: the same function as one conv on their
+    concatenation, but RKNN-Toolkit2 2.5.0 cannot build a Concat of pooled vectors for rv1106 (it turns the pools into
+    float16 convs the NPU lacks), while this form builds with no CPU fallback. The convs hold the *negated* fitted
+    offset (``h = relu(-g)``, so the cut is ``min(g, 0)``); zero weights = no gate; the weights come from a
+    logistic fit after training (:mod:`camlab.train.presence_gate`)."""
 
     def __init__(self, c4: int, c5: int, n_classes: int):
         super().__init__()
         self.avg = nn.AdaptiveAvgPool2d(1)
         self.max = nn.AdaptiveMaxPool2d(1)
-        self.fc = nn.Conv2d(2 * (c4 + c5), n_classes, 1)
-        nn.init.zeros_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
-        for p in self.fc.parameters():
-            p.requires_grad_(False)      # fitted after training, never by the detector's loss
+        self.widths = (c4, c4, c5, c5)        # pooled vectors: avg(c4), max(c4), avg(c5), max(c5)
+        self.fc = nn.ModuleList([nn.Conv2d(w, n_classes, 1, bias=i == 0) for i, w in enumerate(self.widths)])
+        for conv in self.fc:
+            nn.init.zeros_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+            for p in conv.parameters():
+                p.requires_grad_(False)      # fitted after training, never by the detector's loss
+
+    def pools(self, c4: torch.Tensor, c5: torch.Tensor) -> list[torch.Tensor]:
+        return [self.avg(c4), self.max(c4), self.avg(c5), self.max(c5)]
 
     def pooled(self, c4: torch.Tensor, c5: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.avg(c4), self.max(c4), self.avg(c5), self.max(c5)], 1)
+        """(B, D, 1, 1): the fit's input, the pooled vectors concatenated in the order of ``fc``."""
+        return torch.cat(self.pools(c4, c5), 1)
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.fc(pooled))
+    def forward(self, c4: torch.Tensor, c5: torch.Tensor) -> torch.Tensor:
+        pools = self.pools(c4, c5)
+        g = self.fc[0](pools[0])
+        for conv, v in zip(self.fc[1:], pools[1:]):
+            g = g + conv(v)
+        return torch.relu(g)
 
 
 def build_model(config: DetectorConfig | dict | None = None) -> CamDet:

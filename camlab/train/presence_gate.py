@@ -55,9 +55,9 @@ def gate_rows(model, samples: list, *, show_progress: bool = False) -> GateRows:
         except InputFileError:
             continue
         x, _ = preprocess(rgb, in_spec)
-        outs, p = model.forward_parts(torch.from_numpy(x))
+        outs, (c4, c5) = model.forward_parts(torch.from_numpy(x))
         cls = torch.cat([o.flatten(2) for o in outs[1::2]], 2)       # (1, C, cells)
-        pooled.append(p.flatten().numpy())
+        pooled.append(model.gate.pooled(c4, c5).flatten().numpy())
         max_logit.append(cls.amax(2)[0].numpy())
         present.append([s.has(c) for c in range(len(CLASSES))])
         known.append([s.has(c) or s.exhaustive(c) for c in range(len(CLASSES))])
@@ -121,10 +121,17 @@ def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
 
 
 def set_gate(model, weight: np.ndarray, bias: np.ndarray) -> None:
-    """Put the fitted offset g = weight.f + bias into the graph, which cuts min(g, 0) (the conv holds -g)."""
+    """Put the fitted offset g = weight.f + bias into the graph, which cuts min(g, 0) (the convs hold -g, split by
+    pooled vector)."""
+    w = -torch.from_numpy(np.asarray(weight)).float()
+    if w.shape[1] != sum(model.gate.widths):
+        raise ConfigError(f"set_gate: {w.shape[1]} weights per class, the gate reads {sum(model.gate.widths)}")
     with torch.no_grad():
-        model.gate.fc.weight.copy_(-torch.from_numpy(weight).float()[:, :, None, None])
-        model.gate.fc.bias.copy_(-torch.from_numpy(bias).float())
+        start = 0
+        for conv, width in zip(model.gate.fc, model.gate.widths):
+            conv.weight.copy_(w[:, start:start + width, None, None])
+            start += width
+        model.gate.fc[0].bias.copy_(-torch.from_numpy(np.asarray(bias)).float())
 
 
 def with_gate(model):

@@ -64,3 +64,29 @@ def test_oracle_compiles_tiny_detector_with_no_cpu_layers(tiny_onnx):
     assert rep["total_cycles"] > 0 and rep["latency_ms"] == pytest.approx(2.0 * rep["total_cycles"] / 1e6, abs=1e-3)
     assert rep["sim_cosine_min"] > 0.99
     assert rep["internal_memory_bytes"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not rknn.available(), reason="RKNN-Toolkit2 venv not built (make rknn)")
+def test_oracle_builds_camdet_with_a_fitted_presence_gate_for_rv1106(tmp_path):
+    """The gate's pooled vectors joined by a Concat made RKNN-Toolkit2 fail ("Conv ... not supported 'float16' dtype
+    at rv1103/rv1106"); the summed per-vector convs must build with no CPU fallback."""
+    import torch
+
+    from camlab.deploy.export import export_onnx
+    from camlab.deploy.quantize import quantize_qdq
+    from camlab.models.detector import CamDet, DetectorConfig
+    from camlab.train.presence_gate import set_gate
+
+    torch.manual_seed(0)
+    model = CamDet(DetectorConfig(backbone="mobilenetv2", input_width=160, input_height=96,
+                                  presence_gate=True)).eval()
+    rng = np.random.default_rng(0)
+    set_gate(model, rng.normal(0, 0.02, (3, sum(model.gate.widths))), np.array([0.0, -0.5, -0.5]))
+    fp32 = export_onnx(model, (1, 3, 96, 160), tmp_path / "gated.onnx", output_names=model.output_names)
+    calib = rng.random((8, 3, 96, 160), dtype=np.float32)
+    quantize_qdq(fp32, tmp_path / "gated_int8.onnx", calib)
+    rep = rknn.run_oracle(tmp_path / "gated_int8.onnx", calib[:2])
+    assert rep["ok"], rep.get("error")
+    assert rep["cpu_layers"] == 0
+    assert rep["sim_cosine_min"] > 0.98

@@ -25,11 +25,11 @@ def test_a_zero_gate_changes_nothing_and_a_fitted_one_lowers_every_cell_of_its_c
     with torch.no_grad():
         for a, b in zip(plain(x), gated(x)):
             assert torch.equal(a, b)
-        w = np.zeros((len(CLASSES), gated.gate.fc.in_channels))
+        w = np.zeros((len(CLASSES), sum(gated.gate.widths)))
         w[2, :5] = 0.3
         pg.set_gate(gated, w, np.array([0.0, -1.5, 0.25]))
-        outs, pooled = gated.forward_parts(x)
-        g = (pooled.flatten(1) @ torch.from_numpy(w).float().T) + torch.tensor([0.0, -1.5, 0.25])
+        outs, (c4, c5) = gated.forward_parts(x)
+        g = (gated.gate.pooled(c4, c5).flatten(1) @ torch.from_numpy(w).float().T) + torch.tensor([0.0, -1.5, 0.25])
         for k, (a, b) in enumerate(zip(outs, gated(x))):
             if k % 2 == 0:                                  # box maps untouched
                 assert torch.equal(a, b)
@@ -39,6 +39,8 @@ def test_a_zero_gate_changes_nothing_and_a_fitted_one_lowers_every_cell_of_its_c
             assert torch.allclose(diff, cut[:, :, None].expand_as(diff), atol=1e-5)
             assert (diff <= 0).all()
     assert not any(p.requires_grad for p in gated.gate.parameters())     # never moved by the detector's loss
+    with pytest.raises(ConfigError, match="set_gate: 5 weights"):
+        pg.set_gate(gated, np.zeros((3, 5)), np.zeros(3))
 
 
 def test_the_gated_graph_exports_with_npu_ops_and_onnxruntime_agrees(tmp_path):
@@ -46,12 +48,13 @@ def test_the_gated_graph_exports_with_npu_ops_and_onnxruntime_agrees(tmp_path):
 
     gated = pg.with_gate(_model(False))
     rng = np.random.default_rng(0)
-    pg.set_gate(gated, rng.normal(0, 0.05, (len(CLASSES), gated.gate.fc.in_channels)), np.array([0.5, -0.5, 1.0]))
+    pg.set_gate(gated, rng.normal(0, 0.05, (len(CLASSES), sum(gated.gate.widths))), np.array([0.5, -0.5, 1.0]))
     path = export_onnx(gated, (1, 3, 64, 96), tmp_path / "gated.onnx", output_names=gated.output_names)
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "GlobalAveragePool" in ops and ops & {"GlobalMaxPool", "MaxPool"}, ops   # static input: MaxPool
+    assert "Concat" not in ops, "RKNN-Toolkit2 cannot build pooled vectors joined by a Concat for rv1106"
     x = rng.random((1, 3, 64, 96), dtype=np.float32)
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})
     with torch.no_grad():
@@ -90,11 +93,12 @@ def test_thresholds_are_scored_on_out_of_fold_gates_and_the_final_gate_sees_ever
     samples = list(range(100))
     monkeypatch.setattr(pg, "gate_rows", lambda model, s, show_progress=False: rows)
     gated = pg.with_gate(_model(False))
-    gated.gate.fc = torch.nn.Conv2d(8, 3, 1)
+    gated.gate.widths = (2, 2, 2, 2)
+    gated.gate.fc = torch.nn.ModuleList([torch.nn.Conv2d(2, 3, 1, bias=i == 0) for i in range(4)])
     seen = []
 
     def score_fn(model, part):
-        seen.append((list(part), -model.gate.fc.bias.detach().numpy().copy()))   # the conv holds -g
+        seen.append((list(part), -model.gate.fc[0].bias.detach().numpy().copy()))   # the convs hold -g
         return len(part)
 
     results, rep = pg.cross_fitted_scores(gated, samples, ("person",), 1.0, 4, seed=7, score_fn=score_fn)
@@ -105,7 +109,7 @@ def test_thresholds_are_scored_on_out_of_fold_gates_and_the_final_gate_sees_ever
         _, b_k, _ = pg.fit_gate(rows.take(fold != k), ("person",), 1.0)   # the gate of the other folds
         np.testing.assert_allclose(bias, b_k, rtol=1e-5, atol=1e-6)
     _, b_all, _ = pg.fit_gate(rows, ("person",), 1.0)
-    np.testing.assert_allclose(-gated.gate.fc.bias.detach().numpy(), b_all, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(-gated.gate.fc[0].bias.detach().numpy(), b_all, rtol=1e-5, atol=1e-6)
     assert results == [int((fold == k).sum()) for k in range(4)] and rep["folds"] == 4
 
 
