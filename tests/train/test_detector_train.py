@@ -210,3 +210,27 @@ def test_progress_opens_one_iterator_per_pass(enabled):
             return 3
 
     assert list(progress(Counted(), desc="x", enabled=enabled)) == [0, 1, 2] and Counted.opened == 1
+
+
+def test_a_recipe_with_a_presence_gate_trains_calibrates_and_ships_the_gate(tmp_path):
+    """calibrate.presence_gate: the gate is fitted after training, its thresholds come from out-of-fold gates, and
+    the checkpoint that the exporter and the evaluator read carries it (its graph computes the gated scores)."""
+    from camlab.models.detector import load_checkpoint
+    from camlab.train.detector import train
+
+    cfg = _config(tmp_path, log_mlflow=False, optim={"epochs": 1, "batch_size": 8, "lr": 0.003, "max_steps": 3},
+                  calibrate={"presence_gate": ["person", "vehicle"], "presence_gate_folds": 3})
+    res = train(cfg)
+    model, meta = load_checkpoint(res.checkpoint)
+    assert model.config.presence_gate and model.gate is not None
+    gate = meta["calibration"]["presence_gate"]
+    assert gate["classes"] == ["person", "vehicle"] and gate["folds"] == 3 and len(gate["fold_fits"]) == 3
+    assert gate["rows"] == 24
+    fitted = [c for c, r in gate["fit"].items() if r["fitted"]]
+    assert fitted, gate["fit"]                          # the synthetic split has images without each class
+    pet = model.gate.fc[0].bias[1].item(), [conv.weight[1].abs().sum().item() for conv in model.gate.fc]
+    assert pet == (0.0, [0.0] * 4)                     # not asked for: no gate for pets
+    for name in fitted:                                 # a fitted class's offsets are in the graph
+        ci = ("person", "pet", "vehicle").index(name)
+        assert sum(conv.weight[ci].abs().sum().item() for conv in model.gate.fc) > 0
+    assert res.eval["presence_thresholds"] == pytest.approx(model.config.thresholds())
