@@ -408,6 +408,33 @@ def _padded_copy(dst: torch.Tensor, src: torch.Tensor) -> None:
     dst[tuple(slice(0, s) for s in src.shape)] = src
 
 
+@dataclass
+class SourceConv:
+    """One pretrained conv to copy into the backbone: torch layout weight (Cout, Cin/groups, k, k), bias (Cout,)."""
+    name: str
+    weight: torch.Tensor
+    bias: torch.Tensor
+    depthwise: bool
+    stride: int
+
+
+def copy_trunk(convs: list[nn.Conv2d], layers: list[SourceConv], where: str) -> None:
+    """Copy ``layers`` into the backbone's ``convs`` in order, zero-padding widened layers; a count, kind, stride or
+    kernel that does not match is a one-line error naming the conv."""
+    if len(layers) < len(convs):
+        raise InputFileError(f"{where}: {len(layers)} trunk convs, the backbone needs {len(convs)}")
+    for k, (conv, src) in enumerate(zip(convs, layers)):
+        w = src.weight
+        if src.depthwise != (conv.groups > 1) or conv.stride[0] != src.stride or w.shape[2:] != conv.weight.shape[2:] \
+                or (conv.groups == 1 and w.shape[1] > conv.weight.shape[1]):
+            raise InputFileError(f"{where}: conv {k} ({src.name}) has shape {tuple(w.shape)} stride {src.stride}; "
+                                 f"the backbone expects {tuple(conv.weight.shape)} stride {conv.stride[0]}")
+        if conv.groups > 1 and w.shape[0] != conv.weight.shape[0]:
+            w = torch.cat([w, torch.zeros(conv.weight.shape[0] - w.shape[0], *w.shape[1:])])
+        _padded_copy(conv.weight, w)
+        _padded_copy(conv.bias, src.bias)
+
+
 @torch.no_grad()
 def load_mobilenetv2_weights(backbone: MobileNetV2Backbone, path: str | Path | None = None, *,
                              fold_input_range: bool = True) -> dict:
@@ -418,19 +445,11 @@ def load_mobilenetv2_weights(backbone: MobileNetV2Backbone, path: str | Path | N
     tm = read_tflite(p)
     convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]
     src = tm.trunk_convs()[:len(convs)]
-    if len(src) < len(convs):
-        raise InputFileError(f"{p}: {len(src)} conv layers, the backbone needs {len(convs)}")
-    for k, (conv, op) in enumerate(zip(convs, src)):
-        w, b, groups = torch_conv_weight(op, tm)
-        if (op.kind == "DEPTHWISE_CONV_2D") != (conv.groups > 1) or conv.stride[0] != op.stride \
-                or w.shape[2:] != conv.weight.shape[2:]:
-            raise InputFileError(f"{p}: conv {k} ({tm.names[op.outputs[0]]}) has shape {tuple(w.shape)} stride "
-                                 f"{op.stride}; the backbone expects {tuple(conv.weight.shape)} stride "
-                                 f"{conv.stride[0]}")
-        if conv.groups > 1 and w.shape[0] != conv.weight.shape[0]:
-            w = torch.cat([w, torch.zeros(conv.weight.shape[0] - w.shape[0], *w.shape[1:])])
-        _padded_copy(conv.weight, w)
-        _padded_copy(conv.bias, b)
+    layers = []
+    for op in src:
+        w, b, _ = torch_conv_weight(op, tm)
+        layers.append(SourceConv(tm.names[op.outputs[0]], w, b, op.kind == "DEPTHWISE_CONV_2D", op.stride))
+    copy_trunk(convs, layers, str(p))
     if fold_input_range:
         stem = convs[0]
         # x_tf = 2 x - 1  =>  W x_tf + b = (2W) x + (b - sum W)

@@ -162,23 +162,14 @@ def load_ir_trunk_weights(backbone: nn.Module, xml_path: str | Path, *, fold_inp
     """Load the IR trunk into a :class:`~camlab.models.pretrained.MobileNetV2Backbone` built with
     ``expand_first=True``. With ``fold_input`` the stem takes CamDet's RGB [0, 1] input: the IR's BGR channel
     order and its 255 * (1/255) input scaling are folded into the stem's weights. Returns a short report."""
-    from camlab.models.pretrained import _padded_copy
+    from camlab.models.pretrained import SourceConv, copy_trunk
 
     trunk = read_ir_trunk(xml_path)
     convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]
-    if len(trunk.convs) < len(convs):
-        raise InputFileError(f"{xml_path}: {len(trunk.convs)} trunk convs, the backbone needs {len(convs)}")
-    for k, (conv, src) in enumerate(zip(convs, trunk.convs)):
-        w = torch.from_numpy(src.weight)
-        if (src.groups > 1) != (conv.groups > 1) or conv.stride[0] != src.stride \
-                or w.shape[2:] != conv.weight.shape[2:] or (conv.groups == 1 and w.shape[1] > conv.weight.shape[1]):
-            raise InputFileError(f"{xml_path}: conv {k} ({src.name}) has shape {tuple(w.shape)} stride "
-                                 f"{src.stride}; the backbone expects {tuple(conv.weight.shape)} stride "
-                                 f"{conv.stride[0]}")
-        if conv.groups > 1 and w.shape[0] != conv.weight.shape[0]:
-            w = torch.cat([w, torch.zeros(conv.weight.shape[0] - w.shape[0], *w.shape[1:])])
-        _padded_copy(conv.weight, w)
-        _padded_copy(conv.bias, torch.from_numpy(src.bias) if src.bias is not None else torch.zeros(w.shape[0]))
+    layers = [SourceConv(c.name, torch.from_numpy(c.weight),
+                         torch.from_numpy(c.bias) if c.bias is not None else torch.zeros(c.weight.shape[0]),
+                         c.groups > 1, c.stride) for c in trunk.convs]
+    copy_trunk(convs, layers, str(xml_path))
     if fold_input:
         stem = convs[0]
         # IR: W (s * x_bgr255); camlab: x_rgb01 = x_bgr255[::-1] / 255  =>  W' = flip_c(W) * 255 s
