@@ -173,7 +173,6 @@ def build_bundle(req: BundleRequest) -> Path:
 
             raise CamlabError(f"the INT8 model breaks {target}'s rules, no bundle written:\n"
                               + format_report(reports[target]))
-        passing = [c.name for c in chips if validation[c.name]["violations"] == 0]
         rknn = None
         if req.oracle and any(c.name == "rv1106" for c in chips):
             rknn = _maybe_oracle(tmp / "model.onnx", holdout[:4])
@@ -181,6 +180,15 @@ def build_bundle(req: BundleRequest) -> Path:
                 rv = next(c for c in chips if c.name == "rv1106")
                 per_chip["rv1106"] = {**{k: v for k, v in npu_latency_ms(None, rv, rknn["total_cycles"]).items()
                                          if k in ("npu_latency_ms", "basis", "source")}}
+            elif rknn.get("ran"):
+                # the vendor toolchain ran and refused the graph: the chip cannot run it, whatever our rules say
+                if target == "rv1106":
+                    lines = [ln.strip() for ln in str(rknn.get("error", "")).splitlines() if ln.strip()]
+                    raise CamlabError(f"RKNN-Toolkit2 could not build the INT8 model for rv1106, no bundle "
+                                      f"written: {lines[-1] if lines else 'no message'}")
+                validation["rv1106"]["violations"] += 1
+                validation["rv1106"]["rules"] = sorted({*validation["rv1106"]["rules"], "rknn_build"})
+        passing = [c.name for c in chips if validation[c.name]["violations"] == 0]
         files = {"model.onnx": file_entry(tmp / "model.onnx", "model_int8"),
                  "model_fp32.onnx": file_entry(tmp / "model_fp32.onnx", "model_fp32"),
                  "calibration/sample.npz": file_entry(tmp / "calibration" / "sample.npz", "calibration")}
@@ -236,11 +244,11 @@ def _maybe_oracle(int8_path: Path, inputs: np.ndarray) -> dict:
     from camlab.deploy import rknn
 
     if not rknn.available():
-        return {"ok": False, "error": "RKNN-Toolkit2 venv not built (make rknn)"}
+        return {"ok": False, "ran": False, "error": "RKNN-Toolkit2 venv not built (make rknn)"}
     try:
-        return rknn.run_oracle(int8_path, inputs)
+        return {**rknn.run_oracle(int8_path, inputs), "ran": True}
     except CamlabError as exc:
-        return {"ok": False, "error": str(exc)}
+        return {"ok": False, "ran": True, "error": str(exc)}
 
 
 def _rknn_summary(rep: dict | None) -> dict | None:

@@ -60,3 +60,27 @@ def images(n, h=64, w=96, seed=0):
         np.float32)
 
 
+
+
+def tiny_detector_rknn_refuses():
+    """The tiny detector with a context gate whose pooled vectors are joined by a Concat: valid ONNX, within every
+    validator rule, but RKNN-Toolkit2 2.5.0 cannot build it for rv1106 (it turns the pools into float16 convs)."""
+    import torch
+    from torch import nn
+
+    base = tiny_detector()
+
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.base = base
+            self.avg, self.max = nn.AdaptiveAvgPool2d(1), nn.AdaptiveMaxPool2d(1)
+            self.fc = nn.Conv2d(64, 3, 1)
+
+        def forward(self, x):
+            b4, c4, b8, c8 = self.base(x)
+            f = self.base.down(self.base.dw(self.base.stem(x)))
+            g = torch.relu(self.fc(torch.cat([self.avg(f), self.max(f)], 1)))
+            return b4, c4 - g, b8, c8 - g
+
+    return Gated().eval()

@@ -90,3 +90,29 @@ def test_oracle_builds_camdet_with_a_fitted_presence_gate_for_rv1106(tmp_path):
     assert rep["ok"], rep.get("error")
     assert rep["cpu_layers"] == 0
     assert rep["sim_cosine_min"] > 0.98
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not rknn.available(), reason="RKNN-Toolkit2 venv not built (make rknn)")
+def test_a_bundle_rknn_cannot_build_for_the_target_chip_is_not_written(tmp_path):
+    """The exporter used to record the toolkit's refusal in the manifest and still list rv1106 as a chip the bundle
+    ships to, with the latency of the cost model: a figure that could not fail."""
+    from deploy_nets import images, tiny_detector_rknn_refuses, tiny_io
+
+    from camlab.deploy.bundle import BundleRequest, build_bundle
+
+    req = BundleRequest(model=tiny_detector_rknn_refuses(), io=tiny_io(), name="detector", task="detection",
+                        calibration=images(8), calibration_source="synthetic (test)", out_root=tmp_path / "t",
+                        oracle=True, register=False)
+    with pytest.raises(CamlabError, match=r"RKNN-Toolkit2 could not build the INT8 model for rv1106, no bundle "
+                                          r"written: .*float16"):
+        build_bundle(req)
+    assert not [p for p in (tmp_path / "t").rglob("*") if p.is_file()]
+    other = BundleRequest(model=tiny_detector_rknn_refuses(), io=tiny_io(), name="detector", task="detection",
+                          calibration=images(8), calibration_source="synthetic (test)", out_root=tmp_path / "o",
+                          target_chip="ssc377", oracle=True, register=False)
+    from camlab.contract.manifest import load_bundle
+
+    manifest = load_bundle(build_bundle(other)).manifest
+    assert "rv1106" not in manifest["chips"] and "ssc377" in manifest["chips"]
+    assert "rknn_build" in manifest["validation"]["rv1106"]["rules"]
