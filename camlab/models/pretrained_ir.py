@@ -36,7 +36,6 @@ _DTYPES = {"f16": np.float16, "f32": np.float32, "i64": np.int64, "i32": np.int3
 @dataclass
 class IrConv:
     """One conv of the IR with its folded bias: weight (Cout, Cin/groups, k, k), bias (Cout,)."""
-    layer_id: str
     name: str
     weight: np.ndarray
     bias: np.ndarray | None
@@ -50,7 +49,6 @@ class IrConv:
 class IrTrunk:
     convs: list[IrConv]          # trunk convs in execution order (SSD head convs excluded)
     input_scale: float           # the graph's Multiply on the input (1/255)
-    input_shape: tuple[int, ...]
 
 
 def check_ir_files(xml_path: str | Path) -> tuple[Path, Path]:
@@ -83,10 +81,10 @@ def _const(layer: ET.Element, blob: bytes) -> np.ndarray:
     return np.frombuffer(blob[off:off + size], dtype=dt).reshape(shape).astype(np.float32)
 
 
-def read_ir_trunk(xml_path: str | Path, *, check_hash: bool = True) -> IrTrunk:
+def read_ir_trunk(xml_path: str | Path) -> IrTrunk:
     """Parse the IR and return the MobileNetV2 trunk's convs (head convs, whose output goes to a ReLU or a
     Transpose, dropped)."""
-    xml, binf = check_ir_files(xml_path) if check_hash else (Path(xml_path), Path(xml_path).with_suffix(".bin"))
+    xml, binf = check_ir_files(xml_path)
     try:
         root = ET.parse(xml).getroot()
     except ET.ParseError as exc:
@@ -113,7 +111,6 @@ def read_ir_trunk(xml_path: str | Path, *, check_hash: bool = True) -> IrTrunk:
     params = [l for l in layers.values() if l.get("type") == "Parameter"]
     if len(params) != 1:
         raise InputFileError(f"{xml}: expected one input, found {len(params)}")
-    in_shape = tuple(int(s) for s in params[0].find("data").get("shape").split(","))
     scale = 1.0
     first = only_consumer(params[0].get("id"))
     if first is not None and first.get("type") == "Multiply":
@@ -153,8 +150,8 @@ def read_ir_trunk(xml_path: str | Path, *, check_hash: bool = True) -> IrTrunk:
                 raise InputFileError(f"{xml}: clamp after {lay.get('name')} is not ReLU6")
             relu6, out = True, nxt.get("id")
         if not head:
-            convs.append(IrConv(lid, lay.get("name"), w, bias, strides.pop(), groups, relu6, out))
-    return IrTrunk(convs, scale, in_shape)
+            convs.append(IrConv(lay.get("name"), w, bias, strides.pop(), groups, relu6, out))
+    return IrTrunk(convs, scale)
 
 
 @torch.no_grad()
