@@ -24,7 +24,7 @@ from camlab.isp.fast.fused import (
 from camlab.isp.pipeline import IspState, Pipeline, load_tuning
 from camlab.isp.stages import cfa_tile, rgb_tile
 from camlab.isp.stages.csc import rgb_to_yuv_matrix
-from camlab.isp.stages.demosaic import PAD, PATTERN_CODES
+from camlab.isp.stages.demosaic import METHOD_CODES, PAD, PATTERN_CODES
 from camlab.isp.stages.scale import ScaleParams
 from camlab.isp.stages.tone import ToneParams, tone_lut
 from camlab.sensor.cfa import PATTERNS, mosaic
@@ -70,13 +70,13 @@ def _front_args(pattern: str, h: int, w: int):
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-@pytest.mark.parametrize("method", ["bilinear", "malvar2004"])
+@pytest.mark.parametrize("method", ["bilinear", "malvar2004", "directional"])
 def test_line_buffered_pass_matches_unfused_chain(pattern, method):
     lut = tone_lut(ToneParams(contrast=0.15), TONE_LUT_SIZE)
     ym = rgb_to_yuv_matrix("bt709")
     code = PATTERN_CODES[pattern]
     ry, rx = (int(v) for v in _R_OFFSETS[code])
-    for h, w in ((23, 37), (40, 18), (9, 8)):
+    for h, w in ((23, 37), (40, 18), (9, 8), (4, 6)):
         raw = _raw(h, w, seed=h * w)
         fe = _front_args(pattern, h, w)
         # unfused: front end into the demosaic workspace, full-frame demosaic, colour pass
@@ -88,7 +88,7 @@ def test_line_buffered_pass_matches_unfused_chain(pattern, method):
         colour_kernel(rgb, CCM, lut, ym, y_ref, uv_ref)
         for nbands in (1, 3, h2 // 2 + 5):  # one band, uneven bands, more bands than row pairs
             y, uv = np.full_like(y_ref, np.nan), np.full_like(uv_ref, np.nan)
-            front_colour_kernel(raw, *fe, 0 if method == "bilinear" else 1, ry, rx, CCM, lut, ym, nbands, y, uv)
+            front_colour_kernel(raw, *fe, METHOD_CODES[method], ry, rx, CCM, lut, ym, nbands, y, uv)
             # same arithmetic up to fastmath contraction: a value on a tone-LUT bin edge may take the next entry
             # (1/65536 apart), nothing more
             for got, want in ((y, y_ref), (uv, uv_ref)):
@@ -182,3 +182,37 @@ def test_decimated_statistics_grid_matches_full_resolution(shared_data):
         luma = np.array([0.2126, 0.7152, 0.0722], np.float32)
         assert float(np.mean(q_dec @ luma)) == pytest.approx(float(np.mean(q_full @ luma)), rel=0.01), name
         assert z_dec.r.shape == z_full.r.shape == (12, 16)
+
+
+@pytest.mark.parametrize("radius_c,step_c", [(1, 2), (2, 1), (3, 1), (2, 2), (1, 3)])
+def test_golden_reference_vs_fast_wide_chroma_nr(radius_c, step_c):
+    """Wider chroma windows (radius > 1, or taps ``step_c`` apart) take the general chroma path of the NR kernel:
+    it must match the reference at the borders (edge replicate) and inside, over two frames (3D-DNR state kept)."""
+    base = load_tuning("sc3336_day")
+    cfg = dataclasses.replace(base, scale=ScaleParams(main=(64, 36), sub=(32, 18)),
+                              nr2d=dataclasses.replace(base.nr2d, radius_c=radius_c, step_c=step_c, strength_c=3.0))
+    ref, fast = Pipeline(cfg), Pipeline(cfg, fast=True)
+    sr, sf = IspState(), IspState()
+    for k in range(2):
+        fr = _frame("GRBG", 45, 67, seed=k)
+        a, b = ref.run(fr, sr), fast.run(fr, sf)
+        for name in ("main_nv12", "sub_nv12"):
+            d = np.abs(getattr(a, name).astype(int) - getattr(b, name).astype(int))
+            assert d.max() <= 1 and d.mean() < 0.01, (name, k, d.max(), d.mean())
+
+
+def test_chroma_tap_step_widens_the_window_at_the_same_tap_count():
+    """step_c = 2 with radius 1 reaches a chroma sample two away (a 5x5 footprint) with nine taps: a lone chroma
+    blotch 2 samples from the centre pulls the centre, which the dense 3x3 window does not see."""
+    from camlab.isp.stages.nr2d import Nr2dParams, denoise_chroma
+
+    uv = np.zeros((9, 9, 2), np.float32)
+    uv[4, 6] = 0.01  # two samples right of the centre
+    lut = np.full(256, 0.01, np.float32)
+    y = np.full((9, 9), 0.5, np.float32)
+    dense = denoise_chroma(uv, y, lut, Nr2dParams(strength_c=3.0, radius_c=1, step_c=1))
+    wide = denoise_chroma(uv, y, lut, Nr2dParams(strength_c=3.0, radius_c=1, step_c=2))
+    assert dense[4, 4, 0] == 0.0
+    assert wide[4, 4, 0] > 0.0
+    with pytest.raises(ValueError, match="step_c"):
+        Nr2dParams(step_c=0)

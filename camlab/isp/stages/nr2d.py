@@ -25,19 +25,25 @@ SIGMA_LUT_SIZE = 256
 @dataclass(frozen=True)
 class Nr2dParams:
     """``strength_y``/``strength_c``: k of the range kernel in units of the modelled noise sigma (0 = off for that
-    plane); ``radius_y``/``radius_c``: half-size of the box window."""
+    plane); ``radius_y``/``radius_c``: half-size of the box window, in taps; ``step_c``: spacing of the chroma taps
+    (1 = a dense box; 2 = every other sample, so a radius-1 window covers 5x5 chroma samples, 10x10 pixels, for the
+    cost of 3x3: chroma noise after demosaicing is low-frequency blotches that a dense 3x3 window cannot average out,
+    the "a trous" sampling of Dammertz et al., "Edge-avoiding A-Trous wavelet transform", HPG 2010)."""
 
     enabled: bool = True
     strength_y: float = 2.0
     strength_c: float = 3.0
     radius_y: int = 1
     radius_c: int = 1
+    step_c: int = 1
 
     def __post_init__(self):
         if self.strength_y < 0 or self.strength_c < 0:
             raise ValueError("strengths must be >= 0")
         if not (0 <= self.radius_y <= 4 and 0 <= self.radius_c <= 4):
             raise ValueError("radius_y and radius_c must be in 0..4")
+        if not 1 <= self.step_c <= 4:
+            raise ValueError("step_c must be in 1..4")
 
 
 @functools.lru_cache(maxsize=16)
@@ -103,15 +109,16 @@ def denoise_chroma(uv: np.ndarray, y_half: np.ndarray, sigma_lut: np.ndarray,
     """4:2:0 chroma (h, w, 2) with the co-sited mean luma (h, w) -> denoised chroma (Cb, Cr share the weights)."""
     if not p.enabled or p.strength_c == 0 or p.radius_c == 0:
         return uv.astype(np.float32, copy=True)
-    r = p.radius_c
+    r, s = p.radius_c, p.step_c
     h, w = uv.shape[:2]
-    pad = np.pad(uv, ((r, r), (r, r), (0, 0)), mode="edge")
+    e = r * s
+    pad = np.pad(uv, ((e, e), (e, e), (0, 0)), mode="edge")
     inv = 1.0 / np.maximum(np.float32(p.strength_c) * _sigma_of(y_half, sigma_lut), np.float32(1e-6))
     num = np.zeros_like(uv, dtype=np.float32)
     den = np.zeros((h, w), dtype=np.float32)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            v = pad[r + dy:r + dy + h, r + dx:r + dx + w]
+    for dy in range(-e, e + 1, s):
+        for dx in range(-e, e + 1, s):
+            v = pad[e + dy:e + dy + h, e + dx:e + dx + w]
             d = np.float32(0.5) * (np.abs(v[..., 0] - uv[..., 0]) + np.abs(v[..., 1] - uv[..., 1]))
             wgt = np.maximum(np.float32(0.0), np.float32(1.0) - d * inv)
             num += wgt[..., None] * v
