@@ -96,13 +96,19 @@ def test_two_workers_share_one_sqlite_study_and_write_a_loadable_tuning(tmp_path
     import optuna
 
     db, out, js = tmp_path / "t.db", tmp_path / "night_tuned.yaml", tmp_path / "r.json"
-    code, o, err = _run(["tune", "isp", "--trials", "6", "--workers", "2", "--storage", f"sqlite:///{db}",
+    code, o, err = _run(["tune", "isp", "--trials", "13", "--workers", "2", "--storage", f"sqlite:///{db}",
                          "--iso", "3200", "--out", str(out), "--json", str(js), "--multi-objective", *TINY], capsys)
     assert code == 0, err
     study = optuna.load_study(study_name="isp-psnr-iso3200", storage=f"sqlite:///{db}")
-    assert 6 <= len(study.trials) <= 7              # MaxTrialsCallback: at most one extra per extra worker
+    assert 13 <= len(study.trials) <= 14            # MaxTrialsCallback: at most one extra per extra worker
     base = study.trials[0]
     assert base.user_attrs["base"] is True and base.params["nr2d.strength_y"] == 5.0  # warm start = shipped
+    # then each one-knob change of the shipped tuning on the discrete axes, measured, before any sampled trial
+    variants = [t.user_attrs.get("variant") for t in study.trials[1:10]]
+    assert set(variants) == {"demosaic.method=bilinear", "demosaic.method=directional", "sharpen.enabled=false",
+                             "nr2d.radius_y=2", "nr2d.radius_y=3", "nr2d.radius_c=2", "nr2d.radius_c=3",
+                             "nr2d.step_c=2", "nr2d.step_c=3"}
+    assert study.trials[2].params["nr2d.strength_y"] == 5.0
     # the defect guard is an Optuna constraint, so TPE learns where it holds: visible defects minus the allowance
     from camlab.isp.tune.study import defects_allowed
     limit = defects_allowed(base.user_attrs["defects_visible"], TuneConfig().defect_margin)
@@ -115,7 +121,7 @@ def test_two_workers_share_one_sqlite_study_and_write_a_loadable_tuning(tmp_path
     for k, v in r["chosen_trial"]["params"].items():
         stage, field = k.split(".")
         got = getattr(getattr(tuned, stage), field)
-        assert got == v or abs(got - v) < 1e-3
+        assert str(got).lower() == v if isinstance(v, str) else abs(got - v) < 1e-3
     for part in ("tune_set", "heldout"):
         assert np.isfinite(r[part]["shipped"]["psnr_db"]) and np.isfinite(r[part]["tuned"]["psnr_db"])
         assert r[part]["psnr_db_gain"] == pytest.approx(r[part]["tuned"]["psnr_db"] - r[part]["shipped"]["psnr_db"],
@@ -398,3 +404,18 @@ def test_scaling_bench_times_the_same_trials_with_one_and_two_workers(tmp_path, 
     assert r["two_vs_one_worker_wall_ratio"] == pytest.approx(r["two_workers_wall_s"] / r["one_worker_wall_s"],
                                                               abs=0.01)
     assert r["tpe_two_vs_one_worker_wall_ratio"] > 0
+
+
+def test_a_boolean_choice_round_trips_through_a_stored_trial():
+    """Optuna stores a boolean field's choice as its string: applying a finished trial's params (as the tuned YAML
+    and the re-timing do) must give the boolean, and the shipped tuning's True must warm-start as choice "true"."""
+    from camlab.isp.tune.space import apply
+    from camlab.isp.tune.study import base_params
+
+    base = load_tuning("sc3336_day")
+    space = load_space(None, "psnr", base)
+    assert apply(base, {"sharpen.enabled": "false"}).sharpen.enabled is False
+    assert apply(base, {"sharpen.enabled": "true"}).sharpen.enabled is True
+    assert base_params(space, base)["sharpen.enabled"] == "true"
+    with pytest.raises(SearchSpaceError, match="not a boolean"):
+        apply(base, {"sharpen.enabled": "maybe"})

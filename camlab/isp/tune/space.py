@@ -213,10 +213,13 @@ def suggest(trial, space: SearchSpace) -> dict[str, Any]:
 
 
 def apply(cfg, params: dict[str, Any]):
-    """A PipelineConfig with the dotted ``params`` replaced (the stages' checks raise ValueError/ConfigError)."""
+    """A PipelineConfig with the dotted ``params`` replaced (the stages' checks raise ValueError/ConfigError).
+    A boolean field may come as its choice string (as Optuna stores it, e.g. a finished trial's params)."""
     by_stage: dict[str, dict[str, Any]] = {}
     for name, v in params.items():
         stage, fld = name.split(".")
+        if isinstance(v, str) and get_type_hints(_stage_types()[stage])[fld] is bool:
+            v = _as_bool(name, v)
         by_stage.setdefault(stage, {})[fld] = v
     return dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s), **kv) for s, kv in by_stage.items()})
 
