@@ -419,3 +419,32 @@ def test_a_boolean_choice_round_trips_through_a_stored_trial():
     assert base_params(space, base)["sharpen.enabled"] == "true"
     with pytest.raises(SearchSpaceError, match="not a boolean"):
         apply(base, {"sharpen.enabled": "maybe"})
+
+
+def test_fast_path_cost_bills_only_the_thread_that_runs_the_frame(shared_data):
+    """On one numba thread the cost is the calling thread's CPU: a pool left spinning elsewhere in the process
+    (OpenBLAS's after the quality metrics, here a hashing thread that holds a core) is not billed to the frame.
+    Billing the process doubled the figure while the other thread ran."""
+    import hashlib
+    import threading
+
+    from camlab.isp.quality import load_quality_images
+
+    frame = ob.cost_frame(load_quality_images(1)[0][1], 3200.0)
+    cfg = load_tuning("sc3336_day")
+    quiet = ob.fast_path_cpu_ms(cfg, frame, repeats=3)
+    stop = threading.Event()
+    buf = bytes(1 << 20)
+
+    def burn():
+        while not stop.is_set():
+            hashlib.sha256(buf).digest()  # releases the GIL: a second core busy in this process
+
+    t = threading.Thread(target=burn, daemon=True)
+    t.start()
+    try:
+        busy = ob.fast_path_cpu_ms(cfg, frame, repeats=3)
+    finally:
+        stop.set()
+        t.join()
+    assert busy < 1.6 * quiet, (busy, quiet)
