@@ -30,7 +30,11 @@ def register(cli) -> None:
     t.add_argument("--sampler", choices=("tpe", "cmaes", "nsga2", "numbered"), default=None,
                    help="Optuna sampler (default tpe; numbered: random draws fixed by trial number, for timing workers)")
     t.add_argument("--multi-objective", action="store_true", default=None,
-                   help="add the fast path's CPU ms per frame as a second objective (Pareto front)")
+                   help="add the fast path's CPU per frame (ratio to the base tuning) as a second objective (Pareto "
+                        "front)")
+    t.add_argument("--cost-constraint", dest="cost_constraint", action="store_true", default=None,
+                   help="one objective, the fast path's CPU ratio to the base tuning a constraint (<= 1.10): the "
+                        "best quality the cost limit allows")
     t.add_argument("--images", dest="n_tune_images", type=int, default=None, help="tuning images (default 12)")
     t.add_argument("--heldout", dest="n_heldout_images", type=int, default=None,
                    help="held-out images for the final check (default 24)")
@@ -51,7 +55,7 @@ def register(cli) -> None:
 
 
 FIELDS = ("objective", "trials", "storage", "study_name", "workers", "space", "iso", "base", "sampler",
-          "multi_objective", "n_tune_images", "n_heldout_images", "n_detection_images", "detector", "max_side",
+          "multi_objective", "cost_constraint", "n_tune_images", "n_heldout_images", "n_detection_images", "detector", "max_side",
           "defect_ppm", "seed", "out", "mlflow", "worker_only")
 
 

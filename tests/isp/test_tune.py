@@ -112,9 +112,12 @@ def test_two_workers_share_one_sqlite_study_and_write_a_loadable_tuning(tmp_path
     # the defect guard is an Optuna constraint, so TPE learns where it holds: visible defects minus the allowance
     from camlab.isp.tune.study import defects_allowed
     limit = defects_allowed(base.user_attrs["defects_visible"], TuneConfig().defect_margin)
+    # and so is the cost limit in a multi-objective study, on the CPU ratio to the shipped tuning timed beside it
     for t in study.trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
-            assert t.constraints == {"defects_visible": t.user_attrs["defects_visible"] - limit}, t.number
+            assert t.constraints == pytest.approx({"defects_visible": t.user_attrs["defects_visible"] - limit,
+                                                   "cpu_ratio": t.user_attrs["cpu_ratio"] - 1.10}), t.number
+            assert t.values[1] == t.user_attrs["cpu_ratio"]
     r = json.loads(js.read_text())
     tuned = load_tuning(out)                         # the existing loader reads it
     assert tuned.name == "night_tuned"
@@ -325,13 +328,14 @@ def _study_with(trials, multi: bool):
     return cfg, study
 
 
-@pytest.mark.parametrize("multi", [False, True])
-def test_a_pick_may_not_buy_psnr_with_visible_defects(multi):
-    from camlab.isp.tune.study import choose_trial, defects_allowed
+def test_a_pick_may_not_buy_psnr_with_visible_defects():
+    from camlab.isp.tune.study import choose_trial, defects_allowed, eligible_trials
 
     assert defects_allowed(40, 0.1) == 44 and defects_allowed(3, 0.1) == 4 and defects_allowed(0, 0.1) == 1
-    cfg, study = _study_with([(28.8, 10.0, 40), (29.6, 10.0, 90), (29.1, 10.2, 44), (29.0, 10.1, 30)], multi)
-    assert choose_trial(study, cfg, shipped_cost=10.0).number == 2     # 29.6 lets 90 defects show: out
+    cfg, study = _study_with([(28.8, 10.0, 40), (29.6, 10.0, 90), (29.1, 10.2, 44), (29.0, 10.1, 30)], False)
+    assert choose_trial(study, cfg).number == 2     # 29.6 lets 90 defects show: out
+    cfg, study = _study_with([(28.8, 10.0, 40), (29.6, 10.0, 90), (29.1, 10.2, 44), (29.0, 10.1, 30)], True)
+    assert sorted(t.number for t in eligible_trials(study, cfg)) == [0, 2, 3]   # what a timed pick re-times
 
 
 def test_pareto_front_of_the_eligible_trials_keeps_a_trial_the_guarded_one_dominated():
@@ -448,3 +452,24 @@ def test_fast_path_cost_bills_only_the_thread_that_runs_the_frame(shared_data):
         stop.set()
         t.join()
     assert busy < 1.6 * quiet, (busy, quiet)
+
+
+def test_cost_constraint_study_has_one_objective_and_a_retimed_pick(tmp_path, capsys, shared_data):
+    """``--cost-constraint``: PSNR is the only objective, each trial carries its CPU ratio to the shipped tuning as a
+    constraint, and the pick is re-timed in one process like a multi-objective one."""
+    import optuna
+
+    db, js = tmp_path / "c.db", tmp_path / "c.json"
+    code, _, err = _run(["tune", "isp", "--trials", "11", "--storage", f"sqlite:///{db}", "--cost-constraint",
+                         "--out", str(tmp_path / "c_tuned.yaml"), "--json", str(js), *TINY], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="isp-psnr-iso3200", storage=f"sqlite:///{db}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE"]
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 11 and all(len(t.values) == 1 for t in done)
+    for t in done:
+        assert t.constraints["cpu_ratio"] == pytest.approx(t.user_attrs["cpu_ratio"] - 1.10)
+    r = json.loads(js.read_text())
+    rows = r["retimed_candidates"]
+    ok = [row["number"] for row in rows if row["retimed_cost_ratio"] <= 1.10]
+    assert r["chosen_trial"]["number"] == (ok[0] if ok else 0)

@@ -9,8 +9,9 @@ trials (:class:`optuna.study.MaxTrialsCallback`), so workers on other machines j
 Nothing here searches or schedules on its own. The loop of black-box ISP tuning against image-quality and
 downstream losses follows Tseng et al., SIGGRAPH 2019 and Mosleh et al., CVPR 2020.
 
-After the trials: the chosen trial (single objective: the best; multi-objective: the best quality on the Pareto
-front whose cost, re-timed against the shipped tuning in one process, stays within ``cost_margin``) is written as a
+After the trials: the chosen trial (untimed: the best; with a cost objective or a cost constraint: the best quality
+(on the Pareto front when cost is an objective) whose cost, re-timed against the shipped tuning in one process,
+stays within ``cost_margin``) is written as a
 new tuning YAML (never over a shipped one) that :func:`camlab.isp.pipeline.load_tuning` loads; shipped and tuned are
 measured on the tuning images and on held-out images the search never saw; MLflow gets the study's best trials.
 """
@@ -55,7 +56,11 @@ class TuneConfig:
     base: str = "sc3336_day"             # tuning the search starts from and is compared with ("shipped")
     sampler: Literal["tpe", "cmaes", "nsga2", "numbered"] = "tpe"   # numbered: the same N draws for any workers
     multi_objective: bool = False        # second objective: fast-path CPU per 1280x720 frame / the base's (minimised)
-    cost_margin: float = 0.10            # multi-objective pick: cost within +10 % of the shipped tuning's
+    # one objective with that CPU ratio as a constraint (<= 1 + cost_margin): multi-objective TPE spreads its trials
+    # along the whole Pareto front, the cheap end included (a 150-trial study drew the bilinear demosaic 119 times),
+    # while a camera team wants the best quality the cost limit allows
+    cost_constraint: bool = False
+    cost_margin: float = 0.10            # the pick's cost within +10 % of the shipped tuning's
     space: str | None = None             # search-space YAML (default camlab/isp/tune/default_space.yaml)
     n_tune_images: int = 12              # quality images the search sees
     n_heldout_images: int = 24           # quality images it never sees (the held-out check)
@@ -77,6 +82,11 @@ class TuneConfig:
     mlflow_top_k: int = 5
     worker_only: bool = False            # run trials only (extra machines); no YAML, held-out check or MLflow
     images_root: str | None = None       # quality images folder (default $CAMLAB_DATA/images)
+
+    @property
+    def timed(self) -> bool:
+        """Every trial times the fast path (a cost objective or a cost constraint)."""
+        return self.multi_objective or self.cost_constraint
 
     def __post_init__(self):
         for name in ("trials", "workers", "n_tune_images", "n_heldout_images", "frames", "n_detection_images"):
@@ -311,12 +321,13 @@ def _objective(cfg: TuneConfig, space, base, ev: Evaluator, defect_limit: float 
                 trial.set_user_attr(k, float(v))
         if defect_limit is not None and m.get("defects_visible") is not None:
             trial.set_constraint("defects_visible", float(m["defects_visible"]) - defect_limit)
-        if cfg.multi_objective:
-            ratio, cost = ev.cost_ratio(cand, base)
-            trial.set_user_attr("cpu_ms", cost)
-            trial.set_user_attr("cpu_ratio", ratio)
-            return float(m[key]), ratio
-        return float(m[key])
+        if not cfg.timed:
+            return float(m[key])
+        ratio, cost = ev.cost_ratio(cand, base)
+        trial.set_user_attr("cpu_ms", cost)
+        trial.set_user_attr("cpu_ratio", ratio)
+        trial.set_constraint("cpu_ratio", ratio - (1 + cfg.cost_margin))
+        return (float(m[key]), ratio) if cfg.multi_objective else float(m[key])
 
     return objective
 
@@ -335,7 +346,7 @@ def run_worker(cfg: TuneConfig, rank: int = 0, numba_threads: int | None = None)
     base = base_tuning(cfg)
     space = load_space(cfg.space, cfg.objective, base)
     study = create_study(cfg, open_storage(cfg.storage), rank)
-    ev = Evaluator(cfg, with_cost=cfg.multi_objective)
+    ev = Evaluator(cfg, with_cost=cfg.timed)
     before = len(study.trials)
     if before >= cfg.trials:
         return 0
@@ -471,27 +482,34 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
 
     params = base_params(space, base)
     dists = {k: v for k, v in distributions(space).items() if k in params}
-    ev = Evaluator(cfg, with_cost=cfg.multi_objective)
+    ev = Evaluator(cfg, with_cost=cfg.timed)
     limit = None
 
     def measured(tuning, attrs: dict[str, Any]):
         m = ev.measure(tuning)
         values = [float(m[METRIC[cfg.objective]])]
-        if cfg.multi_objective:
+        if cfg.timed:
             ratio, attrs["cpu_ms"] = ev.cost_ratio(tuning, base)
-            values.append(ratio)
             attrs["cpu_ratio"] = ratio
+            if cfg.multi_objective:
+                values.append(ratio)
         attrs.update({k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and v is not None})
         return values, attrs
 
+    def constraints_of(attrs: dict[str, Any]) -> dict[str, float] | None:
+        """The constraints the sampled trials carry (:func:`_objective`), so the seeds rank the same way."""
+        out = {}
+        if limit is not None:
+            out["defects_visible"] = attrs.get("defects_visible", 0.0) - limit
+        if cfg.timed:
+            out["cpu_ratio"] = attrs["cpu_ratio"] - (1 + cfg.cost_margin)
+        return out or None
+
     values, attrs = measured(base, {"base": True})
-    constraints = None
     if "defects_visible" in attrs:           # the same constraint the trials carry (feasible by construction)
-        visible = attrs["defects_visible"]
-        limit = defects_allowed(visible, cfg.defect_margin)
-        constraints = {"defects_visible": visible - limit}
+        limit = defects_allowed(attrs["defects_visible"], cfg.defect_margin)
     study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values, user_attrs=attrs,
-                                              constraints=constraints))
+                                              constraints=constraints_of(attrs)))
     shipped = study.trials[-1]
     for label, vparams in (variant_params(space, params) if cfg.warm_variants else []):
         try:
@@ -499,9 +517,8 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
         except (ValueError, CamlabError):
             continue
         v_values, v_attrs = measured(tuning, {"variant": label})
-        v_cons = None if limit is None else {"defects_visible": v_attrs.get("defects_visible", 0.0) - limit}
         study.add_trial(optuna.trial.create_trial(params=vparams, distributions=dists, values=v_values,
-                                                  user_attrs=v_attrs, constraints=v_cons))
+                                                  user_attrs=v_attrs, constraints=constraints_of(v_attrs)))
     return shipped
 
 
@@ -553,26 +570,20 @@ def pareto_front(trials: list, maximize_first: bool) -> list:
     return [t for t in trials if not any(beats(o, t) for o in trials if o is not t)]
 
 
-def choose_trial(study, cfg: TuneConfig, shipped_cost: float | None = None):
-    """Single objective: the best trial. Multi-objective: the best-quality Pareto trial whose CPU cost is within
-    ``cost_margin`` of ``shipped_cost`` (the cheapest Pareto trial when none is). Only :func:`eligible_trials`
-    (the defect guard) take part."""
+def choose_trial(study, cfg: TuneConfig):
+    """Pick of an untimed study: the best trial of those that pass the defect guard (:func:`eligible_trials`).
+    A timed study's pick is :func:`retimed_choice`."""
     done = eligible_trials(study, cfg)
     if not done:
         raise CamlabError(f"study {cfg.name}: no completed trial")
     sign = 1.0 if MAXIMIZE[cfg.objective] else -1.0
-    if not cfg.multi_objective:
-        return max(done, key=lambda t: sign * t.values[0])
-    front = pareto_front(done, MAXIMIZE[cfg.objective])
-    ok = [t for t in front if shipped_cost is None or t.values[1] <= shipped_cost * (1 + cfg.cost_margin)]
-    if ok:
-        return max(ok, key=lambda t: sign * t.values[0])
-    return min(front, key=lambda t: t.values[1])
+    return max(done, key=lambda t: sign * t.values[0])
 
 
 def retimed_choice(study, cfg: TuneConfig, base, space, top: int = 6, rounds: int = 3):
-    """Multi-objective pick with the cost checked again: the ``top`` best-quality Pareto trials whose in-study cost
-    ratio is within the bound + 5 % (of the trials that pass the defect guard, :func:`eligible_trials`) are re-timed
+    """Pick of a timed study (cost objective or cost constraint) with the cost checked again: the ``top``
+    best-quality trials (multi-objective: on the Pareto front) whose in-study cost ratio is within the bound + 5 %
+    (of the trials that pass the defect guard, :func:`eligible_trials`) are re-timed
     against the base tuning in this process (alternating, ``rounds`` times);
     the best-quality one whose re-timed ratio is within ``cost_margin`` wins, else the base trial (no change).
     Only CPU cost is re-measured: quality on held-out images plays no part in the choice."""
@@ -581,10 +592,11 @@ def retimed_choice(study, cfg: TuneConfig, base, space, top: int = 6, rounds: in
     ship = shipped_trial(study)
     bound = 1 + cfg.cost_margin
     sign = 1.0 if MAXIMIZE[cfg.objective] else -1.0
-    ref = ship.values[1] if ship is not None else None
-    front = sorted(pareto_front(eligible_trials(study, cfg), MAXIMIZE[cfg.objective]),
+    ref = ship.user_attrs["cpu_ratio"] if ship is not None else None
+    pool = eligible_trials(study, cfg)
+    front = sorted(pareto_front(pool, MAXIMIZE[cfg.objective]) if cfg.multi_objective else pool,
                    key=lambda t: -sign * t.values[0])
-    cands = [t for t in front if ref is None or t.values[1] <= 1.05 * bound * ref][:top]
+    cands = [t for t in front if ref is None or t.user_attrs["cpu_ratio"] <= 1.05 * bound * ref][:top]
     ev = Evaluator(cfg, with_cost=True, with_chart=False, with_detection=False)
     if ev.cost_frame is None:
         raise CamlabError("tune: no cost frame")
@@ -600,7 +612,7 @@ def retimed_choice(study, cfg: TuneConfig, base, space, top: int = 6, rounds: in
                      "retimed_cost_ratio": round(ratio, 4)})
         if ratio <= bound:
             return t, rows
-    fallback = ship if ship is not None else min(front, key=lambda t: t.values[1])
+    fallback = ship if ship is not None else min(front, key=lambda t: t.user_attrs["cpu_ratio"])
     return fallback, rows
 
 
@@ -739,19 +751,17 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
     log(f"[tune] {result['n_complete']} complete / {result['n_trials']} trials in {wall:.1f} s")
     if cfg.worker_only:
         return result
-    shipped_cost = None
     ship = shipped_trial(study)
     if ship is not None:
         result["base_trial"] = {"number": ship.number, "values": [round(v, 4) for v in ship.values]}
-    if cfg.multi_objective:
-        shipped_cost = ship.values[1] if ship is not None else 1.0
-        result["shipped_cpu_ratio_in_study"] = round(shipped_cost, 4)
+    if cfg.timed and ship is not None:
+        result["shipped_cpu_ratio_in_study"] = round(ship.user_attrs["cpu_ratio"], 4)
     from camlab.isp.tune.space import apply
 
-    if cfg.multi_objective:
+    if cfg.timed:
         chosen, result["retimed_candidates"] = retimed_choice(study, cfg, base, space)
     else:
-        chosen = choose_trial(study, cfg, shipped_cost)
+        chosen = choose_trial(study, cfg)
 
     name = Path(path).stem
     tuned = dataclasses.replace(apply(base, chosen.params), name=name)
