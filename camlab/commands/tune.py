@@ -55,7 +55,8 @@ def register(cli) -> None:
 
 
 FIELDS = ("objective", "trials", "storage", "study_name", "workers", "space", "iso", "base", "sampler",
-          "multi_objective", "cost_constraint", "n_tune_images", "n_heldout_images", "n_detection_images", "detector", "max_side",
+          "multi_objective", "cost_constraint",
+          "n_tune_images", "n_heldout_images", "n_detection_images", "detector", "max_side",
           "defect_ppm", "seed", "out", "mlflow", "worker_only")
 
 

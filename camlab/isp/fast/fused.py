@@ -7,11 +7,11 @@ its schedule. Schedule: (1-3) one line-buffered pass over row bands, as a hardwa
 LSC + digital gain + WB (one premultiplied gain map) into a ring of CFA rows -> demosaic of the current row into a
 planar RGB row -> CCM + tone curve and gamma (LUT) + Y'CbCr with 4:2:0 chroma averaging, so neither the CFA nor the
 RGB image is written to memory (the directional demosaic keeps two more rings: its colour-difference rows and its
-d/alpha rows; it once ran as full-frame passes through memory, at ~1.4x the Malvar pass's cost). Then (4) one pass over block rows
-doing luma and chroma NR and the motion-adaptive temporal filter; (5) sharpening quantised straight into the main
-NV12 buffer; (6) the scaler resampling each plane straight into NV12 codes. Everything is float32, rows are split
-across threads (``prange``), inner loops index "counter + non-negative constant" so LLVM vectorises them, table
-lookups are a vectorised index pass plus a gather pass, and kernels are cached on disk.
+d/alpha rows). Then (4) one pass over block rows doing luma and chroma NR and the motion-adaptive temporal filter;
+(5) sharpening quantised straight into the main NV12 buffer; (6) the scaler resampling each plane straight into
+NV12 codes. Everything is float32, rows are split across threads (``prange``), inner loops index "counter +
+non-negative constant" so LLVM vectorises them, table lookups are a vectorised index pass plus a gather pass, and
+kernels are cached on disk.
 """
 from __future__ import annotations
 
@@ -912,7 +912,8 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     prev_y = state.prev_y if has_prev else y
     prev_uv = np.moveaxis(state.prev_uv, -1, 0) if has_prev else uv  # the state keeps the (h, w, 2) layout
     inv_sig = (1.0 / np.maximum(sig_lut, np.float32(1e-6))).astype(np.float32)
-    nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), kc, int(nr.radius_c), int(nr.step_c), bool(cfg.mono), has_prev, prev_y, prev_uv,
+    nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), kc, int(nr.radius_c), int(nr.step_c), bool(cfg.mono),
+              has_prev, prev_y, prev_uv,
               np.float32(tn.alpha_static), np.float32(tn.motion_lo), np.float32(tn.motion_hi - tn.motion_lo),
               y_nr, uv_nr)
     if temporal:

@@ -264,8 +264,8 @@ class Evaluator:
 
     def cost_ratio(self, tuning, base) -> tuple[float, float]:
         """(CPU ms of ``tuning`` / CPU ms of ``base`` timed right before and after it, the tuning's CPU ms): a
-        ratio to a reference timed in the same process at the same moment, so load from other workers or jobs on
-        the machine cancels out (absolute ms measured in two processes minutes apart differed by 25 %)."""
+        ratio to a reference timed in the same process at the same moment, so what other workers or jobs do to the
+        machine's speed (caches, memory bandwidth, clock) largely cancels out."""
         b0 = self.cost_ms(base)
         c = self.cost_ms(tuning)
         b1 = self.cost_ms(base)
@@ -470,7 +470,7 @@ def variant_params(space, params: dict[str, Any]) -> list[tuple[str, dict[str, A
 
 def add_base_trial(study, cfg: TuneConfig, space, base):
     """Measure the base (shipped) tuning here and add it to the study as a completed trial, so the search starts
-    from what ships and the multi-objective pick has its cost; with ``cfg.warm_variants`` also each one-knob change
+    from what ships and a timed pick has its cost; with ``cfg.warm_variants`` also each one-knob change
     of the base on the discrete axes (:func:`variant_params`). Why the variants: TPE models a categorical choice by
     the trials that drew it, and a choice first drawn beside random continuous values looks bad whatever it is worth
     (a 200-trial PSNR study drew the directional demosaic 5 times, all far from the base, and never came back to it,
