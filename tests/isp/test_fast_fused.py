@@ -70,7 +70,7 @@ def _front_args(pattern: str, h: int, w: int):
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-@pytest.mark.parametrize("method", ["bilinear", "malvar2004", "directional"])
+@pytest.mark.parametrize("method", ["bilinear", "malvar2004"])
 def test_line_buffered_pass_matches_unfused_chain(pattern, method):
     lut = tone_lut(ToneParams(contrast=0.15), TONE_LUT_SIZE)
     ym = rgb_to_yuv_matrix("bt709")

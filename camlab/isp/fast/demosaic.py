@@ -237,51 +237,17 @@ def _malvar(c, top, left, out):
 
 
 @nb.njit(inline="always")
-def _diff_rows(a, b, m, r1, r2, par, n, oh, ov):
-    """Signed Hamilton–Adams colour differences dH, dV (G - C, see the reference) of one CFA row from the five rows
-    around it (``a``, ``b`` above, ``m`` itself starting two columns left, ``r1``, ``r2`` below; ``par`` the first
-    site's parity: 0 on a chroma site) into ``oh``/``ov``: hf - v at chroma sites, v - hf at green sites."""
+def _diff_row(c, y, xs, n, oh, ov):
+    """Signed Hamilton–Adams colour differences dH, dV (G - C, see the reference) of padded row ``y``, columns
+    xs..xs+n-1, into ``oh``/``ov``: hf - v at chroma sites, v - hf at green sites."""
+    a, b, r1, r2 = c[y - 2, xs:], c[y - 1, xs:], c[y + 1, xs:], c[y + 2, xs:]
+    m = c[y, xs - 2:]
+    par = (xs ^ y) & 1
     for i in range(n):
         sgn = np.float32(1 - 2 * ((i + par) & 1))  # +1 on chroma sites
         v = m[i + 2]
         oh[i] = sgn * ((_TWO * (m[i + 1] + v + m[i + 3]) - m[i] - m[i + 4]) * _Q - v)
         ov[i] = sgn * ((_TWO * (b[i] + v + r1[i]) - a[i] - r2[i]) * _Q - v)
-
-
-@nb.njit(inline="always")
-def _diff_row(c, y, xs, n, oh, ov):
-    """:func:`_diff_rows` of padded row ``y``, columns xs..xs+n-1."""
-    _diff_rows(c[y - 2, xs:], c[y - 1, xs:], c[y, xs - 2:], c[y + 1, xs:], c[y + 2, xs:], (xs ^ y) & 1, n, oh, ov)
-
-
-@nb.njit(inline="always")
-def _q_from_cols(colh, colv, h2, v0, v1, v2, v3, v4, par, n, qr):
-    """One row of the d/alpha plane from the column sums of |horizontal steps of dH| (``colh``) and |vertical steps
-    of dV| (``colv``) over the 5 rows around it, the row's own dH (``h2``) and the dV rows y-2..y+2, all starting
-    two columns left of ``qr``'s first column; ``par`` 0 when ``qr[0]`` is a chroma site."""
-    eps = np.float32(DIR_EPS)
-    for i in range(n):
-        kh = colh[i] + colh[i + 1] + colh[i + 2] + colh[i + 3] + colh[i + 4]
-        kv = colv[i] + colv[i + 1] + colv[i + 2] + colv[i + 3] + colv[i + 4]
-        kh2 = kh * kh + eps
-        kv2 = kv * kv + eps
-        a = kv2 / (kh2 + kv2)
-        sh = (h2[i] + h2[i + 1] + h2[i + 2] + h2[i + 3] + h2[i + 4]) * _FIFTH
-        sv = (v0[i + 2] + v1[i + 2] + v2[i + 2] + v3[i + 2] + v4[i + 2]) * _FIFTH
-        dval = a * sh + (_ONE - a) * sv
-        qr[i] = dval if ((i + par) & 1) == 0 else a
-
-
-@nb.njit(inline="always")
-def _q_row(h0, h1, h2, h3, h4, v0, v1, v2, v3, v4, v5, par, n, colh, colv, qr):
-    """One row of the d/alpha plane (see :func:`_dir_weights`) from the dH rows y-2..y+2 and dV rows y-2..y+3
-    (all starting two columns left of ``qr``'s first column); ``par`` 0 when ``qr[0]`` is a chroma site."""
-    for i in range(n + 4):
-        colh[i] = (abs(h0[i] - h0[i + 1]) + abs(h1[i] - h1[i + 1]) + abs(h2[i] - h2[i + 1])
-                   + abs(h3[i] - h3[i + 1]) + abs(h4[i] - h4[i + 1]))
-        colv[i] = (abs(v0[i] - v1[i]) + abs(v1[i] - v2[i]) + abs(v2[i] - v3[i]) + abs(v3[i] - v4[i])
-                   + abs(v4[i] - v5[i]))
-    _q_from_cols(colh, colv, h2, v0, v1, v2, v3, v4, par, n, qr)
 
 
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
@@ -292,6 +258,7 @@ def _dir_weights(c, y0, y1, x0, x1, q, nchunks):
 
     Rows are split into ``nchunks`` bands; each band keeps the dH/dV rows it needs in an 8-row ring buffer, so the
     difference planes never go through memory."""
+    eps = np.float32(DIR_EPS)
     n = x1 - x0
     nd = n + 5  # dH/dV columns x0-2 .. x1+2
     for ch in nb.prange(nchunks):
@@ -311,7 +278,23 @@ def _dir_weights(c, y0, y1, x0, x1, q, nchunks):
                                   ring_h[(y + 2) & 7])
             v0, v1, v2, v3, v4, v5 = (ring_v[(y - 2) & 7], ring_v[(y - 1) & 7], ring_v[y & 7], ring_v[(y + 1) & 7],
                                       ring_v[(y + 2) & 7], ring_v[(y + 3) & 7])
-            _q_row(h0, h1, h2, h3, h4, v0, v1, v2, v3, v4, v5, (x0 ^ y) & 1, n, colh, colv, q[y, x0:])
+            for i in range(n + 4):
+                colh[i] = (abs(h0[i] - h0[i + 1]) + abs(h1[i] - h1[i + 1]) + abs(h2[i] - h2[i + 1])
+                           + abs(h3[i] - h3[i + 1]) + abs(h4[i] - h4[i + 1]))
+                colv[i] = (abs(v0[i] - v1[i]) + abs(v1[i] - v2[i]) + abs(v2[i] - v3[i]) + abs(v3[i] - v4[i])
+                           + abs(v4[i] - v5[i]))
+            qr = q[y, x0:]
+            par = (x0 ^ y) & 1
+            for i in range(n):
+                kh = colh[i] + colh[i + 1] + colh[i + 2] + colh[i + 3] + colh[i + 4]
+                kv = colv[i] + colv[i + 1] + colv[i + 2] + colv[i + 3] + colv[i + 4]
+                kh2 = kh * kh + eps
+                kv2 = kv * kv + eps
+                a = kv2 / (kh2 + kv2)
+                sh = (h2[i] + h2[i + 1] + h2[i + 2] + h2[i + 3] + h2[i + 4]) * _FIFTH
+                sv = (v0[i + 2] + v1[i + 2] + v2[i + 2] + v3[i + 2] + v4[i + 2]) * _FIFTH
+                dval = a * sh + (_ONE - a) * sv
+                qr[i] = dval if ((i + par) & 1) == 0 else a
 
 
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
@@ -352,23 +335,23 @@ def _dir_output(c, q, top, left, out):
 
 
 @nb.njit(cache=True, fastmath=_FM)
-def _dir_rows3(crow, q_2, q_1, q0, q1, q2, yp, left, w, pr, pg, pb):
-    """Planar twin of one :func:`_dir_output` row (padded row ``yp``) into R, G, B rows (same arithmetic), from the
-    CFA row ``crow`` and the d/alpha rows yp-2..yp+2 (full padded rows)."""
+def _dir_row3(c, q, yp, left, w, pr, pg, pb):
+    """Planar twin of one :func:`_dir_output` row (padded row ``yp``) into R, G, B rows (same arithmetic)."""
+    d = q
     red_row = (yp & 1) == 0
     cs, nc, gs, ng = _sites_in_row(yp, left, w)
-    m, u, dn = crow[cs:], q_1[cs - 1:], q1[cs - 1:]
-    d0 = q0[cs:]
+    m, u, dn = c[yp, cs:], d[yp - 1, cs - 1:], d[yp + 1, cs - 1:]
+    d0 = d[yp, cs:]
     for k in range(nc):
         j = 2 * k
         v = m[j]
         g = v + d0[j]
         oth = g - (u[j] + u[j + 2] + dn[j] + dn[j + 2]) * _Q
         _put3(pr, pg, pb, cs - left + j, red_row, v, g, oth)
-    m = crow[gs:]
-    al = q0[gs:]
-    e_2, e_1, e0 = q_2[gs - 2:], q_1[gs - 2:], q0[gs - 2:]
-    e1, e2 = q1[gs - 2:], q2[gs - 2:]
+    m = c[yp, gs:]
+    al = q[yp, gs:]
+    e_2, e_1, e0 = d[yp - 2, gs - 2:], d[yp - 1, gs - 2:], d[yp, gs - 2:]
+    e1, e2 = d[yp + 1, gs - 2:], d[yp + 2, gs - 2:]
     for k in range(ng):
         j = 2 * k
         v = m[j]
@@ -380,6 +363,22 @@ def _dir_rows3(crow, q_2, q_1, q0, q1, q2, yp, left, w, pr, pg, pb):
         row_c = v - (a * hz_d + (_ONE - a) * vt_x)
         col_c = v - (a * hz_x + (_ONE - a) * vt_d)
         _put3(pr, pg, pb, gs - left + j, red_row, row_c, v, col_c)
+
+
+def directional_planes(cfa: np.ndarray, pattern_code: int, ws: DemosaicWorkspace, check_finite: bool = True) -> tuple:
+    """The first (full-frame) passes of the directional method for a CFA already in ``ws.cfa_view(pattern_code)``
+    (margins filled, d/alpha plane computed): returns (padded CFA, d/alpha plane, top, left) for
+    :func:`_dir_row3`, so a caller can produce the RGB rows on the fly."""
+    h, w = cfa.shape
+    ry, rx = _R_OFFSETS[int(pattern_code)]
+    top, left = PAD + int(ry), PAD + int(rx)
+    bad = _fill_margins(ws.padded, top, left, h, w, check_finite)
+    if check_finite and bad:
+        raise CamlabError(f"demosaic: cfa contains {bad} NaN or infinite values")
+    y0, y1 = top - 2, top + h + 2
+    x0, x1 = left - 2, left + w + 2
+    _dir_weights(ws.padded, y0, y1, x0, x1, ws.q, max(1, min(y1 - y0, 8 * nb.get_num_threads())))
+    return ws.padded, ws.q, top, left
 
 
 class DemosaicWorkspace:

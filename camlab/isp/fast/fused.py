@@ -3,15 +3,16 @@
 The algorithms are those of ``camlab/isp/stages/`` (each cites its paper); this module only decides how they run
 fast, in the spirit of Halide's camera pipe (Ragan-Kelley et al., "Halide: A Language and Compiler for Optimizing
 Parallelism, Locality, and Recomputation in Image Processing Pipelines", PLDI 2013): the algorithm kept apart from
-its schedule. Schedule: (1-3) one line-buffered pass over row bands, as a hardware ISP: raw uint16 -> BLC + DPC +
-LSC + digital gain + WB (one premultiplied gain map) into a ring of CFA rows -> demosaic of the current row into a
-planar RGB row -> CCM + tone curve and gamma (LUT) + Y'CbCr with 4:2:0 chroma averaging, so neither the CFA nor the
-RGB image is written to memory (the directional demosaic keeps two more rings: its colour-difference rows and its
-d/alpha rows). Then (4) one pass over block rows doing luma and chroma NR and the motion-adaptive temporal filter;
-(5) sharpening quantised straight into the main NV12 buffer; (6) the scaler resampling each plane straight into
-NV12 codes. Everything is float32, rows are split across threads (``prange``), inner loops index "counter +
-non-negative constant" so LLVM vectorises them, table lookups are a vectorised index pass plus a gather pass, and
-kernels are cached on disk.
+its schedule. Schedule, for the bilinear and Malvar demosaics (the day tuning): (1-3) one line-buffered pass over
+row bands, as a hardware ISP: raw uint16 -> BLC + DPC + LSC + digital gain + WB (one premultiplied gain map) into a
+ring of eight CFA rows -> demosaic of the current row into a planar RGB row -> CCM + tone curve and gamma (LUT) +
+Y'CbCr with 4:2:0 chroma averaging, so neither the CFA nor the RGB image is written to memory; the directional
+demosaic (whose weights need full-frame passes) runs (1) into the demosaic workspace, (2) its weight passes of
+``camlab.isp.fast.demosaic`` and (3) its output pass fused with the colour pass. Then (4) one pass over block rows
+doing luma and chroma NR and the motion-adaptive temporal filter; (5) sharpening quantised straight into the main
+NV12 buffer; (6) the scaler resampling each plane straight into NV12 codes. Everything is float32, rows are split
+across threads (``prange``), inner loops index "counter + non-negative constant" so LLVM vectorises them, table
+lookups are a vectorised index pass plus a gather pass, and kernels are cached on disk.
 """
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ from numba import get_num_threads, njit, prange  # noqa: E402
 from camlab.isp.fast.demosaic import (
     _R_OFFSETS,
     _bilinear_row3,
-    _diff_rows,
-    _dir_rows3,
+    _dir_row3,
     _malvar_row3,
-    _q_from_cols,
     _reflect,
+    directional_planes,
+    workspace,
 )
 from camlab.isp.stages import cfa_tile, rgb_tile
 from camlab.isp.stages.csc import rgb_to_yuv_matrix
@@ -308,93 +309,36 @@ def _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc,
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm, lut, ym,
                         nbands, y_out, uv_out):
-    """Front end + demosaic (``method`` 0 bilinear, 1 Malvar 2004, 2 directional: :func:`_front_dir_band`) +
-    CCM/tone/CSC in one pass over row bands, as
+    """Front end + demosaic (``method`` 0 bilinear, 1 Malvar 2004) + CCM/tone/CSC in one pass over row bands, as
     a hardware ISP's line-buffered pipeline: each band keeps the last eight white-balanced CFA rows in a ring and
     the current RGB row (planar) in a small buffer, so neither the CFA nor the RGB image goes through memory.
     ``(ry, rx)``: the position of R in the 2x2 tile. Same arithmetic as front_end_kernel -> demosaic_into ->
     colour_kernel (the rows at a band's edges are recomputed by both neighbours)."""
     for band in prange(nbands):
-        if method == 2:
-            _front_dir_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, ry, rx, ccm, lut, ym,
-                            nbands, y_out, uv_out)
-        else:
-            _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx,
-                               ccm, lut, ym, nbands, y_out, uv_out)
+        _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm,
+                           lut, ym, nbands, y_out, uv_out)
 
 
 @njit(cache=True, error_model="numpy", fastmath=True)
-def _front_dir_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, ry, rx, ccm, lut, ym, nbands,
-                    y_out, uv_out):
-    """Band ``band`` of :func:`front_colour_kernel` for the directional demosaic, line-buffered like the others:
-    CFA rows (ring of 16) -> dH/dV rows (ring of 8) -> d/alpha rows (ring of 8) -> RGB row -> colour. Output row y
-    reads d/alpha rows y-2..y+2, which read dH/dV rows y-4..y+5, which read CFA rows y-6..y+7 (reflected at the
-    frame's edges, as the padded workspace is), so a band recomputes 13 CFA rows of its neighbours."""
-    h, w = raw.shape
-    h2, w2 = y_out.shape
-    npairs = h2 // 2
-    pa = npairs * band // nbands
-    pb = npairs * (band + 1) // nbands
-    if pa >= pb:
-        return
-    top = PAD + ry  # padded coordinates in RGGB phase, as in camlab.isp.fast.demosaic
-    left = PAD + rx
-    wp = w + 2 * PAD + 1
-    x0 = left - 2  # d/alpha columns x0 .. x0 + n - 1 (two beyond the frame each side)
-    n = w + 4
-    nd = n + 5     # dH/dV columns x0 - 2 .. x0 + n + 2
-    ya, yb = 2 * pa, 2 * pb
-    cring = np.empty((16, wp), np.float32)
-    hring = np.empty((8, nd), np.float32)
-    vring = np.empty((8, nd), np.float32)
-    ahring = np.empty((8, n + 4), np.float32)  # |dH[x] - dH[x+1]| of each dH row: each is summed by 5 d/alpha rows
-    avring = np.empty((8, n + 4), np.float32)  # |dV(row r) - dV(row r+1)|, stored at r
-    qring = np.zeros((8, wp), np.float32)
-    colh = np.empty(n + 4, np.float32)
-    colv = np.empty(n + 4, np.float32)
-    flag = np.empty(w, np.bool_)
-    nbl = np.empty(8, np.float32)
+def _dir_colour_pair(by, c, q, top, left, ccm, lut, ym, y_out, uv_out):
+    w2 = y_out.shape[1]
     rgb = np.empty((3, w2), np.float32)
     idx = np.empty((3, w2), np.int32)
     ub = np.zeros(w2, np.float32)
     vb = np.zeros(w2, np.float32)
-    for t in range(ya - 6, yb + 7):  # fill CFA row t, then dH/dV row t-2, d/alpha row t-5, output row t-7
-        _ring_row(raw, t, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, cring[t & 15], left, flag, nbl)
-        r = t - 2
-        if r < ya - 4:
-            continue
-        hr, vr = hring[r & 7], vring[r & 7]
-        _diff_rows(cring[(r - 2) & 15][x0 - 2:], cring[(r - 1) & 15][x0 - 2:], cring[r & 15][x0 - 4:],
-                   cring[(r + 1) & 15][x0 - 2:], cring[(r + 2) & 15][x0 - 2:], ((x0 - 2) ^ (r + top)) & 1, nd, hr, vr)
-        ah = ahring[r & 7]
-        for i in range(n + 4):
-            ah[i] = abs(hr[i] - hr[i + 1])
-        if r > ya - 4:
-            av, vp = avring[(r - 1) & 7], vring[(r - 1) & 7]
-            for i in range(n + 4):
-                av[i] = abs(vp[i] - vr[i])
-        s = r - 3
-        if s < ya - 2:
-            continue
-        a0, a1, a2, a3, a4 = (ahring[(s - 2) & 7], ahring[(s - 1) & 7], ahring[s & 7], ahring[(s + 1) & 7],
-                              ahring[(s + 2) & 7])
-        b0, b1, b2, b3, b4 = (avring[(s - 2) & 7], avring[(s - 1) & 7], avring[s & 7], avring[(s + 1) & 7],
-                              avring[(s + 2) & 7])
-        for i in range(n + 4):  # the same sums, in the same order, as _q_row's
-            colh[i] = a0[i] + a1[i] + a2[i] + a3[i] + a4[i]
-            colv[i] = b0[i] + b1[i] + b2[i] + b3[i] + b4[i]
-        _q_from_cols(colh, colv, hring[s & 7], vring[(s - 2) & 7], vring[(s - 1) & 7], vring[s & 7],
-                     vring[(s + 1) & 7], vring[(s + 2) & 7], (x0 ^ (s + top)) & 1, n, qring[s & 7][x0:])
-        y = s - 2
-        if y < ya:
-            continue
-        _dir_rows3(cring[y & 15], qring[(y - 2) & 7], qring[(y - 1) & 7], qring[y & 7], qring[(y + 1) & 7],
-                   qring[(y + 2) & 7], y + top, left, w2, rgb[0], rgb[1], rgb[2])
+    for oy in range(2):
+        y = 2 * by + oy
+        _dir_row3(c, q, y + top, left, w2, rgb[0], rgb[1], rgb[2])
         _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, w2, idx[0], idx[1], idx[2])
-        if y & 1:
-            _chroma_out(ub, vb, uv_out[0, y // 2], uv_out[1, y // 2])
-            ub[:] = 0.0
-            vb[:] = 0.0
+    _chroma_out(ub, vb, uv_out[0, by], uv_out[1, by])
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def dir_colour_kernel(c, q, top, left, ccm, lut, ym, y_out, uv_out):
+    """The directional demosaic's output pass fused with CCM/tone/CSC: RGB rows from the padded CFA ``c`` and the
+    d/alpha plane ``q`` (:func:`camlab.isp.fast.demosaic.directional_planes`) straight into Y' and 4:2:0 chroma."""
+    for by in prange(y_out.shape[0] // 2):
+        _dir_colour_pair(by, c, q, top, left, ccm, lut, ym, y_out, uv_out)
 
 
 # ------------------------------------------------------------------------------------------------ (4) NR + 3D-DNR
@@ -892,13 +836,25 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     colour = (np.ascontiguousarray(ccm, dtype=np.float32), pipe._tone_lut(TONE_LUT_SIZE),
               rgb_to_yuv_matrix(cfg.csc.matrix))
     method = METHOD_CODES[cfg.demosaic.method]
-    # (1-3) one line-buffered pass: BLC + DPC + LSC + gain + WB -> demosaic -> CCM + tone + CSC
-    ry, rx = (int(v) for v in _R_OFFSETS[code])
-    # the directional band recomputes 13 CFA rows of its neighbours (the others 4): one band per thread for it
-    per_thread = 1 if method == 2 else 4
-    nbands = max(1, min(h2 // 2, per_thread * get_num_threads()))
-    front_colour_kernel(data, *fe, method, ry, rx, *colour, nbands, y, uv)
-    clock.lap("front_demosaic_colour")
+    if method in (0, 1):
+        # (1-3) one line-buffered pass: BLC + DPC + LSC + gain + WB -> demosaic -> CCM + tone + CSC
+        ry, rx = (int(v) for v in _R_OFFSETS[code])
+        nbands = max(1, min(h2 // 2, 4 * get_num_threads()))
+        front_colour_kernel(data, *fe, method, ry, rx, *colour, nbands, y, uv)
+        clock.lap("front_demosaic_colour")
+    else:
+        # (1) front end written straight into the demosaic workspace (only its margins get filled then)
+        ws = workspace(h, w)
+        view = ws.cfa_view(code)
+        ry, rx = (int(v) for v in _R_OFFSETS[code])
+        front_end_kernel(data, *fe, ws.padded, PAD + ry, PAD + rx)
+        clock.lap("front_end")
+        # (2) the directional method's full-frame passes (margins, d/alpha plane)
+        c, q, top, left = directional_planes(view, code, ws, check_finite=False)
+        clock.lap("demosaic")
+        # (3) its output pass fused with CCM + tone + CSC
+        dir_colour_kernel(c, q, top, left, *colour, y, uv)
+        clock.lap("colour_csc")
     # (4) NR2D + 3D-DNR
     nr, tn = cfg.nr2d, cfg.nr3d
     has_prev = bool(tn.enabled and state is not None and state.prev_y is not None
