@@ -186,6 +186,39 @@ def detection_study(tmp: Path, **kw) -> dict:
     return _summary(tune(dataclasses.replace(cfg, **kw)))
 
 
+def fresh_detection_check(n: int = 72, result_path: Path | None = None) -> dict:
+    """The detection study's pick (params from ``isp_tune.json``) against the shipped tuning on ``n`` images no
+    study has seen: the person-labelled interleave of the split's TRAIN side (every study tunes and checks on the
+    validation side, and a one-off run before the protocol change saw its held-out images). The detector trained on
+    these images (as clean photos and its own renders), which flatters both tunings alike: a paired check of the ISP
+    pick, not a detector figure. Written to ``isp_tune_fresh_detection.json``."""
+    import json
+
+    from camlab.isp.pipeline import load_tuning
+    from camlab.isp.tune import objectives as ob
+    from camlab.isp.tune.space import apply
+
+    src = result_path or Path(__file__).parent / "results" / f"{NAME}.json"
+    r = json.loads(src.read_text())
+    chosen = r["detection_study"]["chosen_trial"]
+    base = load_tuning("sc3336_day")
+    tuned = apply(base, chosen["params"])
+    ds = ob.detection_set(n, 0, ISO, side="train", seed=13)
+    s, t = ob.detection(base, ds), ob.detection(tuned, ds)
+    n_pos = int(s["n_images"] - s["n_person_free_images"])
+    gain = None if s["person_recall"] is None else t["person_recall"] - s["person_recall"]
+    return {"what": fresh_detection_check.__doc__.split("\n\n")[0].replace("\n", " "),
+            "source": {"file": str(src.name), "bench_date_utc": r["machine"]["date_utc"],
+                       "detection_trial": chosen["number"]},
+            "n_images": s["n_images"], "n_person_images": n_pos, "n_person_free_images": s["n_person_free_images"],
+            "shipped": s, "tuned": t,
+            "person_recall_gain_points": None if gain is None else round(100 * gain, 2),
+            "person_recall_gain_images": None if gain is None else int(round(gain * n_pos)),
+            "person_ap50_gain": round(t["person_ap50"] - s["person_ap50"], 4),
+            "person_fp_rate_gain": None if s["person_fp_rate"] is None else
+            round(t["person_fp_rate"] - s["person_fp_rate"], 4)}
+
+
 def _target(value, bound, kind: str) -> dict:
     met = None if value is None else (value >= bound if kind == "min" else value <= bound)
     return {"value": value, "bound": bound, "kind": kind, "met": met}
@@ -312,6 +345,19 @@ def run() -> dict:
     return result
 
 
+def main_fresh() -> None:
+    """``python -m benchmarks.bench_isp_tune --fresh-detection``: :func:`fresh_detection_check` into results/."""
+    import json
+
+    from benchmarks.run import machine
+
+    out = fresh_detection_check()
+    out["machine"] = machine()
+    path = Path(__file__).parent / "results" / f"{NAME}_fresh_detection.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"   -> {path}")
+
+
 def smoke_figures(tmp: Path, iso: float) -> dict:
     """The bench's code on a tiny study (12 trials: the shipped one, its 9 one-knob variants and 2 drawn; 2 + 2
     images at 64 px, 2 workers): the keys the README quotes."""
@@ -325,3 +371,13 @@ def smoke_figures(tmp: Path, iso: float) -> dict:
             "heldout_psnr_db_tuned": r["heldout"]["tuned"]["psnr_db"],
             "heldout_psnr_gain_db": r["heldout"]["psnr_db_gain"],
             "cpu_cost_ratio_tuned_vs_shipped": r["cpu_cost_ratio_tuned_vs_shipped"], "wall_s": r["wall_s"]}
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--fresh-detection"]:
+        main_fresh()
+    else:
+        sys.exit("usage: python -m benchmarks.bench_isp_tune --fresh-detection (the bench itself: "
+                 "python -m benchmarks.run isp_tune)")

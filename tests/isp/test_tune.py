@@ -473,3 +473,9 @@ def test_cost_constraint_study_has_one_objective_and_a_retimed_pick(tmp_path, ca
     rows = r["retimed_candidates"]
     ok = [row["number"] for row in rows if row["retimed_cost_ratio"] <= 1.10]
     assert r["chosen_trial"]["number"] == (ok[0] if ok else 0)
+
+
+def test_detection_set_names_the_split_side_it_reads():
+    """The fresh detection check reads the split's train side; any other side is refused before anything loads."""
+    with pytest.raises(ValueError, match="side must be 'val' or 'train'"):
+        ob.detection_set(4, 0, 3200.0, side="test")

@@ -322,22 +322,24 @@ def detection_order(samples: list) -> list:
 
 
 def detection_set(n: int, offset: int, iso: float, *, model: str | Path | None = None, max_side: int = 384,
-                  seed: int = 0) -> DetectionSet:
-    """``n`` validation images of the split manifest whose source labels persons, from position ``offset`` of a
-    deterministic interleave (tuning and held-out sets take disjoint offsets); ``model``: a bundle directory (its
-    INT8 model) or a checkpoint, :func:`release_model` by default."""
+                  seed: int = 0, side: str = "val") -> DetectionSet:
+    """``n`` images of the split manifest's ``side`` (validation by default) whose source labels persons, from
+    position ``offset`` of a deterministic interleave (tuning and held-out sets take disjoint offsets); ``model``: a
+    bundle directory (its INT8 model) or a checkpoint, :func:`release_model` by default."""
     from camlab import settings
     from camlab.data.render import sample_rgb
     from camlab.eval.detection import load_model_any, resolve_data
 
+    if side not in ("val", "train"):
+        raise ValueError(f"detection_set: side must be 'val' or 'train', got {side!r}")
     ckpt = Path(model) if model is not None else release_model()
     if not ckpt.exists():
         raise InputFileError(f"{ckpt}: detector bundle/checkpoint not found (run make models, or give --detector)")
-    samples, _ = resolve_data([str(settings.project_root() / "datasets" / "detector_split.json")])
+    samples, _ = resolve_data([f"{settings.project_root() / 'datasets' / 'detector_split.json'}:{side}"])
     order = detection_order(samples)
     pick = order[offset:offset + n]
     if len(pick) < n:
-        raise InputFileError(f"detection objective: only {len(order)} validation images in the person-labelled "
+        raise InputFileError(f"detection objective: only {len(order)} {side} images in the person-labelled "
                              f"interleave, {offset + n} asked")
     predict, io_, _ = load_model_any(ckpt)
     return DetectionSet(pick, [resize_even(sample_rgb(s), max_side) for s in pick], predict, io_, iso, seed,
