@@ -297,15 +297,41 @@ def base_tuning(cfg: TuneConfig):
 
 
 # ---------------------------------------------------------------------------------------------------- workers
+def measure_trial(cfg: TuneConfig, ev: Evaluator, tuning, base) -> tuple[list[float], dict[str, float]]:
+    """What every trial records, sampled or seeded: its objective values and its user attributes (the finite
+    metrics, ``eval_s``, and when the study is timed ``cpu_ms`` and ``cpu_ratio``, the cost against ``base`` timed
+    beside it; the ratio is the second objective of a multi-objective study)."""
+    t0 = time.perf_counter()
+    m = ev.measure(tuning)
+    attrs = {"eval_s": round(time.perf_counter() - t0, 3),
+             **{k: float(v) for k, v in m.items()
+                if isinstance(v, (int, float)) and v is not None and math.isfinite(float(v))}}
+    values = [float(m[METRIC[cfg.objective]])]
+    if cfg.timed:
+        attrs["cpu_ratio"], attrs["cpu_ms"] = ev.cost_ratio(tuning, base)
+        if cfg.multi_objective:
+            values.append(attrs["cpu_ratio"])
+    return values, attrs
+
+
+def trial_constraints(cfg: TuneConfig, attrs: dict[str, float], defect_limit: float | None) -> dict[str, float]:
+    """The Optuna constraints of a trial with :func:`measure_trial`'s ``attrs`` (feasible at <= 0): visible defects
+    minus ``defect_limit`` (the base trial's plus the allowance) when there is one, and in a timed study the cost
+    ratio minus 1 + ``cost_margin``. TPE and NSGA-II then learn where both hold instead of spending trials the pick
+    will refuse."""
+    out = {}
+    if defect_limit is not None and "defects_visible" in attrs:
+        out["defects_visible"] = attrs["defects_visible"] - defect_limit
+    if cfg.timed:
+        out["cpu_ratio"] = attrs["cpu_ratio"] - (1 + cfg.cost_margin)
+    return out
+
+
 def _objective(cfg: TuneConfig, space, base, ev: Evaluator, defect_limit: float | None = None):
-    """The trial function. With ``defect_limit`` (the base trial's visible defects plus the allowance) each trial
-    carries the defect guard as an Optuna constraint (visible defects minus the limit, feasible at <= 0), so TPE and
-    NSGA-II learn where the guard holds instead of spending trials the pick will refuse."""
+    """The trial function: :func:`measure_trial` of the sampled tuning, with :func:`trial_constraints`."""
     import optuna
 
     from camlab.isp.tune.space import apply, suggest
-
-    key = METRIC[cfg.objective]
 
     def objective(trial):
         params = suggest(trial, space)
@@ -313,21 +339,12 @@ def _objective(cfg: TuneConfig, space, base, ev: Evaluator, defect_limit: float 
             cand = apply(base, params)
         except (ValueError, CamlabError) as exc:  # a joint constraint (e.g. motion_lo >= motion_hi)
             raise optuna.TrialPruned(f"invalid combination: {exc}") from None
-        t0 = time.perf_counter()
-        m = ev.measure(cand)
-        trial.set_user_attr("eval_s", round(time.perf_counter() - t0, 3))
-        for k, v in m.items():
-            if isinstance(v, (int, float)) and v is not None and math.isfinite(float(v)):
-                trial.set_user_attr(k, float(v))
-        if defect_limit is not None and m.get("defects_visible") is not None:
-            trial.set_constraint("defects_visible", float(m["defects_visible"]) - defect_limit)
-        if not cfg.timed:
-            return float(m[key])
-        ratio, cost = ev.cost_ratio(cand, base)
-        trial.set_user_attr("cpu_ms", cost)
-        trial.set_user_attr("cpu_ratio", ratio)
-        trial.set_constraint("cpu_ratio", ratio - (1 + cfg.cost_margin))
-        return (float(m[key]), ratio) if cfg.multi_objective else float(m[key])
+        values, attrs = measure_trial(cfg, ev, cand, base)
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        for k, v in trial_constraints(cfg, attrs, defect_limit).items():
+            trial.set_constraint(k, v)
+        return tuple(values) if len(values) > 1 else values[0]
 
     return objective
 
@@ -483,42 +500,21 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
     params = base_params(space, base)
     dists = {k: v for k, v in distributions(space).items() if k in params}
     ev = Evaluator(cfg, with_cost=cfg.timed)
-    limit = None
-
-    def measured(tuning, attrs: dict[str, Any]):
-        m = ev.measure(tuning)
-        values = [float(m[METRIC[cfg.objective]])]
-        if cfg.timed:
-            ratio, attrs["cpu_ms"] = ev.cost_ratio(tuning, base)
-            attrs["cpu_ratio"] = ratio
-            if cfg.multi_objective:
-                values.append(ratio)
-        attrs.update({k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and v is not None})
-        return values, attrs
-
-    def constraints_of(attrs: dict[str, Any]) -> dict[str, float] | None:
-        """The constraints the sampled trials carry (:func:`_objective`), so the seeds rank the same way."""
-        out = {}
-        if limit is not None:
-            out["defects_visible"] = attrs.get("defects_visible", 0.0) - limit
-        if cfg.timed:
-            out["cpu_ratio"] = attrs["cpu_ratio"] - (1 + cfg.cost_margin)
-        return out or None
-
-    values, attrs = measured(base, {"base": True})
-    if "defects_visible" in attrs:           # the same constraint the trials carry (feasible by construction)
-        limit = defects_allowed(attrs["defects_visible"], cfg.defect_margin)
+    values, attrs = measure_trial(cfg, ev, base, base)
+    attrs["base"] = True
+    limit = defects_allowed(attrs["defects_visible"], cfg.defect_margin) if "defects_visible" in attrs else None
     study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values, user_attrs=attrs,
-                                              constraints=constraints_of(attrs)))
+                                              constraints=trial_constraints(cfg, attrs, limit) or None))
     shipped = study.trials[-1]
     for label, vparams in (variant_params(space, params) if cfg.warm_variants else []):
         try:
             tuning = apply(base, vparams)
         except (ValueError, CamlabError):
             continue
-        v_values, v_attrs = measured(tuning, {"variant": label})
-        study.add_trial(optuna.trial.create_trial(params=vparams, distributions=dists, values=v_values,
-                                                  user_attrs=v_attrs, constraints=constraints_of(v_attrs)))
+        v_values, v_attrs = measure_trial(cfg, ev, tuning, base)
+        v_attrs["variant"] = label
+        study.add_trial(optuna.trial.create_trial(params=vparams, distributions=dists, values=v_values, user_attrs=v_attrs,
+                                                  constraints=trial_constraints(cfg, v_attrs, limit) or None))
     return shipped
 
 
