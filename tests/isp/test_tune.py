@@ -34,6 +34,8 @@ def _space(tmp_path, text: str) -> Path:
     ("nr2d.strenght_y: {low: 1, high: 5}\n", "unknown parameter 'nr2d.strenght_y'"),
     ("denoise.strength: {low: 1, high: 5}\n", "unknown parameter 'denoise.strength'"),
     ("nr2d.radius_y: {low: 1, high: 9}\n", "outside the nr2d stage's valid domain"),
+    ("nr2d.step_c: {low: 0, high: 2}\n", "outside the nr2d stage's valid domain"),
+    ("sharpen.enabled: {choices: [\"true\", \"maybe\"]}\n", "not a boolean"),
     ("sharpen.amount: {low: -0.5, high: 1}\n", "outside the sharpen stage's valid domain"),
     ("tone.contrast: {low: 0.0, high: 1.5}\n", "outside the tone stage's valid domain"),
     ("nr3d.motion_lo: {low: 0.5, high: 5}\nnr3d.motion_hi: {low: 3, high: 8}\n", "nr3d stage's valid domain"),
