@@ -17,9 +17,10 @@ def register(cli) -> None:
                     "kept in an RDB store: run the same command on other machines against one PostgreSQL URL and "
                     "their workers join the study (--worker-only on all but one). The chosen tuning is written as a "
                     "new YAML (never over a shipped one) and compared with the base tuning on held-out images.")
-    t.add_argument("--objective", choices=("psnr", "deltaE", "detection"), default=None,
+    t.add_argument("--objective", choices=("psnr", "deltaE", "detection", "detection_recall"), default=None,
                    help="psnr: display PSNR vs unprocessed ground truth (default); deltaE: CIEDE2000 on the colour "
-                        "chart DNG; detection: release detector person AP50 on night renders")
+                        "chart DNG; detection: release detector person AP50 on night renders; detection_recall: "
+                        "its person presence recall at <= 2 %% false positives on them")
     t.add_argument("--trials", type=int, default=None, help="total trials the study should hold (default 40)")
     t.add_argument("--storage", default=None, help="RDB URL of the study (default sqlite:///tune.db)")
     t.add_argument("--study", dest="study_name", default=None, help="study name (default isp-<objective>-iso<ISO>)")
@@ -39,7 +40,18 @@ def register(cli) -> None:
     t.add_argument("--heldout", dest="n_heldout_images", type=int, default=None,
                    help="held-out images for the final check (default 24)")
     t.add_argument("--detection-images", dest="n_detection_images", type=int, default=None,
-                   help="detection objective: validation images searched on (default 12)")
+                   help="detection objective: images searched on (default 12)")
+    t.add_argument("--detection-side", dest="detection_side", choices=("val", "train"), default=None,
+                   help="split side the detection search renders (default val; train: the held-out check then "
+                        "uses the validation side's first images, which the search never sees)")
+    t.add_argument("--detection-offset", dest="detection_offset", type=int, default=None,
+                   help="first image of the detection search in that side's person-labelled interleave (default 0)")
+    t.add_argument("--detection-heldout", dest="n_detection_heldout", type=int, default=None,
+                   help="held-out detection images (default: as many as searched on, with --objective detection)")
+    t.add_argument("--detection-renders", dest="detection_renders", type=int, default=None,
+                   help="noise draws per detection image in the search, each scored as an image (default 1)")
+    t.add_argument("--detection-heldout-renders", dest="detection_heldout_renders", type=int, default=None,
+                   help="noise draws per held-out detection image (default 1)")
     t.add_argument("--detector", default=None, help="detector bundle dir or checkpoint (default: newest release)")
     t.add_argument("--max-side", dest="max_side", type=int, default=None, help="image long side (default 256)")
     t.add_argument("--defect-ppm", dest="defect_ppm", type=float, default=None,
@@ -56,7 +68,8 @@ def register(cli) -> None:
 
 FIELDS = ("objective", "trials", "storage", "study_name", "workers", "space", "iso", "base", "sampler",
           "multi_objective", "cost_constraint",
-          "n_tune_images", "n_heldout_images", "n_detection_images", "detector", "max_side",
+          "n_tune_images", "n_heldout_images", "n_detection_images", "detection_side", "detection_offset",
+          "n_detection_heldout", "detection_renders", "detection_heldout_renders", "detector", "max_side",
           "defect_ppm", "seed", "out", "mlflow", "worker_only")
 
 
@@ -65,7 +78,7 @@ def _tune_isp(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from camlab.io_utils import atomic_write_text
-    from camlab.isp.tune.study import load_tune_config, tune
+    from camlab.isp.tune.study import METRIC, load_tune_config, tune
 
     cfg = load_tune_config(args.config, **{k: getattr(args, k) for k in FIELDS})
     result = tune(cfg)
@@ -73,7 +86,7 @@ def _tune_isp(args: argparse.Namespace) -> int:
         atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
     if not cfg.worker_only:
         h = result["heldout"]
-        metric = {"psnr": "psnr_db", "deltaE": "delta_e_mean", "detection": "person_ap50"}[cfg.objective]
+        metric = METRIC[cfg.objective]
         print(f"[tune] {result['tuned_yaml']}: held-out {metric} {h['shipped'].get(metric)} -> "
               f"{h['tuned'].get(metric)} over {cfg.base}; fast-path CPU x{result['cpu_cost_ratio_tuned_vs_shipped']}")
     return 0

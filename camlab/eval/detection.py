@@ -475,7 +475,7 @@ def hog_detect(rgb: np.ndarray, hog=None) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None, details: bool = False,
              hog: bool = True, show_progress: bool = False, describe: Mapping | None = None,
-             by_source: bool = False) -> dict:
+             by_source: bool = False, image_scores: bool = False) -> dict:
     """Evaluate a CamDet module, a checkpoint/bundle path, or a predict fn (with ``io_spec``) on ``data``.
 
     ``data``: samples, YOLO folders, Oxford-Pet folders or split manifests (see :func:`resolve_data`).
@@ -483,7 +483,10 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
     on images whose source labels c: ``n_scored_images``), ``classes_naive`` -> the same over every image (an
     unlabelled object counts as a false positive), ``by_source`` (when asked) -> federated metrics per source,
     ``anchors`` -> ``hog_person`` (person-labelling sources only),
-    plus ``map50``/``map50_95``, counts, skipped files and (``details=True``) PR curves and a confusion matrix.
+    plus ``map50``/``map50_95``, counts, skipped files and (``details=True``) PR curves and a confusion matrix;
+    ``image_scores=True`` adds ``image_scores``: per kept image and class the highest score (0 without a
+    detection), whether the class is present and whether the image's source labels it (for thresholds read at a
+    false-positive rate, :func:`pick_thresholds`).
     """
     import torch
 
@@ -655,6 +658,12 @@ def evaluate(model: Any, data: Iterable[Any], *, io_spec: Mapping | None = None,
                                               "labelled box, of each image holding objects) where the class "
                                               "fires; strips count for the classes their source labels "
                                               "exhaustively"}
+    if image_scores:
+        out["image_scores"] = {
+            "best": [[float(sc[cl == c].max()) if np.any(cl == c) else 0.0 for c in range(len(CLASSES))]
+                     for _, _, _, sc, cl in records],
+            "present": [[bool(s.has(c)) for c in range(len(CLASSES))] for s in kept],
+            "known": [[bool(s.exhaustive(c) or s.has(c)) for c in range(len(CLASSES))] for s in kept]}
     if details:
         out["details"] = {"pr_curves": curves,
                           "confusion": {"labels": list(CLASSES) + ["background"],

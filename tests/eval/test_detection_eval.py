@@ -245,3 +245,20 @@ def test_calibration_prefers_exhaustive_negatives(not_exhaustive_cam, tmp_path):
     full_negatives = sum(s.negative_for(0) for s in full) + sum(empty_scene_box(s.boxes) is not None for s in full)
     assert negatives["person"] == "exhaustively labelled"
     assert int((known[:, 0] & ~present[:, 0]).sum()) == full_negatives
+
+
+def test_image_scores_give_each_images_best_score_and_its_labels(folder):
+    """``image_scores``: per image and class the highest score (0 with none), presence and whether the source labels
+    the class; the false person on each empty image is its best person score there."""
+    io_ = manifest_io(DetectorConfig())
+    samples, _ = resolve_data([folder])
+    res = evaluate(_oracle(samples, io_, drop_class=2, extra_person=True), [folder], io_spec=io_, hog=False,
+                   image_scores=True)
+    sc = res["image_scores"]
+    best, present, known = (np.asarray(sc[k]) for k in ("best", "present", "known"))
+    assert best.shape == present.shape == known.shape == (res["n_images"], 3)
+    assert np.all(best[:, 2] == 0.0)                                   # vehicles dropped: no score at all
+    assert np.all(best[present[:, 0], 0] > 0.5)                        # every labelled person is found
+    empty = ~present.any(axis=1)
+    assert empty.any() and np.all(best[empty, 0] > 0.5) and np.all(known[empty])   # the false persons
+    assert "image_scores" not in evaluate(_oracle(samples, io_), [folder], io_spec=io_, hog=False)

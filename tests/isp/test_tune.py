@@ -229,7 +229,7 @@ def test_detection_objective_on_a_release_bundle(tmp_path, shared_data):
         pytest.skip("no release detector bundle (make models)")
     ds = ob.detection_set(3, 0, 3200, model=bundles[-1].parent, max_side=160)
     r = ob.detection(load_tuning("sc3336_day"), ds)
-    assert r["n_images"] == 3 and 0.0 <= r["person_ap50"] <= 1.0
+    assert r["n_detection_renders"] == 3 and 0.0 <= r["person_ap50"] <= 1.0
     held = ob.detection_set(3, 3, 3200, model=bundles[-1].parent, max_side=160)
     assert not {str(s.image) for s in ds.samples} & {str(s.image) for s in held.samples}
 
@@ -481,3 +481,58 @@ def test_detection_set_names_the_split_side_it_reads():
     """The fresh detection check reads the split's train side; any other side is refused before anything loads."""
     with pytest.raises(ValueError, match="side must be 'val' or 'train'"):
         ob.detection_set(4, 0, 3200.0, side="test")
+
+
+def test_detection_search_on_the_train_side_is_checked_on_validation_images():
+    """The search may render the split's train side (five times the validation side's images); the held-out check
+    then reads the validation side from its start, images neither the search nor the detector's training saw."""
+    c = TuneConfig(objective="detection", detection_side="train", detection_offset=72, n_detection_images=96,
+                   n_detection_heldout=57)
+    assert c.detection_images(False) == ("train", 72, 96)
+    assert c.detection_images(True) == ("val", 0, 57)
+    v = TuneConfig(objective="detection", n_detection_images=24, n_detection_heldout=24, detection_offset=3)
+    assert v.detection_images(False) == ("val", 3, 24) and v.detection_images(True) == ("val", 27, 24)
+    with pytest.raises(ValueError, match="detection_side must be 'val' or 'train'"):
+        TuneConfig(detection_side="test")
+
+
+def test_bad_detection_offset_is_one_line_before_any_trial(tmp_path, capsys):
+    db = tmp_path / "t.db"
+    code, out, err = _run(["tune", "isp", "--trials", "3", "--storage", f"sqlite:///{db}", "--objective",
+                           "detection", "--detection-offset", "-1", "--out", str(tmp_path / "x_tuned.yaml"), *TINY],
+                          capsys)
+    assert code == 2 and "detection_offset must be >= 0" in err and err.count("\n") == 1, err
+    assert not db.exists()
+
+
+def test_more_detection_images_than_the_interleave_holds_is_one_line(shared_data):
+    n = len(ob.detection_interleave("val"))
+    ob.check_detection_images("val", 0, n, "x")
+    with pytest.raises(ob.InputFileError, match=rf"^--detection-heldout: images 1..{n} of the val side's person-labelled interleave "
+                                                rf"asked, it holds {n}$"):
+        ob.check_detection_images("val", 1, n, "--detection-heldout")
+
+
+def _scores(pos: list[float], neg: list[float], unknown: list[float] = ()) -> dict:
+    best = [[p, 0.0, 0.0] for p in pos] + [[n, 0.0, 0.0] for n in neg] + [[u, 0.0, 0.0] for u in unknown]
+    present = [[True, False, False]] * len(pos) + [[False, False, False]] * (len(neg) + len(unknown))
+    known = [[True, False, False]] * (len(pos) + len(neg)) + [[False, False, False]] * len(unknown)
+    return {"best": best, "present": present, "known": known}
+
+
+def test_recall_at_fp_compares_tunings_at_the_same_false_positive_rate():
+    """A tuning that lifts every score (a brighter render) lifts recall at a fixed threshold and false positives
+    with it; at the same false-positive rate its recall is unchanged, which is the comparison issue 18 asks for."""
+    rng = np.random.default_rng(0)
+    pos, neg = list(rng.uniform(0.3, 1.0, 40)), list(rng.uniform(0.0, 0.7, 50))
+    base = ob.recall_at_fp(_scores(pos, neg))
+    assert base["fp_rate"] <= 0.02 and base["n_negatives"] == 50 and base["n_positives"] == 40
+    ranked = sorted(neg, reverse=True)
+    assert ranked[1] < base["threshold"] <= ranked[0] + 1e-4        # 1 of 50 allowed: just above the 2nd highest
+    assert base["presence_recall"] == pytest.approx(np.mean(np.asarray(pos) >= base["threshold"]))
+    lifted = ob.recall_at_fp(_scores([min(1.0, p + 0.15) for p in pos], [n + 0.15 for n in neg]))
+    assert lifted["presence_recall"] == pytest.approx(base["presence_recall"], abs=1 / 40)
+    fixed = 0.55
+    assert np.mean(np.asarray(pos) + 0.15 >= fixed) > np.mean(np.asarray(pos) >= fixed)   # what a fixed one shows
+    # an image whose source does not label persons is no negative (federated labels)
+    assert ob.recall_at_fp(_scores(pos, neg, unknown=[0.99] * 5))["threshold"] == base["threshold"]

@@ -33,10 +33,13 @@ from camlab.errors import CamlabError, ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
-Objective = Literal["psnr", "deltaE", "detection"]
+# detection: the release detector's person AP50 on night renders; detection_recall: its person presence recall at
+# <= 2 % false positives on the same renders, the threshold read per tuning (objectives.recall_at_fp)
+Objective = Literal["psnr", "deltaE", "detection", "detection_recall"]
 DEFAULT_OUT = "camlab/isp/tuning/sc3336_night_tuned.yaml"
-MAXIMIZE = {"psnr": True, "deltaE": False, "detection": True}
-METRIC = {"psnr": "psnr_db", "deltaE": "delta_e_mean", "detection": "person_ap50"}
+MAXIMIZE = {"psnr": True, "deltaE": False, "detection": True, "detection_recall": True}
+METRIC = {"psnr": "psnr_db", "deltaE": "delta_e_mean", "detection": "person_ap50",
+          "detection_recall": "person_recall_at_fp"}
 
 
 class StorageError(CamlabError):
@@ -72,8 +75,17 @@ class TuneConfig:
     # 0.10 let a study trade 14 % more visible hot pixels on the tuning images for PSNR, and 39 % more on the
     # held-out ones (an isp_tune run at 2026-12-06 19:01 UTC, its JSON not kept): a camera team would not ship that
     defect_margin: float = 0.0
-    n_detection_images: int = 12         # detection objective: validation images the search sees
+    n_detection_images: int = 12         # detection objective: images the search sees
     n_detection_heldout: int = 0         # held-out detection images (any objective; 0 = skip unless detection)
+    # where the detection search's images come from: "val" (the validation interleave from detection_offset; the
+    # held-out images are the ones after them) or "train" (the train side's interleave from detection_offset, ~300
+    # images where the validation side has 57; the held-out images are then the validation interleave from its
+    # start, images neither the search nor the detector's training saw)
+    detection_side: Literal["val", "train"] = "val"
+    detection_offset: int = 0
+    # noise draws per detection image (each scored as an image): the search's, and the held-out check's
+    detection_renders: int = 1
+    detection_heldout_renders: int = 1
     detector: str | None = None          # bundle dir or checkpoint (default: newest release bundle)
     seed: int = 0
     warm_variants: bool = True           # also seed the study with each one-knob discrete change of the base
@@ -84,12 +96,18 @@ class TuneConfig:
     images_root: str | None = None       # quality images folder (default $CAMLAB_DATA/images)
 
     @property
+    def detection_objective(self) -> bool:
+        """The search scores the release detector on night renders."""
+        return self.objective in ("detection", "detection_recall")
+
+    @property
     def timed(self) -> bool:
         """Every trial times the fast path (a cost objective or a cost constraint)."""
         return self.multi_objective or self.cost_constraint
 
     def __post_init__(self):
-        for name in ("trials", "workers", "n_tune_images", "n_heldout_images", "frames", "n_detection_images"):
+        for name in ("trials", "workers", "n_tune_images", "n_heldout_images", "frames", "n_detection_images",
+                     "detection_renders", "detection_heldout_renders"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 100 <= self.iso <= 102400:
@@ -100,8 +118,21 @@ class TuneConfig:
             raise ValueError(f"defect_margin must be in 0..1, got {self.defect_margin}")
         if not 0.0 <= self.defect_ppm <= 10_000.0:
             raise ValueError(f"defect_ppm must be in 0..10000, got {self.defect_ppm}")
-        if self.motion_px < 0 or self.cost_margin < 0 or self.n_detection_heldout < 0:
-            raise ValueError("motion_px, cost_margin and n_detection_heldout must be >= 0")
+        if self.motion_px < 0 or self.cost_margin < 0 or self.n_detection_heldout < 0 or self.detection_offset < 0:
+            raise ValueError("motion_px, cost_margin, n_detection_heldout and detection_offset must be >= 0")
+        if self.detection_side not in ("val", "train"):
+            raise ValueError(f"detection_side must be 'val' or 'train', got {self.detection_side!r}")
+
+    def detection_images(self, heldout: bool) -> tuple[str, int, int]:
+        """(split side, offset in its person-labelled interleave, count) of the search's detection images, or of
+        the held-out ones: after the search's on the validation side, or the validation side's first ones when the
+        search reads the train side."""
+        if not heldout:
+            return self.detection_side, self.detection_offset, self.n_detection_images
+        n = self.n_detection_heldout or self.n_detection_images
+        if self.detection_side == "train":
+            return "val", 0, n
+        return "val", self.detection_offset + self.n_detection_images, n
 
     @property
     def name(self) -> str:
@@ -232,13 +263,15 @@ class Evaluator:
         chart = with_chart if with_chart is not None else (cfg.objective == "deltaE" or heldout)
         self.chart = ob.load_chart_frame() if chart else None
         det = with_detection if with_detection is not None else (
-            cfg.objective == "detection" and not heldout or heldout and (cfg.n_detection_heldout > 0
-                                                                          or cfg.objective == "detection"))
+            cfg.detection_objective and not heldout or heldout and (cfg.n_detection_heldout > 0
+                                                                          or cfg.detection_objective))
         self.detection = None
         if det:
-            n = (cfg.n_detection_heldout or cfg.n_detection_images) if heldout else cfg.n_detection_images
-            self.detection = ob.detection_set(n, cfg.n_detection_images if heldout else 0, cfg.iso,
-                                              model=cfg.detector, seed=cfg.seed + (7 if heldout else 0))
+            side, offset, n = cfg.detection_images(heldout)
+            self.detection = ob.detection_set(n, offset, cfg.iso, model=cfg.detector, side=side,
+                                              seed=cfg.seed + (7 if heldout else 0),
+                                              renders=cfg.detection_heldout_renders if heldout
+                                              else cfg.detection_renders)
         self.cost_frame = None
         if with_cost:
             img = load_quality_images(1, _root(cfg))[0][1]
@@ -284,10 +317,14 @@ def check_inputs(cfg: TuneConfig) -> None:
         chart = settings.data_root() / "raw" / "colorchart.dng"
         if not chart.is_file():
             raise InputFileError(f"{chart}: colour-chart DNG not found (deltaE and the held-out check need it)")
-    if cfg.objective == "detection" or (cfg.n_detection_heldout and not cfg.worker_only):
+    if cfg.detection_objective or (cfg.n_detection_heldout and not cfg.worker_only):
         model = Path(cfg.detector) if cfg.detector else ob.release_model()
         if not model.exists():
             raise InputFileError(f"{model}: detector bundle/checkpoint not found (make models, or --detector)")
+    if cfg.detection_objective:
+        ob.check_detection_images(*cfg.detection_images(False), "--detection-images/--detection-offset")
+    if (cfg.detection_objective or cfg.n_detection_heldout) and not cfg.worker_only:
+        ob.check_detection_images(*cfg.detection_images(True), "--detection-heldout")
 
 
 def base_tuning(cfg: TuneConfig):
@@ -656,7 +693,7 @@ def _round(d: dict) -> dict:
 def compare(cfg: TuneConfig, shipped, tuned, *, cost_repeats: int = 5, cost_rounds: int = 3) -> dict[str, Any]:
     """Shipped vs tuned on the tuning images and on the held-out images, and the fast path's CPU cost ratio
     (alternating shipped/tuned ``cost_rounds`` times in this process)."""
-    tune_ev = Evaluator(cfg, with_chart=False, with_detection=cfg.objective == "detection")
+    tune_ev = Evaluator(cfg, with_chart=False, with_detection=cfg.detection_objective)
     held_ev = Evaluator(cfg, heldout=True, with_cost=True)
     out: dict[str, Any] = {}
     for label, ev in (("tune_set", tune_ev), ("heldout", held_ev)):
@@ -664,7 +701,7 @@ def compare(cfg: TuneConfig, shipped, tuned, *, cost_repeats: int = 5, cost_roun
         block = {"shipped": _round({k: v for k, v in s.items() if not isinstance(v, list)}),
                  "tuned": _round({k: v for k, v in t.items() if not isinstance(v, list)})}
         for k in ("psnr_db", "ssim", "delta_e_mean", "person_ap50", "person_recall", "person_fp_rate",
-                  "person_empty_scene_fp_rate"):
+                  "person_empty_scene_fp_rate", "person_recall_at_fp", "person_fp_rate_at_fp"):
             if k in s and k in t and s[k] is not None and t[k] is not None:
                 block[f"{k}_gain"] = round(float(t[k]) - float(s[k]), 4)
         if "psnr_db_per_image" in s:
