@@ -117,7 +117,8 @@ def quality_study(tmp: Path, **kw) -> dict:
     from camlab.isp.tune.study import DEFAULT_OUT, tune
 
     cfg = _cfg(tmp, "quality", trials=N_TRIALS_QUALITY, workers=2, cost_constraint=True,
-               n_detection_heldout=N_DET_HELDOUT, detection_heldout_renders=DET_RENDERS, out=DEFAULT_OUT, mlflow=True, study_name="bench-isp-psnr-iso3200")
+               n_detection_heldout=N_DET_HELDOUT, detection_heldout_renders=DET_RENDERS, out=DEFAULT_OUT,
+               mlflow=True, study_name="bench-isp-psnr-iso3200")
     cfg = dataclasses.replace(cfg, **kw)
     return _summary(tune(cfg), keep_space=True)
 
@@ -188,13 +189,16 @@ def probes(tmp: Path) -> dict:
     return out
 
 
+def _detection_cfg(tmp: Path):
+    return _cfg(tmp, "detection", objective=DET_OBJECTIVE, trials=N_TRIALS_DET, workers=2, cost_constraint=True,
+                n_detection_heldout=N_DET_HELDOUT, detection_renders=DET_RENDERS,
+                detection_heldout_renders=DET_RENDERS)
+
+
 def detection_study(tmp: Path, **kw) -> dict:
     from camlab.isp.tune.study import tune
 
-    cfg = _cfg(tmp, "detection", objective=DET_OBJECTIVE, trials=N_TRIALS_DET, workers=2, cost_constraint=True,
-               n_detection_heldout=N_DET_HELDOUT, detection_renders=DET_RENDERS,
-               detection_heldout_renders=DET_RENDERS)
-    return _summary(tune(dataclasses.replace(cfg, **kw)))
+    return _summary(tune(dataclasses.replace(_detection_cfg(tmp), **kw)))
 
 
 N_DET_TRAIN_SIDE = 72
@@ -240,14 +244,17 @@ def previous_pick(path: Path) -> dict | None:
         return None
 
 
-def previous_pick_on_heldout(prev: dict | None) -> dict | None:
-    """The previous run's detection pick re-scored on this run's held-out renders (its own run may have used
-    another protocol)."""
+def previous_pick_on_heldout(prev: dict | None, tmp: Path) -> dict | None:
+    """The previous run's detection pick re-scored on this run's held-out renders, the detection study's own (its
+    own run may have used another protocol)."""
     from camlab.isp.tune import objectives as ob
 
     if prev is None:
         return None
-    ds = ob.detection_set(N_DET_HELDOUT, N_DET_TUNE, ISO, seed=7, renders=DET_RENDERS)
+    cfg = _detection_cfg(tmp)
+    side, offset, n = cfg.detection_images(True)
+    ds = ob.detection_set(n, offset, ISO, side=side, seed=cfg.detection_seed(True),
+                          renders=cfg.detection_heldout_renders)
     return dict(prev, **paired_detection(prev["params"], ds))
 
 
@@ -281,7 +288,7 @@ def run() -> dict:
         det = detection_study(tmp)
         result["detection_study"] = det
         result["detection_train_side"] = train_side_detection(det["chosen_trial"]["params"])
-        result["detection_previous_pick"] = previous_pick_on_heldout(prev)
+        result["detection_previous_pick"] = previous_pick_on_heldout(prev, tmp)
     qh = q["heldout"]
     dh = det["heldout"]
     psnr_gain = qh["psnr_db_gain"]

@@ -508,8 +508,8 @@ def test_bad_detection_offset_is_one_line_before_any_trial(tmp_path, capsys):
 def test_more_detection_images_than_the_interleave_holds_is_one_line(shared_data):
     n = len(ob.detection_interleave("val"))
     ob.check_detection_images("val", 0, n, "x")
-    with pytest.raises(ob.InputFileError, match=rf"^--detection-heldout: images 1..{n} of the val side's person-labelled interleave "
-                                                rf"asked, it holds {n}$"):
+    msg = rf"^--detection-heldout: images 1..{n} of the val side's person-labelled interleave asked, it holds {n}$"
+    with pytest.raises(ob.InputFileError, match=msg):
         ob.check_detection_images("val", 1, n, "--detection-heldout")
 
 

@@ -334,14 +334,15 @@ def detection_interleave(side: str = "val") -> list:
     from camlab.eval.detection import resolve_data
 
     if side not in ("val", "train"):
-        raise ValueError(f"detection_set: side must be 'val' or 'train', got {side!r}")
+        raise ValueError(f"detection images: side must be 'val' or 'train', got {side!r}")
     samples, _ = resolve_data([f"{settings.project_root() / 'datasets' / 'detector_split.json'}:{side}"])
     return detection_order(samples)
 
 
-def check_detection_images(side: str, offset: int, n: int, what: str) -> None:
-    """InputFileError in one line when the ``side`` interleave holds fewer than ``offset + n`` images."""
-    have = len(detection_interleave(side))
+def check_detection_images(side: str, offset: int, n: int, what: str, order: list | None = None) -> None:
+    """InputFileError in one line when the ``side`` interleave (``order``, when already built) holds fewer than
+    ``offset + n`` images."""
+    have = len(order if order is not None else detection_interleave(side))
     if offset + n > have:
         raise InputFileError(f"{what}: images {offset}..{offset + n - 1} of the {side} side's person-labelled "
                              f"interleave asked, it holds {have}")
@@ -363,8 +364,9 @@ def detection_set(n: int, offset: int, iso: float, *, model: str | Path | None =
     ckpt = Path(model) if model is not None else release_model()
     if not ckpt.exists():
         raise InputFileError(f"{ckpt}: detector bundle/checkpoint not found (run make models, or give --detector)")
-    check_detection_images(side, offset, n, "detection objective")
-    pick = detection_interleave(side)[offset:offset + n]
+    order = detection_interleave(side)
+    check_detection_images(side, offset, n, "detection objective", order)
+    pick = order[offset:offset + n]
     predict, io_, _ = load_model_any(ckpt)
     return DetectionSet(pick, [resize_even(sample_rgb(s), max_side) for s in pick], predict, io_, iso, seed,
                         str(ckpt), renders)

@@ -123,6 +123,10 @@ class TuneConfig:
         if self.detection_side not in ("val", "train"):
             raise ValueError(f"detection_side must be 'val' or 'train', got {self.detection_side!r}")
 
+    def detection_seed(self, heldout: bool) -> int:
+        """The render-noise seed of the search's detection images, or of the held-out ones."""
+        return self.seed + (7 if heldout else 0)
+
     def detection_images(self, heldout: bool) -> tuple[str, int, int]:
         """(split side, offset in its person-labelled interleave, count) of the search's detection images, or of
         the held-out ones: after the search's on the validation side, or the validation side's first ones when the
@@ -269,7 +273,7 @@ class Evaluator:
         if det:
             side, offset, n = cfg.detection_images(heldout)
             self.detection = ob.detection_set(n, offset, cfg.iso, model=cfg.detector, side=side,
-                                              seed=cfg.seed + (7 if heldout else 0),
+                                              seed=cfg.detection_seed(heldout),
                                               renders=cfg.detection_heldout_renders if heldout
                                               else cfg.detection_renders)
         self.cost_frame = None
