@@ -357,15 +357,13 @@ def detection_set(n: int, offset: int, iso: float, *, model: str | Path | None =
     from camlab.data.render import sample_rgb
     from camlab.eval.detection import load_model_any
 
-    if side not in ("val", "train"):
-        raise ValueError(f"detection_set: side must be 'val' or 'train', got {side!r}")
     if renders < 1:
         raise ValueError(f"detection_set: renders must be >= 1, got {renders}")
+    order = detection_interleave(side)          # refuses a side other than val/train before anything loads
+    check_detection_images(side, offset, n, "detection objective", order)
     ckpt = Path(model) if model is not None else release_model()
     if not ckpt.exists():
         raise InputFileError(f"{ckpt}: detector bundle/checkpoint not found (run make models, or give --detector)")
-    order = detection_interleave(side)
-    check_detection_images(side, offset, n, "detection objective", order)
     pick = order[offset:offset + n]
     predict, io_, _ = load_model_any(ckpt)
     return DetectionSet(pick, [resize_even(sample_rgb(s), max_side) for s in pick], predict, io_, iso, seed,
