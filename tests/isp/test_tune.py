@@ -494,6 +494,11 @@ def test_detection_search_on_the_train_side_is_checked_on_validation_images():
     assert v.detection_images(False) == ("val", 3, 24) and v.detection_images(True) == ("val", 27, 24)
     with pytest.raises(ValueError, match="detection_side must be 'val' or 'train'"):
         TuneConfig(detection_side="test")
+    for name in ("detection_renders", "detection_heldout_renders"):
+        with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
+            TuneConfig(**{name: 0})
+    with pytest.raises(ValueError, match="renders must be >= 1"):
+        ob.detection_set(4, 0, 3200.0, renders=0)
 
 
 def test_bad_detection_offset_is_one_line_before_any_trial(tmp_path, capsys):
