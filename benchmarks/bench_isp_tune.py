@@ -160,6 +160,8 @@ PROBES = {
     "directional_chroma_r3_k2": {"demosaic.method": "directional", "nr2d.radius_c": 3, "nr2d.strength_c": 2.0},
     "malvar_chroma_r3_k2": {"nr2d.radius_c": 3, "nr2d.strength_c": 2.0},
     "luma_r2": {"nr2d.radius_y": 2},
+    "chroma_median": {"nr2d.median_c": True},
+    "directional_chroma_median": {"demosaic.method": "directional", "nr2d.median_c": True},
 }
 
 

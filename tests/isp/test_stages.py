@@ -166,6 +166,27 @@ def test_nr2d_reduces_noise_and_keeps_edges():
     assert cu.std() < 0.6 * uv.std()
 
 
+def test_chroma_median_removes_isolated_false_colour_and_keeps_chroma_edges():
+    """``median_c``: a lone false-colour sample (what demosaicing leaves at fine detail) is removed even where the
+    bilateral alone keeps it (its range distance is many sigmas: an "edge"), a chroma step edge passes unchanged,
+    and the median runs whenever the stage is on (also at strength 0), never when it is off."""
+    from camlab.isp.stages.nr2d import median3_chroma
+
+    lut = np.full(256, 0.002, np.float32)
+    y = np.full((9, 9), 0.5, np.float32)
+    uv = np.zeros((9, 9, 2), np.float32)
+    uv[4, 4] = (0.08, -0.05)
+    bilateral = denoise_chroma(uv, y, lut, Nr2dParams(strength_c=3.0))
+    assert bilateral[4, 4, 0] == pytest.approx(0.08)
+    np.testing.assert_array_equal(denoise_chroma(uv, y, lut, Nr2dParams(strength_c=3.0, median_c=True)), 0.0)
+    np.testing.assert_array_equal(denoise_chroma(uv, y, lut, Nr2dParams(strength_c=0.0, median_c=True)), 0.0)
+    off = denoise_chroma(uv, y, lut, Nr2dParams(enabled=False, median_c=True))
+    np.testing.assert_array_equal(off, uv)
+    step = np.zeros((9, 9, 2), np.float32)
+    step[:, 5:] = (0.1, -0.1)
+    np.testing.assert_array_equal(median3_chroma(step), step)
+
+
 def test_noise_lut_grows_with_gain():
     lo = display_noise_lut(shot=1e-4, read=1e-6)
     hi = display_noise_lut(shot=8e-4, read=64e-6)

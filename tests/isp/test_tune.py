@@ -106,10 +106,10 @@ def test_two_workers_share_one_sqlite_study_and_write_a_loadable_tuning(tmp_path
     base = study.trials[0]
     assert base.user_attrs["base"] is True and base.params["nr2d.strength_y"] == 5.0  # warm start = shipped
     # then each one-knob change of the shipped tuning on the discrete axes, measured, before any sampled trial
-    variants = [t.user_attrs.get("variant") for t in study.trials[1:10]]
+    variants = [t.user_attrs.get("variant") for t in study.trials[1:11]]
     assert set(variants) == {"demosaic.method=bilinear", "demosaic.method=directional", "sharpen.enabled=false",
                              "nr2d.radius_y=2", "nr2d.radius_y=3", "nr2d.radius_c=2", "nr2d.radius_c=3",
-                             "nr2d.step_c=2", "nr2d.step_c=3"}
+                             "nr2d.step_c=2", "nr2d.step_c=3", "nr2d.median_c=true"}
     assert study.trials[2].params["nr2d.strength_y"] == 5.0
     # the defect guard is an Optuna constraint, so TPE learns where it holds: visible defects minus the allowance
     from camlab.isp.tune.study import defects_allowed

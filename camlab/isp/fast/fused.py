@@ -9,7 +9,8 @@ ring of eight CFA rows -> demosaic of the current row into a planar RGB row -> C
 Y'CbCr with 4:2:0 chroma averaging, so neither the CFA nor the RGB image is written to memory; the directional
 demosaic (whose weights need full-frame passes) runs (1) into the demosaic workspace, (2) its weight passes of
 ``camlab.isp.fast.demosaic`` and (3) its output pass fused with the colour pass. Then (4) one pass over block rows
-doing luma and chroma NR and the motion-adaptive temporal filter; (5) sharpening quantised straight into the main
+doing luma and chroma NR and the motion-adaptive temporal filter (after the chroma planes' 3x3 median when the
+tuning asks for false-colour suppression); (5) sharpening quantised straight into the main
 NV12 buffer; (6) the scaler resampling each plane straight into NV12 codes. Everything is float32, rows are split
 across threads (``prange``), inner loops index "counter + non-negative constant" so LLVM vectorises them, table
 lookups are a vectorised index pass plus a gather pass, and kernels are cached on disk.
@@ -342,6 +343,53 @@ def dir_colour_kernel(c, q, top, left, ccm, lut, ym, y_out, uv_out):
 
 
 # ------------------------------------------------------------------------------------------------ (4) NR + 3D-DNR
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _med9(p0, p1, p2, p3, p4, p5, p6, p7, p8):
+    """The median of nine values by a 19-exchange network (Paeth, "Median finding on a 3x3 grid", Graphics Gems,
+    1990; the ``opt_med9`` form of Devillard's "Fast median search", 1998): min/max only, so a row vectorises."""
+    p1, p2 = min(p1, p2), max(p1, p2)
+    p4, p5 = min(p4, p5), max(p4, p5)
+    p7, p8 = min(p7, p8), max(p7, p8)
+    p0, p1 = min(p0, p1), max(p0, p1)
+    p3, p4 = min(p3, p4), max(p3, p4)
+    p6, p7 = min(p6, p7), max(p6, p7)
+    p1, p2 = min(p1, p2), max(p1, p2)
+    p4, p5 = min(p4, p5), max(p4, p5)
+    p7, p8 = min(p7, p8), max(p7, p8)
+    p3 = max(p0, p3)
+    p5 = min(p5, p8)
+    p4, p7 = min(p4, p7), max(p4, p7)
+    p6 = max(p3, p6)
+    p4 = max(p1, p4)
+    p2 = min(p2, p5)
+    p4 = min(p4, p7)
+    p4, p2 = min(p4, p2), max(p4, p2)
+    p4 = max(p6, p4)
+    return min(p4, p2)
+
+
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _median3_row(ra, rm, rb, o):
+    """One output row of the 3x3 median from rows above/at/below (columns edge-replicated)."""
+    wc = o.shape[0]
+    for i in range(wc - 2):  # interior column i + 1: indices "counter + constant >= 0" (vectorises)
+        o[i + 1] = _med9(ra[i], ra[i + 1], ra[i + 2], rm[i], rm[i + 1], rm[i + 2], rb[i], rb[i + 1], rb[i + 2])
+    for j in (0, wc - 1):
+        a, b = _clamp(j - 1, wc), _clamp(j + 1, wc)
+        o[j] = _med9(ra[a], ra[j], ra[b], rm[a], rm[j], rm[b], rb[a], rb[j], rb[b])
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def chroma_median_kernel(uv, out):
+    """Planar chroma (2, h, w) -> the 3x3 median of each plane (edge replicate): false-colour suppression
+    (:func:`camlab.isp.stages.nr2d.median3_chroma`)."""
+    n, hc = uv.shape[0], uv.shape[1]
+    for t in prange(n * hc):
+        p = t // hc
+        r = t % hc
+        _median3_row(uv[p, _clamp(r - 1, hc)], uv[p, r], uv[p, _clamp(r + 1, hc)], out[p, r])
+
+
 @njit(cache=True, inline="always", error_model="numpy", fastmath=True)
 def _sig_index(lut, v):
     n1 = lut.shape[0] - 1
@@ -868,6 +916,10 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     prev_y = state.prev_y if has_prev else y
     prev_uv = np.moveaxis(state.prev_uv, -1, 0) if has_prev else uv  # the state keeps the (h, w, 2) layout
     inv_sig = (1.0 / np.maximum(sig_lut, np.float32(1e-6))).astype(np.float32)
+    if nr.enabled and nr.median_c and not cfg.mono:
+        uv_med = _buf(cache, "uv_med", uv.shape)
+        chroma_median_kernel(uv, uv_med)
+        uv = uv_med
     nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), kc, int(nr.radius_c), int(nr.step_c), bool(cfg.mono),
               has_prev, prev_y, prev_uv,
               np.float32(tn.alpha_static), np.float32(tn.motion_lo), np.float32(tn.motion_hi - tn.motion_lo),

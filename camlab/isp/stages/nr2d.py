@@ -7,6 +7,12 @@ modeling and fitting for single-image raw-data", IEEE TIP 17(10), 2008) at the f
 the digital/WB gains, the CCM and the tone curve's slope into display luma (:func:`display_noise_lut`). Luma is
 filtered at full resolution; chroma (Cb, Cr jointly, range distance = mean of |dCb| and |dCr|) on the 4:2:0
 planes.
+
+False-colour suppression (``median_c``): a 3x3 median of Cb and of Cr, each on its own, before the chroma bilateral.
+Median-filtering the colour differences after demosaicing is Freeman's method ("Median filter for reconstructing
+missing color samples", US patent 4,724,395, 1988; Cb and Cr are colour differences): it removes the isolated
+false-colour samples that demosaicing leaves at fine detail and the impulsive part of chroma noise, which the
+bilateral's range kernel keeps as if they were edges, while a chroma step edge passes unchanged.
 """
 from __future__ import annotations
 
@@ -28,7 +34,9 @@ class Nr2dParams:
     plane); ``radius_y``/``radius_c``: half-size of the box window, in taps; ``step_c``: spacing of the chroma taps
     (1 = a dense box; 2 = every other sample, so a radius-1 window covers 5x5 chroma samples, 10x10 pixels, for the
     cost of 3x3: chroma noise after demosaicing is low-frequency blotches that a dense 3x3 window cannot average out,
-    the "a trous" sampling of Dammertz et al., "Edge-avoiding A-Trous wavelet transform", HPG 2010)."""
+    the "a trous" sampling of Dammertz et al., "Edge-avoiding A-Trous wavelet transform", HPG 2010); ``median_c``:
+    a 3x3 median of each chroma plane before the chroma bilateral (false-colour suppression, see the module
+    docstring; it runs whenever the stage is enabled, also with ``strength_c`` 0)."""
 
     enabled: bool = True
     strength_y: float = 2.0
@@ -36,6 +44,7 @@ class Nr2dParams:
     radius_y: int = 1
     radius_c: int = 1
     step_c: int = 1
+    median_c: bool = False
 
     def __post_init__(self):
         if self.strength_y < 0 or self.strength_c < 0:
@@ -104,9 +113,19 @@ def denoise_luma(y: np.ndarray, sigma_lut: np.ndarray, p: Nr2dParams = Nr2dParam
     return (num / den).astype(np.float32)
 
 
+def median3_chroma(uv: np.ndarray) -> np.ndarray:
+    """(h, w, 2) chroma -> the 3x3 median of each plane (edges replicate), float32."""
+    h, w = uv.shape[:2]
+    pad = np.pad(np.asarray(uv, np.float32), ((1, 1), (1, 1), (0, 0)), mode="edge")
+    taps = np.stack([pad[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+    return np.median(taps, axis=0).astype(np.float32)
+
+
 def denoise_chroma(uv: np.ndarray, y_half: np.ndarray, sigma_lut: np.ndarray,
                    p: Nr2dParams = Nr2dParams()) -> np.ndarray:
     """4:2:0 chroma (h, w, 2) with the co-sited mean luma (h, w) -> denoised chroma (Cb, Cr share the weights)."""
+    if p.enabled and p.median_c:
+        uv = median3_chroma(uv)
     if not p.enabled or p.strength_c == 0 or p.radius_c == 0:
         return uv.astype(np.float32, copy=True)
     r, s = p.radius_c, p.step_c
