@@ -2,7 +2,7 @@
 
 Optuna (Akiba et al., KDD 2019) searches the tuning (:mod:`camlab.isp.tune`; Tseng et al., SIGGRAPH 2019; Mosleh et
 al., CVPR 2020) from the shipped ``sc3336_day`` (measured first and added as trial 0, its one-knob discrete variants
-as trials 1-9):
+as trials 1-10):
 - **quality study**: display PSNR against unprocessed ground truth (4-frame fixed-camera clips with a moving box, so
   3D-DNR counts) on ``N_TUNE`` images, the one objective, with the fast path's CPU per 1280x720 frame (as a ratio to
   the shipped tuning timed beside each trial) a constraint (<= +10 %); the chosen trial is the best-PSNR trial whose
@@ -19,6 +19,10 @@ as trials 1-9):
   before it is overwritten) is re-scored on the same held-out renders, and the pick is also scored on
   ``N_DET_TRAIN_SIDE`` train-side images as a diagnostic only: the detector trained on those photos, and there a
   pick that lost 10 points on the held-out renders gained 18 (2026-12-07), so they cannot check a pick.
+- **detection confirmation**: the detection pick and the PSNR pick against the shipped tuning on the same held-out
+  images with ``DET_CONFIRM_RENDERS`` fresh noise draws each (another seed). A pick meets the detection route only if
+  its gain holds in both sets of draws: on 2026-12-07 the PSNR pick gained 5.68 points on the held-out renders and
+  lost 0.66 on all 57 validation images with 8 fresh draws (a one-off probe).
 - **scaling**: the same ``N_SCALING`` single-objective trials (``numbered`` sampler: trial k's tuning is fixed by k)
   on a fresh SQLite store with 1 worker process (default numba threads, and one thread) and with 2 (one numba
   thread each), alternated ``SCALING_ROUNDS`` times; wall time of the workers (spawn + data + trials). TPE runs with
@@ -47,6 +51,7 @@ N_TRIALS_QUALITY = 150
 # while its false positives rose from 2.3 % to 9.1 % (2026-12-07): recall is compared at <= 2 % FP instead
 N_DET_TUNE, N_DET_HELDOUT, N_TRIALS_DET = 24, 33, 60
 DET_RENDERS = 4
+DET_CONFIRM_RENDERS, DET_CONFIRM_SEED = 8, 977
 DET_OBJECTIVE = "detection_recall"
 N_SCALING, SCALING_ROUNDS = 40, 2         # 40: TuneConfig's default --trials, a study as a user runs it
 TARGETS = {"heldout_psnr_gain_db_min": 1.0, "detection_recall_gain_points_min": 5.0,
@@ -206,15 +211,17 @@ def detection_study(tmp: Path, **kw) -> dict:
 N_DET_TRAIN_SIDE = 72
 
 
-def paired_detection(params: dict, ds) -> dict:
+def paired_detection(params: dict, ds, shipped: dict | None = None) -> dict:
     """A tuning (``params`` over the shipped one) against the shipped tuning on the detection set ``ds``: recall at
-    the bundle's threshold and at <= 2 % FP (the threshold read per tuning), AP50, gains in points."""
+    the bundle's threshold and at <= 2 % FP (the threshold read per tuning), AP50, gains in points. ``shipped``:
+    the shipped tuning's result on ``ds`` when already measured."""
     from camlab.isp.pipeline import load_tuning
     from camlab.isp.tune import objectives as ob
     from camlab.isp.tune.space import apply
 
     base = load_tuning("sc3336_day")
-    s, t = ob.detection(base, ds), ob.detection(apply(base, params), ds)
+    s = shipped if shipped is not None else ob.detection(base, ds)
+    t = ob.detection(apply(base, params), ds)
     n_pos = int(s["n_detection_renders"] - s["n_person_free_images"])
     return {"n_images": len(ds.samples), "renders_per_image": ds.renders, "n_person_images": n_pos,
             "n_person_free_images": s["n_person_free_images"], "shipped": s, "tuned": t,
@@ -260,6 +267,31 @@ def previous_pick_on_heldout(prev: dict | None, tmp: Path) -> dict | None:
     return dict(prev, **paired_detection(prev["params"], ds))
 
 
+def detection_confirmation(picks: dict[str, dict], tmp: Path) -> dict:
+    """Each pick (name -> params over the shipped tuning) against the shipped tuning on the held-out detection
+    images again, with ``DET_CONFIRM_RENDERS`` fresh noise draws each (seed ``DET_CONFIRM_SEED``): a gain that holds
+    in one set of draws only is noise."""
+    from camlab.isp.pipeline import load_tuning
+    from camlab.isp.tune import objectives as ob
+
+    cfg = _detection_cfg(tmp)
+    side, offset, n = cfg.detection_images(True)
+    ds = ob.detection_set(n, offset, ISO, side=side, seed=DET_CONFIRM_SEED, renders=DET_CONFIRM_RENDERS)
+    shipped = ob.detection(load_tuning("sc3336_day"), ds)
+    return {"seed": DET_CONFIRM_SEED, **{name: paired_detection(p, ds, shipped) for name, p in picks.items()}}
+
+
+def detection_route_met(heldout_points: float | None, heldout_ap50_gain: float | None, confirmation: dict,
+                        cost_ratio: float) -> bool:
+    """The detection route for one pick: person recall at <= 2 % FP up by the bound on the held-out renders AND on
+    their fresh-draw confirmation, AP50 not lower in either (a pick may trade localisation for presence), the fast
+    path's cost within the limit."""
+    bound = TARGETS["detection_recall_gain_points_min"]
+    return bool(heldout_points is not None and heldout_points >= bound and (heldout_ap50_gain or 0.0) >= 0.0
+                and confirmation["person_recall_at_fp_gain_points"] >= bound
+                and confirmation["person_ap50_gain"] >= 0.0 and cost_ratio <= TARGETS["cpu_cost_ratio_max"])
+
+
 def _points(gain: float | None) -> float | None:
     return None if gain is None else round(100 * gain, 2)
 
@@ -291,6 +323,8 @@ def run() -> dict:
         result["detection_study"] = det
         result["detection_train_side"] = train_side_detection(det["chosen_trial"]["params"])
         result["detection_previous_pick"] = previous_pick_on_heldout(prev, tmp)
+        result["detection_confirmation"] = detection_confirmation(
+            {"detection_pick": det["chosen_trial"]["params"], "psnr_pick": q["chosen_trial"]["params"]}, tmp)
     qh = q["heldout"]
     dh = det["heldout"]
     psnr_gain = qh["psnr_db_gain"]
@@ -341,6 +375,12 @@ def run() -> dict:
         "n_detection_heldout_images": N_DET_HELDOUT, "n_trials_quality": q["n_trials"],
         "n_trials_detection": det["n_trials"]}
     h = result["headline"]
+    conf = result["detection_confirmation"]
+    for pick in ("detection_pick", "psnr_pick"):
+        h[f"{pick}_confirmation_person_recall_at_fp_gain_points"] = conf[pick]["person_recall_at_fp_gain_points"]
+        h[f"{pick}_confirmation_person_ap50_gain"] = conf[pick]["person_ap50_gain"]
+    h["confirmation_renders_per_image"] = DET_CONFIRM_RENDERS
+    h["psnr_tuned_heldout_person_ap50_gain"] = qh.get("person_ap50_gain")
     cost_ok = h["cpu_cost_ratio_tuned_vs_shipped"] <= TARGETS["cpu_cost_ratio_max"]
     det_points = h["detection_tuned_heldout_person_recall_at_fp_gain_points"]
     result["targets"] = {
@@ -354,18 +394,19 @@ def run() -> dict:
         "2 workers / 1 worker wall time, same trials": _target(
             h["two_vs_one_worker_wall_ratio"], TARGETS["two_worker_wall_ratio_max"], "max")}
     quality_ok = bool(psnr_gain >= TARGETS["heldout_psnr_gain_db_min"] and cost_ok)
-    det_ok = bool(det_points is not None and det_points >= TARGETS["detection_recall_gain_points_min"]
-                  and h["detection_cpu_cost_ratio_tuned_vs_shipped"] <= TARGETS["cpu_cost_ratio_max"])
     n_pos = int(dh["shipped"]["n_detection_renders"] - dh["shipped"]["n_person_free_images"])
     h["detection_heldout_n_person_renders"] = n_pos
     h["detection_heldout_n_person_free_renders"] = int(dh["shipped"]["n_person_free_images"])
     h["detection_heldout_recall_at_fp_gain_renders"] = int(round((det_gain_d or 0.0) * n_pos))
-    # the recall route counts only with the AP50 not lower too (a pick may trade localisation for presence)
-    det_solid = bool(det_ok and (dh.get("person_ap50_gain") or 0.0) >= 0.0)
+    det_pick_ok = detection_route_met(det_points, dh.get("person_ap50_gain"), conf["detection_pick"],
+                                      h["detection_cpu_cost_ratio_tuned_vs_shipped"])
+    psnr_pick_det = detection_route_met(_points(det_gain_q), qh.get("person_ap50_gain"), conf["psnr_pick"],
+                                        h["cpu_cost_ratio_tuned_vs_shipped"])
+    det_solid = det_pick_ok or psnr_pick_det
     result["targets_met"] = {
         "quality (PSNR >= +1.0 dB held-out with cost within +10 %, or person recall at <= 2 % FP >= +5 points with "
         "cost within +10 % and AP50 not lower, on held-out renders)": quality_ok or det_solid,
-        "psnr_route": quality_ok, "detection_route": det_solid,
+        "psnr_route": quality_ok, "detection_route": det_solid, "detection_route_by_psnr_pick": psnr_pick_det,
         "two_workers_le_0.6x": bool(h["scaling_same_trials"]
                                     and h["two_vs_one_worker_wall_ratio"] <= TARGETS["two_worker_wall_ratio_max"])}
     result["protocol"] = {
@@ -400,6 +441,11 @@ def run() -> dict:
                                 "detector trained on these photos, so a tuning that lifts its scores gains there",
         "detection_previous_pick": "the previous results JSON's detection pick, re-scored on this run's held-out "
                                    "renders beside the shipped tuning",
+        "detection_confirmation": f"the detection pick and the PSNR pick vs shipped on the same {N_DET_HELDOUT} "
+                                  f"held-out images with {DET_CONFIRM_RENDERS} fresh noise draws each (seed "
+                                  f"{DET_CONFIRM_SEED}); the detection route counts a pick (either) only if its "
+                                  "recall gain at <= 2 % FP is >= the bound and its AP50 not lower in both sets of "
+                                  "draws, its cost within +10 %",
         "detection_fp": "every third detection image is person-free (person-labelling sources), so the FP rate is "
                         "measured on few negatives (see n_person_free_images); the empty-scene strips give more",
         "scaling": f"{N_SCALING} single-objective PSNR trials per store (the CLI's default --trials), fresh SQLite "
@@ -414,7 +460,7 @@ def run() -> dict:
 
 
 def smoke_figures(tmp: Path, iso: float) -> dict:
-    """The bench's code on a tiny study (12 trials: the shipped one, its 9 one-knob variants and 2 drawn; 2 + 2
+    """The bench's code on a tiny study (12 trials: the shipped one, its 10 one-knob variants and 1 drawn; 2 + 2
     images at 64 px, 2 workers): the keys the README quotes."""
     from camlab.isp.tune.study import tune
 

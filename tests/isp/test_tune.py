@@ -541,3 +541,19 @@ def test_recall_at_fp_compares_tunings_at_the_same_false_positive_rate():
     assert np.mean(np.asarray(pos) + 0.15 >= fixed) > np.mean(np.asarray(pos) >= fixed)   # what a fixed one shows
     # an image whose source does not label persons is no negative (federated labels)
     assert ob.recall_at_fp(_scores(pos, neg, unknown=[0.99] * 5))["threshold"] == base["threshold"]
+
+
+def test_detection_route_needs_the_gain_in_both_sets_of_noise_draws():
+    """A pick whose held-out recall gain at <= 2 % FP is >= 5 points meets the detection route only if its fresh-draw
+    confirmation gains as much, its AP50 is not lower in either set, and its cost is within +10 %: the PSNR pick of
+    2026-12-07 11:02 UTC gained 5.68 points on the held-out renders and lost 0.66 on fresh draws."""
+    from benchmarks.bench_isp_tune import detection_route_met
+
+    holds = {"person_recall_at_fp_gain_points": 5.4, "person_ap50_gain": 0.01}
+    assert detection_route_met(5.68, 0.0195, holds, 0.9988)
+    assert not detection_route_met(5.68, 0.0195, dict(holds, person_recall_at_fp_gain_points=-0.66), 0.9988)
+    assert not detection_route_met(5.68, 0.0195, dict(holds, person_ap50_gain=-0.001), 0.9988)
+    assert not detection_route_met(5.68, -0.0167, holds, 0.9988)
+    assert not detection_route_met(4.99, 0.0195, holds, 0.9988)
+    assert not detection_route_met(None, 0.0195, holds, 0.9988)
+    assert not detection_route_met(5.68, 0.0195, holds, 1.101)
