@@ -6,7 +6,8 @@ as trials 1-10):
 - **quality study**: display PSNR against unprocessed ground truth (4-frame fixed-camera clips with a moving box, so
   3D-DNR counts) on ``N_TUNE`` images, the one objective, with the fast path's CPU per 1280x720 frame (as a ratio to
   the shipped tuning timed beside each trial) a constraint (<= +10 %); the chosen trial is the best-PSNR trial whose
-  cost, re-timed against the shipped tuning in one process, is within +10 %. Written to
+  cost, re-timed against the shipped tuning in one process, is within +10 %, of the trials that leave no more
+  defective photosites visible than the shipped tuning on the defect guard's dense-defect scenes. Written to
   ``camlab/isp/tuning/sc3336_night_tuned.yaml``. Held-out: ``N_HELDOUT`` other images (PSNR, SSIM), CIEDE2000 on the
   colour-chart DNG, and the release detector on ``N_DET_HELDOUT`` night renders.
 - **quality-only study**: the same search without the cost constraint (its pick may cost any CPU): the quality the
@@ -182,7 +183,7 @@ def probes(tmp: Path) -> dict:
     base = load_tuning("sc3336_day")
     cfg = _cfg(tmp, "probes")
     tune_ev, held_ev = Evaluator(cfg, with_cost=True, with_chart=False), Evaluator(cfg, heldout=True, with_chart=False)
-    quiet = Evaluator(dataclasses.replace(cfg, iso=100.0, defect_ppm=0.0), with_chart=False)
+    quiet = Evaluator(dataclasses.replace(cfg, iso=100.0, defect_ppm=0.0, defect_guard_ppm=0.0), with_chart=False)
     ref = {"tune": ob.quality(base, tune_ev.scenes)["psnr_db"], "heldout": ob.quality(base, held_ev.scenes)["psnr_db"]}
     out: dict = {"shipped_psnr_db": {k: round(v, 4) for k, v in ref.items()},
                  "shipped_psnr_db_iso100_no_defects_tune": round(ob.quality(base, quiet.scenes)["psnr_db"], 4)}
@@ -304,7 +305,7 @@ def _target(value, bound, kind: str) -> dict:
 def run() -> dict:
     import optuna
 
-    from camlab.isp.tune.study import TuneConfig
+    from camlab.isp.tune.study import DEFECT_GUARD_FRAMES, TuneConfig
 
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
@@ -343,6 +344,11 @@ def run() -> dict:
         "heldout_defect_sites": qh["shipped"].get("defect_sites"),
         "heldout_defects_visible_shipped": qh["shipped"].get("defects_visible"),
         "heldout_defects_visible_tuned": qh["tuned"].get("defects_visible"),
+        "heldout_defect_guard_sites": qh["shipped"].get("defect_guard_sites"),
+        "heldout_defect_guard_visible_shipped": qh["shipped"].get("defect_guard_visible"),
+        "heldout_defect_guard_visible_tuned": qh["tuned"].get("defect_guard_visible"),
+        "tune_set_defect_guard_visible_shipped": q["tune_set"]["shipped"].get("defect_guard_visible"),
+        "tune_set_defect_guard_visible_tuned": q["tune_set"]["tuned"].get("defect_guard_visible"),
         "cpu_cost_ratio_tuned_vs_shipped": q["cpu_cost_ratio_tuned_vs_shipped"],
         "psnr_tuned_heldout_person_recall_at_fp_gain_points": _points(det_gain_q),
         "detection_tuned_heldout_person_recall_at_fp_gain_points": _points(det_gain_d),
@@ -435,7 +441,9 @@ def run() -> dict:
                   "whose CPU cost re-timed against the shipped tuning in one process (median of 3 alternating "
                   "ratios) is within +10 % (retimed_candidates); the shipped trial when none is; only trials that "
                   f"leave at most {100 * TuneConfig().defect_margin:g} % (at least 1) more defects visible on the "
-                  "tuning images than the shipped one take part (camlab.isp.tune.study.eligible_trials)",
+                  f"defect guard's scenes (the tuning images as {DEFECT_GUARD_FRAMES}-frame clips with "
+                  f"{TuneConfig().defect_guard_ppm:g} defective photosites per million) than the shipped one "
+                  "take part (camlab.isp.tune.study.eligible_trials)",
         "detection_train_side": f"diagnostic only: the detection pick and the shipped tuning on the first "
                                 f"{N_DET_TRAIN_SIDE} images of the same interleave on the split's train side; the "
                                 "detector trained on these photos, so a tuning that lifts its scores gains there",

@@ -222,6 +222,21 @@ def quality(cfg, scenes: Sequence[Scene]) -> dict[str, Any]:
             "n_images": len(scenes), "defect_sites": sites, "defects_visible": shown}
 
 
+def defect_count(cfg, scenes: Sequence[Scene]) -> tuple[int, int]:
+    """(defect sites left visible, defect sites scored) of ``cfg`` over ``scenes``, 8-pixel border left out: the
+    defect guard's measurement (:func:`defects_visible` on each scene's last frame), without the quality metrics."""
+    from camlab.isp.quality import DEFAULT_BORDER, to_display
+
+    shown, sites = 0, 0
+    for sc in scenes:
+        out = render_scene(cfg, sc)
+        t = sc.truth
+        ref = to_display(t.camera_rgb, t.wb_gains, t.ccm, t.exposure_gain)[:out.shape[0], :out.shape[1]]
+        shown += defects_visible(out, ref, sc.defects, DEFAULT_BORDER)
+        sites += int(sc.defects[0].size) if sc.defects else 0
+    return shown, sites
+
+
 # ---------------------------------------------------------------------------------------------------- colour chart
 def chart_reference_lab() -> np.ndarray:
     """(24, 3) CIE L*a*b* (D65) of the X-Rite ColorChecker 24 (after November 2014), Bradford-adapted from D50."""

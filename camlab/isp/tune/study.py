@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # <= 2 % false positives on the same renders, the threshold read per tuning (objectives.recall_at_fp)
 Objective = Literal["psnr", "deltaE", "detection", "detection_recall"]
 DEFAULT_OUT = "camlab/isp/tuning/sc3336_night_tuned.yaml"
+DEFECT_GUARD_FRAMES = 2  # frames of each defect-guard clip (fixed camera: 3D-DNR runs, a fixed defect stays)
 MAXIMIZE = {"psnr": True, "deltaE": False, "detection": True, "detection_recall": True}
 METRIC = {"psnr": "psnr_db", "deltaE": "delta_e_mean", "detection": "person_ap50",
           "detection_recall": "person_recall_at_fp"}
@@ -75,6 +76,11 @@ class TuneConfig:
     # 0.10 let a study trade 14 % more visible hot pixels on the tuning images for PSNR, and 39 % more on the
     # held-out ones (an isp_tune run at 2026-12-06 19:01 UTC, its JSON not kept): a camera team would not ship that
     defect_margin: float = 0.0
+    # the guard counts visible defects on scenes of its own: the tuning images as 2-frame clips with this many
+    # defective photosites per million (0 = on the quality scenes). Their 190 sites at 300 ppm could not resolve a
+    # looser DPC margin: the 11:17 pick of 2026-12-07 left 21 visible there as the shipped tuning did, and 49 of 380
+    # against 41 on the held-out scenes; at 3000 ppm the tuning images showed 275 against 239
+    defect_guard_ppm: float = 3000.0
     n_detection_images: int = 12         # detection objective: images the search sees
     n_detection_heldout: int = 0         # held-out detection images (any objective; 0 = skip unless detection)
     # where the detection search's images come from: "val" (the validation interleave from detection_offset; the
@@ -118,6 +124,8 @@ class TuneConfig:
             raise ValueError(f"defect_margin must be in 0..1, got {self.defect_margin}")
         if not 0.0 <= self.defect_ppm <= 10_000.0:
             raise ValueError(f"defect_ppm must be in 0..10000, got {self.defect_ppm}")
+        if not 0.0 <= self.defect_guard_ppm <= 10_000.0:
+            raise ValueError(f"defect_guard_ppm must be in 0..10000, got {self.defect_guard_ppm}")
         if self.motion_px < 0 or self.cost_margin < 0 or self.n_detection_heldout < 0 or self.detection_offset < 0:
             raise ValueError("motion_px, cost_margin, n_detection_heldout and detection_offset must be >= 0")
         if self.detection_side not in ("val", "train"):
@@ -256,6 +264,7 @@ class Evaluator:
         self.cfg = cfg
         self.heldout = heldout
         self.scenes = []
+        self.defect_scenes = []
         need_quality = cfg.objective == "psnr" or heldout
         self.n_images = cfg.n_heldout_images if heldout else cfg.n_tune_images
         if need_quality:
@@ -264,6 +273,10 @@ class Evaluator:
             self.scenes = ob.quality_scenes(part, cfg.iso, max_side=cfg.max_side, frames=cfg.frames,
                                             motion_px=cfg.motion_px, seed=cfg.seed + (50_000 if heldout else 0),
                                             defect_ppm=cfg.defect_ppm)
+            if cfg.defect_guard_ppm > 0:
+                self.defect_scenes = ob.quality_scenes(
+                    part, cfg.iso, max_side=cfg.max_side, frames=DEFECT_GUARD_FRAMES, motion_px=0,
+                    seed=cfg.seed + 90_000 + (50_000 if heldout else 0), defect_ppm=cfg.defect_guard_ppm)
         chart = with_chart if with_chart is not None else (cfg.objective == "deltaE" or heldout)
         self.chart = ob.load_chart_frame() if chart else None
         det = with_detection if with_detection is not None else (
@@ -288,6 +301,8 @@ class Evaluator:
         out: dict[str, Any] = {}
         if self.scenes:
             out.update(ob.quality(tuning, self.scenes))
+        if self.defect_scenes:
+            out["defect_guard_visible"], out["defect_guard_sites"] = ob.defect_count(tuning, self.defect_scenes)
         if self.chart is not None:
             out.update(ob.chart_delta_e(tuning, self.chart))
         if self.detection is not None:
@@ -361,8 +376,9 @@ def trial_constraints(cfg: TuneConfig, attrs: dict[str, float], defect_limit: fl
     ratio minus 1 + ``cost_margin``. TPE and NSGA-II then learn where both hold instead of spending trials the pick
     will refuse."""
     out = {}
-    if defect_limit is not None and "defects_visible" in attrs:
-        out["defects_visible"] = attrs["defects_visible"] - defect_limit
+    shown = guard_count(attrs)
+    if defect_limit is not None and shown is not None:
+        out["defects_visible"] = shown - defect_limit
     if cfg.timed:
         out["cpu_ratio"] = attrs["cpu_ratio"] - (1 + cfg.cost_margin)
     return out
@@ -543,7 +559,7 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
     ev = Evaluator(cfg, with_cost=cfg.timed)
     values, attrs = measure_trial(cfg, ev, base, base)
     attrs["base"] = True
-    limit = defects_allowed(attrs["defects_visible"], cfg.defect_margin) if "defects_visible" in attrs else None
+    limit = defects_allowed(guard_count(attrs), cfg.defect_margin) if guard_count(attrs) is not None else None
     study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values, user_attrs=attrs,
                                               constraints=trial_constraints(cfg, attrs, limit) or None))
     shipped = study.trials[-1]
@@ -569,6 +585,14 @@ def shipped_trial(study):
     return None
 
 
+def guard_count(attrs: dict) -> float | None:
+    """The visible defects the guard reads from a trial's attributes: the guard scenes' count when the study
+    measured them (``defect_guard_ppm`` > 0), else the quality scenes'; None when neither was measured."""
+    if "defect_guard_visible" in attrs:
+        return float(attrs["defect_guard_visible"])
+    return float(attrs["defects_visible"]) if "defects_visible" in attrs else None
+
+
 def defects_allowed(base_visible: float, margin: float) -> float:
     """Visible defects a pick may leave on the tuning images: the base tuning's plus ``margin`` of it, at least 1."""
     return float(base_visible) + max(1.0, math.ceil(margin * float(base_visible)))
@@ -578,9 +602,8 @@ def defect_limit(study, cfg: TuneConfig) -> float | None:
     """:func:`defects_allowed` over the study's base trial; None when it has no base trial or its scenes carry no
     defects (then there is no guard)."""
     ship = shipped_trial(study)
-    if ship is None or "defects_visible" not in ship.user_attrs:
-        return None
-    return defects_allowed(ship.user_attrs["defects_visible"], cfg.defect_margin)
+    shown = None if ship is None else guard_count(ship.user_attrs)
+    return None if shown is None else defects_allowed(shown, cfg.defect_margin)
 
 
 def eligible_trials(study, cfg: TuneConfig) -> list:
@@ -593,7 +616,7 @@ def eligible_trials(study, cfg: TuneConfig) -> list:
     limit = defect_limit(study, cfg)
     if limit is None:
         return done
-    return [t for t in done if t.user_attrs.get("defects_visible", 0.0) <= limit]
+    return [t for t in done if (guard_count(t.user_attrs) or 0.0) <= limit]
 
 
 def pareto_front(trials: list, maximize_first: bool) -> list:
