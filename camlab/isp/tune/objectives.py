@@ -186,6 +186,16 @@ def render_scene(cfg, scene: Scene) -> np.ndarray:
     return res.rgb
 
 
+def rendered_and_truth(cfg, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """(display RGB of the scene's last frame through ``cfg`` (:func:`render_scene`), its display truth cropped to
+    the same size)."""
+    from camlab.isp.quality import to_display
+
+    out = render_scene(cfg, scene)
+    t = scene.truth
+    return out, to_display(t.camera_rgb, t.wb_gains, t.ccm, t.exposure_gain)[:out.shape[0], :out.shape[1]]
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM (Wang et al. 2004) of two display images in [0, 1], on BT.709 luma, Gaussian window 11 / 1.5."""
     import cv2
@@ -205,13 +215,11 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def quality(cfg, scenes: Sequence[Scene]) -> dict[str, Any]:
     """Mean display PSNR (dB) and SSIM of ``cfg`` over ``scenes`` (8-pixel border left out), with per-image PSNR."""
-    from camlab.isp.quality import DEFAULT_BORDER, psnr, to_display
+    from camlab.isp.quality import DEFAULT_BORDER, psnr
 
     ps, ss, shown, sites = [], [], 0, 0
     for sc in scenes:
-        out = render_scene(cfg, sc)
-        t = sc.truth
-        ref = to_display(t.camera_rgb, t.wb_gains, t.ccm, t.exposure_gain)[:out.shape[0], :out.shape[1]]
+        out, ref = rendered_and_truth(cfg, sc)
         ps.append(psnr(out, ref, border=DEFAULT_BORDER))
         b = DEFAULT_BORDER
         ss.append(ssim(out[b:-b, b:-b], ref[b:-b, b:-b]))
@@ -225,13 +233,11 @@ def quality(cfg, scenes: Sequence[Scene]) -> dict[str, Any]:
 def defect_count(cfg, scenes: Sequence[Scene]) -> tuple[int, int]:
     """(defect sites left visible, defect sites scored) of ``cfg`` over ``scenes``, 8-pixel border left out: the
     defect guard's measurement (:func:`defects_visible` on each scene's last frame), without the quality metrics."""
-    from camlab.isp.quality import DEFAULT_BORDER, to_display
+    from camlab.isp.quality import DEFAULT_BORDER
 
     shown, sites = 0, 0
     for sc in scenes:
-        out = render_scene(cfg, sc)
-        t = sc.truth
-        ref = to_display(t.camera_rgb, t.wb_gains, t.ccm, t.exposure_gain)[:out.shape[0], :out.shape[1]]
+        out, ref = rendered_and_truth(cfg, sc)
         shown += defects_visible(out, ref, sc.defects, DEFAULT_BORDER)
         sites += int(sc.defects[0].size) if sc.defects else 0
     return shown, sites

@@ -559,7 +559,8 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
     ev = Evaluator(cfg, with_cost=cfg.timed)
     values, attrs = measure_trial(cfg, ev, base, base)
     attrs["base"] = True
-    limit = defects_allowed(guard_count(attrs), cfg.defect_margin) if guard_count(attrs) is not None else None
+    shown = guard_count(attrs)
+    limit = None if shown is None else defects_allowed(shown, cfg.defect_margin)
     study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values, user_attrs=attrs,
                                               constraints=trial_constraints(cfg, attrs, limit) or None))
     shipped = study.trials[-1]
