@@ -152,6 +152,9 @@ def test_yaml_unknown_key_is_named(tmp_path):
     p.write_text("dpc:\n  threshold: .nan\n")
     with pytest.raises(ConfigError, match="NaN"):
         load_config(PipelineConfig, p)
+    p.write_text("nr2d:\n  median_c: maybe\n")
+    with pytest.raises(ConfigError, match="nr2d.median_c' expected bool"):
+        load_config(PipelineConfig, p)
 
 
 def test_both_device_tunings_load():
