@@ -293,6 +293,11 @@ def detection_route_met(heldout_points: float | None, heldout_ap50_gain: float |
                 and confirmation["person_ap50_gain"] >= 0.0 and cost_ratio <= TARGETS["cpu_cost_ratio_max"])
 
 
+def _pair(name: str, part: dict, key: str) -> dict:
+    """``{name}_shipped`` and ``{name}_tuned``: ``key`` of a held-out/tuning-set block's two results."""
+    return {f"{name}_shipped": part["shipped"].get(key), f"{name}_tuned": part["tuned"].get(key)}
+
+
 def _points(gain: float | None) -> float | None:
     return None if gain is None else round(100 * gain, 2)
 
@@ -342,13 +347,10 @@ def run() -> dict:
         "heldout_ssim_gain": qh["ssim_gain"], "heldout_delta_e_mean_shipped": qh["shipped"]["delta_e_mean"],
         "heldout_delta_e_mean_tuned": qh["tuned"]["delta_e_mean"],
         "heldout_defect_sites": qh["shipped"].get("defect_sites"),
-        "heldout_defects_visible_shipped": qh["shipped"].get("defects_visible"),
-        "heldout_defects_visible_tuned": qh["tuned"].get("defects_visible"),
+        **_pair("heldout_defects_visible", qh, "defects_visible"),
         "heldout_defect_guard_sites": qh["shipped"].get("defect_guard_sites"),
-        "heldout_defect_guard_visible_shipped": qh["shipped"].get("defect_guard_visible"),
-        "heldout_defect_guard_visible_tuned": qh["tuned"].get("defect_guard_visible"),
-        "tune_set_defect_guard_visible_shipped": q["tune_set"]["shipped"].get("defect_guard_visible"),
-        "tune_set_defect_guard_visible_tuned": q["tune_set"]["tuned"].get("defect_guard_visible"),
+        **_pair("heldout_defect_guard_visible", qh, "defect_guard_visible"),
+        **_pair("tune_set_defect_guard_visible", q["tune_set"], "defect_guard_visible"),
         "cpu_cost_ratio_tuned_vs_shipped": q["cpu_cost_ratio_tuned_vs_shipped"],
         "psnr_tuned_heldout_person_recall_at_fp_gain_points": _points(det_gain_q),
         "detection_tuned_heldout_person_recall_at_fp_gain_points": _points(det_gain_d),
@@ -360,23 +362,18 @@ def run() -> dict:
         "previous_detection_pick_heldout_person_recall_at_fp_gain_points":
             None if prev is None else result["detection_previous_pick"]["person_recall_at_fp_gain_points"],
         "detection_renders_per_image": DET_RENDERS,
-        "detection_heldout_person_recall_at_fp_shipped": dh["shipped"].get("person_recall_at_fp"),
-        "detection_heldout_person_recall_at_fp_tuned": dh["tuned"].get("person_recall_at_fp"),
-        "detection_heldout_person_fp_rate_at_fp_shipped": dh["shipped"].get("person_fp_rate_at_fp"),
-        "detection_heldout_person_fp_rate_at_fp_tuned": dh["tuned"].get("person_fp_rate_at_fp"),
-        "detection_heldout_person_recall_shipped": dh["shipped"].get("person_recall"),
-        "detection_heldout_person_recall_tuned": dh["tuned"].get("person_recall"),
+        **_pair("detection_heldout_person_recall_at_fp", dh, "person_recall_at_fp"),
+        **_pair("detection_heldout_person_fp_rate_at_fp", dh, "person_fp_rate_at_fp"),
+        **_pair("detection_heldout_person_recall", dh, "person_recall"),
         "detection_tuned_tune_set_person_ap50_gain": det["tune_set"].get("person_ap50_gain"),
         "detection_cpu_cost_ratio_tuned_vs_shipped": det["cpu_cost_ratio_tuned_vs_shipped"],
         "two_vs_one_worker_wall_ratio": result["scaling"]["two_vs_one_worker_wall_ratio"],
         "two_vs_one_worker_1thread_wall_ratio": result["scaling"]["two_vs_one_worker_1thread_wall_ratio"],
         "tpe_two_vs_one_worker_wall_ratio": result["scaling"]["tpe_two_vs_one_worker_wall_ratio"],
         "scaling_same_trials": result["scaling"]["same_trials"],
-        "detection_heldout_person_fp_rate_shipped": dh["shipped"].get("person_fp_rate"),
-        "detection_heldout_person_fp_rate_tuned": dh["tuned"].get("person_fp_rate"),
+        **_pair("detection_heldout_person_fp_rate", dh, "person_fp_rate"),
         "detection_heldout_n_person_free_images": dh["shipped"].get("n_person_free_images"),
-        "detection_heldout_person_empty_scene_fp_rate_shipped": dh["shipped"].get("person_empty_scene_fp_rate"),
-        "detection_heldout_person_empty_scene_fp_rate_tuned": dh["tuned"].get("person_empty_scene_fp_rate"),
+        **_pair("detection_heldout_person_empty_scene_fp_rate", dh, "person_empty_scene_fp_rate"),
         "n_heldout_images": N_HELDOUT, "n_tune_images": N_TUNE, "n_detection_tune_images": N_DET_TUNE,
         "n_detection_heldout_images": N_DET_HELDOUT, "n_trials_quality": q["n_trials"],
         "n_trials_detection": det["n_trials"]}
