@@ -145,6 +145,29 @@ def test_golden_reference_vs_fast_other_demosaics(method, pattern):
             assert d.max() <= 1 and d.mean() < 0.01, (name, k, d.max(), d.mean())
 
 
+def test_directional_colour_pass_is_independent_of_its_band_count():
+    """The directional output + colour pass splits row pairs into bands (scratch rows allocated per band): 1, 3 and
+    more bands than pairs give the same Y' and chroma, on an odd-sized frame."""
+    from camlab.isp.fast.demosaic import directional_planes, workspace
+    from camlab.isp.fast.fused import dir_colour_kernel
+
+    h, w = 45, 67
+    c = np.random.default_rng(9).random((h, w)).astype(np.float32)
+    ws = workspace(h, w)
+    ws.cfa_view(0)[...] = c
+    cp, q, top, left = directional_planes(ws.cfa_view(0), 0, ws)
+    colour = (CCM, tone_lut(ToneParams(), TONE_LUT_SIZE), rgb_to_yuv_matrix("bt709"))
+    outs = []
+    for nbands in (1, 3, 40):
+        y = np.full((h - 1, w - 1), -1.0, np.float32)
+        uv = np.full((2, (h - 1) // 2, (w - 1) // 2), -1.0, np.float32)
+        dir_colour_kernel(cp, q, top, left, *colour, nbands, y, uv)
+        outs.append((y, uv))
+    for y, uv in outs[1:]:
+        assert np.array_equal(y, outs[0][0]) and np.array_equal(uv, outs[0][1])
+    assert outs[0][0].min() >= 0.0
+
+
 def test_main_stream_at_processing_size_matches_reference():
     """The sharpen-into-NV12 kernel and the sub scaler at the default sizes' geometry (main = processing size)."""
     cfg = dataclasses.replace(load_tuning("sc3336_day"), scale=ScaleParams(main=(96, 54), sub=(32, 18)))

@@ -250,39 +250,65 @@ def _diff_row(c, y, xs, n, oh, ov):
         ov[i] = sgn * ((_TWO * (b[i] + v + r1[i]) - a[i] - r2[i]) * _Q - v)
 
 
-@nb.njit(parallel=True, fastmath=_FM, cache=True)
+@nb.njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
 def _dir_weights(c, y0, y1, x0, x1, q, nchunks):
     """One plane ``q`` on rows y0..y1-1, cols x0..x1-1: d = G - C at chroma sites (the only sites where the output
     reads d) and alpha, the weight of the horizontal estimate, at green sites (the only sites where the output
     reads alpha). Sharing the plane halves the memory traffic of the output pass.
 
-    Rows are split into ``nchunks`` bands; each band keeps the dH/dV rows it needs in an 8-row ring buffer, so the
-    difference planes never go through memory."""
+    Rows are split into ``nchunks`` bands. A band walks its rows once: each new row's dH, dV and gradient rows
+    |dH(x) - dH(x+1)|, |dV(y) - dV(y+1)| go into 8-row ring buffers, and the 5-row sums that the 5x5 windows need
+    (of both gradients, and of dV) are running sums (add the row entering, subtract the row leaving). Each
+    difference and gradient is computed once and none goes through memory; the loop is bound by its loads, and
+    the running sums load a third as much as re-summing 5 rows for every output row."""
     eps = np.float32(DIR_EPS)
     n = x1 - x0
     nd = n + 5  # dH/dV columns x0-2 .. x1+2
+    ng = n + 4  # gradient columns x0-2 .. x1+1
+    xs = x0 - 2
     for ch in nb.prange(nchunks):
         ya = y0 + (y1 - y0) * ch // nchunks
         yb = y0 + (y1 - y0) * (ch + 1) // nchunks
         if ya >= yb:
             continue
-        ring_h = np.empty((8, nd), np.float32)
-        ring_v = np.empty((8, nd), np.float32)
-        colh = np.empty(n + 4, np.float32)
-        colv = np.empty(n + 4, np.float32)
-        for r in range(ya - 2, ya + 3):
-            _diff_row(c, r, x0 - 2, nd, ring_h[r & 7], ring_v[r & 7])
-        for y in range(ya, yb):
-            _diff_row(c, y + 3, x0 - 2, nd, ring_h[(y + 3) & 7], ring_v[(y + 3) & 7])
-            h0, h1, h2, h3, h4 = (ring_h[(y - 2) & 7], ring_h[(y - 1) & 7], ring_h[y & 7], ring_h[(y + 1) & 7],
-                                  ring_h[(y + 2) & 7])
-            v0, v1, v2, v3, v4, v5 = (ring_v[(y - 2) & 7], ring_v[(y - 1) & 7], ring_v[y & 7], ring_v[(y + 1) & 7],
-                                      ring_v[(y + 2) & 7], ring_v[(y + 3) & 7])
-            for i in range(n + 4):
-                colh[i] = (abs(h0[i] - h0[i + 1]) + abs(h1[i] - h1[i + 1]) + abs(h2[i] - h2[i + 1])
-                           + abs(h3[i] - h3[i + 1]) + abs(h4[i] - h4[i + 1]))
-                colv[i] = (abs(v0[i] - v1[i]) + abs(v1[i] - v2[i]) + abs(v2[i] - v3[i]) + abs(v3[i] - v4[i])
-                           + abs(v4[i] - v5[i]))
+        ring_h = np.zeros((8, nd), np.float32)
+        ring_v = np.zeros((8, nd), np.float32)
+        grad_h = np.zeros((8, ng), np.float32)
+        grad_v = np.zeros((8, ng), np.float32)
+        colh = np.zeros(ng, np.float32)  # sums over rows y-2..y+2 of the next output row y = r - 3
+        colv = np.zeros(ng, np.float32)
+        sumv = np.zeros(n, np.float32)   # the same 5-row sum of dV, at column x0 + i
+        for r in range(ya - 2, yb + 3):
+            oh, ov = ring_h[r & 7], ring_v[r & 7]
+            _diff_row(c, r, xs, nd, oh, ov)
+            gh = grad_h[r & 7]
+            for i in range(ng):
+                gh[i] = abs(oh[i] - oh[i + 1])
+            if r == ya - 2:
+                continue
+            # row r-1 enters the window of output row r-3: its gH, and its gV (which needs dV of row r)
+            pv = ring_v[(r - 1) & 7]
+            gv = grad_v[(r - 1) & 7]
+            for i in range(ng):
+                gv[i] = abs(pv[i] - ov[i])
+            gh_in = grad_h[(r - 1) & 7]
+            if r - 6 >= ya - 2:  # row r-6 leaves it
+                gh_out, gv_out, v_out = grad_h[(r - 6) & 7], grad_v[(r - 6) & 7], ring_v[(r - 6) & 7]
+                for i in range(ng):
+                    colh[i] += gh_in[i] - gh_out[i]
+                    colv[i] += gv[i] - gv_out[i]
+                for i in range(n):
+                    sumv[i] += pv[i + 2] - v_out[i + 2]
+            else:
+                for i in range(ng):
+                    colh[i] += gh_in[i]
+                    colv[i] += gv[i]
+                for i in range(n):
+                    sumv[i] += pv[i + 2]
+            y = r - 3
+            if y < ya:
+                continue
+            h2 = ring_h[y & 7]
             qr = q[y, x0:]
             par = (x0 ^ y) & 1
             for i in range(n):
@@ -292,8 +318,7 @@ def _dir_weights(c, y0, y1, x0, x1, q, nchunks):
                 kv2 = kv * kv + eps
                 a = kv2 / (kh2 + kv2)
                 sh = (h2[i] + h2[i + 1] + h2[i + 2] + h2[i + 3] + h2[i + 4]) * _FIFTH
-                sv = (v0[i + 2] + v1[i + 2] + v2[i + 2] + v3[i + 2] + v4[i + 2]) * _FIFTH
-                dval = a * sh + (_ONE - a) * sv
+                dval = a * sh + (_ONE - a) * (sumv[i] * _FIFTH)
                 qr[i] = dval if ((i + par) & 1) == 0 else a
 
 

@@ -321,25 +321,33 @@ def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip
 
 
 @njit(cache=True, error_model="numpy", fastmath=True)
-def _dir_colour_pair(by, c, q, top, left, ccm, lut, ym, y_out, uv_out):
+def _dir_colour_band(b0, b1, c, q, top, left, ccm, lut, ym, y_out, uv_out):
+    """Row pairs b0..b1-1 (one 4:2:0 chroma row each) of :func:`dir_colour_kernel`; the scratch rows are allocated
+    once per band, not per pair."""
     w2 = y_out.shape[1]
     rgb = np.empty((3, w2), np.float32)
     idx = np.empty((3, w2), np.int32)
-    ub = np.zeros(w2, np.float32)
-    vb = np.zeros(w2, np.float32)
-    for oy in range(2):
-        y = 2 * by + oy
-        _dir_row3(c, q, y + top, left, w2, rgb[0], rgb[1], rgb[2])
-        _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, w2, idx[0], idx[1], idx[2])
-    _chroma_out(ub, vb, uv_out[0, by], uv_out[1, by])
+    ub = np.empty(w2, np.float32)
+    vb = np.empty(w2, np.float32)
+    for by in range(b0, b1):
+        ub[:] = 0.0
+        vb[:] = 0.0
+        for oy in range(2):
+            y = 2 * by + oy
+            _dir_row3(c, q, y + top, left, w2, rgb[0], rgb[1], rgb[2])
+            _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, w2, idx[0], idx[1], idx[2])
+        _chroma_out(ub, vb, uv_out[0, by], uv_out[1, by])
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def dir_colour_kernel(c, q, top, left, ccm, lut, ym, y_out, uv_out):
+def dir_colour_kernel(c, q, top, left, ccm, lut, ym, nbands, y_out, uv_out):
     """The directional demosaic's output pass fused with CCM/tone/CSC: RGB rows from the padded CFA ``c`` and the
-    d/alpha plane ``q`` (:func:`camlab.isp.fast.demosaic.directional_planes`) straight into Y' and 4:2:0 chroma."""
-    for by in prange(y_out.shape[0] // 2):
-        _dir_colour_pair(by, c, q, top, left, ccm, lut, ym, y_out, uv_out)
+    d/alpha plane ``q`` (:func:`camlab.isp.fast.demosaic.directional_planes`) straight into Y' and 4:2:0 chroma,
+    in ``nbands`` bands of row pairs."""
+    npairs = y_out.shape[0] // 2
+    for b in prange(nbands):
+        _dir_colour_band(npairs * b // nbands, npairs * (b + 1) // nbands, c, q, top, left, ccm, lut, ym, y_out,
+                         uv_out)
 
 
 # ------------------------------------------------------------------------------------------------ (4) NR + 3D-DNR
@@ -901,7 +909,7 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
         c, q, top, left = directional_planes(view, code, ws, check_finite=False)
         clock.lap("demosaic")
         # (3) its output pass fused with CCM + tone + CSC
-        dir_colour_kernel(c, q, top, left, *colour, y, uv)
+        dir_colour_kernel(c, q, top, left, *colour, max(1, min(h2 // 2, 4 * get_num_threads())), y, uv)
         clock.lap("colour_csc")
     # (4) NR2D + 3D-DNR
     nr, tn = cfg.nr2d, cfg.nr3d
