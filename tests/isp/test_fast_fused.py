@@ -168,6 +168,22 @@ def test_directional_colour_pass_is_independent_of_its_band_count():
     assert outs[0][0].min() >= 0.0
 
 
+@pytest.mark.parametrize("rng_name", ["limited", "full"])
+def test_fast_nv12_packing_gives_the_reference_codes(rng_name):
+    """pack_nv12_fast (its chroma kernel clips the float before the conversion) against csc.pack_nv12 on planes
+    that leave the code range on both sides: the same codes, but for a value exactly on a half code (the reference
+    rounds half to even, the kernel half up)."""
+    from camlab.isp.stages.csc import pack_nv12
+
+    g = np.random.default_rng(11)
+    y = g.uniform(-0.2, 1.2, (38, 54)).astype(np.float32)
+    uv = g.uniform(-0.7, 0.7, (19, 27, 2)).astype(np.float32)
+    fast, ref = pack_nv12_fast(y, uv, rng_name), pack_nv12(y, uv, rng_name)
+    d = np.abs(fast.astype(int) - ref.astype(int))
+    assert d.max() <= 1 and np.count_nonzero(d) <= 2, (d.max(), np.count_nonzero(d))
+    assert fast[38:].min() == 0 and fast[38:].max() == 255  # both clips were exercised
+
+
 def test_main_stream_at_processing_size_matches_reference():
     """The sharpen-into-NV12 kernel and the sub scaler at the default sizes' geometry (main = processing size)."""
     cfg = dataclasses.replace(load_tuning("sc3336_day"), scale=ScaleParams(main=(96, 54), sub=(32, 18)))
