@@ -187,6 +187,29 @@ def test_chroma_median_removes_isolated_false_colour_and_keeps_chroma_edges():
     np.testing.assert_array_equal(median3_chroma(step), step)
 
 
+def test_luma_guided_chroma_nr_keeps_colour_on_its_side_of_a_luma_edge():
+    """``guide_c``: where a chroma step lies on a luma step (an object's outline), the joint bilateral keeps the two
+    colours apart at a strength where the chroma-only bilateral, which sees the step as within its noise, blends
+    them; inside a flat-luma region both average alike. Out-of-domain values are refused."""
+    lut = np.full(256, 0.05, np.float32)
+    y = np.full((12, 12), 0.3, np.float32)
+    y[:, 6:] = 0.7                                # the object's outline in luma
+    uv = np.zeros((12, 12, 2), np.float32)
+    uv[:, 6:] = (0.04, -0.04)                     # its colour, a step smaller than the chroma range kernel's reach
+    plain = denoise_chroma(uv, y, lut, Nr2dParams(strength_c=6.0))
+    guided = denoise_chroma(uv, y, lut, Nr2dParams(strength_c=6.0, guide_c=1.0))
+    assert abs(plain[6, 5, 0]) > 0.005            # the chroma-only filter bleeds the colour across the outline
+    np.testing.assert_allclose(guided[:, :6], 0.0, atol=1e-7)
+    np.testing.assert_allclose(guided[:, 6:], uv[:, 6:], atol=1e-7)
+    flat = np.random.default_rng(2).normal(0.0, 0.01, (12, 12, 2)).astype(np.float32)
+    y_flat = np.full((12, 12), 0.5, np.float32)
+    np.testing.assert_array_equal(denoise_chroma(flat, y_flat, lut, Nr2dParams(strength_c=6.0, guide_c=1.0)),
+                                  denoise_chroma(flat, y_flat, lut, Nr2dParams(strength_c=6.0)))
+    for bad in (-0.1, 17.0):
+        with pytest.raises(ValueError, match="guide_c"):
+            Nr2dParams(guide_c=bad)
+
+
 def test_noise_lut_grows_with_gain():
     lo = display_noise_lut(shot=1e-4, read=1e-6)
     hi = display_noise_lut(shot=8e-4, read=64e-6)

@@ -448,8 +448,8 @@ def _bilateral_luma(y, r, x, c, inv, ry, h, w):
 
 
 @njit(cache=True, error_model="numpy", fastmath=True)
-def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, mono, has_prev, prev_y, prev_uv, a_static, m_lo,
-                  m_span, y_out, uv_out):
+def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv,
+                  a_static, m_lo, m_span, y_out, uv_out):
     """Luma rows 2*by, 2*by+1 and chroma row ``by`` of :func:`nr_kernel` (a function of its own so the parallel
     loop stays small: numba compiles it several times faster)."""
     h, w = y.shape
@@ -540,7 +540,7 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, mono, has
         _sig_row(sig_lut, cinv, idx, cinv)
         for j in range(wc):
             cinv[j] = np.float32(0.5) / max(kc * cinv[j], tiny)
-        if rc == 1 and sc == 1 and 0 < by < hc - 1 and wc > 2:
+        if rc == 1 and sc == 1 and gc == 0 and 0 < by < hc - 1 and wc > 2:
             # branch-free 3x3 with register accumulators (vectorisable), borders below
             ua, um, ub_ = uv[0, by - 1], uv[0, by], uv[0, by + 1]
             va, vm, vb_ = uv[1, by - 1], uv[1, by], uv[1, by + 1]
@@ -585,29 +585,50 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, mono, has
         ucc, vcc, kcc_ = uc[reach:], vc[reach:], cinv[reach:]
         nuc_, nvc_, denc_ = nu[reach:], nv[reach:], den[reach:]
         n_in = 0 if skip_interior else hi_j - lo_j
+        guided = gc > 0
+        ycen = yh[by] if guided else yh[0]
+        ycc = ycen[reach:] if guided else ycen
         for dy in range(-rc, rc + 1):
             rr = _clamp(by + dy * sc, hc)
             urow = uv[0, rr]
             vrow = uv[1, rr]
+            yrow = yh[rr] if guided else yh[0]
             for dx in range(-rc, rc + 1):
                 ua_ = urow[reach + dx * sc:]
                 va_ = vrow[reach + dx * sc:]
-                for i in range(n_in):  # tap-outer, pixel-inner
-                    a0 = ua_[i]
-                    a1 = va_[i]
-                    wt = max(zero, one - (abs(a0 - ucc[i]) + abs(a1 - vcc[i])) * kcc_[i])
-                    nuc_[i] += wt * a0
-                    nvc_[i] += wt * a1
-                    denc_[i] += wt
+                if guided:  # joint bilateral: the co-sited luma difference joins the range distance
+                    ya_ = yrow[reach + dx * sc:]
+                    for i in range(n_in):  # tap-outer, pixel-inner
+                        a0 = ua_[i]
+                        a1 = va_[i]
+                        dist = abs(a0 - ucc[i]) + abs(a1 - vcc[i]) + gc * abs(ya_[i] - ycc[i])
+                        wt = max(zero, one - dist * kcc_[i])
+                        nuc_[i] += wt * a0
+                        nvc_[i] += wt * a1
+                        denc_[i] += wt
+                else:
+                    for i in range(n_in):  # tap-outer, pixel-inner
+                        a0 = ua_[i]
+                        a1 = va_[i]
+                        wt = max(zero, one - (abs(a0 - ucc[i]) + abs(a1 - vcc[i])) * kcc_[i])
+                        nuc_[i] += wt * a0
+                        nvc_[i] += wt * a1
+                        denc_[i] += wt
                 for j in range(0, lo_j):
                     cc = _clamp(j + dx * sc, wc)
-                    wt = max(zero, one - (abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])) * cinv[j])
+                    dist = abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])
+                    if guided:
+                        dist += gc * abs(yrow[cc] - ycen[j])
+                    wt = max(zero, one - dist * cinv[j])
                     nu[j] += wt * urow[cc]
                     nv[j] += wt * vrow[cc]
                     den[j] += wt
                 for j in range(hi_j, wc):
                     cc = _clamp(j + dx * sc, wc)
-                    wt = max(zero, one - (abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])) * cinv[j])
+                    dist = abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])
+                    if guided:
+                        dist += gc * abs(yrow[cc] - ycen[j])
+                    wt = max(zero, one - dist * cinv[j])
                     nu[j] += wt * urow[cc]
                     nv[j] += wt * vrow[cc]
                     den[j] += wt
@@ -628,13 +649,27 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, mono, has
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, mono, has_prev, prev_y, prev_uv, a_static, m_lo,
-              m_span, y_out, uv_out):
+def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv, a_static,
+              m_lo, m_span, y_out, uv_out):
     """Luma bilateral (box radius ry, triangular range kernel ky*sigma), chroma bilateral on the planar 4:2:0
-    chroma (2, H/2, W/2) (rc, kc), then the motion-adaptive recursive filter against (prev_y, prev_uv)."""
+    chroma (2, H/2, W/2) (rc, kc, tap step sc; with ``gc`` > 0 joint with the co-sited mean luma ``yh`` (H/2, W/2):
+    ``gc`` is twice the tuning's ``guide_c``, the chroma distance here being |dCb| + |dCr|), then the
+    motion-adaptive recursive filter against (prev_y, prev_uv)."""
     for by in prange(uv.shape[1]):
-        _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, mono, has_prev, prev_y, prev_uv, a_static,
-                      m_lo, m_span, y_out, uv_out)
+        _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv,
+                      a_static, m_lo, m_span, y_out, uv_out)
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
+def luma_half_kernel(y, yh):
+    """Co-sited mean luma of each 2x2 block, (H, W) -> (H/2, W/2), in the order :func:`_nr_block_row` sums it."""
+    quarter = np.float32(0.25)
+    for by in prange(yh.shape[0]):
+        ya = y[2 * by]
+        yb = y[2 * by + 1]
+        o = yh[by]
+        for j in range(yh.shape[1]):
+            o[j] = quarter * (ya[2 * j] + ya[2 * j + 1] + yb[2 * j] + yb[2 * j + 1])
 
 
 # ------------------------------------------------------------------------------------------------ (5) sharpen
@@ -934,8 +969,15 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
         uv_med = _buf(cache, "uv_med", uv.shape)
         chroma_median_kernel(uv, uv_med)
         uv = uv_med
-    nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), kc, int(nr.radius_c), int(nr.step_c), bool(cfg.mono),
-              has_prev, prev_y, prev_uv,
+    gc = np.float32(2.0 * nr.guide_c if nr.enabled else 0.0)
+    if gc > 0 and not cfg.mono:
+        yh = _buf(cache, "y_half", (h2 // 2, w2 // 2))
+        luma_half_kernel(y, yh)
+    else:
+        gc = np.float32(0.0)
+        yh = _buf(cache, "y_half_unused", (1, 1))
+    nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), kc, int(nr.radius_c), int(nr.step_c), gc, yh,
+              bool(cfg.mono), has_prev, prev_y, prev_uv,
               np.float32(tn.alpha_static), np.float32(tn.motion_lo), np.float32(tn.motion_hi - tn.motion_lo),
               y_nr, uv_nr)
     if temporal:
