@@ -59,6 +59,9 @@ def register(cli) -> None:
     t.add_argument("--defect-guard-ppm", dest="defect_guard_ppm", type=float, default=None,
                    help="defective photosites per million in the defect guard's own scenes (default 3000; 0 = "
                         "the guard counts on the quality scenes)")
+    t.add_argument("--warm-start", dest="warm_start", action="append", default=None, metavar="TUNING_YAML",
+                   help="measure this tuning file's point in the search space as a trial before any sampled one "
+                        "(repeatable; e.g. the previous tuned file)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--out", default=None, help="tuned YAML (default camlab/isp/tuning/sc3336_night_tuned.yaml)")
     t.add_argument("--config", default=None, help="TuneConfig YAML (flags override it)")
@@ -73,7 +76,7 @@ FIELDS = ("objective", "trials", "storage", "study_name", "workers", "space", "i
           "multi_objective", "cost_constraint",
           "n_tune_images", "n_heldout_images", "n_detection_images", "detection_side", "detection_offset",
           "n_detection_heldout", "detection_renders", "detection_heldout_renders", "detector", "max_side",
-          "defect_ppm", "defect_guard_ppm", "seed", "out", "mlflow", "worker_only")
+          "defect_ppm", "defect_guard_ppm", "warm_start", "seed", "out", "mlflow", "worker_only")
 
 
 def _tune_isp(args: argparse.Namespace) -> int:

@@ -86,6 +86,37 @@ def test_missing_data_is_one_line_before_any_trial(tmp_path, capsys, monkeypatch
     assert code == 2 and "no quality images found" in err and err.count("\n") == 1, err
 
 
+def test_warm_start_file_is_measured_as_a_trial_before_sampling(tmp_path, capsys, shared_data):
+    """``--warm-start FILE``: the file's point in the space is a completed trial (after the shipped tuning and its
+    one-knob variants, before any sampled trial), with its in-space values. A missing or broken file is a one-line
+    error before the store is touched."""
+    import optuna
+    import yaml
+
+    day = yaml.safe_load((TUNING_DIR / "sc3336_day.yaml").read_text())
+    day["nr2d"].update(strength_y=7.5, median_c=True, guide_c=1.25)
+    warm = tmp_path / "previous_tuned.yaml"
+    warm.write_text(yaml.safe_dump(day))
+    db = tmp_path / "t.db"
+    code, _, err = _run(["tune", "isp", "--trials", "13", "--storage", f"sqlite:///{db}", "--iso", "3200",
+                         "--warm-start", str(warm), "--out", str(tmp_path / "w_tuned.yaml"), *TINY], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="isp-psnr-iso3200", storage=f"sqlite:///{db}")
+    warm_trials = [t for t in study.trials if t.user_attrs.get("warm_start") == "previous_tuned.yaml"]
+    assert len(warm_trials) == 1 and warm_trials[0].number == 11  # base, 10 variants, then the warm start
+    t = warm_trials[0]
+    assert t.state == optuna.trial.TrialState.COMPLETE and t.values[0] > 0
+    assert t.params["nr2d.strength_y"] == 7.5 and t.params["nr2d.median_c"] == "true"
+    assert t.params["nr2d.guide_c"] == 1.25
+    for bad, expect in ((tmp_path / "missing.yaml", "warm-start tuning file not found"),
+                        (_space(tmp_path, "nr2d: {strength_y: loud}\n"), "nr2d.strength_y")):
+        db2 = tmp_path / "t2.db"
+        code, _, err = _run(["tune", "isp", "--trials", "2", "--storage", f"sqlite:///{db2}", "--warm-start",
+                             str(bad), "--out", str(tmp_path / "w2_tuned.yaml"), *TINY], capsys)
+        assert code == 2 and expect in err and err.count("\n") == 1, err
+        assert not db2.exists()
+
+
 def test_shipped_tuning_is_never_overwritten(tmp_path, capsys):
     shipped = TUNING_DIR / "sc3336_day.yaml"
     before = shipped.read_bytes()
