@@ -241,16 +241,10 @@ def test_golden_reference_vs_fast_wide_chroma_nr(radius_c, step_c):
             assert d.max() <= 1 and d.mean() < 0.01, (name, k, d.max(), d.mean())
 
 
-@pytest.mark.parametrize("radius_c,step_c,guide_c,mono", [(1, 1, 1.0, False), (1, 2, 0.5, False), (2, 1, 2.0, False),
-                                                        (1, 2, 1.0, True)])
-def test_golden_reference_vs_fast_luma_guided_chroma_nr(radius_c, step_c, guide_c, mono):
-    """``nr2d.guide_c`` (joint bilateral on the co-sited mean luma) in the fast path matches the reference, borders
-    and 3D-DNR state included, and changes the picture beyond the golden tolerance in colour (so a fast path that
-    ignored it would fail here)."""
-    base = load_tuning("sc3336_day")
-    nr = dataclasses.replace(base.nr2d, radius_c=radius_c, step_c=step_c, strength_c=6.0, guide_c=guide_c)
-    cfg = dataclasses.replace(base, mono=mono, scale=ScaleParams(main=(64, 36), sub=(32, 18)), nr2d=nr)
-    plain = dataclasses.replace(cfg, nr2d=dataclasses.replace(nr, guide_c=0.0))
+def _fast_matches_reference_and_differs_from(cfg, plain) -> int:
+    """Two frames (3D-DNR state kept) of ``cfg`` through the reference and the fast path, which must agree to the
+    golden tolerance; returns the largest code difference between the fast path of ``cfg`` and of ``plain`` (the
+    same tuning without the option under test)."""
     ref, fast, without = Pipeline(cfg), Pipeline(cfg, fast=True), Pipeline(plain, fast=True)
     sr, sf, sw = IspState(), IspState(), IspState()
     changed = 0
@@ -261,6 +255,20 @@ def test_golden_reference_vs_fast_luma_guided_chroma_nr(radius_c, step_c, guide_
             d = np.abs(getattr(a, name).astype(int) - getattr(b, name).astype(int))
             assert d.max() <= 1 and d.mean() < 0.01, (name, k, d.max(), d.mean())
             changed = max(changed, int(np.abs(getattr(b, name).astype(int) - getattr(c, name).astype(int)).max()))
+    return changed
+
+
+@pytest.mark.parametrize("radius_c,step_c,guide_c,mono", [(1, 1, 1.0, False), (1, 2, 0.5, False), (2, 1, 2.0, False),
+                                                        (1, 2, 1.0, True)])
+def test_golden_reference_vs_fast_luma_guided_chroma_nr(radius_c, step_c, guide_c, mono):
+    """``nr2d.guide_c`` (joint bilateral on the co-sited mean luma) in the fast path matches the reference, borders
+    and 3D-DNR state included, and changes the picture beyond the golden tolerance in colour (so a fast path that
+    ignored it would fail here)."""
+    base = load_tuning("sc3336_day")
+    nr = dataclasses.replace(base.nr2d, radius_c=radius_c, step_c=step_c, strength_c=6.0, guide_c=guide_c)
+    cfg = dataclasses.replace(base, mono=mono, scale=ScaleParams(main=(64, 36), sub=(32, 18)), nr2d=nr)
+    plain = dataclasses.replace(cfg, nr2d=dataclasses.replace(nr, guide_c=0.0))
+    changed = _fast_matches_reference_and_differs_from(cfg, plain)
     assert (changed == 0) if mono else (changed > 1)
 
 
@@ -284,16 +292,7 @@ def test_golden_reference_vs_fast_chroma_median(mono, strength_c):
     cfg = dataclasses.replace(base, mono=mono, scale=ScaleParams(main=(64, 36), sub=(32, 18)),
                               nr2d=dataclasses.replace(base.nr2d, median_c=True, strength_c=strength_c))
     plain = dataclasses.replace(cfg, nr2d=dataclasses.replace(cfg.nr2d, median_c=False))
-    ref, fast, without = Pipeline(cfg), Pipeline(cfg, fast=True), Pipeline(plain, fast=True)
-    sr, sf, sw = IspState(), IspState(), IspState()
-    changed = 0
-    for k in range(2):
-        fr = _frame("GRBG", 45, 67, seed=k)
-        a, b, c = ref.run(fr, sr), fast.run(fr, sf), without.run(fr, sw)
-        for name in ("main_nv12", "sub_nv12"):
-            d = np.abs(getattr(a, name).astype(int) - getattr(b, name).astype(int))
-            assert d.max() <= 1 and d.mean() < 0.01, (name, k, d.max(), d.mean())
-            changed = max(changed, int(np.abs(getattr(b, name).astype(int) - getattr(c, name).astype(int)).max()))
+    changed = _fast_matches_reference_and_differs_from(cfg, plain)
     assert (changed == 0) if mono else (changed > 1)
 
 
