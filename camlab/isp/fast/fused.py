@@ -614,24 +614,16 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
                         nuc_[i] += wt * a0
                         nvc_[i] += wt * a1
                         denc_[i] += wt
-                for j in range(0, lo_j):
-                    cc = _clamp(j + dx * sc, wc)
-                    dist = abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])
-                    if guided:
-                        dist += gc * abs(yrow[cc] - ycen[j])
-                    wt = max(zero, one - dist * cinv[j])
-                    nu[j] += wt * urow[cc]
-                    nv[j] += wt * vrow[cc]
-                    den[j] += wt
-                for j in range(hi_j, wc):
-                    cc = _clamp(j + dx * sc, wc)
-                    dist = abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])
-                    if guided:
-                        dist += gc * abs(yrow[cc] - ycen[j])
-                    wt = max(zero, one - dist * cinv[j])
-                    nu[j] += wt * urow[cc]
-                    nv[j] += wt * vrow[cc]
-                    den[j] += wt
+                for j0, j1 in ((0, lo_j), (hi_j, wc)):  # border columns: clamped taps
+                    for j in range(j0, j1):
+                        cc = _clamp(j + dx * sc, wc)
+                        dist = abs(urow[cc] - uc[j]) + abs(vrow[cc] - vc[j])
+                        if guided:
+                            dist += gc * abs(yrow[cc] - ycen[j])
+                        wt = max(zero, one - dist * cinv[j])
+                        nu[j] += wt * urow[cc]
+                        nv[j] += wt * vrow[cc]
+                        den[j] += wt
         for j in range(wc):
             uo[j] = nu[j] / den[j]
             vo[j] = nv[j] / den[j]
