@@ -272,6 +272,18 @@ def test_golden_reference_vs_fast_luma_guided_chroma_nr(radius_c, step_c, guide_
     assert (changed == 0) if mono else (changed > 1)
 
 
+@pytest.mark.parametrize("mono", [False, True])
+def test_golden_reference_vs_fast_block_motion_window(mono):
+    """``nr3d.motion_window: block`` in the fast path (the 2x3 block-row mean of the luma difference, read in the
+    pass that denoises those rows) matches the reference over two frames, and it changes the picture beyond the
+    golden tolerance (so a fast path that kept the per-pixel test would fail here)."""
+    base = load_tuning("sc3336_day")
+    tn = dataclasses.replace(base.nr3d, alpha_static=0.25, motion_lo=0.6, motion_hi=2.0, motion_window="block")
+    cfg = dataclasses.replace(base, mono=mono, scale=ScaleParams(main=(64, 36), sub=(32, 18)), nr3d=tn)
+    plain = dataclasses.replace(cfg, nr3d=dataclasses.replace(tn, motion_window="pixel"))
+    assert _fast_matches_reference_and_differs_from(cfg, plain) > 1
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 3), (2, 2), (3, 5), (7, 2), (17, 33)])
 def test_chroma_median_kernel_matches_the_reference_at_every_size(shape):
     """The fast 3x3 median (a min/max network) equals the reference's sort-based median exactly, borders included

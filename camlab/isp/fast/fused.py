@@ -449,9 +449,10 @@ def _bilateral_luma(y, r, x, c, inv, ry, h, w):
 
 @njit(cache=True, error_model="numpy", fastmath=True)
 def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv,
-                  a_static, m_lo, m_span, y_out, uv_out):
+                  a_static, m_lo, m_span, mwin, y_out, uv_out):
     """Luma rows 2*by, 2*by+1 and chroma row ``by`` of :func:`nr_kernel` (a function of its own so the parallel
-    loop stays small: numba compiles it several times faster)."""
+    loop stays small: numba compiles it several times faster). Both luma rows are denoised before the temporal
+    blend, so the block motion window (``mwin``) can read both."""
     h, w = y.shape
     hc, wc = uv.shape[1], uv.shape[2]
     zero = np.float32(0.0)
@@ -506,17 +507,45 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
         else:
             for x in range(w):
                 yo[x] = yr[x]
-        if has_prev:
+    if has_prev:
+        if mwin:  # block window: |d| of both rows per column, then the 3-column mean (edge replicate)
+            dsum = np.empty(w, dtype=np.float32)
+            dmean = np.empty(w, dtype=np.float32)
+            y0o, y1o = y_out[2 * by], y_out[2 * by + 1]
+            p0, p1 = prev_y[2 * by], prev_y[2 * by + 1]
+            for x in range(w):
+                dsum[x] = abs(y0o[x] - p0[x]) + abs(y1o[x] - p1[x])
+            sixth = np.float32(1.0 / 6.0)
+            dc = dsum[1:]
+            dm = dmean[1:]
+            for i in range(w - 2):  # x = i + 1
+                dm[i] = (dsum[i] + dc[i] + dc[i + 1]) * sixth
+            dmean[0] = (dsum[0] + dsum[0] + dsum[min(1, w - 1)]) * sixth
+            if w > 1:
+                dmean[w - 1] = (dsum[w - 2] + dsum[w - 1] + dsum[w - 1]) * sixth
+        for oy in range(2):
+            r = 2 * by + oy
+            yo = y_out[r]
             pr = prev_y[r]
             _sig_row(inv_sig_lut, yo, idx, inv)
-            for x in range(w):
-                c = yo[x]
-                p = pr[x]
-                m = (abs(c - p) * inv[x] - m_lo) * inv_span
-                m = min(max(m, zero), one)
-                a = a_static + (one - a_static) * m
-                yo[x] = p + a * (c - p)
-                inv[x] = a
+            if mwin:
+                for x in range(w):
+                    c = yo[x]
+                    p = pr[x]
+                    m = (dmean[x] * inv[x] - m_lo) * inv_span
+                    m = min(max(m, zero), one)
+                    a = a_static + (one - a_static) * m
+                    yo[x] = p + a * (c - p)
+                    inv[x] = a
+            else:
+                for x in range(w):
+                    c = yo[x]
+                    p = pr[x]
+                    m = (abs(c - p) * inv[x] - m_lo) * inv_span
+                    m = min(max(m, zero), one)
+                    a = a_static + (one - a_static) * m
+                    yo[x] = p + a * (c - p)
+                    inv[x] = a
             for j in range(wc):
                 amax[j] = max(amax[j], max(inv[2 * j], inv[2 * j + 1]))
     uo = uv_out[0, by]
@@ -642,14 +671,15 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv, a_static,
-              m_lo, m_span, y_out, uv_out):
+              m_lo, m_span, mwin, y_out, uv_out):
     """Luma bilateral (box radius ry, triangular range kernel ky*sigma), chroma bilateral on the planar 4:2:0
     chroma (2, H/2, W/2) (rc, kc, tap step sc; with ``gc`` > 0 joint with the co-sited mean luma ``yh`` (H/2, W/2):
     ``gc`` is twice the tuning's ``guide_c``, the chroma distance here being |dCb| + |dCr|), then the
-    motion-adaptive recursive filter against (prev_y, prev_uv)."""
+    motion-adaptive recursive filter against (prev_y, prev_uv), its motion test per pixel or (``mwin``) on the
+    mean difference over each pixel's 2x3 block-row window (``camlab.isp.stages.nr3d``)."""
     for by in prange(uv.shape[1]):
         _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv,
-                      a_static, m_lo, m_span, y_out, uv_out)
+                      a_static, m_lo, m_span, mwin, y_out, uv_out)
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
@@ -971,7 +1001,7 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), kc, int(nr.radius_c), int(nr.step_c), gc, yh,
               bool(cfg.mono), has_prev, prev_y, prev_uv,
               np.float32(tn.alpha_static), np.float32(tn.motion_lo), np.float32(tn.motion_hi - tn.motion_lo),
-              y_nr, uv_nr)
+              tn.motion_window == "block", y_nr, uv_nr)
     if temporal:
         state.prev_y, state.prev_uv = y_nr, np.moveaxis(uv_nr, 0, -1)
     clock.lap("nr")
