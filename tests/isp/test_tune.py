@@ -106,6 +106,11 @@ def test_warm_start_file_is_measured_as_a_trial_before_sampling(tmp_path, capsys
     n_variants = sum(1 for t in study.trials if "variant" in t.user_attrs)
     assert n_variants >= 10
     assert len(warm_trials) == 1 and warm_trials[0].number == 1 + n_variants  # base, its variants, then the file
+    # then the file's own one-knob discrete changes, measured at its point (here: its chroma median off)
+    wv = {t.user_attrs["warm_start_variant"]: t for t in study.trials if "warm_start_variant" in t.user_attrs}
+    assert len(wv) == n_variants and all(t.number > warm_trials[0].number for t in wv.values())
+    off = wv["previous_tuned.yaml: nr2d.median_c=false"]
+    assert off.params["nr2d.strength_y"] == 7.5 and off.params["nr2d.median_c"] == "false"
     t = warm_trials[0]
     assert t.state == optuna.trial.TrialState.COMPLETE and t.values[0] > 0
     assert t.params["nr2d.strength_y"] == 7.5 and t.params["nr2d.median_c"] == "true"
@@ -519,6 +524,26 @@ def test_fast_path_cost_bills_only_the_thread_that_runs_the_frame(shared_data):
         stop.set()
         t.join()
     assert busy < 1.6 * quiet, (busy, quiet)
+
+
+def test_motion_window_variant_moves_the_thresholds_with_it():
+    """A one-knob variant that switches 3D-DNR's motion window scales both motion thresholds by
+    BLOCK_THRESHOLD_SCALE (block) or its inverse (back to pixel), clipped to the space; other variants keep them."""
+    from camlab.isp.stages.nr3d import BLOCK_THRESHOLD_SCALE
+    from camlab.isp.tune.space import load_space
+    from camlab.isp.tune.study import base_params, variant_params
+
+    base = load_tuning("sc3336_day")
+    space = load_space(None, "psnr", base)
+    params = base_params(space, base)
+    got = dict(variant_params(space, params))
+    blk = got["nr3d.motion_window=block"]
+    assert blk["nr3d.motion_lo"] == pytest.approx(1.5 * BLOCK_THRESHOLD_SCALE)
+    assert blk["nr3d.motion_hi"] == pytest.approx(4.0 * BLOCK_THRESHOLD_SCALE)
+    assert got["nr2d.median_c=true"]["nr3d.motion_lo"] == 1.5
+    back = dict(variant_params(space, {**blk, "nr3d.motion_lo": 1.8}))["nr3d.motion_window=pixel"]
+    assert back["nr3d.motion_lo"] == 1.9   # 1.8 / 0.6 = 3.0, clipped to the space's 1.9
+    assert back["nr3d.motion_hi"] == pytest.approx(4.0)
 
 
 def test_cost_constraint_study_has_one_objective_and_a_retimed_pick(tmp_path, capsys, shared_data):

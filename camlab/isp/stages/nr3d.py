@@ -11,9 +11,10 @@ thresholds; ``block`` compares the mean absolute difference over a 2x3 window, t
 block (the rows one chroma sample covers) and its column +-1. A single pixel's difference of two noisy frames is a
 poor motion test at night gains: noise alone opens the blend (less averaging where nothing moves) and a real change
 hides in it (ghosts). Averaging the difference over a small window before the threshold test is the classic
-remedy (Brailean, Kleihorst, Efstratiadis, Katsaggelos, Lagendijk, "Noise reduction filters for dynamic image
-sequences: a review", Proc. IEEE 83(9), 1995, section on motion-detecting recursive filters): six samples cut the
-noise of the test by ~2.4x, so lower thresholds catch the motion that the per-pixel test mistook for noise. The
+remedy for motion-detecting recursive filters (Brailean, Kleihorst, Efstratiadis, Katsaggelos, Lagendijk, "Noise
+reduction filters for dynamic image sequences: a review", Proc. IEEE 83(9), 1995): six independent samples would cut
+the noise of the test by sqrt(6) ~ 2.4x (less, as neighbouring pixels' noise is correlated after demosaicing), so
+lower thresholds catch the motion that the per-pixel test mistook for noise. The
 window stays inside one block row so the fused fast path computes it in the pass that denoises those two rows.
 """
 from __future__ import annotations
@@ -49,6 +50,12 @@ class Nr3dParams:
 
 
 MOTION_WINDOWS = ("pixel", "block")
+#: what the block window's thresholds are of the per-pixel test's for a comparable test: ``camlab tune isp`` moves
+#: both thresholds by this factor when it tries the other window on a known point. Read off the 12 tuning scenes at
+#: ISO 3200 (one-off probe, 2026-12-07, fast path): switching the shipped tuning / the 14:24 tuned pick to the block
+#: window with their thresholds times 0.4, 0.5, 0.6, 0.7, 0.8, 1.0 scored 29.17, 29.42, 29.50, 29.50, 29.47, 29.35 /
+#: 29.78, 30.01, 30.08, 30.07, 30.03, 29.92 dB (per-pixel: 29.36 / 29.94)
+BLOCK_THRESHOLD_SCALE = 0.6
 
 
 def motion_difference(y: np.ndarray, prev_y: np.ndarray, window: str = "pixel") -> np.ndarray:

@@ -542,7 +542,7 @@ def base_params(space, base) -> dict[str, Any]:
 
 def variant_params(space, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """One-knob changes of the base on the space's discrete axes: every other choice of a categorical and every other
-    value of an integer range, the rest of the base kept. Labels read "name=value"."""
+    value of an integer range, the rest of the base kept (but see :func:`_companions`). Labels read "name=value"."""
     out = []
     for name, p in space.items():
         if name not in params:
@@ -553,7 +553,24 @@ def variant_params(space, params: dict[str, Any]) -> list[tuple[str, dict[str, A
             others = [v for v in range(int(p.spec.low), int(p.spec.high) + 1) if v != int(params[name])]
         else:
             continue
-        out.extend((f"{name}={v}", {**params, name: v}) for v in others)
+        out.extend((f"{name}={v}", _companions(space, params, name, v)) for v in others)
+    return out
+
+
+def _companions(space, params: dict[str, Any], name: str, value) -> dict[str, Any]:
+    """``params`` with ``name`` set to ``value`` and the searched fields whose meaning that choice changes moved with
+    it: switching 3D-DNR's motion window between ``pixel`` and ``block`` scales both motion thresholds by
+    :data:`camlab.isp.stages.nr3d.BLOCK_THRESHOLD_SCALE` (or its inverse), clipped to the space, since the block
+    window's mean difference is less noisy and the same thresholds would mean a different test."""
+    from camlab.isp.stages.nr3d import BLOCK_THRESHOLD_SCALE
+
+    out = {**params, name: value}
+    if name == "nr3d.motion_window" and str(value) != str(params[name]):
+        scale = BLOCK_THRESHOLD_SCALE if value == "block" else 1.0 / BLOCK_THRESHOLD_SCALE
+        for th in ("nr3d.motion_lo", "nr3d.motion_hi"):
+            if th in out and th in space and space[th].kind == "float":
+                lo, hi = float(space[th].spec.low), float(space[th].spec.high)
+                out[th] = min(max(float(out[th]) * scale, lo), hi)
     return out
 
 
@@ -597,6 +614,18 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
         w_attrs["warm_start"] = Path(path).name
         study.add_trial(optuna.trial.create_trial(params=wparams, distributions=dists, values=w_values, user_attrs=w_attrs,
                                                   constraints=trial_constraints(cfg, w_attrs, limit) or None))
+        # and its own one-knob discrete changes: a choice added to the space since that file was tuned (or one TPE
+        # judged beside random values) is first measured at the best point known
+        for label, vparams in (variant_params(space, wparams) if cfg.warm_variants else []):
+            try:
+                tuning = apply(base, vparams)
+            except (ValueError, CamlabError):
+                continue
+            v_values, v_attrs = measure_trial(cfg, ev, tuning, base)
+            v_attrs["warm_start_variant"] = f"{Path(path).name}: {label}"
+            study.add_trial(optuna.trial.create_trial(params=vparams, distributions=dists, values=v_values,
+                                                      user_attrs=v_attrs,
+                                                      constraints=trial_constraints(cfg, v_attrs, limit) or None))
     return shipped
 
 
