@@ -596,36 +596,33 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
     study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values, user_attrs=attrs,
                                               constraints=trial_constraints(cfg, attrs, limit) or None))
     shipped = study.trials[-1]
-    for label, vparams in (variant_params(space, params) if cfg.warm_variants else []):
-        try:
-            tuning = apply(base, vparams)
-        except (ValueError, CamlabError):
-            continue
-        v_values, v_attrs = measure_trial(cfg, ev, tuning, base)
-        v_attrs["variant"] = label
-        study.add_trial(optuna.trial.create_trial(params=vparams, distributions=dists, values=v_values, user_attrs=v_attrs,
-                                                  constraints=trial_constraints(cfg, v_attrs, limit) or None))
+
+    def add(params_: dict[str, Any], tag: str, name: str) -> None:
+        """Measure the point ``params_`` (the base's fields outside the space kept) and add it with ``tag``."""
+        tuning = apply(base, params_)
+        t_values, t_attrs = measure_trial(cfg, ev, tuning, base)
+        t_attrs[tag] = name
+        study.add_trial(optuna.trial.create_trial(params=params_, distributions=dists, values=t_values,
+                                                  user_attrs=t_attrs,
+                                                  constraints=trial_constraints(cfg, t_attrs, limit) or None))
+
+    def add_variants(of: dict[str, Any], tag: str, prefix: str = "") -> None:
+        for label, vparams in (variant_params(space, of) if cfg.warm_variants else []):
+            try:
+                apply(base, vparams)
+            except (ValueError, CamlabError):
+                continue
+            add(vparams, tag, prefix + label)
+
+    add_variants(params, "variant")
     for path in cfg.warm_start:
         from camlab.isp.pipeline import load_tuning
 
         wparams = {**params, **base_params(space, load_tuning(str(path)))}
-        tuning = apply(base, wparams)  # the file's point in the space (its fields outside the space stay the base's)
-        w_values, w_attrs = measure_trial(cfg, ev, tuning, base)
-        w_attrs["warm_start"] = Path(path).name
-        study.add_trial(optuna.trial.create_trial(params=wparams, distributions=dists, values=w_values, user_attrs=w_attrs,
-                                                  constraints=trial_constraints(cfg, w_attrs, limit) or None))
+        add(wparams, "warm_start", Path(path).name)
         # and its own one-knob discrete changes: a choice added to the space since that file was tuned (or one TPE
         # judged beside random values) is first measured at the best point known
-        for label, vparams in (variant_params(space, wparams) if cfg.warm_variants else []):
-            try:
-                tuning = apply(base, vparams)
-            except (ValueError, CamlabError):
-                continue
-            v_values, v_attrs = measure_trial(cfg, ev, tuning, base)
-            v_attrs["warm_start_variant"] = f"{Path(path).name}: {label}"
-            study.add_trial(optuna.trial.create_trial(params=vparams, distributions=dists, values=v_values,
-                                                      user_attrs=v_attrs,
-                                                      constraints=trial_constraints(cfg, v_attrs, limit) or None))
+        add_variants(wparams, "warm_start_variant", f"{Path(path).name}: ")
     return shipped
 
 
