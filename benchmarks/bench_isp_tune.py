@@ -200,12 +200,28 @@ PROBES = {
     "luma_r2": {"nr2d.radius_y": 2},
     "chroma_median": {"nr2d.median_c": True},
     "directional_chroma_median": {"demosaic.method": "directional", "nr2d.median_c": True},
-    # 3D-DNR's block motion window with the shipped thresholds x 0.6 (its mean difference is ~2.4x less noisy)
-    "block_motion_window": {"nr3d.motion_window": "block", "nr3d.motion_lo": 0.9, "nr3d.motion_hi": 2.4},
+    # 3D-DNR's block motion window; its thresholds move as the search's variants move them (the shipped ones x
+    # BLOCK_THRESHOLD_SCALE: 0.9 / 2.4), see probe_params
+    "block_motion_window": {"nr3d.motion_window": "block"},
     "directional_chroma_median_block_motion": {"demosaic.method": "directional", "nr2d.median_c": True,
-                                               "nr3d.motion_window": "block", "nr3d.motion_lo": 0.9,
-                                               "nr3d.motion_hi": 2.4},
+                                               "nr3d.motion_window": "block"},
 }
+
+
+def probe_params(params: dict, base) -> dict:
+    """A probe's changes of ``base`` with the fields its choices move (:func:`camlab.isp.tune.study.with_companions`,
+    the rule the search's one-knob variants follow), as they go into the JSON."""
+    from camlab.isp.tune.space import load_space
+    from camlab.isp.tune.study import base_params, with_companions
+
+    space = load_space(None, "psnr", base)
+    point = base_params(space, base)
+    out = dict(params)
+    for name, value in params.items():
+        if name in space:
+            moved = with_companions(space, point, name, value)
+            out.update({k: v for k, v in moved.items() if k != name and v != point.get(k)})
+    return out
 
 
 def probes(tmp: Path) -> dict:
@@ -225,6 +241,7 @@ def probes(tmp: Path) -> dict:
     out: dict = {"shipped_psnr_db": {k: round(v, 4) for k, v in ref.items()},
                  "shipped_psnr_db_iso100_no_defects_tune": round(ob.quality(base, quiet.scenes)["psnr_db"], 4)}
     for name, params in PROBES.items():
+        params = probe_params(params, base)
         t = apply(base, params)
         ratios = [tune_ev.cost_ratio(t, base)[0] for _ in range(3)]
         out[name] = {"params": params,

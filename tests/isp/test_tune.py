@@ -40,6 +40,7 @@ def _space(tmp_path, text: str) -> Path:
     ("sharpen.amount: {low: -0.5, high: 1}\n", "outside the sharpen stage's valid domain"),
     ("tone.contrast: {low: 0.0, high: 1.5}\n", "outside the tone stage's valid domain"),
     ("nr3d.motion_lo: {low: 0.5, high: 5}\nnr3d.motion_hi: {low: 3, high: 8}\n", "nr3d stage's valid domain"),
+    ("nr3d.motion_window: {choices: [pixel, box]}\n", "motion_window must be one of"),
     ("ccm.saturation: {low: -1, high: 1}\n", "outside the ccm stage's valid domain"),
     ("demosaic.method: {choices: [bilinear, ahd]}\n", "unknown method 'ahd'"),
     ("nr2d.radius_y: {low: 1.5, high: 3}\n", "integer field"),
@@ -544,6 +545,13 @@ def test_motion_window_variant_moves_the_thresholds_with_it():
     back = dict(variant_params(space, {**blk, "nr3d.motion_lo": 1.8}))["nr3d.motion_window=pixel"]
     assert back["nr3d.motion_lo"] == 1.9   # 1.8 / 0.6 = 3.0, clipped to the space's 1.9
     assert back["nr3d.motion_hi"] == pytest.approx(4.0)
+
+    # the bench's probes follow the same rule
+    from benchmarks.bench_isp_tune import probe_params
+    probe = probe_params({"nr3d.motion_window": "block"}, base)
+    assert probe == {"nr3d.motion_window": "block", "nr3d.motion_lo": blk["nr3d.motion_lo"],
+                     "nr3d.motion_hi": blk["nr3d.motion_hi"]}
+    assert probe_params({"nr2d.median_c": True}, base) == {"nr2d.median_c": True}
 
 
 def test_cost_constraint_study_has_one_objective_and_a_retimed_pick(tmp_path, capsys, shared_data):

@@ -508,9 +508,9 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
             for x in range(w):
                 yo[x] = yr[x]
     if has_prev:
+        dmean = np.empty(w, dtype=np.float32)
         if mwin:  # block window: |d| of both rows per column, then the 3-column mean (edge replicate)
             dsum = np.empty(w, dtype=np.float32)
-            dmean = np.empty(w, dtype=np.float32)
             y0o, y1o = y_out[2 * by], y_out[2 * by + 1]
             p0, p1 = prev_y[2 * by], prev_y[2 * by + 1]
             for x in range(w):
@@ -528,24 +528,15 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
             yo = y_out[r]
             pr = prev_y[r]
             _sig_row(inv_sig_lut, yo, idx, inv)
-            if mwin:
-                for x in range(w):
-                    c = yo[x]
-                    p = pr[x]
-                    m = (dmean[x] * inv[x] - m_lo) * inv_span
-                    m = min(max(m, zero), one)
-                    a = a_static + (one - a_static) * m
-                    yo[x] = p + a * (c - p)
-                    inv[x] = a
-            else:
-                for x in range(w):
-                    c = yo[x]
-                    p = pr[x]
-                    m = (abs(c - p) * inv[x] - m_lo) * inv_span
-                    m = min(max(m, zero), one)
-                    a = a_static + (one - a_static) * m
-                    yo[x] = p + a * (c - p)
-                    inv[x] = a
+            for x in range(w):  # mwin is loop-invariant: LLVM unswitches the loop, each copy vectorises
+                c = yo[x]
+                p = pr[x]
+                d = dmean[x] if mwin else abs(c - p)
+                m = (d * inv[x] - m_lo) * inv_span
+                m = min(max(m, zero), one)
+                a = a_static + (one - a_static) * m
+                yo[x] = p + a * (c - p)
+                inv[x] = a
             for j in range(wc):
                 amax[j] = max(amax[j], max(inv[2 * j], inv[2 * j + 1]))
     uo = uv_out[0, by]

@@ -542,7 +542,7 @@ def base_params(space, base) -> dict[str, Any]:
 
 def variant_params(space, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """One-knob changes of the base on the space's discrete axes: every other choice of a categorical and every other
-    value of an integer range, the rest of the base kept (but see :func:`_companions`). Labels read "name=value"."""
+    value of an integer range, the rest of the base kept (but see :func:`with_companions`). Labels read "name=value"."""
     out = []
     for name, p in space.items():
         if name not in params:
@@ -553,11 +553,11 @@ def variant_params(space, params: dict[str, Any]) -> list[tuple[str, dict[str, A
             others = [v for v in range(int(p.spec.low), int(p.spec.high) + 1) if v != int(params[name])]
         else:
             continue
-        out.extend((f"{name}={v}", _companions(space, params, name, v)) for v in others)
+        out.extend((f"{name}={v}", with_companions(space, params, name, v)) for v in others)
     return out
 
 
-def _companions(space, params: dict[str, Any], name: str, value) -> dict[str, Any]:
+def with_companions(space, params: dict[str, Any], name: str, value) -> dict[str, Any]:
     """``params`` with ``name`` set to ``value`` and the searched fields whose meaning that choice changes moved with
     it: switching 3D-DNR's motion window between ``pixel`` and ``block`` scales both motion thresholds by
     :data:`camlab.isp.stages.nr3d.BLOCK_THRESHOLD_SCALE` (or its inverse), clipped to the space, since the block
@@ -597,9 +597,8 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
                                               constraints=trial_constraints(cfg, attrs, limit) or None))
     shipped = study.trials[-1]
 
-    def add(params_: dict[str, Any], tag: str, name: str) -> None:
-        """Measure the point ``params_`` (the base's fields outside the space kept) and add it with ``tag``."""
-        tuning = apply(base, params_)
+    def add(params_: dict[str, Any], tuning, tag: str, name: str) -> None:
+        """Measure ``tuning`` (the point ``params_`` of the space) and add it to the study tagged ``tag``."""
         t_values, t_attrs = measure_trial(cfg, ev, tuning, base)
         t_attrs[tag] = name
         study.add_trial(optuna.trial.create_trial(params=params_, distributions=dists, values=t_values,
@@ -609,17 +608,18 @@ def add_base_trial(study, cfg: TuneConfig, space, base):
     def add_variants(of: dict[str, Any], tag: str, prefix: str = "") -> None:
         for label, vparams in (variant_params(space, of) if cfg.warm_variants else []):
             try:
-                apply(base, vparams)
+                tuning = apply(base, vparams)
             except (ValueError, CamlabError):
                 continue
-            add(vparams, tag, prefix + label)
+            add(vparams, tuning, tag, prefix + label)
 
     add_variants(params, "variant")
     for path in cfg.warm_start:
         from camlab.isp.pipeline import load_tuning
 
         wparams = {**params, **base_params(space, load_tuning(str(path)))}
-        add(wparams, "warm_start", Path(path).name)
+        # the file's point in the space (its fields outside the space stay the base's)
+        add(wparams, apply(base, wparams), "warm_start", Path(path).name)
         # and its own one-knob discrete changes: a choice added to the space since that file was tuned (or one TPE
         # judged beside random values) is first measured at the best point known
         add_variants(wparams, "warm_start_variant", f"{Path(path).name}: ")
