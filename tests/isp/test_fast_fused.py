@@ -323,3 +323,15 @@ def test_chroma_tap_step_widens_the_window_at_the_same_tap_count():
     assert wide[4, 4, 0] > 0.0
     with pytest.raises(ValueError, match="step_c"):
         Nr2dParams(step_c=0)
+
+
+@pytest.mark.parametrize("radius_y,mono", [(1, False), (1, True), (2, False)])
+def test_golden_reference_vs_fast_cross_luma_window(radius_y, mono):
+    """``nr2d.window_y: cross`` (the box plus its four axial taps at radius + 1) in the fast path matches the
+    reference, borders included (the 13-tap branch-free loop and the edge columns/rows of the general path), and
+    changes the picture beyond the golden tolerance (so a fast path that kept the box would fail here)."""
+    base = load_tuning("sc3336_day")
+    nr = dataclasses.replace(base.nr2d, radius_y=radius_y, strength_y=4.0, window_y="cross")
+    cfg = dataclasses.replace(base, mono=mono, scale=ScaleParams(main=(64, 36), sub=(32, 18)), nr2d=nr)
+    plain = dataclasses.replace(cfg, nr2d=dataclasses.replace(nr, window_y="box"))
+    assert _fast_matches_reference_and_differs_from(cfg, plain) > 1

@@ -166,6 +166,40 @@ def test_nr2d_reduces_noise_and_keeps_edges():
     assert cu.std() < 0.6 * uv.std()
 
 
+def test_cross_luma_window_reads_the_four_axial_taps_beyond_the_box():
+    """``window_y: cross``: the taps are the box plus (+-(r+1), 0), (0, +-(r+1)); a similar sample two pixels away on
+    an axis enters the average (it does not in the 3x3 box) and one two pixels away on a diagonal does not; on
+    noise the cross averages more than the 3x3 box at one strength; the output equals an explicit loop."""
+    from camlab.isp.stages.nr2d import luma_offsets
+
+    assert luma_offsets(1, "cross") == [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)] + [(-2, 0), (0, -2),
+                                                                                               (0, 2), (2, 0)]
+    assert len(luma_offsets(2, "cross")) == 29 and luma_offsets(0, "cross") == [(0, 0)]
+    lut = np.full(256, 0.01, np.float32)
+    y = np.full((9, 9), 0.5, np.float32)
+    y[4, 6] = 0.51   # on the row axis, two away
+    y[6, 6] = 0.51   # on the diagonal, two away
+    box = denoise_luma(y, lut, Nr2dParams(strength_y=3.0))
+    cross = denoise_luma(y, lut, Nr2dParams(strength_y=3.0, window_y="cross"))
+    assert box[4, 4] == pytest.approx(0.5, abs=1e-7)
+    w = 1 - 0.01 / 0.03
+    assert cross[4, 4] == pytest.approx((12 * 0.5 + w * 0.51) / (12 + w), abs=1e-6)
+    noisy = _flat_noisy((48, 48), 0.5, 0.01, seed=3)
+    out = denoise_luma(noisy, lut, Nr2dParams(strength_y=3.0, window_y="cross"))
+    assert out.std() < 0.95 * denoise_luma(noisy, lut, Nr2dParams(strength_y=3.0)).std()
+    pad = np.pad(noisy, 2, mode="edge")
+    num = np.zeros_like(noisy)
+    den = np.zeros_like(noisy)
+    for dy, dx in luma_offsets(1, "cross"):
+        v = pad[2 + dy:50 + dy, 2 + dx:50 + dx]
+        wt = np.maximum(0, 1 - np.abs(v - noisy) / np.float32(0.03))
+        num += wt * v
+        den += wt
+    np.testing.assert_allclose(out, num / den, atol=1e-6)
+    with pytest.raises(ValueError, match="window_y"):
+        Nr2dParams(window_y="diamond")
+
+
 def test_chroma_median_removes_isolated_false_colour_and_keeps_chroma_edges():
     """``median_c``: a lone false-colour sample (what demosaicing leaves at fine detail) is removed even where the
     bilateral alone keeps it (its range distance is many sigmas: an "edge"), a chroma step edge passes unchanged,

@@ -423,7 +423,9 @@ def _sig_row(lut, src, idx, out):
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=True)
-def _bilateral_luma(y, r, x, c, inv, ry, h, w):
+def _bilateral_luma(y, r, x, c, inv, ry, cross, h, w):
+    """One luma pixel of the bilateral: the box of radius ``ry`` and, with ``cross``, the four axial taps at ry + 1
+    (``camlab.isp.stages.nr2d.luma_offsets``); edges replicate."""
     num = np.float32(0.0)
     den = np.float32(0.0)
     one = np.float32(1.0)
@@ -444,15 +446,70 @@ def _bilateral_luma(y, r, x, c, inv, ry, h, w):
                 wt = max(zero, one - abs(v - c) * inv)
                 num += wt * v
                 den += wt
+    if cross:
+        e = ry + 1
+        for k in range(4):
+            dy = -e if k == 0 else (e if k == 3 else 0)
+            dx = -e if k == 1 else (e if k == 2 else 0)
+            v = y[_clamp(r + dy, h), _clamp(x + dx, w)]
+            wt = max(zero, one - abs(v - c) * inv)
+            num += wt * v
+            den += wt
     return num / den
 
 
+@njit(cache=True, inline="always", error_model="numpy", fastmath=True)
+def _ctap(a0, a1, g, u0, v0, g0, gc, k, su, sv, sw):
+    wt = max(np.float32(0.0), np.float32(1.0) - (abs(a0 - u0) + abs(a1 - v0) + gc * abs(g - g0)) * k)
+    return su + wt * a0, sv + wt * a1, sw + wt
+
+
 @njit(cache=True, error_model="numpy", fastmath=True)
-def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv,
+def _chroma_r1_rows(uv, yh, cinv, by, sc, gc, guided, wc, nu, nv, den):
+    """Interior columns sc..wc-sc-1 of chroma row ``by`` for a radius-1 window with taps ``sc`` apart (joint with
+    the co-sited luma ``yh`` when ``guided``): the sums into ``nu``, ``nv``, ``den``, centre tap first. Without the
+    guide, ``gc`` is 0 and the guide rows are the centre row, so the guide term is exactly 0."""
+    s2 = 2 * sc
+    n = wc - s2
+    ua, um, ub = uv[0, by - sc], uv[0, by], uv[0, by + sc]
+    va, vm, vb = uv[1, by - sc], uv[1, by], uv[1, by + sc]
+    if guided:
+        ga, gm, gb = yh[by - sc], yh[by], yh[by + sc]
+        g_c = gc
+    else:
+        ga = gm = gb = um
+        g_c = np.float32(0.0)
+    ua0, ua1, ua2, um0, um2, ub0, ub1, ub2 = ua, ua[sc:], ua[s2:], um, um[s2:], ub, ub[sc:], ub[s2:]
+    va0, va1, va2, vm0, vm2, vb0, vb1, vb2 = va, va[sc:], va[s2:], vm, vm[s2:], vb, vb[sc:], vb[s2:]
+    ga0, ga1, ga2, gm0, gm2, gb0, gb1, gb2 = ga, ga[sc:], ga[s2:], gm, gm[s2:], gb, gb[sc:], gb[s2:]
+    umc, vmc, gmc, kc_ = um[sc:], vm[sc:], gm[sc:], cinv[sc:]
+    nuc, nvc, denc = nu[sc:], nv[sc:], den[sc:]
+    for i in range(n):
+        u0 = umc[i]
+        v0 = vmc[i]
+        g0 = gmc[i]
+        k = kc_[i]
+        su, sv, sw = u0, v0, np.float32(1.0)
+        su, sv, sw = _ctap(ua0[i], va0[i], ga0[i], u0, v0, g0, g_c, k, su, sv, sw)
+        su, sv, sw = _ctap(ua1[i], va1[i], ga1[i], u0, v0, g0, g_c, k, su, sv, sw)
+        su, sv, sw = _ctap(ua2[i], va2[i], ga2[i], u0, v0, g0, g_c, k, su, sv, sw)
+        su, sv, sw = _ctap(um0[i], vm0[i], gm0[i], u0, v0, g0, g_c, k, su, sv, sw)
+        su, sv, sw = _ctap(um2[i], vm2[i], gm2[i], u0, v0, g0, g_c, k, su, sv, sw)
+        su, sv, sw = _ctap(ub0[i], vb0[i], gb0[i], u0, v0, g0, g_c, k, su, sv, sw)
+        su, sv, sw = _ctap(ub1[i], vb1[i], gb1[i], u0, v0, g0, g_c, k, su, sv, sw)
+        su, sv, sw = _ctap(ub2[i], vb2[i], gb2[i], u0, v0, g0, g_c, k, su, sv, sw)
+        nuc[i] = su
+        nvc[i] = sv
+        denc[i] = sw
+
+
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, cy, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv,
                   a_static, m_lo, m_span, mwin, y_out, uv_out):
     """Luma rows 2*by, 2*by+1 and chroma row ``by`` of :func:`nr_kernel` (a function of its own so the parallel
     loop stays small: numba compiles it several times faster). Both luma rows are denoised before the temporal
-    blend, so the block motion window (``mwin``) can read both."""
+    blend, so the block motion window (``mwin``) can read both. ``cy``: the luma window is the cross (the box plus
+    its four axial taps at ry + 1)."""
     h, w = y.shape
     hc, wc = uv.shape[1], uv.shape[2]
     zero = np.float32(0.0)
@@ -470,7 +527,46 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
             _sig_row(sig_lut, yr, idx, inv)  # gather pass, then the range-kernel scale per pixel
             for x in range(w):
                 inv[x] = one / max(ky * inv[x], tiny)
-            if ry == 1 and 0 < r < h - 1 and w > 2:
+            if ry == 1 and cy and 1 < r < h - 2 and w > 4:
+                ya = y[r - 1]
+                yb = y[r + 1]
+                yaa = y[r - 2]
+                ybb = y[r + 2]
+                # branch-free 13-tap cross at x = i + 2 (indices "counter + constant >= 0": vectorises)
+                for i in range(w - 4):
+                    c = yr[i + 2]
+                    k = inv[i + 2]
+                    v0 = ya[i + 1]
+                    v1 = ya[i + 2]
+                    v2 = ya[i + 3]
+                    v3 = yr[i + 1]
+                    v5 = yr[i + 3]
+                    v6 = yb[i + 1]
+                    v7 = yb[i + 2]
+                    v8 = yb[i + 3]
+                    u0 = yaa[i + 2]
+                    u1 = yr[i]
+                    u2 = yr[i + 4]
+                    u3 = ybb[i + 2]
+                    w0 = max(zero, one - abs(v0 - c) * k)
+                    w1 = max(zero, one - abs(v1 - c) * k)
+                    w2 = max(zero, one - abs(v2 - c) * k)
+                    w3 = max(zero, one - abs(v3 - c) * k)
+                    w5 = max(zero, one - abs(v5 - c) * k)
+                    w6 = max(zero, one - abs(v6 - c) * k)
+                    w7 = max(zero, one - abs(v7 - c) * k)
+                    w8 = max(zero, one - abs(v8 - c) * k)
+                    t0 = max(zero, one - abs(u0 - c) * k)
+                    t1 = max(zero, one - abs(u1 - c) * k)
+                    t2 = max(zero, one - abs(u2 - c) * k)
+                    t3 = max(zero, one - abs(u3 - c) * k)
+                    num = (c + w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3 + w5 * v5 + w6 * v6 + w7 * v7 + w8 * v8
+                           + t0 * u0 + t1 * u1 + t2 * u2 + t3 * u3)
+                    den = one + w0 + w1 + w2 + w3 + w5 + w6 + w7 + w8 + t0 + t1 + t2 + t3
+                    yo[i + 2] = num / den
+                for x in (0, 1, w - 2, w - 1):
+                    yo[x] = _bilateral_luma(y, r, x, yr[x], inv[x], ry, cy, h, w)
+            elif ry == 1 and not cy and 0 < r < h - 1 and w > 2:
                 ya = y[r - 1]
                 yb = y[r + 1]
                 yc = yr[1:]
@@ -499,11 +595,11 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
                     num = c + w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3 + w5 * v5 + w6 * v6 + w7 * v7 + w8 * v8
                     den = one + w0 + w1 + w2 + w3 + w5 + w6 + w7 + w8
                     yoc[i] = num / den
-                yo[0] = _bilateral_luma(y, r, 0, yr[0], inv[0], ry, h, w)
-                yo[w - 1] = _bilateral_luma(y, r, w - 1, yr[w - 1], inv[w - 1], ry, h, w)
+                yo[0] = _bilateral_luma(y, r, 0, yr[0], inv[0], ry, cy, h, w)
+                yo[w - 1] = _bilateral_luma(y, r, w - 1, yr[w - 1], inv[w - 1], ry, cy, h, w)
             else:
                 for x in range(w):
-                    yo[x] = _bilateral_luma(y, r, x, yr[x], inv[x], ry, h, w)
+                    yo[x] = _bilateral_luma(y, r, x, yr[x], inv[x], ry, cy, h, w)
         else:
             for x in range(w):
                 yo[x] = yr[x]
@@ -560,7 +656,8 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
         _sig_row(sig_lut, cinv, idx, cinv)
         for j in range(wc):
             cinv[j] = np.float32(0.5) / max(kc * cinv[j], tiny)
-        if rc == 1 and sc == 1 and gc == 0 and 0 < by < hc - 1 and wc > 2:
+        guided = gc > 0
+        if rc == 1 and sc == 1 and not guided and 0 < by < hc - 1 and wc > 2:
             # branch-free 3x3 with register accumulators (vectorisable), borders below
             ua, um, ub_ = uv[0, by - 1], uv[0, by], uv[0, by + 1]
             va, vm, vb_ = uv[1, by - 1], uv[1, by], uv[1, by + 1]
@@ -597,6 +694,13 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
             lo_j = 1
             hi_j = wc - 1
             skip_interior = True
+        elif rc == 1 and sc <= by < hc - sc and wc > 2 * sc:
+            # radius 1 with taps ``sc`` apart and/or the luma guide: the same register accumulation, each tap an
+            # offset row slice (so every index is "counter + constant"); borders below
+            _chroma_r1_rows(uv, yh, cinv, by, sc, gc, guided, wc, nu, nv, den)
+            lo_j = sc
+            hi_j = wc - sc
+            skip_interior = True
         else:
             lo_j = min(rc * sc, wc)
             hi_j = max(wc - rc * sc, lo_j)
@@ -605,7 +709,6 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
         ucc, vcc, kcc_ = uc[reach:], vc[reach:], cinv[reach:]
         nuc_, nvc_, denc_ = nu[reach:], nv[reach:], den[reach:]
         n_in = 0 if skip_interior else hi_j - lo_j
-        guided = gc > 0
         ycen = yh[by] if guided else yh[0]
         ycc = ycen[reach:] if guided else ycen
         for dy in range(-rc, rc + 1):
@@ -661,15 +764,16 @@ def _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, m
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv, a_static,
+def nr_kernel(y, uv, sig_lut, inv_sig_lut, ky, ry, cy, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv, a_static,
               m_lo, m_span, mwin, y_out, uv_out):
-    """Luma bilateral (box radius ry, triangular range kernel ky*sigma), chroma bilateral on the planar 4:2:0
+    """Luma bilateral (box radius ry, with ``cy`` plus the four axial taps at ry + 1; triangular range kernel
+    ky*sigma), chroma bilateral on the planar 4:2:0
     chroma (2, H/2, W/2) (rc, kc, tap step sc; with ``gc`` > 0 joint with the co-sited mean luma ``yh`` (H/2, W/2):
     ``gc`` is twice the tuning's ``guide_c``, the chroma distance here being |dCb| + |dCr|), then the
     motion-adaptive recursive filter against (prev_y, prev_uv), its motion test per pixel or (``mwin``) on the
     mean difference over each pixel's 2x3 block-row window (``camlab.isp.stages.nr3d``)."""
     for by in prange(uv.shape[1]):
-        _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv,
+        _nr_block_row(by, y, uv, sig_lut, inv_sig_lut, ky, ry, cy, kc, rc, sc, gc, yh, mono, has_prev, prev_y, prev_uv,
                       a_static, m_lo, m_span, mwin, y_out, uv_out)
 
 
@@ -989,7 +1093,8 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     else:
         gc = np.float32(0.0)
         yh = _buf(cache, "y_half_unused", (1, 1))
-    nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), kc, int(nr.radius_c), int(nr.step_c), gc, yh,
+    nr_kernel(y, uv, sig_lut, inv_sig, ky, int(nr.radius_y), nr.window_y == "cross", kc, int(nr.radius_c),
+              int(nr.step_c), gc, yh,
               bool(cfg.mono), has_prev, prev_y, prev_uv,
               np.float32(tn.alpha_static), np.float32(tn.motion_lo), np.float32(tn.motion_hi - tn.motion_lo),
               tn.motion_window == "block", y_nr, uv_nr)

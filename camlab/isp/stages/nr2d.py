@@ -20,6 +20,13 @@ no-flash image pairs", SIGGRAPH 2004; Eisemann & Durand, "Flash photography enha
 relighting", SIGGRAPH 2004). Luma carries 4x the samples and less noise than chroma at 4:2:0, so the weights find
 object edges that the noisy chroma alone hides: chroma is averaged strongly inside objects and not across their
 outlines.
+
+Luma window (``window_y``): ``box`` is the (2 radius_y + 1)^2 square of the bilateral; ``cross`` adds the four taps
+one step beyond it on the two axes (radius 1: the 3x3 plus the taps two away, 13 in all), a sparse support like the
+chroma's spaced taps. At night gains a 3x3 average of the similar neighbours leaves visible grain; a 5x5 box costs 16
+more taps and, at one range strength, flattens fine texture, while the four axial taps reach as far along the axes
+for 4 more. The shape is our measured choice, not taken from a paper: the probe figures are in
+``camlab/isp/tune/default_space.yaml``.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ from camlab.isp.stages.ccm import LUMA_709
 from camlab.isp.stages.tone import ToneParams, tone_map, tone_slope
 
 SIGMA_LUT_SIZE = 256
+LUMA_WINDOWS = ("box", "cross")
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,9 @@ class Nr2dParams:
     the "a trous" sampling of Dammertz et al., "Edge-avoiding A-Trous wavelet transform", HPG 2010); ``median_c``:
     a 3x3 median of each chroma plane before the chroma bilateral (false-colour suppression, see the module
     docstring; it runs whenever the stage is enabled, also with ``strength_c`` 0); ``guide_c``: weight of the
-    co-sited mean luma difference in the chroma range distance (0 = chroma alone; see the module docstring)."""
+    co-sited mean luma difference in the chroma range distance (0 = chroma alone; see the module docstring);
+    ``window_y``: the luma window, ``box`` or ``cross`` (the box plus the four axial taps at radius_y + 1, see the
+    module docstring)."""
 
     enabled: bool = True
     strength_y: float = 2.0
@@ -54,6 +64,7 @@ class Nr2dParams:
     step_c: int = 1
     median_c: bool = False
     guide_c: float = 0.0
+    window_y: str = "box"
 
     def __post_init__(self):
         if self.strength_y < 0 or self.strength_c < 0:
@@ -64,6 +75,8 @@ class Nr2dParams:
             raise ValueError("step_c must be in 1..4")
         if not 0 <= self.guide_c <= 16:
             raise ValueError("guide_c must be in 0..16")
+        if self.window_y not in LUMA_WINDOWS:
+            raise ValueError(f"window_y must be one of {LUMA_WINDOWS}, got {self.window_y!r}")
 
 
 @functools.lru_cache(maxsize=16)
@@ -100,6 +113,16 @@ def display_noise_lut(shot: float, read: float, wb_gains=(1.0, 1.0, 1.0), ccm=No
     return sig.astype(np.float32)
 
 
+def luma_offsets(radius: int, window: str = "box") -> list[tuple[int, int]]:
+    """(dy, dx) taps of the luma window: the square of ``radius``, and for ``cross`` the four axial taps at
+    radius + 1 (in that order, the order the fast path sums them)."""
+    taps = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    if window == "cross" and radius > 0:
+        e = radius + 1
+        taps += [(-e, 0), (0, -e), (0, e), (e, 0)]
+    return taps
+
+
 def _sigma_of(v: np.ndarray, lut: np.ndarray) -> np.ndarray:
     idx = np.clip(np.floor(v * (lut.size - 1) + 0.5), 0, lut.size - 1).astype(np.intp)
     return lut[idx]
@@ -109,18 +132,18 @@ def denoise_luma(y: np.ndarray, sigma_lut: np.ndarray, p: Nr2dParams = Nr2dParam
     """Display luma (H, W) float32 -> denoised luma (edges replicate)."""
     if not p.enabled or p.strength_y == 0 or p.radius_y == 0:
         return y.astype(np.float32, copy=True)
-    r = p.radius_y
+    taps = luma_offsets(p.radius_y, p.window_y)
+    e = max(max(abs(dy), abs(dx)) for dy, dx in taps)
     h, w = y.shape
-    pad = np.pad(y, r, mode="edge")
+    pad = np.pad(y, e, mode="edge")
     inv = 1.0 / np.maximum(np.float32(p.strength_y) * _sigma_of(y, sigma_lut), np.float32(1e-6))
     num = np.zeros_like(y, dtype=np.float32)
     den = np.zeros_like(y, dtype=np.float32)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            v = pad[r + dy:r + dy + h, r + dx:r + dx + w]
-            wgt = np.maximum(np.float32(0.0), np.float32(1.0) - np.abs(v - y) * inv)
-            num += wgt * v
-            den += wgt
+    for dy, dx in taps:
+        v = pad[e + dy:e + dy + h, e + dx:e + dx + w]
+        wgt = np.maximum(np.float32(0.0), np.float32(1.0) - np.abs(v - y) * inv)
+        num += wgt * v
+        den += wgt
     return (num / den).astype(np.float32)
 
 
