@@ -40,6 +40,29 @@ def test_fast_matches_reference(pattern, method):
         np.testing.assert_allclose(fast, ref, atol=1e-5, err_msg=f"{method} {pattern} {shape}")
 
 
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_malvar_gains_fast_matches_reference_and_zero_gains_are_bilinear(pattern):
+    """``malvar_alpha/beta/gamma``: the fast kernel follows the reference at other gains; all three at 0 leave the
+    bilinear estimate; each gain moves only its own sites (alpha: G at R/B, beta: R/B at G, gamma: R/B at B/R)."""
+    rng = np.random.default_rng(11 + PATTERN_CODES[pattern])
+    c = rng.random((31, 45)).astype(np.float32)
+    for gains in ((0.3, 0.4, 0.9), (0.0, 1.2, 0.2)):
+        ref = demosaic(c, pattern, DemosaicParams("malvar2004", *gains))
+        np.testing.assert_allclose(demosaic_fast(c, pattern, "malvar2004", gains), ref, atol=1e-5)
+    zero = demosaic(c, pattern, DemosaicParams("malvar2004", 0.0, 0.0, 0.0))
+    np.testing.assert_allclose(zero, demosaic(c, pattern, DemosaicParams("bilinear")), atol=1e-6)
+    paper = demosaic(c, pattern, DemosaicParams("malvar2004"))
+    green_sites = mosaic(np.stack([np.zeros_like(c), np.ones_like(c), np.zeros_like(c)], -1), pattern) > 0
+    only_alpha = demosaic(c, pattern, DemosaicParams("malvar2004", 0.2, 0.625, 0.75))
+    moved = np.any(only_alpha != paper, axis=-1)
+    assert moved[~green_sites].all() and not moved[green_sites].any()
+    only_beta = demosaic(c, pattern, DemosaicParams("malvar2004", 0.5, 0.3, 0.75))
+    assert np.any(only_beta != paper, axis=-1)[green_sites].all()
+    assert not np.any(only_beta != paper, axis=-1)[~green_sites].any()
+    with pytest.raises(CamlabError, match="demosaic.malvar_beta"):
+        DemosaicParams("malvar2004", 0.5, 2.0, 0.75)
+
+
 def test_directional_weights_running_sums_hold_over_a_tall_band():
     """The d/alpha kernel keeps 5-row running sums (add the row entering, subtract the row leaving): float32 drift
     along a band must stay far below the golden tolerance, also when one band walks 1200 rows of a real-valued

@@ -25,7 +25,7 @@ from camlab.isp.fast.fused import (
 from camlab.isp.pipeline import IspState, Pipeline, load_tuning
 from camlab.isp.stages import cfa_tile, rgb_tile
 from camlab.isp.stages.csc import rgb_to_yuv_matrix
-from camlab.isp.stages.demosaic import METHOD_CODES, PAD, PATTERN_CODES
+from camlab.isp.stages.demosaic import MALVAR_GAINS, METHOD_CODES, PAD, PATTERN_CODES, malvar_coefficients
 from camlab.isp.stages.scale import ScaleParams
 from camlab.isp.stages.tone import ToneParams, tone_lut
 from camlab.sensor.cfa import PATTERNS, mosaic
@@ -71,8 +71,9 @@ def _front_args(pattern: str, h: int, w: int):
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-@pytest.mark.parametrize("method", ["bilinear", "malvar2004"])
-def test_line_buffered_pass_matches_unfused_chain(pattern, method):
+@pytest.mark.parametrize("method,gains", [("bilinear", MALVAR_GAINS), ("malvar2004", MALVAR_GAINS),
+                                          ("malvar2004", (0.3, 0.4, 0.9))])
+def test_line_buffered_pass_matches_unfused_chain(pattern, method, gains):
     lut = tone_lut(ToneParams(contrast=0.15), TONE_LUT_SIZE)
     ym = rgb_to_yuv_matrix("bt709")
     code = PATTERN_CODES[pattern]
@@ -83,13 +84,15 @@ def test_line_buffered_pass_matches_unfused_chain(pattern, method):
         # unfused: front end into the demosaic workspace, full-frame demosaic, colour pass
         ws = DemosaicWorkspace(h, w)
         front_end_kernel(raw, *fe, ws.padded, PAD + ry, PAD + rx)
-        rgb = demosaic_into(ws.cfa_view(code), code, np.empty((h, w, 3), np.float32), method, ws=ws)
+        rgb = demosaic_into(ws.cfa_view(code), code, np.empty((h, w, 3), np.float32), method, ws=ws,
+                            malvar_gains=gains)
         h2, w2 = h // 2 * 2, w // 2 * 2
         y_ref, uv_ref = np.empty((h2, w2), np.float32), np.empty((2, h2 // 2, w2 // 2), np.float32)
         colour_kernel(rgb, CCM, lut, ym, y_ref, uv_ref)
         for nbands in (1, 3, h2 // 2 + 5):  # one band, uneven bands, more bands than row pairs
             y, uv = np.full_like(y_ref, np.nan), np.full_like(uv_ref, np.nan)
-            front_colour_kernel(raw, *fe, METHOD_CODES[method], ry, rx, CCM, lut, ym, nbands, y, uv)
+            code_m = -1 if gains != MALVAR_GAINS else METHOD_CODES[method]  # -1: Malvar at other gains
+            front_colour_kernel(raw, *fe, code_m, malvar_coefficients(*gains), ry, rx, CCM, lut, ym, nbands, y, uv)
             # same arithmetic up to fastmath contraction: a value on a tone-LUT bin edge may take the next entry
             # (1/65536 apart), nothing more
             for got, want in ((y, y_ref), (uv, uv_ref)):
@@ -335,3 +338,13 @@ def test_golden_reference_vs_fast_cross_luma_window(radius_y, mono):
     cfg = dataclasses.replace(base, mono=mono, scale=ScaleParams(main=(64, 36), sub=(32, 18)), nr2d=nr)
     plain = dataclasses.replace(cfg, nr2d=dataclasses.replace(nr, window_y="box"))
     assert _fast_matches_reference_and_differs_from(cfg, plain) > 1
+
+
+def test_golden_reference_vs_fast_malvar_gains():
+    """``demosaic.malvar_alpha/beta/gamma`` away from the paper's gains take the fast path's gains twin: it matches
+    the reference over two frames and changes the picture beyond the golden tolerance."""
+    base = load_tuning("sc3336_day")
+    assert base.demosaic.method == "malvar2004"
+    dm = dataclasses.replace(base.demosaic, malvar_alpha=0.3, malvar_beta=0.3, malvar_gamma=0.4)
+    cfg = dataclasses.replace(base, scale=ScaleParams(main=(64, 36), sub=(32, 18)), demosaic=dm)
+    assert _fast_matches_reference_and_differs_from(cfg, dataclasses.replace(cfg, demosaic=base.demosaic)) > 1

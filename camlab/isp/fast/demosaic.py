@@ -17,7 +17,8 @@ import numba as nb
 import numpy as np
 
 from camlab.errors import CamlabError
-from camlab.isp.stages.demosaic import DIR_EPS, METHOD_CODES, METHODS, PAD, PATTERN_CODES, check_cfa
+from camlab.isp.stages.demosaic import (DIR_EPS, MALVAR_GAINS, METHOD_CODES, METHODS, PAD, PATTERN_CODES, check_cfa,
+                                        malvar_coefficients)
 from camlab.sensor.cfa import PATTERNS, Pattern, channel_offsets
 
 # fastmath without the no-NaN/no-Inf assumptions, so the NaN scan during padding stays honest.
@@ -175,6 +176,35 @@ def _malvar_row(p_2, p_1, p0, p1, p2, yp, left, w, o):
                 _put(o, start - left + j, red_row, row_c, v, col_c)
 
 
+@nb.njit(cache=True, fastmath=_FM)
+def _malvar_gains_row(p_2, p_1, p0, p1, p2, yp, left, w, o, mk):
+    """:func:`_malvar_row` at other gains: ``mk``, the kernels' tap weights
+    (``camlab.isp.stages.demosaic.malvar_coefficients``). A twin rather than one function with runtime weights: at
+    the paper's gains the literal arithmetic stays as it was (fastmath reassociates a runtime weight differently
+    from a literal, and the shipped tunings would render a few pixels 1 code apart)."""
+    red_row = (yp & 1) == 0
+    cs, nc, gs, ng = _sites_in_row(yp, left, w)
+    a4, a1, g6, g15, b5, b1, bh = mk[0], mk[1], mk[2], mk[3], mk[4], mk[5], mk[6]
+    for start, n, chroma in ((cs, nc, True), (gs, ng, False)):
+        a, b, m, d, e = p_2[start - 2:], p_1[start - 2:], p0[start - 2:], p1[start - 2:], p2[start - 2:]
+        for k in range(n):
+            j = 2 * k
+            v = m[j + 2]
+            n1 = b[j + 2] + d[j + 2]
+            n2 = a[j + 2] + e[j + 2]
+            w1 = m[j + 1] + m[j + 3]
+            w2 = m[j] + m[j + 4]
+            dg = b[j + 1] + b[j + 3] + d[j + 1] + d[j + 3]
+            if chroma:
+                g = (a4 * v + _TWO * (n1 + w1) - a1 * (n2 + w2)) * _E
+                oth = (g6 * v + _TWO * dg - g15 * (n2 + w2)) * _E
+                _put(o, start - left + j, red_row, v, g, oth)
+            else:
+                row_c = (b5 * v + _FOUR * w1 - b1 * w2 - b1 * dg + bh * n2) * _E
+                col_c = (b5 * v + _FOUR * n1 - b1 * n2 - b1 * dg + bh * w2) * _E
+                _put(o, start - left + j, red_row, row_c, v, col_c)
+
+
 # Planar twins of the row functions (R, G, B rows instead of one (w, 3) row) for the line-buffered ISP pass, whose
 # colour stage vectorises over contiguous planes. Same arithmetic; golden tests hold both to the reference.
 @nb.njit(inline="always")
@@ -228,12 +258,41 @@ def _malvar_row3(p_2, p_1, p0, p1, p2, yp, left, w, pr, pg, pb):
                 _put3(pr, pg, pb, start - left + j, red_row, row_c, v, col_c)
 
 
+@nb.njit(cache=True, fastmath=_FM)
+def _malvar_gains_row3(p_2, p_1, p0, p1, p2, yp, left, w, pr, pg, pb, mk):
+    """Planar twin of :func:`_malvar_gains_row`."""
+    red_row = (yp & 1) == 0
+    cs, nc, gs, ng = _sites_in_row(yp, left, w)
+    a4, a1, g6, g15, b5, b1, bh = mk[0], mk[1], mk[2], mk[3], mk[4], mk[5], mk[6]
+    for start, n, chroma in ((cs, nc, True), (gs, ng, False)):
+        a, b, m, d, e = p_2[start - 2:], p_1[start - 2:], p0[start - 2:], p1[start - 2:], p2[start - 2:]
+        for k in range(n):
+            j = 2 * k
+            v = m[j + 2]
+            n1 = b[j + 2] + d[j + 2]
+            n2 = a[j + 2] + e[j + 2]
+            w1 = m[j + 1] + m[j + 3]
+            w2 = m[j] + m[j + 4]
+            dg = b[j + 1] + b[j + 3] + d[j + 1] + d[j + 3]
+            if chroma:
+                g = (a4 * v + _TWO * (n1 + w1) - a1 * (n2 + w2)) * _E
+                oth = (g6 * v + _TWO * dg - g15 * (n2 + w2)) * _E
+                _put3(pr, pg, pb, start - left + j, red_row, v, g, oth)
+            else:
+                row_c = (b5 * v + _FOUR * w1 - b1 * w2 - b1 * dg + bh * n2) * _E
+                col_c = (b5 * v + _FOUR * n1 - b1 * n2 - b1 * dg + bh * w2) * _E
+                _put3(pr, pg, pb, start - left + j, red_row, row_c, v, col_c)
+
+
 @nb.njit(parallel=True, fastmath=_FM, cache=True)
-def _malvar(c, top, left, out):
+def _malvar(c, top, left, out, mk, paper):
     h, w = out.shape[0], out.shape[1]
     for y in nb.prange(h):
         yp = y + top
-        _malvar_row(c[yp - 2], c[yp - 1], c[yp], c[yp + 1], c[yp + 2], yp, left, w, out[y])
+        if paper:
+            _malvar_row(c[yp - 2], c[yp - 1], c[yp], c[yp + 1], c[yp + 2], yp, left, w, out[y])
+        else:
+            _malvar_gains_row(c[yp - 2], c[yp - 1], c[yp], c[yp + 1], c[yp + 2], yp, left, w, out[y], mk)
 
 
 @nb.njit(inline="always")
@@ -443,11 +502,12 @@ def workspace(height: int, width: int) -> DemosaicWorkspace:
 
 
 def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: int | str = "directional",
-                  ws: DemosaicWorkspace | None = None, check_finite: bool = True) -> np.ndarray:
+                  ws: DemosaicWorkspace | None = None, check_finite: bool = True,
+                  malvar_gains: tuple[float, float, float] = MALVAR_GAINS) -> np.ndarray:
     """Demosaic a float32 C-contiguous (H, W) CFA into ``out`` (H, W, 3) float32; ``pattern_code`` indexes
     :data:`camlab.sensor.cfa.PATTERNS` (0 RGGB, 1 GRBG, 2 GBRG, 3 BGGR); ``method`` a name or index of
     :data:`METHODS`. ``cfa`` may also be ``ws.cfa_view(pattern_code)`` of the workspace in use (no copy then).
-    Returns ``out``."""
+    ``malvar_gains``: (alpha, beta, gamma) of ``malvar2004``. Returns ``out``."""
     h, w = cfa.shape
     ws = workspace(h, w) if ws is None else ws
     in_place = False
@@ -480,7 +540,7 @@ def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: i
     if m == 0:
         _bilinear(c, top, left, out)
     elif m == 1:
-        _malvar(c, top, left, out)
+        _malvar(c, top, left, out, malvar_coefficients(*malvar_gains), tuple(malvar_gains) == MALVAR_GAINS)
     else:
         # The output reads d two rows/columns beyond the frame; d and alpha read the CFA 5 further out.
         y0, y1 = top - 2, top + h + 2
@@ -490,7 +550,8 @@ def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: i
     return out
 
 
-def demosaic_fast(cfa: np.ndarray, pattern: Pattern | str = "RGGB", method: str = "directional") -> np.ndarray:
+def demosaic_fast(cfa: np.ndarray, pattern: Pattern | str = "RGGB", method: str = "directional",
+                  malvar_gains: tuple[float, float, float] = MALVAR_GAINS) -> np.ndarray:
     """Linear CFA (H, W) in [0, 1] -> linear RGB (H, W, 3) float32, fast path of the reference ``demosaic``."""
     from camlab.sensor.cfa import parse_pattern
 
@@ -503,4 +564,4 @@ def demosaic_fast(cfa: np.ndarray, pattern: Pattern | str = "RGGB", method: str 
     elif a.shape[0] < 2 or a.shape[1] < 2:
         check_cfa(a)
     out = np.empty(a.shape + (3,), np.float32)
-    return demosaic_into(a, PATTERN_CODES[pat], out, method)
+    return demosaic_into(a, PATTERN_CODES[pat], out, method, malvar_gains=malvar_gains)

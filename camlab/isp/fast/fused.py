@@ -31,6 +31,7 @@ from camlab.isp.fast.demosaic import (
     _R_OFFSETS,
     _bilinear_row3,
     _dir_row3,
+    _malvar_gains_row3,
     _malvar_row3,
     _reflect,
     directional_planes,
@@ -38,7 +39,7 @@ from camlab.isp.fast.demosaic import (
 )
 from camlab.isp.stages import cfa_tile, rgb_tile
 from camlab.isp.stages.csc import rgb_to_yuv_matrix
-from camlab.isp.stages.demosaic import METHOD_CODES, PAD, PATTERN_CODES
+from camlab.isp.stages.demosaic import MALVAR_GAINS, METHOD_CODES, PAD, PATTERN_CODES, malvar_coefficients
 from camlab.isp.stages.scale import crop_window, resample_weights
 
 F32 = np.float32
@@ -268,8 +269,8 @@ def _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, 
 
 
 @njit(cache=True, error_model="numpy", fastmath=True)
-def _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm, lut,
-                       ym, nbands, y_out, uv_out):
+def _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, mk, ry, rx, ccm,
+                       lut, ym, nbands, y_out, uv_out):
     """Band ``band`` of :func:`front_colour_kernel` (a function of its own: the parallel loop stays small)."""
     h, w = raw.shape
     h2, w2 = y_out.shape
@@ -297,9 +298,12 @@ def _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc,
         if method == 0:
             _bilinear_row3(ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7], yp, left, w2, rgb[0], rgb[1],
                            rgb[2])
-        else:
+        elif method == 1:
             _malvar_row3(ring[(y - 2) & 7], ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7],
                          ring[(y + 2) & 7], yp, left, w2, rgb[0], rgb[1], rgb[2])
+        else:
+            _malvar_gains_row3(ring[(y - 2) & 7], ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7],
+                               ring[(y + 2) & 7], yp, left, w2, rgb[0], rgb[1], rgb[2], mk)
         _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, w2, idx[0], idx[1], idx[2])
         if y & 1:
             _chroma_out(ub, vb, uv_out[0, y // 2], uv_out[1, y // 2])
@@ -308,16 +312,17 @@ def _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc,
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
-def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm, lut, ym,
-                        nbands, y_out, uv_out):
-    """Front end + demosaic (``method`` 0 bilinear, 1 Malvar 2004) + CCM/tone/CSC in one pass over row bands, as
+def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, mk, ry, rx, ccm, lut,
+                        ym, nbands, y_out, uv_out):
+    """Front end + demosaic (``method`` 0 bilinear, 1 Malvar 2004 at the paper's gains, -1 Malvar 2004 with the tap
+    weights ``mk``, ``camlab.isp.stages.demosaic.malvar_coefficients``) + CCM/tone/CSC in one pass over row bands, as
     a hardware ISP's line-buffered pipeline: each band keeps the last eight white-balanced CFA rows in a ring and
     the current RGB row (planar) in a small buffer, so neither the CFA nor the RGB image goes through memory.
     ``(ry, rx)``: the position of R in the 2x2 tile. Same arithmetic as front_end_kernel -> demosaic_into ->
     colour_kernel (the rows at a band's edges are recomputed by both neighbours)."""
     for band in prange(nbands):
-        _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, ry, rx, ccm,
-                           lut, ym, nbands, y_out, uv_out)
+        _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, mk, ry, rx,
+                           ccm, lut, ym, nbands, y_out, uv_out)
 
 
 @njit(cache=True, error_model="numpy", fastmath=True)
@@ -1054,7 +1059,10 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
         # (1-3) one line-buffered pass: BLC + DPC + LSC + gain + WB -> demosaic -> CCM + tone + CSC
         ry, rx = (int(v) for v in _R_OFFSETS[code])
         nbands = max(1, min(h2 // 2, 4 * get_num_threads()))
-        front_colour_kernel(data, *fe, method, ry, rx, *colour, nbands, y, uv)
+        mk = malvar_coefficients(*cfg.demosaic.malvar_gains)
+        if method == 1 and cfg.demosaic.malvar_gains != MALVAR_GAINS:
+            method = -1  # the gains twin (camlab.isp.fast.demosaic._malvar_gains_row)
+        front_colour_kernel(data, *fe, method, mk, ry, rx, *colour, nbands, y, uv)
         clock.lap("front_demosaic_colour")
     else:
         # (1) front end written straight into the demosaic workspace (only its margins get filled then)

@@ -4,7 +4,12 @@ References:
 - bilinear: the textbook baseline (e.g. Gunturk et al., "Demosaicking: Color filter array interpolation",
   IEEE Signal Processing Magazine 22(1), 2005).
 - ``malvar2004``: Malvar, He, Cutler, "High-quality linear interpolation for demosaicing of Bayer-patterned color
-  images", ICASSP 2004 (the 5x5 gradient-corrected kernels).
+  images", ICASSP 2004 (the 5x5 gradient-corrected kernels). Each kernel is the bilinear estimate plus a gain times
+  a Laplacian of the site's own colour (the paper's eqs. 1-3: alpha for G at R/B, beta for R/B at G, gamma for R/B
+  at B/R); the paper's 1/2, 5/8, 3/4 are Wiener-optimal on the noise-free Kodak set. The gains are tuning fields
+  (``malvar_alpha``/``malvar_beta``/``malvar_gamma``): at night gains the correction also amplifies sensor noise
+  (the Laplacian of noise is noise x sqrt(1.25) for alpha), so the best gains there are lower (the probe figures
+  are in ``camlab/isp/tune/default_space.yaml``).
 - ``directional`` (our default): Hamilton–Adams horizontal/vertical green estimates (Hamilton & Adams, US patent
   5,629,734, 1997) combined with Menon's colour-difference gradient classifier (Menon, Andriani, Calvagno,
   "Demosaicing with directional filtering and a posteriori decision", IEEE TIP 16(1), 2007) used as a soft decision:
@@ -36,15 +41,31 @@ PAD = 8          # reflection margin (the directional method reads up to 7 pixel
 DIR_EPS = 1e-8   # regularizer of the squared 5x5 gradient sums in the directional weights
 
 
+MALVAR_GAINS = (0.5, 0.625, 0.75)  # the paper's alpha, beta, gamma
+MAX_MALVAR_GAIN = 1.5
+
+
 @dataclass(frozen=True)
 class DemosaicParams:
-    """``method``: one of :data:`METHODS`."""
+    """``method``: one of :data:`METHODS`; ``malvar_alpha``/``malvar_beta``/``malvar_gamma``: the gradient-correction
+    gains of ``malvar2004`` (the module docstring; 0 = bilinear; other methods ignore them)."""
 
     method: Method = "directional"
+    malvar_alpha: float = MALVAR_GAINS[0]
+    malvar_beta: float = MALVAR_GAINS[1]
+    malvar_gamma: float = MALVAR_GAINS[2]
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise CamlabError(f"demosaic.method: unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
+        for name in ("malvar_alpha", "malvar_beta", "malvar_gamma"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= MAX_MALVAR_GAIN:
+                raise CamlabError(f"demosaic.{name}: expected a gain in 0..{MAX_MALVAR_GAIN}, got {v}")
+
+    @property
+    def malvar_gains(self) -> tuple[float, float, float]:
+        return (self.malvar_alpha, self.malvar_beta, self.malvar_gamma)
 
 
 def check_cfa(cfa: np.ndarray, what: str = "demosaic: cfa") -> np.ndarray:
@@ -114,22 +135,37 @@ def _bilinear_rggb(c: np.ndarray) -> np.ndarray:
     return out
 
 
-# Malvar–He–Cutler 2004 kernels (Fig. 2 of the paper), in units of 1/8.
-MALVAR_G_AT_RB = np.array([[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0],
-                           [0, 0, -1, 0, 0]], np.float32) / 8
-MALVAR_RB_AT_G_ROW = np.array([[0, 0, 0.5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0],
-                               [0, 0, 0.5, 0, 0]], np.float32) / 8   # colour on the same row as the green site
-MALVAR_RB_AT_G_COL = MALVAR_RB_AT_G_ROW.T.copy()                    # colour on the same column
-MALVAR_RB_AT_BR = np.array([[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0],
-                            [0, 0, -1.5, 0, 0]], np.float32) / 8
+def malvar_coefficients(alpha: float, beta: float, gamma: float) -> np.ndarray:
+    """The tap weights of the Malvar kernels in units of 1/8, float32: (8 alpha, 2 alpha, 8 gamma, 2 gamma, 8 beta,
+    8 beta / 5, 8 beta / 10). At the paper's gains these are 4, 1, 6, 1.5, 5, 1, 0.5 exactly (Fig. 2 of the paper),
+    and the fast path's arithmetic is the same as with those literals."""
+    a, b, g = float(alpha), float(beta), float(gamma)
+    return np.array([8 * a, 2 * a, 8 * g, 2 * g, 8 * b, 8 * b / 5, 8 * b / 10], np.float32)
 
 
-def _malvar_rggb(c: np.ndarray) -> np.ndarray:
+def malvar_kernels(gains=MALVAR_GAINS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(G at R/B, R/B at G on the colour's row, the same on its column, R/B at B/R), 5x5 float32 kernels."""
+    a4, a1, g6, g15, b5, b1, bh = (float(v) for v in malvar_coefficients(*gains))
+    g_at_rb = np.array([[0, 0, -a1, 0, 0], [0, 0, 2, 0, 0], [-a1, 2, a4, 2, -a1], [0, 0, 2, 0, 0],
+                        [0, 0, -a1, 0, 0]], np.float32) / 8
+    at_row = np.array([[0, 0, bh, 0, 0], [0, -b1, 0, -b1, 0], [-b1, 4, b5, 4, -b1], [0, -b1, 0, -b1, 0],
+                       [0, 0, bh, 0, 0]], np.float32) / 8   # colour on the same row as the green site
+    at_br = np.array([[0, 0, -g15, 0, 0], [0, 2, 0, 2, 0], [-g15, 0, g6, 0, -g15], [0, 2, 0, 2, 0],
+                      [0, 0, -g15, 0, 0]], np.float32) / 8
+    return g_at_rb, at_row, at_row.T.copy(), at_br
+
+
+# Malvar–He–Cutler 2004 kernels at the paper's gains (Fig. 2 of the paper).
+MALVAR_G_AT_RB, MALVAR_RB_AT_G_ROW, MALVAR_RB_AT_G_COL, MALVAR_RB_AT_BR = malvar_kernels()
+
+
+def _malvar_rggb(c: np.ndarray, gains=MALVAR_GAINS) -> np.ndarray:
     isR, isB, isGr, isGb = _sites(c.shape)
-    g_rb = _conv(c, MALVAR_G_AT_RB)
-    at_row = _conv(c, MALVAR_RB_AT_G_ROW)
-    at_col = _conv(c, MALVAR_RB_AT_G_COL)
-    diag = _conv(c, MALVAR_RB_AT_BR)
+    k_g, k_row, k_col, k_diag = malvar_kernels(gains)
+    g_rb = _conv(c, k_g)
+    at_row = _conv(c, k_row)
+    at_col = _conv(c, k_col)
+    diag = _conv(c, k_diag)
     out = np.empty(c.shape + (3,), np.float32)
     out[..., 0] = np.where(isR, c, np.where(isB, diag, np.where(isGr, at_row, at_col)))
     out[..., 1] = np.where(isR | isB, g_rb, c)
@@ -204,7 +240,7 @@ def demosaic(cfa: np.ndarray, pattern: Pattern | str = "RGGB", p: DemosaicParams
     pat = parse_pattern(pattern, "demosaic: pattern")
     c = check_cfa(cfa)
     padded, top, left = pad_cfa(c, pat)
-    out = _RGGB_IMPL[p.method](padded)
+    out = _malvar_rggb(padded, p.malvar_gains) if p.method == "malvar2004" else _RGGB_IMPL[p.method](padded)
     h, w = c.shape
     return np.ascontiguousarray(out[top:top + h, left:left + w])
 
