@@ -191,8 +191,8 @@ def demosaic_costs(rounds: int = 3) -> dict:
             "ratio_vs_shipped": {m: round(v / ref, 4) for m, v in med.items()}, "shipped": base.demosaic.method}
 
 
-#: fixed one-off tunings the README's analysis quotes: what the demosaic, the chroma window, the luma window and the
-#: 3D-DNR motion window are worth on their own, each a change of the shipped tuning
+#: fixed one-off tunings the README's analysis quotes: what the demosaic and its gains, the chroma window, the luma
+#: windows and the 3D-DNR motion window are worth on their own, each a change of the shipped tuning
 PROBES = {
     "directional": {"demosaic.method": "directional"},
     "directional_chroma_r3_k2": {"demosaic.method": "directional", "nr2d.radius_c": 3, "nr2d.strength_c": 2.0},
@@ -205,6 +205,10 @@ PROBES = {
     "block_motion_window": {"nr3d.motion_window": "block"},
     "directional_chroma_median_block_motion": {"demosaic.method": "directional", "nr2d.median_c": True,
                                                "nr3d.motion_window": "block"},
+    # the luma cross window (the 3x3 plus four axial taps) at the shipped strength
+    "luma_cross": {"nr2d.window_y": "cross"},
+    # Malvar's correction gains lowered (alpha x 0.85, beta and gamma x 0.65 of the paper's), a one-off probe's point
+    "malvar_gains_low": {"demosaic.malvar_alpha": 0.425, "demosaic.malvar_beta": 0.41, "demosaic.malvar_gamma": 0.49},
 }
 
 
