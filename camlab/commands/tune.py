@@ -36,6 +36,9 @@ def register(cli) -> None:
     t.add_argument("--cost-constraint", dest="cost_constraint", action="store_true", default=None,
                    help="one objective, the fast path's CPU ratio to the base tuning a constraint (<= 1.10): the "
                         "best quality the cost limit allows")
+    t.add_argument("--refine-trials", dest="refine_trials", type=int, default=None,
+                   help="after the trials, this many more by CMA-ES around the best feasible trial's continuous "
+                        "parameters, its discrete choices fixed (default 0; single objective only)")
     t.add_argument("--images", dest="n_tune_images", type=int, default=None, help="tuning images (default 12)")
     t.add_argument("--heldout", dest="n_heldout_images", type=int, default=None,
                    help="held-out images for the final check (default 24)")
@@ -73,7 +76,7 @@ def register(cli) -> None:
 
 
 FIELDS = ("objective", "trials", "storage", "study_name", "workers", "space", "iso", "base", "sampler",
-          "multi_objective", "cost_constraint",
+          "multi_objective", "cost_constraint", "refine_trials",
           "n_tune_images", "n_heldout_images", "n_detection_images", "detection_side", "detection_offset",
           "n_detection_heldout", "detection_renders", "detection_heldout_renders", "detector", "max_side",
           "defect_ppm", "defect_guard_ppm", "warm_start", "seed", "out", "mlflow", "worker_only")

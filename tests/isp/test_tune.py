@@ -656,3 +656,34 @@ def test_detection_route_needs_the_gain_in_both_sets_of_noise_draws():
     assert not detection_route_met(4.99, 0.0195, holds, 0.9988)
     assert not detection_route_met(None, 0.0195, holds, 0.9988)
     assert not detection_route_met(5.68, 0.0195, holds, 1.101)
+
+
+def test_refinement_stage_runs_cma_es_from_the_best_feasible_trial_with_its_choices_fixed(tmp_path, capsys,
+                                                                                           shared_data):
+    """``--refine-trials``: after the study's trials, CMA-ES trials in the same study start from the best trial
+    that passes the defect guard and the cost limit; every refinement trial keeps that trial's discrete choices
+    and moves its continuous parameters; the JSON names where it started and what it found."""
+    import optuna
+
+    db, js = tmp_path / "r.db", tmp_path / "r.json"
+    code, _, err = _run(["tune", "isp", "--trials", "14", "--refine-trials", "5", "--workers", "2", "--storage",
+                         f"sqlite:///{db}", "--cost-constraint", "--out", str(tmp_path / "r_tuned.yaml"),
+                         "--json", str(js), *TINY], capsys)
+    assert code == 0, err
+    r = json.loads(js.read_text())
+    ref = r["refine"]
+    study = optuna.load_study(study_name="isp-psnr-iso3200", storage=f"sqlite:///{db}")
+    assert ref["first_trial"] >= 14 and len(study.trials) == ref["first_trial"] + ref["n_trials"]
+    assert 5 <= ref["n_trials"] <= 6                          # MaxTrialsCallback: at most one extra per worker
+    start = study.trials[ref["trial"]]
+    assert start.user_attrs["cpu_ratio"] <= 1.10 and start.values[0] == pytest.approx(ref["value"], abs=1e-4)
+    main = [t for t in study.trials[:ref["first_trial"]] if t.state == optuna.trial.TrialState.COMPLETE
+            and t.user_attrs["cpu_ratio"] <= 1.10]
+    assert start.values[0] == max(t.values[0] for t in main)
+    assert set(ref["fixed"]) >= {"demosaic.method", "nr2d.radius_y", "nr3d.motion_window"}
+    assert "nr2d.strength_y" in ref["x0"] and not set(ref["fixed"]) & set(ref["x0"])
+    for t in study.trials[ref["first_trial"]:]:
+        assert {k: t.params[k] for k in ref["fixed"]} == ref["fixed"], t.number
+        assert t.params["nr2d.strength_y"] != ref["x0"]["nr2d.strength_y"]
+    with pytest.raises(ValueError, match="single objective"):
+        TuneConfig(refine_trials=5, multi_objective=True)

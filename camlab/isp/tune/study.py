@@ -9,6 +9,14 @@ trials (:class:`optuna.study.MaxTrialsCallback`), so workers on other machines j
 Nothing here searches or schedules on its own. The loop of black-box ISP tuning against image-quality and
 downstream losses follows Tseng et al., SIGGRAPH 2019 and Mosleh et al., CVPR 2020.
 
+Local refinement (``refine_trials``): TPE over a 20-odd-dimensional space finds the right discrete choices but
+rarely moves several continuous knobs together near its best point (a 300-trial study kept its warm start's
+strengths, thresholds and Malvar gains as they were). After the trials, the best feasible trial's discrete choices
+are fixed (:class:`optuna.samplers.PartialFixedSampler`) and CMA-ES (Hansen & Ostermeier, "Completely derandomized
+self-adaptation in evolution strategies", Evol. Comput. 9(2), 2001; Optuna's :class:`~optuna.samplers.CmaEsSampler`)
+starts at its continuous parameters with step ``refine_sigma`` of each range, for ``refine_trials`` more trials in
+the same study, the same workers and constraints: the two-stage global-then-local schedule of black-box tuning.
+
 After the trials: the chosen trial (untimed: the best; with a cost objective or a cost constraint: the best quality
 (on the Pareto front when cost is an objective) whose cost, re-timed against the shipped tuning in one process,
 stays within ``cost_margin``) is written as a
@@ -65,6 +73,9 @@ class TuneConfig:
     # while a camera team wants the best quality the cost limit allows
     cost_constraint: bool = False
     cost_margin: float = 0.10            # the pick's cost within +10 % of the shipped tuning's
+    # after ``trials``: this many CMA-ES trials around the best feasible trial (see the module docstring); 0 = none
+    refine_trials: int = 0
+    refine_sigma: float = 0.08           # CMA-ES's initial step, as a share of each parameter's range
     space: str | None = None             # search-space YAML (default camlab/isp/tune/default_space.yaml)
     n_tune_images: int = 12              # quality images the search sees
     n_heldout_images: int = 24           # quality images it never sees (the held-out check)
@@ -130,6 +141,12 @@ class TuneConfig:
             raise ValueError(f"defect_ppm must be in 0..10000, got {self.defect_ppm}")
         if not 0.0 <= self.defect_guard_ppm <= 10_000.0:
             raise ValueError(f"defect_guard_ppm must be in 0..10000, got {self.defect_guard_ppm}")
+        if self.refine_trials < 0 or not 0.0 < self.refine_sigma <= 1.0:
+            raise ValueError(f"refine_trials must be >= 0 and refine_sigma in (0, 1], got {self.refine_trials}, "
+                             f"{self.refine_sigma}")
+        if self.refine_trials and self.multi_objective:
+            raise ValueError("refine_trials needs a single objective (CMA-ES); use --cost-constraint rather than "
+                             "--multi-objective")
         if self.motion_px < 0 or self.cost_margin < 0 or self.n_detection_heldout < 0 or self.detection_offset < 0:
             raise ValueError("motion_px, cost_margin, n_detection_heldout and detection_offset must be >= 0")
         if self.detection_side not in ("val", "train"):
@@ -202,11 +219,16 @@ def _sqlite_wal(storage) -> None:
         log.warning("storage: SQLite kept journal mode %s (WAL refused on this filesystem)", mode)
 
 
-def make_sampler(cfg: TuneConfig, rank: int = 0):
-    """The Optuna sampler of ``cfg`` (seeded per worker rank, so parallel workers do not repeat each other)."""
+def make_sampler(cfg: TuneConfig, rank: int = 0, refine: dict | None = None):
+    """The Optuna sampler of ``cfg`` (seeded per worker rank, so parallel workers do not repeat each other); with
+    ``refine`` (:func:`refine_point`) the refinement stage's: CMA-ES from its ``x0``, its ``fixed`` choices held."""
     import optuna
 
     seed = cfg.seed + 1000 * rank
+    if refine is not None:
+        cma = optuna.samplers.CmaEsSampler(x0=refine["x0"], sigma0=cfg.refine_sigma, seed=seed + 7,
+                                           warn_independent_sampling=False)
+        return optuna.samplers.PartialFixedSampler(refine["fixed"], cma)
     if cfg.sampler == "numbered":
         return numbered_sampler(cfg.seed)
     if cfg.sampler == "nsga2":
@@ -240,12 +262,12 @@ def directions(cfg: TuneConfig) -> list[str]:
     return d + ["minimize"] if cfg.multi_objective else d
 
 
-def create_study(cfg: TuneConfig, storage, rank: int = 0):
+def create_study(cfg: TuneConfig, storage, rank: int = 0, refine: dict | None = None):
     """Create (or join) the study named ``cfg.name`` in ``storage``; a study of another kind is refused."""
     import optuna
 
     study = optuna.create_study(storage=storage, study_name=cfg.name, directions=directions(cfg),
-                                sampler=make_sampler(cfg, rank), load_if_exists=True)
+                                sampler=make_sampler(cfg, rank, refine), load_if_exists=True)
     if [d.name.lower() for d in study.directions] != directions(cfg):
         raise ConfigError(f"study {cfg.name} exists with directions "
                           f"{[d.name.lower() for d in study.directions]}; give another --study name")
@@ -421,8 +443,9 @@ def _objective(cfg: TuneConfig, space, base, ev: Evaluator, defect_limit: float 
     return objective
 
 
-def run_worker(cfg: TuneConfig, rank: int = 0, numba_threads: int | None = None) -> int:
-    """One worker: join the study and optimise until it holds ``cfg.trials`` trials. Returns trials run here."""
+def run_worker(cfg: TuneConfig, rank: int = 0, numba_threads: int | None = None, refine: dict | None = None) -> int:
+    """One worker: join the study and optimise until it holds ``cfg.trials`` trials (with ``refine``, the
+    refinement stage: ``cfg.trials + cfg.refine_trials``). Returns trials run here."""
     import optuna
 
     from camlab.isp.tune.space import load_space
@@ -434,19 +457,20 @@ def run_worker(cfg: TuneConfig, rank: int = 0, numba_threads: int | None = None)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = base_tuning(cfg)
     space = load_space(cfg.space, cfg.objective, base)
-    study = create_study(cfg, open_storage(cfg.storage), rank)
+    study = create_study(cfg, open_storage(cfg.storage), rank, refine)
     ev = Evaluator(cfg, with_cost=cfg.timed)
     before = len(study.trials)
-    if before >= cfg.trials:
+    target = cfg.trials + (cfg.refine_trials if refine is not None else 0)
+    if before >= target:
         return 0
-    stop = optuna.study.MaxTrialsCallback(cfg.trials, states=None)
-    study.optimize(_objective(cfg, space, base, ev, defect_limit(study, cfg)), n_trials=cfg.trials,
+    stop = optuna.study.MaxTrialsCallback(target, states=None)
+    study.optimize(_objective(cfg, space, base, ev, defect_limit(study, cfg)), n_trials=target,
                    callbacks=[stop], gc_after_trial=False)
     return len(study.trials) - before
 
 
-def _worker_main(cfg_dict: dict, rank: int, numba_threads: int | None) -> None:
-    run_worker(TuneConfig(**cfg_dict), rank, numba_threads)
+def _worker_main(cfg_dict: dict, rank: int, numba_threads: int | None, refine: dict | None = None) -> None:
+    run_worker(TuneConfig(**cfg_dict), rank, numba_threads, refine)
 
 
 def _base_main(cfg_dict: dict) -> None:
@@ -497,16 +521,17 @@ def worker_thread_env(threads: int | None):
                 os.environ[k] = v
 
 
-def run_workers(cfg: TuneConfig, numba_threads: int | None = None) -> float:
+def run_workers(cfg: TuneConfig, numba_threads: int | None = None, refine: dict | None = None) -> float:
     """Run ``cfg.workers`` worker processes (spawned; ``numba_threads`` each, default one when more than one worker)
-    on the study and wait; returns the wall time in seconds. A worker that fails makes this raise."""
+    on the study and wait (with ``refine``, the refinement stage); returns the wall time in seconds. A worker that
+    fails makes this raise."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     threads = numba_threads if numba_threads is not None else (1 if cfg.workers > 1 else None)
     t0 = time.perf_counter()
-    procs = [ctx.Process(target=_worker_main, args=(dataclasses.asdict(cfg), r, threads), name=f"tune-worker-{r}")
-             for r in range(cfg.workers)]
+    procs = [ctx.Process(target=_worker_main, args=(dataclasses.asdict(cfg), r, threads, refine),
+                         name=f"tune-worker-{r}") for r in range(cfg.workers)]
     with worker_thread_env(threads):
         for p in procs:
             p.start()
@@ -691,6 +716,22 @@ def choose_trial(study, cfg: TuneConfig):
     return max(done, key=lambda t: sign * t.values[0])
 
 
+def refine_point(study, cfg: TuneConfig, space) -> dict | None:
+    """Where the refinement stage starts: the best trial of those that pass the defect guard and, in a timed study,
+    the in-study cost limit; its continuous parameters as CMA-ES's ``x0``, the others (discrete) ``fixed``. None
+    when no trial qualifies."""
+    pool = eligible_trials(study, cfg)
+    if cfg.timed:
+        pool = [t for t in pool if t.user_attrs.get("cpu_ratio", math.inf) <= 1 + cfg.cost_margin]
+    if not pool:
+        return None
+    sign = 1.0 if MAXIMIZE[cfg.objective] else -1.0
+    best = max(pool, key=lambda t: sign * t.values[0])
+    return {"trial": best.number, "value": round(best.values[0], 4),
+            "x0": {k: v for k, v in best.params.items() if k in space and space[k].kind == "float"},
+            "fixed": {k: v for k, v in best.params.items() if k in space and space[k].kind != "float"}}
+
+
 def retimed_choice(study, cfg: TuneConfig, base, space, top: int = 6, rounds: int = 3):
     """Pick of a timed study (cost objective or cost constraint) with the cost checked again: the ``top``
     best-quality trials (multi-objective: on the Pareto front) whose in-study cost ratio is within the bound + 5 %
@@ -852,6 +893,20 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
         f"{cfg.workers} worker process(es), {len(space)} parameters, objective {cfg.objective} at ISO {cfg.iso:g}")
     wall = run_workers(cfg)
     study = optuna.load_study(study_name=cfg.name, storage=storage)
+    # extra machines (worker_only) take no part: the machine that writes the YAML runs the refinement
+    refine = refine_point(study, cfg, space) if cfg.refine_trials and not cfg.worker_only else None
+    if refine is not None:
+        log(f"[tune] refining: {cfg.refine_trials} CMA-ES trials from trial {refine['trial']} ({refine['value']}), "
+            f"{len(refine['x0'])} continuous parameters, {len(refine['fixed'])} fixed")
+        n_main = len(study.trials)
+        wall += run_workers(cfg, refine=refine)
+        study = optuna.load_study(study_name=cfg.name, storage=storage)
+        done = [t for t in study.trials[n_main:] if t.state == optuna.trial.TrialState.COMPLETE]
+        sign = 1.0 if MAXIMIZE[cfg.objective] else -1.0
+        best = max(done, key=lambda t: sign * t.values[0], default=None)
+        refine.update(first_trial=n_main, n_trials=len(study.trials) - n_main,
+                      best_trial=None if best is None else best.number,
+                      best_value=None if best is None else round(best.values[0], 4))
     states = [t.state for t in study.trials]
     result: dict[str, Any] = {
         "study": cfg.name, "storage": cfg.storage, "objective": cfg.objective, "iso": cfg.iso, "base": cfg.base,
@@ -859,7 +914,7 @@ def tune(cfg: TuneConfig, *, log=print) -> dict[str, Any]:
         "wall_s": round(wall, 2), "n_trials": len(study.trials),
         "n_complete": sum(s == optuna.trial.TrialState.COMPLETE for s in states),
         "n_pruned": sum(s == optuna.trial.TrialState.PRUNED for s in states),
-        "space": space_table(space)}
+        "space": space_table(space), **({"refine": refine} if refine is not None else {})}
     log(f"[tune] {result['n_complete']} complete / {result['n_trials']} trials in {wall:.1f} s")
     if cfg.worker_only:
         return result
