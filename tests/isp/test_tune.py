@@ -680,7 +680,7 @@ def test_refinement_stage_runs_cma_es_from_the_best_feasible_trial_with_its_choi
     main = [t for t in study.trials[:ref["first_trial"]] if t.state == optuna.trial.TrialState.COMPLETE
             and t.user_attrs["cpu_ratio"] <= 1.10]
     assert start.values[0] == max(t.values[0] for t in main)
-    assert set(ref["fixed"]) >= {"demosaic.method", "nr2d.radius_y", "nr3d.motion_window"}
+    assert set(ref["fixed"]) >= {"demosaic.method", "nr2d.radius_y", "nr3d.motion_window", "dpc.threshold"}
     assert "nr2d.strength_y" in ref["x0"] and not set(ref["fixed"]) & set(ref["x0"])
     for t in study.trials[ref["first_trial"]:]:
         assert {k: t.params[k] for k in ref["fixed"]} == ref["fixed"], t.number
