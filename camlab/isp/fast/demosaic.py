@@ -176,35 +176,6 @@ def _malvar_row(p_2, p_1, p0, p1, p2, yp, left, w, o):
                 _put(o, start - left + j, red_row, row_c, v, col_c)
 
 
-@nb.njit(cache=True, fastmath=_FM)
-def _malvar_gains_row(p_2, p_1, p0, p1, p2, yp, left, w, o, mk):
-    """:func:`_malvar_row` at other gains: ``mk``, the kernels' tap weights
-    (``camlab.isp.stages.demosaic.malvar_coefficients``). A twin rather than one function with runtime weights: at
-    the paper's gains the literal arithmetic stays as it was (fastmath reassociates a runtime weight differently
-    from a literal, and the shipped tunings would render a few pixels 1 code apart)."""
-    red_row = (yp & 1) == 0
-    cs, nc, gs, ng = _sites_in_row(yp, left, w)
-    a4, a1, g6, g15, b5, b1, bh = mk[0], mk[1], mk[2], mk[3], mk[4], mk[5], mk[6]
-    for start, n, chroma in ((cs, nc, True), (gs, ng, False)):
-        a, b, m, d, e = p_2[start - 2:], p_1[start - 2:], p0[start - 2:], p1[start - 2:], p2[start - 2:]
-        for k in range(n):
-            j = 2 * k
-            v = m[j + 2]
-            n1 = b[j + 2] + d[j + 2]
-            n2 = a[j + 2] + e[j + 2]
-            w1 = m[j + 1] + m[j + 3]
-            w2 = m[j] + m[j + 4]
-            dg = b[j + 1] + b[j + 3] + d[j + 1] + d[j + 3]
-            if chroma:
-                g = (a4 * v + _TWO * (n1 + w1) - a1 * (n2 + w2)) * _E
-                oth = (g6 * v + _TWO * dg - g15 * (n2 + w2)) * _E
-                _put(o, start - left + j, red_row, v, g, oth)
-            else:
-                row_c = (b5 * v + _FOUR * w1 - b1 * w2 - b1 * dg + bh * n2) * _E
-                col_c = (b5 * v + _FOUR * n1 - b1 * n2 - b1 * dg + bh * w2) * _E
-                _put(o, start - left + j, red_row, row_c, v, col_c)
-
-
 # Planar twins of the row functions (R, G, B rows instead of one (w, 3) row) for the line-buffered ISP pass, whose
 # colour stage vectorises over contiguous planes. Same arithmetic; golden tests hold both to the reference.
 @nb.njit(inline="always")
@@ -260,7 +231,11 @@ def _malvar_row3(p_2, p_1, p0, p1, p2, yp, left, w, pr, pg, pb):
 
 @nb.njit(cache=True, fastmath=_FM)
 def _malvar_gains_row3(p_2, p_1, p0, p1, p2, yp, left, w, pr, pg, pb, mk):
-    """Planar twin of :func:`_malvar_gains_row`."""
+    """:func:`_malvar_row3` at other gains: ``mk``, the kernels' tap weights
+    (``camlab.isp.stages.demosaic.malvar_coefficients``). A twin rather than one function with runtime weights: at
+    the paper's gains the literal arithmetic stays as it was (fastmath reassociates a runtime weight differently
+    from a literal, and the shipped tunings would render a few pixels 1 code apart). The interleaved
+    :func:`_malvar` goes through it too at other gains (one copy of this arithmetic)."""
     red_row = (yp & 1) == 0
     cs, nc, gs, ng = _sites_in_row(yp, left, w)
     a4, a1, g6, g15, b5, b1, bh = mk[0], mk[1], mk[2], mk[3], mk[4], mk[5], mk[6]
@@ -292,7 +267,14 @@ def _malvar(c, top, left, out, mk, paper):
         if paper:
             _malvar_row(c[yp - 2], c[yp - 1], c[yp], c[yp + 1], c[yp + 2], yp, left, w, out[y])
         else:
-            _malvar_gains_row(c[yp - 2], c[yp - 1], c[yp], c[yp + 1], c[yp + 2], yp, left, w, out[y], mk)
+            planes = np.empty((3, w), np.float32)
+            _malvar_gains_row3(c[yp - 2], c[yp - 1], c[yp], c[yp + 1], c[yp + 2], yp, left, w, planes[0],
+                               planes[1], planes[2], mk)
+            o = out[y]
+            for x in range(w):
+                o[x, 0] = planes[0, x]
+                o[x, 1] = planes[1, x]
+                o[x, 2] = planes[2, x]
 
 
 @nb.njit(inline="always")

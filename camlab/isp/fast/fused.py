@@ -1061,7 +1061,7 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
         nbands = max(1, min(h2 // 2, 4 * get_num_threads()))
         mk = malvar_coefficients(*cfg.demosaic.malvar_gains)
         if method == 1 and cfg.demosaic.malvar_gains != MALVAR_GAINS:
-            method = -1  # the gains twin (camlab.isp.fast.demosaic._malvar_gains_row)
+            method = -1  # the gains twin (camlab.isp.fast.demosaic._malvar_gains_row3)
         front_colour_kernel(data, *fe, method, mk, ry, rx, *colour, nbands, y, uv)
         clock.lap("front_demosaic_colour")
     else:
