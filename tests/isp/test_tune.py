@@ -43,6 +43,8 @@ def _space(tmp_path, text: str) -> Path:
     ("nr3d.motion_window: {choices: [pixel, box]}\n", "motion_window must be one of"),
     ("ccm.saturation: {low: -1, high: 1}\n", "outside the ccm stage's valid domain"),
     ("demosaic.method: {choices: [bilinear, ahd]}\n", "unknown method 'ahd'"),
+    ("demosaic.malvar_beta: {low: 0.1, high: 2.0}\n", "outside the demosaic stage's valid domain"),
+    ("nr2d.window_y: {choices: [box, diamond]}\n", "window_y must be one of"),
     ("nr2d.radius_y: {low: 1.5, high: 3}\n", "integer field"),
     ("nr2d.strength_y: {low: 5, high: 1}\n", "need low < high"),
     ("nr2d.strength_y: {low: 1, high: 5, step: 1}\n", "step"),

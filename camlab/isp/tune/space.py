@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_origin, get_type_hints
 
 from camlab.config import load_config, read_yaml
-from camlab.errors import ConfigError
+from camlab.errors import CamlabError, ConfigError
 
 DEFAULT_SPACE_FILE = Path(__file__).resolve().parent / "default_space.yaml"
 #: fields the PSNR harness fixes to the ground truth's rendering (plain sRGB transfer, no S-curve)
@@ -151,7 +151,7 @@ def check_domain(space: SearchSpace, base) -> None:
         for combo in combos:
             try:
                 dataclasses.replace(getattr(base, stage), **{p.field: v for p, v in combo})
-            except (ValueError, TypeError, ConfigError) as exc:
+            except (ValueError, TypeError, CamlabError) as exc:
                 what = ", ".join(f"{p.name}={v}" for p, v in combo)
                 raise SearchSpaceError(f"search space: range outside the {stage} stage's valid domain at {what}: "
                                        f"{exc}") from None
