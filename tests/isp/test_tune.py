@@ -689,3 +689,8 @@ def test_refinement_stage_runs_cma_es_from_the_best_feasible_trial_with_its_choi
         assert t.params["nr2d.strength_y"] != ref["x0"]["nr2d.strength_y"]
     with pytest.raises(ValueError, match="single objective"):
         TuneConfig(refine_trials=5, multi_objective=True)
+    with pytest.raises(ValueError, match="refine_trials must be >= 0"):
+        TuneConfig(refine_trials=-1)
+    code, _, err = _run(["tune", "isp", "--refine-trials", "-1", "--storage", f"sqlite:///{tmp_path / 'bad.db'}",
+                         *TINY], capsys)
+    assert code != 0 and "refine_trials must be >= 0" in err and len(err.strip().splitlines()) == 1
