@@ -2,7 +2,7 @@
 
 Optuna (Akiba et al., KDD 2019) searches the tuning (:mod:`camlab.isp.tune`; Tseng et al., SIGGRAPH 2019; Mosleh et
 al., CVPR 2020) from the shipped ``sc3336_day`` (measured first and added as trial 0, its one-knob discrete variants
-as trials 1-10):
+as trials 1-13):
 - **quality study**: display PSNR against unprocessed ground truth (4-frame fixed-camera clips with a moving box, so
   3D-DNR counts) on ``N_TUNE`` images, the one objective, with the fast path's CPU per 1280x720 frame (as a ratio to
   the shipped tuning timed beside each trial) a constraint (<= +10 %); the chosen trial is the best-PSNR trial whose
@@ -215,6 +215,10 @@ PROBES = {
     "luma_cross": {"nr2d.window_y": "cross"},
     # Malvar's correction gains lowered (alpha x 0.85, beta and gamma x 0.65 of the paper's), a one-off probe's point
     "malvar_gains_low": {"demosaic.malvar_alpha": 0.425, "demosaic.malvar_beta": 0.41, "demosaic.malvar_gamma": 0.49},
+    # the linear colour-difference demosaic (directional's plane at a fixed weight 1/2) at its default smoothing, and
+    # with the chroma median beside it (directional_chroma_median's twin at Malvar's cost)
+    "colour_difference": {"demosaic.method": "colour_difference"},
+    "colour_difference_chroma_median": {"demosaic.method": "colour_difference", "nr2d.median_c": True},
 }
 
 

@@ -63,6 +63,40 @@ def test_malvar_gains_fast_matches_reference_and_zero_gains_are_bilinear(pattern
         DemosaicParams("malvar2004", 0.5, 2.0, 0.75)
 
 
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_colour_difference_is_the_directional_plane_at_a_fixed_weight(pattern):
+    """``colour_difference`` without smoothing puts Malvar's G (alpha 1/2, the mean of the Hamilton–Adams
+    estimates) at R/B sites and keeps every sample; the smoothing weight moves only the G at R/B sites (and what is
+    rebuilt from it); a weight outside 0..4 is refused."""
+    rng = np.random.default_rng(21 + PATTERN_CODES[pattern])
+    c = rng.random((31, 45)).astype(np.float32)
+    green_sites = mosaic(np.stack([np.zeros_like(c), np.ones_like(c), np.zeros_like(c)], -1), pattern) > 0
+    cd0 = demosaic(c, pattern, DemosaicParams("colour_difference", cd_smoothing=0.0))
+    malvar = demosaic(c, pattern, DemosaicParams("malvar2004", 0.5, 0.625, 0.75))
+    np.testing.assert_allclose(cd0[..., 1], malvar[..., 1], atol=1e-6)
+    np.testing.assert_allclose(mosaic(cd0, pattern), c, atol=1e-6)
+    smooth = demosaic(c, pattern, DemosaicParams("colour_difference", cd_smoothing=1.0))
+    assert np.array_equal(smooth[..., 1][green_sites], cd0[..., 1][green_sites])
+    assert not np.allclose(smooth[..., 1][~green_sites], cd0[..., 1][~green_sites])
+    with pytest.raises(CamlabError, match="demosaic.cd_smoothing: expected a weight in 0..4"):
+        DemosaicParams("colour_difference", cd_smoothing=-0.1)
+
+
+def test_colour_difference_averages_out_more_chroma_noise_than_malvar():
+    """Why the method exists: on a flat grey mosaic with white noise (a night gain), the chroma of its output
+    (R - G, B - G) is less noisy than Malvar's, and more so with smoothing."""
+    rng = np.random.default_rng(3)
+    c = (0.3 + 0.02 * rng.standard_normal((96, 128))).astype(np.float32)
+
+    def chroma_sd(method: str, **kw) -> float:
+        out = demosaic_fast(c, "RGGB", method, **kw)[8:-8, 8:-8]
+        return float(np.std(out[..., 0] - out[..., 1]) + np.std(out[..., 2] - out[..., 1]))
+
+    malvar = chroma_sd("malvar2004")
+    plain, smoothed = chroma_sd("colour_difference", cd_smoothing=0.0), chroma_sd("colour_difference", cd_smoothing=1.0)
+    assert smoothed < plain < 0.9 * malvar, (malvar, plain, smoothed)
+
+
 def test_directional_weights_running_sums_hold_over_a_tall_band():
     """The d/alpha kernel keeps 5-row running sums (add the row entering, subtract the row leaving): float32 drift
     along a band must stay far below the golden tolerance, also when one band walks 1200 rows of a real-valued

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from camlab.isp.fast.demosaic import DemosaicWorkspace, demosaic_into
+from camlab.isp.fast.demosaic import DemosaicWorkspace, cd_weights, demosaic_into
 from camlab.isp.fast.fused import (
     _R_OFFSETS,
     TONE_LUT_SIZE,
@@ -72,8 +72,10 @@ def _front_args(pattern: str, h: int, w: int):
 
 @pytest.mark.parametrize("pattern", PATTERNS)
 @pytest.mark.parametrize("method,gains", [("bilinear", MALVAR_GAINS), ("malvar2004", MALVAR_GAINS),
-                                          ("malvar2004", (0.3, 0.4, 0.9))])
+                                          ("malvar2004", (0.3, 0.4, 0.9)), ("colour_difference", 0.5),
+                                          ("colour_difference", 1.7)])
 def test_line_buffered_pass_matches_unfused_chain(pattern, method, gains):
+    """``gains``: Malvar's (alpha, beta, gamma), or colour_difference's smoothing weight."""
     lut = tone_lut(ToneParams(contrast=0.15), TONE_LUT_SIZE)
     ym = rgb_to_yuv_matrix("bt709")
     code = PATTERN_CODES[pattern]
@@ -84,15 +86,17 @@ def test_line_buffered_pass_matches_unfused_chain(pattern, method, gains):
         # unfused: front end into the demosaic workspace, full-frame demosaic, colour pass
         ws = DemosaicWorkspace(h, w)
         front_end_kernel(raw, *fe, ws.padded, PAD + ry, PAD + rx)
-        rgb = demosaic_into(ws.cfa_view(code), code, np.empty((h, w, 3), np.float32), method, ws=ws,
-                            malvar_gains=gains)
+        cd = method == "colour_difference"
+        kw = {"cd_smoothing": gains} if cd else {"malvar_gains": gains}
+        rgb = demosaic_into(ws.cfa_view(code), code, np.empty((h, w, 3), np.float32), method, ws=ws, **kw)
         h2, w2 = h // 2 * 2, w // 2 * 2
         y_ref, uv_ref = np.empty((h2, w2), np.float32), np.empty((2, h2 // 2, w2 // 2), np.float32)
         colour_kernel(rgb, CCM, lut, ym, y_ref, uv_ref)
         for nbands in (1, 3, h2 // 2 + 5):  # one band, uneven bands, more bands than row pairs
             y, uv = np.full_like(y_ref, np.nan), np.full_like(uv_ref, np.nan)
-            code_m = -1 if gains != MALVAR_GAINS else METHOD_CODES[method]  # -1: Malvar at other gains
-            front_colour_kernel(raw, *fe, code_m, malvar_coefficients(*gains), ry, rx, CCM, lut, ym, nbands, y, uv)
+            code_m = -1 if not cd and gains != MALVAR_GAINS else METHOD_CODES[method]  # -1: Malvar at other gains
+            mk = cd_weights(gains) if cd else malvar_coefficients(*gains)
+            front_colour_kernel(raw, *fe, code_m, mk, ry, rx, CCM, lut, ym, nbands, y, uv)
             # same arithmetic up to fastmath contraction: a value on a tone-LUT bin edge may take the next entry
             # (1/65536 apart), nothing more
             for got, want in ((y, y_ref), (uv, uv_ref)):
@@ -132,7 +136,7 @@ def test_scale_to_nv12_matches_float_scaler_and_packer(size, window_fit):
             assert d.max() <= 1 and d.mean() < 1e-3, (ow, oh, rng_name, d.max(), d.mean())
 
 
-@pytest.mark.parametrize("method", ["bilinear", "directional"])
+@pytest.mark.parametrize("method", ["bilinear", "directional", "colour_difference"])
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_golden_reference_vs_fast_other_demosaics(method, pattern):
     base = load_tuning("sc3336_day")

@@ -17,8 +17,8 @@ import numba as nb
 import numpy as np
 
 from camlab.errors import CamlabError
-from camlab.isp.stages.demosaic import (DIR_EPS, MALVAR_GAINS, METHOD_CODES, METHODS, PAD, PATTERN_CODES, check_cfa,
-                                        malvar_coefficients)
+from camlab.isp.stages.demosaic import (CD_SMOOTHING, DIR_EPS, MALVAR_GAINS, METHOD_CODES, METHODS, PAD,
+                                        PATTERN_CODES, check_cfa, malvar_coefficients)
 from camlab.sensor.cfa import PATTERNS, Pattern, channel_offsets
 
 # fastmath without the no-NaN/no-Inf assumptions, so the NaN scan during padding stays honest.
@@ -402,34 +402,103 @@ def _dir_output(c, q, top, left, out):
 
 
 @nb.njit(cache=True, fastmath=_FM)
-def _dir_row3(c, q, yp, left, w, pr, pg, pb):
-    """Planar twin of one :func:`_dir_output` row (padded row ``yp``) into R, G, B rows (same arithmetic)."""
-    d = q
+def _diff_rows3(m, e_2, e_1, e0, e1, e2, yp, left, w, pr, pg, pb):
+    """RGB row (padded row ``yp``, CFA row ``m``) from the colour-difference rows ``e_2``..``e2`` (rows yp-2..yp+2 of
+    a d/alpha plane: d = G - C at chroma sites, the horizontal weight at green sites) into R, G, B rows: the planar
+    twin of one :func:`_dir_output` row (same arithmetic). Rows share the padded column coordinates."""
     red_row = (yp & 1) == 0
     cs, nc, gs, ng = _sites_in_row(yp, left, w)
-    m, u, dn = c[yp, cs:], d[yp - 1, cs - 1:], d[yp + 1, cs - 1:]
-    d0 = d[yp, cs:]
+    mc, u, dn = m[cs:], e_1[cs - 1:], e1[cs - 1:]
+    d0 = e0[cs:]
     for k in range(nc):
         j = 2 * k
-        v = m[j]
+        v = mc[j]
         g = v + d0[j]
         oth = g - (u[j] + u[j + 2] + dn[j] + dn[j + 2]) * _Q
         _put3(pr, pg, pb, cs - left + j, red_row, v, g, oth)
-    m = c[yp, gs:]
-    al = q[yp, gs:]
-    e_2, e_1, e0 = d[yp - 2, gs - 2:], d[yp - 1, gs - 2:], d[yp, gs - 2:]
-    e1, e2 = d[yp + 1, gs - 2:], d[yp + 2, gs - 2:]
+    mg = m[gs:]
+    al = e0[gs:]
+    f_2, f_1, f0, f1, f2 = e_2[gs - 2:], e_1[gs - 2:], e0[gs - 2:], e1[gs - 2:], e2[gs - 2:]
     for k in range(ng):
         j = 2 * k
-        v = m[j]
+        v = mg[j]
         a = al[j]
-        hz_d = (e0[j + 1] + e0[j + 3]) * _H
-        vt_d = (e_1[j + 2] + e1[j + 2]) * _H
-        hz_x = (e_1[j] + _TWO * e_1[j + 2] + e_1[j + 4] + e1[j] + _TWO * e1[j + 2] + e1[j + 4]) * _E
-        vt_x = (e_2[j + 1] + e_2[j + 3] + _TWO * (e0[j + 1] + e0[j + 3]) + e2[j + 1] + e2[j + 3]) * _E
+        hz_d = (f0[j + 1] + f0[j + 3]) * _H
+        vt_d = (f_1[j + 2] + f1[j + 2]) * _H
+        hz_x = (f_1[j] + _TWO * f_1[j + 2] + f_1[j + 4] + f1[j] + _TWO * f1[j + 2] + f1[j + 4]) * _E
+        vt_x = (f_2[j + 1] + f_2[j + 3] + _TWO * (f0[j + 1] + f0[j + 3]) + f2[j + 1] + f2[j + 3]) * _E
         row_c = v - (a * hz_d + (_ONE - a) * vt_x)
         col_c = v - (a * hz_x + (_ONE - a) * vt_d)
         _put3(pr, pg, pb, gs - left + j, red_row, row_c, v, col_c)
+
+
+@nb.njit(cache=True, fastmath=_FM)
+def _dir_row3(c, q, yp, left, w, pr, pg, pb):
+    """Planar twin of one :func:`_dir_output` row (padded row ``yp``) into R, G, B rows (same arithmetic)."""
+    _diff_rows3(c[yp], q[yp - 2], q[yp - 1], q[yp], q[yp + 1], q[yp + 2], yp, left, w, pr, pg, pb)
+
+
+@nb.njit(cache=True, fastmath=_FM)
+def _ha_h_row(m, yp, x0, n, o):
+    """Hamilton–Adams horizontal difference dH (see the reference) of padded row ``yp`` (CFA row ``m``), columns
+    x0..x0+n-1, into ``o`` at the same columns: reads x0-2..x0+n+1. Unit stride (vectorises): the sign flips with
+    the site."""
+    mm = m[x0 - 2:]
+    oo = o[x0:]
+    par = (x0 ^ yp) & 1
+    for i in range(n):
+        sgn = np.float32(1 - 2 * ((i + par) & 1))  # +1 on chroma sites
+        v = mm[i + 2]
+        oo[i] = sgn * ((_TWO * (mm[i + 1] + v + mm[i + 3]) - mm[i] - mm[i + 4]) * _Q - v)
+
+
+@nb.njit(cache=True, fastmath=_FM)
+def _ha_v_row(a, b, m, d, e, yp, x0, n, o):
+    """Vertical difference dV of padded row ``yp`` (CFA rows ``a``..``e`` = yp-2..yp+2), columns x0..x0+n-1 (every
+    index "counter + constant" on slices, as in :func:`_ha_h_row`: with a runtime start numba checks each index
+    for wraparound and LLVM no longer vectorises, 15x slower)."""
+    par = (x0 ^ yp) & 1
+    a, b, m, d, e, oo = a[x0:], b[x0:], m[x0:], d[x0:], e[x0:], o[x0:]
+    for i in range(n):
+        sgn = np.float32(1 - 2 * ((i + par) & 1))
+        v = m[i]
+        oo[i] = sgn * ((_TWO * (b[i] + v + d[i]) - a[i] - e[i]) * _Q - v)
+
+
+@nb.njit(cache=True, fastmath=_FM)
+def _cd_row(dh, dvm, dv0, dvp, yp, x0, n, sw, k, o):
+    """The ``colour_difference`` d/alpha row of padded row ``yp``, columns x0..x0+n-1, into ``o``: at chroma sites
+    d = G - C, the mean of the horizontal difference ``dh`` (this row; read at x0-1..x0+n) and the vertical ``dv0``
+    (``dvm``/``dvp``: rows yp-1/yp+1) each smoothed [sw, 1, sw] * k along its direction; at green sites 1/2, the fixed
+    horizontal weight that :func:`_diff_rows3` reads."""
+    par = (x0 ^ yp) & 1
+    hk = _H * k
+    h, vm, v0, vp, oo = dh[x0 - 1:], dvm[x0:], dv0[x0:], dvp[x0:], o[x0:]
+    for i in range(n):
+        v = hk * (h[i + 1] + sw * (h[i] + h[i + 2]) + v0[i] + sw * (vm[i] + vp[i]))
+        oo[i] = v if ((i + par) & 1) == 0 else _H
+
+
+@nb.njit(parallel=True, fastmath=_FM, cache=True)
+def _cd_plane(c, y0, y1, x0, x1, sw, k, q):
+    """:func:`_cd_row` over padded rows y0..y1-1 of the padded CFA ``c`` into the plane ``q`` (each row computes its
+    three vertical difference rows itself: this full-frame path serves ``demosaic_fast``; the ISP pass keeps them in
+    a ring)."""
+    n = x1 - x0
+    wp = c.shape[1]
+    for y in nb.prange(y0, y1):
+        dh = np.empty(wp, np.float32)
+        dv = np.empty((3, wp), np.float32)
+        _ha_h_row(c[y], y, x0 - 1, n + 2, dh)
+        for j in range(3):
+            r = y - 1 + j
+            _ha_v_row(c[r - 2], c[r - 1], c[r], c[r + 1], c[r + 2], r, x0, n, dv[j])
+        _cd_row(dh, dv[0], dv[1], dv[2], y, x0, n, sw, k, q[y])
+
+
+def cd_weights(smoothing: float) -> np.ndarray:
+    """(s, 1 / (1 + 2 s)) float32: ``colour_difference``'s smoothing weights as the kernels take them."""
+    return np.array([smoothing, 1.0 / (1.0 + 2.0 * smoothing)], np.float32)
 
 
 def directional_planes(cfa: np.ndarray, pattern_code: int, ws: DemosaicWorkspace, check_finite: bool = True) -> tuple:
@@ -485,11 +554,13 @@ def workspace(height: int, width: int) -> DemosaicWorkspace:
 
 def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: int | str = "directional",
                   ws: DemosaicWorkspace | None = None, check_finite: bool = True,
-                  malvar_gains: tuple[float, float, float] = MALVAR_GAINS) -> np.ndarray:
+                  malvar_gains: tuple[float, float, float] = MALVAR_GAINS,
+                  cd_smoothing: float = CD_SMOOTHING) -> np.ndarray:
     """Demosaic a float32 C-contiguous (H, W) CFA into ``out`` (H, W, 3) float32; ``pattern_code`` indexes
     :data:`camlab.sensor.cfa.PATTERNS` (0 RGGB, 1 GRBG, 2 GBRG, 3 BGGR); ``method`` a name or index of
     :data:`METHODS`. ``cfa`` may also be ``ws.cfa_view(pattern_code)`` of the workspace in use (no copy then).
-    ``malvar_gains``: (alpha, beta, gamma) of ``malvar2004``. Returns ``out``."""
+    ``malvar_gains``: (alpha, beta, gamma) of ``malvar2004``; ``cd_smoothing``: the smoothing weight of
+    ``colour_difference``. Returns ``out``."""
     h, w = cfa.shape
     ws = workspace(h, w) if ws is None else ws
     in_place = False
@@ -524,16 +595,22 @@ def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: i
     elif m == 1:
         _malvar(c, top, left, out, malvar_coefficients(*malvar_gains), tuple(malvar_gains) == MALVAR_GAINS)
     else:
-        # The output reads d two rows/columns beyond the frame; d and alpha read the CFA 5 further out.
+        # The output reads d two rows/columns beyond the frame; d and alpha read the CFA 5 (colour_difference: 3)
+        # further out.
         y0, y1 = top - 2, top + h + 2
         x0, x1 = left - 2, left + w + 2
-        _dir_weights(c, y0, y1, x0, x1, ws.q, max(1, min(y1 - y0, 8 * nb.get_num_threads())))
+        if m == METHOD_CODES["colour_difference"]:
+            sw, k = cd_weights(cd_smoothing)
+            _cd_plane(c, y0, y1, x0, x1, sw, k, ws.q)
+        else:
+            _dir_weights(c, y0, y1, x0, x1, ws.q, max(1, min(y1 - y0, 8 * nb.get_num_threads())))
         _dir_output(c, ws.q, top, left, out)
     return out
 
 
 def demosaic_fast(cfa: np.ndarray, pattern: Pattern | str = "RGGB", method: str = "directional",
-                  malvar_gains: tuple[float, float, float] = MALVAR_GAINS) -> np.ndarray:
+                  malvar_gains: tuple[float, float, float] = MALVAR_GAINS,
+                  cd_smoothing: float = CD_SMOOTHING) -> np.ndarray:
     """Linear CFA (H, W) in [0, 1] -> linear RGB (H, W, 3) float32, fast path of the reference ``demosaic``."""
     from camlab.sensor.cfa import parse_pattern
 
@@ -546,4 +623,4 @@ def demosaic_fast(cfa: np.ndarray, pattern: Pattern | str = "RGGB", method: str 
     elif a.shape[0] < 2 or a.shape[1] < 2:
         check_cfa(a)
     out = np.empty(a.shape + (3,), np.float32)
-    return demosaic_into(a, PATTERN_CODES[pat], out, method, malvar_gains=malvar_gains)
+    return demosaic_into(a, PATTERN_CODES[pat], out, method, malvar_gains=malvar_gains, cd_smoothing=cd_smoothing)

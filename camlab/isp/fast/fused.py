@@ -3,9 +3,10 @@
 The algorithms are those of ``camlab/isp/stages/`` (each cites its paper); this module only decides how they run
 fast, in the spirit of Halide's camera pipe (Ragan-Kelley et al., "Halide: A Language and Compiler for Optimizing
 Parallelism, Locality, and Recomputation in Image Processing Pipelines", PLDI 2013): the algorithm kept apart from
-its schedule. Schedule, for the bilinear and Malvar demosaics (the day tuning): (1-3) one line-buffered pass over
-row bands, as a hardware ISP: raw uint16 -> BLC + DPC + LSC + digital gain + WB (one premultiplied gain map) into a
-ring of eight CFA rows -> demosaic of the current row into a planar RGB row -> CCM + tone curve and gamma (LUT) +
+its schedule. Schedule, for the bilinear, Malvar and colour-difference demosaics (the day tuning is Malvar): (1-3)
+one line-buffered pass over row bands, as a hardware ISP: raw uint16 -> BLC + DPC + LSC + digital gain + WB (one
+premultiplied gain map) into a ring of eight CFA rows (sixteen, plus eight rows of colour differences, for
+colour_difference) -> demosaic of the current row into a planar RGB row -> CCM + tone curve and gamma (LUT) +
 Y'CbCr with 4:2:0 chroma averaging, so neither the CFA nor the RGB image is written to memory; the directional
 demosaic (whose weights need full-frame passes) runs (1) into the demosaic workspace, (2) its weight passes of
 ``camlab.isp.fast.demosaic`` and (3) its output pass fused with the colour pass. Then (4) one pass over block rows
@@ -30,10 +31,15 @@ from numba import get_num_threads, njit, prange  # noqa: E402
 from camlab.isp.fast.demosaic import (
     _R_OFFSETS,
     _bilinear_row3,
+    _cd_row,
+    _diff_rows3,
+    _ha_h_row,
+    _ha_v_row,
     _dir_row3,
     _malvar_gains_row3,
     _malvar_row3,
     _reflect,
+    cd_weights,
     directional_planes,
     workspace,
 )
@@ -268,6 +274,25 @@ def _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, 
         row[xp] = row[left + _reflect(xp - left, w)]
 
 
+@njit(cache=True)
+def _band_scratch(w, w2):
+    """A band's scratch: the front end's defect flags and neighbours, the planar RGB row, its LUT indices and the
+    chroma sums of a 4:2:0 row pair."""
+    return (np.empty(w, np.bool_), np.empty(8, np.float32), np.empty((3, w2), np.float32),
+            np.empty((3, w2), np.int32), np.zeros(w2, np.float32), np.zeros(w2, np.float32))
+
+
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _emit_row(rgb, ccm, lut, ym, y, y_out, uv_out, ub, vb, idx):
+    """Planar RGB row ``y`` through CCM/tone/CSC into ``y_out``; its chroma summed into ``ub``/``vb``, written
+    (4:2:0) and cleared after each odd row."""
+    _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, y_out.shape[1], idx[0], idx[1], idx[2])
+    if y & 1:
+        _chroma_out(ub, vb, uv_out[0, y // 2], uv_out[1, y // 2])
+        ub[:] = 0.0
+        vb[:] = 0.0
+
+
 @njit(cache=True, error_model="numpy", fastmath=True)
 def _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, mk, ry, rx, ccm,
                        lut, ym, nbands, y_out, uv_out):
@@ -282,12 +307,7 @@ def _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc,
     if pa >= pb:
         return
     ring = np.empty((8, w + 5), np.float32)
-    flag = np.empty(w, np.bool_)
-    nbl = np.empty(8, np.float32)
-    rgb = np.empty((3, w2), np.float32)
-    idx = np.empty((3, w2), np.int32)
-    ub = np.zeros(w2, np.float32)
-    vb = np.zeros(w2, np.float32)
+    flag, nbl, rgb, idx, ub, vb = _band_scratch(w, w2)
     for yy in range(2 * pa - 2, 2 * pb + 2):  # fill CFA row yy; once five rows are in, output row yy - 2
         _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, ring[yy & 7], left, flag,
                   nbl)
@@ -304,25 +324,74 @@ def _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc,
         else:
             _malvar_gains_row3(ring[(y - 2) & 7], ring[(y - 1) & 7], ring[y & 7], ring[(y + 1) & 7],
                                ring[(y + 2) & 7], yp, left, w2, rgb[0], rgb[1], rgb[2], mk)
-        _colour_row3(rgb[0], rgb[1], rgb[2], ccm, lut, ym, y_out[y], ub, vb, w2, idx[0], idx[1], idx[2])
-        if y & 1:
-            _chroma_out(ub, vb, uv_out[0, y // 2], uv_out[1, y // 2])
-            ub[:] = 0.0
-            vb[:] = 0.0
+        _emit_row(rgb, ccm, lut, ym, y, y_out, uv_out, ub, vb, idx)
+
+
+CD_CODE = METHOD_CODES["colour_difference"]
+
+
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _front_cd_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, cdw, ry, rx, ccm, lut, ym,
+                   nbands, y_out, uv_out):
+    """Band ``band`` of :func:`front_colour_kernel` for ``colour_difference``: rings of 16 CFA rows, 4 vertical
+    difference rows and 8 d/alpha rows (``camlab.isp.fast.demosaic._cd_row``; ``cdw`` its (s, k) weights). Output
+    row y reads d rows y-2..y+2, d row r reads the vertical differences of rows r-1..r+1, each of those the CFA rows
+    two away: a band walks its CFA rows 5 ahead of its output."""
+    h, w = raw.shape
+    h2, w2 = y_out.shape
+    npairs = h2 // 2
+    top = 2 + ry  # only the parity of padded rows matters here (RGGB phase at even padded coordinates)
+    left = 6 + rx  # d is read 2 columns beyond the frame and reads the CFA 3 further out
+    pa = npairs * band // nbands
+    pb = npairs * (band + 1) // nbands
+    if pa >= pb:
+        return
+    wr = w + 14
+    ring = np.empty((16, wr), np.float32)
+    vring = np.zeros((4, wr), np.float32)
+    dh = np.zeros(wr, np.float32)
+    dring = np.zeros((8, wr), np.float32)
+    flag, nbl, rgb, idx, ub, vb = _band_scratch(w, w2)
+    sw, k = cdw[0], cdw[1]
+    x0, n = left - 2, w2 + 4
+    for yy in range(2 * pa - 5, 2 * pb + 5):
+        _ring_row(raw, yy, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, ring[yy & 15], left, flag,
+                  nbl)
+        rv = yy - 2  # its vertical differences are complete now
+        if rv < 2 * pa - 3:
+            continue
+        _ha_v_row(ring[(rv - 2) & 15], ring[(rv - 1) & 15], ring[rv & 15], ring[(rv + 1) & 15], ring[(rv + 2) & 15],
+                  rv + top, x0, n, vring[rv & 3])
+        r = rv - 1
+        if r < 2 * pa - 2:
+            continue
+        _ha_h_row(ring[r & 15], r + top, x0 - 1, n + 2, dh)
+        _cd_row(dh, vring[(r - 1) & 3], vring[r & 3], vring[(r + 1) & 3], r + top, x0, n, sw, k, dring[r & 7])
+        y = r - 2
+        if y < 2 * pa:
+            continue
+        _diff_rows3(ring[y & 15], dring[(y - 2) & 7], dring[(y - 1) & 7], dring[y & 7], dring[(y + 1) & 7],
+                    dring[(y + 2) & 7], y + top, left, w2, rgb[0], rgb[1], rgb[2])
+        _emit_row(rgb, ccm, lut, ym, y, y_out, uv_out, ub, vb, idx)
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def front_colour_kernel(raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, mk, ry, rx, ccm, lut,
                         ym, nbands, y_out, uv_out):
     """Front end + demosaic (``method`` 0 bilinear, 1 Malvar 2004 at the paper's gains, -1 Malvar 2004 with the tap
-    weights ``mk``, ``camlab.isp.stages.demosaic.malvar_coefficients``) + CCM/tone/CSC in one pass over row bands, as
+    weights ``mk``, ``camlab.isp.stages.demosaic.malvar_coefficients``; 3 colour_difference with the weights ``mk``,
+    ``camlab.isp.fast.demosaic.cd_weights``) + CCM/tone/CSC in one pass over row bands, as
     a hardware ISP's line-buffered pipeline: each band keeps the last eight white-balanced CFA rows in a ring and
     the current RGB row (planar) in a small buffer, so neither the CFA nor the RGB image goes through memory.
     ``(ry, rx)``: the position of R in the 2x2 tile. Same arithmetic as front_end_kernel -> demosaic_into ->
     colour_kernel (the rows at a band's edges are recomputed by both neighbours)."""
     for band in prange(nbands):
-        _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, mk, ry, rx,
-                           ccm, lut, ym, nbands, y_out, uv_out)
+        if method == CD_CODE:
+            _front_cd_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, mk, ry, rx, ccm, lut,
+                           ym, nbands, y_out, uv_out)
+        else:
+            _front_colour_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, clip_out, method, mk, ry,
+                               rx, ccm, lut, ym, nbands, y_out, uv_out)
 
 
 @njit(cache=True, error_model="numpy", fastmath=True)
@@ -1055,13 +1124,15 @@ def run_fast(pipe, frame, black, white, dgain, wb, ccm, sig_lut, state, clock):
     colour = (np.ascontiguousarray(ccm, dtype=np.float32), pipe._tone_lut(TONE_LUT_SIZE),
               rgb_to_yuv_matrix(cfg.csc.matrix))
     method = METHOD_CODES[cfg.demosaic.method]
-    if method in (0, 1):
+    if method in (0, 1, CD_CODE):
         # (1-3) one line-buffered pass: BLC + DPC + LSC + gain + WB -> demosaic -> CCM + tone + CSC
         ry, rx = (int(v) for v in _R_OFFSETS[code])
         nbands = max(1, min(h2 // 2, 4 * get_num_threads()))
         mk = malvar_coefficients(*cfg.demosaic.malvar_gains)
         if method == 1 and cfg.demosaic.malvar_gains != MALVAR_GAINS:
             method = -1  # the gains twin (camlab.isp.fast.demosaic._malvar_gains_row3)
+        elif method == CD_CODE:
+            mk = cd_weights(cfg.demosaic.cd_smoothing)
         front_colour_kernel(data, *fe, method, mk, ry, rx, *colour, nbands, y, uv)
         clock.lap("front_demosaic_colour")
     else:

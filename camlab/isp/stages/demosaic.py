@@ -10,6 +10,14 @@ References:
   (``malvar_alpha``/``malvar_beta``/``malvar_gamma``): at night gains the correction also amplifies sensor noise
   (the Laplacian of noise is noise x sqrt(1.25) for alpha), so the best gains there are lower (the probe figures
   are in ``camlab/isp/tune/default_space.yaml``).
+- ``colour_difference``: the same Hamilton–Adams estimates without a decision (both directions weighted 1/2; G at
+  R/B is then Malvar's G kernel at alpha 1/2), each directional colour difference first smoothed along its direction
+  with a 3-tap [s, 1, s] / (1 + 2 s) filter (``cd_smoothing`` = s; GBTF's directional filtering, linear), and R/B
+  rebuilt from colour differences as in ``directional`` at a fixed weight 1/2: the constant-colour-difference
+  assumption (Adams, "Design of practical color filter array interpolation algorithms for digital cameras", SPIE
+  3028, 1997; Gunturk et al. 2005, section III). A linear method: it needs no weight pass and fits the line-buffered
+  ISP pass like Malvar's kernels. At night gains it keeps most of the directional method's gain over Malvar (R/B by
+  smoothed colour differences average out more chroma noise than Malvar's R/B kernels) at a fraction of its cost.
 - ``directional`` (our default): Hamilton–Adams horizontal/vertical green estimates (Hamilton & Adams, US patent
   5,629,734, 1997) combined with Menon's colour-difference gradient classifier (Menon, Andriani, Calvagno,
   "Demosaicing with directional filtering and a posteriori decision", IEEE TIP 16(1), 2007) used as a soft decision:
@@ -33,8 +41,8 @@ import numpy as np
 from camlab.errors import CamlabError
 from camlab.sensor.cfa import PATTERNS, Pattern, channel_offsets, parse_pattern
 
-Method = Literal["bilinear", "malvar2004", "directional"]
-METHODS: tuple[Method, ...] = ("bilinear", "malvar2004", "directional")
+Method = Literal["bilinear", "malvar2004", "directional", "colour_difference"]
+METHODS: tuple[Method, ...] = ("bilinear", "malvar2004", "directional", "colour_difference")
 METHOD_CODES = {m: i for i, m in enumerate(METHODS)}
 PATTERN_CODES = {p: i for i, p in enumerate(PATTERNS)}
 PAD = 8          # reflection margin (the directional method reads up to 7 pixels away)
@@ -43,17 +51,21 @@ DIR_EPS = 1e-8   # regularizer of the squared 5x5 gradient sums in the direction
 
 MALVAR_GAINS = (0.5, 0.625, 0.75)  # the paper's alpha, beta, gamma
 MAX_MALVAR_GAIN = 1.5
+CD_SMOOTHING = 0.5       # default neighbour weight of colour_difference's 3-tap smoothing (module docstring)
+MAX_CD_SMOOTHING = 4.0
 
 
 @dataclass(frozen=True)
 class DemosaicParams:
     """``method``: one of :data:`METHODS`; ``malvar_alpha``/``malvar_beta``/``malvar_gamma``: the gradient-correction
-    gains of ``malvar2004`` (the module docstring; 0 = bilinear; other methods ignore them)."""
+    gains of ``malvar2004`` (the module docstring; 0 = bilinear; other methods ignore them); ``cd_smoothing``: the
+    neighbour weight s of ``colour_difference``'s [s, 1, s] smoothing of the colour differences (0 = none)."""
 
     method: Method = "directional"
     malvar_alpha: float = MALVAR_GAINS[0]
     malvar_beta: float = MALVAR_GAINS[1]
     malvar_gamma: float = MALVAR_GAINS[2]
+    cd_smoothing: float = CD_SMOOTHING
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -62,6 +74,9 @@ class DemosaicParams:
             v = getattr(self, name)
             if not 0.0 <= v <= MAX_MALVAR_GAIN:
                 raise CamlabError(f"demosaic.{name}: expected a gain in 0..{MAX_MALVAR_GAIN}, got {v}")
+        if not 0.0 <= self.cd_smoothing <= MAX_CD_SMOOTHING:
+            raise CamlabError(f"demosaic.cd_smoothing: expected a weight in 0..{MAX_CD_SMOOTHING}, "
+                              f"got {self.cd_smoothing}")
 
     @property
     def malvar_gains(self) -> tuple[float, float, float]:
@@ -178,13 +193,10 @@ def _box5(a: np.ndarray) -> np.ndarray:
     return _s(v, 0, -2) + _s(v, 0, -1) + v + _s(v, 0, 1) + _s(v, 0, 2)
 
 
-def directional_weights(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For a padded RGGB CFA: (dH, dV, alpha).
-
-    dH, dV: Hamilton–Adams horizontal/vertical estimates of the colour difference G - C at every site (C the colour
-    of the row resp. column: at a chroma site G estimate minus the sample, at a green site the sample minus the
-    estimate of C). alpha: weight of the horizontal direction, (kV^2 + eps) / (kH^2 + kV^2 + 2 eps), with kH, kV the
-    5x5 sums of |dH(x) - dH(x+1)| and |dV(y) - dV(y+1)| (Menon 2007's classifier, used as a soft decision)."""
+def ha_differences(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a padded RGGB CFA: Hamilton–Adams horizontal/vertical estimates dH, dV of the colour difference G - C at
+    every site (C the colour of the row resp. column: at a chroma site G estimate minus the sample, at a green site
+    the sample minus the estimate of C)."""
     isR, isB, _, _ = _sites(c.shape)
     chroma = isR | isB
     f = np.float32
@@ -192,6 +204,16 @@ def directional_weights(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     vf = (f(2) * (_s(c, -1, 0) + c + _s(c, 1, 0)) - _s(c, -2, 0) - _s(c, 2, 0)) * f(0.25)
     dh = np.where(chroma, hf - c, c - hf).astype(np.float32)
     dv = np.where(chroma, vf - c, c - vf).astype(np.float32)
+    return dh, dv
+
+
+def directional_weights(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a padded RGGB CFA: (dH, dV, alpha).
+
+    dH, dV: :func:`ha_differences`. alpha: weight of the horizontal direction, (kV^2 + eps) / (kH^2 + kV^2 + 2 eps), with kH, kV the
+    5x5 sums of |dH(x) - dH(x+1)| and |dV(y) - dV(y+1)| (Menon 2007's classifier, used as a soft decision)."""
+    f = np.float32
+    dh, dv = ha_differences(c)
     kh = _box5(np.abs(dh - _s(dh, 0, 1)))
     kv = _box5(np.abs(dv - _s(dv, 1, 0)))
     kh2 = kh * kh + f(DIR_EPS)
@@ -210,6 +232,16 @@ def _directional_rggb(c: np.ndarray) -> np.ndarray:
     dh5 = (_s(dh, 0, -2) + _s(dh, 0, -1) + dh + _s(dh, 0, 1) + _s(dh, 0, 2)) * fifth
     dv5 = (_s(dv, -2, 0) + _s(dv, -1, 0) + dv + _s(dv, 1, 0) + _s(dv, 2, 0)) * fifth
     d = np.where(chroma, a * dh5 + (one - a) * dv5, 0).astype(np.float32)       # G - C at chroma sites
+    return _from_differences(c, d, a)
+
+
+def _from_differences(c: np.ndarray, d: np.ndarray, a) -> np.ndarray:
+    """RGB from the padded RGGB CFA ``c`` and ``d`` = G - C at its chroma sites: G = C + d there; the opposite colour
+    from the mean of the 4 diagonal neighbours' d; R and B at green sites from the neighbours' differences, the
+    horizontal ones weighted ``a`` (per site or a scalar) and the vertical ones 1 - ``a``."""
+    isR, isB, isGr, isGb = _sites(c.shape)
+    chroma = isR | isB
+    one = np.float32(1)
     g = np.where(chroma, c + d, c)
     q = np.float32(0.25)
     # Opposite-colour difference at chroma sites: mean of the 4 diagonal neighbours' d.
@@ -231,6 +263,19 @@ def _directional_rggb(c: np.ndarray) -> np.ndarray:
     return out
 
 
+def _colour_difference_rggb(c: np.ndarray, smoothing: float = CD_SMOOTHING) -> np.ndarray:
+    isR, isB, _, _ = _sites(c.shape)
+    chroma = isR | isB
+    dh, dv = ha_differences(c)
+    s = np.float32(smoothing)
+    k = np.float32(1.0 / (1.0 + 2.0 * smoothing))
+    dhs = (dh + s * (_s(dh, 0, -1) + _s(dh, 0, 1))) * k
+    dvs = (dv + s * (_s(dv, -1, 0) + _s(dv, 1, 0))) * k
+    half = np.float32(0.5)
+    d = np.where(chroma, half * (dhs + dvs), 0).astype(np.float32)
+    return _from_differences(c, d, half)
+
+
 _RGGB_IMPL = {"bilinear": _bilinear_rggb, "malvar2004": _malvar_rggb, "directional": _directional_rggb}
 
 
@@ -240,7 +285,12 @@ def demosaic(cfa: np.ndarray, pattern: Pattern | str = "RGGB", p: DemosaicParams
     pat = parse_pattern(pattern, "demosaic: pattern")
     c = check_cfa(cfa)
     padded, top, left = pad_cfa(c, pat)
-    out = _malvar_rggb(padded, p.malvar_gains) if p.method == "malvar2004" else _RGGB_IMPL[p.method](padded)
+    if p.method == "malvar2004":
+        out = _malvar_rggb(padded, p.malvar_gains)
+    elif p.method == "colour_difference":
+        out = _colour_difference_rggb(padded, p.cd_smoothing)
+    else:
+        out = _RGGB_IMPL[p.method](padded)
     h, w = c.shape
     return np.ascontiguousarray(out[top:top + h, left:left + w])
 
