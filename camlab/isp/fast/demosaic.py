@@ -1,7 +1,8 @@
 """Fast demosaicing kernels (numba, parallel over rows) for the methods of ``camlab.isp.stages.demosaic``.
 
 Same algorithms and arithmetic as the reference (Malvar, He, Cutler, ICASSP 2004; Hamilton & Adams 1997 with
-Menon et al., IEEE TIP 2007 colour-difference classification, soft-weighted as in Pekkucuksen & Altunbasak 2010);
+Menon et al., IEEE TIP 2007 colour-difference classification, soft-weighted as in Pekkucuksen & Altunbasak 2010; the
+linear colour-difference method, whose rows :mod:`camlab.isp.fast.fused` also runs line-buffered);
 golden tests hold these kernels to the reference on all four Bayer patterns and odd sizes. Halide-style: the
 algorithm lives in the reference module, this one only changes how it is scheduled (row-parallel, fused passes,
 reflection padding done once into a reusable buffer).
