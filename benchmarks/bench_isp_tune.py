@@ -176,7 +176,7 @@ def quality_only_study(tmp: Path, **kw) -> dict:
     return _summary(tune(dataclasses.replace(cfg, **kw)))
 
 
-def demosaic_costs(rounds: int = 3) -> dict:
+def demosaic_costs(rounds: int = 5) -> dict:
     """Fast-path CPU ms per 1280x720 frame of the shipped tuning with each demosaic method (one numba thread, min of
     5 frames; median of ``rounds`` alternating rounds): what choosing a demosaic costs the cost-limited search."""
     from camlab.isp.pipeline import load_tuning
