@@ -348,6 +348,8 @@ def _front_cd_band(band, raw, black, scale, gmap, tgain, thr, dpc, clip_blc, cli
         return
     wr = w + 14
     ring = np.empty((16, wr), np.float32)
+    # zeroed, not np.empty: vector lanes past the written columns read these rows, and garbage there (denormals)
+    # made the whole pass 2x slower (22 ms against 10 ms for 720p on one thread)
     vring = np.zeros((4, wr), np.float32)
     dh = np.zeros(wr, np.float32)
     dring = np.zeros((8, wr), np.float32)
