@@ -210,8 +210,9 @@ def ha_differences(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def directional_weights(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For a padded RGGB CFA: (dH, dV, alpha).
 
-    dH, dV: :func:`ha_differences`. alpha: weight of the horizontal direction, (kV^2 + eps) / (kH^2 + kV^2 + 2 eps), with kH, kV the
-    5x5 sums of |dH(x) - dH(x+1)| and |dV(y) - dV(y+1)| (Menon 2007's classifier, used as a soft decision)."""
+    dH, dV: :func:`ha_differences`. alpha: weight of the horizontal direction, (kV^2 + eps) / (kH^2 + kV^2 + 2 eps),
+    with kH, kV the 5x5 sums of |dH(x) - dH(x+1)| and |dV(y) - dV(y+1)| (Menon 2007's classifier, used as a soft
+    decision)."""
     f = np.float32
     dh, dv = ha_differences(c)
     kh = _box5(np.abs(dh - _s(dh, 0, 1)))
@@ -222,7 +223,7 @@ def directional_weights(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _directional_rggb(c: np.ndarray) -> np.ndarray:
-    isR, isB, isGr, isGb = _sites(c.shape)
+    isR, isB, _, _ = _sites(c.shape)
     chroma = isR | isB
     dh, dv, a = directional_weights(c)
     one = np.float32(1)
