@@ -170,6 +170,8 @@ def test_bad_input():
         demosaic(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(CamlabError, match="out must be float32"):
         demosaic_into(np.zeros((8, 8), np.float32), 0, np.zeros((8, 8, 3), np.float64))
+    with pytest.raises(CamlabError, match="cd_smoothing must be a weight in 0..4"):
+        demosaic_fast(np.zeros((8, 8), np.float32), "RGGB", "colour_difference", cd_smoothing=-0.5)
     out = demosaic_fast(np.ones((2, 2), np.float64) * 0.5, "bggr", "malvar2004")  # dtype converted
     np.testing.assert_allclose(out, 0.5, atol=1e-6)
 

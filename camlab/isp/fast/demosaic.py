@@ -18,8 +18,8 @@ import numba as nb
 import numpy as np
 
 from camlab.errors import CamlabError
-from camlab.isp.stages.demosaic import (CD_SMOOTHING, DIR_EPS, MALVAR_GAINS, METHOD_CODES, METHODS, PAD,
-                                        PATTERN_CODES, check_cfa, malvar_coefficients)
+from camlab.isp.stages.demosaic import (CD_SMOOTHING, DIR_EPS, MALVAR_GAINS, MAX_CD_SMOOTHING, METHOD_CODES, METHODS,
+                                        PAD, PATTERN_CODES, check_cfa, malvar_coefficients)
 from camlab.sensor.cfa import PATTERNS, Pattern, channel_offsets
 
 # fastmath without the no-NaN/no-Inf assumptions, so the NaN scan during padding stays honest.
@@ -580,6 +580,8 @@ def demosaic_into(cfa: np.ndarray, pattern_code: int, out: np.ndarray, method: i
     m = METHOD_CODES.get(method, -1) if isinstance(method, str) else int(method)
     if not 0 <= m < len(METHODS):
         raise CamlabError(f"demosaic_into: unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if not 0.0 <= cd_smoothing <= MAX_CD_SMOOTHING:
+        raise CamlabError(f"demosaic_into: cd_smoothing must be a weight in 0..{MAX_CD_SMOOTHING}, got {cd_smoothing}")
     if ws.shape != (h, w):
         raise CamlabError(f"demosaic_into: workspace is for {ws.shape}, frame is {(h, w)}")
     ry, rx = _R_OFFSETS[int(pattern_code)]
