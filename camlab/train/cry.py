@@ -7,7 +7,8 @@ cost-weighted BCE (no-cry windows, and more so those cropped around mined hard n
 auxiliary head learns YAMNet's probabilities of baby cry, baby laughter, babbling, speech, music, television and cat
 (soft binary targets, :func:`camlab.eval.yamnet.teacher_logits`, cached on disk) on the augmented windows and
 mixtures, so the shared features must separate a cry from its neighbours. Weights: the
-last epoch's (``select_epoch: last``); the alarm operating point comes from training-split streams. Validation
+last epoch's (``select_epoch: last``), or with ``ema_epochs`` > 0 the exponential moving average of the weights at that
+epoch (Polyak averaging, :mod:`camlab.train.ema`); the alarm operating point comes from training-split streams. Validation
 (reported, never used to pick): window metrics on augmented windows of the validation recordings every epoch, and
 at the end the clip / stream
 evaluation of :mod:`camlab.eval.audio` on the validation split (``cry/``, ``nocry/`` laid out by
@@ -27,6 +28,7 @@ from camlab import settings
 from camlab.config import load_config, to_dict
 from camlab.data.audio import AudioDataConfig, WindowSampler, cached_features, index_for, split_dir
 from camlab.models.cry import KIND, CryModelConfig, build_model, count_macs, count_params
+from camlab.train.ema import WeightAverage, check_horizon, decay_for_horizon
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -51,6 +53,8 @@ class TrainBudget:
     select_epoch: str = "last"        # "last" (validation never picks the weights) or "val_windows" (legacy)
     distill_weight: float = 0.0       # weight of the YAMNet-teacher loss on the auxiliary head (0 = no teacher)
     distill_windows: int = 1024       # windows of each new pool scored by the teacher (the rest: labels only)
+    ema_epochs: float = 0.0           # the weights evaluated and shipped are their moving average over about this many
+    #                                   epochs (camlab.train.ema; 0 = the live weights)
 
     def __post_init__(self):
         if self.neg_weight <= 0 or self.hard_weight <= 0:
@@ -65,6 +69,7 @@ class TrainBudget:
             raise ValueError("need pool_reuse >= 1, val_windows >= 16, lr > 0")
         if self.distill_weight < 0 or self.distill_windows < 0:
             raise ValueError("need distill_weight >= 0 and distill_windows >= 0")
+        check_horizon(self.ema_epochs, "ema_epochs")
 
 
 @dataclass(frozen=True)
@@ -414,6 +419,8 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
 
     model = build_model(cfg.model)
     n_params, macs = count_params(model), count_macs(cfg.model)
+    average = (WeightAverage(model, decay_for_horizon(b.ema_epochs, b.windows_per_epoch // b.batch_size))
+               if b.ema_epochs > 0 else None)
     opt = torch.optim.AdamW(model.parameters(), lr=b.lr, weight_decay=b.weight_decay)
     steps_per_epoch = b.windows_per_epoch // b.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=b.lr, total_steps=b.epochs * steps_per_epoch,
@@ -469,8 +476,11 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
                 loss.backward()
                 opt.step()
                 sched.step()
+                if average is not None:
+                    average.update(model)
                 total += loss.item()
-            logits_val, val_loss = _window_eval(model, x_val, y_val)
+            scored = average.model if average is not None else model
+            logits_val, val_loss = _window_eval(scored, x_val, y_val)
             m = binary_metrics(1 / (1 + np.exp(-logits_val)), y_val, cfg.model.decode.threshold)
             row = {"epoch": epoch, "train_loss": total / steps_per_epoch, "val_loss": val_loss,
                    "val_window_f1": m["f1"], "val_window_auc": m["roc_auc"] or 0.0, "epoch_s": time.time() - t0}
@@ -478,7 +488,7 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
             score = m["f1"] - 0.01 * val_loss if b.select_epoch == "val_windows" else float(epoch)
             if score > best[0]:
-                best = (score, copy.deepcopy(model.state_dict()), epoch)
+                best = (score, copy.deepcopy(scored.state_dict()), epoch)
         model.load_state_dict(best[1])
         model.eval()
         model_cfg = cfg.model

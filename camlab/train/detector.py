@@ -4,7 +4,8 @@ Runs unchanged as one process or under ``torchrun --nproc_per_node N`` (gloo; :m
 DistributedSampler per rank and DDP gradient averaging (Li et al., VLDB 2020). Each epoch: camera-domain images
 (:mod:`camlab.data.render`, cached sensor + ISP renderings), albumentations augmentation, letterbox into the
 static input, FCOS/GFL loss (:mod:`camlab.train.detector_loss`), AdamW (Loshchilov & Hutter, ICLR 2019) with
-linear warm-up and cosine decay. Rank 0 evaluates on the validation split (:mod:`camlab.eval.detection`), writes
+linear warm-up and cosine decay; with ``optim.ema_epochs`` > 0 the weights evaluated, calibrated and saved to
+``best.pt`` are the moving average of the live ones (Polyak averaging, :mod:`camlab.train.ema`). Rank 0 evaluates on the validation split (:mod:`camlab.eval.detection`), writes
 ``last.pt``/``best.pt`` atomically (:mod:`camlab.train.checkpoint`) and logs params, per-epoch losses and
 metrics, the checkpoint, PR curves and the confusion matrix to MLflow.
 """
@@ -49,6 +50,13 @@ class OptimConfig:
     max_steps: int = 0            # stop after this many steps in total (0 = no limit; tests)
     grad_clip: float = 10.0
     backbone_lr_mult: float = 1.0  # learning-rate factor of a pretrained backbone (fine-tune gently)
+    ema_epochs: float = 0.0       # evaluate, calibrate and ship the moving average of the weights over about this
+    #                               many epochs (camlab.train.ema); 0 = the live weights
+
+    def __post_init__(self) -> None:
+        from camlab.train.ema import check_horizon
+
+        check_horizon(self.ema_epochs, "ema_epochs")
 
 
 @dataclass(frozen=True)
@@ -568,6 +576,17 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
     if cfg.optim.max_steps:
         total_steps = min(total_steps, cfg.optim.max_steps)
     warmup = max(1, int(cfg.optim.warmup_epochs * steps_per_epoch))
+    average = None
+    if cfg.optim.ema_epochs > 0:
+        from camlab.train.ema import WeightAverage, decay_for_horizon
+
+        average = WeightAverage(model, decay_for_horizon(cfg.optim.ema_epochs, steps_per_epoch))
+        if resume is not None:
+            if "average" not in ck:
+                raise ConfigError(f"{resume}: optim.ema_epochs > 0 but the checkpoint holds no weight average "
+                                  f"(it was trained without one); start a fresh run")
+            average.load_state_dict(ck["average"], ck["average_updates"])
+    shipped = average.model if average is not None else model   # what is evaluated, calibrated and saved
 
     mlflow_ctx = None
     if info.is_main and cfg.log_mlflow:
@@ -619,6 +638,8 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
                 if cfg.optim.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 opt.step()
+                if average is not None:
+                    average.update(model)
                 step += 1
                 n_batches += 1
                 for k, v in parts.items():
@@ -636,8 +657,8 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
             if do_eval:
                 from camlab.eval.detection import evaluate
 
-                model.eval()
-                final_eval = evaluate(model, val_s, details=True,
+                shipped.eval()
+                final_eval = evaluate(shipped, val_s, details=True,
                                       hog=bool(cfg.eval_hog and last_epoch and not cfg.calibrate.enabled),
                                       show_progress=show)
                 for c, m in final_eval["classes"].items():
@@ -648,18 +669,22 @@ def train(config: DetectorTrainConfig | dict | str | Path | None = None, *, over
             history.append(row)
             if info.is_main:
                 score = row.get("val_map50", -row["train_loss"])
-                is_best = score > best_score
+                # with a weight average, best.pt is the only file holding it: never leave it unwritten
+                is_best = score > best_score or (average is not None and not best_path.is_file())
                 best_score = max(best_score, score)
                 meta = {"history": history, "best_score": best_score, "mlflow_run_id": run_id,
                         "git_commit": tracking.git_commit(), "data": data_info["split"],
                         "counts": data_info["counts"], "params": n_params, "macs": n_macs,
                         "metrics": {k: v for k, v in row.items() if k.startswith("val_")}}
+                averaged = ({} if average is None else
+                            {"average": average.state_dict(), "average_updates": average.updates})
+                # last.pt resumes training: the live weights, with the average beside them
                 save_checkpoint(last_path, kind=KIND, model_config=cfg.model.to_dict(),
                                 state_dict=model.state_dict(), meta=meta, optimizer=opt.state_dict(),
-                                epoch=epoch, step=step)
+                                epoch=epoch, step=step, **averaged)
                 if is_best:
                     save_checkpoint(best_path, kind=KIND, model_config=cfg.model.to_dict(),
-                                    state_dict=model.state_dict(), meta=meta, epoch=epoch, step=step)
+                                    state_dict=shipped.state_dict(), meta=meta, epoch=epoch, step=step)
                 if cfg.log_mlflow:
                     import mlflow
                     mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch + 1)

@@ -334,3 +334,26 @@ def test_teacher_blend_is_applied_after_training_and_shipped(synth_root, tmp_pat
     no_aux = {**over, "model": {"stem_channels": 16, "channels": [16, 32]}, "decode_blend": 0.5}
     with pytest.raises(ConfigError, match="distillation head"):
         train("cry_demo", overrides=no_aux)
+
+
+def test_weight_average_trains_the_same_live_weights_and_ships_the_average(synth_root, tmp_path):
+    """``train.ema_epochs``: the live weights follow the plain recipe's path step for step (the same losses), and the
+    checkpoint holds their moving average, which differs from the plain recipe's final weights."""
+    import torch
+
+    from camlab.models.cry import load_checkpoint
+    from camlab.train.cry import train
+
+    over = {"progress": False, "clip_eval": False,
+            "data": {"root": str(synth_root), "val_fraction": 0.3},
+            "train": {"epochs": 2, "windows_per_epoch": 64, "pool_reuse": 1, "batch_size": 16, "val_windows": 32},
+            "model": {"stem_channels": 16, "channels": [16, 32]}}
+    plain = train("cry_demo", overrides={**over, "output_dir": str(tmp_path / "plain")})
+    averaged = train("cry_demo", overrides={**over, "output_dir": str(tmp_path / "ema"),
+                                            "train": {**over["train"], "ema_epochs": 1.0}})
+    m0, meta0 = load_checkpoint(plain.checkpoint)
+    m1, meta1 = load_checkpoint(averaged.checkpoint)
+    assert [r["train_loss"] for r in meta0["history"]] == [r["train_loss"] for r in meta1["history"]]
+    s0, s1 = m0.state_dict(), m1.state_dict()
+    assert s0.keys() == s1.keys()
+    assert not all(torch.equal(s0[k], s1[k]) for k in s0 if s0[k].is_floating_point())

@@ -89,7 +89,11 @@ def test_every_builtin_detector_recipe_loads_and_each_trial_changes_one_knob():
               ("detector_gate_pv", "detector_full"): ("calibrate", {
                   **dataclasses.asdict(cfgs["detector_full"].calibrate), "presence_gate": ("pet", "vehicle")}),
               ("detector_loso_gate_pv", "detector_loso"): ("calibrate", {
-                  **dataclasses.asdict(cfgs["detector_loso"].calibrate), "presence_gate": ("pet", "vehicle")})}
+                  **dataclasses.asdict(cfgs["detector_loso"].calibrate), "presence_gate": ("pet", "vehicle")}),
+              ("detector_ema", "detector_full"): ("optim", {**dataclasses.asdict(cfgs["detector_full"].optim),
+                                                            "ema_epochs": 1.0}),
+              ("detector_loso_ema", "detector_loso"): ("optim", {**dataclasses.asdict(cfgs["detector_loso"].optim),
+                                                                 "ema_epochs": 1.0})}
     for (trial, base), (knob, value) in trials.items():
         a, b = dataclasses.asdict(cfgs[trial]), dataclasses.asdict(cfgs[base])
         changed = {k for k in a if a[k] != b[k]}
