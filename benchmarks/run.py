@@ -43,10 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(argv if argv is not None else sys.argv[1:])
     RESULTS.mkdir(parents=True, exist_ok=True)
     modules = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
-    failed = []
+    benches = []
     for stem in modules:
         mod = importlib.import_module(f"benchmarks.{stem}")
-        name = getattr(mod, "NAME", stem.removeprefix("bench_"))
+        benches.append((getattr(mod, "NAME", stem.removeprefix("bench_")), mod))
+    unknown = sorted(wanted - {name for name, _ in benches})
+    if unknown:   # running nothing and exiting 0 would read as a finished run
+        print(f"no bench named {', '.join(unknown)}; known: {', '.join(name for name, _ in benches)}",
+              file=sys.stderr)
+        return 2
+    failed = []
+    for name, mod in benches:
         if wanted and name not in wanted:
             continue
         print(f"== bench {name}", flush=True)

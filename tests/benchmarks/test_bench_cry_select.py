@@ -166,3 +166,23 @@ def test_the_selection_refuses_to_run_on_the_demo_slice(tmp_path, monkeypatch):
     monkeypatch.setattr(settings, "data_root", lambda: tmp_path / "no-data")
     with pytest.raises(ValueError, match="CAMLAB_DATA"):
         mod.run()
+
+
+def test_an_unknown_bench_name_is_refused_before_anything_runs(monkeypatch, capsys):
+    """``python -m benchmarks.run cry_select`` with CAMLAB_CRY_SELECT_RECIPES set names a bench that does not exist
+    then (its name is cry_select_<recipes>): it used to run nothing and exit 0, which reads as a finished run."""
+    import importlib
+
+    import benchmarks.bench_cry_select as mod
+    from benchmarks import run
+
+    monkeypatch.setenv("CAMLAB_CRY_SELECT_RECIPES", "cry_music,cry_ema")
+    try:
+        importlib.reload(mod)
+        assert mod.NAME == "cry_select_music_ema"
+        assert run.main(["cry_select"]) == 2
+        err = capsys.readouterr().err
+        assert "no bench named cry_select" in err and "cry_select_music_ema" in err
+    finally:
+        monkeypatch.delenv("CAMLAB_CRY_SELECT_RECIPES")
+        importlib.reload(mod)
