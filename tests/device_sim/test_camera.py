@@ -180,7 +180,13 @@ def test_real_time_clock_paces_the_loop(world, tmp_path):
                        settings=replace(SMALL, clock="real"), data_root=root, write=False, on_event=seen.append)
     assert seen == rep["events"]
     assert rep["real_time_factor"] <= 1.02                 # a real-time camera never runs ahead of its sensor
-    assert rep["main_stream_fps"] == pytest.approx(20.0) and rep["latency_ms"]["capture_to_isp"]["p50"] > 0
+    assert rep["latency_ms"]["capture_to_isp"]["p50"] > 0
+    # the sensor clock gives 20 frames in the second; each is encoded or counted where it was lost (a starved CPU
+    # drops frames at a full queue, as a camera does): a frame rate is a benchmark figure, not a unit-test one
+    sensor, drops = rep["pipeline"]["stages"]["sensor"], rep["pipeline"]["drops"]
+    assert sensor["handled"] + sensor["late_frames_skipped"] == 20
+    encoded = round(rep["main_stream_fps"] * rep["duration_s"])
+    assert 0 < encoded and encoded + drops["isp"] + drops["encode_main"] + sensor["late_frames_skipped"] == 20
 
 
 def test_privacy_zone_is_black_in_both_isp_outputs():
