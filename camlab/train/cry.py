@@ -7,8 +7,9 @@ cost-weighted BCE (no-cry windows, and more so those cropped around mined hard n
 auxiliary head learns YAMNet's probabilities of baby cry, baby laughter, babbling, speech, music, television and cat
 (soft binary targets, :func:`camlab.eval.yamnet.teacher_logits`, cached on disk) on the augmented windows and
 mixtures, so the shared features must separate a cry from its neighbours. Weights: the
-last epoch's (``select_epoch: last``), or with ``ema_epochs`` > 0 the exponential moving average of the weights at that
-epoch (Polyak averaging, :mod:`camlab.train.ema`); the alarm operating point comes from training-split streams. Validation
+last epoch's (``select_epoch: last``), or with ``ema_epochs`` > 0 the exponential moving average of the weights at
+that epoch (Polyak averaging, :mod:`camlab.train.ema`); the alarm operating point comes from training-split streams.
+Validation
 (reported, never used to pick): window metrics on augmented windows of the validation recordings every epoch, and
 at the end the clip / stream
 evaluation of :mod:`camlab.eval.audio` on the validation split (``cry/``, ``nocry/`` laid out by

@@ -5,9 +5,10 @@ DistributedSampler per rank and DDP gradient averaging (Li et al., VLDB 2020). E
 (:mod:`camlab.data.render`, cached sensor + ISP renderings), albumentations augmentation, letterbox into the
 static input, FCOS/GFL loss (:mod:`camlab.train.detector_loss`), AdamW (Loshchilov & Hutter, ICLR 2019) with
 linear warm-up and cosine decay; with ``optim.ema_epochs`` > 0 the weights evaluated, calibrated and saved to
-``best.pt`` are the moving average of the live ones (Polyak averaging, :mod:`camlab.train.ema`). Rank 0 evaluates on the validation split (:mod:`camlab.eval.detection`), writes
-``last.pt``/``best.pt`` atomically (:mod:`camlab.train.checkpoint`) and logs params, per-epoch losses and
-metrics, the checkpoint, PR curves and the confusion matrix to MLflow.
+``best.pt`` are the moving average of the live ones (Polyak averaging, :mod:`camlab.train.ema`). Rank 0 evaluates
+on the validation split (:mod:`camlab.eval.detection`), writes ``last.pt``/``best.pt`` atomically
+(:mod:`camlab.train.checkpoint`) and logs params, per-epoch losses and metrics, the checkpoint, PR curves and the
+confusion matrix to MLflow.
 """
 from __future__ import annotations
 
