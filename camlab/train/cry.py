@@ -420,10 +420,9 @@ def _train(cfg: CryTrainConfig) -> TrainResult:
 
     model = build_model(cfg.model)
     n_params, macs = count_params(model), count_macs(cfg.model)
-    average = (WeightAverage(model, decay_for_horizon(b.ema_epochs, b.windows_per_epoch // b.batch_size))
-               if b.ema_epochs > 0 else None)
     opt = torch.optim.AdamW(model.parameters(), lr=b.lr, weight_decay=b.weight_decay)
     steps_per_epoch = b.windows_per_epoch // b.batch_size
+    average = WeightAverage(model, decay_for_horizon(b.ema_epochs, steps_per_epoch)) if b.ema_epochs > 0 else None
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=b.lr, total_steps=b.epochs * steps_per_epoch,
                                                 pct_start=0.2)
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")

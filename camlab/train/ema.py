@@ -31,8 +31,6 @@ class WeightAverage:
     """A frozen copy of ``model`` whose tensors follow the live ones: ema = d * ema + (1 - d) * live."""
 
     def __init__(self, model, decay: float):
-        import torch
-
         if not 0.0 < decay < 1.0:
             raise ValueError(f"weight-average decay must be in (0, 1), got {decay}")
         self.decay = float(decay)
@@ -40,15 +38,16 @@ class WeightAverage:
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self._torch = torch
 
     def effective_decay(self) -> float:
         """The decay of the next update: TF's warm-up min(d, (1 + t) / (10 + t)), t = updates so far."""
         return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
 
     def update(self, live) -> None:
+        import torch
+
         d = self.effective_decay()
-        with self._torch.no_grad():
+        with torch.no_grad():
             averaged = self.model.state_dict()
             for name, value in live.state_dict().items():
                 target = averaged[name]
